@@ -1,0 +1,125 @@
+package verto
+
+import (
+	"crypto/tls"
+	"time"
+)
+
+// Config holds the Verto server settings. The zero value is usable: [Config.withDefaults] fills in
+// loopback-only, size- and rate-limited defaults.
+type Config struct {
+	// Addr is the listen address for ListenAndServe (default "127.0.0.1:8081").
+	Addr string
+	// TLS, when set, makes ListenAndServe serve wss instead of ws.
+	TLS *tls.Config
+	// CertFile and KeyFile, when both set and TLS is nil, load a certificate for wss.
+	CertFile, KeyFile string
+	// AllowedOrigins lists the Origin header values accepted on the WebSocket upgrade. Empty means
+	// same-origin requests and requests without Origin only; "*" allows every origin.
+	AllowedOrigins []string
+
+	// MaxFrameBytes caps one incoming frame (default 256 KiB); a bigger frame closes the socket
+	// with close code 1009.
+	MaxFrameBytes int64
+	// RequestRate / RequestBurst is the token bucket for all requests of one connection
+	// (default 20/s, burst 60).
+	RequestRate  float64
+	RequestBurst int
+	// InviteRate / InviteBurst is the token bucket for verto.invite per connection (default 1/s,
+	// burst 4).
+	InviteRate  float64
+	InviteBurst int
+	// MaxCallsPerSession caps concurrent calls of one sessid (default 16).
+	MaxCallsPerSession int
+	// MaxSessionsPerUser caps the sessids one user may hold at once (default 32).
+	MaxSessionsPerUser int
+
+	// LoginTimeout closes a connection that has not logged in within it (default 60 s).
+	LoginTimeout time.Duration
+	// LoginFailDelay is the first back-off after a failed login; it doubles per failure up to
+	// 3.2 s (default 100 ms). After MaxLoginFailures failures (default 10) the socket is closed.
+	LoginFailDelay   time.Duration
+	MaxLoginFailures int
+	// PingInterval: the server sends verto.ping after this long without any frame from the client
+	// (default 30 s, like mod_verto).
+	PingInterval time.Duration
+	// WriteTimeout bounds one WebSocket write (default 10 s).
+	WriteTimeout time.Duration
+	// DetachGrace keeps answered calls of a disconnected sessid for re-attach (default 120 s, as
+	// mod_verto's detach-timeout-sec). After it they are hung up with RECOVERY_ON_TIMER_EXPIRE.
+	DetachGrace time.Duration
+	// KeepDomain passes the whole "user@domain" login as Credentials.User; by default the
+	// "@domain" part is chopped off (mod_verto chop-domain).
+	KeepDomain bool
+}
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8081"
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = 256 << 10
+	}
+	if c.RequestRate <= 0 {
+		c.RequestRate = 20
+	}
+	if c.RequestBurst <= 0 {
+		c.RequestBurst = 60
+	}
+	if c.InviteRate <= 0 {
+		c.InviteRate = 1
+	}
+	if c.InviteBurst <= 0 {
+		c.InviteBurst = 4
+	}
+	if c.MaxCallsPerSession <= 0 {
+		c.MaxCallsPerSession = 16
+	}
+	if c.MaxSessionsPerUser <= 0 {
+		c.MaxSessionsPerUser = 32
+	}
+	if c.LoginTimeout <= 0 {
+		c.LoginTimeout = 60 * time.Second
+	}
+	if c.LoginFailDelay <= 0 {
+		c.LoginFailDelay = 100 * time.Millisecond
+	}
+	if c.MaxLoginFailures <= 0 {
+		c.MaxLoginFailures = 10
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.DetachGrace <= 0 {
+		c.DetachGrace = 120 * time.Second
+	}
+	return c
+}
+
+// bucket is a token bucket; it is used by one goroutine only (the connection's reader).
+type bucket struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+func newBucket(rate float64, burst int) bucket {
+	return bucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+}
+
+func (b *bucket) allow(now time.Time) bool {
+	if !b.last.IsZero() {
+		b.tokens += now.Sub(b.last).Seconds() * b.rate
+		if b.tokens > b.burst {
+			b.tokens = b.burst
+		}
+	}
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
