@@ -1,0 +1,231 @@
+package sip
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Listen is one listening socket.
+type Listen struct {
+	// Transport is udp, tcp, tls, ws or wss. tls and wss need a certificate.
+	Transport string
+	// Addr is host:port; port 0 picks a free port (see Server.Addr).
+	Addr string
+}
+
+// User is a SIP account: it may REGISTER and place calls, authenticated by digest.
+type User struct {
+	Name     string
+	Password string
+	// CanCallSIP allows this user (as an API or SIP caller) to call SIP URLs in the allowed
+	// outbound domains and trunks. Without it only registered contacts can be reached.
+	CanCallSIP bool
+}
+
+// Trunk is a SIP peer trusted by address (inbound) and/or reached with credentials (outbound).
+type Trunk struct {
+	Name string
+	// Networks whose INVITEs are accepted without digest authentication (CIDR, e.g.
+	// "203.0.113.0/24" or a single address "127.0.0.1/32").
+	Networks []string
+	// Host is the trunk's host[:port] for outbound calls; calls to it are allowed and use
+	// Username/Password when challenged (401/407).
+	Host     string
+	Username string
+	Password string
+}
+
+// Limits bounds what a source can make the server do.
+type Limits struct {
+	// MaxMessageSize in bytes (default 16384); larger messages are dropped (UDP) or close the
+	// connection (stream transports).
+	MaxMessageSize int
+	// AuthMaxFailures within AuthWindow blocks a source for AuthBlock (403). Defaults 5, 1m, 5m.
+	AuthMaxFailures int
+	AuthWindow      time.Duration
+	AuthBlock       time.Duration
+	// RequestsPerSecond and Burst limit out-of-dialog requests per source IP (default 50/100);
+	// excess gets 503 with Retry-After.
+	RequestsPerSecond float64
+	Burst             int
+	// MaxCalls bounds concurrent calls (default 10000); excess INVITEs get 503.
+	MaxCalls int
+	// TrackedSources bounds the per-source tables (default 4096).
+	TrackedSources int
+}
+
+// SessionTimer configures RFC 4028 session timers.
+type SessionTimer struct {
+	// Expires is the Session-Expires we ask for on outbound calls (default 1800s); 0 with
+	// Disabled turns timers off.
+	Expires time.Duration
+	// MinSE is the smallest interval we accept (default 90s, the RFC minimum; tests may lower it).
+	MinSE    time.Duration
+	Disabled bool
+}
+
+// Config configures a Server.
+type Config struct {
+	// Listen sockets; default one UDP and one TCP on 127.0.0.1:5060.
+	Listen []Listen
+	// TLS is used for tls and wss listeners.
+	TLS *tls.Config
+	// ExternalHost is the address advertised in Via, Contact and used by media for SDP
+	// (default: the host of the first listener).
+	ExternalHost string
+	// Domain is our SIP domain (default ExternalHost); Realm the digest realm (default Domain).
+	Domain string
+	Realm  string
+
+	Users  []User
+	Trunks []Trunk
+	// OutboundDomains are the hosts (names or IP literals, optionally host:port) that calls to
+	// SIP URLs may go to, besides trunk hosts. Empty means none: no open relay by default.
+	OutboundDomains []string
+
+	// Registration expiry bounds (defaults 60s, 3600s, 3600s).
+	MinExpires, MaxExpires, DefaultExpires time.Duration
+	// MaxContactsPerUser (default 10).
+	MaxContactsPerUser int
+
+	// NonceTTL (default 5m); AuthAlgorithms offered (default MD5; "SHA-256" may be added).
+	NonceTTL       time.Duration
+	AuthAlgorithms []string
+
+	Limits       Limits
+	SessionTimer SessionTimer
+
+	// UserAgent header value (default "nkbridge").
+	UserAgent string
+	// AckTimeout is how long an answered inbound call waits for ACK before BYE (default 32s).
+	AckTimeout time.Duration
+}
+
+type trunk struct {
+	Trunk
+	nets []netip.Prefix
+}
+
+func (c *Config) normalize() error {
+	if len(c.Listen) == 0 {
+		c.Listen = []Listen{{Transport: "udp", Addr: "127.0.0.1:5060"}, {Transport: "tcp", Addr: "127.0.0.1:5060"}}
+	}
+	for i := range c.Listen {
+		l := &c.Listen[i]
+		l.Transport = strings.ToLower(l.Transport)
+		switch l.Transport {
+		case "udp", "tcp", "ws":
+		case "tls", "wss":
+			if c.TLS == nil || len(c.TLS.Certificates) == 0 && c.TLS.GetCertificate == nil {
+				return fmt.Errorf("sip: %s listener %s needs a TLS certificate", l.Transport, l.Addr)
+			}
+		default:
+			return fmt.Errorf("sip: unknown transport %q", l.Transport)
+		}
+		if _, _, err := net.SplitHostPort(l.Addr); err != nil {
+			return fmt.Errorf("sip: listen address %q: %w", l.Addr, err)
+		}
+	}
+	if c.ExternalHost == "" {
+		h, _, _ := net.SplitHostPort(c.Listen[0].Addr)
+		if h == "" || h == "0.0.0.0" || h == "::" {
+			return errors.New("sip: ExternalHost is required when listening on a wildcard address")
+		}
+		c.ExternalHost = h
+	}
+	if c.Domain == "" {
+		c.Domain = c.ExternalHost
+	}
+	if c.Realm == "" {
+		c.Realm = c.Domain
+	}
+	seen := map[string]bool{}
+	for _, u := range c.Users {
+		if u.Name == "" || u.Password == "" {
+			return errors.New("sip: users need a name and a password")
+		}
+		if seen[strings.ToLower(u.Name)] {
+			return fmt.Errorf("sip: duplicate user %q", u.Name)
+		}
+		seen[strings.ToLower(u.Name)] = true
+	}
+	l := &c.Limits
+	if l.MaxMessageSize <= 0 {
+		l.MaxMessageSize = 16384
+	}
+	if l.RequestsPerSecond <= 0 {
+		l.RequestsPerSecond = 50
+	}
+	if l.Burst <= 0 {
+		l.Burst = int(2 * l.RequestsPerSecond)
+	}
+	if l.MaxCalls <= 0 {
+		l.MaxCalls = 10000
+	}
+	if l.TrackedSources <= 0 {
+		l.TrackedSources = 4096
+	}
+	st := &c.SessionTimer
+	if st.MinSE <= 0 {
+		st.MinSE = 90 * time.Second
+	}
+	if st.Expires <= 0 {
+		st.Expires = 1800 * time.Second
+	}
+	if st.Expires < st.MinSE {
+		st.Expires = st.MinSE
+	}
+	if c.UserAgent == "" {
+		c.UserAgent = "nkbridge"
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 32 * time.Second
+	}
+	return nil
+}
+
+func parseTrunks(ts []Trunk) ([]trunk, error) {
+	out := make([]trunk, 0, len(ts))
+	for _, t := range ts {
+		tr := trunk{Trunk: t}
+		for _, n := range t.Networks {
+			if !strings.Contains(n, "/") {
+				a, err := netip.ParseAddr(n)
+				if err != nil {
+					return nil, fmt.Errorf("sip: trunk %s network %q: %w", t.Name, n, err)
+				}
+				tr.nets = append(tr.nets, netip.PrefixFrom(a, a.BitLen()))
+				continue
+			}
+			p, err := netip.ParsePrefix(n)
+			if err != nil {
+				return nil, fmt.Errorf("sip: trunk %s network %q: %w", t.Name, n, err)
+			}
+			tr.nets = append(tr.nets, p.Masked())
+		}
+		out = append(out, tr)
+	}
+	return out, nil
+}
+
+// hostMatches reports whether target host[:port] is named by pattern (host or host:port).
+func hostMatches(pattern, host string, port int) bool {
+	ph, pp, err := net.SplitHostPort(pattern)
+	if err != nil {
+		return strings.EqualFold(strings.Trim(pattern, "[]"), host)
+	}
+	if !strings.EqualFold(ph, host) {
+		return false
+	}
+	n, _ := strconv.Atoi(pp)
+	if port == 0 {
+		port = 5060
+	}
+	return n == port
+}

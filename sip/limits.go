@@ -1,0 +1,68 @@
+package sip
+
+import (
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+)
+
+func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener { return tls.NewListener(ln, cfg) }
+
+// rateLimiter is a bounded table of per-source token buckets.
+type rateLimiter struct {
+	rate  float64
+	burst float64
+	max   int
+	mu    sync.Mutex
+	m     map[netip.Addr]*bucket
+	now   func() time.Time
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newRateLimiter(rate float64, burst, max int) *rateLimiter {
+	return &rateLimiter{rate: rate, burst: float64(burst), max: max, m: make(map[netip.Addr]*bucket), now: time.Now}
+}
+
+func (r *rateLimiter) allow(src netip.Addr) bool {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	b, ok := r.m[src]
+	if !ok {
+		if len(r.m) >= r.max {
+			// Drop full buckets (idle sources) first; if none, forget an arbitrary one.
+			for k, v := range r.m {
+				if v.tokens+now.Sub(v.last).Seconds()*r.rate >= r.burst {
+					delete(r.m, k)
+				}
+			}
+			for k := range r.m {
+				if len(r.m) < r.max {
+					break
+				}
+				delete(r.m, k)
+			}
+		}
+		b = &bucket{tokens: r.burst, last: now}
+		r.m[src] = b
+	}
+	b.tokens = min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+func (r *rateLimiter) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}

@@ -1,0 +1,470 @@
+// Package sip is nkbridge's SIP front end on emiago/sipgo: listeners, a digest-authenticating
+// registrar, and a user agent for inbound and outbound calls (INVITE, CANCEL, BYE, re-INVITE
+// hold/resume, INFO DTMF, RFC 4028 session timers) that hands calls to a CallHandler and takes
+// SDP from its caller.
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/nkbridge/nkbridge/sip/digestauth"
+	"github.com/nkbridge/nkbridge/sip/registrar"
+)
+
+// CallHandler receives inbound calls that passed authentication. HandleInvite is called in its
+// own goroutine; it must eventually call Ringing/Progress and Answer or Reject on the call, and
+// should watch call.Done() (CANCEL, BYE, timeouts).
+type CallHandler interface {
+	HandleInvite(call *Call)
+}
+
+// UserStore looks up SIP users. The default is built from Config.Users.
+type UserStore interface {
+	// Password returns the user's password, false when there is no such user.
+	Password(user string) (string, bool)
+	// CanCallSIP reports whether the user may call SIP URLs (outbound domains and trunks).
+	CanCallSIP(user string) bool
+}
+
+// Options are the Server's collaborators.
+type Options struct {
+	Logger  *slog.Logger
+	Handler CallHandler
+	// Users overrides Config.Users when set.
+	Users UserStore
+}
+
+// allowedMethods is the Allow header value.
+const allowedMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+
+type configUsers map[string]User
+
+func (u configUsers) Password(name string) (string, bool) {
+	x, ok := u[strings.ToLower(name)]
+	return x.Password, ok
+}
+
+func (u configUsers) CanCallSIP(name string) bool { return u[strings.ToLower(name)].CanCallSIP }
+
+// Server is a SIP registrar and user agent.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	handler CallHandler
+	users   UserStore
+	trunks  []trunk
+
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	cli *sipgo.Client
+
+	auth     *digestauth.Authenticator
+	failures *digestauth.FailureLimiter
+	rate     *rateLimiter
+	reg      *registrar.Registrar
+
+	mu        sync.Mutex
+	calls     map[string]*Call // dialog key -> call
+	callCount int
+	addrs     map[string]net.Addr // transport -> bound address
+	closers   []io.Closer
+	started   bool
+	closed    bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New builds a Server from cfg. Nothing listens until Start.
+func New(cfg Config, opts Options) (*Server, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	trunks, err := parseTrunks(cfg.Trunks)
+	if err != nil {
+		return nil, err
+	}
+	users := opts.Users
+	if users == nil {
+		m := configUsers{}
+		for _, u := range cfg.Users {
+			m[strings.ToLower(u.Name)] = u
+		}
+		users = m
+	}
+	auth, err := digestauth.New(digestauth.Config{Realm: cfg.Realm, NonceTTL: cfg.NonceTTL, Algorithms: append([]string(nil), cfg.AuthAlgorithms...)})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, log: log, handler: opts.Handler, users: users, trunks: trunks, auth: auth,
+		failures: digestauth.NewFailureLimiter(digestauth.LimiterConfig{
+			MaxFailures: cfg.Limits.AuthMaxFailures, Window: cfg.Limits.AuthWindow,
+			Block: cfg.Limits.AuthBlock, MaxEntries: cfg.Limits.TrackedSources,
+		}),
+		rate: newRateLimiter(cfg.Limits.RequestsPerSecond, cfg.Limits.Burst, cfg.Limits.TrackedSources),
+		reg: registrar.New(registrar.Config{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
+			DefaultExpires: cfg.DefaultExpires, MaxContacts: cfg.MaxContactsPerUser}),
+		calls: make(map[string]*Call),
+		addrs: make(map[string]net.Addr),
+	}
+	parser := sip.NewParser()
+	parser.MaxMessageLength = cfg.Limits.MaxMessageSize
+	sipLog := log.With("component", "sipgo")
+	maxSize := cfg.Limits.MaxMessageSize
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(cfg.UserAgent),
+		sipgo.WithUserAgentHostname(cfg.Domain),
+		sipgo.WithUserAgentParser(parser),
+		sipgo.WithUserAgenTLSConfig(cfg.TLS),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(sipLog),
+			sip.WithTransportLayerReadFilter(func(p sip.TransportReadProps, data []byte) ([]byte, error) {
+				if strings.EqualFold(p.Transport, "udp") && len(data) > maxSize {
+					return nil, nil // drop oversize datagrams (an error would stop the UDP reader)
+				}
+				return data, nil
+			}),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(sipLog),
+			sip.WithTransactionLayerUnhandledResponseHandler(s.unhandledResponse),
+		),
+	)
+	if err != nil {
+		return nil, err
+	}
+	s.ua = ua
+	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(sipLog))
+	if err != nil {
+		return nil, err
+	}
+	s.cli, err = sipgo.NewClient(ua, sipgo.WithClientLogger(sipLog), sipgo.WithClientHostname(cfg.ExternalHost))
+	if err != nil {
+		return nil, err
+	}
+	s.srv.OnRegister(s.guard(s.onRegister))
+	s.srv.OnOptions(s.guard(s.onOptions))
+	s.srv.OnInvite(s.guard(s.onInvite))
+	s.srv.OnAck(s.guard(s.onAck))
+	s.srv.OnBye(s.guard(s.onBye))
+	s.srv.OnCancel(s.guard(s.onCancel))
+	s.srv.OnInfo(s.guard(s.onInfo))
+	s.srv.OnUpdate(s.guard(s.onUpdate))
+	s.srv.OnNoRoute(s.guard(s.onNoRoute))
+	return s, nil
+}
+
+// Registrar returns the registration store (lookup and change notifications).
+func (s *Server) Registrar() *registrar.Registrar { return s.reg }
+
+// Config returns the normalized configuration.
+func (s *Server) Config() Config { return s.cfg }
+
+// Start binds every listener and serves until ctx ends or Close is called.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started || s.closed {
+		s.mu.Unlock()
+		return errors.New("sip: server already started or closed")
+	}
+	s.started = true
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.mu.Unlock()
+
+	for _, l := range s.cfg.Listen {
+		if err := s.listen(l); err != nil {
+			s.Close()
+			return err
+		}
+	}
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.reg.Run(s.ctx, time.Second) }()
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-t.C:
+				s.auth.Sweep()
+			}
+		}
+	}()
+	go func() { <-s.ctx.Done(); s.Close() }()
+	return nil
+}
+
+func (s *Server) listen(l Listen) error {
+	var (
+		addr  net.Addr
+		serve func() error
+		c     io.Closer
+	)
+	switch l.Transport {
+	case "udp":
+		pc, err := net.ListenPacket("udp", l.Addr)
+		if err != nil {
+			return fmt.Errorf("sip: listen udp %s: %w", l.Addr, err)
+		}
+		addr, c, serve = pc.LocalAddr(), pc, func() error { return s.srv.ServeUDP(pc) }
+	case "tcp", "ws":
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			return fmt.Errorf("sip: listen %s %s: %w", l.Transport, l.Addr, err)
+		}
+		addr, c = ln.Addr(), ln
+		if l.Transport == "tcp" {
+			serve = func() error { return s.srv.ServeTCP(ln) }
+		} else {
+			serve = func() error { return s.srv.ServeWS(ln) }
+		}
+	case "tls", "wss":
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			return fmt.Errorf("sip: listen %s %s: %w", l.Transport, l.Addr, err)
+		}
+		addr, c = ln.Addr(), ln
+		tl := tlsListener(ln, s.cfg.TLS)
+		if l.Transport == "tls" {
+			serve = func() error { return s.srv.ServeTLS(tl) }
+		} else {
+			serve = func() error { return s.srv.ServeWSS(tl) }
+		}
+	}
+	s.mu.Lock()
+	s.addrs[l.Transport] = addr
+	s.closers = append(s.closers, c)
+	s.mu.Unlock()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, net.ErrClosed) {
+			s.log.Warn("sip listener stopped", "transport", l.Transport, "err", err)
+		}
+	}()
+	s.log.Info("sip listening", "transport", l.Transport, "addr", addr.String())
+	return nil
+}
+
+// Addr returns the bound address of the first listener of transport (udp, tcp, ...), or nil.
+func (s *Server) Addr(transport string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[strings.ToLower(transport)]
+}
+
+func (s *Server) port(transport string) int {
+	a := s.Addr(transport)
+	if a == nil {
+		return 0
+	}
+	_, p, _ := net.SplitHostPort(a.String())
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+// Close hangs up every call, stops the listeners and waits for the server's goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	calls := make([]*Call, 0, len(s.calls))
+	for _, c := range s.calls {
+		calls = append(calls, c)
+	}
+	closers := s.closers
+	cancel := s.cancel
+	s.mu.Unlock()
+
+	for _, c := range calls {
+		ctx, cn := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_ = c.Hangup(ctx)
+		cn()
+		c.finish(End{Cause: CauseShutdown})
+	}
+	if cancel != nil {
+		cancel()
+	}
+	for _, c := range closers {
+		_ = c.Close()
+	}
+	err := s.ua.Close()
+	s.wg.Wait()
+	return err
+}
+
+// guard wraps a request handler so that a panic on hostile input answers 500 instead of
+// killing the process.
+func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("sip handler panic", "panic", r, "req", req.StartLine())
+				if tx != nil && !req.IsAck() {
+					_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
+				}
+			}
+		}()
+		if !s.validRequest(req, tx) {
+			return
+		}
+		h(req, tx)
+	}
+}
+
+// validRequest rejects requests missing what every handler relies on (RFC 3261 §8.2).
+func (s *Server) validRequest(req *sip.Request, tx sip.ServerTransaction) bool {
+	bad := func(reason string) bool {
+		if !req.IsAck() {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 400, reason, nil))
+		}
+		return false
+	}
+	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
+		return bad("Missing Mandatory Header")
+	}
+	if req.CSeq().MethodName != req.Method && !(req.IsAck() && req.CSeq().MethodName == sip.ACK) {
+		return bad("CSeq Method Mismatch")
+	}
+	if req.SipVersion != "SIP/2.0" {
+		if !req.IsAck() {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 505, "Version Not Supported", nil))
+		}
+		return false
+	}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 && req.Method != sip.OPTIONS && !req.IsAck() {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
+		return false
+	}
+	if s := req.Recipient.Scheme; s != "sip" && s != "sips" {
+		if !req.IsAck() {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, 416, "Unsupported URI Scheme", nil))
+		}
+		return false
+	}
+	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
+		return bad("Content-Length Mismatch")
+	}
+	if req.From().Params == nil || !req.From().Params.Has("tag") {
+		if req.Method == sip.INVITE || req.Method == sip.REGISTER || req.Method == sip.BYE {
+			return bad("Missing From Tag")
+		}
+	}
+	if req.Method != sip.OPTIONS && !req.IsAck() && req.Method != sip.CANCEL && req.Method != sip.BYE {
+		if reqs := req.GetHeaders("Require"); len(reqs) > 0 {
+			var unsup []string
+			for _, h := range reqs {
+				for _, opt := range strings.Split(h.Value(), ",") {
+					opt = strings.TrimSpace(opt)
+					if opt != "" && !strings.EqualFold(opt, "timer") {
+						unsup = append(unsup, opt)
+					}
+				}
+			}
+			if len(unsup) > 0 {
+				res := sip.NewResponseFromRequest(req, 420, "Bad Extension", nil)
+				res.AppendHeader(sip.NewHeader("Unsupported", strings.Join(unsup, ", ")))
+				_ = tx.Respond(res)
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func sourceAddr(req *sip.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(req.Source())
+	if err != nil {
+		host, _, _ := net.SplitHostPort(req.Source())
+		a, _ := netip.ParseAddr(host)
+		return a.Unmap()
+	}
+	return ap.Addr().Unmap()
+}
+
+func (s *Server) trunkFor(src netip.Addr) *trunk {
+	for i := range s.trunks {
+		for _, n := range s.trunks[i].nets {
+			if n.Contains(src) {
+				return &s.trunks[i]
+			}
+		}
+	}
+	return nil
+}
+
+// admit applies the per-source rate limit to out-of-dialog requests.
+func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
+	if s.rate.allow(sourceAddr(req)) {
+		return true
+	}
+	res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
+	res.AppendHeader(sip.NewHeader("Retry-After", "5"))
+	_ = tx.Respond(res)
+	return false
+}
+
+func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("respond failed", "code", code, "err", err)
+	}
+}
+
+func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if req.To().Params.Has("tag") {
+		if c := s.lookupDialog(req); c != nil {
+			c.touch()
+		}
+	} else if !s.admit(req, tx) {
+		return
+	}
+	s.respond(req, tx, 200, "OK",
+		sip.NewHeader("Allow", allowedMethods),
+		sip.NewHeader("Accept", "application/sdp, application/dtmf-relay, application/dtmf"),
+		sip.NewHeader("Supported", "timer"),
+		sip.NewHeader("User-Agent", s.cfg.UserAgent))
+}
+
+func (s *Server) onNoRoute(req *sip.Request, tx sip.ServerTransaction) {
+	if req.IsAck() {
+		return
+	}
+	s.respond(req, tx, 405, "Method Not Allowed", sip.NewHeader("Allow", allowedMethods))
+}
+
+func (s *Server) unhandledResponse(res *sip.Response) {
+	// A 2xx retransmission for an outbound INVITE whose transaction has gone: re-ACK it.
+	if res.IsSuccess() && res.CSeq() != nil && res.CSeq().MethodName == sip.INVITE {
+		if c := s.lookupDialogResponse(res); c != nil {
+			c.reAck()
+		}
+	}
+}
