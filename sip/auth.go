@@ -65,8 +65,9 @@ func (s *Server) challenge(req *sip.Request, tx sip.ServerTransaction, proxy, st
 	s.respond(req, tx, code, reason, hs...)
 }
 
-// digestURIMatches reports whether the digest uri names the Request-URI (scheme, user, host,
-// port compared; parameters ignored).
+// digestURIMatches reports whether the digest uri names the same host and port as the
+// Request-URI. The user part and parameters are not compared: clients differ in what they put
+// there, and replay is already prevented by the nonce count.
 func digestURIMatches(u string, ruri *sip.Uri) bool {
 	var d sip.Uri
 	if err := sip.ParseUri(u, &d); err != nil {
@@ -78,5 +79,5 @@ func digestURIMatches(u string, ruri *sip.Uri) bool {
 		}
 		return p
 	}
-	return strings.EqualFold(d.Host, ruri.Host) && d.User == ruri.User && port(d.Port) == port(ruri.Port)
+	return strings.EqualFold(d.Host, ruri.Host) && port(d.Port) == port(ruri.Port)
 }

@@ -236,11 +236,15 @@ func (r *recorder) waitEnd(t *testing.T) End {
 	return End{}
 }
 
-func (r *recorder) waitCall(t *testing.T) *Call {
+func (r *recorder) waitCall(t *testing.T, sp *sippRun) *Call {
 	t.Helper()
 	select {
 	case c := <-r.calls:
 		return c
+	case err := <-sp.done:
+		sp.done <- err
+		sp.wait(t)
+		t.Fatal("SIPp finished without an inbound call")
 	case <-time.After(20 * time.Second):
 		t.Fatal("no inbound call")
 	}
