@@ -52,12 +52,12 @@ func FuzzDecodeFrame(f *testing.F) {
 // fuzzEvents is a CallEvents that can also re-attach.
 type fuzzEvents struct{}
 
-func (fuzzEvents) DTMF(string)                                  {}
-func (fuzzEvents) Hold(bool)                                    {}
-func (fuzzEvents) Hangup(Cause)                                 {}
-func (fuzzEvents) Detached()                                    {}
+func (fuzzEvents) DTMF(string)                                   {}
+func (fuzzEvents) Hold(bool)                                     {}
+func (fuzzEvents) Hangup(Cause)                                  {}
+func (fuzzEvents) Detached()                                     {}
 func (fuzzEvents) ReattachOffer(context.Context) (string, error) { return "v=0\r\n", nil }
-func (fuzzEvents) Reattached(context.Context, string) error     { return nil }
+func (fuzzEvents) Reattached(context.Context, string) error      { return nil }
 
 type fuzzHandler struct{}
 
