@@ -513,7 +513,7 @@ func (c *conn) push(frame []byte) {
 		kill := c.lost > c.s.opts.MaxLostEvents
 		c.mu.Unlock()
 		if kill {
-			go c.disconnect(LostEventsText)
+			c.s.async(func() { c.disconnect(LostEventsText) })
 		}
 	}
 }
