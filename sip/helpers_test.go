@@ -132,8 +132,19 @@ type sippRun struct {
 // empty (UAS mode).
 func startSIPp(t *testing.T, scen, remote string, args ...string) *sippRun {
 	t.Helper()
+	return startSIPpOn(t, scen, freePort(t), remote, args...)
+}
+
+// startSIPpPort starts a UAS SIPp on a given port.
+func startSIPpPort(t *testing.T, scen string, port int, args ...string) *sippRun {
+	t.Helper()
+	return startSIPpOn(t, scen, port, "", args...)
+}
+
+func startSIPpOn(t *testing.T, scen string, port int, remote string, args ...string) *sippRun {
+	t.Helper()
 	bin := sippPath(t)
-	r := &sippRun{port: freePort(t), done: make(chan error, 1), dir: t.TempDir()}
+	r := &sippRun{port: port, done: make(chan error, 1), dir: t.TempDir()}
 	a := []string{"-sf", scenario(scen), "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", fmt.Sprint(r.port),
 		"-cp", fmt.Sprint(freePort(t)), "-mp", fmt.Sprint(freePort(t)), "-m", "1", "-nostdin",
 		"-timeout", "30", "-timeout_error", "-trace_msg", "-message_file", filepath.Join(r.dir, "msg.log"),
@@ -167,13 +178,17 @@ func (r *sippRun) wait(t *testing.T) {
 	t.Helper()
 	err := <-r.done
 	r.done <- err
-	if err != nil {
+	if err != nil || os.Getenv("NKB_SIPP_TRACE") != "" {
 		msgs, _ := os.ReadFile(filepath.Join(r.dir, "msg.log"))
 		errs, _ := os.ReadFile(filepath.Join(r.dir, "err.log"))
 		var ee *exec.ExitError
 		code := -1
 		if errors.As(err, &ee) {
 			code = ee.ExitCode()
+		}
+		if err == nil {
+			t.Logf("sipp trace:\n%s", msgs)
+			return
 		}
 		t.Fatalf("sipp failed (exit %d): %v\n--- errors ---\n%s\n--- messages ---\n%s", code, err, errs, msgs)
 	}
