@@ -31,6 +31,8 @@ type Config struct {
 	InviteBurst int
 	// MaxCallsPerSession caps concurrent calls of one sessid (default 16).
 	MaxCallsPerSession int
+	// MaxConnections caps concurrent sockets (default 1024); more get HTTP 503.
+	MaxConnections int
 	// MaxSessionsPerUser caps the sessids one user may hold at once (default 32).
 	MaxSessionsPerUser int
 
@@ -74,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCallsPerSession <= 0 {
 		c.MaxCallsPerSession = 16
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 1024
 	}
 	if c.MaxSessionsPerUser <= 0 {
 		c.MaxSessionsPerUser = 32

@@ -353,3 +353,23 @@ func selfSigned(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+func TestMaxConnections(t *testing.T) {
+	e := newEnv(t, Config{MaxConnections: 2})
+	a, b := e.dial(), e.dial()
+	_, resp, err := websocket.DefaultDialer.DialContext(e.ctx, e.url, nil)
+	if err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("third socket accepted: %v", err)
+	}
+	resp.Body.Close()
+	a.Close()
+	eventually(t, "slot freed", func() bool {
+		c, _, err := websocket.DefaultDialer.DialContext(e.ctx, e.url, nil)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	})
+	_ = b
+}

@@ -34,6 +34,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	closed   bool
+	active   int // ServeHTTP calls in progress (sockets, incl. upgrading)
 	conns    map[*conn]struct{}
 	sessions map[string]*session
 	calls    map[string]*Call // every live call leg by callID
@@ -83,14 +84,20 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 // It echoes a requested subprotocol like libks does.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed || s.active >= s.cfg.MaxConnections {
 		s.mu.Unlock()
-		http.Error(w, "verto server closed", http.StatusServiceUnavailable)
+		http.Error(w, "verto server closed or full", http.StatusServiceUnavailable)
 		return
 	}
+	s.active++
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		s.active--
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
 
 	var hdr http.Header
 	if protos := websocket.Subprotocols(r); len(protos) > 0 {
