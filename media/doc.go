@@ -1,0 +1,14 @@
+// Package media is nkbridge's embedded media engine: WebRTC endpoints (pion/webrtc, all peers on
+// one ICE UDP mux port, optional ICE-TCP, ICE-lite, NAT 1:1), plain RTP endpoints (package
+// plainrtp), and the bridge between any two of them — passthrough when both sides share a codec,
+// Opus⇄G.711 transcoding when they don't, RFC 4733 telephone-events translated between payload
+// types, media timeouts, recording.
+//
+// An Engine is created once per process. Sessions are started from an SDP offer:
+//
+//   - StartEcho answers an offer and sends the caller's media back to it.
+//   - StartProxy takes a caller's offer and returns an offer for a far side (WebRTC or plain RTP);
+//     Session.SetAnswer takes the far side's answer and returns the answer for the caller.
+//
+// The package knows nothing of the control API; an adapter maps sessions onto it.
+package media

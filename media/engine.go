@@ -1,0 +1,319 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/nkbridge/nkbridge/media/plainrtp"
+)
+
+// Kind is the kind of an SDP / endpoint: WebRTC (ICE + DTLS-SRTP) or plain RTP.
+type Kind string
+
+// Endpoint kinds, spelled as the control API's sdp_type.
+const (
+	KindWebRTC Kind = "webrtc"
+	KindRTP    Kind = "rtp"
+)
+
+func (k Kind) valid() bool { return k == KindWebRTC || k == KindRTP }
+
+// Description is an SDP offer or answer and the kind of endpoint it describes.
+type Description struct {
+	Kind Kind
+	SDP  string
+}
+
+// Config configures an Engine. The zero value of every field has a usable default except
+// BindIP, which must be set.
+type Config struct {
+	// BindIP is the local address of the WebRTC UDP mux, the ICE-TCP listener and the RTP ports
+	// (e.g. 127.0.0.1 in tests). An unspecified address (0.0.0.0) needs PublicIP.
+	BindIP netip.Addr
+	// UDPPort is the single UDP port every WebRTC peer uses (ICE UDP mux); 0 picks a free one.
+	UDPPort int
+	// TCPPort enables ICE-TCP (passive) on this port when > 0; -1 picks a free port; 0 disables.
+	TCPPort int
+	// ICELite makes the WebRTC endpoints ICE-lite (host candidates only, controlled role).
+	ICELite bool
+	// PublicIP, if set, is advertised instead of BindIP in WebRTC candidates (NAT 1:1) and in
+	// plain-RTP SDP.
+	PublicIP netip.Addr
+	// AllowedIPs restricts the local addresses ICE gathers candidates on; empty means BindIP
+	// when it is specified, otherwise every address.
+	AllowedIPs []netip.Addr
+	// EnableMDNS lets WebRTC endpoints gather and resolve mDNS candidates (off by default).
+	EnableMDNS bool
+	// RTPPortMin and RTPPortMax bound the plain RTP port pool (default 20000-20999).
+	RTPPortMin, RTPPortMax int
+	// Quarantine is how long released RTP ports stay unused (default 5 s; negative disables).
+	Quarantine time.Duration
+	// MediaTimeout stops a session whose peer sends no RTP for this long (default 30 s;
+	// negative disables). It does not run while the session is on hold.
+	MediaTimeout time.Duration
+	// ICETimeout is how long ICE may stay disconnected before it counts as failed (default 15 s).
+	ICETimeout time.Duration
+	// RecordDir is where recordings are written; recording is refused when empty.
+	RecordDir string
+	// MaxSessions caps concurrent sessions (default 1000).
+	MaxSessions int
+	// Logger receives the engine's logs (default: discard).
+	Logger *slog.Logger
+}
+
+// Errors returned by the Engine.
+var (
+	ErrClosed      = errors.New("media: engine closed")
+	ErrTooMany     = errors.New("media: too many sessions")
+	ErrBadKind     = errors.New("media: sdp kind must be \"webrtc\" or \"rtp\"")
+	ErrBadSDP      = errors.New("media: bad SDP")
+	ErrNoAudio     = errors.New("media: SDP has no audio stream")
+	ErrNoCodec     = errors.New("media: no common audio codec")
+	ErrState       = errors.New("media: operation not valid in this session state")
+	ErrNoRecordDir = errors.New("media: recording is not configured (no record dir)")
+)
+
+// Engine owns the shared sockets (UDP mux, TCP listener, RTP port pool) and the sessions.
+type Engine struct {
+	cfg       Config
+	log       *slog.Logger
+	api       *webrtc.API
+	udpConn   *net.UDPConn
+	udpMux    ice.UDPMux
+	tcpLn     *net.TCPListener
+	tcpMux    ice.TCPMux
+	pool      *plainrtp.PortPool
+	advertise netip.Addr
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+	closed   bool
+	nextID   uint64
+}
+
+// New opens the engine's sockets and returns it. Close releases them.
+func New(cfg Config) (*Engine, error) {
+	if !cfg.BindIP.IsValid() {
+		return nil, errors.New("media: Config.BindIP is required")
+	}
+	if cfg.BindIP.IsUnspecified() && !cfg.PublicIP.IsValid() {
+		return nil, errors.New("media: Config.PublicIP is required when BindIP is unspecified")
+	}
+	if cfg.RTPPortMin == 0 && cfg.RTPPortMax == 0 {
+		cfg.RTPPortMin, cfg.RTPPortMax = 20000, 20999
+	}
+	if cfg.Quarantine == 0 {
+		cfg.Quarantine = 5 * time.Second
+	} else if cfg.Quarantine < 0 {
+		cfg.Quarantine = 0
+	}
+	if cfg.MediaTimeout == 0 {
+		cfg.MediaTimeout = 30 * time.Second
+	}
+	if cfg.ICETimeout <= 0 {
+		cfg.ICETimeout = 15 * time.Second
+	}
+	if cfg.MaxSessions <= 0 {
+		cfg.MaxSessions = 1000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RecordDir != "" {
+		if st, err := os.Stat(cfg.RecordDir); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("media: record dir %q is not a directory", cfg.RecordDir)
+		}
+	}
+	e := &Engine{cfg: cfg, log: cfg.Logger, sessions: map[*Session]struct{}{}}
+	e.advertise = cfg.BindIP
+	if cfg.PublicIP.IsValid() {
+		e.advertise = cfg.PublicIP
+	}
+	pool, err := plainrtp.NewPortPool(cfg.BindIP, cfg.RTPPortMin, cfg.RTPPortMax, cfg.Quarantine, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	e.pool = pool
+	if err := e.openWebRTC(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) openWebRTC() error {
+	cfg := e.cfg
+	udp, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(cfg.BindIP, uint16(cfg.UDPPort))))
+	if err != nil {
+		return fmt.Errorf("media: WebRTC UDP port: %w", err)
+	}
+	e.udpConn = udp
+	lf := &pionLogFactory{log: e.log}
+	e.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), udp)
+
+	var se webrtc.SettingEngine
+	se.LoggerFactory = lf
+	se.SetICEUDPMux(e.udpMux)
+	nets := []webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6}
+	if cfg.TCPPort != 0 {
+		port := max(cfg.TCPPort, 0)
+		ln, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(netip.AddrPortFrom(cfg.BindIP, uint16(port))))
+		if err != nil {
+			return fmt.Errorf("media: WebRTC TCP port: %w", err)
+		}
+		e.tcpLn = ln
+		e.tcpMux = webrtc.NewICETCPMux(lf.NewLogger("tcpmux"), ln, 32)
+		se.SetICETCPMux(e.tcpMux)
+		nets = append(nets, webrtc.NetworkTypeTCP4, webrtc.NetworkTypeTCP6)
+	}
+	se.SetNetworkTypes(nets)
+	se.SetLite(cfg.ICELite)
+	se.SetICETimeouts(cfg.ICETimeout/2, cfg.ICETimeout, 2*time.Second)
+	if !cfg.EnableMDNS {
+		se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	}
+	allowed := cfg.AllowedIPs
+	if len(allowed) == 0 && !cfg.BindIP.IsUnspecified() {
+		allowed = []netip.Addr{cfg.BindIP}
+	}
+	if len(allowed) > 0 {
+		se.SetIPFilter(func(ip net.IP) bool {
+			a, ok := netip.AddrFromSlice(ip)
+			if !ok {
+				return false
+			}
+			a = a.Unmap()
+			for _, x := range allowed {
+				if x == a {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	if cfg.BindIP.IsLoopback() {
+		se.SetIncludeLoopbackCandidate(true)
+	}
+	if cfg.PublicIP.IsValid() {
+		se.SetNAT1To1IPs([]string{cfg.PublicIP.String()}, webrtc.ICECandidateTypeHost)
+	}
+
+	me := &webrtc.MediaEngine{}
+	if err := registerCodecs(me); err != nil {
+		return err
+	}
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureNack(me, ir); err != nil {
+		return err
+	}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return err
+	}
+	e.api = webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me), webrtc.WithInterceptorRegistry(ir))
+	return nil
+}
+
+// UDPPort returns the WebRTC UDP mux port.
+func (e *Engine) UDPPort() int { return e.udpConn.LocalAddr().(*net.UDPAddr).Port }
+
+// TCPPort returns the ICE-TCP port, or 0 when TCP is disabled.
+func (e *Engine) TCPPort() int {
+	if e.tcpLn == nil {
+		return 0
+	}
+	return e.tcpLn.Addr().(*net.TCPAddr).Port
+}
+
+// Pool returns the plain RTP port pool (for SIP legs that need a bare RTP endpoint).
+func (e *Engine) Pool() *plainrtp.PortPool { return e.pool }
+
+// AdvertisedIP is the address put in plain-RTP SDP (PublicIP, else BindIP).
+func (e *Engine) AdvertisedIP() netip.Addr { return e.advertise }
+
+// Sessions returns the number of live sessions.
+func (e *Engine) Sessions() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.sessions)
+}
+
+func (e *Engine) register(s *Session) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	if len(e.sessions) >= e.cfg.MaxSessions {
+		return ErrTooMany
+	}
+	e.nextID++
+	if s.id == "" {
+		s.id = "m" + strconv.FormatUint(e.nextID, 10)
+	}
+	e.sessions[s] = struct{}{}
+	return nil
+}
+
+func (e *Engine) unregister(s *Session) {
+	e.mu.Lock()
+	delete(e.sessions, s)
+	e.mu.Unlock()
+}
+
+// Close stops every session (their OnStop callbacks get CauseEngineClosed), and releases the
+// sockets. It is safe to call more than once.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	list := make([]*Session, 0, len(e.sessions))
+	for s := range e.sessions {
+		list = append(list, s)
+	}
+	e.mu.Unlock()
+	for _, s := range list {
+		s.stop(StopInfo{Cause: CauseEngineClosed, Reason: "media engine shut down"}, true)
+		<-s.cleaned
+	}
+	if e.pool != nil {
+		e.pool.Close()
+	}
+	if e.udpMux != nil {
+		e.udpMux.Close()
+	}
+	if e.udpConn != nil {
+		e.udpConn.Close()
+	}
+	if e.tcpMux != nil {
+		e.tcpMux.Close()
+	}
+	if e.tcpLn != nil {
+		e.tcpLn.Close()
+	}
+	return nil
+}
+
+// waitCtx waits for ch or ctx.
+func waitCtx(ctx context.Context, ch <-chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,338 @@
+package plainrtp
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+)
+
+// relatchAfter is how long the latched source must be silent before another source may take
+// its place.
+const relatchAfter = 2 * time.Second
+
+// Handlers receive what an Endpoint reads. They are called from the endpoint's read goroutines;
+// the packet is valid only during the call.
+type Handlers struct {
+	// AcceptPT says which payload types are valid; packets with others are dropped (nil accepts
+	// all).
+	AcceptPT func(pt uint8) bool
+	// RTP receives each valid RTP packet.
+	RTP func(p *rtp.Packet)
+	// RTCP receives each parsed RTCP compound packet (optional).
+	RTCP func(p []rtcp.Packet)
+}
+
+// Stats are an endpoint's counters.
+type Stats struct {
+	PacketsIn, PacketsOut uint64
+	BytesIn, BytesOut     uint64
+	Dropped               uint64 // garbage, wrong payload type or wrong source
+	RTCPIn, RTCPOut       uint64
+	LastIn                time.Time // zero if nothing received yet
+	Remote                netip.AddrPort
+	Latched               bool
+}
+
+// Endpoint is one plain RTP/RTCP port pair. Open it with PortPool.Open, point it at the peer
+// with SetRemote (from the peer's SDP), Start reading, WriteRTP to send, Close to release.
+// Symmetric RTP: once a valid packet arrives, the endpoint sends to wherever the peer really
+// sends from.
+type Endpoint struct {
+	pool     *PortPool
+	rtpConn  *net.UDPConn
+	rtcpConn *net.UDPConn
+	port     int
+	ssrc     uint32
+
+	mu         sync.Mutex
+	remote     netip.AddrPort
+	remoteRTCP netip.AddrPort
+	latched    bool
+	rtcpLatch  bool
+	lastIn     time.Time
+	handlers   Handlers
+	started    bool
+	wbuf       []byte
+	lastTS     uint32
+	octets     uint32
+	sent       uint32
+
+	packetsIn, packetsOut, bytesIn, bytesOut, dropped, rtcpIn, rtcpOut atomic.Uint64
+
+	closeOnce sync.Once
+	done      chan struct{}
+	wg        sync.WaitGroup
+}
+
+// Open allocates a port pair and returns an endpoint on it (not yet reading).
+func (p *PortPool) Open() (*Endpoint, error) {
+	a, b, port, err := p.allocate()
+	if err != nil {
+		return nil, err
+	}
+	return &Endpoint{pool: p, rtpConn: a, rtcpConn: b, port: port, ssrc: rand.Uint32(),
+		wbuf: make([]byte, 1500), done: make(chan struct{})}, nil
+}
+
+// Port returns the RTP port (RTCP is Port()+1).
+func (e *Endpoint) Port() int { return e.port }
+
+// LocalAddr returns the bound RTP address.
+func (e *Endpoint) LocalAddr() netip.AddrPort {
+	return netip.AddrPortFrom(e.pool.ip, uint16(e.port))
+}
+
+// SSRC returns the SSRC this endpoint sends with.
+func (e *Endpoint) SSRC() uint32 { return e.ssrc }
+
+// SetRemote sets where to send RTP and RTCP until the peer's real source is learned. An
+// invalid rtcp address means RTP port + 1.
+func (e *Endpoint) SetRemote(rtpAddr, rtcpAddr netip.AddrPort) {
+	if !rtcpAddr.IsValid() && rtpAddr.IsValid() {
+		rtcpAddr = netip.AddrPortFrom(rtpAddr.Addr(), rtpAddr.Port()+1)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.latched {
+		e.remote = rtpAddr
+	}
+	if !e.rtcpLatch {
+		e.remoteRTCP = rtcpAddr
+	}
+}
+
+// SetRemoteFromSDP points the endpoint at the stream described by d.
+func (e *Endpoint) SetRemoteFromSDP(d *Description) {
+	r := netip.AddrPortFrom(d.Addr, uint16(d.Port))
+	var c netip.AddrPort
+	switch {
+	case d.RTCPMux:
+		c = r
+	case d.RTCPPort != 0:
+		c = netip.AddrPortFrom(d.Addr, uint16(d.RTCPPort))
+	}
+	e.SetRemote(r, c)
+}
+
+// Start begins reading; it may be called once.
+func (e *Endpoint) Start(h Handlers) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started {
+		return errors.New("plainrtp: endpoint already started")
+	}
+	select {
+	case <-e.done:
+		return errors.New("plainrtp: endpoint closed")
+	default:
+	}
+	e.started = true
+	e.handlers = h
+	e.wg.Add(3)
+	go e.readRTP()
+	go e.readRTCP()
+	go e.reportLoop()
+	return nil
+}
+
+func (e *Endpoint) readRTP() {
+	defer e.wg.Done()
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, from, err := e.rtpConn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		b := buf[:n]
+		if n >= 2 && b[1] >= 192 && b[1] <= 223 { // RTCP multiplexed on the RTP port
+			e.handleRTCP(b, from)
+			continue
+		}
+		if n < 12 || b[0]>>6 != 2 || pkt.Unmarshal(b) != nil {
+			e.dropped.Add(1)
+			continue
+		}
+		if e.handlers.AcceptPT != nil && !e.handlers.AcceptPT(pkt.PayloadType) {
+			e.dropped.Add(1)
+			continue
+		}
+		if !e.latch(from) {
+			e.dropped.Add(1)
+			continue
+		}
+		e.packetsIn.Add(1)
+		e.bytesIn.Add(uint64(n))
+		if e.handlers.RTP != nil {
+			e.handlers.RTP(&pkt)
+		}
+	}
+}
+
+// latch accepts a valid packet's source: the first source is latched; later ones are dropped
+// unless the latched source has been silent for relatchAfter.
+func (e *Endpoint) latch(from netip.AddrPort) bool {
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.latched && from != e.remote && now.Sub(e.lastIn) < relatchAfter {
+		return false
+	}
+	if !e.latched || from != e.remote {
+		e.remote = from
+		e.latched = true
+		if !e.rtcpLatch {
+			e.remoteRTCP = netip.AddrPortFrom(from.Addr(), from.Port()+1)
+		}
+	}
+	e.lastIn = now
+	return true
+}
+
+func (e *Endpoint) readRTCP() {
+	defer e.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := e.rtcpConn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
+		}
+		e.handleRTCP(buf[:n], from)
+	}
+}
+
+func (e *Endpoint) handleRTCP(b []byte, from netip.AddrPort) {
+	pkts, err := rtcp.Unmarshal(b)
+	if err != nil {
+		e.dropped.Add(1)
+		return
+	}
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	e.mu.Lock()
+	// Only accept RTCP from the host we latched RTP from (or any host before latching).
+	if e.latched && from.Addr() != e.remote.Addr() {
+		e.mu.Unlock()
+		e.dropped.Add(1)
+		return
+	}
+	e.remoteRTCP, e.rtcpLatch = from, true
+	e.mu.Unlock()
+	e.rtcpIn.Add(1)
+	if e.handlers.RTCP != nil {
+		e.handlers.RTCP(pkts)
+	}
+}
+
+// reportLoop sends an RTCP sender report every 5 s while we are sending.
+func (e *Endpoint) reportLoop() {
+	defer e.wg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.done:
+			return
+		case <-t.C:
+			e.mu.Lock()
+			sent, octets, ts := e.sent, e.octets, e.lastTS
+			e.mu.Unlock()
+			if sent == 0 {
+				continue
+			}
+			_ = e.WriteRTCP([]rtcp.Packet{&rtcp.SenderReport{SSRC: e.ssrc, NTPTime: ntpTime(time.Now()),
+				RTPTime: ts, PacketCount: sent, OctetCount: octets}})
+		}
+	}
+}
+
+func ntpTime(t time.Time) uint64 {
+	const ntpEpochOffset = 2208988800
+	sec := uint64(t.Unix()) + ntpEpochOffset
+	frac := uint64(t.Nanosecond()) * (1 << 32) / 1e9
+	return sec<<32 | frac
+}
+
+// WriteRTP sends p to the peer with this endpoint's SSRC (p.SSRC is overwritten). Packets are
+// dropped silently while the peer's address is unknown.
+func (e *Endpoint) WriteRTP(p *rtp.Packet) error {
+	p.SSRC = e.ssrc
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.remote.IsValid() || e.remote.Port() == 0 {
+		return nil
+	}
+	n, err := p.MarshalTo(e.wbuf)
+	if err != nil {
+		return fmt.Errorf("plainrtp: marshal: %w", err)
+	}
+	if _, err := e.rtpConn.WriteToUDPAddrPort(e.wbuf[:n], e.remote); err != nil {
+		return err
+	}
+	e.sent++
+	e.octets += uint32(len(p.Payload))
+	e.lastTS = p.Timestamp
+	e.packetsOut.Add(1)
+	e.bytesOut.Add(uint64(n))
+	return nil
+}
+
+// WriteRTCP sends an RTCP compound packet to the peer's RTCP address.
+func (e *Endpoint) WriteRTCP(pkts []rtcp.Packet) error {
+	b, err := rtcp.Marshal(pkts)
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	to, rtpTo := e.remoteRTCP, e.remote
+	e.mu.Unlock()
+	if !to.IsValid() || to.Port() == 0 {
+		return nil
+	}
+	conn := e.rtcpConn
+	if to == rtpTo { // rtcp-mux
+		conn = e.rtpConn
+	}
+	if _, err := conn.WriteToUDPAddrPort(b, to); err != nil {
+		return err
+	}
+	e.rtcpOut.Add(1)
+	return nil
+}
+
+// Stats returns the endpoint's counters.
+func (e *Endpoint) Stats() Stats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return Stats{PacketsIn: e.packetsIn.Load(), PacketsOut: e.packetsOut.Load(),
+		BytesIn: e.bytesIn.Load(), BytesOut: e.bytesOut.Load(), Dropped: e.dropped.Load(),
+		RTCPIn: e.rtcpIn.Load(), RTCPOut: e.rtcpOut.Load(), LastIn: e.lastIn,
+		Remote: e.remote, Latched: e.latched}
+}
+
+// Close stops the endpoint, waits for its goroutines and puts its ports in quarantine.
+// It is safe to call more than once.
+func (e *Endpoint) Close() error {
+	e.closeOnce.Do(func() {
+		close(e.done)
+		e.rtpConn.Close()
+		e.rtcpConn.Close()
+		e.wg.Wait()
+		e.pool.release(e.port)
+	})
+	return nil
+}

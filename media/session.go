@@ -1,0 +1,801 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/nkbridge/nkbridge/media/dtmf"
+	"github.com/nkbridge/nkbridge/media/plainrtp"
+)
+
+// Side names a leg of a session.
+type Side int
+
+// Sides. Echo sessions have only SideCaller.
+const (
+	SideCaller Side = 0 // the party whose offer started the session
+	SideFar    Side = 1 // the far side of a proxy session
+)
+
+func (s Side) String() string {
+	if s == SideFar {
+		return "far"
+	}
+	return "caller"
+}
+
+// StopCause says why the engine stopped a session.
+type StopCause string
+
+// Stop causes reported through SessionOptions.OnStop.
+const (
+	CauseMediaTimeout StopCause = "media_timeout" // no RTP for Config.MediaTimeout
+	CauseICEFailed    StopCause = "ice_failed"
+	CauseDTLSFailed   StopCause = "dtls_failed"
+	CausePeerClosed   StopCause = "peer_closed" // the WebRTC peer closed DTLS
+	CauseEngineClosed StopCause = "engine_closed"
+	CauseClosed       StopCause = "closed" // Session.Close (never passed to OnStop)
+)
+
+// StopInfo describes why a session stopped.
+type StopInfo struct {
+	Cause  StopCause
+	Side   Side   // the leg that failed (meaningless for CauseEngineClosed)
+	Reason string // human readable, e.g. "no RTP from caller for 30s"
+}
+
+// MediaOptions are the control API's media options; nil fields are left unchanged.
+type MediaOptions struct {
+	UseAudio *bool // false mutes the caller's audio (not echoed / not sent to the far side)
+	UseVideo *bool // false mutes the caller's video likewise
+	Bitrate  *int  // bits/s cap asked of the caller's WebRTC sender via REMB and applied to Opus we encode; 0 = none
+	Record   *bool // true records each side's received audio to a WAV in Config.RecordDir
+}
+
+// SessionOptions configure a new session.
+type SessionOptions struct {
+	// ID names the session in logs and recording file names (default: engine-generated).
+	ID    string
+	Media MediaOptions
+	// OnStop is called once, from its own goroutine, when the engine stops the session on its
+	// own (media timeout, ICE/DTLS failure, peer closed, engine shutdown). It is not called
+	// for Session.Close. The session's resources are already released when it runs.
+	OnStop func(StopInfo)
+	// OnDTMF is called for each RFC 4733 digit received from a side (from a media goroutine;
+	// don't block).
+	OnDTMF func(from Side, digit rune)
+}
+
+type sessionType int
+
+const (
+	typeEcho sessionType = iota
+	typeProxy
+)
+
+// Session is one echo or proxy media session. Its methods are safe for concurrent use.
+type Session struct {
+	e    *Engine
+	id   string
+	log  *slog.Logger
+	typ  sessionType
+	opts SessionOptions
+
+	mu         sync.Mutex
+	legs       [2]leg
+	active     bool
+	callerOffW *sdpMedia
+	callerOffP *plainrtp.Description
+	farOffP    *plainrtp.Description
+	farKind    Kind
+	recs       [2]*recorder
+	recPaths   []string
+
+	pipes    atomic.Pointer[[2][2]*pipe]
+	useAudio atomic.Bool
+	useVideo atomic.Bool
+	bitrate  atomic.Int64
+	hold     atomic.Bool
+	det      [2]dtmf.Detector
+	recOn    atomic.Bool
+
+	stopOnce sync.Once
+	done     chan struct{}
+	cleaned  chan struct{}
+	wg       sync.WaitGroup
+	ctx      context.Context
+	cancel   context.CancelFunc
+}
+
+func (e *Engine) newSession(t sessionType, opts SessionOptions) (*Session, error) {
+	s := &Session{e: e, id: sanitizeID(opts.ID), typ: t, opts: opts, done: make(chan struct{}),
+		cleaned: make(chan struct{})}
+	s.useAudio.Store(true)
+	s.useVideo.Store(true)
+	if err := e.register(s); err != nil {
+		return nil, err
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.log = e.log.With("media_session", s.id)
+	return s, nil
+}
+
+func sanitizeID(id string) string {
+	if len(id) > 64 {
+		id = id[:64]
+	}
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, id)
+}
+
+// ID returns the session's id.
+func (s *Session) ID() string { return s.id }
+
+// Done is closed when the session stops.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// newLeg creates a leg of kind k.
+func (s *Session) newLeg(k Kind, side Side) (leg, error) {
+	var l leg
+	var err error
+	if k == KindWebRTC {
+		l, err = newWebRTCLeg(s, side)
+	} else {
+		l, err = newRTPLeg(s, side)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.legs[side] = l
+	s.mu.Unlock()
+	return l, nil
+}
+
+// StartEcho answers offer with a session that sends the caller's media back to it (audio, and
+// video when offered). It returns the session and the answer for the caller.
+func (e *Engine) StartEcho(ctx context.Context, offer Description, opts SessionOptions) (*Session, Description, error) {
+	if !offer.Kind.valid() {
+		return nil, Description{}, ErrBadKind
+	}
+	s, err := e.newSession(typeEcho, opts)
+	if err != nil {
+		return nil, Description{}, err
+	}
+	ans, err := s.startEcho(ctx, offer)
+	if err != nil {
+		s.Close()
+		return nil, Description{}, err
+	}
+	return s, ans, nil
+}
+
+func (s *Session) startEcho(ctx context.Context, offer Description) (Description, error) {
+	l, err := s.newLeg(offer.Kind, SideCaller)
+	if err != nil {
+		return Description{}, err
+	}
+	var ans string
+	switch l := l.(type) {
+	case *webrtcLeg:
+		m, err := l.setRemoteOffer(offer.SDP)
+		if err != nil {
+			return Description{}, err
+		}
+		if ans, err = l.answer(ctx, m, nil, true); err != nil {
+			return Description{}, err
+		}
+	case *rtpLeg:
+		off, err := plainrtp.ParseSDP([]byte(offer.SDP))
+		if err != nil {
+			return Description{}, plainErr(err)
+		}
+		a, err := plainrtp.Answer(off, s.e.advertise, l.ep.Port(), plainrtp.DefaultCodecs(), nil)
+		if err != nil {
+			return Description{}, plainErr(err)
+		}
+		l.setNegotiated(off, a, off)
+		ans = a.String()
+	}
+	ps := &[2][2]*pipe{}
+	ps[SideCaller][kindAudio] = newPipe(s, l, l, kindAudio)
+	ps[SideCaller][kindVideo] = newPipe(s, l, l, kindVideo)
+	if err := s.activate(ps); err != nil {
+		return Description{}, err
+	}
+	return Description{Kind: offer.Kind, SDP: ans}, nil
+}
+
+func plainErr(err error) error {
+	switch {
+	case errors.Is(err, plainrtp.ErrNoAudio):
+		return fmt.Errorf("%w: %v", ErrNoAudio, err)
+	case errors.Is(err, plainrtp.ErrNoCommonCodec):
+		return fmt.Errorf("%w: %v", ErrNoCodec, err)
+	}
+	return fmt.Errorf("%w: %v", ErrBadSDP, err)
+}
+
+// activate installs the pipes, applies the initial media options and starts the watchdog.
+func (s *Session) activate(ps *[2][2]*pipe) error {
+	s.mu.Lock()
+	s.active = true
+	for _, l := range s.legs {
+		if l != nil {
+			l.touch()
+		}
+	}
+	s.mu.Unlock()
+	s.pipes.Store(ps)
+	if err := s.Update(s.opts.Media); err != nil {
+		return err
+	}
+	s.wg.Add(1)
+	go s.watchdog()
+	return nil
+}
+
+// StartProxy takes the caller's offer and returns a session plus nkbridge's offer for the far
+// side, of kind farKind. Complete it with SetAnswer.
+func (e *Engine) StartProxy(ctx context.Context, caller Description, farKind Kind, opts SessionOptions) (*Session, Description, error) {
+	if !caller.Kind.valid() || !farKind.valid() {
+		return nil, Description{}, ErrBadKind
+	}
+	s, err := e.newSession(typeProxy, opts)
+	if err != nil {
+		return nil, Description{}, err
+	}
+	off, err := s.startProxy(ctx, caller, farKind)
+	if err != nil {
+		s.Close()
+		return nil, Description{}, err
+	}
+	return s, off, nil
+}
+
+func (s *Session) startProxy(ctx context.Context, caller Description, farKind Kind) (Description, error) {
+	cl, err := s.newLeg(caller.Kind, SideCaller)
+	if err != nil {
+		return Description{}, err
+	}
+	var callerAudio []format
+	callerVideo := false
+	var callerVideoFormats []format
+	switch cl := cl.(type) {
+	case *webrtcLeg:
+		m, err := cl.setRemoteOffer(caller.SDP)
+		if err != nil {
+			return Description{}, err
+		}
+		s.callerOffW = m
+		callerAudio = m.audio
+		callerVideo, callerVideoFormats = m.hasVideo, m.video
+	case *rtpLeg:
+		d, err := plainrtp.ParseSDP([]byte(caller.SDP))
+		if err != nil {
+			return Description{}, plainErr(err)
+		}
+		s.callerOffP = d
+		callerAudio = plainMedia(d).audio
+	}
+	hasCommon := false
+	for _, f := range callerAudio {
+		if !f.isTE() && audioSupported(f) {
+			hasCommon = true
+		}
+	}
+	if !hasCommon {
+		return Description{}, ErrNoCodec
+	}
+	fl, err := s.newLeg(farKind, SideFar)
+	if err != nil {
+		return Description{}, err
+	}
+	s.farKind = farKind
+	var offer string
+	switch fl := fl.(type) {
+	case *webrtcLeg:
+		if offer, err = fl.offer(ctx, callerAudio, callerVideo && caller.Kind == KindWebRTC, callerVideoFormats); err != nil {
+			return Description{}, err
+		}
+	case *rtpLeg:
+		var codecs []plainrtp.Codec
+		for _, d := range plainrtp.DefaultCodecs() {
+			for _, f := range callerAudio {
+				if !f.isTE() && fromPlain(d).same(f) {
+					codecs = append(codecs, d)
+					break
+				}
+			}
+		}
+		for _, d := range plainrtp.DefaultCodecs() {
+			if !containsCodec(codecs, d) {
+				codecs = append(codecs, d)
+			}
+		}
+		// Offer the caller's codecs first, in its order.
+		codecs = orderLike(codecs, callerAudio)
+		d := plainrtp.Offer(s.e.advertise, fl.ep.Port(), codecs, uint64(time.Now().UnixNano()&0x7fffffff))
+		fl.offer = d
+		s.farOffP = d
+		offer = d.String()
+	}
+	return Description{Kind: farKind, SDP: offer}, nil
+}
+
+func containsCodec(list []plainrtp.Codec, c plainrtp.Codec) bool {
+	for _, x := range list {
+		if x.Same(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// orderLike puts the codecs that appear in order first, in that order.
+func orderLike(codecs []plainrtp.Codec, order []format) []plainrtp.Codec {
+	var out []plainrtp.Codec
+	used := make([]bool, len(codecs))
+	for _, f := range order {
+		for i, c := range codecs {
+			if !used[i] && !c.IsTelephoneEvent() && fromPlain(c).same(f) {
+				out = append(out, c)
+				used[i] = true
+			}
+		}
+	}
+	for i, c := range codecs {
+		if !used[i] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// SetAnswer completes a proxy session with the far side's answer and returns the answer for
+// the caller.
+func (s *Session) SetAnswer(ctx context.Context, far Description) (Description, error) {
+	s.mu.Lock()
+	if s.typ != typeProxy || s.active || s.legs[SideFar] == nil {
+		s.mu.Unlock()
+		return Description{}, ErrState
+	}
+	fl, cl := s.legs[SideFar], s.legs[SideCaller]
+	farKind := s.farKind
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return Description{}, ErrState
+	default:
+	}
+	if far.Kind != farKind {
+		return Description{}, fmt.Errorf("%w: answer is %q, the far side offer was %q", ErrBadKind, far.Kind, farKind)
+	}
+	var farChosen []format
+	switch fl := fl.(type) {
+	case *webrtcLeg:
+		if _, err := fl.setRemoteAnswer(far.SDP); err != nil {
+			return Description{}, err
+		}
+	case *rtpLeg:
+		a, err := plainrtp.ParseSDP([]byte(far.SDP))
+		if err != nil {
+			return Description{}, plainErr(err)
+		}
+		if _, err := plainrtp.Negotiated(fl.offer, a); err != nil {
+			return Description{}, plainErr(err)
+		}
+		fl.setNegotiated(fl.offer, a, a)
+	}
+	for _, f := range fl.negotiated().audio {
+		if !f.isTE() {
+			farChosen = append(farChosen, f)
+		}
+	}
+	farVideo := len(fl.negotiated().video) > 0
+	var ans string
+	switch cl := cl.(type) {
+	case *webrtcLeg:
+		var err error
+		if ans, err = cl.answer(ctx, s.callerOffW, farChosen, farVideo); err != nil {
+			return Description{}, err
+		}
+	case *rtpLeg:
+		a, err := plainrtp.Answer(s.callerOffP, s.e.advertise, cl.ep.Port(), plainrtp.DefaultCodecs(), toPlainList(farChosen))
+		if err != nil {
+			return Description{}, plainErr(err)
+		}
+		cl.setNegotiated(s.callerOffP, a, s.callerOffP)
+		ans = a.String()
+	}
+	ps := &[2][2]*pipe{}
+	ps[SideCaller][kindAudio] = newPipe(s, cl, fl, kindAudio)
+	ps[SideCaller][kindVideo] = newPipe(s, cl, fl, kindVideo)
+	ps[SideFar][kindAudio] = newPipe(s, fl, cl, kindAudio)
+	ps[SideFar][kindVideo] = newPipe(s, fl, cl, kindVideo)
+	if err := s.activate(ps); err != nil {
+		return Description{}, err
+	}
+	return Description{Kind: cl.kind(), SDP: ans}, nil
+}
+
+func toPlainList(fs []format) []plainrtp.Codec {
+	out := make([]plainrtp.Codec, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, toPlain(f))
+	}
+	return out
+}
+
+// AddCandidate adds a trickled ICE candidate from the peer of side (WebRTC legs only).
+func (s *Session) AddCandidate(side Side, c Candidate) error {
+	l, err := s.webrtcLegOf(side)
+	if err != nil {
+		return err
+	}
+	return l.addCandidate(c)
+}
+
+// CandidatesEnd notes the end of the peer's trickled candidates (WebRTC legs only).
+func (s *Session) CandidatesEnd(side Side) error {
+	_, err := s.webrtcLegOf(side)
+	return err
+}
+
+func (s *Session) webrtcLegOf(side Side) (*webrtcLeg, error) {
+	if side != SideCaller && side != SideFar {
+		return nil, fmt.Errorf("media: bad side %d", side)
+	}
+	s.mu.Lock()
+	l := s.legs[side]
+	s.mu.Unlock()
+	w, ok := l.(*webrtcLeg)
+	if !ok {
+		return nil, fmt.Errorf("%w: side %s is not a WebRTC leg", ErrState, side)
+	}
+	return w, nil
+}
+
+// Update changes media options. It fails with ErrState before the session has its answer.
+func (s *Session) Update(o MediaOptions) error {
+	s.mu.Lock()
+	active := s.active
+	s.mu.Unlock()
+	if !active {
+		return ErrState
+	}
+	if o.Record != nil && *o.Record && s.e.cfg.RecordDir == "" {
+		return ErrNoRecordDir
+	}
+	if o.Bitrate != nil && (*o.Bitrate < 0 || *o.Bitrate > 100_000_000) {
+		return fmt.Errorf("media: bitrate %d out of range", *o.Bitrate)
+	}
+	if o.UseAudio != nil {
+		s.useAudio.Store(*o.UseAudio)
+	}
+	if o.UseVideo != nil {
+		s.useVideo.Store(*o.UseVideo)
+	}
+	if o.Bitrate != nil {
+		s.bitrate.Store(int64(*o.Bitrate))
+		if ps := s.pipes.Load(); ps != nil {
+			for _, row := range ps {
+				if row[kindAudio] != nil {
+					row[kindAudio].setBitrate(*o.Bitrate)
+				}
+			}
+		}
+		s.sendBitrateCap()
+	}
+	if o.Record != nil {
+		if *o.Record {
+			return s.startRecording()
+		}
+		s.stopRecording()
+	}
+	return nil
+}
+
+func (s *Session) startRecording() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recOn.Load() {
+		return nil
+	}
+	stamp := time.Now().UTC().Format("20060102T150405.000")
+	for side, l := range s.legs {
+		if l == nil {
+			continue
+		}
+		p := filepath.Join(s.e.cfg.RecordDir, fmt.Sprintf("%s-%s-%s.wav", s.id, Side(side), stamp))
+		r, err := newRecorder(p)
+		if err != nil {
+			for i := range s.recs {
+				if s.recs[i] != nil {
+					s.recs[i].close()
+					s.recs[i] = nil
+				}
+			}
+			return err
+		}
+		s.recs[side] = r
+		s.recPaths = append(s.recPaths, p)
+	}
+	s.recOn.Store(true)
+	return nil
+}
+
+func (s *Session) stopRecording() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recOn.Store(false)
+	for i, r := range s.recs {
+		if r != nil {
+			if err := r.close(); err != nil {
+				s.log.Warn("recording close", "err", err)
+			}
+			s.recs[i] = nil
+		}
+	}
+}
+
+// RecordPaths returns the files recorded so far (one per side per recording started).
+func (s *Session) RecordPaths() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.recPaths...)
+}
+
+// SetHold marks the call held (true) or resumed (false). No media timeout runs while held.
+func (s *Session) SetHold(held bool) {
+	s.hold.Store(held)
+	if !held {
+		s.mu.Lock()
+		for _, l := range s.legs {
+			if l != nil {
+				l.touch()
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
+// SendDTMF sends digits (0-9 * # A-D) as RFC 4733 events toward side, each lasting durMS
+// milliseconds (default 100). It blocks until sent.
+func (s *Session) SendDTMF(ctx context.Context, to Side, digits string, durMS int) error {
+	if durMS == 0 {
+		durMS = 100
+	}
+	for _, d := range digits {
+		if _, err := dtmf.CodeOf(d); err != nil {
+			return err
+		}
+	}
+	if len(digits) > 64 {
+		return errors.New("media: too many digits")
+	}
+	ps := s.pipes.Load()
+	if ps == nil {
+		return ErrState
+	}
+	var p *pipe
+	if s.typ == typeEcho {
+		p = ps[SideCaller][kindAudio]
+	} else {
+		p = ps[1-to][kindAudio]
+	}
+	if p == nil {
+		return ErrState
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.ctx, cancel)
+	defer stop()
+	return p.sendDTMF(ctx, digits, durMS)
+}
+
+// LegStats are counters of one leg.
+type LegStats struct {
+	Kind                  Kind
+	PacketsIn, PacketsOut uint64
+	// Forwarded and Transcoded count packets the bridge sent toward this leg.
+	Forwarded, Transcoded, Dropped uint64
+}
+
+// Stats returns the per-leg counters (index by Side; a missing leg has an empty Kind).
+func (s *Session) Stats() [2]LegStats {
+	var out [2]LegStats
+	s.mu.Lock()
+	legs := s.legs
+	s.mu.Unlock()
+	ps := s.pipes.Load()
+	for i, l := range legs {
+		if l == nil {
+			continue
+		}
+		out[i].Kind = l.kind()
+		out[i].PacketsIn, out[i].PacketsOut = l.counters()
+		if ps == nil {
+			continue
+		}
+		for _, row := range ps {
+			for _, p := range row {
+				if p != nil && p.dst == l {
+					out[i].Forwarded += p.forwarded.Load()
+					out[i].Transcoded += p.transc.Load()
+					out[i].Dropped += p.dropped.Load()
+				}
+			}
+		}
+	}
+	return out
+}
+
+func (s *Session) peerOf(side Side) Side {
+	if s.typ == typeEcho {
+		return SideCaller
+	}
+	return 1 - side
+}
+
+// onRTP is called by a leg's reader for each packet it receives.
+func (s *Session) onRTP(side Side, pkt *rtp.Packet) {
+	ps := s.pipes.Load()
+	if ps == nil {
+		return
+	}
+	l := s.legs[side]
+	n := l.negotiated()
+	if n == nil {
+		return
+	}
+	f, k, ok := n.lookup(pkt.PayloadType)
+	if !ok {
+		return
+	}
+	if k == kindAudio {
+		if f.isTE() {
+			if d, ok := s.det[side].Push(pkt.Timestamp, pkt.Payload); ok && s.opts.OnDTMF != nil {
+				s.opts.OnDTMF(side, d)
+			}
+		} else if s.recOn.Load() {
+			s.mu.Lock()
+			r := s.recs[side]
+			s.mu.Unlock()
+			if r != nil {
+				r.write(f, pkt)
+			}
+		}
+		if side == SideCaller && !s.useAudio.Load() {
+			return
+		}
+	} else if side == SideCaller && !s.useVideo.Load() {
+		return
+	}
+	if p := ps[side][k]; p != nil {
+		p.push(f, pkt)
+	}
+}
+
+func (s *Session) onKeyframeRequest(side Side) {
+	if s.pipes.Load() == nil {
+		return
+	}
+	if l := s.legs[s.peerOf(side)]; l != nil {
+		l.requestKeyframe()
+	}
+}
+
+func (s *Session) onREMB(side Side, bps uint64) {
+	if s.pipes.Load() == nil {
+		return
+	}
+	if c := s.bitrate.Load(); c > 0 && bps > uint64(c) {
+		bps = uint64(c)
+	}
+	if l := s.legs[s.peerOf(side)]; l != nil {
+		l.sendREMB(bps)
+	}
+}
+
+func (s *Session) sendBitrateCap() {
+	if c := s.bitrate.Load(); c > 0 {
+		if l := s.legs[SideCaller]; l != nil {
+			l.sendREMB(uint64(c))
+		}
+	}
+}
+
+// watchdog enforces the media timeout and refreshes the bitrate cap.
+func (s *Session) watchdog() {
+	defer s.wg.Done()
+	timeout := s.e.cfg.MediaTimeout
+	tick := time.Second
+	if timeout > 0 && timeout/4 < tick {
+		tick = max(timeout/4, 20*time.Millisecond)
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	lastCap := time.Now()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			if now.Sub(lastCap) >= time.Second {
+				lastCap = now
+				s.sendBitrateCap()
+			}
+			if timeout <= 0 || s.hold.Load() {
+				continue
+			}
+			for side, l := range s.legs {
+				if l == nil {
+					continue
+				}
+				if idle := now.Sub(l.lastRTP()); idle > timeout {
+					s.stop(StopInfo{Cause: CauseMediaTimeout, Side: Side(side),
+						Reason: fmt.Sprintf("no RTP from %s for %s", Side(side), timeout)}, true)
+					return
+				}
+			}
+		}
+	}
+}
+
+// legFailed is called by legs when their transport dies.
+func (s *Session) legFailed(side Side, cause StopCause, reason string) {
+	s.stop(StopInfo{Cause: cause, Side: side, Reason: reason + " (" + side.String() + ")"}, true)
+}
+
+// Close stops the session and releases its ports, goroutines and PeerConnections. OnStop is
+// not called. It is safe to call more than once and from OnStop.
+func (s *Session) Close() {
+	s.stop(StopInfo{Cause: CauseClosed, Reason: "closed"}, false)
+	<-s.cleaned
+}
+
+// stop starts stopping the session once. Cleanup runs in its own goroutine so that it may be
+// triggered from the session's own goroutines.
+func (s *Session) stop(info StopInfo, notify bool) {
+	s.stopOnce.Do(func() {
+		if notify {
+			s.log.Info("media session stopped", "cause", info.Cause, "reason", info.Reason)
+		}
+		close(s.done)
+		s.pipes.Store(nil)
+		s.cancel()
+		go s.cleanup(info, notify)
+	})
+}
+
+func (s *Session) cleanup(info StopInfo, notify bool) {
+	s.mu.Lock()
+	legs := s.legs
+	s.mu.Unlock()
+	for _, l := range legs {
+		if l != nil {
+			l.close()
+		}
+	}
+	s.wg.Wait()
+	s.stopRecording()
+	s.e.unregister(s)
+	close(s.cleaned)
+	if notify && s.opts.OnStop != nil {
+		s.opts.OnStop(info)
+	}
+}

@@ -1,0 +1,459 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// maxPendingCandidates bounds trickled candidates buffered before the remote description.
+const maxPendingCandidates = 64
+
+// Candidate is a trickled ICE candidate (the browser's RTCIceCandidateInit).
+type Candidate struct {
+	Candidate     string
+	SDPMid        *string
+	SDPMLineIndex *uint16
+}
+
+// outTrack is a TrackLocal that lets the bridge choose payload type, sequence number and
+// timestamp of every packet (pion's static tracks force one payload type, which would break
+// telephone-events).
+type outTrack struct {
+	id, stream string
+	kind       webrtc.RTPCodecType
+
+	mu    sync.Mutex
+	ws    webrtc.TrackLocalWriter
+	ssrc  uint32
+	bound bool
+	since time.Time
+}
+
+func (t *outTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	codecs := ctx.CodecParameters()
+	if len(codecs) == 0 {
+		return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+	}
+	t.mu.Lock()
+	t.ws, t.ssrc, t.bound, t.since = ctx.WriteStream(), uint32(ctx.SSRC()), true, time.Now()
+	t.mu.Unlock()
+	return codecs[0], nil
+}
+
+func (t *outTrack) Unbind(webrtc.TrackLocalContext) error {
+	t.mu.Lock()
+	t.bound, t.ws = false, nil
+	t.mu.Unlock()
+	return nil
+}
+
+func (t *outTrack) ID() string                { return t.id }
+func (t *outTrack) RID() string               { return "" }
+func (t *outTrack) StreamID() string          { return t.stream }
+func (t *outTrack) Kind() webrtc.RTPCodecType { return t.kind }
+
+func (t *outTrack) write(h *rtp.Header, payload []byte) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.bound {
+		return false, nil
+	}
+	h.SSRC = t.ssrc
+	_, err := t.ws.WriteRTP(h, payload)
+	return err == nil, err
+}
+
+func (t *outTrack) boundFor() (bool, time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.bound, time.Since(t.since)
+}
+
+func (t *outTrack) SSRC() uint32 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ssrc
+}
+
+// webrtcLeg is a WebRTC endpoint: one PeerConnection on the engine's shared ports.
+type webrtcLeg struct {
+	s    *Session
+	side Side
+	pc   *webrtc.PeerConnection
+
+	tracks [2]*outTrack
+	neg    atomic.Pointer[negotiated]
+	last   atomic.Int64
+	nin    atomic.Uint64
+	nout   atomic.Uint64
+	rssrc  [2]atomic.Uint32
+
+	mu         sync.Mutex
+	localOffer *sdpMedia
+	haveRemote bool
+	pending    []webrtc.ICECandidateInit
+	closed     bool
+	wg         sync.WaitGroup
+}
+
+func newWebRTCLeg(s *Session, side Side) (*webrtcLeg, error) {
+	pc, err := s.e.api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, fmt.Errorf("media: new PeerConnection: %w", err)
+	}
+	l := &webrtcLeg{s: s, side: side, pc: pc}
+	l.last.Store(time.Now().UnixNano())
+	stream := fmt.Sprintf("nkb-%s-%d", s.id, side)
+	l.tracks[kindAudio] = &outTrack{id: "audio", stream: stream, kind: webrtc.RTPCodecTypeAudio}
+	l.tracks[kindVideo] = &outTrack{id: "video", stream: stream, kind: webrtc.RTPCodecTypeVideo}
+	pc.OnTrack(l.onTrack)
+	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
+		s.log.Debug("ice state", "side", side, "state", st.String())
+		if st == webrtc.ICEConnectionStateFailed {
+			s.legFailed(side, CauseICEFailed, "ICE failed")
+		}
+	})
+	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
+		s.log.Debug("connection state", "side", side, "state", st.String())
+		switch st {
+		case webrtc.PeerConnectionStateFailed:
+			if pc.ICEConnectionState() == webrtc.ICEConnectionStateFailed {
+				s.legFailed(side, CauseICEFailed, "ICE failed")
+			} else {
+				s.legFailed(side, CauseDTLSFailed, "DTLS handshake failed")
+			}
+		case webrtc.PeerConnectionStateClosed:
+			if !l.isClosed() {
+				s.legFailed(side, CausePeerClosed, "peer closed the connection")
+			}
+		}
+	})
+	return l, nil
+}
+
+func (l *webrtcLeg) kind() Kind                 { return KindWebRTC }
+func (l *webrtcLeg) negotiated() *negotiated    { return l.neg.Load() }
+func (l *webrtcLeg) lastRTP() time.Time         { return time.Unix(0, l.last.Load()) }
+func (l *webrtcLeg) touch()                     { l.last.Store(time.Now().UnixNano()) }
+func (l *webrtcLeg) counters() (uint64, uint64) { return l.nin.Load(), l.nout.Load() }
+
+// ready is true once our track is bound and the peer has shown it can receive too (it sends
+// us media) or a second has passed: packets sent earlier are often lost while the peer's
+// DTLS-SRTP is still being set up.
+func (l *webrtcLeg) ready(k mediaKind) bool {
+	bound, d := l.tracks[k].boundFor()
+	return bound && (l.nin.Load() > 0 || d > time.Second)
+}
+
+func (l *webrtcLeg) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
+}
+
+// goTracked runs f in a goroutine the leg waits for on close.
+func (l *webrtcLeg) goTracked(f func()) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f()
+	}()
+	return true
+}
+
+func (l *webrtcLeg) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+	k := kindAudio
+	if tr.Kind() == webrtc.RTPCodecTypeVideo {
+		k = kindVideo
+	}
+	l.rssrc[k].Store(uint32(tr.SSRC()))
+	l.goTracked(func() { l.readTrack(tr) })
+	if k == kindVideo {
+		l.requestKeyframe()
+	}
+}
+
+func (l *webrtcLeg) readTrack(tr *webrtc.TrackRemote) {
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) || l.isClosed() {
+				return
+			}
+			// Unknown payload type and similar per-packet errors: drop the packet.
+			continue
+		}
+		if pkt.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		l.last.Store(time.Now().UnixNano())
+		l.nin.Add(1)
+		l.s.onRTP(l.side, &pkt)
+	}
+}
+
+func (l *webrtcLeg) readSenderRTCP(sender *webrtc.RTPSender) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				l.s.onKeyframeRequest(l.side)
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				l.s.onREMB(l.side, uint64(p.Bitrate))
+			}
+		}
+	}
+}
+
+func (l *webrtcLeg) write(k mediaKind, h *rtp.Header, payload []byte) error {
+	ok, err := l.tracks[k].write(h, payload)
+	if ok {
+		l.nout.Add(1)
+	}
+	if err != nil && errors.Is(err, io.ErrClosedPipe) {
+		return nil
+	}
+	return err
+}
+
+func (l *webrtcLeg) requestKeyframe() {
+	if ssrc := l.rssrc[kindVideo].Load(); ssrc != 0 {
+		_ = l.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}})
+	}
+}
+
+func (l *webrtcLeg) sendREMB(bps uint64) {
+	var ssrcs []uint32
+	for k := range l.rssrc {
+		if s := l.rssrc[k].Load(); s != 0 {
+			ssrcs = append(ssrcs, s)
+		}
+	}
+	if len(ssrcs) == 0 {
+		return
+	}
+	_ = l.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(bps), SSRCs: ssrcs}})
+}
+
+// addTrack attaches our sending track of kind k, ordering codecs by prefer.
+// When restrict is non-nil (answering), only codecs the offer has are kept.
+func (l *webrtcLeg) addTrack(k mediaKind, prefer, restrict []format, asOffer bool) error {
+	ct := webrtc.RTPCodecTypeAudio
+	if k == kindVideo {
+		ct = webrtc.RTPCodecTypeVideo
+	}
+	var tr *webrtc.RTPTransceiver
+	if asOffer {
+		t, err := l.pc.AddTransceiverFromTrack(l.tracks[k], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+		if err != nil {
+			return err
+		}
+		tr = t
+	} else {
+		sender, err := l.pc.AddTrack(l.tracks[k])
+		if err != nil {
+			return err
+		}
+		for _, t := range l.pc.GetTransceivers() {
+			if t.Sender() == sender {
+				tr = t
+			}
+		}
+	}
+	if tr == nil {
+		return errors.New("media: no transceiver for track")
+	}
+	params := codecParamsFor(ct, prefer)
+	if restrict != nil {
+		kept := params[:0]
+		for _, c := range params {
+			for _, f := range restrict {
+				if matchParams(c, f) {
+					kept = append(kept, c)
+					break
+				}
+			}
+		}
+		params = kept
+	}
+	if len(params) == 0 {
+		return ErrNoCodec
+	}
+	if err := tr.SetCodecPreferences(params); err != nil {
+		return err
+	}
+	sender := tr.Sender()
+	l.goTracked(func() { l.readSenderRTCP(sender) })
+	return nil
+}
+
+// gatherLocal sets desc as local description and waits for ICE gathering (instant with the
+// UDP mux), returning the complete SDP.
+func (l *webrtcLeg) gatherLocal(ctx context.Context, desc webrtc.SessionDescription) (string, error) {
+	done := webrtc.GatheringCompletePromise(l.pc)
+	if err := l.pc.SetLocalDescription(desc); err != nil {
+		return "", fmt.Errorf("media: set local description: %w", err)
+	}
+	if err := waitCtx(ctx, done); err != nil {
+		return "", err
+	}
+	return l.pc.LocalDescription().SDP, nil
+}
+
+// setRemoteOffer applies the peer's offer.
+func (l *webrtcLeg) setRemoteOffer(sdpText string) (*sdpMedia, error) {
+	m, err := parseWebRTCSDP(sdpText)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: sdpText}); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	l.remoteSet()
+	return m, nil
+}
+
+// answer creates our answer to the offer applied by setRemoteOffer.
+func (l *webrtcLeg) answer(ctx context.Context, offer *sdpMedia, prefer []format, video bool) (string, error) {
+	if err := l.addTrack(kindAudio, prefer, offer.audio, false); err != nil {
+		return "", fmt.Errorf("media: audio track: %w", err)
+	}
+	if video && offer.hasVideo {
+		if err := l.addTrack(kindVideo, offer.video, offer.video, false); err != nil {
+			return "", fmt.Errorf("media: video track: %w", err)
+		}
+	}
+	ans, err := l.pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("media: create answer: %w", err)
+	}
+	local, err := l.gatherLocal(ctx, ans)
+	if err != nil {
+		return "", err
+	}
+	lm, err := parseWebRTCSDP(local)
+	if err != nil {
+		return "", fmt.Errorf("media: own answer: %w", err)
+	}
+	n := negotiatedFrom(lm, offer)
+	if len(n.audio) == 0 {
+		return "", ErrNoCodec
+	}
+	l.neg.Store(n)
+	return local, nil
+}
+
+// offer creates our offer (audio, and video when video is set).
+func (l *webrtcLeg) offer(ctx context.Context, prefer []format, video bool, videoPrefer []format) (string, error) {
+	if err := l.addTrack(kindAudio, prefer, nil, true); err != nil {
+		return "", fmt.Errorf("media: audio track: %w", err)
+	}
+	if video {
+		if err := l.addTrack(kindVideo, videoPrefer, nil, true); err != nil {
+			return "", fmt.Errorf("media: video track: %w", err)
+		}
+	}
+	off, err := l.pc.CreateOffer(nil)
+	if err != nil {
+		return "", fmt.Errorf("media: create offer: %w", err)
+	}
+	local, err := l.gatherLocal(ctx, off)
+	if err != nil {
+		return "", err
+	}
+	lm, err := parseWebRTCSDP(local)
+	if err != nil {
+		return "", fmt.Errorf("media: own offer: %w", err)
+	}
+	l.mu.Lock()
+	l.localOffer = lm
+	l.mu.Unlock()
+	return local, nil
+}
+
+// setRemoteAnswer applies the peer's answer to our offer.
+func (l *webrtcLeg) setRemoteAnswer(sdpText string) (*sdpMedia, error) {
+	m, err := parseWebRTCSDP(sdpText)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdpText}); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
+	l.mu.Lock()
+	off := l.localOffer
+	l.mu.Unlock()
+	n := negotiatedFrom(m, off)
+	if len(n.audio) == 0 {
+		return nil, ErrNoCodec
+	}
+	l.neg.Store(n)
+	l.remoteSet()
+	return m, nil
+}
+
+func (l *webrtcLeg) remoteSet() {
+	l.mu.Lock()
+	l.haveRemote = true
+	pending := l.pending
+	l.pending = nil
+	l.mu.Unlock()
+	for _, c := range pending {
+		if err := l.pc.AddICECandidate(c); err != nil {
+			l.s.log.Debug("buffered candidate refused", "err", err)
+		}
+	}
+}
+
+func (l *webrtcLeg) addCandidate(c Candidate) error {
+	init := webrtc.ICECandidateInit{Candidate: c.Candidate, SDPMid: c.SDPMid, SDPMLineIndex: c.SDPMLineIndex}
+	if len(c.Candidate) > 1024 {
+		return errors.New("media: candidate too long")
+	}
+	l.mu.Lock()
+	if !l.haveRemote {
+		defer l.mu.Unlock()
+		if len(l.pending) >= maxPendingCandidates {
+			return errors.New("media: too many candidates before the remote description")
+		}
+		l.pending = append(l.pending, init)
+		return nil
+	}
+	l.mu.Unlock()
+	if err := l.pc.AddICECandidate(init); err != nil {
+		return fmt.Errorf("media: bad candidate: %w", err)
+	}
+	return nil
+}
+
+func (l *webrtcLeg) close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	_ = l.pc.GracefulClose()
+	l.wg.Wait()
+}
