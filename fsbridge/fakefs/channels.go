@@ -15,6 +15,15 @@ import (
 // exposes it as the channel variable sip_h_X-NKB-Session.
 const SessionHeader = "X-NKB-Session"
 
+// What testdata/freeswitch configures (config_test.go keeps the two in step).
+const (
+	DefaultContext    = "nkbridge"       // dialplan context of the nkbridge SIP profile
+	ConferenceProfile = "nkbridge"       // conference profile for mcu sessions
+	SIPProfile        = "nkbridge"       // SIP profile name
+	SIPAddr           = "127.0.0.1:5090" // where the nkbridge SIP profile listens
+	ESLAddr           = "127.0.0.1:8021" // event socket of the shipped configuration
+)
+
 // ChannelSpec describes a new channel (what a SIP INVITE to FreeSWITCH would create).
 type ChannelSpec struct {
 	UUID           string            // generated when empty
@@ -174,7 +183,7 @@ func (s *Server) NewChannel(spec ChannelSpec) (Channel, error) {
 	def(&spec.Direction, "inbound")
 	def(&spec.CallerIDName, "nkbridge")
 	def(&spec.CallerIDNumber, "nkbridge")
-	def(&spec.Context, "nkbridge")
+	def(&spec.Context, DefaultContext)
 	def(&spec.NetworkAddr, "127.0.0.1")
 	c := &Channel{
 		UUID: spec.UUID, Name: spec.Name, Direction: spec.Direction,
@@ -186,7 +195,7 @@ func (s *Server) NewChannel(spec ChannelSpec) (Channel, error) {
 	c.setVar("direction", c.Direction)
 	c.setVar("uuid", c.UUID)
 	c.setVar("session_id", "1")
-	c.setVar("sip_profile_name", "nkbridge")
+	c.setVar("sip_profile_name", SIPProfile)
 	c.setVar("channel_name", c.Name)
 	names := make([]string, 0, len(spec.SIPHeaders))
 	for k := range spec.SIPHeaders {
