@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+//go:embed defaults.yaml
+var defaultsYAML []byte
+
+// Config is the whole nkbridge configuration. Each section is a struct with
+// yaml tags; later sections (sip, verto, media, freeswitch) are added here as
+// fields and get NKB_<SECTION>_<KEY> environment overrides automatically.
+type Config struct {
+	Log      LogConfig      `yaml:"log"`
+	API      APIConfig      `yaml:"api"`
+	Users    []UserConfig   `yaml:"users" env:"-"`
+	Sessions SessionsConfig `yaml:"sessions"`
+	Calls    CallsConfig    `yaml:"calls"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// APIConfig configures the WebSocket control API.
+type APIConfig struct {
+	Listen         string        `yaml:"listen"`
+	TLSCert        string        `yaml:"tls_cert"`
+	TLSKey         string        `yaml:"tls_key"`
+	MaxFrameBytes  int64         `yaml:"max_frame_bytes"`
+	PingInterval   time.Duration `yaml:"ping_interval"`
+	IdleTimeout    time.Duration `yaml:"idle_timeout"`
+	LoginTimeout   time.Duration `yaml:"login_timeout"`
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	AckTimeout     time.Duration `yaml:"ack_timeout"`
+	MaxConnections int           `yaml:"max_connections"`
+	AllowedOrigins []string      `yaml:"allowed_origins"`
+}
+
+// UserConfig is one API user; the password is stored as a PBKDF2 hash.
+type UserConfig struct {
+	User         string `yaml:"user"`
+	PasswordHash string `yaml:"password_hash"`
+}
+
+// SessionsConfig configures sessions.
+type SessionsConfig struct {
+	WaitTimeout  time.Duration     `yaml:"wait_timeout"`
+	ReadyTimeout time.Duration     `yaml:"ready_timeout"`
+	Backends     map[string]string `yaml:"backends"`
+}
+
+// CallsConfig configures the call router.
+type CallsConfig struct {
+	RingTime    time.Duration `yaml:"ring_time"`
+	MaxRingTime time.Duration `yaml:"max_ring_time"`
+}
+
+// loadConfig builds the configuration: embedded defaults, then the file (if
+// any), then NKB_* environment variables from env.
+func loadConfig(file string, env func(string) (string, bool)) (*Config, error) {
+	var cfg Config
+	if err := yaml.NewDecoder(bytes.NewReader(defaultsYAML), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("embedded defaults: %w", err)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		if len(bytes.TrimSpace(b)) > 0 {
+			if err := yaml.NewDecoder(bytes.NewReader(b), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
+				return nil, fmt.Errorf("%s: %w", file, err)
+			}
+		}
+	}
+	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "NKB", env); err != nil {
+		return nil, err
+	}
+	return &cfg, cfg.validate()
+}
+
+func (c *Config) validate() error {
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "warning", "error":
+	default:
+		return fmt.Errorf("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log.format %q: want text or json", c.Log.Format)
+	}
+	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
+		return fmt.Errorf("api.tls_cert and api.tls_key go together")
+	}
+	seen := map[string]bool{}
+	for i, u := range c.Users {
+		if u.User == "" || u.PasswordHash == "" {
+			return fmt.Errorf("users[%d]: user and password_hash are required", i)
+		}
+		if seen[u.User] {
+			return fmt.Errorf("users: %q listed twice", u.User)
+		}
+		seen[u.User] = true
+	}
+	return nil
+}
+
+// applyEnv sets the fields of v from variables named prefix_<YAML KEY>,
+// recursing into structs. Supported: strings, ints, bools, durations,
+// []string (comma-separated) and map[string]string ("k=v,k=v").
+func applyEnv(v reflect.Value, prefix string, env func(string) (string, bool)) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Tag.Get("env") == "-" {
+			continue
+		}
+		key := strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if key == "" || key == "-" {
+			continue
+		}
+		name := prefix + "_" + strings.ToUpper(key)
+		fv := v.Field(i)
+		if fv.Kind() == reflect.Struct {
+			if err := applyEnv(fv, name, env); err != nil {
+				return err
+			}
+			continue
+		}
+		s, ok := env(name)
+		if !ok {
+			continue
+		}
+		if err := setFromString(fv, s); err != nil {
+			return fmt.Errorf("%s=%q: %w", name, s, err)
+		}
+	}
+	return nil
+}
+
+func setFromString(fv reflect.Value, s string) error {
+	if fv.Type() == reflect.TypeOf(time.Duration(0)) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		fv.SetInt(int64(d))
+		return nil
+	}
+	switch fv.Kind() {
+	case reflect.String:
+		fv.SetString(s)
+	case reflect.Int, reflect.Int64, reflect.Int32:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return err
+		}
+		fv.SetInt(n)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return err
+		}
+		fv.SetBool(b)
+	case reflect.Slice:
+		if fv.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported list type")
+		}
+		var out []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+		fv.Set(reflect.ValueOf(out))
+	case reflect.Map:
+		if fv.Type().Key().Kind() != reflect.String || fv.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported map type")
+		}
+		m := map[string]string{}
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			k, val, ok := strings.Cut(p, "=")
+			if !ok {
+				return fmt.Errorf("want key=value pairs")
+			}
+			m[strings.TrimSpace(k)] = strings.TrimSpace(val)
+		}
+		fv.Set(reflect.ValueOf(m))
+	default:
+		return fmt.Errorf("unsupported type %s", fv.Type())
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package signaling
+
+import "sync"
+
+// Event is one event on the bus: media/session/stop/<session_id> and the like.
+type Event struct {
+	Class    string         `json:"class"`
+	Subclass string         `json:"subclass,omitempty"`
+	Type     string         `json:"type"`
+	ObjID    string         `json:"obj_id,omitempty"`
+	Body     map[string]any `json:"body,omitempty"`
+}
+
+// Subscription selects events. Subclass, Type and ObjID may be "*" (or empty,
+// which means the same); Class "*" matches any class. Body is merged under
+// the body of every delivered event (event keys win).
+type Subscription struct {
+	Class    string         `json:"class"`
+	Subclass string         `json:"subclass"`
+	Type     string         `json:"type"`
+	ObjID    string         `json:"obj_id"`
+	Body     map[string]any `json:"body,omitempty"`
+}
+
+// Normalize replaces empty selectors by "*".
+func (s Subscription) Normalize() Subscription {
+	if s.Subclass == "" {
+		s.Subclass = "*"
+	}
+	if s.Type == "" {
+		s.Type = "*"
+	}
+	if s.ObjID == "" {
+		s.ObjID = "*"
+	}
+	return s
+}
+
+// Matches reports whether the subscription selects ev. Any of the selectors
+// may be "*" independently (a "*" subclass with a concrete type matches).
+func (s Subscription) Matches(ev Event) bool {
+	return sel(s.Class, ev.Class) && sel(s.Subclass, ev.Subclass) && sel(s.Type, ev.Type) && sel(s.ObjID, ev.ObjID)
+}
+
+func sel(pattern, v string) bool { return pattern == "*" || pattern == "" || pattern == v }
+
+func (s Subscription) sameKey(o Subscription) bool {
+	return s.Class == o.Class && s.Subclass == o.Subclass && s.Type == o.Type && s.ObjID == o.ObjID
+}
+
+// Sink receives events. Deliver is called from any goroutine, without bus
+// locks held, and must not block; it must not modify ev.Body.
+type Sink interface {
+	Deliver(ev Event)
+}
+
+// SinkFunc adapts a function to Sink.
+type SinkFunc func(Event)
+
+// Deliver calls f(ev).
+func (f SinkFunc) Deliver(ev Event) { f(ev) }
+
+type busEntry struct {
+	sink Sink
+	sub  Subscription
+}
+
+// Bus is the event bus: subscriptions indexed by obj_id, publish to every
+// matching sink once.
+type Bus struct {
+	mu     sync.RWMutex
+	byObj  map[string][]busEntry
+	bySink map[Sink][]Subscription
+}
+
+// NewBus returns an empty bus.
+func NewBus() *Bus {
+	return &Bus{byObj: make(map[string][]busEntry), bySink: make(map[Sink][]Subscription)}
+}
+
+// Subscribe adds a subscription for sink. Subscribing twice with the same
+// selectors replaces the body. It returns the sink's subscription count.
+func (b *Bus) Subscribe(sink Sink, sub Subscription) int {
+	sub = sub.Normalize()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	list := b.byObj[sub.ObjID]
+	for i := range list {
+		if list[i].sink == sink && list[i].sub.sameKey(sub) {
+			list[i].sub = sub
+			subs := b.bySink[sink]
+			for j := range subs {
+				if subs[j].sameKey(sub) {
+					subs[j] = sub
+				}
+			}
+			return len(subs)
+		}
+	}
+	b.byObj[sub.ObjID] = append(list, busEntry{sink: sink, sub: sub})
+	b.bySink[sink] = append(b.bySink[sink], sub)
+	return len(b.bySink[sink])
+}
+
+// Unsubscribe removes the sink's subscription with the same selectors
+// (bodies are ignored) and reports whether there was one.
+func (b *Bus) Unsubscribe(sink Sink, sub Subscription) bool {
+	sub = sub.Normalize()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.removeLocked(sink, sub)
+}
+
+func (b *Bus) removeLocked(sink Sink, sub Subscription) bool {
+	found := false
+	list := b.byObj[sub.ObjID]
+	for i := range list {
+		if list[i].sink == sink && list[i].sub.sameKey(sub) {
+			list[i] = list[len(list)-1]
+			list[len(list)-1] = busEntry{}
+			list = list[:len(list)-1]
+			found = true
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(b.byObj, sub.ObjID)
+	} else {
+		b.byObj[sub.ObjID] = list
+	}
+	subs := b.bySink[sink]
+	for i := range subs {
+		if subs[i].sameKey(sub) {
+			subs = append(subs[:i], subs[i+1:]...)
+			break
+		}
+	}
+	if len(subs) == 0 {
+		delete(b.bySink, sink)
+	} else {
+		b.bySink[sink] = subs
+	}
+	return found
+}
+
+// UnsubscribeAll removes every subscription of sink.
+func (b *Bus) UnsubscribeAll(sink Sink) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, sub := range append([]Subscription(nil), b.bySink[sink]...) {
+		b.removeLocked(sink, sub)
+	}
+	delete(b.bySink, sink)
+}
+
+// Subscriptions returns a copy of the sink's subscriptions.
+func (b *Bus) Subscriptions(sink Sink) []Subscription {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return append([]Subscription(nil), b.bySink[sink]...)
+}
+
+// Publish delivers ev to every sink with a matching subscription, once per
+// sink, with that subscription's body merged under the event's body.
+func (b *Bus) Publish(ev Event) {
+	var targets []busEntry
+	b.mu.RLock()
+	collect := func(list []busEntry) {
+		for _, e := range list {
+			if !e.sub.Matches(ev) {
+				continue
+			}
+			dup := false
+			for _, t := range targets {
+				if t.sink == e.sink {
+					dup = true
+					break
+				}
+			}
+			if !dup {
+				targets = append(targets, e)
+			}
+		}
+	}
+	collect(b.byObj[ev.ObjID])
+	if ev.ObjID != "*" {
+		collect(b.byObj["*"])
+	}
+	b.mu.RUnlock()
+	for _, t := range targets {
+		out := ev
+		if len(t.sub.Body) > 0 {
+			body := make(map[string]any, len(t.sub.Body)+len(ev.Body))
+			for k, v := range t.sub.Body {
+				body[k] = v
+			}
+			for k, v := range ev.Body {
+				body[k] = v
+			}
+			out.Body = body
+		}
+		t.sink.Deliver(out)
+	}
+}

@@ -1,0 +1,544 @@
+package signaling
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// CallerInfo says who is calling.
+type CallerInfo struct {
+	Name  string // caller_name
+	ID    string // caller_id
+	User  string // the authenticated user that started the call, if any
+	Owner string // the front end's connection key of the caller (resolvers skip it)
+}
+
+// Destination is what a Resolver turns into invitees.
+type Destination struct {
+	Type   string // "user", "session", "sip", "verto", ... or "" (every resolver is asked)
+	Callee string // the user, session id, URL, ... to reach
+	Data   map[string]any
+	Caller CallerInfo
+}
+
+// Resolver finds who to ring for a destination. Several resolvers may be
+// registered for one call type; the invitees of all of them ring in parallel.
+type Resolver interface {
+	Resolve(ctx context.Context, dest Destination) ([]Invitee, error)
+}
+
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(ctx context.Context, dest Destination) ([]Invitee, error)
+
+// Resolve calls f.
+func (f ResolverFunc) Resolve(ctx context.Context, dest Destination) ([]Invitee, error) {
+	return f(ctx, dest)
+}
+
+// Invitation is what an invitee is asked to accept.
+type Invitation struct {
+	CallID string
+	Type   string
+	Callee string
+	Offer  Desc
+	Caller CallerInfo
+	Data   map[string]any
+}
+
+// Invitee is one party a call rings (an API connection, a SIP contact, a
+// Verto login).
+type Invitee interface {
+	// Invite starts ringing. It must return promptly and report progress
+	// later through h (from any goroutine); an error is an immediate
+	// rejection.
+	Invite(ctx context.Context, inv Invitation, h InviteHandle) error
+	// Hangup ends this invitee's part of the call, at any time: answered
+	// elsewhere (2025), caller hangup, ring timeout (2023), or the end of an
+	// answered call. It is called at most once, only after Invite, and must
+	// not block.
+	Hangup(err *Error)
+}
+
+// InviteHandle is how an invitee reports its progress. Methods may be
+// called from any goroutine; calls after the invitee is out of the call are
+// ignored (or answer an error).
+type InviteHandle interface {
+	// Ringing: the invitee is alerting, optionally with an early answer.
+	Ringing(answer Desc)
+	// Accepted: the invitee answers. The first acceptance wins; later ones get
+	// 2024 already_answered. calleeSession, if not "", is a session of the
+	// invitee linked to the call (it stops when the call ends).
+	Accepted(answer Desc, calleeSession string) error
+	// Rejected: the invitee declines (before acceptance). After acceptance it
+	// ends the call like Hangup.
+	Rejected(err *Error)
+	// Hangup: the invitee ends the call (an answered call hangs up; before
+	// acceptance it is a rejection).
+	Hangup(err *Error)
+}
+
+// CallObserver is told about a call by the core, for originators that are not
+// on the event bus (SIP and Verto inbound calls). Methods must not block.
+type CallObserver interface {
+	CallRinging(callID string, answer Desc)
+	// CallAnswered carries the answer for the originator (the linked session's
+	// answer after set_answer, i.e. the backend's answer for proxy sessions).
+	CallAnswered(callID string, answer Desc)
+	CallHangup(callID string, err *Error)
+}
+
+// CallRequest starts a call.
+type CallRequest struct {
+	CallID    string // optional; generated when empty
+	Type      string
+	Callee    string
+	SessionID string // the caller's session, linked to the call (optional)
+	Offer     Desc
+	Caller    CallerInfo
+	Data      map[string]any
+	RingTime  time.Duration // 0: default; capped by the maximum
+	Observer  CallObserver  // optional
+}
+
+const (
+	callNew = iota
+	callRinging
+	callAnswered
+	callEnded
+)
+
+type call struct {
+	id       string
+	req      CallRequest
+	state    int
+	invs     []*invitation
+	winner   *invitation
+	rang     bool
+	sessions []string // linked sessions (caller's, callee's)
+	timer    *time.Timer
+	log      *slog.Logger
+}
+
+type invitation struct {
+	c        *Core
+	call     *call
+	inv      Invitee
+	inviting bool   // Invite is running
+	invited  bool   // Invite returned
+	done     bool   // out of the call
+	endErr   *Error // ended while Invite was running: Hangup after it returns
+}
+
+// endLocked takes an invitation out of the call and returns the invitee to
+// hang up now, if any.
+func (iv *invitation) endLocked(err *Error) Invitee {
+	if iv.done {
+		return nil
+	}
+	iv.done = true
+	if iv.invited {
+		return iv.inv
+	}
+	if iv.inviting {
+		iv.endErr = err
+	}
+	return nil
+}
+
+// Call is a prepared call; Start makes it ring.
+type Call struct {
+	c  *Core
+	cl *call
+}
+
+// ID returns the call id.
+func (cl *Call) ID() string { return cl.cl.id }
+
+// AddResolver registers r for call type typ ("user", "session", "sip", ...).
+func (c *Core) AddResolver(typ string, r Resolver) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.resolvers = append(c.resolvers, resolverEntry{typ: typ, r: r})
+}
+
+// StartCall prepares and starts a call and returns its id.
+func (c *Core) StartCall(ctx context.Context, req CallRequest) (string, error) {
+	cl, err := c.NewCall(req)
+	if err != nil {
+		return "", err
+	}
+	cl.Start(ctx)
+	return cl.ID(), nil
+}
+
+// NewCall registers a call (linking it to req.SessionID) without ringing
+// anybody yet, so that the caller can subscribe to its events and reply
+// before Start; a call never started is ended by HangupCall or StopOwned.
+func (c *Core) NewCall(req CallRequest) (*Call, error) {
+	if req.CallID == "" {
+		req.CallID = uuid.NewString()
+	} else if !ValidID(req.CallID) {
+		return nil, InvalidField("call_id")
+	}
+	if req.RingTime <= 0 {
+		req.RingTime = c.opts.RingTime
+	}
+	if req.RingTime > c.opts.MaxRingTime {
+		req.RingTime = c.opts.MaxRingTime
+	}
+	cl := &call{id: req.CallID, req: req, log: c.log.With("call_id", req.CallID, "call_type", req.Type)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, Errorf(CodeSessionStop, "Server stopping")
+	}
+	if _, dup := c.calls[cl.id]; dup {
+		return nil, Errorf(CodeInvalidParameters, "Duplicated call id: %s", cl.id)
+	}
+	if req.SessionID != "" {
+		s, ok := c.sessions[req.SessionID]
+		if !ok || s.stopped {
+			return nil, Errorf(CodeSessionNotFound, "Session not found: %s", req.SessionID)
+		}
+		if s.callID != "" {
+			return nil, Errorf(CodeInvalidOperation, "Session %s already has a call", req.SessionID)
+		}
+		s.callID = cl.id
+		cl.sessions = append(cl.sessions, s.id)
+	}
+	c.calls[cl.id] = cl
+	if req.Caller.Owner != "" {
+		addTo(c.callOwner, req.Caller.Owner, cl.id)
+	}
+	return &Call{c: c, cl: cl}, nil
+}
+
+// Start resolves the destination and rings every invitee in parallel. With
+// no invitee the call hangs up with 2022 no_destination (or the resolvers'
+// error).
+func (cl *Call) Start(ctx context.Context) {
+	c, call := cl.c, cl.cl
+	req := call.req
+	dest := Destination{Type: req.Type, Callee: req.Callee, Data: req.Data, Caller: req.Caller}
+	c.mu.Lock()
+	if call.state != callNew {
+		c.mu.Unlock()
+		return
+	}
+	call.state = callRinging
+	var rs []Resolver
+	for _, e := range c.resolvers {
+		if req.Type == "" || e.typ == req.Type {
+			rs = append(rs, e.r)
+		}
+	}
+	c.mu.Unlock()
+
+	var invitees []Invitee
+	var firstErr error
+	for _, r := range rs {
+		got, err := r.Resolve(ctx, dest)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		invitees = append(invitees, got...)
+	}
+	if len(invitees) == 0 {
+		e := Errorf(CodeNoDestination, "No destination: %s %s", req.Type, req.Callee)
+		if firstErr != nil {
+			e = AsError(firstErr)
+		}
+		call.log.Info("call has no destination", "err", e.Text)
+		_ = c.HangupCall(call.id, e)
+		return
+	}
+	c.mu.Lock()
+	if call.state != callRinging {
+		c.mu.Unlock()
+		return
+	}
+	for _, inv := range invitees {
+		call.invs = append(call.invs, &invitation{c: c, call: call, inv: inv})
+	}
+	id := call.id
+	call.timer = time.AfterFunc(req.RingTime, func() {
+		c.mu.Lock()
+		ringing := call.state == callRinging
+		c.mu.Unlock()
+		if ringing {
+			_ = c.HangupCall(id, Errorf(CodeNoAnswer, "No answer"))
+		}
+	})
+	invs := append([]*invitation(nil), call.invs...)
+	c.mu.Unlock()
+	call.log.Info("call ringing", "invitees", len(invs))
+
+	inv := Invitation{CallID: id, Type: req.Type, Callee: req.Callee, Offer: req.Offer, Caller: req.Caller, Data: req.Data}
+	for _, iv := range invs {
+		c.mu.Lock()
+		if call.state != callRinging || iv.done {
+			c.mu.Unlock()
+			continue
+		}
+		iv.inviting = true
+		c.mu.Unlock()
+		if err := iv.inv.Invite(ctx, inv, iv); err != nil {
+			c.mu.Lock()
+			iv.inviting = false
+			c.mu.Unlock()
+			iv.Rejected(AsError(err))
+			continue
+		}
+		c.mu.Lock()
+		iv.inviting, iv.invited = false, true
+		late := iv.endErr
+		c.mu.Unlock()
+		if late != nil {
+			iv.inv.Hangup(late)
+		}
+	}
+}
+
+// HangupCall ends a call with err (nil: 1013 user_stop): every invitee still
+// in it gets Hangup, media/call/hangup {code, reason} is published, the
+// observer is told and linked sessions stop.
+func (c *Core) HangupCall(id string, err *Error) error {
+	if err == nil {
+		err = Err(CodeUserStop)
+	}
+	c.mu.Lock()
+	call, ok := c.calls[id]
+	if !ok || call.state == callEnded {
+		c.mu.Unlock()
+		return Errorf(CodeCallNotFound, "Call not found: %s", id)
+	}
+	call.state = callEnded
+	delete(c.calls, id)
+	if call.req.Caller.Owner != "" {
+		delFrom(c.callOwner, call.req.Caller.Owner, id)
+	}
+	if call.timer != nil {
+		call.timer.Stop()
+	}
+	var hang []Invitee
+	for _, iv := range call.invs {
+		if iv == call.winner && !iv.done {
+			iv.done = true
+			hang = append(hang, iv.inv)
+			continue
+		}
+		if inv := iv.endLocked(err); inv != nil {
+			hang = append(hang, inv)
+		}
+	}
+	sessions := call.sessions
+	for _, sid := range sessions {
+		if s, ok := c.sessions[sid]; ok && s.callID == id {
+			s.callID = ""
+		}
+	}
+	c.mu.Unlock()
+
+	call.log.Info("call hangup", "code", err.Code, "reason", err.Text)
+	for _, inv := range hang {
+		inv.Hangup(err)
+	}
+	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "hangup", ObjID: id,
+		Body: map[string]any{"code": err.Code, "reason": err.Text, "error": err.Text}})
+	if call.req.Observer != nil {
+		call.req.Observer.CallHangup(id, err)
+	}
+	for _, sid := range sessions {
+		_ = c.StopSession(sid, err)
+	}
+	return nil
+}
+
+// CallInfo describes a call.
+func (c *Core) CallInfo(id string) (map[string]any, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	call, ok := c.calls[id]
+	if !ok {
+		return nil, Errorf(CodeCallNotFound, "Call not found: %s", id)
+	}
+	state := "ringing"
+	switch call.state {
+	case callNew:
+		state = "new"
+	case callAnswered:
+		state = "answered"
+	}
+	info := map[string]any{"call_id": id, "type": call.req.Type, "callee": call.req.Callee, "state": state}
+	if call.req.SessionID != "" {
+		info["session_id"] = call.req.SessionID
+	}
+	if call.req.Caller.User != "" {
+		info["user"] = call.req.Caller.User
+	}
+	return info, nil
+}
+
+// ListCalls returns the ids of all calls, sorted.
+func (c *Core) ListCalls() []string {
+	c.mu.Lock()
+	ids := make([]string, 0, len(c.calls))
+	for id := range c.calls {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// CallOwner returns the caller's owner key of a call.
+func (c *Core) CallOwner(id string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	call, ok := c.calls[id]
+	if !ok {
+		return "", false
+	}
+	return call.req.Caller.Owner, true
+}
+
+func (iv *invitation) Ringing(answer Desc) {
+	c, call := iv.c, iv.call
+	c.mu.Lock()
+	if call.state != callRinging || iv.done {
+		c.mu.Unlock()
+		return
+	}
+	first := !call.rang
+	call.rang = true
+	c.mu.Unlock()
+	if !first && len(answer) == 0 {
+		return
+	}
+	body := map[string]any{}
+	if len(answer) > 0 {
+		body["answer"] = answer
+	}
+	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "ringing", ObjID: call.id, Body: body})
+	if call.req.Observer != nil {
+		call.req.Observer.CallRinging(call.id, answer)
+	}
+}
+
+func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
+	c, call := iv.c, iv.call
+	c.mu.Lock()
+	switch {
+	case call.state == callAnswered:
+		c.mu.Unlock()
+		return Errorf(CodeAlreadyAnswered, "Call already answered: %s", call.id)
+	case call.state != callRinging || iv.done:
+		c.mu.Unlock()
+		return Errorf(CodeCallNotFound, "Call not found: %s", call.id)
+	}
+	if calleeSession != "" {
+		s, ok := c.sessions[calleeSession]
+		if !ok || s.stopped {
+			c.mu.Unlock()
+			return Errorf(CodeSessionNotFound, "Session not found: %s", calleeSession)
+		}
+		if s.callID != "" {
+			c.mu.Unlock()
+			return Errorf(CodeInvalidOperation, "Session %s already has a call", calleeSession)
+		}
+		s.callID = call.id
+		call.sessions = append(call.sessions, calleeSession)
+	}
+	call.state = callAnswered
+	call.winner = iv
+	if call.timer != nil {
+		call.timer.Stop()
+	}
+	var others []Invitee
+	elsewhere := Errorf(CodeOriginatorCancel, "Answered elsewhere")
+	for _, o := range call.invs {
+		if o != iv {
+			if inv := o.endLocked(elsewhere); inv != nil {
+				others = append(others, inv)
+			}
+		}
+	}
+	callerSession := call.req.SessionID
+	c.mu.Unlock()
+
+	call.log.Info("call answered")
+	for _, o := range others {
+		o.Hangup(elsewhere)
+	}
+	result := answer
+	if callerSession != "" && len(answer) > 0 {
+		got, err := c.SetAnswer(context.Background(), callerSession, answer)
+		if err != nil {
+			e := AsError(err)
+			_ = c.HangupCall(call.id, e)
+			return e
+		}
+		result = got
+	}
+	body := map[string]any{}
+	if len(result) > 0 {
+		body["answer"] = result
+	}
+	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "accepted", ObjID: call.id, Body: body})
+	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "answer", ObjID: call.id, Body: body})
+	if call.req.Observer != nil {
+		call.req.Observer.CallAnswered(call.id, result)
+	}
+	return nil
+}
+
+func (iv *invitation) Rejected(err *Error) {
+	if err == nil {
+		err = Errorf(CodeCallRejected, "Call rejected")
+	}
+	c, call := iv.c, iv.call
+	c.mu.Lock()
+	if call.state == callAnswered && call.winner == iv {
+		c.mu.Unlock()
+		_ = c.HangupCall(call.id, err)
+		return
+	}
+	if call.state != callRinging || iv.done {
+		c.mu.Unlock()
+		return
+	}
+	iv.done = true
+	all := true
+	for _, o := range call.invs {
+		if !o.done {
+			all = false
+		}
+	}
+	c.mu.Unlock()
+	call.log.Info("invitee rejected", "code", err.Code, "reason", err.Text)
+	if all {
+		rej := &Error{Code: CodeCallRejected, Text: err.Text}
+		c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "rejected", ObjID: call.id,
+			Body: map[string]any{"code": rej.Code, "error": rej.Text}})
+		_ = c.HangupCall(call.id, rej)
+	}
+}
+
+func (iv *invitation) Hangup(err *Error) {
+	if err == nil {
+		err = Err(CodeUserStop)
+	}
+	c, call := iv.c, iv.call
+	c.mu.Lock()
+	winner := call.state == callAnswered && call.winner == iv
+	c.mu.Unlock()
+	if winner {
+		_ = c.HangupCall(call.id, err)
+		return
+	}
+	iv.Rejected(err)
+}

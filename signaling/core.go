@@ -1,0 +1,159 @@
+package signaling
+
+import (
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Options configures a Core. Zero values take the defaults.
+type Options struct {
+	Logger       *slog.Logger
+	Bus          *Bus          // default: a new bus
+	Backends     *Backends     // default: none registered (only p2p works)
+	WaitTimeout  time.Duration // default 60 s: sessions without an answer
+	ReadyTimeout time.Duration // default 86400 s: sessions with an answer
+	RingTime     time.Duration // default 30 s
+	MaxRingTime  time.Duration // default 180 s
+}
+
+// Core holds the sessions and calls of one nkbridge instance. Its methods
+// are safe for concurrent use; they never call out (to backends, invitees,
+// observers, the bus) while holding its lock.
+type Core struct {
+	log      *slog.Logger
+	bus      *Bus
+	backends *Backends
+	opts     Options
+
+	mu        sync.Mutex
+	sessions  map[string]*session
+	byOwner   map[string]map[string]struct{} // owner -> session ids
+	peersOf   map[string]map[string]struct{} // session id -> sessions whose peer it is
+	calls     map[string]*call
+	callOwner map[string]map[string]struct{} // owner -> call ids
+	resolvers []resolverEntry
+	closed    bool
+
+	wg sync.WaitGroup // asynchronous stops
+}
+
+type resolverEntry struct {
+	typ string
+	r   Resolver
+}
+
+// New returns a Core.
+func New(o Options) *Core {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Bus == nil {
+		o.Bus = NewBus()
+	}
+	if o.Backends == nil {
+		o.Backends = NewBackends()
+	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = 60 * time.Second
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 86400 * time.Second
+	}
+	if o.MaxRingTime <= 0 {
+		o.MaxRingTime = 180 * time.Second
+	}
+	if o.RingTime <= 0 {
+		o.RingTime = 30 * time.Second
+	}
+	if o.RingTime > o.MaxRingTime {
+		o.RingTime = o.MaxRingTime
+	}
+	return &Core{
+		log:       o.Logger,
+		bus:       o.Bus,
+		backends:  o.Backends,
+		opts:      o,
+		sessions:  make(map[string]*session),
+		byOwner:   make(map[string]map[string]struct{}),
+		peersOf:   make(map[string]map[string]struct{}),
+		calls:     make(map[string]*call),
+		callOwner: make(map[string]map[string]struct{}),
+	}
+}
+
+// Bus returns the event bus.
+func (c *Core) Bus() *Bus { return c.bus }
+
+// Backends returns the backend registry.
+func (c *Core) Backends() *Backends { return c.backends }
+
+// StopOwned stops every session and hangs up every call whose Owner is
+// owner (a front end's connection key), with err.
+func (c *Core) StopOwned(owner string, err *Error) {
+	c.mu.Lock()
+	var sids, cids []string
+	for id := range c.byOwner[owner] {
+		sids = append(sids, id)
+	}
+	for id := range c.callOwner[owner] {
+		cids = append(cids, id)
+	}
+	c.mu.Unlock()
+	for _, id := range cids {
+		_ = c.HangupCall(id, err)
+	}
+	for _, id := range sids {
+		_ = c.StopSession(id, err)
+	}
+}
+
+// Close stops every session and call (1061 "Server stopping") and waits for
+// pending asynchronous work. New sessions and calls are refused afterwards.
+func (c *Core) Close() {
+	c.mu.Lock()
+	c.closed = true
+	var sids, cids []string
+	for id := range c.sessions {
+		sids = append(sids, id)
+	}
+	for id := range c.calls {
+		cids = append(cids, id)
+	}
+	c.mu.Unlock()
+	stop := Errorf(CodeSessionStop, "Server stopping")
+	for _, id := range cids {
+		_ = c.HangupCall(id, stop)
+	}
+	for _, id := range sids {
+		_ = c.StopSession(id, stop)
+	}
+	c.wg.Wait()
+}
+
+func addTo(m map[string]map[string]struct{}, k, v string) {
+	s := m[k]
+	if s == nil {
+		s = make(map[string]struct{})
+		m[k] = s
+	}
+	s[v] = struct{}{}
+}
+
+func delFrom(m map[string]map[string]struct{}, k, v string) {
+	if s := m[k]; s != nil {
+		delete(s, v)
+		if len(s) == 0 {
+			delete(m, k)
+		}
+	}
+}
+
+// background runs f on a goroutine the Core waits for in Close.
+func (c *Core) background(f func()) {
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}

@@ -1,0 +1,446 @@
+package signaling
+
+import (
+	"context"
+	"log/slog"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// SessionRequest starts a session (media/session/start).
+type SessionRequest struct {
+	SessionID    string // optional; a UUID is generated when empty
+	Type         string // mandatory
+	Offer        Desc
+	Answer       Desc
+	WaitTimeout  time.Duration // 0: default
+	ReadyTimeout time.Duration // 0: default
+	Backend      string        // forces a backend by name
+	Peer         string        // links the session to another one
+	Owner        string        // the front end's key for its connection (StopOwned)
+	User         string        // the logged-in user, for info
+	Options      map[string]any
+}
+
+// SessionResult is the reply to a session start.
+type SessionResult struct {
+	SessionID string
+	Answer    Desc
+	Offer     Desc
+	RoomID    string
+}
+
+const (
+	stateStarting = iota
+	stateWait
+	stateReady
+)
+
+type session struct {
+	id, typ      string
+	backend      string
+	media        Media
+	offer        Desc
+	answer       Desc
+	roomID       string
+	state        int
+	owner, user  string
+	peer         string
+	callID       string
+	busy         bool // a set_answer is in progress
+	stopped      bool
+	waitTimeout  time.Duration
+	readyTimeout time.Duration
+	timer        *time.Timer
+	timerGen     int
+	created      time.Time
+	log          *slog.Logger
+}
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$`)
+
+// ValidID reports whether s can be used as a client-chosen session id.
+func ValidID(s string) bool { return validID.MatchString(s) }
+
+// StartSession creates a session. For p2p it needs no backend; other types go
+// to the backend chosen by configuration or by req.Backend.
+func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionResult, error) {
+	if req.Type == "" {
+		return SessionResult{}, MissingField("type")
+	}
+	var (
+		bname string
+		b     Backend
+	)
+	if req.Type == TypeP2P && req.Backend == "" {
+		if len(req.Offer) == 0 {
+			return SessionResult{}, Errorf(CodeMissingOffer, "Missing offer: session type p2p needs an offer")
+		}
+	} else {
+		var err error
+		bname, b, err = c.backends.Lookup(req.Type, req.Backend)
+		if err != nil {
+			return SessionResult{}, err
+		}
+	}
+	if req.SessionID == "" {
+		req.SessionID = uuid.NewString()
+	} else if !ValidID(req.SessionID) {
+		return SessionResult{}, Errorf(CodeInvalidSessionID, "Invalid session id: %q", req.SessionID)
+	}
+	s := &session{
+		id: req.SessionID, typ: req.Type, backend: bname, offer: req.Offer,
+		owner: req.Owner, user: req.User, peer: req.Peer, created: time.Now(),
+		waitTimeout: req.WaitTimeout, readyTimeout: req.ReadyTimeout,
+	}
+	if s.waitTimeout <= 0 {
+		s.waitTimeout = c.opts.WaitTimeout
+	}
+	if s.readyTimeout <= 0 {
+		s.readyTimeout = c.opts.ReadyTimeout
+	}
+	s.log = c.log.With("session_id", s.id, "type", s.typ)
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return SessionResult{}, Errorf(CodeSessionStop, "Server stopping")
+	}
+	if _, dup := c.sessions[s.id]; dup {
+		c.mu.Unlock()
+		return SessionResult{}, Errorf(CodeDuplicatedSessionID, "Duplicated session id: %s", s.id)
+	}
+	if s.peer != "" {
+		if p, ok := c.sessions[s.peer]; !ok || p.stopped {
+			c.mu.Unlock()
+			return SessionResult{}, Errorf(CodeSessionNotFound, "Peer session not found: %s", s.peer)
+		}
+		addTo(c.peersOf, s.peer, s.id)
+	}
+	c.sessions[s.id] = s
+	if s.owner != "" {
+		addTo(c.byOwner, s.owner, s.id)
+	}
+	if b == nil {
+		c.activateLocked(s, req.Answer)
+		c.mu.Unlock()
+		s.log.Info("session started")
+		return SessionResult{SessionID: s.id}, nil
+	}
+	c.mu.Unlock()
+
+	media, res, err := b.StartMedia(ctx, MediaRequest{
+		SessionID: s.id, Type: s.typ, Offer: req.Offer, Answer: req.Answer,
+		Peer: req.Peer, Options: req.Options, Reporter: reporter{c: c, id: s.id},
+	})
+	c.mu.Lock()
+	if err != nil || s.stopped {
+		stopped := s.stopped
+		if !stopped {
+			c.removeLocked(s)
+		}
+		c.mu.Unlock()
+		if err == nil {
+			media.Stop(Errorf(CodeSessionStop, "Session stopped while starting"))
+			return SessionResult{}, Errorf(CodeSessionStop, "Session stopped while starting")
+		}
+		s.log.Info("session start failed", "err", err)
+		return SessionResult{}, err
+	}
+	s.media = media
+	s.roomID = res.RoomID
+	answer := req.Answer
+	if len(res.Answer) > 0 {
+		answer = res.Answer
+	}
+	c.activateLocked(s, answer)
+	c.mu.Unlock()
+	s.log.Info("session started", "backend", bname)
+	return SessionResult{SessionID: s.id, Answer: res.Answer, Offer: res.Offer, RoomID: res.RoomID}, nil
+}
+
+// activateLocked moves a starting session to wait or ready and arms its timer.
+func (c *Core) activateLocked(s *session, answer Desc) {
+	if len(answer) > 0 {
+		s.answer = answer
+		s.state = stateReady
+		c.armLocked(s, s.readyTimeout)
+	} else {
+		s.state = stateWait
+		c.armLocked(s, s.waitTimeout)
+	}
+}
+
+func (c *Core) armLocked(s *session, d time.Duration) {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.timerGen++
+	gen, id := s.timerGen, s.id
+	s.timer = time.AfterFunc(d, func() {
+		c.mu.Lock()
+		cur, ok := c.sessions[id]
+		fire := ok && cur == s && s.timerGen == gen && !s.stopped
+		c.mu.Unlock()
+		if fire {
+			s.log.Info("session timeout")
+			_ = c.StopSession(id, Err(CodeSessionTimeout))
+		}
+	})
+}
+
+func (c *Core) removeLocked(s *session) {
+	s.stopped = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	delete(c.sessions, s.id)
+	if s.owner != "" {
+		delFrom(c.byOwner, s.owner, s.id)
+	}
+	if s.peer != "" {
+		delFrom(c.peersOf, s.peer, s.id)
+	}
+}
+
+// StopSession stops a session with err (nil: 1013 user_stop): its media is
+// released, media/session/stop {code, reason} is published, its call hangs
+// up and sessions that have it as peer stop (2026).
+func (c *Core) StopSession(id string, err *Error) error {
+	if err == nil {
+		err = Err(CodeUserStop)
+	}
+	c.mu.Lock()
+	s, ok := c.sessions[id]
+	if !ok || s.stopped {
+		c.mu.Unlock()
+		return Errorf(CodeSessionNotFound, "Session not found: %s", id)
+	}
+	c.removeLocked(s)
+	var dependents []string
+	for d := range c.peersOf[id] {
+		dependents = append(dependents, d)
+	}
+	delete(c.peersOf, id)
+	media, callID := s.media, s.callID
+	c.mu.Unlock()
+
+	s.log.Info("session stopped", "code", err.Code, "reason", err.Text)
+	if media != nil {
+		media.Stop(err)
+	}
+	c.bus.Publish(Event{Class: "media", Subclass: "session", Type: "stop", ObjID: id,
+		Body: map[string]any{"code": err.Code, "reason": err.Text}})
+	if callID != "" {
+		_ = c.HangupCall(callID, err)
+	}
+	for _, d := range dependents {
+		_ = c.StopSession(d, Errorf(CodePeerHangup, "Peer session stopped: %s", id))
+	}
+	return nil
+}
+
+// SetAnswer sets the session's answer (media/session/set_answer) and returns
+// the answer for the session's client: the backend's, or for p2p the given
+// one. It publishes media/session/answer {answer}.
+func (c *Core) SetAnswer(ctx context.Context, id string, answer Desc) (Desc, error) {
+	if len(answer) == 0 {
+		return nil, MissingField("answer")
+	}
+	c.mu.Lock()
+	s, ok := c.sessions[id]
+	switch {
+	case !ok || s.stopped:
+		c.mu.Unlock()
+		return nil, Errorf(CodeSessionNotFound, "Session not found: %s", id)
+	case s.answer != nil || s.busy:
+		c.mu.Unlock()
+		return nil, Errorf(CodeAnswerAlreadySet, "Answer already set for session %s", id)
+	case s.state == stateStarting:
+		c.mu.Unlock()
+		return nil, Errorf(CodeInvalidOperation, "Session %s is still starting", id)
+	}
+	media := s.media
+	s.busy = true
+	c.mu.Unlock()
+
+	result := answer
+	if media != nil {
+		got, err := media.SetAnswer(ctx, answer)
+		if err != nil {
+			c.mu.Lock()
+			s.busy = false
+			c.mu.Unlock()
+			return nil, err
+		}
+		if len(got) > 0 {
+			result = got
+		}
+	}
+	c.mu.Lock()
+	s.busy = false
+	if s.stopped {
+		c.mu.Unlock()
+		return nil, Errorf(CodeSessionNotFound, "Session not found: %s", id)
+	}
+	s.answer = result
+	s.state = stateReady
+	c.armLocked(s, s.readyTimeout)
+	c.mu.Unlock()
+	s.log.Info("session answered")
+	c.bus.Publish(Event{Class: "media", Subclass: "session", Type: "answer", ObjID: id,
+		Body: map[string]any{"answer": result}})
+	return result, nil
+}
+
+// UpdateSession applies a live update of the given kind. It needs an answer
+// (2015) and a backend (p2p sessions have no media to update: 1006).
+func (c *Core) UpdateSession(ctx context.Context, id, kind string, opts map[string]any) (map[string]any, error) {
+	if kind == "" {
+		return nil, MissingField("type")
+	}
+	c.mu.Lock()
+	s, ok := c.sessions[id]
+	if !ok || s.stopped {
+		c.mu.Unlock()
+		return nil, Errorf(CodeSessionNotFound, "Session not found: %s", id)
+	}
+	if s.answer == nil {
+		c.mu.Unlock()
+		return nil, Errorf(CodeAnswerNotSet, "Answer not set for session %s", id)
+	}
+	media, typ := s.media, s.typ
+	c.mu.Unlock()
+	if media == nil {
+		return nil, Errorf(CodeNotImplemented, "Session type %s has no media to update", typ)
+	}
+	res, err := media.Update(ctx, kind, opts)
+	if err != nil {
+		return nil, err
+	}
+	if kind == "session_type" {
+		newType, _ := opts["session_type"].(string)
+		c.mu.Lock()
+		if newType != "" {
+			s.typ = newType
+		}
+		if r, ok := res["room_id"].(string); ok {
+			s.roomID = r
+		}
+		typ := s.typ
+		c.mu.Unlock()
+		body := map[string]any{}
+		for k, v := range res {
+			body[k] = v
+		}
+		body["type"] = typ
+		c.bus.Publish(Event{Class: "media", Subclass: "session", Type: "updated_type", ObjID: id, Body: body})
+	}
+	return res, nil
+}
+
+// SetCandidate passes a trickled ICE candidate to the session's media. For
+// p2p sessions it is published as media/session/candidate for the far side.
+func (c *Core) SetCandidate(ctx context.Context, id string, cand Candidate) error {
+	c.mu.Lock()
+	s, ok := c.sessions[id]
+	if !ok || s.stopped {
+		c.mu.Unlock()
+		return Errorf(CodeSessionNotFound, "Session not found: %s", id)
+	}
+	media := s.media
+	c.mu.Unlock()
+	if media != nil {
+		return media.Candidate(ctx, cand)
+	}
+	body := map[string]any{"candidate": map[string]any{"sdpMid": cand.MID, "sdpMLineIndex": cand.MLineIndex, "candidate": cand.Candidate}}
+	if cand.End {
+		body = map[string]any{"candidate_end": true}
+	}
+	c.bus.Publish(Event{Class: "media", Subclass: "session", Type: "candidate", ObjID: id, Body: body})
+	return nil
+}
+
+// SessionInfo describes a session (media/session/info).
+func (c *Core) SessionInfo(id string) (map[string]any, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.sessions[id]
+	if !ok || s.stopped {
+		return nil, Errorf(CodeSessionNotFound, "Session not found: %s", id)
+	}
+	state := "wait"
+	switch s.state {
+	case stateStarting:
+		state = "starting"
+	case stateReady:
+		state = "ready"
+	}
+	info := map[string]any{
+		"session_id": s.id, "type": s.typ, "state": state,
+		"wait_timeout": int(s.waitTimeout / time.Second), "ready_timeout": int(s.readyTimeout / time.Second),
+		"created": s.created.UTC().Format(time.RFC3339Nano),
+	}
+	setIf := func(k, v string) {
+		if v != "" {
+			info[k] = v
+		}
+	}
+	setIf("backend", s.backend)
+	setIf("user", s.user)
+	setIf("peer", s.peer)
+	setIf("call_id", s.callID)
+	setIf("room_id", s.roomID)
+	if s.offer != nil {
+		info["offer"] = s.offer
+	}
+	if s.answer != nil {
+		info["answer"] = s.answer
+	}
+	return info, nil
+}
+
+// ListSessions returns the ids of all sessions, sorted.
+func (c *Core) ListSessions() []string {
+	c.mu.Lock()
+	ids := make([]string, 0, len(c.sessions))
+	for id := range c.sessions {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	sort.Strings(ids)
+	return ids
+}
+
+// SessionMeta is what front ends need to know about a session to route
+// requests for it.
+type SessionMeta struct {
+	Type, Backend, Owner, User, CallID string
+}
+
+// LookupSession returns a session's metadata.
+func (c *Core) LookupSession(id string) (SessionMeta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.sessions[id]
+	if !ok || s.stopped {
+		return SessionMeta{}, false
+	}
+	return SessionMeta{Type: s.typ, Backend: s.backend, Owner: s.owner, User: s.user, CallID: s.callID}, true
+}
+
+type reporter struct {
+	c  *Core
+	id string
+}
+
+func (r reporter) Stopped(err *Error) {
+	r.c.background(func() { _ = r.c.StopSession(r.id, err) })
+}
+
+func (r reporter) Event(evType string, body map[string]any) {
+	r.c.bus.Publish(Event{Class: "media", Subclass: "session", Type: evType, ObjID: r.id, Body: body})
+}

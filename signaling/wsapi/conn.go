@@ -1,0 +1,372 @@
+package wsapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// conn is one API connection: a reader goroutine (which runs the handlers of
+// quick commands), a writer goroutine, and timers.
+type conn struct {
+	srv    *Server
+	ws     *websocket.Conn
+	id     string // owner key in the core
+	remote string
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	send   chan []byte
+
+	// set once at login, in the reader goroutine, under srv.mu
+	user    string
+	loginID string
+
+	mu         sync.Mutex
+	closing    bool
+	closeCode  int
+	closeText  string
+	nextTid    int64
+	pending    map[int64]*pending
+	clientTids map[string]struct{}               // client requests still being processed
+	invites    map[string]*invitee               // calls this connection is invited to
+	autoSubs   map[string]signaling.Subscription // "session:<id>"/"call:<id>" automatic subscriptions
+	pingTimer  *time.Timer
+	loginTimer *time.Timer
+	loginFails int
+	async      int
+	meta       map[string]any
+	loggedIn   bool
+}
+
+type pending struct {
+	timer *time.Timer
+	cb    func(ok bool, data json.RawMessage)
+}
+
+const maxAsync = 16
+
+func newConn(s *Server, ws *websocket.Conn, remote, id string) *conn {
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := &conn{
+		srv: s, ws: ws, id: id, remote: remote, ctx: ctx, cancel: cancel,
+		send: make(chan []byte, s.cfg.SendQueue),
+		log:  s.log.With("conn", id, "remote", remote),
+	}
+	ws.SetReadLimit(s.cfg.MaxFrameBytes)
+	c.loginTimer = time.AfterFunc(s.cfg.LoginTimeout, func() {
+		c.mu.Lock()
+		in := c.loggedIn
+		c.mu.Unlock()
+		if !in {
+			c.closeWith(websocket.ClosePolicyViolation, "Login timeout")
+		}
+	})
+	return c
+}
+
+// closeWith starts closing the connection: the writer sends a close frame
+// with code and text and closes the socket; the reader then cleans up.
+func (c *conn) closeWith(code int, text string) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.closeCode, c.closeText = code, text
+	c.mu.Unlock()
+	c.cancel()
+}
+
+func (c *conn) writeLoop() {
+	defer c.srv.wg.Done()
+	for {
+		select {
+		case b := <-c.send:
+			if !c.write(b) {
+				c.closeWith(websocket.CloseAbnormalClosure, "write failed")
+				c.ws.NetConn().Close()
+				return
+			}
+		case <-c.ctx.Done():
+			// Flush what is queued (e.g. the reply that caused the close).
+			for done := false; !done; {
+				select {
+				case b := <-c.send:
+					if !c.write(b) {
+						done = true
+					}
+				default:
+					done = true
+				}
+			}
+			c.mu.Lock()
+			code, text := c.closeCode, c.closeText
+			c.mu.Unlock()
+			if code == 0 {
+				code = websocket.CloseGoingAway
+			}
+			if code != websocket.CloseAbnormalClosure {
+				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), time.Now().Add(time.Second))
+			}
+			c.ws.NetConn().Close()
+			return
+		}
+	}
+}
+
+func (c *conn) write(b []byte) bool {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return c.ws.WriteMessage(websocket.TextMessage, b) == nil
+}
+
+// enqueue queues a frame; a full queue means the client does not read:
+// the connection is closed.
+func (c *conn) enqueue(b []byte) {
+	select {
+	case c.send <- b:
+	default:
+		c.log.Warn("api send queue full, closing")
+		c.closeWith(websocket.ClosePolicyViolation, "Send queue full")
+	}
+}
+
+func (c *conn) readLoop() {
+	defer c.srv.wg.Done()
+	defer c.cleanup()
+	for {
+		c.mu.Lock()
+		idle := c.srv.cfg.IdleTimeout
+		c.mu.Unlock()
+		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
+		mt, b, err := c.ws.ReadMessage()
+		if err != nil {
+			var ne net.Error
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				c.log.Info("api frame too big, closing", "limit", c.srv.cfg.MaxFrameBytes)
+				c.closeWith(websocket.CloseMessageTooBig, "Frame too big")
+			case errors.As(err, &ne) && ne.Timeout():
+				c.log.Info("api connection idle, closing")
+				c.closeWith(websocket.ClosePolicyViolation, "Idle timeout")
+			default:
+				c.closeWith(websocket.CloseNormalClosure, "")
+			}
+			return
+		}
+		if c.ctx.Err() != nil {
+			return
+		}
+		if mt != websocket.TextMessage {
+			c.closeWith(websocket.CloseUnsupportedData, "Text frames only")
+			return
+		}
+		c.handleFrame(b)
+	}
+}
+
+func (c *conn) cleanup() {
+	c.closeWith(websocket.CloseNormalClosure, "")
+	c.loginTimer.Stop()
+	c.srv.removeConn(c)
+	c.srv.core.Bus().UnsubscribeAll(c)
+	c.mu.Lock()
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	for _, p := range c.pending {
+		p.timer.Stop()
+	}
+	c.pending = nil
+	invs := c.invites
+	c.invites = nil
+	c.mu.Unlock()
+	down := signaling.Errorf(signaling.CodeRegisteredDown, "Connection down")
+	for _, inv := range invs {
+		inv.h.Hangup(down)
+	}
+	c.srv.core.StopOwned(c.id, down)
+	if c.user != "" {
+		c.log.Info("api connection closed", "user", c.user)
+	}
+}
+
+func (c *conn) handleFrame(b []byte) {
+	f, ferr := decodeFrame(b)
+	if ferr != nil {
+		if ferr.tid == nil {
+			c.log.Info("api bad frame, closing", "err", ferr.err.Text)
+			c.closeWith(websocket.CloseProtocolError, ferr.err.Text)
+			return
+		}
+		c.replyErr(ferr.tid, ferr.err)
+		return
+	}
+	switch f.kind {
+	case kindAck:
+		c.mu.Lock()
+		if p, ok := c.pending[f.srvTid]; ok {
+			p.timer.Reset(c.srv.cfg.AckTimeout)
+		}
+		c.mu.Unlock()
+	case kindResponse:
+		c.mu.Lock()
+		p, ok := c.pending[f.srvTid]
+		if ok {
+			p.timer.Stop()
+			delete(c.pending, f.srvTid)
+		}
+		c.mu.Unlock()
+		if ok && p.cb != nil {
+			p.cb(f.result == "ok", f.data)
+		}
+	case kindRequest:
+		c.handleRequest(f)
+	}
+}
+
+// reply sends {"result":"ok","data":data,"tid":tid}.
+func (c *conn) reply(tid json.RawMessage, data any) {
+	b, err := json.Marshal(outResponse{Result: "ok", Data: data, Tid: tid})
+	if err != nil {
+		c.replyErr(tid, signaling.Errorf(signaling.CodeInternalError, "Internal error: %v", err))
+		return
+	}
+	c.enqueue(b)
+}
+
+func (c *conn) replyErr(tid json.RawMessage, e *signaling.Error) {
+	b, _ := json.Marshal(outResponse{Result: "error", Data: errorData{Code: e.Code, Error: e.Text}, Tid: tid})
+	c.enqueue(b)
+}
+
+func (c *conn) ack(tid json.RawMessage) {
+	b, _ := json.Marshal(outAck{Ack: tid})
+	c.enqueue(b)
+}
+
+// request sends a server request; cb (optional) gets the answer. No answer
+// within the deadline (5 s, or 180 s after an ack) closes the connection.
+func (c *conn) request(class, subclass, cmd string, data any, cb func(ok bool, data json.RawMessage)) bool {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return false
+	}
+	c.nextTid++
+	tid := c.nextTid
+	b, err := json.Marshal(outRequest{Class: class, Subclass: subclass, Cmd: cmd, Data: data, Tid: tid})
+	if err != nil {
+		c.mu.Unlock()
+		c.log.Error("api cannot encode request", "err", err)
+		return false
+	}
+	if c.pending == nil {
+		c.pending = make(map[int64]*pending)
+	}
+	c.pending[tid] = &pending{cb: cb, timer: time.AfterFunc(c.srv.cfg.RequestTimeout, func() {
+		c.log.Info("api client did not answer a server request, closing", "tid", tid, "cmd", cmd)
+		c.closeWith(websocket.ClosePolicyViolation, "No answer to server request")
+	})}
+	c.mu.Unlock()
+	c.enqueue(b)
+	return true
+}
+
+// Deliver implements signaling.Sink: the event becomes a core/event request.
+func (c *conn) Deliver(ev signaling.Event) {
+	c.request("core", "", "event", ev, nil)
+	var key string
+	switch {
+	case ev.Class == "media" && ev.Subclass == "session" && ev.Type == "stop":
+		key = "session:" + ev.ObjID
+	case ev.Class == "media" && ev.Subclass == "call" && ev.Type == "hangup":
+		key = "call:" + ev.ObjID
+	default:
+		return
+	}
+	c.dropAutoSub(key)
+}
+
+func (c *conn) autoSubscribe(key string, sub signaling.Subscription) {
+	c.mu.Lock()
+	if c.autoSubs == nil {
+		c.autoSubs = make(map[string]signaling.Subscription)
+	}
+	c.autoSubs[key] = sub
+	c.mu.Unlock()
+	c.srv.core.Bus().Subscribe(c, sub)
+}
+
+func (c *conn) dropAutoSub(key string) {
+	c.mu.Lock()
+	sub, ok := c.autoSubs[key]
+	if ok {
+		delete(c.autoSubs, key)
+	}
+	c.mu.Unlock()
+	if ok {
+		c.srv.core.Bus().Unsubscribe(c, sub)
+	}
+}
+
+func (c *conn) startPing() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return
+	}
+	c.pingTimer = time.AfterFunc(c.srv.cfg.PingInterval, c.ping)
+}
+
+func (c *conn) ping() {
+	c.request("core", "", "ping", map[string]any{"time": time.Now().Unix()}, func(bool, json.RawMessage) {
+		c.startPing()
+	})
+}
+
+// runAsync acks the request and runs f on its own goroutine (for commands
+// that may wait on a backend); f's result is the final reply.
+func (c *conn) runAsync(tid json.RawMessage, f func(ctx context.Context) (any, error)) {
+	c.mu.Lock()
+	if c.async >= maxAsync || c.closing {
+		c.mu.Unlock()
+		c.replyErr(tid, signaling.Errorf(signaling.CodeInvalidOperation, "Too many requests in progress"))
+		return
+	}
+	key := string(tid)
+	if _, dup := c.clientTids[key]; dup {
+		c.mu.Unlock()
+		c.replyErr(tid, signaling.Errorf(signaling.CodeInvalidParameters, "Duplicated tid: %s", key))
+		return
+	}
+	if c.clientTids == nil {
+		c.clientTids = make(map[string]struct{})
+	}
+	c.clientTids[key] = struct{}{}
+	c.async++
+	c.mu.Unlock()
+	c.ack(tid)
+	c.srv.wg.Add(1)
+	go func() {
+		defer c.srv.wg.Done()
+		data, err := f(c.ctx)
+		c.mu.Lock()
+		delete(c.clientTids, key)
+		c.async--
+		c.mu.Unlock()
+		if err != nil {
+			c.replyErr(tid, signaling.AsError(err))
+			return
+		}
+		c.reply(tid, data)
+	}()
+}

@@ -1,0 +1,408 @@
+// Package wsapi is the WebSocket front end of the control API (the NkMEDIA
+// External Interface): framing, login, keepalive, the core and media
+// commands, and the API connections as call targets of types user and session.
+package wsapi
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/auth"
+)
+
+// Config configures the API server. Zero values take the defaults.
+type Config struct {
+	Listen         string        // default "127.0.0.1:9010"
+	TLSCert        string        // with TLSKey: serve wss
+	TLSKey         string        //
+	MaxFrameBytes  int64         // default 256 KiB
+	PingInterval   time.Duration // default 60 s
+	IdleTimeout    time.Duration // default 180 s
+	LoginTimeout   time.Duration // default 30 s: close connections that do not log in
+	RequestTimeout time.Duration // default 5 s: answer deadline of server requests
+	AckTimeout     time.Duration // default 180 s: deadline after a client ack
+	MaxConnections int           // default 50000
+	SendQueue      int           // default 256 frames per connection
+	AllowedOrigins []string      // extra allowed browser Origins ("*" = any)
+	Users          *auth.Users   // nil or empty: open logins, loopback only
+	LoginBackoff   time.Duration // default 100 ms, doubled per failure
+	MaxBackoff     time.Duration // default 30 s
+}
+
+func (c *Config) defaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:9010"
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = 256 << 10
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 60 * time.Second
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 180 * time.Second
+	}
+	if c.LoginTimeout <= 0 {
+		c.LoginTimeout = 30 * time.Second
+	}
+	if c.RequestTimeout <= 0 {
+		c.RequestTimeout = 5 * time.Second
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 180 * time.Second
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 50000
+	}
+	if c.SendQueue <= 0 {
+		c.SendQueue = 256
+	}
+	if c.LoginBackoff <= 0 {
+		c.LoginBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 30 * time.Second
+	}
+}
+
+// Server serves the control API over WebSocket.
+type Server struct {
+	cfg      Config
+	core     *signaling.Core
+	log      *slog.Logger
+	upgrader websocket.Upgrader
+	open     bool // no users: any login accepted (loopback only)
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	byID      map[string]*conn
+	byUser    map[string]map[*conn]struct{}
+	bySession map[string]*conn
+	fails     map[string]failRecord // per remote IP
+	nextConn  uint64
+	httpSrv   *http.Server
+	closed    bool
+}
+
+type failRecord struct {
+	n    int
+	last time.Time
+}
+
+// New returns a server using core. It registers the "user" and "session"
+// call resolvers on core.
+func New(cfg Config, core *signaling.Core, log *slog.Logger) *Server {
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		cfg: cfg, core: core, log: log, open: cfg.Users.Empty(),
+		ctx: ctx, cancel: cancel,
+		conns: make(map[*conn]struct{}), byID: make(map[string]*conn),
+		byUser: make(map[string]map[*conn]struct{}), bySession: make(map[string]*conn),
+		fails: make(map[string]failRecord),
+	}
+	s.upgrader = websocket.Upgrader{
+		HandshakeTimeout: 10 * time.Second,
+		ReadBufferSize:   1024,
+		WriteBufferSize:  4096,
+		WriteBufferPool:  &sync.Pool{},
+		CheckOrigin:      s.checkOrigin,
+	}
+	core.AddResolver("user", signaling.ResolverFunc(s.resolveUser))
+	core.AddResolver("session", signaling.ResolverFunc(s.resolveSession))
+	return s
+}
+
+// CheckListen refuses a non-loopback address when no users are configured.
+func CheckListen(addr string, users *auth.Users) error {
+	if !users.Empty() {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("api listen address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("api listen address %q is not loopback and no users are configured: refusing to accept anonymous logins from the network (configure users, or listen on 127.0.0.1)", addr)
+	}
+	return nil
+}
+
+// Listen binds the configured address (checking CheckListen).
+func (s *Server) Listen() (net.Listener, error) {
+	if err := CheckListen(s.cfg.Listen, s.cfg.Users); err != nil {
+		return nil, err
+	}
+	return net.Listen("tcp", s.cfg.Listen)
+}
+
+// Serve serves the API on ln until ctx is cancelled or Close is called, then
+// stops gracefully: every connection is closed and everything it owns
+// stopped. A non-loopback listener without users is refused.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	if err := CheckListen(ln.Addr().String(), s.cfg.Users); err != nil {
+		ln.Close()
+		return err
+	}
+	if s.open {
+		s.log.Warn("NO USERS CONFIGURED: the API accepts ANY login (allowed because it listens on loopback only)", "listen", ln.Addr().String())
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", s.ServeHTTP)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	if s.cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("api tls: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, hs.TLSConfig)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return errors.New("server closed")
+	}
+	s.httpSrv = hs
+	s.mu.Unlock()
+	s.log.Info("api listening", "addr", ln.Addr().String(), "tls", s.cfg.TLSCert != "")
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	case err := <-errc:
+		s.Close()
+		return err
+	}
+	s.Close()
+	<-errc
+	return nil
+}
+
+// Close stops the server: closes the listener and every connection (1001),
+// waits for their goroutines and for the sessions they owned to stop.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return
+	}
+	s.closed = true
+	hs := s.httpSrv
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	if hs != nil {
+		_ = hs.Close()
+	}
+	for _, c := range conns {
+		c.closeWith(websocket.CloseGoingAway, "Server stopping")
+	}
+	s.wg.Wait()
+	s.log.Info("api stopped")
+}
+
+// ServeHTTP upgrades API requests (paths "/" and "/api").
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" && r.URL.Path != "/api" {
+		http.NotFound(w, r)
+		return
+	}
+	s.mu.Lock()
+	full := len(s.conns) >= s.cfg.MaxConnections
+	closed := s.closed
+	s.mu.Unlock()
+	if closed || full {
+		http.Error(w, "too many connections", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		s.log.Debug("api upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	c := s.newConn(ws, r.RemoteAddr)
+	if c == nil {
+		ws.Close()
+		return
+	}
+	s.wg.Add(2)
+	go c.readLoop()
+	go c.writeLoop()
+}
+
+func (s *Server) checkOrigin(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
+}
+
+func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.nextConn++
+	c := newConn(s, ws, remote, fmt.Sprintf("api-%d", s.nextConn))
+	s.conns[c] = struct{}{}
+	s.byID[c.id] = c
+	return c
+}
+
+func (s *Server) removeConn(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	delete(s.byID, c.id)
+	if c.user != "" {
+		if m := s.byUser[c.user]; m != nil {
+			delete(m, c)
+			if len(m) == 0 {
+				delete(s.byUser, c.user)
+			}
+		}
+	}
+	if c.loginID != "" && s.bySession[c.loginID] == c {
+		delete(s.bySession, c.loginID)
+	}
+}
+
+// registerLogin records a logged-in connection; false if the session id is taken.
+func (s *Server) registerLogin(c *conn, user, sid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.bySession[sid]; dup {
+		return false
+	}
+	if _, live := s.conns[c]; !live {
+		return false
+	}
+	s.bySession[sid] = c
+	m := s.byUser[user]
+	if m == nil {
+		m = make(map[*conn]struct{})
+		s.byUser[user] = m
+	}
+	m[c] = struct{}{}
+	return true
+}
+
+func (s *Server) sessionTaken(sid string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, dup := s.bySession[sid]
+	return dup
+}
+
+// ConnCount returns the number of open API connections.
+func (s *Server) ConnCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.conns)
+}
+
+// loginDelay records a failed login from ip (and the connection's own
+// count) and returns how long to wait before answering.
+func (s *Server) loginDelay(ip string, connFails int) time.Duration {
+	s.mu.Lock()
+	now := time.Now()
+	if len(s.fails) > 10000 {
+		for k, v := range s.fails {
+			if now.Sub(v.last) > 15*time.Minute {
+				delete(s.fails, k)
+			}
+		}
+	}
+	r := s.fails[ip]
+	if now.Sub(r.last) > 15*time.Minute {
+		r.n = 0
+	}
+	r.n++
+	r.last = now
+	s.fails[ip] = r
+	n := max(r.n, connFails)
+	s.mu.Unlock()
+	d := s.cfg.LoginBackoff
+	for i := 1; i < n && d < s.cfg.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.MaxBackoff)
+}
+
+func (s *Server) resolveUser(_ context.Context, dest signaling.Destination) ([]signaling.Invitee, error) {
+	if dest.Type != "" && dest.Type != "user" {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []signaling.Invitee
+	for c := range s.byUser[dest.Callee] {
+		if c.id != dest.Caller.Owner {
+			out = append(out, &invitee{c: c})
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) resolveSession(_ context.Context, dest signaling.Destination) ([]signaling.Invitee, error) {
+	if dest.Type != "" && dest.Type != "session" {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.bySession[dest.Callee]; ok && c.id != dest.Caller.Owner {
+		return []signaling.Invitee{&invitee{c: c}}, nil
+	}
+	return nil, nil
+}
+
+// connUser returns the user of the connection with the given key.
+func (s *Server) connUser(id string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.byID[id]; ok {
+		return c.user
+	}
+	return ""
+}
