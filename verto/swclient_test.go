@@ -482,3 +482,67 @@ func TestSWClientReloadReattaches(t *testing.T) {
 	}
 	ec.echo.rec.expect(t, "hangup:NORMAL_CLEARING")
 }
+
+func TestSWClientTwoTabsRingFirstAnswerWins(t *testing.T) {
+	e := newSWEnv(t, Config{})
+	sidA := e.connect()
+	tabA := e.page
+
+	// A second tab of the same origin shares localStorage, so SW reuses the stored sessid
+	// and the server punts the first tab (mod_verto behaviour, verto.md §1.4 and §12).
+	tabB := e.br.NewPage(e.ctx, e.ts.URL+"/page")
+	e.page = tabB
+	if sid := e.connect(); sid != sidA {
+		t.Fatalf("second tab logged in with sessid %q, want the stored %q", sid, sidA)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
+	defer cancel()
+	if err := tabA.WaitFor(ctx, `!window.client.connected`, nil); err != nil {
+		t.Fatalf("first tab was not punted: %v", err)
+	}
+	if got := e.srv.Sessions("alice"); len(got) != 1 {
+		t.Fatalf("sessions %v", got)
+	}
+
+	// With its own sessid (storage cleared first), tab A is a second login of alice.
+	e.page = tabA
+	if err := tabA.Eval(e.ctx, `localStorage.clear(), true`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if sid := e.connect(); sid == sidA {
+		t.Fatal("tab A should have a new sessid")
+	}
+	if got := e.srv.Sessions("alice"); len(got) != 2 {
+		t.Fatalf("sessions %v", got)
+	}
+
+	echo := newPionEcho(newRecorder())
+	t.Cleanup(echo.close)
+	offer, err := echo.offer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := e.srv.Invite(e.ctx, OutboundRequest{User: "alice", SDP: offer, CallerIDName: "Bob", CallerIDNumber: "2000"}, echo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*browsertest.Page{tabA, tabB} {
+		e.page = p
+		e.waitState("ringing")
+	}
+	// Tab B answers; tab A stops ringing (verto.bye LOSE_RACE).
+	if err := tabB.Eval(e.ctx, `window.call.answer(), true`, nil); err != nil {
+		t.Fatal(err)
+	}
+	echo.rec.expect(t, "answered")
+	e.page = tabB
+	e.waitState("active")
+	if err := tabA.WaitFor(ctx, `window.states.includes("hangup") || window.states.includes("destroy")`, nil); err != nil {
+		t.Fatalf("losing tab kept ringing: %v", err)
+	}
+	e.hearsOwnTone(echo)
+	if o.Call() == nil {
+		t.Fatal("no winner")
+	}
+	echo.rec.none(t, 100*time.Millisecond)
+}
