@@ -44,6 +44,8 @@ type conn struct {
 	async      int
 	meta       map[string]any
 	loggedIn   bool
+	recent     [8]string // calls this connection was recently invited to
+	recentN    int
 }
 
 type pending struct {
@@ -195,7 +197,7 @@ func (c *conn) cleanup() {
 	}
 	c.srv.core.StopOwned(c.id, down)
 	if c.user != "" {
-		c.log.Info("api connection closed", "user", c.user)
+		c.log.Info("api connection closed")
 	}
 }
 

@@ -747,8 +747,17 @@ func (c *conn) invitation(callID string) (*invitee, error) {
 	}
 	c.mu.Lock()
 	inv := c.invites[callID]
+	wasInvited := false
+	for _, id := range c.recent {
+		wasInvited = wasInvited || id == callID
+	}
 	c.mu.Unlock()
 	if inv == nil {
+		if wasInvited {
+			if info, err := c.srv.core.CallInfo(callID); err == nil && info["state"] == "answered" {
+				return nil, signaling.Errorf(signaling.CodeAlreadyAnswered, "Call already answered: %s", callID)
+			}
+		}
 		return nil, signaling.Errorf(signaling.CodeCallNotFound, "Call not found: %s", callID)
 	}
 	return inv, nil

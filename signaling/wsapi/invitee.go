@@ -42,6 +42,8 @@ func (i *invitee) Invite(_ context.Context, inv signaling.Invitation, h signalin
 		c.invites = make(map[string]*invitee)
 	}
 	c.invites[inv.CallID] = i
+	c.recent[c.recentN%len(c.recent)] = inv.CallID
+	c.recentN++
 	c.mu.Unlock()
 	d := inviteData{CallID: inv.CallID, Type: inv.Type, Offer: inv.Offer,
 		CallerName: inv.Caller.Name, CallerID: inv.Caller.ID, CallerUser: inv.Caller.User}

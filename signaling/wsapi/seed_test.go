@@ -132,7 +132,7 @@ func TestSeedCallToUserTwoConnections(t *testing.T) {
 		t.Fatalf("b1 hangup = %v", ev)
 	}
 	// b1 is out of the call now.
-	b1.fail(signaling.CodeCallNotFound, "media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "late"}})
+	b1.fail(signaling.CodeAlreadyAnswered, "media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "late"}})
 
 	// The caller hangs up (seed sample fields).
 	caller.ok("media", "call", "hangup", msg{"call_id": callID, "code": 0, "error": "User hangup"})

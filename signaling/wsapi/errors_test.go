@@ -1,0 +1,199 @@
+package wsapi_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/auth"
+	"github.com/nkbridge/nkbridge/signaling/wsapi"
+)
+
+// Every error code path of the spec, over the wire, with its text.
+func TestErrorCodes(t *testing.T) {
+	opts, _ := withRecBackend()
+	env := startServer(t, wsapi.Config{}, opts)
+	c := dial(t, env.url)
+
+	// Before login only login works.
+	if txt := c.fail(signaling.CodeNotAuthenticated, "media", "session", "start", msg{"type": "p2p"}); !strings.Contains(txt, "Not authenticated") {
+		t.Errorf("1031 text %q", txt)
+	}
+	c.fail(signaling.CodeNotAuthenticated, "core", "user", "list", nil)
+	c.fail(signaling.CodeMissingField, "core", "user", "login", msg{"password": "x"})
+	c.fail(signaling.CodeInvalidSessionID, "core", "user", "login", msg{"user": "u", "password": "x", "session_id": "not-a-uuid"})
+	other := dial(t, env.url)
+	otherID := other.login("o", "")
+	c.fail(signaling.CodeDuplicatedSessionID, "core", "user", "login", msg{"user": "u", "password": "x", "session_id": otherID})
+	own := "5f0c8c52-4b7e-4a8e-9a49-3c2b0a6f1e11"
+	if got := c.ok("core", "user", "login", msg{"user": "u", "pass": "x", "session_id": own})["session_id"]; got != own {
+		t.Fatalf("own session id not used: %v", got)
+	}
+	c.fail(signaling.CodeAlreadyAuthenticated, "core", "user", "login", msg{"user": "u", "password": "x"})
+
+	c.fail(signaling.CodeUserNotFound, "core", "user", "get", msg{"user": "ghost"})
+	if txt := c.fail(signaling.CodeUnknownCommand, "media", "session", "explode", nil); !strings.Contains(txt, "explode") {
+		t.Errorf("1041 text %q", txt)
+	}
+	c.fail(signaling.CodeUnknownCommand, "core", "user", "fly", nil)
+	c.fail(signaling.CodeUnknownCommand, "media", "nothing", "start", nil)
+	if txt := c.fail(signaling.CodeUnknownClass, "weird", "", "x", nil); !strings.Contains(txt, "weird") {
+		t.Errorf("1042 text %q", txt)
+	}
+	c.fail(signaling.CodeInvalidOperation, "core", "event", "send", msg{"class": "media", "subclass": "session", "type": "stop", "obj_id": "x"})
+	if txt := c.fail(signaling.CodeMissingField, "media", "session", "start", msg{"offer": msg{"sdp": "x"}}); txt != "Missing field: type" {
+		t.Errorf("1047 text %q", txt)
+	}
+	c.fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": 5})
+	c.fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": "p2p", "offer": "sdp"})
+	c.fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "wait_timeout": -1})
+	c.fail(signaling.CodeSessionNotFound, "media", "session", "stop", msg{"session_id": "nope"})
+	c.fail(signaling.CodeSessionNotFound, "media", "session", "info", msg{"session_id": "nope"})
+	c.fail(signaling.CodeMissingField, "media", "session", "stop", nil)
+	c.fail(signaling.CodeSessionNotFound, "core", "session", "stop", msg{"session_id": "nope"})
+
+	// Session types: known without backend, unknown, forced backend.
+	if txt := c.fail(signaling.CodeNoMediaserver, "media", "session", "start", msg{"type": "mcu", "offer": msg{"sdp": "x"}}); !strings.Contains(txt, "mcu") {
+		t.Errorf("2001 text %q", txt)
+	}
+	c.fail(signaling.CodeNoMediaserver, "media", "session", "start", msg{"type": "echo", "offer": msg{"sdp": "x"}, "backend": "janus"})
+	if txt := c.fail(signaling.CodeUnknownSessionType, "media", "session", "start", msg{"type": "foo", "offer": msg{"sdp": "x"}}); txt != "Unknown session type: foo" {
+		t.Errorf("2002 text %q", txt)
+	}
+	c.fail(signaling.CodeMissingOffer, "media", "session", "start", msg{"type": "p2p"})
+	c.fail(signaling.CodeMissingOffer, "media", "session", "start", msg{"type": "echo"})
+
+	sid := c.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": "my-session-1"})["session_id"].(string)
+	if sid != "my-session-1" {
+		t.Fatalf("client session id not used: %s", sid)
+	}
+	c.fail(signaling.CodeDuplicatedSessionID, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": sid})
+	c.fail(signaling.CodeInvalidSessionID, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": "bad id!"})
+	c.fail(signaling.CodeAnswerNotSet, "media", "session", "update", msg{"session_id": sid, "type": "media"})
+	c.fail(signaling.CodeMissingField, "media", "session", "set_answer", msg{"session_id": sid})
+	c.ok("media", "session", "set_answer", msg{"session_id": sid, "answer": msg{"sdp": "y"}})
+	c.event("media", "session", "answer", sid)
+	c.fail(signaling.CodeAnswerAlreadySet, "media", "session", "set_answer", msg{"session_id": sid, "answer": msg{"sdp": "y"}})
+	c.fail(signaling.CodeNotImplemented, "media", "session", "update", msg{"session_id": sid, "type": "media"})
+	// Another user's session is not reachable.
+	other.fail(signaling.CodeSessionNotFound, "media", "session", "stop", msg{"session_id": sid})
+
+	c.fail(signaling.CodeCallNotFound, "media", "call", "hangup", msg{"call_id": "nope"})
+	c.fail(signaling.CodeCallNotFound, "media", "call", "ringing", msg{"call_id": "nope"})
+	c.fail(signaling.CodeCallNotFound, "core", "", "event", msg{"class": "media", "subclass": "call", "type": "accepted", "obj_id": "nope"})
+	c.fail(signaling.CodeMissingField, "media", "call", "start", msg{"type": "user"})
+	c.fail(signaling.CodeSessionNotFound, "media", "call", "start", msg{"type": "user", "user": "o", "session_id": "nope"})
+	c.fail(signaling.CodeNotImplemented, "media", "room", "create", msg{"class": "sfu"})
+
+	// Session timeout: covered with its event in TestSessionTimeouts.
+	// Proxy via backend: set_answer returns the backend's answer for the caller.
+	d := c.ok("media", "session", "start", msg{"type": "proxy", "offer": msg{"sdp": "x"}})
+	if off, _ := d["offer"].(map[string]any); off["sdp"] != "v=0 proxy-offer" {
+		t.Fatalf("proxy start = %v", d)
+	}
+	psid := d["session_id"].(string)
+	d = c.ok("media", "session", "set_answer", msg{"session_id": psid, "answer": msg{"sdp": "far"}})
+	if ans, _ := d["answer"].(map[string]any); ans["sdp"] != "v=0 answer-for-caller" || ans["far"] != "far" {
+		t.Fatalf("proxy set_answer = %v", d)
+	}
+}
+
+// Login against configured users: wrong password answers 1030 after a
+// back-off that doubles from 100 ms; the connection stays open and the
+// right password then works; pass/password spellings both work.
+func TestLoginBackoff(t *testing.T) {
+	h, err := auth.HashPassword("right", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users, err := auth.NewUsers(map[string]string{"alice": h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := startServer(t, wsapi.Config{Users: users}, signaling.Options{})
+	c := dial(t, env.url)
+	var took []time.Duration
+	for range 3 {
+		start := time.Now()
+		c.tid++
+		c.sendRaw(msg{"class": "core", "subclass": "user", "cmd": "login", "tid": c.tid, "data": msg{"user": "alice", "password": "wrong"}})
+		ack := c.next(func(m msg) bool { return m["ack"] != nil }, 5*time.Second, "ack")
+		if num(ack["ack"]) != c.tid {
+			t.Fatalf("ack = %v", ack)
+		}
+		r := c.next(tidIs(c.tid), 10*time.Second, "login reply")
+		expectErr(t, r, signaling.CodeUnauthorized)
+		took = append(took, time.Since(start))
+	}
+	t.Logf("back-off: %v", took)
+	for i, want := range []time.Duration{100, 200, 400} {
+		if took[i] < want*time.Millisecond*9/10 || took[i] > want*time.Millisecond*5 {
+			t.Errorf("failure %d answered after %v, want about %v ms", i+1, took[i], want)
+		}
+	}
+	c.fail(signaling.CodeUnauthorized, "core", "user", "login", msg{"user": "nobody", "password": "right"})
+	c.fail(signaling.CodeMissingField, "core", "user", "login", msg{"user": "alice"})
+	c.ok("core", "user", "login", msg{"user": "alice", "pass": "right"})
+	c.ok("core", "user", "list", nil)
+	d := dial(t, env.url)
+	d.ok("core", "user", "login", msg{"user": "alice", "password": "right"})
+}
+
+// A listener off loopback without users is refused.
+func TestNoUsersOffLoopbackRefused(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:9010", "192.0.2.2:9010", "[::]:9010", "example.com:9010"} {
+		if err := wsapi.CheckListen(addr, nil); err == nil {
+			t.Errorf("%s without users accepted", addr)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:9010", "[::1]:9010", "localhost:9010"} {
+		if err := wsapi.CheckListen(addr, nil); err != nil {
+			t.Errorf("%s refused: %v", addr, err)
+		}
+	}
+	h, _ := auth.HashPassword("p", 1000)
+	users, _ := auth.NewUsers(map[string]string{"u": h})
+	if err := wsapi.CheckListen("0.0.0.0:9010", users); err != nil {
+		t.Errorf("with users: %v", err)
+	}
+}
+
+// Browser Origins: same host or configured ones only.
+func TestOriginCheck(t *testing.T) {
+	env := startServer(t, wsapi.Config{AllowedOrigins: []string{"https://app.example"}}, signaling.Options{})
+	host := strings.TrimSuffix(strings.TrimPrefix(env.url, "ws://"), "/")
+	try := func(origin string) int {
+		hdr := http.Header{}
+		hdr.Set("Origin", origin)
+		ws, resp, err := websocket.DefaultDialer.Dial(env.url, hdr)
+		if err == nil {
+			ws.Close()
+			return 101
+		}
+		if resp == nil {
+			t.Fatalf("dial %s: %v", origin, err)
+		}
+		return resp.StatusCode
+	}
+	if code := try("http://" + host); code != 101 {
+		t.Errorf("same host refused: %d", code)
+	}
+	if code := try("https://app.example"); code != 101 {
+		t.Errorf("configured origin refused: %d", code)
+	}
+	if code := try("http://evil.example"); code != http.StatusForbidden {
+		t.Errorf("foreign origin: %d", code)
+	}
+	// Other paths are not the API.
+	if _, resp, err := websocket.DefaultDialer.Dial(strings.TrimSuffix(env.url, "/")+"/other", nil); err == nil || resp.StatusCode != 404 {
+		t.Errorf("/other served")
+	}
+	ws, _, err := websocket.DefaultDialer.Dial(env.url+"api", nil)
+	if err != nil {
+		t.Fatalf("/api: %v", err)
+	}
+	ws.Close()
+}

@@ -1,0 +1,39 @@
+package wsapi_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/wsapi"
+	"go.uber.org/goleak"
+)
+
+// Stopping the server with live connections, sessions, calls and pending
+// server requests leaves no goroutine behind and stops everything.
+func TestServerStopNoLeak(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	env := startServer(t, wsapi.Config{PingInterval: 50 * time.Millisecond}, signaling.Options{})
+	a := dial(t, env.url)
+	a.login("alice", "")
+	b := dial(t, env.url)
+	b.login("bob", "")
+	b.setAutoReply(false)
+	sid := a.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})["session_id"].(string)
+	a.ok("media", "call", "start", msg{"type": "user", "user": "bob", "session_id": sid})
+	b.next(isRequest("media", "call", "invite"), 2*time.Second, "invite")
+	pre := dial(t, env.url) // not logged in
+	_ = pre
+
+	env.stop()
+	if n := len(env.core.ListSessions()); n != 0 {
+		t.Errorf("%d sessions after stop", n)
+	}
+	if n := len(env.core.ListCalls()); n != 0 {
+		t.Errorf("%d calls after stop", n)
+	}
+	for _, c := range []*client{a, b, pre} {
+		c.waitClosed(2 * time.Second)
+	}
+	goleak.VerifyNone(t, before)
+}
