@@ -66,43 +66,47 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// LoopbackArgs are the Chromium switches every test browser gets (besides --headless and
+// LoopbackArgs returns the Chromium switches every test browser gets (besides --headless and
 // --user-data-dir, which playwright adds, and the per-browser fake audio file). They keep
 // Chromium off the network: no DNS (host-resolver-rules), no QUIC, no background services,
 // one WebRTC socket on the any-address whose host candidate pages rewrite to 127.0.0.1.
-var LoopbackArgs = []string{
-	"--no-sandbox",
-	"--disable-gpu",
-	"--disable-quic",
-	"--no-first-run",
-	"--disable-background-networking",
-	"--disable-component-update",
-	"--disable-sync",
-	"--disable-default-apps",
-	"--disable-extensions",
-	"--disable-domain-reliability",
-	"--disable-client-side-phishing-detection",
-	"--no-pings",
-	"--use-fake-device-for-media-stream",
-	"--use-fake-ui-for-media-stream",
-	"--allow-loopback-in-peer-connection",
-	"--autoplay-policy=no-user-gesture-required",
-	"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
-	"--webrtc-ip-handling-policy=default_public_and_private_interfaces",
+func LoopbackArgs() []string {
+	return []string{
+		"--no-sandbox",
+		"--disable-gpu",
+		"--disable-quic",
+		"--no-first-run",
+		"--disable-background-networking",
+		"--disable-component-update",
+		"--disable-sync",
+		"--disable-default-apps",
+		"--disable-extensions",
+		"--disable-domain-reliability",
+		"--disable-client-side-phishing-detection",
+		"--no-pings",
+		"--use-fake-device-for-media-stream",
+		"--use-fake-ui-for-media-stream",
+		"--allow-loopback-in-peer-connection",
+		"--autoplay-policy=no-user-gesture-required",
+		"--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+		"--webrtc-ip-handling-policy=default_public_and_private_interfaces",
+	}
 }
 
-// LoopbackDisabledFeatures are merged with playwright-core's own list into the one
-// --disable-features switch (Chromium honours only the last one).
-var LoopbackDisabledFeatures = []string{
-	"WebRtcHideLocalIpsWithMdns",
-	"OptimizationHints",
-	"NetworkTimeServiceQuerying",
-	"Translate",
-	"MediaRouter",
-	"DialMediaRouteProvider",
-	"OptimizationGuideModelDownloading",
-	"AutofillServerCommunication",
-	"CertificateTransparencyComponentUpdater",
+// LoopbackDisabledFeatures returns the features merged with playwright-core's own list into
+// the one --disable-features switch (Chromium honours only the last one).
+func LoopbackDisabledFeatures() []string {
+	return []string{
+		"WebRtcHideLocalIpsWithMdns",
+		"OptimizationHints",
+		"NetworkTimeServiceQuerying",
+		"Translate",
+		"MediaRouter",
+		"DialMediaRouteProvider",
+		"OptimizationGuideModelDownloading",
+		"AutofillServerCommunication",
+		"CertificateTransparencyComponentUpdater",
+	}
 }
 
 // Browser is one Chromium instance with its own profile and fake microphone.
@@ -226,14 +230,14 @@ func Launch(t testing.TB, opts Options) *Browser {
 	b.proc = proc
 	t.Cleanup(b.Close)
 
-	args := append(slices.Clone(LoopbackArgs), "--use-file-for-fake-audio-capture="+wav)
+	args := append(LoopbackArgs(), "--use-file-for-fake-audio-capture="+wav)
 	args = append(args, opts.ExtraArgs...)
 	req := map[string]any{
 		"op":              "launch",
 		"executablePath":  exe,
 		"userDataDir":     profile,
 		"args":            args,
-		"disableFeatures": append(slices.Clone(LoopbackDisabledFeatures), opts.ExtraDisableFeatures...),
+		"disableFeatures": append(LoopbackDisabledFeatures(), opts.ExtraDisableFeatures...),
 		"permissions":     []string{"microphone", "camera", "local-network-access"},
 		"timeoutMs":       60000,
 	}
@@ -251,7 +255,7 @@ func Launch(t testing.TB, opts Options) *Browser {
 		t.Fatalf("browsertest: launch chromium: %v\n%s", err, proc.Output())
 	}
 	b.pid, b.cmdline = res.Pid, res.Cmdline
-	if err := CheckCommandLine(res.Cmdline, append(res.PlaywrightDisabledFeatures, LoopbackDisabledFeatures...), wav); err != nil {
+	if err := CheckCommandLine(res.Cmdline, append(res.PlaywrightDisabledFeatures, LoopbackDisabledFeatures()...), wav); err != nil {
 		t.Fatalf("browsertest: unsafe chromium command line: %v\n%q", err, res.Cmdline)
 	}
 	log.Debug("chromium launched", "pid", b.pid, "tone_hz", opts.ToneHz)
@@ -277,7 +281,7 @@ func CheckCommandLine(cmdline []string, features []string, wav string) error {
 			return fmt.Errorf("--disable-features lacks %s", f)
 		}
 	}
-	want := append(slices.Clone(LoopbackArgs), "--use-file-for-fake-audio-capture="+wav, "--headless")
+	want := append(LoopbackArgs(), "--use-file-for-fake-audio-capture="+wav, "--headless")
 	for _, w := range want {
 		if !slices.Contains(cmdline, w) {
 			return fmt.Errorf("missing switch %s", w)

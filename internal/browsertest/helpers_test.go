@@ -15,9 +15,9 @@ import (
 )
 
 func TestCheckCommandLine(t *testing.T) {
-	feats := append([]string{"PaintHolding"}, browsertest.LoopbackDisabledFeatures...)
+	feats := append([]string{"PaintHolding"}, browsertest.LoopbackDisabledFeatures()...)
 	good := append([]string{"/usr/lib/chromium/chromium", "--headless", "--use-file-for-fake-audio-capture=/t/a.wav",
-		"--disable-features=" + strings.Join(feats, ",")}, browsertest.LoopbackArgs...)
+		"--disable-features=" + strings.Join(feats, ",")}, browsertest.LoopbackArgs()...)
 	if err := browsertest.CheckCommandLine(good, feats, "/t/a.wav"); err != nil {
 		t.Fatalf("good command line rejected: %v", err)
 	}

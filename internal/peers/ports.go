@@ -48,3 +48,33 @@ func FreePort(t testing.TB) int {
 	t.Fatalf("peers.FreePort: no port free for both UDP and TCP")
 	return 0
 }
+
+// FreeUDPRange returns the first of n consecutive UDP ports on 127.0.0.1 (the first one even,
+// as RTP likes) that were all free a moment ago.
+func FreeUDPRange(t testing.TB, n int) int {
+	t.Helper()
+	for range 100 {
+		base := FreeUDPPort(t) &^ 1
+		if base+n > 65535 || base < 1024 {
+			continue
+		}
+		var held []net.PacketConn
+		ok := true
+		for p := base; p < base+n; p++ {
+			c, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", itoa(p)))
+			if err != nil {
+				ok = false
+				break
+			}
+			held = append(held, c)
+		}
+		for _, c := range held {
+			c.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatalf("peers.FreeUDPRange: no %d consecutive free UDP ports", n)
+	return 0
+}

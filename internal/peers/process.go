@@ -78,7 +78,7 @@ func (p *Process) pump(wg *sync.WaitGroup, r io.Reader) {
 	s := bufio.NewScanner(r)
 	s.Buffer(make([]byte, 64*1024), 1024*1024)
 	for s.Scan() {
-		line := s.Text()
+		line := stripANSI(s.Text())
 		p.mu.Lock()
 		p.out.add(line)
 		p.mu.Unlock()
@@ -197,6 +197,30 @@ func readStat(pid int) (procStat, error) {
 	ppid, _ := strconv.Atoi(f[1])
 	pgid, _ := strconv.Atoi(f[2])
 	return procStat{state: f[0], ppid: ppid, pgid: pgid}, nil
+}
+
+// stripANSI removes terminal colour sequences (ESC [ params letter; baresip colours its
+// warnings) and carriage returns (its call status line).
+func stripANSI(s string) string {
+	if !strings.ContainsAny(s, "\x1b\r") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '\r':
+			b.WriteByte(' ')
+		case s[i] == 0x1b && i+1 < len(s) && s[i+1] == '[':
+			j := i + 2
+			for j < len(s) && (s[j] == ';' || (s[j] >= '0' && s[j] <= '9')) {
+				j++
+			}
+			i = j // skips the final letter too
+		default:
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
 }
 
 // tail keeps the last 64 KiB of lines.
