@@ -72,8 +72,6 @@ func TestParseSIPpStats(t *testing.T) {
 	}
 }
 
-
-
 // TestSIPpCustomScenario runs XML scenarios (-sf) with a -key value checked by the server.
 func TestSIPpCustomScenario(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
