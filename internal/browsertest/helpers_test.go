@@ -250,3 +250,37 @@ func (e *protoErr) Error() string {
 	b, _ := json.Marshal(e.msg)
 	return e.what + ": " + string(b)
 }
+
+// TestAssets loads the Verto bundle (classic script) and sip.js (ES modules) from Assets.
+func TestAssets(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := pageServer(t)
+	b := browsertest.Launch(t, browsertest.Options{})
+	p := b.NewPage(ctx, srv.URL+"/")
+	var res struct {
+		Verto   string `json:"verto"`
+		SIP     string `json:"sip"`
+		Version string `json:"version"`
+		Helpers bool   `json:"helpers"`
+	}
+	err := p.Eval(ctx, `(async () => {
+		await new Promise((resolve, reject) => {
+			const s = document.createElement("script");
+			s.src = "/assets/verto.min.js";
+			s.onload = resolve;
+			s.onerror = () => reject(new Error("verto.min.js did not load"));
+			document.head.appendChild(s);
+		});
+		const sip = await import("/assets/sip.js/index.js");
+		const h = await fetch("/assets/rtc-helpers.js").then((r) => r.text());
+		return {verto: typeof Verto, sip: typeof sip.UserAgent, version: sip.version || "", helpers: h.includes("window.nkb")};
+	})()`, &res)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, strings.Join(p.Console(), "\n"))
+	}
+	if res.Verto != "function" || res.SIP != "function" || !res.Helpers {
+		t.Errorf("assets: %+v", res)
+	}
+	t.Logf("assets: %+v", res)
+}
