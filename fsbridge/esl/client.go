@@ -10,13 +10,15 @@ import (
 	"time"
 )
 
-// DefaultEvents is what a Client subscribes to unless told otherwise: the channel
+// DefaultEvents returns what a Client subscribes to unless told otherwise: the channel
 // lifecycle, application completion, DTMF, job results, heartbeats and conference
 // membership.
-var DefaultEvents = []string{
-	"CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_PARK", "CHANNEL_EXECUTE_COMPLETE",
-	"CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE", "DTMF",
-	"BACKGROUND_JOB", "HEARTBEAT", "CUSTOM", "conference::maintenance",
+func DefaultEvents() []string {
+	return []string{
+		"CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_PARK", "CHANNEL_EXECUTE_COMPLETE",
+		"CHANNEL_BRIDGE", "CHANNEL_UNBRIDGE", "CHANNEL_HANGUP_COMPLETE", "DTMF",
+		"BACKGROUND_JOB", "HEARTBEAT", "CUSTOM", "conference::maintenance",
+	}
 }
 
 // Reconcile reasons.
@@ -40,7 +42,7 @@ type ClientOptions struct {
 	// OnEvent, OnEventsLost are set by the Client.
 	Conn Options
 	// Format of subscriptions (default json) and Events to subscribe (default
-	// DefaultEvents). They are re-sent on every connection.
+	// DefaultEvents()). They are re-sent on every connection.
 	Format Format
 	Events []string
 	// Backoff between connection attempts: doubles from MinBackoff (default 200 ms) to
@@ -79,7 +81,7 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		opts.Format = FormatJSON
 	}
 	if len(opts.Events) == 0 {
-		opts.Events = DefaultEvents
+		opts.Events = DefaultEvents()
 	}
 	if opts.MinBackoff <= 0 {
 		opts.MinBackoff = 200 * time.Millisecond

@@ -65,7 +65,8 @@ type Options struct {
 	// (default 10000). Events arriving while it is full are dropped and counted.
 	EventQueue int
 	// OnEvent receives every event not consumed by a BgAPI waiter, in order, on one
-	// dispatcher goroutine. It may block; the reader never does.
+	// dispatcher goroutine. It may block (events then queue up, and overflow is dropped);
+	// the reader never blocks. It must not call Conn.Close (Close waits for it).
 	OnEvent func(*Event)
 	// OnEventsLost is called on the dispatcher goroutine after the queue drained following
 	// an overflow, with the number of events dropped since the last call.

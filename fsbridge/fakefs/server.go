@@ -4,6 +4,11 @@
 // plain and json events, disconnect notices, rude rejection), keeps a small channel and
 // conference model, records every command it receives, and lets tests inject faults
 // (slowness, -ERR answers, dropped connections, event floods).
+//
+// Supported commands: auth, exit, api, bgapi (with or without Job-UUID), event
+// plain|json (xml is refused with an -ERR naming the fake's limit), noevents, nixevent,
+// sendmsg (execute, hangup). Not modelled: filter, myevents, linger, log, sendevent,
+// userauth and outbound mode; they answer "-ERR command not found".
 package fakefs
 
 import (
@@ -733,9 +738,8 @@ func (c *conn) handle(cmd Command) bool {
 		unlock()
 		c.disconnect(GoodbyeText)
 		return false
-	case "auth":
-		return write(commandReply("-ERR already authenticated")) // not FS text; FS ignores
-	default:
+	default: // includes a second "auth": FreeSWITCH only parses it before authentication
+
 		return write(commandReply("-ERR command not found"))
 	}
 }
@@ -748,9 +752,11 @@ func (c *conn) subscribe(args string) string {
 	}
 	format := "plain"
 	switch strings.ToLower(words[0]) {
-	case "plain", "json", "xml":
+	case "plain", "json":
 		format = strings.ToLower(words[0])
 		words = words[1:]
+	case "xml":
+		return "-ERR fakefs does not serialise xml events" // not FreeSWITCH's answer: a fake limit
 	}
 	if len(words) == 0 {
 		return "-ERR no keywords supplied"
