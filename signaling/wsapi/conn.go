@@ -192,6 +192,9 @@ func (c *conn) cleanup() {
 	c.invites = nil
 	c.mu.Unlock()
 	down := signaling.Errorf(signaling.CodeRegisteredDown, "Connection down")
+	if c.srv.ctx.Err() != nil {
+		down = signaling.Errorf(signaling.CodeSessionStop, "Server stopping")
+	}
 	for _, inv := range invs {
 		inv.h.Hangup(down)
 	}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/signaling/auth"
+)
+
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestConfigDefaultsFileEnv(t *testing.T) {
+	cfg, err := loadConfig("", envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.Listen != "127.0.0.1:9010" || cfg.API.PingInterval != time.Minute || cfg.API.MaxFrameBytes != 256<<10 ||
+		cfg.Sessions.WaitTimeout != time.Minute || cfg.Sessions.ReadyTimeout != 86400*time.Second || cfg.Calls.RingTime != 30*time.Second {
+		t.Fatalf("defaults = %+v", cfg)
+	}
+	h, _ := auth.HashPassword("pw", 1000)
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte(fmt.Sprintf(`
+api:
+  listen: 127.0.0.1:9999
+  idle_timeout: 10s
+  allowed_origins: [https://a.example]
+users:
+  - user: alice
+    password_hash: "%s"
+sessions:
+  backends: {park: freeswitch}
+`, h)), 0o600)
+	cfg, err = loadConfig(file, envMap(map[string]string{
+		"NKB_API_IDLE_TIMEOUT": "20s", "NKB_LOG_LEVEL": "debug", "NKB_API_ALLOWED_ORIGINS": "https://b.example, https://c.example",
+		"NKB_SESSIONS_BACKENDS": "mcu=media", "NKB_API_MAX_CONNECTIONS": "7",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.Listen != "127.0.0.1:9999" || cfg.API.IdleTimeout != 20*time.Second || cfg.Log.Level != "debug" ||
+		len(cfg.API.AllowedOrigins) != 2 || cfg.API.AllowedOrigins[1] != "https://c.example" || cfg.API.MaxConnections != 7 ||
+		cfg.Sessions.Backends["mcu"] != "media" || len(cfg.Users) != 1 || cfg.API.PingInterval != time.Minute {
+		t.Fatalf("merged = %+v", cfg)
+	}
+	for name, content := range map[string]string{
+		"unknown key": "api:\n  lisen: x\n",
+		"bad level":   "log:\n  level: loud\n",
+		"bad user":    "users:\n  - user: bob\n",
+		"bad dur":     "api:\n  idle_timeout: soon\n",
+	} {
+		os.WriteFile(file, []byte(content), 0o600)
+		if _, err := loadConfig(file, envMap(nil)); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+	if _, err := loadConfig("", envMap(map[string]string{"NKB_API_PING_INTERVAL": "often"})); err == nil {
+		t.Error("bad env duration accepted")
+	}
+}
+
+func TestRunFlags(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := run(context.Background(), []string{"-version"}, nil, &out, &errb, envMap(nil)); err != nil || !strings.HasPrefix(out.String(), "nkbridge ") {
+		t.Fatalf("-version: %v %q", err, out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"-hash-password"}, strings.NewReader("secret\n"), &out, &errb, envMap(nil)); err != nil {
+		t.Fatal(err)
+	}
+	u, err := auth.NewUsers(map[string]string{"a": strings.TrimSpace(out.String())})
+	if err != nil || !u.Check("a", "secret") {
+		t.Fatalf("hash-password output unusable: %q %v", out.String(), err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"-check-config", "-api-listen", "127.0.0.1:1234", "-log-format", "json"}, nil, &out, &errb, envMap(map[string]string{"NKB_CALLS_RING_TIME": "5s"})); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "listen: 127.0.0.1:1234") || !strings.Contains(s, "format: json") || !strings.Contains(s, "ring_time: 5s") {
+		t.Fatalf("check-config = %s", s)
+	}
+	// Anonymous logins off loopback are refused at start.
+	err = run(context.Background(), []string{"-api-listen", "0.0.0.0:0"}, nil, &out, &errb, envMap(nil))
+	if err == nil || !strings.Contains(err.Error(), "no users") {
+		t.Fatalf("0.0.0.0 without users: %v", err)
+	}
+	if err := run(context.Background(), []string{"-nope"}, nil, &out, &errb, envMap(nil)); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+}
+
+// syncBuf is a goroutine-safe log sink.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// The real binary: built, run with JSON logs on a free port, used over a
+// WebSocket (login, p2p session), stopped with SIGTERM; the logs carry the
+// session id and the process exits 0 after stopping the session.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "nkbridge")
+	build := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, "-api-listen", "127.0.0.1:0", "-log-format", "json")
+	cmd.Env = append(os.Environ(), "NKB_LOG_LEVEL=info")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	logs := &syncBuf{}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		re := regexp.MustCompile(`"msg":"api listening","addr":"([0-9.:]+)"`)
+		for sc.Scan() {
+			line := sc.Text()
+			logs.Write([]byte(line + "\n"))
+			if m := re.FindStringSubmatch(line); m != nil {
+				addrc <- m[1]
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no listening line; logs:\n%s", logs.String())
+	}
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	send := func(v any) map[string]any {
+		t.Helper()
+		if err := ws.WriteJSON(v); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+			var m map[string]any
+			if err := ws.ReadJSON(&m); err != nil {
+				t.Fatal(err)
+			}
+			if m["result"] != nil {
+				return m
+			}
+		}
+	}
+	if r := send(map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}}); r["result"] != "ok" {
+		t.Fatalf("login = %v", r)
+	}
+	r := send(map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 2, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	sid, _ := r["data"].(map[string]any)["session_id"].(string)
+	if sid == "" {
+		t.Fatalf("start = %v", r)
+	}
+	if r := send(map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 3, "data": map[string]any{"type": "echo", "offer": map[string]any{"sdp": "v=0"}}}); r["result"] != "error" {
+		t.Fatalf("echo without backend = %v", r)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, logs.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	out := logs.String()
+	stopped := false
+	for _, line := range strings.Split(out, "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			continue
+		}
+		if m["msg"] == "session stopped" && m["session_id"] == sid && m["code"] == float64(1061) {
+			stopped = true
+		}
+	}
+	if !stopped || !strings.Contains(out, "NO USERS CONFIGURED") || !strings.Contains(out, `"msg":"nkbridge stopped"`) {
+		t.Fatalf("logs:\n%s", out)
+	}
+}

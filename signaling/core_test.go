@@ -1,0 +1,241 @@
+package signaling
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+type fakeBackend struct{ stops chan *Error }
+
+type fakeMedia struct {
+	b   *fakeBackend
+	rep MediaReporter
+}
+
+func (b *fakeBackend) StartMedia(_ context.Context, req MediaRequest) (Media, MediaResult, error) {
+	return &fakeMedia{b: b, rep: req.Reporter}, MediaResult{Answer: Desc{"sdp": "ans"}, RoomID: "r1"}, nil
+}
+func (m *fakeMedia) SetAnswer(context.Context, Desc) (Desc, error) { return nil, nil }
+func (m *fakeMedia) Update(context.Context, string, map[string]any) (map[string]any, error) {
+	return map[string]any{"room_id": "r2"}, nil
+}
+func (m *fakeMedia) Candidate(context.Context, Candidate) error { return nil }
+func (m *fakeMedia) Stop(err *Error)                            { m.b.stops <- err }
+
+func TestBackendsLookup(t *testing.T) {
+	r := NewBackends()
+	a, b := &fakeBackend{}, &fakeBackend{}
+	r.Register("media", a, TypeEcho, TypePark, TypeMCU)
+	r.Register("freeswitch", b, TypePark, TypeMCU)
+	check := func(typ, forced, wantName string, wantCode int) {
+		t.Helper()
+		name, _, err := r.Lookup(typ, forced)
+		if wantCode != 0 {
+			if AsError(err) == nil || AsError(err).Code != wantCode {
+				t.Errorf("Lookup(%s,%s) err = %v, want %d", typ, forced, err, wantCode)
+			}
+			return
+		}
+		if err != nil || name != wantName {
+			t.Errorf("Lookup(%s,%s) = %s, %v; want %s", typ, forced, name, err, wantName)
+		}
+	}
+	check(TypePark, "", "media", 0) // first registered
+	r.SetDefault(TypePark, "freeswitch")
+	check(TypePark, "", "freeswitch", 0) // configured default
+	check(TypePark, "media", "media", 0) // forced
+	check(TypeEcho, "freeswitch", "", CodeNoMediaserver)
+	check(TypeProxy, "", "", CodeNoMediaserver)   // known type, nobody serves it
+	check("foo", "", "", CodeUnknownSessionType) // unknown type
+	check("foo", "media", "", CodeUnknownSessionType)
+	check(TypeEcho, "janus", "", CodeNoMediaserver)
+	r.SetDefault(TypeMCU, "janus")
+	check(TypeMCU, "", "", CodeNoMediaserver)
+}
+
+// A backend reporting that the media died stops the session with its code.
+func TestMediaReporterStops(t *testing.T) {
+	fb := &fakeBackend{stops: make(chan *Error, 4)}
+	bs := NewBackends()
+	bs.Register("fake", fb, TypePark)
+	c := New(Options{Backends: bs})
+	defer c.Close()
+	sink := &recSink{}
+	res, err := c.StartSession(context.Background(), SessionRequest{Type: TypePark, Offer: Desc{"sdp": "x"}})
+	if err != nil || res.RoomID != "r1" || res.Answer.SDP() != "ans" {
+		t.Fatalf("start = %+v, %v", res, err)
+	}
+	c.Bus().Subscribe(sink, Subscription{Class: "media", Subclass: "session", ObjID: res.SessionID})
+	if _, err := c.UpdateSession(context.Background(), res.SessionID, "session_type", map[string]any{"session_type": "mcu"}); err != nil {
+		t.Fatal(err)
+	}
+	if ev := sink.take(); len(ev) != 1 || ev[0].Type != "updated_type" || ev[0].Body["type"] != "mcu" || ev[0].Body["room_id"] != "r2" {
+		t.Fatalf("updated_type = %+v", ev)
+	}
+	m := c.sessions[res.SessionID].media.(*fakeMedia)
+	m.rep.Event("info", map[string]any{"info": "hello"})
+	m.rep.Stopped(Errorf(CodeFSChannelStop, "channel gone"))
+	select {
+	case e := <-fb.stops:
+		if e.Code != CodeFSChannelStop {
+			t.Fatalf("Stop(%v)", e)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("media not stopped")
+	}
+	var evs []Event
+	for deadline := time.Now().Add(2 * time.Second); len(evs) < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		evs = append(evs, sink.take()...)
+	}
+	if len(evs) != 2 || evs[0].Type != "info" || evs[1].Type != "stop" || evs[1].Body["code"] != CodeFSChannelStop {
+		t.Fatalf("events = %+v", evs)
+	}
+}
+
+// Go-level front end use: a SIP-like originator creates a session and a
+// call with an observer; two resolvers contribute invitees for "user"
+// (as the API and the SIP registrar will); first acceptance wins.
+type obs struct {
+	mu      sync.Mutex
+	ringing int
+	answer  Desc
+	hangup  *Error
+	done    chan struct{}
+}
+
+func (o *obs) CallRinging(string, Desc) { o.mu.Lock(); o.ringing++; o.mu.Unlock() }
+func (o *obs) CallAnswered(_ string, a Desc) {
+	o.mu.Lock()
+	o.answer = a
+	o.mu.Unlock()
+}
+func (o *obs) CallHangup(_ string, e *Error) { o.mu.Lock(); o.hangup = e; o.mu.Unlock(); close(o.done) }
+
+type fakeInvitee struct {
+	name   string
+	mu     sync.Mutex
+	h      InviteHandle
+	inv    Invitation
+	hungup *Error
+}
+
+func (f *fakeInvitee) Invite(_ context.Context, inv Invitation, h InviteHandle) error {
+	f.mu.Lock()
+	f.h, f.inv = h, inv
+	f.mu.Unlock()
+	return nil
+}
+func (f *fakeInvitee) Hangup(e *Error) { f.mu.Lock(); f.hungup = e; f.mu.Unlock() }
+func (f *fakeInvitee) state() (InviteHandle, *Error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.h, f.hungup
+}
+
+func TestRouterGoFrontEnd(t *testing.T) {
+	c := New(Options{})
+	defer c.Close()
+	apiInv := &fakeInvitee{name: "api"}
+	sipInv := &fakeInvitee{name: "sip"}
+	c.AddResolver("user", ResolverFunc(func(_ context.Context, d Destination) ([]Invitee, error) {
+		if d.Callee == "bob" {
+			return []Invitee{apiInv}, nil
+		}
+		return nil, nil
+	}))
+	c.AddResolver("user", ResolverFunc(func(_ context.Context, d Destination) ([]Invitee, error) {
+		if d.Callee == "bob" {
+			return []Invitee{sipInv}, nil
+		}
+		return nil, nil
+	}))
+	res, err := c.StartSession(context.Background(), SessionRequest{Type: TypeP2P, Offer: Desc{"sdp": "sip-offer"}, Owner: "sip:dialog-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := &obs{done: make(chan struct{})}
+	callID, err := c.StartCall(context.Background(), CallRequest{Type: "user", Callee: "bob", SessionID: res.SessionID,
+		Offer: Desc{"sdp": "sip-offer"}, Caller: CallerInfo{Name: "Trunk", Owner: "sip:dialog-1"}, Observer: o})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, _ := apiInv.state()
+	h2, _ := sipInv.state()
+	if h1 == nil || h2 == nil {
+		t.Fatal("both resolvers' invitees must be invited")
+	}
+	if apiInv.inv.CallID != callID || apiInv.inv.Offer.SDP() != "sip-offer" || apiInv.inv.Caller.Name != "Trunk" {
+		t.Fatalf("invitation = %+v", apiInv.inv)
+	}
+	h2.Ringing(nil)
+	if err := h2.Accepted(Desc{"sdp": "phone-answer"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := h1.Accepted(Desc{"sdp": "late"}, ""); AsError(err).Code != CodeAlreadyAnswered {
+		t.Fatalf("late accept = %v", err)
+	}
+	if _, e := apiInv.state(); e == nil || e.Code != CodeOriginatorCancel {
+		t.Fatalf("loser hangup = %v", e)
+	}
+	o.mu.Lock()
+	if o.ringing != 1 || o.answer.SDP() != "phone-answer" {
+		t.Fatalf("observer = %+v", o)
+	}
+	o.mu.Unlock()
+	// The originator's session stopping (e.g. SIP BYE) hangs up the call.
+	if err := c.StopSession(res.SessionID, Errorf(CodeSIPBye, "BYE")); err != nil {
+		t.Fatal(err)
+	}
+	<-o.done
+	if _, e := sipInv.state(); e == nil || e.Code != CodeSIPBye {
+		t.Fatalf("winner hangup = %v", e)
+	}
+	if len(c.ListCalls())+len(c.ListSessions()) != 0 {
+		t.Fatal("leftovers")
+	}
+}
+
+// StopOwned and Close stop everything; the ring timer and wait timer fire.
+func TestOwnedAndTimers(t *testing.T) {
+	c := New(Options{WaitTimeout: 100 * time.Millisecond, RingTime: 150 * time.Millisecond})
+	inv := &fakeInvitee{}
+	c.AddResolver("user", ResolverFunc(func(context.Context, Destination) ([]Invitee, error) { return []Invitee{inv}, nil }))
+	o := &obs{done: make(chan struct{})}
+	if _, err := c.StartCall(context.Background(), CallRequest{Type: "user", Callee: "x", Observer: o}); err != nil {
+		t.Fatal(err)
+	}
+	<-o.done
+	if o.hangup.Code != CodeNoAnswer {
+		t.Fatalf("ring timeout = %v", o.hangup)
+	}
+	if _, e := inv.state(); e == nil || e.Code != CodeNoAnswer {
+		t.Fatalf("invitee = %v", e)
+	}
+	r, _ := c.StartSession(context.Background(), SessionRequest{Type: TypeP2P, Offer: Desc{"sdp": "x"}})
+	deadline := time.Now().Add(2 * time.Second)
+	for len(c.ListSessions()) != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok := c.LookupSession(r.SessionID); ok {
+		t.Fatal("wait timeout did not fire")
+	}
+	for range 3 {
+		if _, err := c.StartSession(context.Background(), SessionRequest{Type: TypeP2P, Offer: Desc{"sdp": "x"}, Owner: "o1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.StartSession(context.Background(), SessionRequest{Type: TypeP2P, Offer: Desc{"sdp": "x"}, Owner: "o2"})
+	c.StopOwned("o1", Err(CodeRegisteredDown))
+	if n := len(c.ListSessions()); n != 1 {
+		t.Fatalf("%d sessions after StopOwned", n)
+	}
+	c.Close()
+	if n := len(c.ListSessions()); n != 0 {
+		t.Fatalf("%d sessions after Close", n)
+	}
+	if _, err := c.StartSession(context.Background(), SessionRequest{Type: TypeP2P, Offer: Desc{"sdp": "x"}}); err == nil {
+		t.Fatal("start after Close")
+	}
+}
