@@ -918,6 +918,9 @@ func (c *Call) do(ctx context.Context, req *sip.Request) (*sip.Response, error) 
 	if req.Body() == nil {
 		req.SetBody(nil)
 	}
+	if err := c.s.route(ctx, req); err != nil {
+		return nil, err
+	}
 	tx, err := c.s.cli.TransactionRequest(ctx, req, noBuild)
 	if err != nil {
 		return nil, err
@@ -1027,6 +1030,9 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 	}
 	c.mu.Unlock()
 	req.SetBody(sdp)
+	if err := c.s.route(ctx, req); err != nil {
+		return nil, err
+	}
 	tx, err := c.s.cli.TransactionRequest(ctx, req, noBuild)
 	if err != nil {
 		return nil, err
@@ -1043,6 +1049,9 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 			}
 			ack := c.newRequest(sip.ACK)
 			ack.CSeq().SeqNo = req.CSeq().SeqNo
+			if err := c.s.route(ctx, ack); err != nil {
+				return nil, err
+			}
 			if err := c.s.cli.WriteRequest(ack, noBuild); err != nil {
 				return nil, err
 			}

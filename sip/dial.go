@@ -197,6 +197,9 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 	req := c.buildInvite(o, cseq)
 	txCtx, txCancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer txCancel()
+	if err := s.route(ctx, req); err != nil {
+		return nil, err
+	}
 	tx, err := s.cli.TransactionRequest(txCtx, req, noBuild)
 	if err != nil {
 		return nil, err
@@ -250,6 +253,9 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				}
 				cseq++
 				req = next
+				if err := s.route(ctx, req); err != nil {
+					return nil, err
+				}
 				if tx, err = s.cli.TransactionRequest(txCtx, req, noBuild); err != nil {
 					return nil, err
 				}
@@ -334,6 +340,7 @@ func (c *Call) cancelInvite(ctx context.Context, req *sip.Request, tx sip.Client
 	cancelReq.SetBody(nil)
 	cancelReq.SetTransport(req.Transport())
 	cancelReq.Laddr = req.Laddr
+	cancelReq.SetDestination(req.Destination())
 	cctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
 	ctx2 := cctx
@@ -410,6 +417,12 @@ func (c *Call) established(res *sip.Response) error {
 	c.state = stateConfirmed
 	tx := c.inviteTx
 	c.mu.Unlock()
+	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := s.route(rctx, ack)
+	rcancel()
+	if err != nil {
+		return err
+	}
 	if err := s.cli.WriteRequest(ack.Clone(), noBuild); err != nil {
 		return err
 	}

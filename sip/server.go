@@ -45,6 +45,9 @@ type Options struct {
 	Handler CallHandler
 	// Users overrides Config.Users when set.
 	Users UserStore
+	// Resolver resolves the host names of outbound targets (allowed domains and trunks only);
+	// net.DefaultResolver when nil.
+	Resolver *net.Resolver
 }
 
 // allowedMethods is the Allow header value.
@@ -70,6 +73,9 @@ type Server struct {
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
 	cli *sipgo.Client
+
+	resolver *net.Resolver
+	dials    *dialGuard
 
 	auth     *digestauth.Authenticator
 	failures *digestauth.FailureLimiter
@@ -123,8 +129,13 @@ func New(cfg Config, opts Options) (*Server, error) {
 		rate: newRateLimiter(cfg.Limits.RequestsPerSecond, cfg.Limits.Burst, cfg.Limits.TrackedSources),
 		reg: registrar.New(registrar.Config{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
 			DefaultExpires: cfg.DefaultExpires, MaxContacts: cfg.MaxContactsPerUser}),
-		calls: make(map[string]*Call),
-		addrs: make(map[string]net.Addr),
+		calls:    make(map[string]*Call),
+		addrs:    make(map[string]net.Addr),
+		resolver: opts.Resolver,
+		dials:    newDialGuard(),
+	}
+	if s.resolver == nil {
+		s.resolver = net.DefaultResolver
 	}
 	parser := sip.NewParser()
 	parser.MaxMessageLength = cfg.Limits.MaxMessageSize
@@ -135,8 +146,13 @@ func New(cfg Config, opts Options) (*Server, error) {
 		sipgo.WithUserAgentHostname(cfg.Domain),
 		sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgenTLSConfig(cfg.TLS),
+		sipgo.WithUserAgentDNSResolver(denyResolver()),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipLog),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{
+				TCP: &sip.TransportTCP{DialerCreate: s.dials.dialer, ReadTimeout: 5 * time.Minute, WriteTimeout: 10 * time.Second},
+				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{DialerCreate: s.dials.dialer, ReadTimeout: 5 * time.Minute, WriteTimeout: 10 * time.Second}},
+			}),
 			sip.WithTransportLayerReadFilter(func(p sip.TransportReadProps, data []byte) ([]byte, error) {
 				if strings.EqualFold(p.Transport, "udp") && len(data) > maxSize {
 					return nil, nil // drop oversize datagrams (an error would stop the UDP reader)
@@ -374,7 +390,11 @@ func (s *Server) validRequest(req *sip.Request, tx sip.ServerTransaction) bool {
 			return bad("Missing From Tag")
 		}
 	}
-	if req.Method != sip.OPTIONS && !req.IsAck() && req.Method != sip.CANCEL && req.Method != sip.BYE {
+	if len(req.GetHeaders("Content-Length")) > 1 || len(req.GetHeaders("Call-ID")) > 1 || len(req.GetHeaders("CSeq")) > 1 ||
+		len(req.GetHeaders("From")) > 1 || len(req.GetHeaders("To")) > 1 || len(req.GetHeaders("Max-Forwards")) > 1 {
+		return bad("Duplicate Single-Valued Header")
+	}
+	if !req.IsAck() && req.Method != sip.CANCEL {
 		if reqs := req.GetHeaders("Require"); len(reqs) > 0 {
 			var unsup []string
 			for _, h := range reqs {
