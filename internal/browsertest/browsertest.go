@@ -22,6 +22,27 @@
 // leaves the page (host candidates rewritten to 127.0.0.1, IPv6/TCP/others dropped), and
 // RTCPeerConnections get no ICE servers (nkb.newPC).
 //
+// Options.LoopbackPC patches RTCPeerConnection in every page (nkb.installLoopbackPC) for
+// libraries that do their own signalling, such as the Verto client and sip.js.
+//
+// window.nkb (see testdata/browser/rtc-helpers.js for details):
+//
+//	getUserMedia(opts)               microphone with echoCancellation/noiseSuppression/AGC off
+//	newPC(config)                    RTCPeerConnection with no ICE servers
+//	loopbackSDP(sdp)                 c= and host candidates -> 127.0.0.1; IPv6/TCP/srflx dropped
+//	candidateInit(c)                 the same for one trickled candidate (null = drop it)
+//	waitIceComplete(pc, ms)          resolves when gathering is complete
+//	localSDP(pc, ms)                 {type, sdp}: gathered, rewritten local description
+//	installLoopbackPC()              patch RTCPeerConnection (see above)
+//	playRemote(stream)               plays it in an <audio autoplay> element
+//	measureAudio(stream, {ms, freqs}) FFT: {dominantHz, dominantDb, rmsDb, binHz, levels{hz: dB}}
+//	audioStats(pc)                   {packetsReceived, packetsSent, bytes*, packetsLost, jitter,
+//	                                  audioLevel, totalAudioEnergy, codec}
+//	waitFor(fn, ms), sleep(ms)
+//	new ApiClient(url, {onEvent, onRequest, onClose})   control API client: open(), login(user,
+//	                                  pass), send(class, subclass, cmd, data) -> data | throws
+//	                                  Error{code}, waitEvent(match), events[], close()
+//
 // Assets serves rtc-helpers.js, sip.js (as ES modules) and the Verto client bundle to pages.
 package browsertest
 
@@ -62,6 +83,9 @@ type Options struct {
 	ExtraDisableFeatures []string
 	// NoHelpers leaves window.nkb (rtc-helpers.js) out of pages.
 	NoHelpers bool
+	// LoopbackPC calls nkb.installLoopbackPC() at the start of every page, so libraries that
+	// create their own RTCPeerConnection (Verto, sip.js) send only loopback candidates.
+	LoopbackPC bool
 	// Logger receives driver output and page console lines; default: t.Log.
 	Logger *slog.Logger
 }
@@ -241,7 +265,11 @@ func Launch(t testing.TB, opts Options) *Browser {
 		"permissions":     []string{"microphone", "camera", "local-network-access"},
 		"timeoutMs":       60000,
 	}
-	if !opts.NoHelpers {
+	switch {
+	case opts.NoHelpers:
+	case opts.LoopbackPC:
+		req["initScript"] = "window.nkbAutoLoopbackPC = true;\n" + string(helpersJS)
+	default:
 		req["initScript"] = string(helpersJS)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)

@@ -142,6 +142,56 @@
     return new RTCPeerConnection({ ...config, iceServers: [] });
   }
 
+  // installLoopbackPC replaces window.RTCPeerConnection with a subclass that keeps libraries
+  // which do their own signalling (the Verto client, sip.js) on loopback: no ICE servers,
+  // localDescription / currentLocalDescription / pendingLocalDescription rewritten with
+  // loopbackSDP, and icecandidate events (addEventListener and onicecandidate) carrying the
+  // candidateInit rewrite, or suppressed when the candidate must be dropped. Call it before the
+  // library creates its first connection (browsertest.Options.LoopbackPC does it at page start).
+  function installLoopbackPC() {
+    const Orig = window.RTCPeerConnection;
+    if (!Orig || Orig.nkbLoopback) return;
+    const rewriteDesc = (d) => (d && d.sdp ? new RTCSessionDescription({ type: d.type, sdp: loopbackSDP(d.sdp) }) : d);
+    const wrapIce = (fn) => function (ev) {
+      if (!ev || !ev.candidate || !ev.candidate.candidate) return fn.call(this, ev);
+      const init = candidateInit(ev.candidate);
+      if (!init) return undefined;
+      const e2 = new RTCPeerConnectionIceEvent("icecandidate", { candidate: new RTCIceCandidate(init) });
+      return fn.call(this, e2);
+    };
+    const wrapped = new WeakMap();
+    class LoopbackPC extends Orig {
+      constructor(config, ...rest) {
+        super({ ...(config || {}), iceServers: [] }, ...rest);
+      }
+      setConfiguration(config) {
+        return super.setConfiguration({ ...(config || {}), iceServers: [] });
+      }
+      get localDescription() { return rewriteDesc(super.localDescription); }
+      get currentLocalDescription() { return rewriteDesc(super.currentLocalDescription); }
+      get pendingLocalDescription() { return rewriteDesc(super.pendingLocalDescription); }
+      get onicecandidate() { return this.nkbOnIce || null; }
+      set onicecandidate(fn) {
+        this.nkbOnIce = fn;
+        super.onicecandidate = typeof fn === "function" ? wrapIce(fn) : fn;
+      }
+      addEventListener(type, fn, opts) {
+        if (type === "icecandidate" && typeof fn === "function") {
+          if (!wrapped.has(fn)) wrapped.set(fn, wrapIce(fn));
+          return super.addEventListener(type, wrapped.get(fn), opts);
+        }
+        return super.addEventListener(type, fn, opts);
+      }
+      removeEventListener(type, fn, opts) {
+        if (type === "icecandidate" && wrapped.has(fn)) return super.removeEventListener(type, wrapped.get(fn), opts);
+        return super.removeEventListener(type, fn, opts);
+      }
+    }
+    LoopbackPC.nkbLoopback = true;
+    window.RTCPeerConnection = LoopbackPC;
+    if (window.webkitRTCPeerConnection) window.webkitRTCPeerConnection = LoopbackPC;
+  }
+
   // --- playing and measuring remote audio ------------------------------------------------------
 
   // playRemote plays a MediaStream (or a track) in a new <audio autoplay> element, which
@@ -417,7 +467,7 @@
     }
   }
 
-  window.nkb = {
+  const nkb = {
     sleep,
     waitFor,
     getUserMedia,
@@ -427,9 +477,12 @@
     waitIceComplete,
     localSDP,
     newPC,
+    installLoopbackPC,
     playRemote,
     measureAudio,
     audioStats,
     ApiClient,
   };
+  window.nkb = nkb;
+  if (window.nkbAutoLoopbackPC) installLoopbackPC();
 })();
