@@ -29,10 +29,11 @@ type Invite struct {
 	Destination    string // dialogParams.destination_number ("service" when absent, like mod_verto)
 	CallerIDName   string
 	CallerIDNumber string
-	CalleeIDName   string // dialogParams.remote_caller_id_name
-	CalleeIDNumber string // dialogParams.remote_caller_id_number
-	SDP            string // the client's offer (complete, with candidates)
-	UserVariables  map[string]string
+	CalleeIDName   string            // dialogParams.remote_caller_id_name
+	CalleeIDNumber string            // dialogParams.remote_caller_id_number
+	SDP            string            // the client's offer (complete, with candidates)
+	UserVariables  map[string]string // dialogParams.userVariables (mod_verto: verto_dvar_*)
+	LoginVariables map[string]string // the login's userVariables (mod_verto: channel variables)
 	// Recover is false when the client asked not to keep the call across reconnects
 	// (dialogParams.recoverCall === false).
 	Recover bool

@@ -13,9 +13,17 @@ import (
 
 func TestInviteEarlyMediaAnswerBye(t *testing.T) {
 	e := newEnv(t, Config{})
-	c := e.login("alice", "secret", "")
+	c := e.dial()
+	m, err := c.Call(e.ctx, "login", map[string]any{"login": "alice", "passwd": "secret", "userVariables": map[string]any{"email": "a@b.c", "n": 1, "obj": map[string]any{}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOK(t, m)
+	c.SessID = m.Str("sessid")
 	callID := uuid.NewString()
-	m, err := c.Invite(e.ctx, callID, "early", offerSDP)
+	dp := vertotest.DialogParams(callID, "early")
+	dp["userVariables"] = map[string]any{"tag": "x"}
+	m, err = c.Call(e.ctx, "verto.invite", map[string]any{"sdp": offerSDP, "dialogParams": dp, "sessid": c.SessID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +34,8 @@ func TestInviteEarlyMediaAnswerBye(t *testing.T) {
 	ic := e.inbound()
 	if ic.inv.CallID != callID || ic.inv.Destination != "early" || ic.inv.User != "alice" ||
 		ic.inv.SessionID != c.SessID || ic.inv.SDP != offerSDP || ic.inv.CallerIDNumber != "1008" ||
-		ic.inv.CallerIDName != "Verto Test" || !ic.inv.Recover {
+		ic.inv.CallerIDName != "Verto Test" || !ic.inv.Recover || ic.inv.LoginVariables["email"] != "a@b.c" ||
+		ic.inv.UserVariables["tag"] != "x" || ic.inv.CalleeIDNumber != "early" {
 		t.Fatalf("handler got %+v", ic.inv)
 	}
 	// verto.media (queued by the handler before the reply) carries the answer SDP.

@@ -42,6 +42,11 @@ type Config struct {
 	// 3.2 s (default 100 ms). After MaxLoginFailures failures (default 10) the socket is closed.
 	LoginFailDelay   time.Duration
 	MaxLoginFailures int
+	// MaxLoginFailuresPerIP: after this many failed logins from one IP address within
+	// LoginLockout (default 30 in 10 minutes), logins from it are refused at once until the
+	// window passes, whatever socket they come on.
+	MaxLoginFailuresPerIP int
+	LoginLockout          time.Duration
 	// PingInterval: the server sends verto.ping after this long without any frame from the client
 	// (default 30 s, like mod_verto).
 	PingInterval time.Duration
@@ -91,6 +96,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxLoginFailures <= 0 {
 		c.MaxLoginFailures = 10
+	}
+	if c.MaxLoginFailuresPerIP <= 0 {
+		c.MaxLoginFailuresPerIP = 30
+	}
+	if c.LoginLockout <= 0 {
+		c.LoginLockout = 10 * time.Minute
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 30 * time.Second

@@ -254,3 +254,41 @@ func TestSubprotocolEchoed(t *testing.T) {
 		t.Fatalf("subprotocol not echoed: %q", resp.Header.Get("Sec-WebSocket-Protocol"))
 	}
 }
+
+func TestLoginFailuresPerAddress(t *testing.T) {
+	e := newEnv(t, Config{LoginFailDelay: time.Millisecond, MaxLoginFailures: 100, MaxLoginFailuresPerIP: 4})
+	bad := map[string]any{"login": "alice", "passwd": "wrong"}
+	good := map[string]any{"login": "alice", "passwd": "secret"}
+	// Failures spread over several sockets from one address add up.
+	for i := 0; i < 2; i++ {
+		c := e.dial()
+		for j := 0; j < 2; j++ {
+			m, err := c.Call(e.ctx, "login", bad)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantErr(t, m, CodeAuthFailure, "Authentication Failure")
+		}
+		c.Close()
+	}
+	// Now even the right password is refused, without asking the user store.
+	c := e.dial()
+	m, err := c.Call(e.ctx, "login", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, m, CodeAuthFailure, "Too many failed logins, try later")
+	if err := c.WaitClosed(e.ctx); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("want close, got %v", err)
+	}
+	// The lockout ends with its window.
+	e.srv.mu.Lock()
+	e.srv.fails["127.0.0.1"].first = time.Now().Add(-time.Hour)
+	e.srv.mu.Unlock()
+	c = e.dial()
+	m, err = c.Call(e.ctx, "login", good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantOK(t, m)
+}

@@ -136,9 +136,17 @@ func (c *conn) login(p object) (map[string]any, *rpcError, func()) {
 	if cr.User == "" || len(login) > 256 {
 		return nil, newError(CodeAuthFailure, "Missing or improper credentials"), nil
 	}
+	ip := remoteIP(c.remote)
+	if s.loginBlocked(ip) {
+		c.log.Warn("verto: login refused, too many failures from this address", "login", login)
+		return nil, newError(CodeAuthFailure, "Too many failed logins, try later"), func() {
+			c.kill(websocket.ClosePolicyViolation, "too many failed logins")
+		}
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
 	user, aerr := s.auth.Authenticate(ctx, cr)
 	cancel()
+	s.loginResult(ip, aerr == nil && user != "")
 	if aerr != nil || user == "" {
 		c.authFails++
 		delay := s.cfg.LoginFailDelay << min(c.authFails-1, 10)
@@ -215,6 +223,7 @@ func (c *conn) login(p object) (map[string]any, *rpcError, func()) {
 		}
 	}
 	sess.conn = c
+	sess.vars = p.stringMap("userVariables", 64)
 	c.sess, c.user = sess, user
 	c.authed.Store(true)
 	var reattach []*Call
@@ -372,7 +381,7 @@ func (c *conn) invite(p object) (map[string]any, *rpcError, func()) {
 		CallID: callID, User: sess.user, SessionID: sess.id, Destination: dest,
 		CallerIDName: call.callerIDName, CallerIDNumber: call.callerIDNumber,
 		CalleeIDName: call.calleeIDName, CalleeIDNumber: call.calleeIDNumber,
-		SDP: sdp, UserVariables: dp.stringMap("userVariables", 64), Recover: recover,
+		SDP: sdp, UserVariables: dp.stringMap("userVariables", 64), LoginVariables: sess.vars, Recover: recover,
 	}
 	s.mu.Unlock()
 

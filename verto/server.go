@@ -38,6 +38,7 @@ type Server struct {
 	conns    map[*conn]struct{}
 	sessions map[string]*session
 	calls    map[string]*Call // every live call leg by callID
+	fails    map[string]*ipFails
 	httpSrv  *http.Server
 }
 
@@ -57,6 +58,7 @@ func New(cfg Config, auth Authenticator, handler CallHandler, log *slog.Logger) 
 		conns:    make(map[*conn]struct{}),
 		sessions: make(map[string]*session),
 		calls:    make(map[string]*Call),
+		fails:    make(map[string]*ipFails),
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -237,6 +239,7 @@ func (d *deferred) run() {
 // detached) and its calls. Guarded by Server.mu.
 type session struct {
 	id, user string
+	vars     map[string]string // the login's userVariables
 	conn     *conn
 	calls    map[string]*Call
 	grace    *time.Timer
@@ -307,4 +310,58 @@ func (s *Server) connClosed(c *conn) {
 	}
 	s.mu.Unlock()
 	d.run()
+}
+
+// ipFails counts failed logins of one remote address.
+type ipFails struct {
+	n     int
+	first time.Time
+}
+
+const maxTrackedIPs = 4096
+
+func remoteIP(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
+// loginBlocked reports whether logins from ip are refused for now.
+func (s *Server) loginBlocked(ip string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.fails[ip]
+	if f == nil {
+		return false
+	}
+	if time.Since(f.first) > s.cfg.LoginLockout {
+		delete(s.fails, ip)
+		return false
+	}
+	return f.n >= s.cfg.MaxLoginFailuresPerIP
+}
+
+// loginResult records a login outcome of ip.
+func (s *Server) loginResult(ip string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ok {
+		delete(s.fails, ip)
+		return
+	}
+	now := time.Now()
+	f := s.fails[ip]
+	if f == nil || now.Sub(f.first) > s.cfg.LoginLockout {
+		if len(s.fails) >= maxTrackedIPs {
+			for k, v := range s.fails {
+				if now.Sub(v.first) > s.cfg.LoginLockout || len(s.fails) >= maxTrackedIPs {
+					delete(s.fails, k)
+				}
+			}
+		}
+		f = &ipFails{first: now}
+		s.fails[ip] = f
+	}
+	f.n++
 }
