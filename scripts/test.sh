@@ -74,9 +74,10 @@ phase "go vet"
 go vet -tags nolibopusfile ./... || failed+=("go vet")
 
 phase "gofmt"
-unformatted=$(find . -name '*.go' -not -path './node_modules/*' -not -path './.tmp/*' \
-	-not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l)
-if [[ -n $unformatted ]]; then
+if ! unformatted=$(find . -name '*.go' -not -path './node_modules/*' -not -path './.tmp/*' \
+	-not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l); then
+	failed+=("gofmt (parse errors above)")
+elif [[ -n $unformatted ]]; then
 	echo "gofmt needed on:"
 	echo "$unformatted"
 	failed+=("gofmt")
