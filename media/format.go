@@ -81,6 +81,9 @@ type sdpMedia struct {
 
 // parseWebRTCSDP validates a WebRTC SDP enough to give clear errors before pion sees it.
 func parseWebRTCSDP(s string) (*sdpMedia, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("%w: empty SDP", ErrBadSDP)
+	}
 	if len(s) > maxWebRTCSDPSize {
 		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrBadSDP, len(s), maxWebRTCSDPSize)
 	}

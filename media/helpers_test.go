@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
@@ -73,6 +74,22 @@ type rtcClient struct {
 	wg      sync.WaitGroup
 	closed  bool
 	videoIn int
+	vtrack  *webrtc.TrackLocalStaticRTP
+	pli     int
+	remb    []uint64
+}
+
+// sendVideo sends n fake VP8 packets at about 50 packets/s.
+func (c *rtcClient) sendVideo(ctx context.Context, n int) {
+	seq := uint16(rand.Uint32())
+	ts := rand.Uint32()
+	for i := 0; i < n && ctx.Err() == nil; i++ {
+		payload := append([]byte{0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a}, make([]byte, 200)...)
+		_ = c.vtrack.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: ts}, Payload: payload})
+		seq++
+		ts += 3000
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 type discardLogs struct{}
@@ -85,12 +102,20 @@ func (discardLogs) NewLogger(string) logging.LeveledLogger {
 // telephone-event); video adds VP8.
 func newRTCClient(t testing.TB, name string, video bool) *rtcClient {
 	t.Helper()
+	return newRTCClientWith(t, name, video, nil)
+}
+
+func newRTCClientWith(t testing.TB, name string, video bool, mod func(*webrtc.SettingEngine)) *rtcClient {
+	t.Helper()
 	var se webrtc.SettingEngine
 	se.LoggerFactory = discardLogs{}
 	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	if mod != nil {
+		mod(&se)
+	}
 	me := &webrtc.MediaEngine{}
 	var capab webrtc.RTPCodecCapability
 	switch name {
@@ -117,8 +142,30 @@ func newRTCClient(t testing.TB, name string, video bool) *rtcClient {
 	_, err = pc.AddTrack(c.track)
 	must(t, err)
 	if video {
-		_, err = pc.AddTransceiverFromKind(webrtc.RTPCodecTypeVideo, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionRecvonly})
+		c.vtrack, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "client")
 		must(t, err)
+		vs, err := pc.AddTrack(c.vtrack)
+		must(t, err)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			for {
+				pkts, _, err := vs.ReadRTCP()
+				if err != nil {
+					return
+				}
+				c.mu.Lock()
+				for _, p := range pkts {
+					switch p := p.(type) {
+					case *rtcp.PictureLossIndication:
+						c.pli++
+					case *rtcp.ReceiverEstimatedMaximumBitrate:
+						c.remb = append(c.remb, uint64(p.Bitrate))
+					}
+				}
+				c.mu.Unlock()
+			}
+		}()
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		c.mu.Lock()
@@ -415,3 +462,5 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

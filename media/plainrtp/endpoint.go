@@ -46,11 +46,12 @@ type Stats struct {
 // Symmetric RTP: once a valid packet arrives, the endpoint sends to wherever the peer really
 // sends from.
 type Endpoint struct {
-	pool     *PortPool
-	rtpConn  *net.UDPConn
-	rtcpConn *net.UDPConn
-	port     int
-	ssrc     uint32
+	pool      *PortPool
+	rtpConn   *net.UDPConn
+	rtcpConn  *net.UDPConn
+	port      int
+	ssrc      uint32
+	rtcpEvery time.Duration
 
 	mu         sync.Mutex
 	remote     netip.AddrPort
@@ -78,7 +79,10 @@ func (p *PortPool) Open() (*Endpoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Endpoint{pool: p, rtpConn: a, rtcpConn: b, port: port, ssrc: rand.Uint32(),
+	p.mu.Lock()
+	every := p.rtcpEvery
+	p.mu.Unlock()
+	return &Endpoint{pool: p, rtpConn: a, rtcpConn: b, port: port, ssrc: rand.Uint32(), rtcpEvery: every,
 		wbuf: make([]byte, 1500), done: make(chan struct{})}, nil
 }
 
@@ -238,10 +242,10 @@ func (e *Endpoint) handleRTCP(b []byte, from netip.AddrPort) {
 	}
 }
 
-// reportLoop sends an RTCP sender report every 5 s while we are sending.
+// reportLoop sends an RTCP sender report periodically while we are sending.
 func (e *Endpoint) reportLoop() {
 	defer e.wg.Done()
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(e.rtcpEvery)
 	defer t.Stop()
 	for {
 		select {

@@ -21,6 +21,7 @@ type PortPool struct {
 	min, max   int
 	quarantine time.Duration
 	log        *slog.Logger
+	rtcpEvery  time.Duration
 
 	mu       sync.Mutex
 	next     int
@@ -44,8 +45,18 @@ func NewPortPool(ip netip.Addr, min, max int, quarantine time.Duration, log *slo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &PortPool{ip: ip, min: min, max: max, next: min, quarantine: quarantine, log: log,
+	return &PortPool{ip: ip, min: min, max: max, next: min, quarantine: quarantine, log: log, rtcpEvery: 5 * time.Second,
 		used: map[int]bool{}, released: map[int]time.Time{}}, nil
+}
+
+// SetRTCPInterval sets how often endpoints opened afterwards send RTCP sender reports
+// (default 5 s).
+func (p *PortPool) SetRTCPInterval(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d > 0 {
+		p.rtcpEvery = d
+	}
 }
 
 // IP returns the address the pool binds on.

@@ -84,6 +84,9 @@ func ParseSDP(b []byte) (*Description, error) {
 	if n := bytes.Count(b, []byte("\n")); n > MaxSDPLines {
 		return nil, fmt.Errorf("%w (%d lines, limit %d)", ErrTooLarge, n, MaxSDPLines)
 	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, errors.New("plainrtp: empty SDP")
+	}
 	var s sdp.SessionDescription
 	if err := s.UnmarshalString(string(b)); err != nil {
 		return nil, fmt.Errorf("plainrtp: bad SDP: %w", err)
