@@ -2,7 +2,9 @@ package fakefs
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -491,10 +493,82 @@ func (s *Server) Hangup(id, cause string) error {
 	s.chans.remove(id)
 	s.mu.Unlock()
 	s.fireChannel("CHANNEL_HANGUP_COMPLETE", &snap, nil, cause1)
+	s.mu.Lock()
+	hooks := append([]func(Channel, string){}, s.hangupHooks...)
+	s.mu.Unlock()
+	for _, h := range hooks {
+		h(snap, cause)
+	}
 	if bridged != "" {
 		s.Hangup(bridged, cause)
 	}
 	return nil
+}
+
+// OnHangup registers f to be called (synchronously, after CHANNEL_HANGUP_COMPLETE) for
+// every channel that hangs up, whatever the reason (uuid_kill, sendmsg hangup, conference
+// kick, Hangup). A SIP user agent standing in for FreeSWITCH's SIP side uses it to send
+// BYE on the channel's dialog.
+func (s *Server) OnHangup(f func(ch Channel, cause string)) {
+	s.mu.Lock()
+	s.hangupHooks = append(s.hangupHooks, f)
+	s.mu.Unlock()
+}
+
+// ErrForbidden is returned by Route for a call the shipped dialplan refuses (403).
+var ErrForbidden = errors.New("fakefs: 403 Forbidden (no valid " + SessionHeader + ")")
+
+// sessionIDPattern is the condition of testdata/freeswitch/dialplan/nkbridge.xml.
+var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// INVITE is what a SIP user agent learned from an INVITE to the nkbridge SIP profile.
+type INVITE struct {
+	CallID      string            // Call-ID
+	RequestUser string            // user part of the Request-URI (destination number)
+	FromUser    string            // user part of From
+	FromDisplay string            // display name of From
+	RemoteAddr  string            // source IP of the INVITE
+	Headers     map[string]string // X- headers (X-NKB-Session…), names as sent
+}
+
+// Route runs an incoming INVITE through the shipped dialplan: without a well-formed
+// X-NKB-Session header it returns ErrForbidden (answer 403, no channel is created);
+// otherwise it creates the channel (with the variables sofia would set), answers and parks
+// it, firing CHANNEL_CREATE, CHANNEL_ANSWER, CHANNEL_EXECUTE and CHANNEL_PARK.
+func (s *Server) Route(inv INVITE) (Channel, error) {
+	var session string
+	for k, v := range inv.Headers {
+		if strings.EqualFold(k, SessionHeader) {
+			session = v
+		}
+	}
+	if !sessionIDPattern.MatchString(session) {
+		return Channel{}, ErrForbidden
+	}
+	hdrs := map[string]string{}
+	for k, v := range inv.Headers {
+		if strings.EqualFold(k, SessionHeader) {
+			k = SessionHeader
+		}
+		hdrs[k] = v
+	}
+	return s.InboundCall(ChannelSpec{
+		Dest:           inv.RequestUser,
+		CallerIDName:   inv.FromDisplay,
+		CallerIDNumber: inv.FromUser,
+		NetworkAddr:    inv.RemoteAddr,
+		Name:           "sofia/" + SIPProfile + "/" + inv.FromUser + "@" + inv.RemoteAddr,
+		SIPHeaders:     hdrs,
+		Vars: map[string]string{
+			"sip_call_id":          inv.CallID,
+			"sip_from_user":        inv.FromUser,
+			"sip_req_user":         inv.RequestUser,
+			"sip_to_user":          inv.RequestUser,
+			"sip_network_ip":       inv.RemoteAddr,
+			"nkb_session":          session,
+			"endpoint_disposition": "ANSWER",
+		},
+	})
 }
 
 // --- built-in api commands -----------------------------------------------------------

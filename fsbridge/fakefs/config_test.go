@@ -95,6 +95,9 @@ func TestShippedConfigMatchesFake(t *testing.T) {
 	if cond.Field != "${sip_h_"+SessionHeader+"}" {
 		t.Fatalf("dialplan matches %q, not the session header", cond.Field)
 	}
+	if cond.Expression != sessionIDPattern.String() {
+		t.Fatalf("dialplan expression %q differs from the fake's Route %q", cond.Expression, sessionIDPattern)
+	}
 	re := regexp.MustCompile(cond.Expression)
 	for _, ok := range []string{"7b0e2b1c-5f55-4c1e-9a7e-4d2b7c9f0a11", "sess.1_x"} {
 		if !re.MatchString(ok) {

@@ -104,7 +104,8 @@ type Server struct {
 	seq       uint64
 	closed    bool
 
-	chans chanModel
+	chans       chanModel
+	hangupHooks []func(Channel, string)
 
 	wg sync.WaitGroup
 }

@@ -225,3 +225,51 @@ func TestURLEncode(t *testing.T) {
 		}
 	}
 }
+
+func TestRouteAndHangupHook(t *testing.T) {
+	s := start(t)
+	type hung struct{ id, cause string }
+	hangups := make(chan hung, 4)
+	s.OnHangup(func(ch Channel, cause string) { hangups <- hung{ch.UUID, cause} })
+	if _, err := s.Route(INVITE{RequestUser: "park", Headers: map[string]string{"X-Other": "1"}}); err != ErrForbidden {
+		t.Fatalf("no session header: %v", err)
+	}
+	if _, err := s.Route(INVITE{RequestUser: "park", Headers: map[string]string{SessionHeader: "a b"}}); err != ErrForbidden {
+		t.Fatalf("bad session header: %v", err)
+	}
+	if n := len(s.Channels()); n != 0 {
+		t.Fatalf("%d channels after refused calls", n)
+	}
+	r := dialRaw(t, s)
+	r.expect(AuthRequest)
+	r.send("auth s3cret-ESL\n\nevent plain CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_PARK CHANNEL_HANGUP_COMPLETE\n\n")
+	r.expect("Content-Type: command/reply\nReply-Text: +OK accepted\n\n")
+	r.expect("Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n")
+	ch, err := s.Route(INVITE{CallID: "c1@127.0.0.1", RequestUser: "park", FromUser: "nkbridge", RemoteAddr: "127.0.0.1",
+		Headers: map[string]string{"x-nkb-session": "7b0e2b1c-5f55-4c1e-9a7e-4d2b7c9f0a11"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Application != "park" || ch.AnswerState != "answered" || ch.Var("sip_h_X-NKB-Session") != "7b0e2b1c-5f55-4c1e-9a7e-4d2b7c9f0a11" {
+		t.Fatalf("channel %+v", ch)
+	}
+	for _, want := range []string{"CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_PARK"} {
+		_, body := r.frame()
+		if !strings.HasPrefix(body, "Event-Name: "+want+"\n") || !strings.Contains(body, "variable_sip_call_id: c1%40127.0.0.1\n") {
+			t.Fatalf("want %s with sip vars, got %.200q", want, body)
+		}
+	}
+	s.apiKill(ch.UUID + " NORMAL_CLEARING")
+	_, body := r.frame()
+	if !strings.HasPrefix(body, "Event-Name: CHANNEL_HANGUP_COMPLETE\n") {
+		t.Fatalf("got %.80q", body)
+	}
+	select {
+	case h := <-hangups:
+		if h.id != ch.UUID || h.cause != "NORMAL_CLEARING" {
+			t.Fatalf("hook %+v", h)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("hangup hook not called")
+	}
+}
