@@ -47,7 +47,7 @@ func TestBackendsLookup(t *testing.T) {
 	check(TypePark, "", "freeswitch", 0) // configured default
 	check(TypePark, "media", "media", 0) // forced
 	check(TypeEcho, "freeswitch", "", CodeNoMediaserver)
-	check(TypeProxy, "", "", CodeNoMediaserver)   // known type, nobody serves it
+	check(TypeProxy, "", "", CodeNoMediaserver)  // known type, nobody serves it
 	check("foo", "", "", CodeUnknownSessionType) // unknown type
 	check("foo", "media", "", CodeUnknownSessionType)
 	check(TypeEcho, "janus", "", CodeNoMediaserver)
