@@ -235,18 +235,33 @@ func (c *conn) sendResponse(r outResponse) {
 
 // handleFrame decodes one text frame (a request, a reply, or a batch) and answers it.
 func (c *conn) handleFrame(typ int, data []byte) {
+	now := time.Now()
+	var ferr *rpcError
+	var msgs []incoming
+	var batch bool
 	if typ != websocket.TextMessage {
-		c.sendResponse(outResponse{JSONRPC: "2.0", ID: nullID, Error: newError(CodeInvalidRequest, "Invalid Request: text frames only")})
-		return
+		ferr = newError(CodeInvalidRequest, "Invalid Request: text frames only")
+	} else {
+		msgs, batch, ferr = decodeFrame(data)
 	}
-	msgs, batch, ferr := decodeFrame(data)
 	if ferr != nil {
+		if !c.charge(now) {
+			ferr = newError(CodeRateLimited, "Rate limit exceeded")
+		}
 		c.sendResponse(outResponse{JSONRPC: "2.0", ID: nullID, Error: ferr})
 		return
 	}
 	var replies []outResponse
 	var afters []func()
 	for _, m := range msgs {
+		// Every element costs a token, whatever it is; over the limit, requests and invalid
+		// elements get -32003 and replies are dropped. A long flood closes the socket.
+		if !c.charge(now) {
+			if m.kind != kindResponse {
+				replies = append(replies, outResponse{JSONRPC: "2.0", ID: m.id, Error: newError(CodeRateLimited, "Rate limit exceeded")})
+			}
+			continue
+		}
 		switch m.kind {
 		case kindInvalid:
 			replies = append(replies, outResponse{JSONRPC: "2.0", ID: m.id, Error: m.err})
@@ -287,6 +302,21 @@ func (c *conn) handleFrame(typ int, data []byte) {
 	for _, f := range afters {
 		f()
 	}
+}
+
+// charge takes a request token. Without one it counts a strike; a long run of strikes closes
+// the socket.
+func (c *conn) charge(now time.Time) bool {
+	if c.reqLimit.allow(now) {
+		c.strikes = 0
+		return true
+	}
+	c.strikes++
+	if c.strikes == maxRateStrikes+1 {
+		c.log.Warn("verto: request flood, closing")
+		c.kill(websocket.ClosePolicyViolation, "rate limit exceeded")
+	}
+	return false
 }
 
 func (c *conn) sessionID() string {

@@ -17,18 +17,6 @@ const maxLoginFailDelay = 3200 * time.Millisecond
 // dispatch runs one request and returns its result or error, plus work to do after the reply
 // has been queued (server requests that must follow the reply, and CallEvents callbacks).
 func (c *conn) dispatch(m incoming) (map[string]any, *rpcError, func()) {
-	if !c.reqLimit.allow(time.Now()) {
-		c.strikes++
-		if c.strikes > maxRateStrikes {
-			c.log.Warn("verto: request flood, closing")
-			return nil, newError(CodeRateLimited, "Rate limit exceeded"), func() {
-				c.kill(websocket.ClosePolicyViolation, "rate limit exceeded")
-			}
-		}
-		return nil, newError(CodeRateLimited, "Rate limit exceeded"), nil
-	}
-	c.strikes = 0
-
 	params := object{}
 	hasParams := m.params != nil
 	if hasParams {

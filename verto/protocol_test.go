@@ -373,3 +373,26 @@ func TestMaxConnections(t *testing.T) {
 	})
 	_ = b
 }
+
+func TestGarbageFloodRateLimited(t *testing.T) {
+	e := newEnv(t, Config{RequestRate: 0.01, RequestBurst: 3})
+	c := e.dial()
+	codes := map[int]int{}
+	for i := 0; i < 6; i++ {
+		m := e.raw(c, `{garbage`)
+		codes[m.Code()]++
+	}
+	if codes[CodeParseError] != 3 || codes[CodeRateLimited] != 3 {
+		t.Fatalf("codes %v", codes)
+	}
+	// Replies to our requests cost tokens too (and are dropped silently when over the limit).
+	frame := []byte(`{"jsonrpc":"2.0","id":77,"result":{}}`)
+	for i := 0; i < maxRateStrikes+10; i++ {
+		if err := c.SendRaw(websocket.TextMessage, frame); err != nil {
+			break
+		}
+	}
+	if err := c.WaitClosed(e.ctx); !websocket.IsCloseError(err, websocket.ClosePolicyViolation) {
+		t.Fatalf("want policy close, got %v", err)
+	}
+}
