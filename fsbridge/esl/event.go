@@ -1,12 +1,8 @@
 package esl
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strconv"
 	"strings"
 )
 
@@ -183,102 +179,4 @@ func unhex(c byte) byte {
 	default:
 		return c - 'A' + 10
 	}
-}
-
-// ParseJSON parses the body of a text/event-json frame: one JSON object whose values are
-// strings (array headers are arrays of strings), with the event body under "_body". The
-// "Content-Length" member that accompanies "_body" is not kept as a header. Header order
-// is preserved.
-func ParseJSON(b []byte) (*Event, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, fmt.Errorf("%w: not a JSON object", ErrBadEvent)
-	}
-	ev := &Event{Headers: make(Headers, 0, 64)}
-	for dec.More() {
-		kt, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
-		}
-		key, _ := kt.(string)
-		val, err := jsonValue(dec)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %q: %v", ErrBadEvent, clip(key), err)
-		}
-		switch {
-		case key == "_body":
-			ev.Body = val
-		case strings.EqualFold(key, "Content-Length"):
-			// framing information for _body only
-		default:
-			ev.Headers = append(ev.Headers, Header{Name: key, Value: val})
-		}
-	}
-	if _, err := dec.Token(); err != nil { // closing brace
-		return nil, fmt.Errorf("%w: %v", ErrBadEvent, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: trailing data after object", ErrBadEvent)
-	}
-	return ev, nil
-}
-
-// jsonValue reads a string, number, bool, null or an array of those (joined in the
-// ARRAY:: form). Nested objects are rejected: FreeSWITCH never sends them.
-func jsonValue(dec *json.Decoder) (string, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return "", err
-	}
-	if d, ok := tok.(json.Delim); ok {
-		if d != '[' {
-			return "", errors.New("nested object")
-		}
-		var sb strings.Builder
-		sb.WriteString(arrayPrefix)
-		first := true
-		for dec.More() {
-			t, err := dec.Token()
-			if err != nil {
-				return "", err
-			}
-			s, ok := scalar(t)
-			if !ok {
-				return "", errors.New("nested value in array")
-			}
-			if !first {
-				sb.WriteString(arraySep)
-			}
-			first = false
-			sb.WriteString(s)
-		}
-		if _, err := dec.Token(); err != nil {
-			return "", err
-		}
-		return sb.String(), nil
-	}
-	s, ok := scalar(tok)
-	if !ok {
-		return "", errors.New("unexpected token")
-	}
-	return s, nil
-}
-
-func scalar(t json.Token) (string, bool) {
-	switch v := t.(type) {
-	case string:
-		return v, true
-	case json.Number:
-		return v.String(), true
-	case bool:
-		return strconv.FormatBool(v), true
-	case nil:
-		return "", true
-	}
-	return "", false
 }
