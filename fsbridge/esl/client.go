@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 )
@@ -93,6 +94,9 @@ func NewClient(opts ClientOptions) (*Client, error) {
 		opts.StableAfter = 10 * time.Second
 	}
 	opts.Conn.defaults()
+	if opts.Conn.IdleTimeout == 0 && slices.Contains(opts.Events, "HEARTBEAT") {
+		opts.Conn.IdleTimeout = 65 * time.Second // three missed 20 s heartbeats
+	}
 	c := &Client{opts: opts, log: opts.Conn.Logger, ready: make(chan struct{}), resync: make(chan struct{}, 1)}
 	opts.Conn.OnEvent = opts.OnEvent
 	opts.Conn.OnEventsLost = func(n uint64) {

@@ -28,6 +28,9 @@ var (
 	ErrStalled = errors.New("esl: FreeSWITCH stopped answering; connection recycled")
 	// ErrProtocol: FreeSWITCH sent something that breaks the request/reply rule.
 	ErrProtocol = errors.New("esl: protocol error")
+	// ErrIdle: nothing at all arrived for Options.IdleTimeout (FreeSWITCH sends HEARTBEAT
+	// every 20 s to subscribers); the connection was closed deliberately.
+	ErrIdle = errors.New("esl: no data from FreeSWITCH within the idle timeout; connection recycled")
 )
 
 // CommandError is returned when FreeSWITCH answers "-ERR …" (in a Reply-Text, an api
@@ -61,6 +64,10 @@ type Options struct {
 	// StallTimeout: after a command's ctx expired, how long its reply may still take before
 	// the connection is considered wedged and closed (default 15 s).
 	StallTimeout time.Duration
+	// IdleTimeout, when positive, closes the connection (ErrIdle) if no frame at all
+	// arrives for that long. Only meaningful with a HEARTBEAT subscription (FreeSWITCH's
+	// default interval is 20 s); 0 disables it.
+	IdleTimeout time.Duration
 	// EventQueue is the capacity of the event queue between the reader and OnEvent
 	// (default 10000). Events arriving while it is full are dropped and counted.
 	EventQueue int
@@ -259,8 +266,16 @@ func (c *Conn) closeWith(reason error) {
 func (c *Conn) readLoop(rd *Reader) {
 	defer c.wg.Done()
 	for {
+		if c.opts.IdleTimeout > 0 {
+			c.nc.SetReadDeadline(time.Now().Add(c.opts.IdleTimeout))
+		}
 		f, err := rd.ReadFrame()
 		if err != nil {
+			var ne net.Error
+			if c.opts.IdleTimeout > 0 && errors.As(err, &ne) && ne.Timeout() {
+				c.closeWith(ErrIdle)
+				return
+			}
 			if err == io.EOF || errors.Is(err, net.ErrClosed) {
 				c.closeWith(ErrClosed)
 			} else {

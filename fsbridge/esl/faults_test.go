@@ -346,3 +346,28 @@ func TestFakeKillsSlowListener(t *testing.T) {
 		t.Fatalf("reason %v", c.Err())
 	}
 }
+
+// A FreeSWITCH that goes silent (no heartbeats, no replies) is detected by the idle timeout.
+func TestIdleTimeout(t *testing.T) {
+	s := startFake(t)
+	c := dial(t, s, func(o *esl.Options) { o.IdleTimeout = 800 * time.Millisecond })
+	if err := c.Subscribe(ctx5(t), esl.FormatJSON, "HEARTBEAT"); err != nil {
+		t.Fatal(err)
+	}
+	// Heartbeats keep it alive well past the timeout.
+	for i := 0; i < 10; i++ {
+		s.Fire("HEARTBEAT", "", []fakefs.Header{{Name: "Up-Time", Value: "0 years, 0 days"}}, "")
+		time.Sleep(100 * time.Millisecond)
+	}
+	if c.Err() != nil {
+		t.Fatalf("closed despite heartbeats: %v", c.Err())
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("silent FreeSWITCH not detected")
+	}
+	if !errors.Is(c.Err(), esl.ErrIdle) {
+		t.Fatalf("reason %v", c.Err())
+	}
+}
