@@ -52,6 +52,8 @@ type Options struct {
 	MaxLostEvents int
 	// Addr to listen on (default 127.0.0.1:0).
 	Addr string
+	// Heartbeat, when positive, fires a HEARTBEAT event at that interval (FreeSWITCH: 20 s).
+	Heartbeat time.Duration
 }
 
 // Command is one command the fake received.
@@ -98,6 +100,7 @@ type Server struct {
 	failCmd   map[string]string
 	delays    []delayRule
 	release   chan struct{}
+	stop      chan struct{} // closed by Close
 	rude      bool
 	commands  []Command
 	cmdNotify chan struct{}
@@ -139,12 +142,17 @@ func Start(opts Options) (*Server, error) {
 		failAPI:   map[string]string{},
 		failCmd:   map[string]string{},
 		release:   make(chan struct{}),
+		stop:      make(chan struct{}),
 		cmdNotify: make(chan struct{}),
 	}
 	s.chans.init()
 	s.registerBuiltins()
 	if err := s.listen(opts.Addr); err != nil {
 		return nil, err
+	}
+	if opts.Heartbeat > 0 {
+		s.wg.Add(1)
+		go s.heartbeats(s.stop)
 	}
 	return s, nil
 }
@@ -161,6 +169,28 @@ func (s *Server) listen(addr string) error {
 	s.wg.Add(1)
 	go s.acceptLoop(ln)
 	return nil
+}
+
+func (s *Server) heartbeats(stop <-chan struct{}) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.Heartbeat)
+	defer t.Stop()
+	start := time.Now()
+	for {
+		select {
+		case <-t.C:
+			up := time.Since(start)
+			s.Fire("HEARTBEAT", "", []Header{
+				{"Event-Info", "System Ready"},
+				{"Up-Time", fmt.Sprintf("0 years, 0 days, 0 hours, %d minutes, %d seconds, 0 milliseconds, 0 microseconds", int(up.Minutes()), int(up.Seconds())%60)},
+				{"FreeSWITCH-Version", "1.10.12-release~64bit"},
+				{"Session-Count", strconv.Itoa(len(s.Channels()))},
+				{"Idle-CPU", "99.000000"},
+			}, "")
+		case <-stop:
+			return
+		}
+	}
 }
 
 // Addr is the host:port the fake listens on.
@@ -194,6 +224,7 @@ func (s *Server) Close() error {
 	if !s.closed {
 		s.closed = true
 		close(s.release)
+		close(s.stop)
 	}
 	s.mu.Unlock()
 	s.StopListening()

@@ -273,3 +273,21 @@ func TestRouteAndHangupHook(t *testing.T) {
 		t.Fatal("hangup hook not called")
 	}
 }
+
+func TestHeartbeat(t *testing.T) {
+	s, err := Start(Options{Password: "pw", Heartbeat: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := dialRaw(t, s)
+	r.expect(AuthRequest)
+	r.send("auth pw\n\nevent plain HEARTBEAT\n\n")
+	r.expect("Content-Type: command/reply\nReply-Text: +OK accepted\n\n")
+	r.expect("Content-Type: command/reply\nReply-Text: +OK event listener enabled plain\n\n")
+	for i := 0; i < 2; i++ {
+		if _, body := r.frame(); !strings.HasPrefix(body, "Event-Name: HEARTBEAT\n") || !strings.Contains(body, "Event-Info: System%20Ready\n") {
+			t.Fatalf("heartbeat %.100q", body)
+		}
+	}
+}
