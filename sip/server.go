@@ -139,7 +139,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	parser := sip.NewParser()
 	parser.MaxMessageLength = cfg.Limits.MaxMessageSize
-	sipLog := log.With("component", "sipgo")
+	sipLog := slog.New(quietHandler{log.Handler()}).With("component", "sipgo")
 	maxSize := cfg.Limits.MaxMessageSize
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
