@@ -158,11 +158,7 @@ func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 
 	b := &Baresip{
 		t: t, dir: dir, recDir: recDir, user: o.User, codec: o.Codec, rate: rate,
-		sipPort: o.SIPPort, ctrlPort: FreeTCPPort(t),
 		waiters: map[string]chan BaresipResponse{}, notify: make(chan struct{}), readEnd: make(chan struct{}),
-	}
-	if b.sipPort == 0 {
-		b.sipPort = FreePort(t)
 	}
 	account := o.Account
 	if account == "" {
@@ -172,39 +168,59 @@ func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 	if err := os.WriteFile(filepath.Join(dir, "accounts"), []byte(account+"\n"), 0o644); err != nil {
 		t.Fatalf("peers.StartBaresip: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "config"), []byte(baresipConfig(b, wav, modDir, o.Config)), 0o644); err != nil {
-		t.Fatalf("peers.StartBaresip: %v", err)
+	for attempt := 1; ; attempt++ {
+		b.sipPort, b.ctrlPort = o.SIPPort, FreeTCPPort(t)
+		if b.sipPort == 0 {
+			b.sipPort = FreePort(t)
+		}
+		err := b.start(t, bin, wav, modDir, o.Config, log)
+		if err == nil {
+			break
+		}
+		// 98 is EADDRINUSE: a port chosen here was taken before baresip bound it.
+		if attempt == 3 || b.proc == nil || b.proc.ExitCode() != 98 {
+			out := ""
+			if b.proc != nil {
+				out = b.proc.Output()
+			}
+			t.Fatalf("peers.StartBaresip: %v\n%s", err, out)
+		}
+		log.Warn("baresip could not bind its ports; retrying with others", "attempt", attempt)
 	}
+	t.Cleanup(b.close)
+	go b.readLoop()
+	return b
+}
 
-	cmd := exec.Command(bin, "-4", "-f", dir)
-	cmd.Dir = dir
-	p, err := StartProcess(t, "baresip-"+o.User, cmd, log)
+// start writes the config, starts baresip and connects to ctrl_tcp.
+func (b *Baresip) start(t testing.TB, bin, wav, modDir string, extra []string, log *slog.Logger) error {
+	if err := os.WriteFile(filepath.Join(b.dir, "config"), []byte(baresipConfig(b, wav, modDir, extra)), 0o644); err != nil {
+		return err
+	}
+	cmd := exec.Command(bin, "-4", "-f", b.dir)
+	cmd.Dir = b.dir
+	p, err := StartProcess(t, "baresip-"+b.user, cmd, log)
 	if err != nil {
-		t.Fatalf("peers.StartBaresip: %v", err)
+		return err
 	}
 	b.proc = p
-	t.Cleanup(b.close)
-
-	// Wait for ctrl_tcp.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(b.ctrlPort)), time.Second)
 		if err == nil {
 			b.conn = c
-			break
+			return nil
 		}
 		select {
 		case <-p.Done():
-			t.Fatalf("peers.StartBaresip: baresip exited (%d) before ctrl_tcp listened:\n%s", p.ExitCode(), p.Output())
+			return fmt.Errorf("baresip exited (%d) before ctrl_tcp listened", p.ExitCode())
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("peers.StartBaresip: ctrl_tcp on 127.0.0.1:%d not up after 15 s:\n%s", b.ctrlPort, p.Output())
+			return fmt.Errorf("ctrl_tcp on 127.0.0.1:%d not up after 15 s", b.ctrlPort)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	go b.readLoop()
-	return b
 }
 
 // baresipConfig renders the config file: loopback only, no DNS servers but 127.0.0.1:53 (so

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -131,5 +130,3 @@ func (w *tWriter) close() {
 	w.closed = true
 	w.mu.Unlock()
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

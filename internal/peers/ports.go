@@ -1,80 +1,103 @@
 package peers
 
 import (
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 )
 
-// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago (bind to :0, read
-// the port, close). Another process may take it before it is used: keep the window short.
+// Ports handed to child processes are picked at random below the kernel's ephemeral range
+// (and above 20000, clear of well-known ports), then checked free. A port taken from the
+// ephemeral range by binding :0 and releasing it can be handed to any other process that
+// binds :0 before the child binds it (browsers, pion and other tests do, all the time).
+
+// portRange returns [lo, hi) to pick from.
+func portRange() (int, int) {
+	lo, hi := 20000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if eph, err := strconv.Atoi(f[0]); err == nil {
+				switch {
+				case eph > lo+2000:
+					hi = eph
+				case eph > 12000:
+					lo, hi = 10000, eph
+				}
+			}
+		}
+	}
+	return lo, hi
+}
+
+func randomPort() int {
+	lo, hi := portRange()
+	return lo + rand.IntN(hi-lo)
+}
+
+func udpFree(port int) bool {
+	c, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func tcpFree(port int) bool {
+	l, err := net.Listen("tcp4", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+func findPort(t testing.TB, what string, free func(int) bool) int {
+	t.Helper()
+	for range 500 {
+		if p := randomPort(); free(p) {
+			return p
+		}
+	}
+	t.Fatalf("peers: no free %s port on 127.0.0.1", what)
+	return 0
+}
+
+// FreeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
 func FreeUDPPort(t testing.TB) int {
 	t.Helper()
-	c, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("peers.FreeUDPPort: %v", err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
+	return findPort(t, "UDP", udpFree)
 }
 
 // FreeTCPPort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func FreeTCPPort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("peers.FreeTCPPort: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return findPort(t, "TCP", tcpFree)
 }
 
 // FreePort returns a port on 127.0.0.1 that was free for both UDP and TCP a moment ago
 // (SIP listens on both).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp4", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("peers.FreePort: %v", err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", itoa(port)))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
-	}
-	t.Fatalf("peers.FreePort: no port free for both UDP and TCP")
-	return 0
+	return findPort(t, "UDP+TCP", func(p int) bool { return udpFree(p) && tcpFree(p) })
 }
 
-// FreeUDPRange returns the first of n consecutive UDP ports on 127.0.0.1 (the first one even,
-// as RTP likes) that were all free a moment ago.
+// FreeUDPRange returns the first of n consecutive UDP ports on 127.0.0.1 (the first one
+// even, as RTP likes) that were all free a moment ago.
 func FreeUDPRange(t testing.TB, n int) int {
 	t.Helper()
-	for range 100 {
-		base := FreeUDPPort(t) &^ 1
-		if base+n > 65535 || base < 1024 {
-			continue
+	return findPort(t, "UDP range", func(base int) bool {
+		if base%2 != 0 {
+			return false
 		}
-		var held []net.PacketConn
-		ok := true
 		for p := base; p < base+n; p++ {
-			c, err := net.ListenPacket("udp4", net.JoinHostPort("127.0.0.1", itoa(p)))
-			if err != nil {
-				ok = false
-				break
+			if !udpFree(p) {
+				return false
 			}
-			held = append(held, c)
 		}
-		for _, c := range held {
-			c.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatalf("peers.FreeUDPRange: no %d consecutive free UDP ports", n)
-	return 0
+		return true
+	})
 }

@@ -284,3 +284,31 @@ func KillMatching(substr string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// Listening reports whether some socket is bound to 127.0.0.1:port (or the any-address) —
+// for "udp" any bound socket, for "tcp" one in LISTEN state — per /proc/net/{udp,tcp}.
+func Listening(proto string, port int) bool {
+	file := "/proc/net/udp"
+	if proto == "tcp" {
+		file = "/proc/net/tcp"
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return false
+	}
+	want := []string{
+		fmt.Sprintf("0100007F:%04X", port),
+		fmt.Sprintf("00000000:%04X", port),
+	}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || (f[1] != want[0] && f[1] != want[1]) {
+			continue
+		}
+		if proto == "tcp" && f[3] != "0A" {
+			continue
+		}
+		return true
+	}
+	return false
+}

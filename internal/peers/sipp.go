@@ -95,18 +95,42 @@ func (s SIPpStats) Int(column string) int {
 	return n
 }
 
-// StartSIPp starts SIPp with o, bound to the test's lifetime, and returns at once. Use Wait
-// for the result. It skips or fails (NKB_REQUIRE_PEERS=1) the test when sipp is missing.
+// StartSIPp starts SIPp with o, bound to the test's lifetime, and returns once SIPp is
+// listening on its SIP port (so a server scenario is ready for calls). Use Wait for the
+// result. When SIPp cannot bind a port that StartSIPp chose, it retries with new ports. It
+// skips or fails (NKB_REQUIRE_PEERS=1) the test when sipp is missing.
 func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 	t.Helper()
 	bin := Need(t, "sipp")
 	if o.Scenario == "" {
 		t.Fatalf("peers.StartSIPp: no scenario")
 	}
-	log := o.Logger
-	if log == nil {
-		log = TestLogger(t)
+	if o.Logger == nil {
+		o.Logger = TestLogger(t)
 	}
+	if o.Transport == "" {
+		o.Transport = "u1"
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 60 * time.Second
+	}
+	for attempt := 1; ; attempt++ {
+		s, err := startSIPp(t, bin, o)
+		if err == nil {
+			return s
+		}
+		if o.Port != 0 || attempt == 3 || s == nil || s.proc.ExitCode() != 254 {
+			out := ""
+			if s != nil {
+				out = s.proc.Output()
+			}
+			t.Fatalf("peers.StartSIPp: %v\n%s", err, out)
+		}
+		o.Logger.Warn("sipp could not bind its ports; retrying with others", "attempt", attempt)
+	}
+}
+
+func startSIPp(t testing.TB, bin string, o SIPpOptions) (*SIPp, error) {
 	dir := t.TempDir()
 	s := &SIPp{dir: dir, port: o.Port, name: filepath.Base(o.Scenario)}
 	if s.port == 0 {
@@ -114,18 +138,12 @@ func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 	}
 	// SIPp binds its media port and the three above it.
 	s.mediaPort = FreeUDPRange(t, 4)
-	if o.Transport == "" {
-		o.Transport = "u1"
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 60 * time.Second
-	}
 
 	var args []string
 	if strings.HasSuffix(o.Scenario, ".xml") || strings.ContainsRune(o.Scenario, '/') {
 		sf, err := filepath.Abs(o.Scenario)
 		if err != nil {
-			t.Fatalf("peers.StartSIPp: %v", err)
+			return nil, err
 		}
 		args = append(args, "-sf", sf)
 	} else {
@@ -163,7 +181,7 @@ func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 	if o.InfFile != "" {
 		inf, err := filepath.Abs(o.InfFile)
 		if err != nil {
-			t.Fatalf("peers.StartSIPp: %v", err)
+			return nil, err
 		}
 		args = append(args, "-inf", inf)
 	}
@@ -177,12 +195,33 @@ func StartSIPp(t testing.TB, o SIPpOptions) *SIPp {
 
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
-	p, err := StartProcess(t, "sipp-"+s.name, cmd, log)
+	p, err := StartProcess(t, "sipp-"+s.name, cmd, o.Logger)
 	if err != nil {
-		t.Fatalf("peers.StartSIPp: %v", err)
+		return nil, err
 	}
 	s.proc = p
-	return s
+
+	// Ready when the SIP socket is bound. A client may finish (or fail) before we look.
+	proto := "udp"
+	if strings.HasPrefix(o.Transport, "t") || strings.HasPrefix(o.Transport, "l") {
+		proto = "tcp"
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !Listening(proto, s.port) {
+		select {
+		case <-p.Done():
+			if code := p.ExitCode(); code == 254 || code == 255 {
+				return s, fmt.Errorf("sipp exited with %d (fatal error) at start", code)
+			}
+			return s, nil
+		default:
+		}
+		if time.Now().After(deadline) {
+			return s, fmt.Errorf("sipp not listening on %s port %d after 10 s", proto, s.port)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return s, nil
 }
 
 // RunSIPp runs SIPp to completion (or until ctx ends, when it is stopped) and returns the

@@ -17,7 +17,6 @@ func TestSIPpUACAgainstUAS(t *testing.T) {
 	defer cancel()
 	const calls = 5
 	uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: "uas", Calls: calls, Timeout: 30 * time.Second})
-	time.Sleep(200 * time.Millisecond) // let the server bind before the first INVITE
 	uac, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{
 		Scenario: "uac", Remote: uas.Addr(), Calls: calls, Rate: 10, Timeout: 30 * time.Second,
 	})
@@ -41,7 +40,7 @@ func TestSIPpUACAgainstUAS(t *testing.T) {
 func TestSIPpFailure(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dead := peers.FreeUDPPort(t)
+	dead := peers.FreeUDPPort(t) // nobody listens there
 	res, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{
 		Scenario: "uac", Remote: "127.0.0.1:" + strconv.Itoa(dead), Calls: 1,
 		RecvTimeout: 500 * time.Millisecond, Timeout: 20 * time.Second,
@@ -77,7 +76,6 @@ func TestSIPpCustomScenario(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: "testdata/sipp/options-uas.xml", Calls: 3, Timeout: 20 * time.Second})
-	time.Sleep(200 * time.Millisecond)
 	uac, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{
 		Scenario: "testdata/sipp/options-uac.xml", Remote: uas.Addr(), Service: "echo", Calls: 3, Rate: 20,
 		Keys: map[string]string{"probe": "nkb-42"}, Timeout: 20 * time.Second,
@@ -95,7 +93,6 @@ func TestSIPpCustomScenario(t *testing.T) {
 
 	// A wrong key value makes the server's regexp check fail the calls.
 	uas2 := peers.StartSIPp(t, peers.SIPpOptions{Scenario: "testdata/sipp/options-uas.xml", Calls: 1, Timeout: 10 * time.Second})
-	time.Sleep(200 * time.Millisecond)
 	_, _ = peers.RunSIPp(ctx, t, peers.SIPpOptions{
 		Scenario: "testdata/sipp/options-uac.xml", Remote: uas2.Addr(), Calls: 1,
 		Keys: map[string]string{"probe": "wrong"}, RecvTimeout: time.Second, Timeout: 10 * time.Second,
