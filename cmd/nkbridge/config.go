@@ -45,6 +45,7 @@ type APIConfig struct {
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	AckTimeout     time.Duration `yaml:"ack_timeout"`
 	MaxConnections int           `yaml:"max_connections"`
+	RequestRate    float64       `yaml:"request_rate"`
 	AllowedOrigins []string      `yaml:"allowed_origins"`
 }
 
@@ -169,6 +170,12 @@ func setFromString(fv reflect.Value, s string) error {
 			return err
 		}
 		fv.SetInt(n)
+	case reflect.Float64:
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return err
+		}
+		fv.SetFloat(f)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {

@@ -46,6 +46,26 @@ type conn struct {
 	loggedIn   bool
 	recent     [8]string // calls this connection was recently invited to
 	recentN    int
+
+	// request rate limit (token bucket), reader goroutine only
+	tokens   float64
+	tokensAt time.Time
+}
+
+// allow takes a token for one client request.
+func (c *conn) allow(now time.Time) bool {
+	rate := c.srv.cfg.RequestRate
+	if c.tokensAt.IsZero() {
+		c.tokens = 2 * rate
+	} else {
+		c.tokens = min(2*rate, c.tokens+now.Sub(c.tokensAt).Seconds()*rate)
+	}
+	c.tokensAt = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
 }
 
 type pending struct {
@@ -234,6 +254,10 @@ func (c *conn) handleFrame(b []byte) {
 			p.cb(f.result == "ok", f.data)
 		}
 	case kindRequest:
+		if !c.allow(time.Now()) {
+			c.replyErr(f.tid, signaling.Errorf(signaling.CodeInvalidOperation, "Too many requests (limit %g/s)", c.srv.cfg.RequestRate))
+			return
+		}
 		c.handleRequest(f)
 	}
 }

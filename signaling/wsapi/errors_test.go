@@ -197,3 +197,26 @@ func TestOriginCheck(t *testing.T) {
 	}
 	ws.Close()
 }
+
+// Requests over the per-connection rate are refused; others are unaffected.
+func TestRequestRateLimit(t *testing.T) {
+	env := startServer(t, wsapi.Config{RequestRate: 20}, signaling.Options{})
+	c := dial(t, env.url)
+	c.login("u", "")
+	other := dial(t, env.url)
+	other.login("o", "")
+	limited := 0
+	for range 100 {
+		r := c.req("core", "user", "list", nil)
+		if r["result"] == "error" {
+			expectErr(t, r, signaling.CodeInvalidOperation)
+			limited++
+		}
+	}
+	if limited < 40 {
+		t.Fatalf("only %d of 100 requests limited at 20/s", limited)
+	}
+	other.ok("core", "user", "list", nil)
+	time.Sleep(200 * time.Millisecond)
+	c.ok("core", "user", "list", nil) // tokens come back
+}

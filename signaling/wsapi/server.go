@@ -38,6 +38,7 @@ type Config struct {
 	Users          *auth.Users   // nil or empty: open logins, loopback only
 	LoginBackoff   time.Duration // default 100 ms, doubled per failure
 	MaxBackoff     time.Duration // default 30 s
+	RequestRate    float64       // default 1000 requests/s per connection (burst 2x)
 }
 
 func (c *Config) defaults() {
@@ -73,6 +74,9 @@ func (c *Config) defaults() {
 	}
 	if c.MaxBackoff <= 0 {
 		c.MaxBackoff = 30 * time.Second
+	}
+	if c.RequestRate <= 0 {
+		c.RequestRate = 1000
 	}
 }
 
