@@ -7,7 +7,9 @@
 // NKB_REQUIRE_PEERS=1, as scripts/test.sh sets — when it is missing; NeedFile does the same
 // for files. RepoRoot finds the repository, ArtifactDir gives test-artifacts/<test>/ for files
 // worth keeping, TestLogger a *slog.Logger that writes to t.Log. FreePort, FreeUDPPort,
-// FreeTCPPort and FreeUDPRange find loopback ports for parallel instances.
+// FreeTCPPort and FreeUDPRange find loopback ports for parallel instances, picked below the
+// kernel's ephemeral range so that no process binding port 0 takes them in the meantime.
+// Listening tells whether a port is bound (from /proc/net).
 //
 // StartProcess runs any command in its own process group with SIGKILL-on-parent-death; the
 // test's cleanup stops it (SIGTERM, then SIGKILL to the whole group) and reaps it, so no
@@ -30,8 +32,9 @@
 // Every instance gets -i/-mi 127.0.0.1, its own SIP port (Port, or a free one: Addr),
 // control port (-cp) and four media ports (-mp, MediaPort), -nostdin, a global -timeout
 // (default 60 s, with -timeout_error) so every run is bounded in time, and -trace_stat /
-// -trace_err files in its own directory (Dir). Wait(ctx) returns the result; a ctx that
-// ends stops SIPp.
+// -trace_err files in its own directory (Dir). StartSIPp returns once SIPp's SIP socket is
+// bound (a uas is ready for calls); if a port it picked was taken meanwhile, it retries with
+// others. Wait(ctx) returns the result; a ctx that ends stops SIPp.
 //
 // # baresip
 //
