@@ -36,6 +36,16 @@
 // bound (a uas is ready for calls); if a port it picked was taken meanwhile, it retries with
 // others. Wait(ctx) returns the result; a ctx that ends stops SIPp.
 //
+// Plain RTP from SIPp: Scenario(t, "uac-pcmu-tone.xml") is a caller that streams a raw µ-law
+// file with rtp_stream for the call length (-d) and hangs up. PCMUToneFile writes such a
+// file; EncodePCMU/DecodePCMU convert samples.
+//
+//	res, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{
+//		Scenario: peers.Scenario(t, "uac-pcmu-tone.xml"), Remote: addr, Service: "echo", Calls: 1,
+//		Keys: map[string]string{"rtp_stream": peers.PCMUToneFile(t, 1000, 5) + ",-1,0"},
+//		Args: []string{"-d", "2000"},
+//	})
+//
 // # baresip
 //
 //	alice := peers.StartBaresip(t, peers.BaresipOptions{User: "alice", Codec: "opus", ToneHz: 1000})
