@@ -97,11 +97,13 @@ type CallRequest struct {
 	Type      string
 	Callee    string
 	SessionID string // the caller's session, linked to the call (optional)
-	Offer     Desc
-	Caller    CallerInfo
-	Data      map[string]any
-	RingTime  time.Duration // 0: default; capped by the maximum
-	Observer  CallObserver  // optional
+	// Offer goes to the invitees. When the linked session's backend made an
+	// offer for the far side (proxy), its SDP replaces Offer's.
+	Offer    Desc
+	Caller   CallerInfo
+	Data     map[string]any
+	RingTime time.Duration // 0: default; capped by the maximum
+	Observer CallObserver  // optional
 }
 
 const (
@@ -209,12 +211,28 @@ func (c *Core) NewCall(req CallRequest) (*Call, error) {
 		}
 		s.callID = cl.id
 		cl.sessions = append(cl.sessions, s.id)
+		if len(s.outOffer) > 0 {
+			cl.req.Offer = farOffer(req.Offer, s.outOffer)
+		}
 	}
 	c.calls[cl.id] = cl
 	if req.Caller.Owner != "" {
 		addTo(c.callOwner, req.Caller.Owner, cl.id)
 	}
 	return &Call{c: c, cl: cl}, nil
+}
+
+// farOffer is the offer a call from a session with a backend-made offer
+// (proxy, listen) carries: the backend's SDP, with the client's other fields
+// (caller_name, caller_id, ...).
+func farOffer(client, backend Desc) Desc {
+	out := backend.Clone()
+	for k, v := range client {
+		if k != "sdp" && k != "sdp_type" {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Start resolves the destination and rings every invitee in parallel. With

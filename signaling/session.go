@@ -44,6 +44,7 @@ type session struct {
 	backend      string
 	media        Media
 	offer        Desc
+	outOffer     Desc // the backend's offer for the far side (proxy, listen)
 	answer       Desc
 	roomID       string
 	state        int
@@ -152,6 +153,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	}
 	s.media = media
 	s.roomID = res.RoomID
+	s.outOffer = res.Offer
 	answer := req.Answer
 	if len(res.Answer) > 0 {
 		answer = res.Answer

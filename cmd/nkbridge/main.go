@@ -129,15 +129,16 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 
+	bus := signaling.NewBus()
 	backends := signaling.NewBackends()
-	if err := wireBackends(ctx, cfg, log, backends); err != nil {
+	if err := wireBackends(ctx, cfg, log, bus, backends); err != nil {
 		return err
 	}
 	for typ, name := range cfg.Sessions.Backends {
 		backends.SetDefault(typ, name)
 	}
 	core := signaling.New(signaling.Options{
-		Logger: log, Backends: backends,
+		Logger: log, Bus: bus, Backends: backends,
 		WaitTimeout: cfg.Sessions.WaitTimeout, ReadyTimeout: cfg.Sessions.ReadyTimeout,
 		RingTime: cfg.Calls.RingTime, MaxRingTime: cfg.Calls.MaxRingTime,
 	})
@@ -164,9 +165,10 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 }
 
 // wireBackends registers the media backends (embedded media engine,
-// FreeSWITCH) on backends. Their teams add their wiring here.
-// With none registered, only p2p sessions work (others answer 2001/2002).
-func wireBackends(_ context.Context, _ *Config, _ *slog.Logger, _ *signaling.Backends) error {
+// FreeSWITCH) with backends.Register(name, backend, types...); they may
+// publish room events on bus. Their teams add their wiring here. With none
+// registered, only p2p sessions work (others answer 2001/2002).
+func wireBackends(_ context.Context, _ *Config, _ *slog.Logger, _ *signaling.Bus, _ *signaling.Backends) error {
 	return nil
 }
 

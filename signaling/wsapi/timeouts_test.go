@@ -104,12 +104,12 @@ func TestPing(t *testing.T) {
 
 // Idle connections (no traffic) and connections that never log in are closed.
 func TestIdleAndLoginTimeout(t *testing.T) {
-	env := startServer(t, wsapi.Config{IdleTimeout: 300 * time.Millisecond, LoginTimeout: 500 * time.Millisecond}, signaling.Options{})
+	env := startServer(t, wsapi.Config{IdleTimeout: 600 * time.Millisecond, LoginTimeout: 2 * time.Second}, signaling.Options{})
 	c := dial(t, env.url)
 	c.login("u", "")
 	start := time.Now()
 	err := c.waitClosed(3 * time.Second)
-	if el := time.Since(start); el < 250*time.Millisecond {
+	if el := time.Since(start); el < 550*time.Millisecond {
 		t.Fatalf("idle close after %v", el)
 	}
 	var ce *websocket.CloseError
@@ -119,7 +119,7 @@ func TestIdleAndLoginTimeout(t *testing.T) {
 	// Traffic keeps it open.
 	k := dial(t, env.url)
 	k.login("k", "")
-	for range 6 {
+	for range 8 {
 		time.Sleep(100 * time.Millisecond)
 		k.ok("core", "user", "list", nil)
 	}
