@@ -207,7 +207,11 @@ func Launch(t testing.TB, opts Options) *Browser {
 		opts.ToneAmplitude = 8000
 	}
 	wav := opts.AudioFile
-	if wav == "" {
+	if wav != "" {
+		if wav, err = filepath.Abs(wav); err != nil { // Chromium runs in the repository root
+			t.Fatalf("browsertest: %v", err)
+		}
+	} else {
 		wav = filepath.Join(dir, "tone.wav")
 		// 5 s of tone: a whole number of periods for any integer frequency, so the loop that
 		// Chromium plays has no click at the seam.
