@@ -287,7 +287,7 @@ func (s *Server) Calls() int {
 	return s.callCount
 }
 
-func tagOf(h interface{ Value() string }, params sip.HeaderParams) string {
+func tagOf(params sip.HeaderParams) string {
 	t, _ := params.Get("tag")
 	return t
 }
@@ -297,7 +297,7 @@ func (s *Server) lookupDialog(req *sip.Request) *Call {
 	if to == nil || from == nil || req.CallID() == nil {
 		return nil
 	}
-	key := dialogKey(req.CallID().Value(), tagOf(to, to.Params), tagOf(from, from.Params))
+	key := dialogKey(req.CallID().Value(), tagOf(to.Params), tagOf(from.Params))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[key]
@@ -308,7 +308,7 @@ func (s *Server) lookupDialogResponse(res *sip.Response) *Call {
 	if to == nil || from == nil || res.CallID() == nil {
 		return nil
 	}
-	key := dialogKey(res.CallID().Value(), tagOf(from, from.Params), tagOf(to, to.Params))
+	key := dialogKey(res.CallID().Value(), tagOf(from.Params), tagOf(to.Params))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[key]
@@ -1074,10 +1074,12 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 	}
 }
 
-// StatusError is a final SIP failure status (3xx–6xx) of a request we sent.
+// StatusError is a final SIP failure status (3xx–6xx) of a request we sent. Contacts holds
+// the redirect targets of a 3xx.
 type StatusError struct {
-	Code   int
-	Reason string
+	Code     int
+	Reason   string
+	Contacts []string
 }
 
 func (e *StatusError) Error() string { return fmt.Sprintf("sip: %d %s", e.Code, e.Reason) }

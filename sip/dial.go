@@ -263,7 +263,15 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				continue
 			default:
 				tx.Terminate()
-				return nil, &StatusError{Code: res.StatusCode, Reason: res.Reason}
+				se := &StatusError{Code: res.StatusCode, Reason: res.Reason}
+				if res.IsRedirection() {
+					for _, h := range res.GetHeaders("Contact") {
+						if ch, ok := h.(*sip.ContactHeader); ok && len(se.Contacts) < 16 {
+							se.Contacts = append(se.Contacts, ch.Address.String())
+						}
+					}
+				}
+				return nil, se
 			}
 		case <-tx.Done():
 			err := tx.Err()

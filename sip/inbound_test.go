@@ -185,3 +185,15 @@ func TestSIPpSessionTimerWeRefresh(t *testing.T) {
 		t.Fatalf("end %+v", e)
 	}
 }
+
+func TestSIPpSessionTimerWeRefreshByReinvite(t *testing.T) {
+	sippPath(t)
+	rec := newRecorder(answerAfterRinging)
+	s := startServer(t, trunkConfig(), rec)
+	r := startSIPp(t, "uac_timer_we_refresh_reinvite.xml", s.target("udp"), "-s", "bob")
+	rec.waitCall(t, r)
+	r.wait(t) // SIPp requires our refreshing re-INVITE (with SDP) before it hangs up
+	if e := rec.waitEnd(t); e.Cause != CauseRemoteHangup {
+		t.Fatalf("end %+v", e)
+	}
+}

@@ -9,16 +9,17 @@ import (
 // build a transaction for) to debug level, so hostile traffic cannot flood the log.
 type quietHandler struct{ slog.Handler }
 
-var noisy = map[string]bool{
-	"failed to parse":                                    true,
-	"Server tx failed to handle request":                 true,
-	"Client tx failed to handle response":                true,
-	"Read filter error":                                  true,
-	"Failed to send stateless 400 for malformed request": true,
+func noisy(msg string) bool {
+	switch msg {
+	case "failed to parse", "Server tx failed to handle request", "Client tx failed to handle response",
+		"Read filter error", "Failed to send stateless 400 for malformed request":
+		return true
+	}
+	return false
 }
 
 func (h quietHandler) Handle(ctx context.Context, r slog.Record) error {
-	if r.Level > slog.LevelDebug && noisy[r.Message] {
+	if r.Level > slog.LevelDebug && noisy(r.Message) {
 		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
 			return nil
 		}

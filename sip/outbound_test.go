@@ -182,3 +182,18 @@ func TestSIPpOutboundTrunkAuthWrongPassword(t *testing.T) {
 		t.Fatalf("Dial with wrong trunk password: %v, want 403 from the trunk", err)
 	}
 }
+
+func TestSIPpOutboundRedirect(t *testing.T) {
+	sippPath(t)
+	s := startServer(t, outboundConfig(), nil)
+	r := startSIPp(t, "uas_redirect.xml", "")
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	_, err := s.Dial(ctx, DialOptions{Target: fmt.Sprintf("sip:bob@127.0.0.1:%d", r.port), Caller: "alice", Offer: []byte(testSDP)})
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != 302 || len(se.Contacts) != 1 || se.Contacts[0] != "sip:carol@127.0.0.1:5099" {
+		t.Fatalf("Dial err = %#v, want 302 with the Contact", err)
+	}
+	r.wait(t)
+}
