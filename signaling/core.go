@@ -108,6 +108,13 @@ func (c *Core) StopOwned(owner string, err *Error) {
 	}
 }
 
+// Owned returns how many sessions and calls owner has.
+func (c *Core) Owned(owner string) (sessions, calls int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.byOwner[owner]), len(c.callOwner[owner])
+}
+
 // Close stops every session and call (1061 "Server stopping") and waits for
 // pending asynchronous work. New sessions and calls are refused afterwards.
 func (c *Core) Close() {

@@ -46,6 +46,7 @@ type APIConfig struct {
 	AckTimeout     time.Duration `yaml:"ack_timeout"`
 	MaxConnections int           `yaml:"max_connections"`
 	RequestRate    float64       `yaml:"request_rate"`
+	MaxOwned       int           `yaml:"max_owned"`
 	AllowedOrigins []string      `yaml:"allowed_origins"`
 }
 

@@ -148,7 +148,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		IdleTimeout: cfg.API.IdleTimeout, LoginTimeout: cfg.API.LoginTimeout,
 		RequestTimeout: cfg.API.RequestTimeout, AckTimeout: cfg.API.AckTimeout,
 		MaxConnections: cfg.API.MaxConnections, AllowedOrigins: cfg.API.AllowedOrigins,
-		RequestRate: cfg.API.RequestRate, Users: users,
+		RequestRate: cfg.API.RequestRate, MaxOwned: cfg.API.MaxOwned, Users: users,
 	}, core, log)
 	if err := wireFrontEnds(ctx, cfg, log, core); err != nil {
 		return err

@@ -244,3 +244,21 @@ func TestRequestRateLimit(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	c.ok("core", "user", "list", nil) // tokens come back
 }
+
+// Sessions and calls per connection are bounded.
+func TestOwnedLimit(t *testing.T) {
+	env := startServer(t, wsapi.Config{MaxOwned: 3}, signaling.Options{})
+	c := dial(t, env.url)
+	c.login("u", "")
+	for range 3 {
+		c.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
+	}
+	c.fail(signaling.CodeInvalidOperation, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
+	other := dial(t, env.url)
+	other.login("o", "")
+	other.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
+	for range 3 {
+		c.ok("media", "call", "start", msg{"type": "user", "user": "o", "ring_time": 30})
+	}
+	c.fail(signaling.CodeInvalidOperation, "media", "call", "start", msg{"type": "user", "user": "o"})
+}

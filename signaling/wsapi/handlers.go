@@ -121,6 +121,7 @@ func (c *conn) login(f frame) {
 		c.replyErr(f.tid, signaling.Errorf(signaling.CodeUnauthorized, "Unauthorized"))
 		return
 	}
+	c.log = c.log.With("user", d.User, "login_session", sid)
 	c.srv.mu.Lock()
 	c.user, c.loginID = d.User, sid
 	c.srv.mu.Unlock()
@@ -136,7 +137,6 @@ func (c *conn) login(f frame) {
 	c.meta = d.Meta
 	c.mu.Unlock()
 	c.loginTimer.Stop()
-	c.log = c.log.With("user", d.User, "login_session", sid)
 	if c.srv.open {
 		c.log.Warn("api login accepted WITHOUT password check (no users configured, loopback only)")
 	} else {
@@ -599,6 +599,9 @@ func (c *conn) startSession(f frame) (any, error, func()) {
 	if e != nil {
 		return nil, e, nil
 	}
+	if n, _ := c.srv.core.Owned(c.id); n >= c.srv.cfg.MaxOwned {
+		return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Too many sessions on this connection (max %d)", c.srv.cfg.MaxOwned), nil
+	}
 	sid := d.SessionID
 	if sid == "" {
 		sid = uuid.NewString()
@@ -695,6 +698,9 @@ func (c *conn) startCall(f frame) (any, error, func()) {
 		if _, err := c.ownSession(d.SessionID); err != nil {
 			return nil, err, nil
 		}
+	}
+	if _, n := c.srv.core.Owned(c.id); n >= c.srv.cfg.MaxOwned {
+		return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Too many calls on this connection (max %d)", c.srv.cfg.MaxOwned), nil
 	}
 	ring, e := seconds(d.RingTime, "ring_time")
 	if e != nil {

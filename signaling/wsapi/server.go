@@ -39,6 +39,7 @@ type Config struct {
 	LoginBackoff   time.Duration // default 100 ms, doubled per failure
 	MaxBackoff     time.Duration // default 30 s
 	RequestRate    float64       // default 1000 requests/s per connection (burst 2x)
+	MaxOwned       int           // default 1000 sessions (and as many calls) per connection
 }
 
 func (c *Config) defaults() {
@@ -77,6 +78,9 @@ func (c *Config) defaults() {
 	}
 	if c.RequestRate <= 0 {
 		c.RequestRate = 1000
+	}
+	if c.MaxOwned <= 0 {
+		c.MaxOwned = 1000
 	}
 }
 
