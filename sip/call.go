@@ -524,7 +524,11 @@ func (c *Call) Answer(sdp []byte) error {
 	}
 	c.mu.Unlock()
 	if err := c.tx.Respond(res); err != nil {
-		c.finish(End{Cause: CauseTransport, Reason: err.Error()})
+		if errors.Is(err, sip.ErrTransactionCanceled) { // CANCEL won the race: 487 went out
+			c.finish(End{Cause: CauseCanceled, Code: 487, Reason: "Request Terminated"})
+		} else {
+			c.finish(End{Cause: CauseTransport, Reason: err.Error()})
+		}
 		return err
 	}
 	close(c.final)
