@@ -115,3 +115,20 @@ func TestErrors(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+func TestValidID(t *testing.T) {
+	for _, ok := range []string{"a", "54c1b637-36fb-70c2-8080-28f07603cda8", "my-session_1", "x@y.z:5+1"} {
+		if !ValidID(ok) {
+			t.Errorf("%q refused", ok)
+		}
+	}
+	long := make([]byte, 129)
+	for i := range long {
+		long[i] = 'a'
+	}
+	for _, bad := range []string{"", "-a", "a b", "a/b", "é", string(long), "a\x00"} {
+		if ValidID(bad) {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

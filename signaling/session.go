@@ -3,7 +3,6 @@ package signaling
 import (
 	"context"
 	"log/slog"
-	"regexp"
 	"sort"
 	"time"
 
@@ -61,10 +60,24 @@ type session struct {
 	log          *slog.Logger
 }
 
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$`)
-
-// ValidID reports whether s can be used as a client-chosen session id.
-func ValidID(s string) bool { return validID.MatchString(s) }
+// ValidID reports whether s can be used as a client-chosen session or call
+// id: 1 to 128 characters from [A-Za-z0-9._@:+-], starting with a letter or
+// digit.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= 'A' && ch <= 'Z', ch >= '0' && ch <= '9':
+		case i > 0 && (ch == '.' || ch == '_' || ch == '@' || ch == ':' || ch == '+' || ch == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // StartSession creates a session. For p2p it needs no backend; other types go
 // to the backend chosen by configuration or by req.Backend.

@@ -23,6 +23,8 @@ func TestErrorCodes(t *testing.T) {
 		t.Errorf("1031 text %q", txt)
 	}
 	c.fail(signaling.CodeNotAuthenticated, "core", "user", "list", nil)
+	c.fail(signaling.CodeNotAuthenticated, "core", "", "ping", nil)
+	c.fail(signaling.CodeNotAuthenticated, "nonsense", "", "x", nil)
 	c.fail(signaling.CodeMissingField, "core", "user", "login", msg{"password": "x"})
 	c.fail(signaling.CodeInvalidSessionID, "core", "user", "login", msg{"user": "u", "password": "x", "session_id": "not-a-uuid"})
 	other := dial(t, env.url)

@@ -138,8 +138,11 @@ func scalar(r json.RawMessage) bool {
 }
 
 func str(r json.RawMessage) (string, bool) {
-	if len(r) == 0 || r[0] != '"' {
+	if len(r) < 2 || r[0] != '"' {
 		return "", false
+	}
+	if plain(r[1 : len(r)-1]) {
+		return string(r[1 : len(r)-1]), true
 	}
 	var s string
 	if json.Unmarshal(r, &s) != nil {
@@ -212,4 +215,14 @@ type outAck struct {
 type errorData struct {
 	Code  int    `json:"code"`
 	Error string `json:"error"`
+}
+
+// plain reports whether the inside of a JSON string needs no unescaping.
+func plain(b []byte) bool {
+	for _, ch := range b {
+		if ch == '\\' || ch == '"' || ch < 0x20 || ch >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -45,6 +45,11 @@ func FuzzDecodeFrame(f *testing.F) {
 			if fr.data != nil && !object(fr.data) {
 				t.Fatalf("data %q", fr.data)
 			}
+			// The fast string path agrees with encoding/json.
+			var ref struct{ Class, Cmd string }
+			if err := json.Unmarshal(b, &ref); err == nil && (ref.Class != fr.class || ref.Cmd != fr.cmd) {
+				t.Fatalf("decoded %q/%q, encoding/json says %q/%q", fr.class, fr.cmd, ref.Class, ref.Cmd)
+			}
 		case kindResponse:
 			if fr.result != "ok" && fr.result != "error" {
 				t.Fatalf("result %q", fr.result)

@@ -17,10 +17,6 @@ func (c *conn) handleRequest(f frame) {
 			c.login(f)
 			return
 		}
-		if f.class == "core" && f.cmd == "ping" {
-			c.reply(f.tid, map[string]any{"time": time.Now().Unix()})
-			return
-		}
 		c.replyErr(f.tid, signaling.Errorf(signaling.CodeNotAuthenticated, "Not authenticated: log in first"))
 		return
 	}
