@@ -58,6 +58,9 @@ type Limits struct {
 	MaxCalls int
 	// TrackedSources bounds the per-source tables (default 4096).
 	TrackedSources int
+	// MaxConns and MaxConnsPerIP bound concurrent TCP/TLS/WS connections per listener
+	// (defaults 10000 and 100).
+	MaxConns, MaxConnsPerIP int
 }
 
 // SessionTimer configures RFC 4028 session timers.
@@ -170,6 +173,12 @@ func (c *Config) normalize() error {
 	}
 	if l.TrackedSources <= 0 {
 		l.TrackedSources = 4096
+	}
+	if l.MaxConns <= 0 {
+		l.MaxConns = 10000
+	}
+	if l.MaxConnsPerIP <= 0 {
+		l.MaxConnsPerIP = 100
 	}
 	st := &c.SessionTimer
 	if st.MinSE <= 0 {

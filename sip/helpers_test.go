@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -51,15 +52,16 @@ func testLogger(t testing.TB) *slog.Logger {
 
 const testSDP = "v=0\r\no=- 1000 1 IN IP4 127.0.0.1\r\ns=nkbridge\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
 
-// freePort returns a port free for both UDP and TCP on 127.0.0.1.
+// freePort returns a port free for both UDP and TCP on 127.0.0.1, chosen below the kernel's
+// ephemeral range (32768+) so that no other process's outgoing socket takes it before use.
 func freePort(t testing.TB) int {
 	t.Helper()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	for i := 0; i < 200; i++ {
+		p := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
-			t.Fatal(err)
+			continue
 		}
-		p := l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
 		l.Close()
 		if err == nil {
@@ -69,6 +71,21 @@ func freePort(t testing.TB) int {
 	}
 	t.Fatal("no free port")
 	return 0
+}
+
+// waitBound waits until something (SIPp) has bound UDP port p on 127.0.0.1.
+func waitBound(t testing.TB, p int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			return
+		}
+		u.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("nothing listens on udp port %d", p)
 }
 
 func testConfig() Config {
@@ -162,6 +179,9 @@ func startSIPpOn(t *testing.T, scen string, port int, remote string, args ...str
 		t.Fatal(err)
 	}
 	go func() { r.done <- r.cmd.Wait(); cancel() }()
+	if remote == "" {
+		waitBound(t, r.port)
+	}
 	t.Cleanup(func() {
 		select {
 		case <-r.done:

@@ -66,3 +66,59 @@ func (r *rateLimiter) len() int {
 	defer r.mu.Unlock()
 	return len(r.m)
 }
+
+// limitListener caps concurrent stream connections in total and per source address; excess
+// connections are closed at accept.
+type limitListener struct {
+	net.Listener
+	max, perIP int
+	mu         sync.Mutex
+	total      int
+	byIP       map[netip.Addr]int
+}
+
+func newLimitListener(l net.Listener, max, perIP int) *limitListener {
+	return &limitListener{Listener: l, max: max, perIP: perIP, byIP: make(map[netip.Addr]int)}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		var ip netip.Addr
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			ip = ap.Addr().Unmap()
+		}
+		l.mu.Lock()
+		if l.total >= l.max || l.byIP[ip] >= l.perIP {
+			l.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		l.total++
+		l.byIP[ip]++
+		l.mu.Unlock()
+		return &limitConn{Conn: c, l: l, ip: ip}, nil
+	}
+}
+
+type limitConn struct {
+	net.Conn
+	l    *limitListener
+	ip   netip.Addr
+	once sync.Once
+}
+
+func (c *limitConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		c.l.total--
+		if c.l.byIP[c.ip]--; c.l.byIP[c.ip] <= 0 {
+			delete(c.l.byIP, c.ip)
+		}
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
+}

@@ -21,7 +21,6 @@ func TestSIPpOutboundCallEarlyMediaAndRemoteBye(t *testing.T) {
 	sippPath(t)
 	s := startServer(t, outboundConfig(), nil)
 	r := startSIPp(t, "uas_answer.xml", "")
-	time.Sleep(200 * time.Millisecond) // let SIPp bind
 	rec := newRecorder(nil)
 	var progress []Progress
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
@@ -52,7 +51,6 @@ func TestSIPpOutboundCancel(t *testing.T) {
 	sippPath(t)
 	s := startServer(t, outboundConfig(), nil)
 	r := startSIPp(t, "uas_cancel.xml", "")
-	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_, err := s.Dial(ctx, DialOptions{
@@ -73,7 +71,6 @@ func TestSIPpOutboundBusy(t *testing.T) {
 	sippPath(t)
 	s := startServer(t, outboundConfig(), nil)
 	r := startSIPp(t, "uas_busy.xml", "")
-	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_, err := s.Dial(ctx, DialOptions{Target: fmt.Sprintf("sip:bob@127.0.0.1:%d", r.port), Caller: "alice", Offer: []byte(testSDP)})
@@ -91,7 +88,6 @@ func TestSIPpOutboundTrunkAuth(t *testing.T) {
 	cfg.Trunks = []Trunk{{Name: "carrier", Host: fmt.Sprintf("127.0.0.1:%d", port), Username: "trunkuser", Password: "trunkpw"}}
 	s := startServer(t, cfg, nil)
 	r := startSIPpPort(t, "uas_auth.xml", port)
-	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c, err := s.Dial(ctx, DialOptions{Target: fmt.Sprintf("sip:+15550100@127.0.0.1:%d", port), Caller: "alice", Offer: []byte(testSDP)})
@@ -112,7 +108,6 @@ func TestSIPpOutboundHold(t *testing.T) {
 	sippPath(t)
 	s := startServer(t, outboundConfig(), nil)
 	r := startSIPp(t, "uas_hold.xml", "")
-	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	c, err := s.Dial(ctx, DialOptions{Target: fmt.Sprintf("sip:bob@127.0.0.1:%d", r.port), Caller: "alice", Offer: []byte(testSDP)})
@@ -173,7 +168,6 @@ func TestSIPpOutboundTrunkAuthWrongPassword(t *testing.T) {
 	cfg.Trunks = []Trunk{{Name: "carrier", Host: fmt.Sprintf("127.0.0.1:%d", port), Username: "trunkuser", Password: "wrong"}}
 	s := startServer(t, cfg, nil)
 	startSIPpPort(t, "uas_auth.xml", port)
-	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_, err := s.Dial(ctx, DialOptions{Target: fmt.Sprintf("sip:+15550100@127.0.0.1:%d", port), Caller: "alice", Offer: []byte(testSDP)})
@@ -187,7 +181,6 @@ func TestSIPpOutboundRedirect(t *testing.T) {
 	sippPath(t)
 	s := startServer(t, outboundConfig(), nil)
 	r := startSIPp(t, "uas_redirect.xml", "")
-	time.Sleep(200 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_, err := s.Dial(ctx, DialOptions{Target: fmt.Sprintf("sip:bob@127.0.0.1:%d", r.port), Caller: "alice", Offer: []byte(testSDP)})

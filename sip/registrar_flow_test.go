@@ -109,7 +109,6 @@ func TestSIPpDialRegisteredContact(t *testing.T) {
 	sippPath(t)
 	s := startServer(t, testConfig(), nil) // no outbound domains at all
 	r := startSIPp(t, "uas_answer.xml", "")
-	time.Sleep(200 * time.Millisecond)
 	p := newPeer(t)
 	if res := p.register(t, s, "bob", "hunter2", fmt.Sprintf("<sip:bob@127.0.0.1:%d>", r.port), 60); res.StatusCode != 200 {
 		t.Fatalf("register: %s", res.StartLine())

@@ -245,10 +245,11 @@ func (s *Server) listen(l Listen) error {
 		}
 		addr, c, serve = pc.LocalAddr(), pc, func() error { return s.srv.ServeUDP(pc) }
 	case "tcp", "ws":
-		ln, err := net.Listen("tcp", l.Addr)
+		raw, err := net.Listen("tcp", l.Addr)
 		if err != nil {
 			return fmt.Errorf("sip: listen %s %s: %w", l.Transport, l.Addr, err)
 		}
+		ln := newLimitListener(raw, s.cfg.Limits.MaxConns, s.cfg.Limits.MaxConnsPerIP)
 		addr, c = ln.Addr(), ln
 		if l.Transport == "tcp" {
 			serve = func() error { return s.srv.ServeTCP(ln) }
@@ -256,10 +257,11 @@ func (s *Server) listen(l Listen) error {
 			serve = func() error { return s.srv.ServeWS(ln) }
 		}
 	case "tls", "wss":
-		ln, err := net.Listen("tcp", l.Addr)
+		raw, err := net.Listen("tcp", l.Addr)
 		if err != nil {
 			return fmt.Errorf("sip: listen %s %s: %w", l.Transport, l.Addr, err)
 		}
+		ln := newLimitListener(raw, s.cfg.Limits.MaxConns, s.cfg.Limits.MaxConnsPerIP)
 		addr, c = ln.Addr(), ln
 		tl := tlsListener(ln, s.cfg.TLS)
 		if l.Transport == "tls" {

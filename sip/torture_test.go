@@ -228,3 +228,39 @@ func TestTortureMessages(t *testing.T) {
 		t.Fatalf("%d calls left", s.Calls())
 	}
 }
+
+func TestTCPConnectionLimitPerSource(t *testing.T) {
+	cfg := testConfig()
+	cfg.Limits.MaxConnsPerIP = 3
+	s := startServer(t, cfg, nil)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("tcp", s.target("tcp"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// The fourth connection is accepted by the kernel but closed by the server at once.
+	c, err := net.Dial("tcp", s.target("tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("fourth connection from one source was served")
+	}
+	// Closing one frees a slot: OPTIONS over a new connection is answered.
+	conns[0].Close()
+	conns = conns[1:]
+	time.Sleep(100 * time.Millisecond)
+	if got := sendTCP(t, s.target("tcp"), optionsMsg("TCP", "lim"), 2*time.Second); len(got) != 1 || got[0] != 200 {
+		t.Fatalf("OPTIONS after a slot was freed: %v", got)
+	}
+}
