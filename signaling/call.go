@@ -39,7 +39,8 @@ func (f ResolverFunc) Resolve(ctx context.Context, dest Destination) ([]Invitee,
 	return f(ctx, dest)
 }
 
-// Invitation is what an invitee is asked to accept.
+// Invitation is what an invitee is asked to accept. Its maps are shared by
+// all invitees of the call: read them, do not modify them.
 type Invitation struct {
 	CallID string
 	Type   string

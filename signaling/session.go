@@ -152,11 +152,18 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	})
 	c.mu.Lock()
 	if err != nil || s.stopped {
-		stopped := s.stopped
-		if !stopped {
+		var dependents []string
+		if !s.stopped {
 			c.removeLocked(s)
+			for d := range c.peersOf[s.id] {
+				dependents = append(dependents, d)
+			}
+			delete(c.peersOf, s.id)
 		}
 		c.mu.Unlock()
+		for _, d := range dependents {
+			_ = c.StopSession(d, Errorf(CodePeerHangup, "Peer session failed to start: %s", s.id))
+		}
 		if err == nil {
 			media.Stop(Errorf(CodeSessionStop, "Session stopped while starting"))
 			return SessionResult{}, Errorf(CodeSessionStop, "Session stopped while starting")
