@@ -473,6 +473,27 @@ func (b *Baresip) Recordings() []string {
 // completes the WAV header only then (a header still saying 0 bytes is tolerated).
 func (b *Baresip) Heard() ([]int16, int, error) { return b.latest("-dec.wav") }
 
+// WaitHeard waits until the newest "-dec.wav" recording holds at least d of audio (or ctx
+// ends): talk for a length of received audio, not of wall-clock time, which a loaded machine
+// stretches.
+func (b *Baresip) WaitHeard(ctx context.Context, d time.Duration) error {
+	for {
+		s, rate, err := b.Heard()
+		if err == nil && rate > 0 && time.Duration(len(s))*time.Second/time.Duration(rate) >= d {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			got := 0.0
+			if rate > 0 {
+				got = float64(len(s)) / float64(rate)
+			}
+			return fmt.Errorf("baresip %s: %.2f s of audio received, waiting for %v: %w", b.user, got, d, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // Sent returns the audio of the latest call that baresip sent ("-enc.wav").
 func (b *Baresip) Sent() ([]int16, int, error) { return b.latest("-enc.wav") }
 

@@ -47,7 +47,11 @@ func TestBaresipCallsBaresip(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			time.Sleep(2 * time.Second) // talk
+			for _, b := range []*peers.Baresip{alice, bob} { // talk
+				if err := b.WaitHeard(ctx, 1500*time.Millisecond); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if err := alice.Hangup(ctx); err != nil {
 				t.Fatal(err)
 			}

@@ -52,6 +52,7 @@
 //	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: 600})
 //	err := alice.Dial(ctx, bob.URI())           // or "sip:echo@127.0.0.1:5060" (nkbridge)
 //	_, _, err = bob.WaitEvent(ctx, "CALL_ESTABLISHED", 0)
+//	err = alice.WaitHeard(ctx, 1500*time.Millisecond) // talk: 1.5 s of audio received
 //	err = alice.Hangup(ctx)
 //	_, _, err = alice.WaitEvent(ctx, "CALL_CLOSED", 0)
 //	heard, rate, err := alice.Heard()            // what alice received, as samples

@@ -42,7 +42,7 @@ func TestSIPpRTPToBaresip(t *testing.T) {
 		Service:  "bob",
 		Calls:    1,
 		Keys:     map[string]string{"rtp_stream": peers.PCMUToneFile(t, 1000, 5) + ",-1,0"},
-		Args:     []string{"-d", "2000"},
+		Args:     []string{"-d", "3000"},
 		Timeout:  30 * time.Second,
 	})
 	if err != nil {
