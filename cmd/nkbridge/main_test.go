@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/nkbridge/nkbridge/signaling/auth"
+	"go.uber.org/goleak"
 )
 
 func envMap(m map[string]string) func(string) (string, bool) {
@@ -211,3 +214,69 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("logs:\n%s", out)
 	}
 }
+
+func TestExampleConfig(t *testing.T) {
+	cfg, err := loadConfig("../../testdata/config/example.yaml", envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Log.Format != "json" || cfg.API.PingInterval != 30*time.Second || len(cfg.API.AllowedOrigins) != 1 {
+		t.Fatalf("example = %+v", cfg)
+	}
+}
+
+// run in-process: serves until its context is cancelled, then returns nil
+// having stopped everything (TestMain checks for leaked goroutines).
+func TestRunServesUntilCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuf{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"-api-listen", addr}, nil, io.Discard, logs, envMap(nil)) }()
+	var ws *websocket.Conn
+	for i := 0; ; i++ {
+		ws, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/api", nil)
+		if err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("dial: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	defer ws.Close()
+	ws.WriteJSON(map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}})
+	for {
+		var m map[string]any
+		if err := ws.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		if m["result"] == "ok" {
+			break
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return")
+	}
+	var ce *websocket.CloseError
+	var m map[string]any
+	if err := ws.ReadJSON(&m); !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Fatalf("after stop: %v", err)
+	}
+	if !strings.Contains(logs.String(), "nkbridge stopped") {
+		t.Fatalf("logs: %s", logs.String())
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
