@@ -1,0 +1,493 @@
+package fsbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/nkbridge/nkbridge/fsbridge/esl"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// ESL is what the backend needs from the Event Socket: api commands and whether a
+// connection is up. *esl.Client implements it.
+type ESL interface {
+	API(ctx context.Context, cmd string) (string, error)
+	Connected() bool
+}
+
+// RoomEvents receives media/room/* events (conference membership). *signaling.Bus
+// implements it.
+type RoomEvents interface {
+	Publish(ev signaling.Event)
+}
+
+// Options configure a Backend.
+type Options struct {
+	// ESL runs commands on FreeSWITCH (required).
+	ESL ESL
+	// Dialer makes the SIP legs (required).
+	Dialer LegDialer
+	// Profile is the conference profile of mcu rooms (default "nkbridge").
+	Profile string
+	// Context is the dialplan context of nkbridge's calls (default "nkbridge"); only
+	// channels in it are candidates for adoption or cleanup after a reconnect.
+	Context string
+	// Rooms, if set, receives media/room events for conference membership.
+	Rooms RoomEvents
+	// ChannelTimeout bounds the wait for FreeSWITCH's channel event after the call is
+	// answered (default 10 s).
+	ChannelTimeout time.Duration
+	// CommandTimeout bounds each Event Socket command (default 5 s).
+	CommandTimeout time.Duration
+	Logger         *slog.Logger
+}
+
+// Backend is the FreeSWITCH backend of the session types park, echo, mcu and bridge.
+// Feed it the Event Socket's events (HandleEvent) and reconciliations (Reconcile).
+type Backend struct {
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	sessions  map[string]*fsSession // by session id (starting and live)
+	byChannel map[string]*fsSession // by FreeSWITCH channel uuid
+	closed    bool
+
+	wg sync.WaitGroup
+}
+
+// Types are the session types the FreeSWITCH backend serves.
+func Types() []string {
+	return []string{signaling.TypePark, signaling.TypeEcho, signaling.TypeMCU, signaling.TypeBridge}
+}
+
+// New returns a Backend.
+func New(opts Options) (*Backend, error) {
+	if opts.ESL == nil || opts.Dialer == nil {
+		return nil, errors.New("fsbridge: Options.ESL and Options.Dialer are required")
+	}
+	if opts.Profile == "" {
+		opts.Profile = "nkbridge"
+	}
+	if opts.Context == "" {
+		opts.Context = "nkbridge"
+	}
+	if err := esl.ValidateName(opts.Profile); err != nil {
+		return nil, fmt.Errorf("fsbridge: conference profile: %w", err)
+	}
+	if opts.ChannelTimeout <= 0 {
+		opts.ChannelTimeout = 10 * time.Second
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Backend{opts: opts, log: opts.Logger, sessions: map[string]*fsSession{}, byChannel: map[string]*fsSession{}}, nil
+}
+
+// Sessions returns the number of sessions the backend tracks.
+func (b *Backend) Sessions() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.sessions)
+}
+
+// Close waits for pending cleanups (channel kills, BYEs). Sessions still live are left
+// to the core, which stops them.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.wg.Wait()
+}
+
+// dialplan condition of testdata/freeswitch/dialplan/nkbridge.xml
+var fsSessionID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func validSessionID(id string) error {
+	if !fsSessionID.MatchString(id) {
+		return signaling.Errorf(signaling.CodeInvalidSessionID, "Invalid session id for the FreeSWITCH backend: %q (letters, digits, '.', '_', '-')", id)
+	}
+	return nil
+}
+
+// StartMedia implements signaling.Backend: it calls FreeSWITCH, waits for the channel
+// and moves it to the session type's application.
+func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (signaling.Media, signaling.MediaResult, error) {
+	var none signaling.MediaResult
+	typ := req.Type
+	switch typ {
+	case signaling.TypePark, signaling.TypeEcho, signaling.TypeMCU, signaling.TypeBridge:
+	default:
+		return nil, none, signaling.Errorf(signaling.CodeUnknownSessionType, "Session type %s is not served by the FreeSWITCH backend", typ)
+	}
+	if err := validSessionID(req.SessionID); err != nil {
+		return nil, none, err
+	}
+	if len(req.Offer) == 0 || req.Offer.SDP() == "" {
+		return nil, none, signaling.Errorf(signaling.CodeMissingOffer, "Missing offer: session type %s needs an offer", typ)
+	}
+	target, err := b.target(typ, req.Options, req.Peer)
+	if err != nil {
+		return nil, none, err
+	}
+	if !b.opts.ESL.Connected() {
+		return nil, none, signaling.Errorf(signaling.CodeFSError, "FreeSWITCH is not connected")
+	}
+	s := &fsSession{b: b, id: req.SessionID, rep: req.Reporter, found: make(chan struct{}), abort: make(chan struct{}), log: b.log.With("session_id", req.SessionID)}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, none, signaling.Errorf(signaling.CodeSessionStop, "Server stopping")
+	}
+	if _, dup := b.sessions[s.id]; dup {
+		b.mu.Unlock()
+		return nil, none, signaling.Errorf(signaling.CodeDuplicatedSessionID, "Duplicated session id: %s", s.id)
+	}
+	b.sessions[s.id] = s // the waiter: channel events with our header find it from now on
+	b.mu.Unlock()
+
+	fail := func(e error) (signaling.Media, signaling.MediaResult, error) {
+		s.log.Info("fsbridge: session start failed", "err", e)
+		s.teardown()
+		return nil, none, e
+	}
+	leg, err := b.opts.Dialer.Dial(ctx, LegRequest{SessionID: s.id, Dest: typ, Offer: req.Offer, OnEnd: s.legEnded})
+	if err != nil {
+		return fail(err)
+	}
+	s.mu.Lock()
+	s.leg = leg
+	s.mu.Unlock()
+
+	wait := time.NewTimer(b.opts.ChannelTimeout)
+	defer wait.Stop()
+	select {
+	case <-s.found:
+	case <-s.abort:
+		s.mu.Lock()
+		gone := s.gone
+		s.mu.Unlock()
+		return fail(gone)
+	case <-wait.C:
+		return fail(signaling.Errorf(signaling.CodeFSError, "FreeSWITCH reported no channel for the call within %s", b.opts.ChannelTimeout))
+	case <-ctx.Done():
+		return fail(signaling.Errorf(signaling.CodeSessionStop, "Session start abandoned"))
+	}
+	s.mu.Lock()
+	gone := s.gone
+	s.mu.Unlock()
+	if gone != nil {
+		return fail(gone)
+	}
+	if err := s.moveTo(ctx, target); err != nil {
+		return fail(err)
+	}
+	s.mu.Lock()
+	s.live = true
+	gone = s.gone
+	s.mu.Unlock()
+	if gone != nil { // hung up while being moved
+		return fail(gone)
+	}
+	s.log.Info("fsbridge: session on FreeSWITCH", "type", typ, "channel", s.channelID(), "room", target.room)
+	return s, signaling.MediaResult{Answer: leg.Answer(), RoomID: target.room}, nil
+}
+
+// placement is where a session's channel should be.
+type placement struct {
+	typ  string
+	room string // mcu
+	peer string // bridge: the other session
+}
+
+func (b *Backend) target(typ string, opts map[string]any, peer string) (placement, error) {
+	p := placement{typ: typ}
+	switch typ {
+	case signaling.TypeMCU:
+		if v, ok := opts["room_id"]; ok && v != nil {
+			r, ok := v.(string)
+			if !ok || esl.ValidateName(r) != nil {
+				return p, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: room_id (letters, digits, '.', '_', '-')")
+			}
+			p.room = r
+		} else {
+			p.room = uuid.NewString()
+		}
+	case signaling.TypeBridge:
+		if peer == "" {
+			if v, ok := opts["peer"].(string); ok {
+				peer = v
+			} else if v, ok := opts["peer_id"].(string); ok {
+				peer = v
+			}
+		}
+		if peer == "" {
+			return p, signaling.MissingField("peer")
+		}
+		p.peer = peer
+	case signaling.TypePark, signaling.TypeEcho:
+	default:
+		return p, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: session_type %q (park, echo, mcu or bridge)", typ)
+	}
+	return p, nil
+}
+
+// cmdCtx bounds one command.
+func (b *Backend) cmdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, b.opts.CommandTimeout)
+}
+
+// fsError maps an Event Socket error to an API error.
+func fsError(what string, err error) *signaling.Error {
+	var ce *esl.CommandError
+	switch {
+	case errors.As(err, &ce):
+		return signaling.Errorf(signaling.CodeFSOpError, "FreeSWITCH refused %s: %s", what, ce.Reply)
+	case errors.Is(err, esl.ErrInvalid):
+		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid parameters for %s: %v", what, err)
+	case errors.Is(err, esl.ErrNotConnected):
+		return signaling.Errorf(signaling.CodeFSError, "FreeSWITCH is not connected (%s)", what)
+	case errors.Is(err, context.DeadlineExceeded):
+		return signaling.Errorf(signaling.CodeFSError, "FreeSWITCH did not answer %s in time", what)
+	case errors.Is(err, context.Canceled):
+		return signaling.Errorf(signaling.CodeSessionStop, "Request abandoned during %s", what)
+	}
+	return signaling.Errorf(signaling.CodeFSError, "FreeSWITCH error during %s: %v", what, err)
+}
+
+// background runs f on a goroutine Close waits for.
+func (b *Backend) background(f func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+}
+
+// kill hangs a channel up on FreeSWITCH (best effort).
+func (b *Backend) kill(channel string) {
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.CommandTimeout)
+	defer cancel()
+	if err := esl.UUIDKill(ctx, b.opts.ESL, channel, "NORMAL_CLEARING"); err != nil {
+		var ce *esl.CommandError
+		if !errors.As(err, &ce) { // -ERR No such channel: already gone
+			b.log.Warn("fsbridge: uuid_kill failed", "channel", channel, "err", err)
+		}
+	}
+}
+
+// ---- events ------------------------------------------------------------------------
+
+// HandleEvent takes one Event Socket event (esl.ClientOptions.OnEvent).
+func (b *Backend) HandleEvent(ev *esl.Event) {
+	switch ev.Name() {
+	case "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_PARK", "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE":
+		if sid := ev.Var("sip_h_" + SessionHeader); sid != "" {
+			b.adopt(sid, ev.UUID())
+		}
+	case "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE":
+		cause := ev.Get("Hangup-Cause")
+		if cause == "" {
+			cause = ev.Var("hangup_cause")
+		}
+		b.channelGone(ev.UUID(), fmt.Sprintf("FreeSWITCH channel stopped: %s", orDefault(cause, "unknown cause")))
+	case "CUSTOM":
+		if ev.Subclass() == "conference::maintenance" {
+			b.conferenceEvent(ev)
+		}
+	}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// adopt links channel to the starting session sid (first channel event wins).
+func (b *Backend) adopt(sid, channel string) bool {
+	if esl.ValidateUUID(channel) != nil {
+		return false
+	}
+	b.mu.Lock()
+	s := b.sessions[sid]
+	if s == nil {
+		b.mu.Unlock()
+		return false
+	}
+	s.mu.Lock()
+	ok := s.channel == "" || s.channel == channel
+	first := s.channel == ""
+	if first {
+		s.channel = channel
+		b.byChannel[channel] = s
+	}
+	s.mu.Unlock()
+	b.mu.Unlock()
+	if first {
+		close(s.found)
+	}
+	return ok
+}
+
+// channelGone handles the end of a channel: a live session stops with 2302, a starting
+// one fails.
+func (b *Backend) channelGone(channel, text string) {
+	b.mu.Lock()
+	s := b.byChannel[channel]
+	b.mu.Unlock()
+	if s == nil {
+		return
+	}
+	s.channelEnded(signaling.Errorf(signaling.CodeFSChannelStop, "%s", text))
+}
+
+func (b *Backend) conferenceEvent(ev *esl.Event) {
+	action := ev.Get("Action")
+	room := ev.Get("Conference-Name")
+	pub := func(typ string, body map[string]any) {
+		if b.opts.Rooms != nil && room != "" {
+			b.opts.Rooms.Publish(signaling.Event{Class: "media", Subclass: "room", Type: typ, ObjID: room, Body: body})
+		}
+	}
+	switch action {
+	case "conference-create":
+		if ev.Get("Conference-Profile-Name") == b.opts.Profile {
+			pub("started", map[string]any{"class": "mcu", "backend": "freeswitch"})
+		}
+		return
+	case "conference-destroy":
+		if ev.Get("Conference-Profile-Name") == b.opts.Profile {
+			pub("destroyed", map[string]any{"class": "mcu", "backend": "freeswitch"})
+		}
+		return
+	}
+	b.mu.Lock()
+	s := b.byChannel[ev.UUID()]
+	b.mu.Unlock()
+	if s == nil {
+		return
+	}
+	member := ev.Get("Member-ID")
+	var info map[string]any
+	switch action {
+	case "add-member":
+		s.mu.Lock()
+		s.member = member
+		s.mu.Unlock()
+		info = map[string]any{"event": "room_joined", "room_id": room, "member_id": member}
+		pub("started_member", map[string]any{"session_id": s.id, "member_id": member})
+	case "del-member":
+		s.mu.Lock()
+		if s.member == member {
+			s.member = ""
+		}
+		s.mu.Unlock()
+		info = map[string]any{"event": "room_left", "room_id": room, "member_id": member}
+		pub("stopped_member", map[string]any{"session_id": s.id, "member_id": member})
+	case "start-talking", "stop-talking":
+		talking := action == "start-talking"
+		info = map[string]any{"event": "talking", "room_id": room, "member_id": member, "talking": talking}
+		pub("talking", map[string]any{"session_id": s.id, "member_id": member, "talking": talking})
+	default:
+		return
+	}
+	s.mu.Lock()
+	live := s.live && !s.stopped
+	s.mu.Unlock()
+	if live && s.rep != nil {
+		s.rep.Event("info", map[string]any{"info": info})
+	}
+}
+
+// ---- reconciliation ------------------------------------------------------------------
+
+// Reconcile compares FreeSWITCH's channels with the backend's sessions after a
+// (re)connection or lost events (esl.ClientOptions.Reconcile): a session whose channel
+// is gone stops (2302); an nkbridge channel nobody tracks is adopted by its starting
+// session or killed; a live session whose channel left its application is moved back.
+func (b *Backend) Reconcile(ctx context.Context, r esl.Reconciliation) {
+	live := make(map[string]esl.Channel, len(r.Channels))
+	for _, c := range r.Channels {
+		live[c.UUID] = c
+	}
+	// Channels we do not know: ours (by the session header) are adopted or killed.
+	for _, c := range r.Channels {
+		b.mu.Lock()
+		_, known := b.byChannel[c.UUID]
+		b.mu.Unlock()
+		if known || !b.ours(c) {
+			continue
+		}
+		cctx, cancel := b.cmdCtx(ctx)
+		sid, ok, err := esl.UUIDGetVar(cctx, b.opts.ESL, c.UUID, "sip_h_"+SessionHeader)
+		cancel()
+		if err != nil || !ok {
+			continue
+		}
+		if b.adopt(sid, c.UUID) {
+			b.log.Info("fsbridge: reconcile: channel adopted", "channel", c.UUID, "session_id", sid)
+			continue
+		}
+		b.log.Warn("fsbridge: reconcile: killing a channel of no live session", "channel", c.UUID, "session_id", sid)
+		b.kill(c.UUID)
+	}
+	// Our sessions: stop those whose channel vanished, put the others back in place.
+	b.mu.Lock()
+	var sessions []*fsSession
+	for _, s := range b.sessions {
+		sessions = append(sessions, s)
+	}
+	b.mu.Unlock()
+	for _, s := range sessions {
+		s.mu.Lock()
+		ch, isLive, want := s.channel, s.live && !s.stopped, s.place
+		s.mu.Unlock()
+		if ch == "" {
+			continue
+		}
+		c, ok := live[ch]
+		if !ok {
+			s.log.Warn("fsbridge: reconcile: channel gone", "channel", ch, "reason", r.Reason)
+			b.channelGone(ch, "FreeSWITCH channel gone (found after "+r.Reason+")")
+			continue
+		}
+		if !isLive || placedAs(c, want, b.opts.Profile) {
+			continue
+		}
+		s.log.Warn("fsbridge: reconcile: channel out of place; moving it back", "channel", ch, "application", c.Application, "want", want.typ)
+		if err := s.moveTo(ctx, want); err != nil {
+			s.log.Warn("fsbridge: reconcile: move failed", "err", err)
+		}
+	}
+}
+
+// ours reports whether a channel may be an nkbridge call (its context or its profile).
+func (b *Backend) ours(c esl.Channel) bool {
+	return c.Context == b.opts.Context || strings.HasPrefix(c.Name, "sofia/nkbridge/")
+}
+
+// placedAs reports whether c runs what p asks for.
+func placedAs(c esl.Channel, p placement, profile string) bool {
+	switch p.typ {
+	case signaling.TypePark:
+		return c.Application == "park"
+	case signaling.TypeEcho:
+		return c.Application == "echo"
+	case signaling.TypeMCU:
+		return c.Application == "conference" && c.ApplicationData == p.room+"@"+profile
+	}
+	return true // bridges: FreeSWITCH shows no application for a bridged channel
+}

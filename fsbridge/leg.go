@@ -1,0 +1,461 @@
+package fsbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// SessionHeader is the SIP header that carries the nkbridge session id to FreeSWITCH
+// (testdata/freeswitch's dialplan reads it as ${sip_h_X-NKB-Session}).
+const SessionHeader = "X-NKB-Session"
+
+// LegDialer makes the call that carries one session's media to FreeSWITCH: plain RTP
+// over SIP, with the session id in SessionHeader.
+type LegDialer interface {
+	// Dial places the call and returns once FreeSWITCH has answered; Leg.Answer is
+	// then the answer for the client's offer. Cancelling ctx abandons the call.
+	Dial(ctx context.Context, req LegRequest) (Leg, error)
+}
+
+// LegRequest describes one leg.
+type LegRequest struct {
+	SessionID string
+	// Dest is the Request-URI user (nkbridge uses the session type; the shipped
+	// dialplan ignores it).
+	Dest string
+	// Offer is the client's offer (sdp, sdp_type "webrtc" or "rtp").
+	Offer signaling.Desc
+	// OnEnd is called once, from its own goroutine, when the leg ends by itself (a BYE
+	// from FreeSWITCH, a media failure), not when Hangup is called.
+	OnEnd func(*signaling.Error)
+}
+
+// Leg is a live call to FreeSWITCH.
+type Leg interface {
+	// Answer is the answer for the client's offer.
+	Answer() signaling.Desc
+	// Update applies "media" update options (use_audio, use_video, bitrate, record).
+	Update(ctx context.Context, opts map[string]any) error
+	// Candidate passes a trickled ICE candidate from the client.
+	Candidate(ctx context.Context, c signaling.Candidate) error
+	// Hangup sends BYE and releases the media. It is idempotent.
+	Hangup(ctx context.Context)
+}
+
+// SIPDialerConfig configures a SIPDialer.
+type SIPDialerConfig struct {
+	// Engine is the media engine that bridges the client to FreeSWITCH's plain RTP.
+	Engine *media.Engine
+	// Target is FreeSWITCH's nkbridge SIP profile, an IP literal host:port (UDP),
+	// e.g. 127.0.0.1:5090. Host names are refused: no DNS lookups are made.
+	Target string
+	// Listen is the local UDP address for the SIP user agent (default 127.0.0.1:0). Its
+	// address is in Contact, so FreeSWITCH must be able to reach it.
+	Listen string
+	// InviteTimeout bounds the wait for FreeSWITCH's final answer (default 10 s).
+	InviteTimeout time.Duration
+	Logger        *slog.Logger
+}
+
+// SIPDialer is a LegDialer on the media engine and a minimal SIP user agent (sipgo):
+// the client's offer becomes a media proxy session whose far side is plain RTP; that
+// side's offer goes in the INVITE, FreeSWITCH's 200 OK completes it.
+type SIPDialer struct {
+	cfg    SIPDialerConfig
+	log    *slog.Logger
+	target sip.Uri
+
+	ua  *sipgo.UserAgent
+	srv *sipgo.Server
+	cli *sipgo.Client
+	dua *sipgo.DialogUA
+	pc  net.PacketConn
+
+	mu     sync.Mutex
+	legs   map[string]*sipLeg // by Call-ID
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// NewSIPDialer binds the user agent's UDP socket and starts serving (BYEs from
+// FreeSWITCH). Close releases it.
+func NewSIPDialer(cfg SIPDialerConfig) (*SIPDialer, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("fsbridge: SIP dialer needs a media engine")
+	}
+	host, port, err := net.SplitHostPort(cfg.Target)
+	if err != nil {
+		return nil, fmt.Errorf("fsbridge: FreeSWITCH SIP address %q: %w", cfg.Target, err)
+	}
+	if net.ParseIP(host) == nil {
+		return nil, fmt.Errorf("fsbridge: FreeSWITCH SIP address %q: want an IP literal", cfg.Target)
+	}
+	var portN int
+	if _, err := fmt.Sscanf(port, "%d", &portN); err != nil || portN <= 0 || portN > 65535 {
+		return nil, fmt.Errorf("fsbridge: FreeSWITCH SIP address %q: bad port", cfg.Target)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
+	}
+	if cfg.InviteTimeout <= 0 {
+		cfg.InviteTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	d := &SIPDialer{cfg: cfg, log: cfg.Logger, legs: map[string]*sipLeg{},
+		target: sip.Uri{Scheme: "sip", Host: host, Port: portN}}
+	pc, err := net.ListenPacket("udp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("fsbridge: SIP listen %s: %w", cfg.Listen, err)
+	}
+	d.pc = pc
+	laddr := pc.LocalAddr().(*net.UDPAddr)
+	noDNS := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("fsbridge: the SIP leg makes no DNS lookups")
+	}}
+	sipLog := slog.New(slog.DiscardHandler)
+	d.ua, err = sipgo.NewUA(sipgo.WithUserAgent("nkbridge"), sipgo.WithUserAgentHostname(laddr.IP.String()),
+		sipgo.WithUserAgentDNSResolver(noDNS),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)))
+	if err == nil {
+		d.srv, err = sipgo.NewServer(d.ua, sipgo.WithServerLogger(sipLog))
+	}
+	if err == nil {
+		d.cli, err = sipgo.NewClient(d.ua, sipgo.WithClientLogger(sipLog), sipgo.WithClientHostname(laddr.IP.String()))
+	}
+	if err != nil {
+		pc.Close()
+		if d.ua != nil {
+			d.ua.Close()
+		}
+		return nil, err
+	}
+	d.dua = &sipgo.DialogUA{Client: d.cli, ContactHDR: sip.ContactHeader{
+		Address: sip.Uri{Scheme: "sip", User: "nkbridge", Host: laddr.IP.String(), Port: laddr.Port}}}
+	d.srv.OnBye(d.onBye)
+	d.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
+	d.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		// FreeSWITCH does not re-INVITE nkbridge's legs (no session timers on the profile);
+		// anything else is not ours to accept.
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
+	})
+	d.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		_ = d.srv.ServeUDP(pc)
+	}()
+	return d, nil
+}
+
+// Addr is the UDP address of the dialer's SIP user agent.
+func (d *SIPDialer) Addr() string { return d.pc.LocalAddr().String() }
+
+// Legs returns the number of live legs.
+func (d *SIPDialer) Legs() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.legs)
+}
+
+// Close hangs up every leg and stops the user agent.
+func (d *SIPDialer) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	legs := make([]*sipLeg, 0, len(d.legs))
+	for _, l := range d.legs {
+		legs = append(legs, l)
+	}
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	for _, l := range legs {
+		l.Hangup(ctx)
+	}
+	cancel()
+	_ = d.srv.Close()
+	_ = d.pc.Close()
+	_ = d.ua.Close()
+	d.wg.Wait()
+	return nil
+}
+
+// Dial implements LegDialer.
+func (d *SIPDialer) Dial(ctx context.Context, req LegRequest) (Leg, error) {
+	sdp := req.Offer.SDP()
+	if sdp == "" {
+		return nil, signaling.Errorf(signaling.CodeMissingOffer, "Missing offer: the FreeSWITCH backend needs an SDP offer")
+	}
+	var kind media.Kind
+	switch req.Offer.SDPType() {
+	case "webrtc":
+		kind = media.KindWebRTC
+	case "rtp":
+		kind = media.KindRTP
+	default:
+		return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: sdp_type %q (want webrtc or rtp)", req.Offer.SDPType())
+	}
+	if err := validSessionID(req.SessionID); err != nil {
+		return nil, err
+	}
+	if err := validDest(req.Dest); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return nil, signaling.Errorf(signaling.CodeSessionStop, "Server stopping")
+	}
+	l := &sipLeg{d: d, sid: req.SessionID, onEnd: req.OnEnd, done: make(chan struct{})}
+	msess, farOffer, err := d.cfg.Engine.StartProxy(ctx, media.Description{Kind: kind, SDP: sdp}, media.KindRTP,
+		media.SessionOptions{ID: "fs-" + req.SessionID, OnStop: l.mediaStopped})
+	if err != nil {
+		return nil, mediaError(err)
+	}
+	l.media = msess
+
+	ictx, cancel := context.WithTimeout(ctx, d.cfg.InviteTimeout)
+	defer cancel()
+	uri := d.target
+	uri.User = req.Dest
+	dlg, err := d.dua.Invite(ictx, uri, []byte(farOffer.SDP),
+		sip.NewHeader("Content-Type", "application/sdp"),
+		sip.NewHeader(SessionHeader, req.SessionID))
+	if err != nil {
+		msess.Close()
+		return nil, signaling.Errorf(signaling.CodeFSError, "FreeSWITCH SIP: INVITE not sent: %v", err)
+	}
+	l.dlg = dlg
+	callID := dlg.InviteRequest.CallID().Value()
+	l.callID = callID
+	// Register before the answer: a BYE can follow the 200 OK immediately.
+	d.mu.Lock()
+	d.legs[callID] = l
+	d.mu.Unlock()
+	fail := func(e *signaling.Error) (Leg, error) {
+		d.drop(l)
+		msess.Close()
+		_ = dlg.Close()
+		return nil, e
+	}
+	if err := dlg.WaitAnswer(ictx, sipgo.AnswerOptions{}); err != nil {
+		var rerr *sipgo.ErrDialogResponse
+		switch {
+		case errors.As(err, &rerr):
+			return fail(signaling.Errorf(signaling.CodeFSOpError, "FreeSWITCH refused the call: %d %s", rerr.Res.StatusCode, rerr.Res.Reason))
+		case ictx.Err() != nil && ctx.Err() == nil:
+			return fail(signaling.Errorf(signaling.CodeFSError, "FreeSWITCH SIP: no answer within %s", d.cfg.InviteTimeout))
+		}
+		return fail(signaling.Errorf(signaling.CodeFSError, "FreeSWITCH SIP: %v", err))
+	}
+	if err := dlg.Ack(ictx); err != nil {
+		l.bye()
+		return fail(signaling.Errorf(signaling.CodeFSError, "FreeSWITCH SIP: ACK failed: %v", err))
+	}
+	body := dlg.InviteResponse.Body()
+	if len(body) == 0 {
+		l.bye()
+		return fail(signaling.Errorf(signaling.CodeSIPNoSDP, "FreeSWITCH answered without SDP"))
+	}
+	ans, err := msess.SetAnswer(ictx, media.Description{Kind: media.KindRTP, SDP: string(body)})
+	if err != nil {
+		l.bye()
+		return fail(signaling.Errorf(signaling.CodeFSOpError, "FreeSWITCH's SDP answer is unusable: %v", err))
+	}
+	answer := signaling.Desc{"sdp": ans.SDP, "sdp_type": string(ans.Kind)}
+	l.answer = answer
+	return l, nil
+}
+
+func (d *SIPDialer) drop(l *sipLeg) {
+	d.mu.Lock()
+	if d.legs[l.callID] == l {
+		delete(d.legs, l.callID)
+	}
+	d.mu.Unlock()
+}
+
+func (d *SIPDialer) onBye(req *sip.Request, tx sip.ServerTransaction) {
+	var l *sipLeg
+	if h := req.CallID(); h != nil {
+		d.mu.Lock()
+		l = d.legs[h.Value()]
+		d.mu.Unlock()
+	}
+	if l == nil || l.dlg == nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	if err := l.dlg.ReadBye(req, tx); err != nil {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "Call/Transaction Does Not Exist", nil))
+		return
+	}
+	l.ended(signaling.Errorf(signaling.CodeFSChannelStop, "FreeSWITCH hung up the call (BYE)"))
+}
+
+type sipLeg struct {
+	d      *SIPDialer
+	sid    string
+	callID string
+	media  *media.Session
+	dlg    *sipgo.DialogClientSession
+	answer signaling.Desc
+	onEnd  func(*signaling.Error)
+
+	mu   sync.Mutex
+	over bool
+	done chan struct{}
+}
+
+func (l *sipLeg) Answer() signaling.Desc { return l.answer }
+
+// finish marks the leg over; it reports whether it was still live.
+func (l *sipLeg) finish() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.over {
+		return false
+	}
+	l.over = true
+	close(l.done)
+	return true
+}
+
+// ended is the leg ending by itself.
+func (l *sipLeg) ended(e *signaling.Error) {
+	if !l.finish() {
+		return
+	}
+	l.d.drop(l)
+	if l.media != nil {
+		l.media.Close()
+	}
+	if l.onEnd != nil {
+		l.d.wg.Add(1)
+		go func() {
+			defer l.d.wg.Done()
+			l.onEnd(e)
+		}()
+	}
+}
+
+func (l *sipLeg) mediaStopped(info media.StopInfo) {
+	if info.Cause == media.CauseEngineClosed {
+		l.bye()
+		l.ended(signaling.Errorf(signaling.CodeSessionStop, "Media engine stopped"))
+		return
+	}
+	l.bye()
+	code := signaling.CodeSessionStop
+	if info.Cause == media.CauseMediaTimeout {
+		code = signaling.CodeSessionTimeout
+	}
+	l.ended(signaling.Errorf(code, "Media stopped: %s", info.Reason))
+}
+
+// bye sends BYE on an established dialog (best effort, bounded).
+func (l *sipLeg) bye() {
+	if l.dlg == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := l.dlg.Bye(ctx); err != nil {
+		l.d.log.Debug("fsbridge: BYE to FreeSWITCH failed", "session_id", l.sid, "err", err)
+	}
+}
+
+func (l *sipLeg) Hangup(ctx context.Context) {
+	if !l.finish() {
+		return
+	}
+	l.d.drop(l)
+	l.bye()
+	if l.media != nil {
+		l.media.Close()
+	}
+}
+
+func (l *sipLeg) Update(_ context.Context, opts map[string]any) error {
+	var mo media.MediaOptions
+	if v, ok := opts["use_audio"].(bool); ok {
+		mo.UseAudio = &v
+	}
+	if v, ok := opts["use_video"].(bool); ok {
+		mo.UseVideo = &v
+	}
+	if v, ok := opts["record"].(bool); ok {
+		mo.Record = &v
+	}
+	if v, ok := opts["bitrate"].(float64); ok {
+		if v < 0 || v > 1e9 {
+			return signaling.InvalidField("bitrate")
+		}
+		n := int(v)
+		mo.Bitrate = &n
+	}
+	if err := l.media.Update(mo); err != nil {
+		return mediaError(err)
+	}
+	return nil
+}
+
+func (l *sipLeg) Candidate(_ context.Context, c signaling.Candidate) error {
+	if c.End {
+		return mediaError(l.media.CandidatesEnd(media.SideCaller))
+	}
+	idx := uint16(c.MLineIndex)
+	mc := media.Candidate{Candidate: c.Candidate, SDPMLineIndex: &idx}
+	if c.MID != "" {
+		mid := c.MID
+		mc.SDPMid = &mid
+	}
+	return mediaError(l.media.AddCandidate(media.SideCaller, mc))
+}
+
+// mediaError maps a media engine error to an API error.
+func mediaError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, media.ErrBadSDP), errors.Is(err, media.ErrNoAudio), errors.Is(err, media.ErrNoCodec), errors.Is(err, media.ErrBadKind):
+		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid offer: %v", err)
+	case errors.Is(err, media.ErrState):
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Invalid operation: %v", err)
+	case errors.Is(err, media.ErrTooMany):
+		return signaling.Errorf(signaling.CodeNoMediaserver, "Media engine is full")
+	case errors.Is(err, media.ErrNoRecordDir):
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Recording is not configured")
+	case errors.Is(err, media.ErrClosed):
+		return signaling.Errorf(signaling.CodeSessionStop, "Server stopping")
+	}
+	return signaling.Errorf(signaling.CodeInternalError, "Media error: %v", err)
+}
+
+// validDest checks the Request-URI user.
+func validDest(s string) error {
+	if s == "" || len(s) > 32 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") != "" {
+		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid destination %q", s)
+	}
+	return nil
+}
