@@ -429,6 +429,12 @@ func (p *rtpPeer) sendDigit(digit rune, te plainrtp.Codec) {
 	}
 }
 
+func (p *rtpPeer) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pkts
+}
+
 func (p *rtpPeer) heard() ([]int16, int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -49,6 +49,7 @@ type pipe struct {
 	encBuf            []byte
 	bitrate           int
 	warned            map[string]bool
+	hdr               rtp.Header // scratch header, reused under mu
 	forwarded, transc atomic.Uint64
 	dropped           atomic.Uint64
 }
@@ -130,8 +131,10 @@ func (p *pipe) push(in format, pkt *rtp.Packet) {
 	}
 }
 
-func header(pkt *rtp.Packet, pt uint8, seq uint16, ts uint32) rtp.Header {
-	return rtp.Header{Version: 2, Marker: pkt.Marker, PayloadType: pt, SequenceNumber: seq, Timestamp: ts}
+// header fills the pipe's scratch header (callers hold p.mu).
+func (p *pipe) header(marker bool, pt uint8, seq uint16, ts uint32) *rtp.Header {
+	p.hdr = rtp.Header{Version: 2, Marker: marker, PayloadType: pt, SequenceNumber: seq, Timestamp: ts}
+	return &p.hdr
 }
 
 func (p *pipe) pushVideo(in format, pkt *rtp.Packet, n *negotiated) {
@@ -148,8 +151,7 @@ func (p *pipe) pushVideo(in format, pkt *rtp.Packet, n *negotiated) {
 		return
 	}
 	ts := p.mapTS(pkt, in.Rate, out.Rate, true)
-	h := header(pkt, out.PT, p.mapSeq(pkt.SequenceNumber), ts)
-	p.emit(&h, pkt.Payload)
+	p.emit(p.header(pkt.Marker, out.PT, p.mapSeq(pkt.SequenceNumber), ts), pkt.Payload)
 }
 
 // chooseAudioOut picks the destination format for in: the same codec when the destination
@@ -184,8 +186,7 @@ func (p *pipe) pushAudio(in format, pkt *rtp.Packet, n *negotiated) {
 		if p.transcoding {
 			p.transcoding, p.seqAnchored = false, false
 		}
-		h := header(pkt, out.PT, p.mapSeq(pkt.SequenceNumber), ts)
-		p.emit(&h, pkt.Payload)
+		p.emit(p.header(pkt.Marker, out.PT, p.mapSeq(pkt.SequenceNumber), ts), pkt.Payload)
 		return
 	}
 	p.transcoding = true
@@ -250,9 +251,8 @@ func (p *pipe) transcode(in, out format, pkt *rtp.Packet, outTS uint32) error {
 			return err
 		}
 		p.lastOutSeq++
-		h := rtp.Header{Version: 2, Marker: marker, PayloadType: out.PT, SequenceNumber: p.lastOutSeq, Timestamp: p.pcmTS}
+		p.emit(p.header(marker, out.PT, p.lastOutSeq, p.pcmTS), p.encBuf[:nb])
 		marker = false
-		p.emit(&h, p.encBuf[:nb])
 		p.transc.Add(1)
 		p.pcmTS += uint32(frame) * scale
 		rest := copy(p.pcm, p.pcm[frame:])
@@ -307,8 +307,7 @@ func (p *pipe) pushTE(in format, pkt *rtp.Packet, n *negotiated) {
 	} else {
 		seq = p.mapSeq(pkt.SequenceNumber)
 	}
-	h := header(pkt, out.PT, seq, ts)
-	p.emit(&h, ev.Marshal())
+	p.emit(p.header(pkt.Marker, out.PT, seq, ts), ev.Marshal())
 }
 
 // sendDTMF injects digits as RFC 4733 events toward the destination, pacing the packets in
@@ -344,8 +343,7 @@ func (p *pipe) sendDTMF(ctx context.Context, digits string, durMS int) error {
 			}
 			p.mu.Lock()
 			p.lastOutSeq++
-			h := rtp.Header{Version: 2, Marker: pk.Marker, PayloadType: te.PT, SequenceNumber: p.lastOutSeq, Timestamp: ts}
-			p.emit(&h, pk.Payload)
+			p.emit(p.header(pk.Marker, te.PT, p.lastOutSeq, ts), pk.Payload)
 			p.seqAnchored = false
 			p.mu.Unlock()
 		}

@@ -78,6 +78,11 @@ func (t *outTrack) boundFor() (bool, time.Duration) {
 	return t.bound, time.Since(t.since)
 }
 
+func (t *outTrack) isBoundNow() bool {
+	b, _ := t.boundFor()
+	return b
+}
+
 func (t *outTrack) SSRC() uint32 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
