@@ -126,6 +126,7 @@ type Call struct {
 	target     sip.Uri  // remote target (Contact)
 	routes     []string // route set
 	transport  string   // UDP, TCP, ...
+	flow       string   // ip:port to send to instead of the remote target (stream peers, registered devices)
 	localCSeq  uint32
 	remoteCSeq uint32
 	localSDP   []byte
@@ -162,7 +163,11 @@ func (c *Call) ID() string { return c.id }
 func (c *Call) Direction() Direction { return c.dir }
 
 // Info describes the parties.
-func (c *Call) Info() CallInfo { return c.info }
+func (c *Call) Info() CallInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.info
+}
 
 // Done is closed when the call has ended.
 func (c *Call) Done() <-chan struct{} { return c.done }
@@ -405,6 +410,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	for _, rr := range req.GetHeaders("Record-Route") {
 		c.routes = append(c.routes, rr.Value())
+	}
+	if sip.IsReliable(req.Transport()) {
+		// Stream peers (notably WebSocket clients with .invalid contacts) are reached back over
+		// the connection they called on.
+		c.flow = req.Source()
 	}
 	if h := req.GetHeader("Allow"); h != nil {
 		c.peerAllow = h.Value()
@@ -922,7 +932,7 @@ func (c *Call) do(ctx context.Context, req *sip.Request) (*sip.Response, error) 
 	if req.Body() == nil {
 		req.SetBody(nil)
 	}
-	if err := c.s.route(ctx, req); err != nil {
+	if err := c.route(ctx, req); err != nil {
 		return nil, err
 	}
 	tx, err := c.s.cli.TransactionRequest(ctx, req, noBuild)
@@ -1034,7 +1044,7 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 	}
 	c.mu.Unlock()
 	req.SetBody(sdp)
-	if err := c.s.route(ctx, req); err != nil {
+	if err := c.route(ctx, req); err != nil {
 		return nil, err
 	}
 	tx, err := c.s.cli.TransactionRequest(ctx, req, noBuild)
@@ -1053,7 +1063,7 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 			}
 			ack := c.newRequest(sip.ACK)
 			ack.CSeq().SeqNo = req.CSeq().SeqNo
-			if err := c.s.route(ctx, ack); err != nil {
+			if err := c.route(ctx, ack); err != nil {
 				return nil, err
 			}
 			if err := c.s.cli.WriteRequest(ack, noBuild); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -141,6 +142,14 @@ func (s *Server) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 		target: target, transport: tp, localCSeq: 1, localSDP: o.Offer, events: o.Events,
 		lastSeen: time.Now(),
 	}
+	if b := o.Binding; b != nil && b.Source != "" {
+		// Reach a device over the connection it registered on (TCP/TLS/WS), or at its source
+		// address when its Contact is not an address at all (e.g. "xyz.invalid" from a WebSocket
+		// client). A UDP device with an IP Contact is called at that Contact (RFC 3261).
+		if _, err := netip.ParseAddr(target.Host); err != nil || sip.IsReliable(tp) {
+			c.flow = b.Source
+		}
+	}
 	c.info = CallInfo{CallID: c.callID, From: from.Address.String(), FromUser: fromUser, FromDisplay: o.FromDisplay,
 		To: toURI.String(), ToUser: toURI.User, RequestURI: target.String(), Transport: strings.ToLower(tp), AuthUser: o.Caller}
 	if err := s.addCall(c); err != nil {
@@ -197,7 +206,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 	req := c.buildInvite(o, cseq)
 	txCtx, txCancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer txCancel()
-	if err := s.route(ctx, req); err != nil {
+	if err := c.route(ctx, req); err != nil {
 		return nil, err
 	}
 	tx, err := s.cli.TransactionRequest(txCtx, req, noBuild)
@@ -253,7 +262,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				}
 				cseq++
 				req = next
-				if err := s.route(ctx, req); err != nil {
+				if err := c.route(ctx, req); err != nil {
 					return nil, err
 				}
 				if tx, err = s.cli.TransactionRequest(txCtx, req, noBuild); err != nil {
@@ -426,7 +435,7 @@ func (c *Call) established(res *sip.Response) error {
 	tx := c.inviteTx
 	c.mu.Unlock()
 	rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := s.route(rctx, ack)
+	err := c.route(rctx, ack)
 	rcancel()
 	if err != nil {
 		return err

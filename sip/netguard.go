@@ -102,3 +102,24 @@ func (s *Server) route(ctx context.Context, req *sip.Request) error {
 	}
 	return nil
 }
+
+// route picks the destination of a request the call sends: the call's flow (the connection or
+// address the peer registered or called from) when it has one and no route set applies,
+// otherwise normal routing.
+func (c *Call) route(ctx context.Context, req *sip.Request) error {
+	c.mu.Lock()
+	flow := c.flow
+	c.mu.Unlock()
+	if flow == "" || req.Route() != nil {
+		return c.s.route(ctx, req)
+	}
+	ap, err := netip.ParseAddrPort(flow)
+	if err != nil {
+		return c.s.route(ctx, req)
+	}
+	req.SetDestination(flow)
+	if sip.IsReliable(req.Transport()) {
+		c.s.dials.permit(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+	}
+	return nil
+}
