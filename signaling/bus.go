@@ -65,55 +65,82 @@ type busEntry struct {
 	sub  Subscription
 }
 
-// Bus is the event bus: subscriptions indexed by obj_id, publish to every
-// matching sink once.
-type Bus struct {
+// busShards is the number of independently locked parts of the bus;
+// subscriptions live in the shard of their obj_id ("*" has its own).
+const busShards = 32
+
+type busShard struct {
 	mu     sync.RWMutex
 	byObj  map[string][]busEntry
 	bySink map[Sink][]Subscription
 }
 
+// Bus is the event bus: subscriptions indexed by obj_id in locked shards;
+// publish delivers to every matching sink once.
+type Bus struct {
+	shards [busShards]busShard
+}
+
 // NewBus returns an empty bus.
 func NewBus() *Bus {
-	return &Bus{byObj: make(map[string][]busEntry), bySink: make(map[Sink][]Subscription)}
+	b := &Bus{}
+	for i := range b.shards {
+		b.shards[i].byObj = make(map[string][]busEntry)
+		b.shards[i].bySink = make(map[Sink][]Subscription)
+	}
+	return b
+}
+
+func (b *Bus) shard(objID string) *busShard {
+	if objID == "*" {
+		return &b.shards[0]
+	}
+	// FNV-1a over the id, into shards 1..n-1.
+	h := uint32(2166136261)
+	for i := 0; i < len(objID); i++ {
+		h ^= uint32(objID[i])
+		h *= 16777619
+	}
+	return &b.shards[1+h%(busShards-1)]
 }
 
 // Subscribe adds a subscription for sink. Subscribing twice with the same
-// selectors replaces the body. It returns the sink's subscription count.
-func (b *Bus) Subscribe(sink Sink, sub Subscription) int {
+// selectors replaces the body.
+func (b *Bus) Subscribe(sink Sink, sub Subscription) {
 	sub = sub.Normalize()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	list := b.byObj[sub.ObjID]
+	sh := b.shard(sub.ObjID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	list := sh.byObj[sub.ObjID]
 	for i := range list {
 		if list[i].sink == sink && list[i].sub.sameKey(sub) {
 			list[i].sub = sub
-			subs := b.bySink[sink]
+			subs := sh.bySink[sink]
 			for j := range subs {
 				if subs[j].sameKey(sub) {
 					subs[j] = sub
 				}
 			}
-			return len(subs)
+			return
 		}
 	}
-	b.byObj[sub.ObjID] = append(list, busEntry{sink: sink, sub: sub})
-	b.bySink[sink] = append(b.bySink[sink], sub)
-	return len(b.bySink[sink])
+	sh.byObj[sub.ObjID] = append(list, busEntry{sink: sink, sub: sub})
+	sh.bySink[sink] = append(sh.bySink[sink], sub)
 }
 
 // Unsubscribe removes the sink's subscription with the same selectors
 // (bodies are ignored) and reports whether there was one.
 func (b *Bus) Unsubscribe(sink Sink, sub Subscription) bool {
 	sub = sub.Normalize()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.removeLocked(sink, sub)
+	sh := b.shard(sub.ObjID)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.removeLocked(sink, sub)
 }
 
-func (b *Bus) removeLocked(sink Sink, sub Subscription) bool {
+func (sh *busShard) removeLocked(sink Sink, sub Subscription) bool {
 	found := false
-	list := b.byObj[sub.ObjID]
+	list := sh.byObj[sub.ObjID]
 	for i := range list {
 		if list[i].sink == sink && list[i].sub.sameKey(sub) {
 			list[i] = list[len(list)-1]
@@ -124,11 +151,11 @@ func (b *Bus) removeLocked(sink Sink, sub Subscription) bool {
 		}
 	}
 	if len(list) == 0 {
-		delete(b.byObj, sub.ObjID)
+		delete(sh.byObj, sub.ObjID)
 	} else {
-		b.byObj[sub.ObjID] = list
+		sh.byObj[sub.ObjID] = list
 	}
-	subs := b.bySink[sink]
+	subs := sh.bySink[sink]
 	for i := range subs {
 		if subs[i].sameKey(sub) {
 			subs = append(subs[:i], subs[i+1:]...)
@@ -136,37 +163,46 @@ func (b *Bus) removeLocked(sink Sink, sub Subscription) bool {
 		}
 	}
 	if len(subs) == 0 {
-		delete(b.bySink, sink)
+		delete(sh.bySink, sink)
 	} else {
-		b.bySink[sink] = subs
+		sh.bySink[sink] = subs
 	}
 	return found
 }
 
 // UnsubscribeAll removes every subscription of sink.
 func (b *Bus) UnsubscribeAll(sink Sink) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, sub := range append([]Subscription(nil), b.bySink[sink]...) {
-		b.removeLocked(sink, sub)
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.Lock()
+		for _, sub := range append([]Subscription(nil), sh.bySink[sink]...) {
+			sh.removeLocked(sink, sub)
+		}
+		delete(sh.bySink, sink)
+		sh.mu.Unlock()
 	}
-	delete(b.bySink, sink)
 }
 
 // Subscriptions returns a copy of the sink's subscriptions.
 func (b *Bus) Subscriptions(sink Sink) []Subscription {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return append([]Subscription(nil), b.bySink[sink]...)
+	var out []Subscription
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.RLock()
+		out = append(out, sh.bySink[sink]...)
+		sh.mu.RUnlock()
+	}
+	return out
 }
 
 // Publish delivers ev to every sink with a matching subscription, once per
 // sink, with that subscription's body merged under the event's body.
 func (b *Bus) Publish(ev Event) {
 	var targets []busEntry
-	b.mu.RLock()
-	collect := func(list []busEntry) {
-		for _, e := range list {
+	collect := func(sh *busShard, key string) {
+		sh.mu.RLock()
+		defer sh.mu.RUnlock()
+		for _, e := range sh.byObj[key] {
 			if !e.sub.Matches(ev) {
 				continue
 			}
@@ -182,11 +218,10 @@ func (b *Bus) Publish(ev Event) {
 			}
 		}
 	}
-	collect(b.byObj[ev.ObjID])
+	collect(b.shard(ev.ObjID), ev.ObjID)
 	if ev.ObjID != "*" {
-		collect(b.byObj["*"])
+		collect(b.shard("*"), "*")
 	}
-	b.mu.RUnlock()
 	for _, t := range targets {
 		out := ev
 		if len(t.sub.Body) > 0 {

@@ -21,6 +21,7 @@ type SessionRequest struct {
 	Peer         string        // links the session to another one
 	Owner        string        // the front end's key for its connection (StopOwned)
 	User         string        // the logged-in user, for info
+	MaxOwned     int           // if > 0: refuse (1045) when Owner already has this many sessions
 	Options      map[string]any
 }
 
@@ -126,6 +127,10 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	if _, dup := c.sessions[s.id]; dup {
 		c.mu.Unlock()
 		return SessionResult{}, Errorf(CodeDuplicatedSessionID, "Duplicated session id: %s", s.id)
+	}
+	if req.MaxOwned > 0 && s.owner != "" && len(c.byOwner[s.owner]) >= req.MaxOwned {
+		c.mu.Unlock()
+		return SessionResult{}, Errorf(CodeInvalidOperation, "Too many sessions on this connection (max %d)", req.MaxOwned)
 	}
 	if s.peer != "" {
 		if p, ok := c.sessions[s.peer]; !ok || p.stopped {

@@ -595,17 +595,17 @@ func (c *conn) startSession(f frame) (any, error, func()) {
 	if e != nil {
 		return nil, e, nil
 	}
-	if n, _ := c.srv.core.Owned(c.id); n >= c.srv.cfg.MaxOwned {
-		return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Too many sessions on this connection (max %d)", c.srv.cfg.MaxOwned), nil
-	}
 	sid := d.SessionID
 	if sid == "" {
 		sid = uuid.NewString()
-	} else if !signaling.ValidID(sid) {
-		return nil, signaling.Errorf(signaling.CodeInvalidSessionID, "Invalid session id: %q", sid), nil
-	}
-	if _, exists := c.srv.core.LookupSession(sid); exists {
-		return nil, signaling.Errorf(signaling.CodeDuplicatedSessionID, "Duplicated session id: %s", sid), nil
+	} else {
+		if !signaling.ValidID(sid) {
+			return nil, signaling.Errorf(signaling.CodeInvalidSessionID, "Invalid session id: %q", sid), nil
+		}
+		// Checked before subscribing to the id's events.
+		if _, exists := c.srv.core.LookupSession(sid); exists {
+			return nil, signaling.Errorf(signaling.CodeDuplicatedSessionID, "Duplicated session id: %s", sid), nil
+		}
 	}
 	if d.Peer != "" {
 		if _, err := c.ownSession(d.Peer); err != nil {
@@ -620,7 +620,7 @@ func (c *conn) startSession(f frame) (any, error, func()) {
 	req := signaling.SessionRequest{
 		SessionID: sid, Type: d.Type, Offer: d.Offer, Answer: d.Answer,
 		WaitTimeout: wait, ReadyTimeout: ready, Backend: d.Backend, Peer: d.Peer,
-		Owner: c.id, User: c.user,
+		Owner: c.id, User: c.user, MaxOwned: c.srv.cfg.MaxOwned,
 	}
 	run := func(ctx context.Context) (any, error) {
 		if d.Type != signaling.TypeP2P || d.Backend != "" {
