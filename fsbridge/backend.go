@@ -374,37 +374,49 @@ func (b *Backend) conferenceEvent(ev *esl.Event) {
 		}
 		return
 	}
+	if ev.Get("Conference-Profile-Name") != b.opts.Profile {
+		return
+	}
+	// Room events name the member's session from the channel's own header, so that the
+	// last del-member of a session being stopped is still reported.
+	sid := ev.Var("sip_h_" + SessionHeader)
 	b.mu.Lock()
 	s := b.byChannel[ev.UUID()]
 	b.mu.Unlock()
-	if s == nil {
+	if s != nil {
+		sid = s.id
+	}
+	if sid == "" {
 		return
 	}
 	member := ev.Get("Member-ID")
 	var info map[string]any
 	switch action {
 	case "add-member":
-		s.mu.Lock()
-		s.member = member
-		s.mu.Unlock()
 		info = map[string]any{"event": "room_joined", "room_id": room, "member_id": member}
-		pub("started_member", map[string]any{"session_id": s.id, "member_id": member})
+		pub("started_member", map[string]any{"session_id": sid, "member_id": member})
 	case "del-member":
-		s.mu.Lock()
-		if s.member == member {
-			s.member = ""
-		}
-		s.mu.Unlock()
 		info = map[string]any{"event": "room_left", "room_id": room, "member_id": member}
-		pub("stopped_member", map[string]any{"session_id": s.id, "member_id": member})
+		pub("stopped_member", map[string]any{"session_id": sid, "member_id": member})
 	case "start-talking", "stop-talking":
 		talking := action == "start-talking"
 		info = map[string]any{"event": "talking", "room_id": room, "member_id": member, "talking": talking}
-		pub("talking", map[string]any{"session_id": s.id, "member_id": member, "talking": talking})
+		pub("talking", map[string]any{"session_id": sid, "member_id": member, "talking": talking})
 	default:
 		return
 	}
+	if s == nil {
+		return
+	}
 	s.mu.Lock()
+	switch action {
+	case "add-member":
+		s.member = member
+	case "del-member":
+		if s.member == member {
+			s.member = ""
+		}
+	}
 	live := s.live && !s.stopped
 	s.mu.Unlock()
 	if live && s.rep != nil {

@@ -135,7 +135,9 @@ func NewSIPDialer(cfg SIPDialerConfig) (*SIPDialer, error) {
 		d.srv, err = sipgo.NewServer(d.ua, sipgo.WithServerLogger(sipLog))
 	}
 	if err == nil {
-		d.cli, err = sipgo.NewClient(d.ua, sipgo.WithClientLogger(sipLog), sipgo.WithClientHostname(laddr.IP.String()))
+		// Requests leave from the listening socket (no extra socket bound on all interfaces).
+		d.cli, err = sipgo.NewClient(d.ua, sipgo.WithClientLogger(sipLog), sipgo.WithClientHostname(laddr.IP.String()),
+			sipgo.WithClientConnectionAddr(laddr.String()))
 	}
 	if err != nil {
 		pc.Close()

@@ -34,7 +34,10 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the Event Socket reconnection backoff (defaults of
 	// esl.ClientOptions).
 	MinBackoff, MaxBackoff time.Duration
-	Logger                 *slog.Logger
+	// EventQueue is the Event Socket client's event queue (default of esl.Options);
+	// events beyond it are dropped and trigger a reconciliation.
+	EventQueue int
+	Logger     *slog.Logger
 }
 
 // Service is a running FreeSWITCH backend: the Backend, its Event Socket client and its
@@ -69,7 +72,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	svc := &Service{dialer: dialer, done: make(chan struct{})}
 	client, err := esl.NewClient(esl.ClientOptions{
 		Addr: cfg.ESLAddr,
-		Conn: esl.Options{Password: cfg.Password, Logger: log, CommandTimeout: cfg.CommandTimeout},
+		Conn: esl.Options{Password: cfg.Password, Logger: log, CommandTimeout: cfg.CommandTimeout, EventQueue: cfg.EventQueue},
 		OnEvent: func(ev *esl.Event) {
 			svc.Backend.HandleEvent(ev)
 		},

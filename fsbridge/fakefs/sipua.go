@@ -114,13 +114,15 @@ func StartSIP(fs *Server, opts SIPOptions) (*SIPAgent, error) {
 		a.ua.Close()
 		return nil, err
 	}
-	a.cli, err = sipgo.NewClient(a.ua, sipgo.WithClientLogger(quiet), sipgo.WithClientHostname("127.0.0.1"))
+	a.pc, err = net.ListenPacket("udp", opts.Addr)
 	if err != nil {
 		a.ua.Close()
 		return nil, err
 	}
-	a.pc, err = net.ListenPacket("udp", opts.Addr)
+	a.cli, err = sipgo.NewClient(a.ua, sipgo.WithClientLogger(quiet), sipgo.WithClientHostname("127.0.0.1"),
+		sipgo.WithClientConnectionAddr(a.pc.LocalAddr().String()))
 	if err != nil {
+		a.pc.Close()
 		a.ua.Close()
 		return nil, err
 	}

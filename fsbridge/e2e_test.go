@@ -1,0 +1,230 @@
+package fsbridge_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	clientTone = 1000.0 // what the WebRTC client sends
+	confTone   = 600.0  // what the fake conference plays
+)
+
+// startPark starts a park session on the FreeSWITCH backend from a real WebRTC offer and
+// completes the client's side. It returns the session id.
+func startPark(t *testing.T, e *env, c *apiClient, p *rtcPeer, extra msg) string {
+	t.Helper()
+	data := msg{"type": "park", "backend": "freeswitch", "offer": msg{"sdp": p.offer(), "sdp_type": "webrtc"}}
+	for k, v := range extra {
+		data[k] = v
+	}
+	d := c.ok("media", "session", "start", data)
+	sid, _ := d["session_id"].(string)
+	ans, _ := d["answer"].(map[string]any)
+	sdp, _ := ans["sdp"].(string)
+	if sid == "" || !strings.Contains(sdp, "a=fingerprint") {
+		t.Fatalf("start reply without session id or WebRTC answer: %v", d)
+	}
+	p.setAnswer(sdp)
+	return sid
+}
+
+// The whole path: control API over a WebSocket, a pion WebRTC offer, the media engine's
+// plain-RTP SIP leg to the FreeSWITCH stand-in, the channel found through events,
+// uuid_transfer park → echo → conference, mcu_layout, room events, stop → uuid_kill/BYE.
+// The audio the client hears proves where FreeSWITCH really has the call.
+func TestEndToEndParkEchoMCUStop(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	c.ok("core", "event", "subscribe", msg{"class": "media", "subclass": "room"})
+	p := newRTCPeer(t)
+	sid := startPark(t, e, c, p, msg{"session_id": "e2e-1"})
+	p.waitConnected()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p.sendTone(ctx, clientTone)
+
+	ch := e.channelOf(sid)
+	if ch.Context != "nkbridge" || ch.Var("sip_h_X-NKB-Session") != "e2e-1" {
+		t.Fatalf("channel not made by the dialplan for our call: %+v", ch)
+	}
+	if cmd := e.waitCommand("api uuid_transfer " + ch.UUID); cmd.Line != "api uuid_transfer "+ch.UUID+" park inline" {
+		t.Fatalf("park transfer: %q", cmd.Line)
+	}
+	if got, _ := e.fs.Channel(ch.UUID); got.Application != "park" {
+		t.Fatalf("channel runs %q, want park", got.Application)
+	}
+	info := c.ok("media", "session", "info", msg{"session_id": sid})
+	if info["backend"] != "freeswitch" || info["type"] != "park" || info["state"] != "ready" {
+		t.Fatalf("session info: %v", info)
+	}
+
+	// Park: FreeSWITCH receives the client's audio and sends nothing back.
+	eventually(t, 5*time.Second, "RTP reaching FreeSWITCH", func() string {
+		if in, _, _ := e.sip.RTPStats(ch.UUID); in < 50 {
+			return "few packets"
+		}
+		return ""
+	})
+	m := p.mark()
+	time.Sleep(time.Second)
+	if _, out, _ := e.sip.RTPStats(ch.UUID); out != 0 {
+		t.Fatalf("parked channel sent %d packets", out)
+	}
+	if heard := p.mark() - m; heard > 0 {
+		p.mu.Lock()
+		got := p.pcm[m:]
+		p.mu.Unlock()
+		if r := rmsOf(got); r > 300 {
+			t.Fatalf("parked client hears audio (RMS %.0f)", r)
+		}
+	}
+
+	// Echo: the client hears its own tone, through FreeSWITCH.
+	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
+	if cmd := e.waitCommand("api uuid_transfer " + ch.UUID + " echo"); cmd.Line != "api uuid_transfer "+ch.UUID+" echo inline" {
+		t.Fatalf("echo transfer: %q", cmd.Line)
+	}
+	ev := c.event("session", "updated_type", sid, nil)
+	if ev["type"] != "echo" {
+		t.Fatalf("updated_type: %v", ev)
+	}
+	f, ratio, rms := p.heardSince(p.mark(), 2*time.Second, clientTone, confTone)
+	if f != clientTone || ratio < 10 || rms < 500 {
+		t.Fatalf("echo: heard %.0f Hz (ratio %.1f, RMS %.0f), want the client's own %v Hz", f, ratio, rms, clientTone)
+	}
+
+	// MCU: conference:<room>@nkbridge; the client hears the room (600 Hz), not itself.
+	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "room-1"})
+	want := "api uuid_transfer " + ch.UUID + " conference:room-1@nkbridge inline"
+	if cmd := e.waitCommand("api uuid_transfer " + ch.UUID + " conference"); cmd.Line != want {
+		t.Fatalf("conference transfer: %q, want %q", cmd.Line, want)
+	}
+	ev = c.event("session", "updated_type", sid, func(b msg) bool { return b["type"] == "mcu" })
+	if ev["room_id"] != "room-1" {
+		t.Fatalf("updated_type mcu without room: %v", ev)
+	}
+	c.event("room", "started", "room-1", nil)
+	mem := c.event("room", "started_member", "room-1", nil)
+	if mem["session_id"] != sid || mem["member_id"] == "" {
+		t.Fatalf("started_member: %v", mem)
+	}
+	inf := c.event("session", "info", sid, func(b msg) bool {
+		i, _ := b["info"].(map[string]any)
+		return i["event"] == "room_joined"
+	})
+	if i := inf["info"].(map[string]any); i["room_id"] != "room-1" {
+		t.Fatalf("info: %v", inf)
+	}
+	f, ratio, rms = p.heardSince(p.mark(), 2*time.Second, clientTone, confTone)
+	if f != confTone || ratio < 10 || rms < 500 {
+		t.Fatalf("mcu: heard %.0f Hz (ratio %.1f, RMS %.0f), want the room's %v Hz", f, ratio, rms, confTone)
+	}
+	info = c.ok("media", "session", "info", msg{"session_id": sid})
+	if info["type"] != "mcu" || info["room_id"] != "room-1" {
+		t.Fatalf("session info after update: %v", info)
+	}
+
+	// Talking and layout.
+	if err := e.fs.Talk(ch.UUID, true); err != nil {
+		t.Fatal(err)
+	}
+	tk := c.event("room", "talking", "room-1", nil)
+	if tk["talking"] != true || tk["session_id"] != sid {
+		t.Fatalf("talking: %v", tk)
+	}
+	c.ok("media", "session", "update", msg{"session_id": sid, "type": "mcu_layout", "mcu_layout": "2x2"})
+	if l := e.fs.Layout("room-1"); l != "2x2" {
+		t.Fatalf("layout %q", l)
+	}
+	c.fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "mcu_layout", "mcu_layout": "2x2\napi status"})
+	c.fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "a@b"})
+	c.fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "proxy"})
+
+	// Stop: uuid_kill, BYE, nothing left.
+	c.ok("media", "session", "stop", msg{"session_id": sid})
+	stop := c.event("session", "stop", sid, nil)
+	if num(stop["code"]) != 1013 {
+		t.Fatalf("stop: %v", stop)
+	}
+	e.waitCommand("api uuid_kill " + ch.UUID)
+	c.event("room", "stopped_member", "room-1", nil)
+	c.event("room", "destroyed", "room-1", nil)
+	e.noLeaks()
+}
+
+func rmsOf(s []int16) float64 {
+	var sum float64
+	for _, v := range s {
+		sum += float64(v) * float64(v)
+	}
+	if len(s) == 0 {
+		return 0
+	}
+	return sqrt(sum / float64(len(s)))
+}
+
+func sqrt(x float64) float64 {
+	z := x
+	if z == 0 {
+		return 0
+	}
+	for i := 0; i < 50; i++ {
+		z -= (z*z - x) / (2 * z)
+	}
+	return z
+}
+
+// FreeSWITCH hanging the channel up stops the session with 2302, and the API client is
+// told.
+func TestFreeSWITCHHangupStopsSession(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	p := newRTCPeer(t)
+	sid := startPark(t, e, c, p, nil)
+	ch := e.channelOf(sid)
+	if err := e.fs.Hangup(ch.UUID, "CALL_REJECTED"); err != nil {
+		t.Fatal(err)
+	}
+	stop := c.event("session", "stop", sid, nil)
+	if num(stop["code"]) != 2302 || !strings.Contains(stop["reason"].(string), "FreeSWITCH") {
+		t.Fatalf("stop: %v", stop)
+	}
+	e.noLeaks()
+	if n := e.countCommands("api uuid_kill"); n != 0 {
+		t.Fatalf("nkbridge killed a channel FreeSWITCH had already hung up (%d uuid_kill)", n)
+	}
+}
+
+// Bridge two parked sessions with uuid_bridge, then move one back to park.
+func TestBridgeTwoSessions(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	a := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "bridge-a"})
+	b := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "bridge-b"})
+	cha, chb := e.channelOf(a), e.channelOf(b)
+	res := c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "bridge", "peer": b})
+	if res["peer"] != b {
+		t.Fatalf("bridge update reply: %v", res)
+	}
+	e.waitCommand("api uuid_bridge " + cha.UUID + " " + chb.UUID)
+	if got, _ := e.fs.Channel(cha.UUID); got.BridgedTo != chb.UUID {
+		t.Fatalf("not bridged: %+v", got)
+	}
+	c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "park"})
+	eventually(t, 5*time.Second, "both parked", func() string {
+		ga, _ := e.fs.Channel(cha.UUID)
+		gb, _ := e.fs.Channel(chb.UUID)
+		if ga.Application != "park" || gb.Application != "park" || ga.BridgedTo != "" {
+			return "a=" + ga.Application + " b=" + gb.Application
+		}
+		return ""
+	})
+	// Bridging to something that is not a FreeSWITCH session fails cleanly.
+	c.fail(1062, "media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "bridge", "peer": "nope"})
+	c.ok("media", "session", "stop", msg{"session_id": a})
+	c.ok("media", "session", "stop", msg{"session_id": b})
+	e.noLeaks()
+}

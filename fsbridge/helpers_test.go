@@ -1,0 +1,527 @@
+package fsbridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"go.uber.org/goleak"
+
+	"github.com/nkbridge/nkbridge/fsbridge"
+	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/media/codec"
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/wsapi"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const eslPassword = "nkbridge-esl-test"
+
+type tWriter struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	w := &tWriter{t: t}
+	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// env is a whole nkbridge (core + control API + FreeSWITCH backend) in front of a fake
+// FreeSWITCH (Event Socket + SIP stand-in), all on 127.0.0.1.
+type env struct {
+	t      testing.TB
+	fs     *fakefs.Server
+	sip    *fakefs.SIPAgent
+	engine *media.Engine
+	svc    *fsbridge.Service
+	core   *signaling.Core
+	url    string
+}
+
+type envOpts struct {
+	commandTimeout time.Duration
+	eventQueue     int
+}
+
+func newEnv(t testing.TB, o envOpts) *env {
+	t.Helper()
+	log := testLogger(t)
+	fs, err := fakefs.Start(fakefs.Options{Password: eslPassword, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := fakefs.StartSIP(fs, fakefs.SIPOptions{Logger: log})
+	if err != nil {
+		fs.Close()
+		t.Fatal(err)
+	}
+	base := 30000 + 2*rand.IntN(9000)
+	engine, err := media.New(media.Config{BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: base, RTPPortMax: base + 200,
+		Quarantine: -1, MediaTimeout: -1, Logger: log})
+	if err != nil {
+		agent.Close()
+		fs.Close()
+		t.Fatal(err)
+	}
+	bus := signaling.NewBus()
+	svc, err := fsbridge.Start(context.Background(), fsbridge.Config{
+		ESLAddr: fs.Addr(), Password: eslPassword, SIPAddr: agent.Addr(), Engine: engine, Rooms: bus,
+		CommandTimeout: o.commandTimeout, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		EventQueue: o.eventQueue, Logger: log,
+	})
+	if err != nil {
+		engine.Close()
+		agent.Close()
+		fs.Close()
+		t.Fatal(err)
+	}
+	backends := signaling.NewBackends()
+	backends.Register("freeswitch", svc.Backend, fsbridge.Types()...)
+	core := signaling.New(signaling.Options{Logger: log, Bus: bus, Backends: backends})
+	api := wsapi.New(wsapi.Config{}, core, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); _ = api.Serve(ctx, ln) }()
+	e := &env{t: t, fs: fs, sip: agent, engine: engine, svc: svc, core: core, url: "ws://" + ln.Addr().String() + "/"}
+	t.Cleanup(func() {
+		cancel()
+		<-served
+		core.Close()
+		svc.Close()
+		engine.Close()
+		agent.Close()
+		fs.Close()
+	})
+	if err := fs.WaitSubscribed(ctxT(t, 5*time.Second), 1); err != nil {
+		t.Fatalf("nkbridge did not subscribe to the fake's events: %v", err)
+	}
+	return e
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitCommand waits for a command the fake received.
+func (e *env) waitCommand(prefix string) fakefs.Command {
+	e.t.Helper()
+	c, err := e.fs.WaitCommand(ctxT(e.t, 5*time.Second), prefix)
+	if err != nil {
+		e.t.Fatalf("fake FreeSWITCH never received %q: %v", prefix, err)
+	}
+	return c
+}
+
+// countCommands counts the commands starting with prefix.
+func (e *env) countCommands(prefix string) int {
+	n := 0
+	for _, c := range e.fs.Commands() {
+		if strings.HasPrefix(c.Line, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// channelOf returns the fake channel of session sid.
+func (e *env) channelOf(sid string) fakefs.Channel {
+	e.t.Helper()
+	for _, c := range e.fs.Channels() {
+		if c.Var("sip_h_X-NKB-Session") == sid {
+			return c
+		}
+	}
+	e.t.Fatalf("no FreeSWITCH channel for session %s", sid)
+	return fakefs.Channel{}
+}
+
+// noLeaks waits until no call, channel, media session or tracked session is left.
+func (e *env) noLeaks() {
+	e.t.Helper()
+	eventually(e.t, 5*time.Second, "nothing left behind", func() string {
+		var left []string
+		if n := e.sip.Calls(); n > 0 {
+			left = append(left, fmt.Sprintf("%d SIP calls on the FreeSWITCH side", n))
+		}
+		if n := len(e.fs.Channels()); n > 0 {
+			left = append(left, fmt.Sprintf("%d FreeSWITCH channels", n))
+		}
+		if n := e.engine.Sessions(); n > 0 {
+			left = append(left, fmt.Sprintf("%d media sessions", n))
+		}
+		if n := e.svc.Dialer().Legs(); n > 0 {
+			left = append(left, fmt.Sprintf("%d SIP legs", n))
+		}
+		if n := e.svc.Sessions(); n > 0 {
+			left = append(left, fmt.Sprintf("%d backend sessions", n))
+		}
+		if ids := e.core.ListSessions(); len(ids) > 0 {
+			left = append(left, fmt.Sprintf("core sessions %v", ids))
+		}
+		return strings.Join(left, ", ")
+	})
+}
+
+// eventually polls f until it returns "" (f says what is still wrong).
+func eventually(t testing.TB, d time.Duration, what string, f func() string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		bad := f()
+		if bad == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still %s after %s", what, bad, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ---- control API client over a real WebSocket ------------------------------------------
+
+type msg = map[string]any
+
+type apiClient struct {
+	t      testing.TB
+	ws     *websocket.Conn
+	wmu    sync.Mutex
+	tid    int
+	in     chan msg
+	closed chan struct{}
+	buf    []msg
+}
+
+func (e *env) dial() *apiClient {
+	e.t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial(e.url, nil)
+	if err != nil {
+		e.t.Fatalf("dial: %v", err)
+	}
+	c := &apiClient{t: e.t, ws: ws, in: make(chan msg, 4096), closed: make(chan struct{})}
+	go c.readLoop()
+	e.t.Cleanup(func() { ws.Close(); <-c.closed })
+	c.ok("core", "user", "login", msg{"user": "tester@nkbridge", "password": "x"})
+	return c
+}
+
+func (c *apiClient) readLoop() {
+	defer close(c.closed)
+	for {
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			return
+		}
+		var m msg
+		if json.Unmarshal(b, &m) != nil {
+			continue
+		}
+		if m["cmd"] != nil && m["tid"] != nil && m["result"] == nil {
+			c.send(msg{"result": "ok", "tid": m["tid"]})
+		}
+		select {
+		case c.in <- m:
+		default:
+		}
+	}
+}
+
+func (c *apiClient) send(v any) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.ws.WriteJSON(v)
+}
+
+func (c *apiClient) next(pred func(msg) bool, d time.Duration, what string) msg {
+	c.t.Helper()
+	for i, m := range c.buf {
+		if pred(m) {
+			c.buf = append(c.buf[:i], c.buf[i+1:]...)
+			return m
+		}
+	}
+	deadline := time.After(d)
+	for {
+		select {
+		case m := <-c.in:
+			if pred(m) {
+				return m
+			}
+			c.buf = append(c.buf, m)
+		case <-deadline:
+			c.t.Fatalf("timeout waiting for %s; got meanwhile: %v", what, c.buf)
+		case <-c.closed:
+			c.t.Fatalf("API connection closed while waiting for %s", what)
+		}
+	}
+}
+
+func (c *apiClient) req(class, subclass, cmd string, data any) msg {
+	c.t.Helper()
+	c.tid++
+	tid := float64(c.tid)
+	m := msg{"class": class, "subclass": subclass, "cmd": cmd, "tid": c.tid}
+	if data != nil {
+		m["data"] = data
+	}
+	c.send(m)
+	return c.next(func(m msg) bool { return m["result"] != nil && m["tid"] == tid }, 20*time.Second,
+		fmt.Sprintf("reply to %s/%s/%s", class, subclass, cmd))
+}
+
+func (c *apiClient) ok(class, subclass, cmd string, data any) msg {
+	c.t.Helper()
+	r := c.req(class, subclass, cmd, data)
+	if r["result"] != "ok" {
+		c.t.Fatalf("%s/%s/%s: want ok, got %v", class, subclass, cmd, r)
+	}
+	d, _ := r["data"].(map[string]any)
+	return d
+}
+
+// fail sends a request that must fail with code and returns the error text.
+func (c *apiClient) fail(code int, class, subclass, cmd string, data any) string {
+	c.t.Helper()
+	r := c.req(class, subclass, cmd, data)
+	d, _ := r["data"].(map[string]any)
+	if r["result"] != "error" || num(d["code"]) != code {
+		c.t.Fatalf("%s/%s/%s: want error %d, got %v", class, subclass, cmd, code, r)
+	}
+	text, _ := d["error"].(string)
+	if text == "" {
+		c.t.Fatalf("error %d without text", code)
+	}
+	return text
+}
+
+// event waits for a media event and returns its body.
+func (c *apiClient) event(subclass, typ, objID string, match func(body msg) bool) msg {
+	c.t.Helper()
+	m := c.next(func(m msg) bool {
+		if m["class"] != "core" || m["cmd"] != "event" {
+			return false
+		}
+		d, _ := m["data"].(map[string]any)
+		if d["class"] != "media" || d["subclass"] != subclass || d["type"] != typ || (objID != "" && d["obj_id"] != objID) {
+			return false
+		}
+		b, _ := d["body"].(map[string]any)
+		return match == nil || match(b)
+	}, 10*time.Second, fmt.Sprintf("event media/%s/%s/%s", subclass, typ, objID))
+	d, _ := m["data"].(map[string]any)
+	b, _ := d["body"].(map[string]any)
+	return b
+}
+
+func num(v any) int {
+	f, _ := v.(float64)
+	return int(f)
+}
+
+// ---- a WebRTC client peer (pion, loopback only) -----------------------------------------
+
+type discardLogs struct{}
+
+func (discardLogs) NewLogger(string) logging.LeveledLogger {
+	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, io.Discard)
+}
+
+type rtcPeer struct {
+	t     testing.TB
+	pc    *webrtc.PeerConnection
+	track *webrtc.TrackLocalStaticRTP
+
+	mu   sync.Mutex
+	pcm  []int16 // what it heard, decoded to 8 kHz
+	pkts int
+	wg   sync.WaitGroup
+}
+
+func newRTCPeer(t testing.TB) *rtcPeer {
+	t.Helper()
+	var se webrtc.SettingEngine
+	se.LoggerFactory = discardLogs{}
+	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	me := &webrtc.MediaEngine{}
+	capab := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capab, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	api := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &rtcPeer{t: t, pc: pc}
+	p.track, err = webrtc.NewTrackLocalStaticRTP(capab, "audio", "tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(p.track); err != nil {
+		t.Fatal(err)
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			dec, err := codec.NewDecoder("opus", 8000)
+			if err != nil {
+				return
+			}
+			for {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
+					if errors.Is(err, io.EOF) {
+						return
+					}
+					if p.pc.ConnectionState() == webrtc.PeerConnectionStateClosed {
+						return
+					}
+					continue
+				}
+				p.mu.Lock()
+				p.pkts++
+				p.pcm, _ = dec.Decode(p.pcm, pkt.Payload)
+				p.mu.Unlock()
+			}
+		}()
+	})
+	t.Cleanup(func() { _ = pc.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *rtcPeer) offer() string {
+	p.t.Helper()
+	o, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	done := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(o); err != nil {
+		p.t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.t.Fatal("ICE gathering timed out")
+	}
+	return p.pc.LocalDescription().SDP
+}
+
+func (p *rtcPeer) setAnswer(sdp string) {
+	p.t.Helper()
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// sendTone sends freq Hz in 20 ms Opus packets, paced in real time, until ctx ends.
+func (p *rtcPeer) sendTone(ctx context.Context, freq float64) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		enc, err := codec.NewEncoder("opus", 8000)
+		if err != nil {
+			return
+		}
+		tone := audiotest.Tone(freq, 8000, 8000, 12000)
+		buf := make([]byte, 1500)
+		seq, ts := uint16(rand.Uint32()), rand.Uint32()
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for pos := 0; ; pos += 160 {
+			if pos+160 > len(tone) {
+				pos = 0
+			}
+			n, err := enc.Encode(buf, tone[pos:pos+160])
+			if err == nil {
+				_ = p.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts}, Payload: append([]byte(nil), buf[:n]...)})
+			}
+			seq++
+			ts += 960
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+}
+
+// mark returns how many samples were heard so far.
+func (p *rtcPeer) mark() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.pcm)
+}
+
+// heardSince waits for d worth of audio after sample mark and returns the dominant of
+// the candidate tones and its ratio over the next one, plus the RMS level.
+func (p *rtcPeer) heardSince(mark int, d time.Duration, candidates ...float64) (float64, float64, float64) {
+	p.t.Helper()
+	need := int(d.Seconds() * 8000)
+	deadline := time.Now().Add(d + 5*time.Second)
+	for {
+		p.mu.Lock()
+		got := append([]int16(nil), p.pcm[min(mark, len(p.pcm)):]...)
+		p.mu.Unlock()
+		if len(got) >= need {
+			got = got[len(got)-need/2:] // the last half: past any switch-over
+			f, r := audiotest.Dominant(got, 8000, candidates...)
+			return f, r, audiotest.RMS(got)
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("heard only %d samples of %d", len(got), need)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *rtcPeer) waitConnected() {
+	p.t.Helper()
+	eventually(p.t, 10*time.Second, "WebRTC connection", func() string {
+		if s := p.pc.ConnectionState(); s != webrtc.PeerConnectionStateConnected {
+			return s.String()
+		}
+		return ""
+	})
+}
