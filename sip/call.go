@@ -144,9 +144,8 @@ type Call struct {
 	reAcked  chan struct{} // current inbound re-INVITE awaiting ACK
 
 	// outbound
-	ack       *sip.Request
-	inviteTx  sip.ClientTransaction
-	inviteReq *sip.Request
+	ack      *sip.Request
+	inviteTx sip.ClientTransaction
 
 	// session timer
 	se        time.Duration
@@ -215,6 +214,13 @@ func (c *Call) events0() CallEvents {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.events
+}
+
+// LastActivity is when the peer last sent something in this dialog (requests, ACK, OPTIONS).
+func (c *Call) LastActivity() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastSeen
 }
 
 func (c *Call) touch() {

@@ -235,7 +235,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				continue
 			case res.IsSuccess():
 				c.mu.Lock()
-				c.inviteReq, c.inviteTx = req, tx
+				c.inviteTx = tx
 				c.mu.Unlock()
 				if err := c.established(res); err != nil {
 					tx.Terminate()
