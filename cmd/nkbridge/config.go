@@ -14,7 +14,7 @@ import (
 )
 
 //go:embed defaults.yaml
-var defaultsYAML []byte
+var defaultsYAML string
 
 // Config is the whole nkbridge configuration. Each section is a struct with
 // yaml tags; later sections (sip, verto, media, freeswitch) are added here as
@@ -73,7 +73,7 @@ type CallsConfig struct {
 // any), then NKB_* environment variables from env.
 func loadConfig(file string, env func(string) (string, bool)) (*Config, error) {
 	var cfg Config
-	if err := yaml.NewDecoder(bytes.NewReader(defaultsYAML), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
+	if err := yaml.NewDecoder(strings.NewReader(defaultsYAML), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("embedded defaults: %w", err)
 	}
 	if file != "" {

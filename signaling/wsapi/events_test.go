@@ -20,8 +20,6 @@ func TestEventsSubscribe(t *testing.T) {
 	b := dial(t, env.url)
 	b.login("bob", "")
 
-	subs := a.ok("core", "event", "get_subscriptions", nil)
-	_ = subs
 	r := a.req("core", "event", "get_subscriptions", nil)
 	got, _ := r["data"].([]any)
 	want := []any{

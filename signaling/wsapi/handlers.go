@@ -33,7 +33,7 @@ func (c *conn) handleRequest(f frame) {
 	default:
 		err = signaling.Errorf(signaling.CodeUnknownClass, "Unknown class: %s", f.class)
 	}
-	if err == errAsync {
+	if _, async := err.(asyncReply); async {
 		return
 	}
 	if err != nil {
@@ -46,8 +46,10 @@ func (c *conn) handleRequest(f frame) {
 	}
 }
 
-// errAsync marks a command answered by runAsync.
-var errAsync = &signaling.Error{Code: -1, Text: "async"}
+// asyncReply is returned by handlers whose reply comes from runAsync.
+type asyncReply struct{}
+
+func (asyncReply) Error() string { return "reply sent asynchronously" }
 
 func unknownCmd(f frame) error {
 	return signaling.Errorf(signaling.CodeUnknownCommand, "Unknown command: %s/%s/%s", f.class, f.subclass, f.cmd)
@@ -451,7 +453,7 @@ func (c *conn) mediaCommand(f frame) (any, error, func()) {
 			return data, err, nil
 		}
 		c.runAsync(f.tid, run)
-		return nil, errAsync, nil
+		return nil, asyncReply{}, nil
 	case "session/update":
 		var d updateData
 		if e := decodeData(f.data, &d); e != nil {
@@ -481,7 +483,7 @@ func (c *conn) mediaCommand(f frame) (any, error, func()) {
 			return data, err, nil
 		}
 		c.runAsync(f.tid, run)
-		return nil, errAsync, nil
+		return nil, asyncReply{}, nil
 	case "session/set_candidate", "session/set_candidate_end":
 		var d candidateData
 		if e := decodeData(f.data, &d); e != nil {
@@ -510,7 +512,7 @@ func (c *conn) mediaCommand(f frame) (any, error, func()) {
 			return nil, err, nil
 		}
 		c.runAsync(f.tid, run)
-		return nil, errAsync, nil
+		return nil, asyncReply{}, nil
 	case "session/info":
 		var d sessionIDData
 		if e := decodeData(f.data, &d); e != nil {
@@ -650,7 +652,7 @@ func (c *conn) startSession(f frame) (any, error, func()) {
 		return data, err, nil
 	}
 	c.runAsync(f.tid, run)
-	return nil, errAsync, nil
+	return nil, asyncReply{}, nil
 }
 
 func (c *conn) startCall(f frame) (any, error, func()) {

@@ -23,7 +23,6 @@ func TestServerStopNoLeak(t *testing.T) {
 	a.ok("media", "call", "start", msg{"type": "user", "user": "bob", "session_id": sid})
 	b.next(isRequest("media", "call", "invite"), 2*time.Second, "invite")
 	pre := dial(t, env.url) // not logged in
-	_ = pre
 
 	env.stop()
 	if n := len(env.core.ListSessions()); n != 0 {
