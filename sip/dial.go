@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -45,6 +46,8 @@ type DialOptions struct {
 	Events CallEvents
 	// OnProgress is called for each 1xx (180/183 with early-media SDP included).
 	OnProgress func(Progress)
+
+	sessionExpires time.Duration // raised after a 422
 }
 
 // Errors of Dial besides *StatusError.
@@ -187,7 +190,8 @@ func (c *Call) buildInvite(o DialOptions, cseq uint32) *sip.Request {
 	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
 	if !s.cfg.SessionTimer.Disabled {
-		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d", int(s.cfg.SessionTimer.Expires/time.Second))))
+		se := max(s.cfg.SessionTimer.Expires, o.sessionExpires)
+		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d", int(se/time.Second))))
 		req.AppendHeader(sip.NewHeader("Min-SE", fmt.Sprintf("%d", int(s.cfg.SessionTimer.MinSE/time.Second))))
 	}
 	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.UserAgent))
@@ -214,6 +218,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 		return nil, err
 	}
 	authTries := 0
+	retried422 := false
 	gotProvisional := false
 	for {
 		select {
@@ -248,6 +253,31 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 					return nil, ctx.Err()
 				}
 				return res, nil
+			case res.StatusCode == 422 && !retried422:
+				// Session Interval Too Small (RFC 4028 §6): retry once with the peer's Min-SE.
+				retried422 = true
+				minSE := res.GetHeader("Min-SE")
+				n, perr := 0, error(nil)
+				if minSE != nil {
+					v, _, _ := strings.Cut(minSE.Value(), ";")
+					n, perr = strconv.Atoi(strings.TrimSpace(v))
+				}
+				if minSE == nil || perr != nil || n <= 0 || n > 86400 {
+					tx.Terminate()
+					return nil, &StatusError{Code: res.StatusCode, Reason: res.Reason}
+				}
+				tx.Terminate()
+				o.sessionExpires = time.Duration(n) * time.Second
+				cseq++
+				req = c.buildInvite(o, cseq)
+				if err := c.route(ctx, req); err != nil {
+					return nil, err
+				}
+				if tx, err = s.cli.TransactionRequest(txCtx, req, noBuild); err != nil {
+					return nil, err
+				}
+				gotProvisional = false
+				continue
 			case (res.StatusCode == 401 || res.StatusCode == 407) && authTries < 2:
 				creds := s.trunkForHost(c.target.Host, c.target.Port)
 				if creds == nil || creds.Username == "" {
@@ -260,6 +290,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				if err != nil {
 					return nil, &StatusError{Code: res.StatusCode, Reason: res.Reason}
 				}
+
 				cseq++
 				req = next
 				if err := c.route(ctx, req); err != nil {

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -195,5 +196,63 @@ func TestSIPpSessionTimerWeRefreshByReinvite(t *testing.T) {
 	r.wait(t) // SIPp requires our refreshing re-INVITE (with SDP) before it hangs up
 	if e := rec.waitEnd(t); e.Cause != CauseRemoteHangup {
 		t.Fatalf("end %+v", e)
+	}
+}
+
+func TestSIPpInboundEarlyMedia183(t *testing.T) {
+	sippPath(t)
+	early := strings.Replace(testSDP, "40000", "41999", 1)
+	rec := newRecorder(func(c *Call) {
+		if err := c.Progress([]byte(early)); err != nil {
+			t.Errorf("Progress: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+		_ = c.Answer([]byte(early))
+	})
+	s := startServer(t, trunkConfig(), rec)
+	r := startSIPp(t, "uac_early.xml", s.target("udp"), "-s", "echo")
+	rec.waitCall(t, r)
+	r.wait(t)
+	if e := rec.waitEnd(t); e.Cause != CauseRemoteHangup {
+		t.Fatalf("end %+v", e)
+	}
+}
+
+func TestInboundSessionIntervalTooSmall(t *testing.T) {
+	cfg := trunkConfig()
+	cfg.SessionTimer.MinSE = 90 * time.Second
+	rec := newRecorder(answerAfterRinging)
+	s := startServer(t, cfg, rec)
+	msg := strings.Replace(string(rawInvite("se1", "se-call-1", 9)), "Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 30\r\n", 1)
+	c, err := net.Dial("udp", s.target("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Via port 9 is not ours: ask for the response at the source port with rport.
+	msg = strings.Replace(msg, "branch=z9hG4bKse1", "rport;branch=z9hG4bKse1", 1)
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 4096)
+	var got string
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		got = string(buf[:n])
+		if !strings.HasPrefix(got, "SIP/2.0 100") {
+			break
+		}
+	}
+	if !strings.HasPrefix(got, "SIP/2.0 422") || !strings.Contains(got, "Min-SE: 90") {
+		t.Fatalf("got %q, want 422 with Min-SE: 90", got)
+	}
+	select {
+	case <-rec.calls:
+		t.Fatal("call with a too small session interval reached the handler")
+	default:
 	}
 }

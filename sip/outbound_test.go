@@ -190,3 +190,24 @@ func TestSIPpOutboundRedirect(t *testing.T) {
 	}
 	r.wait(t)
 }
+
+func TestSIPpOutboundSessionTimer422ThenWeRefresh(t *testing.T) {
+	sippPath(t)
+	s := startServer(t, outboundConfig(), nil)
+	r := startSIPp(t, "uas_timer.xml", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	c, err := s.Dial(ctx, DialOptions{Target: fmt.Sprintf("sip:bob@127.0.0.1:%d", r.port), Caller: "alice", Offer: []byte(testSDP)})
+	if err != nil {
+		r.wait(t)
+		t.Fatalf("Dial: %v", err)
+	}
+	if se, we := c.SessionExpires(); se != 2*time.Second || !we {
+		t.Fatalf("session timer %v we-refresh=%v", se, we)
+	}
+	time.Sleep(1500 * time.Millisecond) // the UPDATE is due after 1 s
+	if err := c.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.wait(t)
+}
