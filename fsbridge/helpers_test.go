@@ -71,6 +71,21 @@ type env struct {
 type envOpts struct {
 	commandTimeout time.Duration
 	eventQueue     int
+	// gate, if set, blocks the Event Socket dispatcher on a room "started" event for the
+	// room "gate" until the channel is closed (to overflow the event queue on purpose).
+	gate chan struct{}
+}
+
+type gatedRooms struct {
+	bus  *signaling.Bus
+	gate chan struct{}
+}
+
+func (g gatedRooms) Publish(ev signaling.Event) {
+	if g.gate != nil && ev.ObjID == "gate" && ev.Type == "started" {
+		<-g.gate
+	}
+	g.bus.Publish(ev)
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
@@ -95,7 +110,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	bus := signaling.NewBus()
 	svc, err := fsbridge.Start(context.Background(), fsbridge.Config{
-		ESLAddr: fs.Addr(), Password: eslPassword, SIPAddr: agent.Addr(), Engine: engine, Rooms: bus,
+		ESLAddr: fs.Addr(), Password: eslPassword, SIPAddr: agent.Addr(), Engine: engine, Rooms: gatedRooms{bus, o.gate},
 		CommandTimeout: o.commandTimeout, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		EventQueue: o.eventQueue, Logger: log,
 	})

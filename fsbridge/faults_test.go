@@ -1,0 +1,233 @@
+package fsbridge_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+)
+
+// FreeSWITCH answering -ERR to the transfer: a clear 2301 error, and the call, channel
+// and media are all released.
+func TestStartTransferERR(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	e.fs.FailAPI("uuid_transfer", "-ERR No such channel!\n")
+	p := newRTCPeer(t)
+	text := c.fail(2301, "media", "session", "start", msg{"type": "echo", "backend": "freeswitch", "session_id": "err-1",
+		"offer": msg{"sdp": p.offer(), "sdp_type": "webrtc"}})
+	if !strings.Contains(text, "No such channel") {
+		t.Fatalf("error text does not say what FreeSWITCH said: %q", text)
+	}
+	e.noLeaks()
+	// The same id can be used again once FreeSWITCH behaves.
+	e.fs.FailAPI("uuid_transfer", "")
+	sid := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "err-1"})
+	c.ok("media", "session", "stop", msg{"session_id": sid})
+	e.noLeaks()
+}
+
+// The dialplan refusing the call (403) and FreeSWITCH's SIP side refusing it (503).
+func TestStartRefusedBySIP(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	e.sip.SetReject(503)
+	text := c.fail(2301, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	if !strings.Contains(text, "503") {
+		t.Fatalf("error text: %q", text)
+	}
+	e.sip.SetReject(0)
+	// A session id the shipped dialplan would refuse is refused before any call is made.
+	c.fail(1035, "media", "session", "start", msg{"type": "park", "backend": "freeswitch", "session_id": "a@b",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	c.fail(2010, "media", "session", "start", msg{"type": "park", "backend": "freeswitch"})
+	c.fail(1048, "media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "x y",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	c.fail(1048, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+		"offer": msg{"sdp": "v=0\r\ngarbage", "sdp_type": "webrtc"}})
+	if n := e.sip.Invites(); n != 1 {
+		t.Fatalf("%d INVITEs reached FreeSWITCH, want only the refused one", n)
+	}
+	e.noLeaks()
+}
+
+// A slow FreeSWITCH: the transfer times out, the start fails cleanly (2300), nothing is
+// left, and later sessions work.
+func TestSlowFreeSWITCH(t *testing.T) {
+	e := newEnv(t, envOpts{commandTimeout: 300 * time.Millisecond})
+	c := e.dial()
+	e.fs.Delay("api uuid_transfer", 1500*time.Millisecond)
+	start := time.Now()
+	text := c.fail(2300, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	if !strings.Contains(text, "in time") {
+		t.Fatalf("error text: %q", text)
+	}
+	if d := time.Since(start); d > 1400*time.Millisecond {
+		t.Fatalf("start waited %s for a command with a 300ms timeout", d)
+	}
+	e.noLeaks()
+	e.fs.ClearDelays()
+	eventually(t, 10*time.Second, "Event Socket usable again", func() string {
+		if !e.svc.Client().Connected() {
+			return "disconnected"
+		}
+		return ""
+	})
+	sid := startPark(t, e, c, newRTCPeer(t), nil)
+	c.ok("media", "session", "stop", msg{"session_id": sid})
+	e.noLeaks()
+}
+
+// FreeSWITCH not reachable at all: 2300 at once, no SIP call made.
+func TestFreeSWITCHDown(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	e.fs.StopListening()
+	eventually(t, 5*time.Second, "disconnect noticed", func() string {
+		if e.svc.Client().Connected() {
+			return "connected"
+		}
+		return ""
+	})
+	text := c.fail(2300, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	if !strings.Contains(text, "not connected") || e.sip.Invites() != 0 {
+		t.Fatalf("error %q, %d INVITEs", text, e.sip.Invites())
+	}
+	if err := e.fs.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	e.noLeaks()
+}
+
+// The Event Socket connection dropped mid-call and restored: live sessions survive, and
+// what changed meanwhile is reconciled — a session whose channel vanished (its BYE lost)
+// stops with 2302, a channel moved out of place is moved back, a stray nkbridge channel
+// is killed, and FreeSWITCH's other channels are left alone.
+func TestESLDropAndReconcile(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	a := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "keep"})
+	b := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "vanish"})
+	cha, chb := e.channelOf(a), e.channelOf(b)
+
+	// Plain drop, quickly restored: nothing changes.
+	e.fs.DropConnections()
+	if err := e.fs.WaitSubscribed(ctxT(t, 5*time.Second), 1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "reconciled after reconnect", func() string {
+		if e.countCommands("api show channels as json") < 2 {
+			return "no show channels"
+		}
+		return ""
+	})
+	if ids := e.core.ListSessions(); len(ids) != 2 {
+		t.Fatalf("sessions after a reconnect: %v", ids)
+	}
+
+	// Longer outage with changes behind nkbridge's back.
+	e.fs.StopListening()
+	eventually(t, 5*time.Second, "disconnect noticed", func() string {
+		if e.svc.Client().Connected() {
+			return "connected"
+		}
+		return ""
+	})
+	if err := e.fs.Execute(cha.UUID, "echo", ""); err != nil {
+		t.Fatal(err)
+	}
+	e.sip.SetDropBYE(true)
+	if err := e.fs.Hangup(chb.UUID, "NORMAL_CLEARING"); err != nil {
+		t.Fatal(err)
+	}
+	stray, err := e.fs.InboundCall(fakefs.ChannelSpec{SIPHeaders: map[string]string{"X-NKB-Session": "ghost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.fs.InboundCall(fakefs.ChannelSpec{Context: "default", Dest: "1000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kills := e.countCommands("api uuid_kill")
+	if err := e.fs.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	stop := c.event("session", "stop", b, nil)
+	if num(stop["code"]) != 2302 {
+		t.Fatalf("vanished channel: stop %v", stop)
+	}
+	e.waitCommand("api uuid_kill " + stray.UUID)
+	eventually(t, 5*time.Second, "kept session moved back to park", func() string {
+		ch, _ := e.fs.Channel(cha.UUID)
+		if ch.Application != "park" {
+			return "in " + ch.Application
+		}
+		return ""
+	})
+	if _, ok := e.fs.Channel(other.UUID); !ok {
+		t.Fatal("reconcile killed a channel that is not nkbridge's")
+	}
+	if n := e.countCommands("api uuid_kill") - kills; n != 1 {
+		t.Fatalf("%d uuid_kill after reconnect, want 1 (the stray)", n)
+	}
+	// The surviving session is fully usable.
+	c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "echo"})
+	e.waitCommand("api uuid_transfer " + cha.UUID + " echo inline")
+	e.sip.SetDropBYE(false)
+	c.ok("media", "session", "stop", msg{"session_id": a})
+	if err := e.fs.Hangup(other.UUID, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.noLeaks()
+}
+
+// An event flood overflows nkbridge's event queue (its dispatcher held up meanwhile): the
+// loss triggers a reconciliation, sessions survive, and a hangup whose event was lost in
+// the flood still stops its session.
+func TestEventFlood(t *testing.T) {
+	gate := make(chan struct{})
+	e := newEnv(t, envOpts{eventQueue: 64, gate: gate})
+	c := e.dial()
+	a := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "flood-a"})
+	b := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "flood-b"})
+	chb := e.channelOf(b)
+	shows := e.countCommands("api show channels as json")
+	e.sip.SetDropBYE(true) // only the Event Socket can tell nkbridge about the hangup
+	e.fs.Fire("CUSTOM", "conference::maintenance", []fakefs.Header{{Name: "Conference-Name", Value: "gate"},
+		{Name: "Conference-Profile-Name", Value: "nkbridge"}, {Name: "Action", Value: "conference-create"}}, "")
+	for i := 0; i < 2000; i++ {
+		e.fs.Fire("HEARTBEAT", "", []fakefs.Header{{Name: "Event-Info", Value: "System Ready"}}, "")
+	}
+	if err := e.fs.Hangup(chb.UUID, "NORMAL_CLEARING"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2000; i++ {
+		e.fs.Fire("HEARTBEAT", "", []fakefs.Header{{Name: "Event-Info", Value: "System Ready"}}, "")
+	}
+	time.Sleep(200 * time.Millisecond) // let the reader take (and drop) them
+	close(gate)
+	stop := c.event("session", "stop", b, nil)
+	if num(stop["code"]) != 2302 {
+		t.Fatalf("stop: %v", stop)
+	}
+	eventually(t, 10*time.Second, "reconciliation after lost events", func() string {
+		if e.countCommands("api show channels as json") <= shows {
+			return "no reconciliation"
+		}
+		return ""
+	})
+	if _, ok := e.core.LookupSession(a); !ok {
+		t.Fatal("a session without any change did not survive the flood")
+	}
+	if !e.svc.Client().Connected() {
+		t.Fatal("Event Socket connection lost")
+	}
+	e.sip.SetDropBYE(false)
+	c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "echo"})
+	c.ok("media", "session", "stop", msg{"session_id": a})
+	e.noLeaks()
+}
