@@ -109,6 +109,7 @@ type Backends struct {
 	byName   map[string]*backendEntry
 	order    []string
 	defaults map[string]string
+	rooms    []roomEntry
 }
 
 // NewBackends returns an empty registry.

@@ -88,7 +88,8 @@ func TestErrorCodes(t *testing.T) {
 	c.fail(signaling.CodeCallNotFound, "core", "", "event", msg{"class": "media", "subclass": "call", "type": "accepted", "obj_id": "nope"})
 	c.fail(signaling.CodeMissingField, "media", "call", "start", msg{"type": "user"})
 	c.fail(signaling.CodeSessionNotFound, "media", "call", "start", msg{"type": "user", "user": "o", "session_id": "nope"})
-	c.fail(signaling.CodeNotImplemented, "media", "room", "create", msg{"class": "sfu"})
+	c.fail(signaling.CodeNoMediaserver, "media", "room", "create", msg{"class": "sfu"})
+	c.fail(signaling.CodeRoomNotFound, "media", "room", "info", msg{"room_id": "r"})
 
 	// Session timeout: covered with its event in TestSessionTimeouts.
 	// Proxy via backend: set_answer returns the backend's answer for the caller.

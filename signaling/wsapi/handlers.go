@@ -576,7 +576,7 @@ func (c *conn) mediaCommand(f frame) (any, error, func()) {
 	case "session", "call":
 		return nil, unknownCmd(f), nil
 	case "room":
-		return nil, signaling.Errorf(signaling.CodeNotImplemented, "Not implemented: media/room/%s (no room backend)", f.cmd), nil
+		return c.roomCommand(f)
 	}
 	return nil, signaling.Errorf(signaling.CodeUnknownCommand, "Unknown command: media/%s/%s", f.subclass, f.cmd), nil
 }
@@ -811,4 +811,43 @@ func (c *conn) calleeRejected(callID string, code int, reason string) error {
 	c.mu.Unlock()
 	inv.h.Rejected(signaling.ReasonError(code, reason, signaling.Err(signaling.CodeCallRejected)))
 	return nil
+}
+
+type roomData struct {
+	Class   string `json:"class"`
+	RoomID  string `json:"room_id"`
+	Backend string `json:"backend"`
+}
+
+// roomCommand handles media/room/create|destroy|list|info.
+func (c *conn) roomCommand(f frame) (any, error, func()) {
+	core := c.srv.core
+	var d roomData
+	if e := decodeData(f.data, &d); e != nil {
+		return nil, e, nil
+	}
+	switch f.cmd {
+	case "create":
+		opts := rawData(f.data)
+		c.runAsync(f.tid, func(ctx context.Context) (any, error) {
+			id, err := core.CreateRoom(ctx, d.Class, d.Backend, d.RoomID, opts)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"room_id": id}, nil
+		})
+		return nil, asyncReply{}, nil
+	case "destroy":
+		if d.RoomID == "" {
+			return nil, signaling.MissingField("room_id"), nil
+		}
+		c.runAsync(f.tid, func(ctx context.Context) (any, error) { return nil, core.DestroyRoom(ctx, d.RoomID) })
+		return nil, asyncReply{}, nil
+	case "list":
+		return core.ListRooms(), nil, nil
+	case "info":
+		info, err := core.RoomInfo(d.RoomID)
+		return info, err, nil
+	}
+	return nil, unknownCmd(f), nil
 }
