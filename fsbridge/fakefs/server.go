@@ -9,6 +9,11 @@
 // plain|json (xml is refused with an -ERR naming the fake's limit), noevents, nixevent,
 // sendmsg (execute, hangup). Not modelled: filter, myevents, linger, log, sendevent,
 // userauth and outbound mode; they answer "-ERR command not found".
+//
+// SIPAgent (StartSIP) stands in for FreeSWITCH's SIP side: it routes INVITEs through the
+// shipped dialplan (Route), answers with plain RTP, and makes the media follow the
+// channel's application (park: silence, echo: echo, conference: a tone), so tests can
+// prove by the audio where FreeSWITCH has a call.
 package fakefs
 
 import (
