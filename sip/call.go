@@ -447,9 +447,14 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 	// Keep the sipgo handler (and so the INVITE server transaction) alive until the call has a
 	// final response, is canceled, or the transaction dies.
+	ring := time.NewTimer(s.cfg.RingTimeout)
+	defer ring.Stop()
 	select {
 	case <-c.final:
 	case <-c.done:
+	case <-ring.C:
+		s.log.Info("sip inbound call not answered in time", "call", c.id)
+		_ = c.Reject(480, "Temporarily Unavailable")
 	case <-tx.Done():
 		c.mu.Lock()
 		answered := c.finalSet

@@ -108,6 +108,9 @@ type Config struct {
 	UserAgent string
 	// AckTimeout is how long an answered inbound call waits for ACK before BYE (default 32s).
 	AckTimeout time.Duration
+	// RingTimeout bounds how long an inbound call may stay unanswered before nkbridge rejects
+	// it with 480 (default 3 minutes); the router's own ring timeout is normally shorter.
+	RingTimeout time.Duration
 }
 
 type trunk struct {
@@ -195,6 +198,9 @@ func (c *Config) normalize() error {
 	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = 32 * time.Second
+	}
+	if c.RingTimeout <= 0 {
+		c.RingTimeout = 3 * time.Minute
 	}
 	return nil
 }

@@ -256,3 +256,41 @@ func TestInboundSessionIntervalTooSmall(t *testing.T) {
 	default:
 	}
 }
+
+func TestInboundRingTimeoutRejects480(t *testing.T) {
+	cfg := trunkConfig()
+	cfg.RingTimeout = 300 * time.Millisecond
+	rec := newRecorder(func(c *Call) { _ = c.Ringing(nil) }) // never answers
+	s := startServer(t, cfg, rec)
+	c, err := net.Dial("udp", s.target("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := strings.Replace(string(rawInvite("ring1", "ring-call-1", 9)), "branch=z9hG4bKring1", "rport;branch=z9hG4bKring1", 1)
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	buf := make([]byte, 4096)
+	for len(codes) < 4 {
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := c.Read(buf)
+		if err != nil {
+			break
+		}
+		if n < 11 {
+			continue
+		}
+		codes = append(codes, string(buf[8:11]))
+		if codes[len(codes)-1] == "480" {
+			break
+		}
+	}
+	if len(codes) == 0 || codes[len(codes)-1] != "480" {
+		t.Fatalf("responses %v, want ... 480", codes)
+	}
+	if e := rec.waitEnd(t); e.Cause != CauseRejected || e.Code != 480 {
+		t.Fatalf("end %+v", e)
+	}
+}
