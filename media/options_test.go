@@ -154,6 +154,7 @@ func TestEchoVideoPLIAndREMB(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	pcm, _ := c.heard()
 	assertTone(t, "echo with video", pcm, 600, 1000)
+	waitFor(t, 3*time.Second, "REMB", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.remb) > 0 })
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.videoIn < 50 {

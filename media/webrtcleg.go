@@ -101,6 +101,7 @@ type webrtcLeg struct {
 	nin    atomic.Uint64
 	nout   atomic.Uint64
 	rssrc  [2]atomic.Uint32
+	dtlsUp atomic.Bool
 
 	mu         sync.Mutex
 	localOffer *sdpMedia
@@ -127,19 +128,31 @@ func newWebRTCLeg(s *Session, side Side) (*webrtcLeg, error) {
 			s.legFailed(side, CauseICEFailed, "ICE failed")
 		}
 	})
+	pc.SCTP().Transport().OnStateChange(func(st webrtc.DTLSTransportState) {
+		switch st {
+		case webrtc.DTLSTransportStateConnected:
+			l.dtlsUp.Store(true)
+		case webrtc.DTLSTransportStateFailed:
+			s.legFailed(side, CauseDTLSFailed, "DTLS handshake failed")
+		}
+	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
 		s.log.Debug("connection state", "side", side, "state", st.String())
-		switch st {
-		case webrtc.PeerConnectionStateFailed:
-			if pc.ICEConnectionState() == webrtc.ICEConnectionStateFailed {
-				s.legFailed(side, CauseICEFailed, "ICE failed")
-			} else {
-				s.legFailed(side, CauseDTLSFailed, "DTLS handshake failed")
-			}
-		case webrtc.PeerConnectionStateClosed:
-			if !l.isClosed() {
-				s.legFailed(side, CausePeerClosed, "peer closed the connection")
-			}
+		if st != webrtc.PeerConnectionStateFailed && st != webrtc.PeerConnectionStateClosed {
+			return
+		}
+		if l.isClosed() {
+			return
+		}
+		switch {
+		case pc.ICEConnectionState() == webrtc.ICEConnectionStateFailed:
+			s.legFailed(side, CauseICEFailed, "ICE failed")
+		case !l.dtlsUp.Load():
+			s.legFailed(side, CauseDTLSFailed, "DTLS handshake failed")
+		case st == webrtc.PeerConnectionStateClosed:
+			s.legFailed(side, CausePeerClosed, "peer closed the connection")
+		default:
+			s.legFailed(side, CauseICEFailed, "connection lost")
 		}
 	})
 	return l, nil
@@ -189,6 +202,9 @@ func (l *webrtcLeg) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 	l.goTracked(func() { l.readTrack(tr) })
 	if k == kindVideo {
 		l.requestKeyframe()
+	}
+	if c := l.s.bitrate.Load(); c > 0 && l.side == SideCaller {
+		l.sendREMB(uint64(c))
 	}
 }
 
