@@ -228,3 +228,36 @@ func TestBridgeTwoSessions(t *testing.T) {
 	c.ok("media", "session", "stop", msg{"session_id": b})
 	e.noLeaks()
 }
+
+// An mcu session started directly gets a room of its own (returned in the reply); the
+// API connection going away stops the session and kills its channel.
+func TestMCUStartAndOwnerGone(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	p := newRTCPeer(t)
+	d := c.ok("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "offer": msg{"sdp": p.offer(), "sdp_type": "webrtc"}})
+	sid, _ := d["session_id"].(string)
+	room, _ := d["room_id"].(string)
+	if sid == "" || room == "" {
+		t.Fatalf("mcu start reply: %v", d)
+	}
+	ch := e.channelOf(sid)
+	e.waitCommand("api uuid_transfer " + ch.UUID + " conference:" + room + "@nkbridge inline")
+	if got, _ := e.fs.Channel(ch.UUID); got.Conference != room {
+		t.Fatalf("channel is in conference %q, want %q", got.Conference, room)
+	}
+	// A second session joins the same room by id.
+	d2 := c.ok("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": room,
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	if d2["room_id"] != room {
+		t.Fatalf("second member: %v", d2)
+	}
+	ch2 := e.channelOf(d2["session_id"].(string))
+	if got, _ := e.fs.Channel(ch2.UUID); got.Conference != room || got.MemberID != 2 {
+		t.Fatalf("second member channel: %+v", got)
+	}
+	c.ws.Close()
+	e.waitCommand("api uuid_kill " + ch.UUID)
+	e.waitCommand("api uuid_kill " + ch2.UUID)
+	e.noLeaks()
+}

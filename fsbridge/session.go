@@ -281,8 +281,8 @@ func (s *fsSession) Stop(reason *signaling.Error) {
 		if place.typ == signaling.TypeBridge && place.peer != "" {
 			s.unbridge(context.Background(), place.peer)
 		}
-		if ch != "" && !ended {
-			b.kill(ch)
+		if ch != "" && !ended && b.opts.ESL.Connected() {
+			b.kill(ch) // else the BYE alone ends it
 		}
 		if leg != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), b.opts.CommandTimeout)
