@@ -99,7 +99,15 @@ func (c *conn) login(f frame) {
 	c.ack(f.tid)
 	ok := c.srv.open
 	if !ok {
+		// Password hashing is deliberately slow: a few at a time, so that
+		// floods of logins cannot take every CPU.
+		select {
+		case c.srv.hashSem <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
 		ok = c.srv.cfg.Users.Check(d.User, *pw)
+		<-c.srv.hashSem
 	}
 	if !ok {
 		c.loginFails++

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -92,9 +93,10 @@ type Server struct {
 	upgrader websocket.Upgrader
 	open     bool // no users: any login accepted (loopback only)
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	hashSem chan struct{} // concurrent password checks
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
@@ -125,7 +127,7 @@ func New(cfg Config, core *signaling.Core, log *slog.Logger) *Server {
 		ctx: ctx, cancel: cancel,
 		conns: make(map[*conn]struct{}), byID: make(map[string]*conn),
 		byUser: make(map[string]map[*conn]struct{}), bySession: make(map[string]*conn),
-		fails: make(map[string]failRecord),
+		fails: make(map[string]failRecord), hashSem: make(chan struct{}, max(2, runtime.NumCPU())),
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
