@@ -420,3 +420,54 @@ func BenchmarkRTPPassthroughPaced(b *testing.B) {
 	b.ReportMetric(100*float64(int64(calls*100*b.N)-got)/float64(calls*100*b.N), "loss-%")
 	reportLatency(b, lat)
 }
+
+// BenchmarkMemoryPerConnectedCall measures the engine-side heap of WebRTC(Opus)⇄RTP(PCMU)
+// proxy calls with media flowing (transcoding both ways): the heap with the calls up minus
+// the heap after closing the engine sessions (the in-process client peers stay up).
+func BenchmarkMemoryPerConnectedCall(b *testing.B) {
+	const n = 20
+	e := newTestEngine(b, func(c *Config) { c.Logger = nil; c.RTPPortMax = c.RTPPortMin + 2000; c.Quarantine = -1 })
+	for range b.N {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		var sessions []*Session
+		var clients []*rtcClient
+		for range n {
+			cl := newRTCClient(b, "opus", false)
+			peer := newRTPPeer(b)
+			s, farOffer, err := e.StartProxy(ctx, Description{Kind: KindWebRTC, SDP: cl.offer()}, KindRTP, SessionOptions{})
+			must(b, err)
+			off, _ := plainrtp.ParseSDP([]byte(farOffer.SDP))
+			ans, _ := plainrtp.Answer(off, loopback, peer.port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
+			peer.use(off)
+			ca, err := s.SetAnswer(ctx, Description{Kind: KindRTP, SDP: ans.String()})
+			must(b, err)
+			cl.setAnswer(ca.SDP)
+			sessions = append(sessions, s)
+			clients = append(clients, cl)
+			go cl.sendTone(ctx, 1000, time.Second)
+			go peer.sendTone(ctx, plainrtp.PCMU, 600, time.Second)
+		}
+		time.Sleep(1200 * time.Millisecond)
+		for _, s := range sessions {
+			if st := s.Stats(); st[SideFar].Transcoded == 0 {
+				b.Fatalf("call not transcoding: %+v", st)
+			}
+		}
+		runtime.GC()
+		var m1, m2 runtime.MemStats
+		runtime.ReadMemStats(&m1)
+		g1 := runtime.NumGoroutine()
+		for _, s := range sessions {
+			s.Close()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&m2)
+		g2 := runtime.NumGoroutine()
+		b.ReportMetric(float64(int64(m1.HeapInuse)-int64(m2.HeapInuse))/n/1024, "KiB/call")
+		b.ReportMetric(float64(g1-g2)/n, "goroutines/call")
+		for _, c := range clients {
+			c.close()
+		}
+		cancel()
+	}
+}
