@@ -196,8 +196,8 @@ func (c *Core) NewCall(req CallRequest) (*Call, error) {
 	cl := &call{id: req.CallID, req: req, log: c.log.With("call_id", req.CallID, "call_type", req.Type)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
-		return nil, Errorf(CodeSessionStop, "Server stopping")
+	if e := c.refuseLocked(); e != nil {
+		return nil, e
 	}
 	if _, dup := c.calls[cl.id]; dup {
 		return nil, Errorf(CodeInvalidParameters, "Duplicated call id: %s", cl.id)

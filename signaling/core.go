@@ -34,6 +34,7 @@ type Core struct {
 	callOwner map[string]map[string]struct{} // owner -> call ids
 	resolvers []resolverEntry
 	closed    bool
+	draining  bool
 
 	wg sync.WaitGroup // asynchronous stops
 }
@@ -106,6 +107,32 @@ func (c *Core) StopOwned(owner string, err *Error) {
 	for _, id := range sids {
 		_ = c.StopSession(id, err)
 	}
+}
+
+// Drain makes the core refuse new sessions and calls (1061 "Server
+// draining") while existing ones go on.
+func (c *Core) Drain() {
+	c.mu.Lock()
+	c.draining = true
+	c.mu.Unlock()
+}
+
+// Counts returns how many sessions and calls exist.
+func (c *Core) Counts() (sessions, calls int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sessions), len(c.calls)
+}
+
+// refuseLocked says why new sessions and calls are refused, if they are.
+func (c *Core) refuseLocked() *Error {
+	switch {
+	case c.closed:
+		return Errorf(CodeSessionStop, "Server stopping")
+	case c.draining:
+		return Errorf(CodeSessionStop, "Server draining")
+	}
+	return nil
 }
 
 // Owned returns how many sessions and calls owner has.

@@ -120,9 +120,9 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	s.log = c.log.With("session_id", s.id, "type", s.typ)
 
 	c.mu.Lock()
-	if c.closed {
+	if e := c.refuseLocked(); e != nil {
 		c.mu.Unlock()
-		return SessionResult{}, Errorf(CodeSessionStop, "Server stopping")
+		return SessionResult{}, e
 	}
 	if _, dup := c.sessions[s.id]; dup {
 		c.mu.Unlock()

@@ -20,11 +20,12 @@ var defaultsYAML string
 // yaml tags; later sections (sip, verto, media, freeswitch) are added here as
 // fields and get NKB_<SECTION>_<KEY> environment overrides automatically.
 type Config struct {
-	Log      LogConfig      `yaml:"log"`
-	API      APIConfig      `yaml:"api"`
-	Users    []UserConfig   `yaml:"users" env:"-"`
-	Sessions SessionsConfig `yaml:"sessions"`
-	Calls    CallsConfig    `yaml:"calls"`
+	DrainTimeout time.Duration  `yaml:"drain_timeout"`
+	Log          LogConfig      `yaml:"log"`
+	API          APIConfig      `yaml:"api"`
+	Users        []UserConfig   `yaml:"users" env:"-"`
+	Sessions     SessionsConfig `yaml:"sessions"`
+	Calls        CallsConfig    `yaml:"calls"`
 }
 
 // LogConfig configures logging.

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/nkbridge/nkbridge/signaling"
@@ -24,9 +25,26 @@ import (
 const version = "0.1.0"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)
+	// SIGTERM drains (no new connections, sessions or calls; the process
+	// exits when the last session and call end, or after drain_timeout); a
+	// second SIGTERM, or SIGINT, stops at once (gracefully).
+	ctx, stop := context.WithCancel(context.Background())
+	drainCtx, drain := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		for s := range sigs {
+			if s == syscall.SIGTERM && drainCtx.Err() == nil {
+				drain()
+				continue
+			}
+			stop()
+		}
+	}()
+	err := run(ctx, drainCtx.Done(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.LookupEnv)
+	signal.Stop(sigs)
 	stop()
+	drain()
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(0)
@@ -36,9 +54,9 @@ func main() {
 	}
 }
 
-// run is the whole program; it returns when ctx is cancelled (SIGINT or
-// SIGTERM) after a graceful stop.
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+// run is the whole program; it returns after a graceful stop when ctx is
+// cancelled, or after draining when drain is closed (nil: never).
+func run(ctx context.Context, drain <-chan struct{}, args []string, stdin io.Reader, stdout, stderr io.Writer, env func(string) (string, bool)) error {
 	fs := flag.NewFlagSet("nkbridge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -102,7 +120,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
-	return serve(ctx, cfg, log)
+	return serve(ctx, drain, cfg, log)
 }
 
 func newLogger(c LogConfig, w io.Writer) *slog.Logger {
@@ -115,8 +133,9 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// serve wires the daemon together and runs it until ctx is done.
-func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
+// serve wires the daemon together and runs it until ctx is done, or until
+// it has drained after drain is closed.
+func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Logger) error {
 	hashes := make(map[string]string, len(cfg.Users))
 	for _, u := range cfg.Users {
 		hashes[u.User] = u.PasswordHash
@@ -158,10 +177,51 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		return err
 	}
 	log.Info("nkbridge starting", "version", version, "api", ln.Addr().String(), "users", users.Len(), "backends", backends.Names())
-	err = api.Serve(ctx, ln)
+	serveCtx, stopServe := context.WithCancel(ctx)
+	defer stopServe()
+	errc := make(chan error, 1)
+	go func() { errc <- api.Serve(serveCtx, ln) }()
+	select {
+	case err := <-errc:
+		core.Close()
+		return err
+	case <-ctx.Done():
+	case <-drain:
+		waitDrained(ctx, cfg.DrainTimeout, log, api, core)
+	}
+	stopServe()
+	err = <-errc
 	core.Close()
 	log.Info("nkbridge stopped")
 	return err
+}
+
+// waitDrained stops new work and waits until no session or call is left,
+// the timeout passes, or ctx is cancelled.
+func waitDrained(ctx context.Context, timeout time.Duration, log *slog.Logger, api *wsapi.Server, core *signaling.Core) {
+	api.Drain()
+	core.Drain()
+	s, c := core.Counts()
+	log.Info("nkbridge draining", "sessions", s, "calls", c, "timeout", timeout)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if s, c := core.Counts(); s == 0 && c == 0 {
+			log.Info("nkbridge drained")
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			s, c := core.Counts()
+			log.Warn("nkbridge drain timeout, stopping what is left", "sessions", s, "calls", c)
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // wireBackends registers the media backends (embedded media engine,

@@ -80,11 +80,11 @@ sessions:
 
 func TestRunFlags(t *testing.T) {
 	var out, errb bytes.Buffer
-	if err := run(context.Background(), []string{"-version"}, nil, &out, &errb, envMap(nil)); err != nil || !strings.HasPrefix(out.String(), "nkbridge ") {
+	if err := run(context.Background(), nil, []string{"-version"}, nil, &out, &errb, envMap(nil)); err != nil || !strings.HasPrefix(out.String(), "nkbridge ") {
 		t.Fatalf("-version: %v %q", err, out.String())
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"-hash-password"}, strings.NewReader("secret\n"), &out, &errb, envMap(nil)); err != nil {
+	if err := run(context.Background(), nil, []string{"-hash-password"}, strings.NewReader("secret\n"), &out, &errb, envMap(nil)); err != nil {
 		t.Fatal(err)
 	}
 	u, err := auth.NewUsers(map[string]string{"a": strings.TrimSpace(out.String())})
@@ -92,18 +92,18 @@ func TestRunFlags(t *testing.T) {
 		t.Fatalf("hash-password output unusable: %q %v", out.String(), err)
 	}
 	out.Reset()
-	if err := run(context.Background(), []string{"-check-config", "-api-listen", "127.0.0.1:1234", "-log-format", "json"}, nil, &out, &errb, envMap(map[string]string{"NKB_CALLS_RING_TIME": "5s"})); err != nil {
+	if err := run(context.Background(), nil, []string{"-check-config", "-api-listen", "127.0.0.1:1234", "-log-format", "json"}, nil, &out, &errb, envMap(map[string]string{"NKB_CALLS_RING_TIME": "5s"})); err != nil {
 		t.Fatal(err)
 	}
 	if s := out.String(); !strings.Contains(s, "listen: 127.0.0.1:1234") || !strings.Contains(s, "format: json") || !strings.Contains(s, "ring_time: 5s") {
 		t.Fatalf("check-config = %s", s)
 	}
 	// Anonymous logins off loopback are refused at start.
-	err = run(context.Background(), []string{"-api-listen", "0.0.0.0:0"}, nil, &out, &errb, envMap(nil))
+	err = run(context.Background(), nil, []string{"-api-listen", "0.0.0.0:0"}, nil, &out, &errb, envMap(nil))
 	if err == nil || !strings.Contains(err.Error(), "no users") {
 		t.Fatalf("0.0.0.0 without users: %v", err)
 	}
-	if err := run(context.Background(), []string{"-nope"}, nil, &out, &errb, envMap(nil)); err == nil {
+	if err := run(context.Background(), nil, []string{"-nope"}, nil, &out, &errb, envMap(nil)); err == nil {
 		t.Fatal("unknown flag accepted")
 	}
 }
@@ -117,101 +117,189 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// The real binary: built, run with JSON logs on a free port, used over a
-// WebSocket (login, p2p session), stopped with SIGTERM; the logs carry the
-// session id and the process exits 0 after stopping the session.
-func TestBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
+type daemon struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	logs *syncBuf
+	addr string
+	done chan error
+}
+
+// startBinary builds and runs the real binary with JSON logs on a free port.
+func startBinary(t *testing.T, env ...string) *daemon {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "nkbridge")
 	build := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "-api-listen", "127.0.0.1:0", "-log-format", "json")
-	cmd.Env = append(os.Environ(), "NKB_LOG_LEVEL=info")
+	cmd.Env = append(append(os.Environ(), "NKB_LOG_LEVEL=info"), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer cmd.Process.Kill()
-	logs := &syncBuf{}
+	d := &daemon{t: t, cmd: cmd, logs: &syncBuf{}, done: make(chan error, 1)}
+	t.Cleanup(func() { cmd.Process.Kill(); <-d.done })
 	addrc := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		re := regexp.MustCompile(`"msg":"api listening","addr":"([0-9.:]+)"`)
 		for sc.Scan() {
 			line := sc.Text()
-			logs.Write([]byte(line + "\n"))
+			d.logs.Write([]byte(line + "\n"))
 			if m := re.FindStringSubmatch(line); m != nil {
 				addrc <- m[1]
 			}
 		}
 		io.Copy(io.Discard, stderr)
+		d.done <- cmd.Wait()
 	}()
-	var addr string
 	select {
-	case addr = <-addrc:
+	case d.addr = <-addrc:
 	case <-time.After(20 * time.Second):
-		t.Fatalf("no listening line; logs:\n%s", logs.String())
+		t.Fatalf("no listening line; logs:\n%s", d.logs.String())
 	}
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/", nil)
+	return d
+}
+
+func (d *daemon) dial() *websocket.Conn {
+	d.t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+d.addr+"/", nil)
 	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
+// send writes a request and returns the response (events are answered).
+func send(t *testing.T, ws *websocket.Conn, v any) map[string]any {
+	t.Helper()
+	if err := ws.WriteJSON(v); err != nil {
 		t.Fatal(err)
 	}
-	defer ws.Close()
-	send := func(v any) map[string]any {
-		t.Helper()
-		if err := ws.WriteJSON(v); err != nil {
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var m map[string]any
+		if err := ws.ReadJSON(&m); err != nil {
 			t.Fatal(err)
 		}
-		for {
-			_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-			var m map[string]any
-			if err := ws.ReadJSON(&m); err != nil {
-				t.Fatal(err)
-			}
-			if m["result"] != nil {
-				return m
-			}
+		if m["cmd"] != nil {
+			ws.WriteJSON(map[string]any{"result": "ok", "tid": m["tid"]})
+			continue
+		}
+		if m["result"] != nil {
+			return m
 		}
 	}
-	if r := send(map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}}); r["result"] != "ok" {
+}
+
+func loginStart(t *testing.T, ws *websocket.Conn) string {
+	t.Helper()
+	if r := send(t, ws, map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}}); r["result"] != "ok" {
 		t.Fatalf("login = %v", r)
 	}
-	r := send(map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 2, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 2, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
 	sid, _ := r["data"].(map[string]any)["session_id"].(string)
 	if sid == "" {
 		t.Fatalf("start = %v", r)
 	}
-	if r := send(map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 3, "data": map[string]any{"type": "echo", "offer": map[string]any{"sdp": "v=0"}}}); r["result"] != "error" {
-		t.Fatalf("echo without backend = %v", r)
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	return sid
+}
+
+func (d *daemon) waitExit(timeout time.Duration) {
+	d.t.Helper()
 	select {
-	case err := <-done:
+	case err := <-d.done:
+		d.done <- err // for Cleanup
 		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, logs.String())
+			d.t.Fatalf("exit: %v\n%s", err, d.logs.String())
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("no exit after SIGTERM")
+	case <-time.After(timeout):
+		d.t.Fatalf("still running; logs:\n%s", d.logs.String())
 	}
-	out := logs.String()
-	stopped := false
-	for _, line := range strings.Split(out, "\n") {
+}
+
+// logged reports whether a JSON log line has all the given fields.
+func (d *daemon) logged(fields map[string]any) bool {
+	for _, line := range strings.Split(d.logs.String(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) != nil {
 			continue
 		}
-		if m["msg"] == "session stopped" && m["session_id"] == sid && m["code"] == float64(1061) {
-			stopped = true
+		all := true
+		for k, v := range fields {
+			if m[k] != v {
+				all = false
+			}
+		}
+		if all {
+			return true
 		}
 	}
-	if !stopped || !strings.Contains(out, "NO USERS CONFIGURED") || !strings.Contains(out, `"msg":"nkbridge stopped"`) {
-		t.Fatalf("logs:\n%s", out)
+	return false
+}
+
+// The real binary: login and a p2p session over a WebSocket; SIGINT stops
+// at once (the session stops with 1061) and the process exits 0. The logs
+// are JSON and carry the session id.
+func TestBinarySIGINT(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	d := startBinary(t)
+	ws := d.dial()
+	sid := loginStart(t, ws)
+	if r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 3, "data": map[string]any{"type": "echo", "offer": map[string]any{"sdp": "v=0"}}}); r["result"] != "error" {
+		t.Fatalf("echo without backend = %v", r)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGINT)
+	d.waitExit(10 * time.Second)
+	if !d.logged(map[string]any{"msg": "session stopped", "session_id": sid, "code": float64(1061)}) ||
+		!strings.Contains(d.logs.String(), "NO USERS CONFIGURED") || !d.logged(map[string]any{"msg": "nkbridge stopped"}) {
+		t.Fatalf("logs:\n%s", d.logs.String())
+	}
+}
+
+// SIGTERM drains: no new connections or sessions, the running session goes
+// on; when it ends the process exits 0.
+func TestBinarySIGTERMDrains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	d := startBinary(t, "NKB_DRAIN_TIMEOUT=30s")
+	ws := d.dial()
+	sid := loginStart(t, ws)
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for !d.logged(map[string]any{"msg": "nkbridge draining"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not draining; logs:\n%s", d.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 3, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	if e, _ := r["data"].(map[string]any); r["result"] != "error" || e["code"] != float64(1061) || e["error"] != "Server draining" {
+		t.Fatalf("start while draining = %v", r)
+	}
+	if ws2, _, err := websocket.DefaultDialer.Dial("ws://"+d.addr+"/", nil); err == nil {
+		ws2.Close()
+		t.Fatal("new connection accepted while draining")
+	}
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-d.done:
+		d.done <- err
+		t.Fatalf("exited while a session was running: %v", err)
+	default:
+	}
+	if r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "stop", "tid": 4, "data": map[string]any{"session_id": sid}}); r["result"] != "ok" {
+		t.Fatalf("stop = %v", r)
+	}
+	d.waitExit(10 * time.Second)
+	if !d.logged(map[string]any{"msg": "nkbridge drained"}) {
+		t.Fatalf("logs:\n%s", d.logs.String())
 	}
 }
 
@@ -237,7 +325,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuf{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"-api-listen", addr}, nil, io.Discard, logs, envMap(nil)) }()
+	go func() { done <- run(ctx, nil, []string{"-api-listen", addr}, nil, io.Discard, logs, envMap(nil)) }()
 	var ws *websocket.Conn
 	for i := 0; ; i++ {
 		ws, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/api", nil)

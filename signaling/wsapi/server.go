@@ -107,6 +107,7 @@ type Server struct {
 	nextConn  uint64
 	httpSrv   *http.Server
 	closed    bool
+	draining  bool
 }
 
 type failRecord struct {
@@ -206,12 +207,36 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case <-s.ctx.Done():
 	case err := <-errc:
-		s.Close()
-		return err
+		s.mu.Lock()
+		draining := s.draining
+		s.mu.Unlock()
+		if !draining {
+			s.Close()
+			return err
+		}
+		// Drain closed the listener; connections go on until the end.
+		errc <- nil
+		select {
+		case <-ctx.Done():
+		case <-s.ctx.Done():
+		}
 	}
 	s.Close()
 	<-errc
 	return nil
+}
+
+// Drain stops accepting connections; open connections go on until Close
+// (or Serve's context) ends them.
+func (s *Server) Drain() {
+	s.mu.Lock()
+	s.draining = true
+	hs := s.httpSrv
+	s.mu.Unlock()
+	if hs != nil {
+		_ = hs.Close()
+	}
+	s.log.Info("api draining: no new connections")
 }
 
 // Close stops the server: closes the listener and every connection (1001),
@@ -249,7 +274,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	full := len(s.conns) >= s.cfg.MaxConnections
-	closed := s.closed
+	closed := s.closed || s.draining
 	s.mu.Unlock()
 	if closed || full {
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
