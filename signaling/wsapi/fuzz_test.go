@@ -78,6 +78,8 @@ func FuzzRequest(f *testing.F) {
 		{"core", "", "event", `{"class":"media","subclass":"call","type":"accepted","obj_id":"c","body":{"answer":5}}`},
 		{"core", "user", "get", `{"user":7}`},
 		{"core", "session", "stop", `{"session_id":"fuzz-login"}`},
+		{"media", "room", "create", `{"class":"sfu","room_id":"r1"}`},
+		{"media", "room", "info", `{"room_id":"r1"}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.class, s.subclass, s.cmd, []byte(s.data))
