@@ -222,6 +222,22 @@ func TestBridgeTwoSessions(t *testing.T) {
 		}
 		return ""
 	})
+	// A session can also start as a bridge to a parked one.
+	p3 := newRTCPeer(t)
+	d := c.ok("media", "session", "start", msg{"type": "bridge", "backend": "freeswitch", "peer": b,
+		"offer": msg{"sdp": p3.offer(), "sdp_type": "webrtc"}})
+	ch3 := e.channelOf(d["session_id"].(string))
+	e.waitCommand("api uuid_bridge " + ch3.UUID + " " + chb.UUID)
+	c.ok("media", "session", "stop", msg{"session_id": d["session_id"]})
+	eventually(t, 5*time.Second, "partner parked again", func() string {
+		if gb, _ := e.fs.Channel(chb.UUID); gb.Application != "park" {
+			return "b in " + gb.Application
+		}
+		return ""
+	})
+	if _, ok := e.core.LookupSession(b); !ok {
+		t.Fatal("stopping one side of a bridge stopped the other")
+	}
 	// Bridging to something that is not a FreeSWITCH session fails cleanly.
 	c.fail(1062, "media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "bridge", "peer": "nope"})
 	c.ok("media", "session", "stop", msg{"session_id": a})

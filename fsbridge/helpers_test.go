@@ -144,6 +144,12 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if err := fs.WaitSubscribed(ctxT(t, 5*time.Second), 1); err != nil {
 		t.Fatalf("nkbridge did not subscribe to the fake's events: %v", err)
 	}
+	eventually(t, 5*time.Second, "Event Socket client ready", func() string {
+		if !svc.Client().Connected() {
+			return "not connected"
+		}
+		return ""
+	})
 	return e
 }
 
@@ -514,7 +520,7 @@ func (p *rtcPeer) mark() int {
 func (p *rtcPeer) heardSince(mark int, d time.Duration, candidates ...float64) (float64, float64, float64) {
 	p.t.Helper()
 	need := int(d.Seconds() * 8000)
-	deadline := time.Now().Add(d + 5*time.Second)
+	deadline := time.Now().Add(d + 20*time.Second) // slow, shared CI machines
 	for {
 		p.mu.Lock()
 		got := append([]int16(nil), p.pcm[min(mark, len(p.pcm)):]...)

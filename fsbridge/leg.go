@@ -37,8 +37,9 @@ type LegRequest struct {
 	Dest string
 	// Offer is the client's offer (sdp, sdp_type "webrtc" or "rtp").
 	Offer signaling.Desc
-	// OnEnd is called once, from its own goroutine, when the leg ends by itself (a BYE
-	// from FreeSWITCH, a media failure), not when Hangup is called.
+	// OnEnd is called once, from its own goroutine, when the leg ends by itself, not
+	// when Hangup is called: with 2302 fs_channel_stop when FreeSWITCH hung up (BYE),
+	// with another code for a media failure.
 	OnEnd func(*signaling.Error)
 }
 
@@ -130,7 +131,9 @@ func NewSIPDialer(cfg SIPDialerConfig) (*SIPDialer, error) {
 	d.ua, err = sipgo.NewUA(sipgo.WithUserAgent("nkbridge"), sipgo.WithUserAgentHostname(laddr.IP.String()),
 		sipgo.WithUserAgentDNSResolver(noDNS),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog)))
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog),
+			// 200 OK retransmissions that cross our ACK: nothing to do.
+			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {})))
 	if err == nil {
 		d.srv, err = sipgo.NewServer(d.ua, sipgo.WithServerLogger(sipLog))
 	}

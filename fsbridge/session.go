@@ -63,6 +63,9 @@ func (s *fsSession) channelEnded(e *signaling.Error) {
 // legEnded: the SIP leg ended by itself (BYE from FreeSWITCH, media failure).
 func (s *fsSession) legEnded(e *signaling.Error) {
 	s.mu.Lock()
+	if e != nil && e.Code == signaling.CodeFSChannelStop {
+		s.chanEnded = true // FreeSWITCH hung up: no uuid_kill needed
+	}
 	report := s.live && !s.stopped
 	if !s.live && s.gone == nil {
 		s.gone = e

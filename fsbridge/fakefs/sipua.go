@@ -105,7 +105,8 @@ func StartSIP(fs *Server, opts SIPOptions) (*SIPAgent, error) {
 	a.ua, err = sipgo.NewUA(sipgo.WithUserAgent("FreeSWITCH-mod_sofia/1.10.12-release~64bit"),
 		sipgo.WithUserAgentHostname("127.0.0.1"), sipgo.WithUserAgentDNSResolver(noDNS),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(*sip.Response) {})))
 	if err != nil {
 		return nil, err
 	}
