@@ -150,9 +150,11 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 
 	bus := signaling.NewBus()
 	backends := signaling.NewBackends()
-	if err := wireBackends(ctx, cfg, log, bus, backends); err != nil {
+	backendHooks, err := wireBackends(ctx, cfg, log, bus, backends)
+	if err != nil {
 		return err
 	}
+	defer backendHooks.stop() // last: after the core has stopped every session
 	for typ, name := range cfg.Sessions.Backends {
 		backends.SetDefault(typ, name)
 	}
@@ -169,11 +171,14 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		MaxConnections: cfg.API.MaxConnections, AllowedOrigins: cfg.API.AllowedOrigins,
 		RequestRate: cfg.API.RequestRate, MaxOwned: cfg.API.MaxOwned, Users: users,
 	}, core, log)
-	if err := wireFrontEnds(ctx, cfg, log, core); err != nil {
+	defer core.Close() // stops what is left (idempotent)
+	fronts, err := wireFrontEnds(ctx, cfg, log, core)
+	if err != nil {
 		return err
 	}
 	ln, err := api.Listen()
 	if err != nil {
+		fronts.stop()
 		return err
 	}
 	log.Info("nkbridge starting", "version", version, "api", ln.Addr().String(), "users", users.Len(), "backends", backends.Names())
@@ -183,14 +188,15 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 	go func() { errc <- api.Serve(serveCtx, ln) }()
 	select {
 	case err := <-errc:
-		core.Close()
+		fronts.stop()
 		return err
 	case <-ctx.Done():
 	case <-drain:
-		waitDrained(ctx, cfg.DrainTimeout, log, api, core)
+		waitDrained(ctx, cfg.DrainTimeout, log, api, core, fronts.drain)
 	}
 	stopServe()
 	err = <-errc
+	fronts.stop()
 	core.Close()
 	log.Info("nkbridge stopped")
 	return err
@@ -198,9 +204,12 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 
 // waitDrained stops new work and waits until no session or call is left,
 // the timeout passes, or ctx is cancelled.
-func waitDrained(ctx context.Context, timeout time.Duration, log *slog.Logger, api *wsapi.Server, core *signaling.Core) {
+func waitDrained(ctx context.Context, timeout time.Duration, log *slog.Logger, api *wsapi.Server, core *signaling.Core, others ...func()) {
 	api.Drain()
 	core.Drain()
+	for _, d := range others {
+		d()
+	}
 	s, c := core.Counts()
 	log.Info("nkbridge draining", "sessions", s, "calls", c, "timeout", timeout)
 	deadline := time.NewTimer(timeout)
@@ -224,18 +233,40 @@ func waitDrained(ctx context.Context, timeout time.Duration, log *slog.Logger, a
 	}
 }
 
+// hooks is what a piece of wiring gives the daemon for its shutdown.
+type hooks struct {
+	Drain []func() // SIGTERM: refuse new work, keep what is in progress
+	Stop  []func() // stop and release
+}
+
+func (h hooks) drain() {
+	for _, f := range h.Drain {
+		f()
+	}
+}
+
+func (h hooks) stop() {
+	for i := len(h.Stop) - 1; i >= 0; i-- {
+		h.Stop[i]()
+	}
+}
+
 // wireBackends registers the media backends (embedded media engine,
-// FreeSWITCH) with backends.Register(name, backend, types...); they may
-// publish room events on bus. Their teams add their wiring here. With none
+// FreeSWITCH) with backends.Register(name, backend, types...) and
+// backends.RegisterRooms; they may publish room events on bus. Each team
+// adds its wiring here, with its config section, and appends to the hooks
+// (Stop runs after the core has stopped every session). With none
 // registered, only p2p sessions work (others answer 2001/2002).
-func wireBackends(_ context.Context, _ *Config, _ *slog.Logger, _ *signaling.Bus, _ *signaling.Backends) error {
-	return nil
+func wireBackends(_ context.Context, _ *Config, _ *slog.Logger, _ *signaling.Bus, _ *signaling.Backends) (hooks, error) {
+	return hooks{}, nil
 }
 
 // wireFrontEnds starts the other front ends (SIP, Verto) on core: they
-// register their call resolvers with core.AddResolver and start sessions and
-// calls with core.StartSession / core.StartCall. Their teams add them here.
-// The API front end (wsapi) is always there and registers "user" and "session".
-func wireFrontEnds(_ context.Context, _ *Config, _ *slog.Logger, _ *signaling.Core) error {
-	return nil
+// register call resolvers with core.AddResolver and start sessions and calls
+// with core.StartSession / core.StartCall. Their hooks: Drain (SIGTERM:
+// refuse new inbound calls) and Stop (before the core stops what is left).
+// The API front end (wsapi) is always there and registers "user" and
+// "session".
+func wireFrontEnds(_ context.Context, _ *Config, _ *slog.Logger, _ *signaling.Core) (hooks, error) {
+	return hooks{}, nil
 }
