@@ -368,3 +368,17 @@ func TestRunServesUntilCancelled(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestHooksOrder(t *testing.T) {
+	var got []string
+	h := hooks{
+		Drain: []func(){func() { got = append(got, "d1") }, func() { got = append(got, "d2") }},
+		Stop:  []func(){func() { got = append(got, "s1") }, func() { got = append(got, "s2") }},
+	}
+	h.drain()
+	h.stop()
+	hooks{}.stop()
+	if strings.Join(got, ",") != "d1,d2,s2,s1" {
+		t.Fatalf("order = %v", got)
+	}
+}
