@@ -316,7 +316,7 @@ func (c *conn) clientEvent(f frame) (any, error, func()) {
 		case "ringing":
 			return nil, c.calleeRinging(d.ObjID, body.Answer), nil
 		case "accepted", "answer", "answered":
-			return nil, c.calleeAnswered(d.ObjID, body.Answer, body.SessionID), nil
+			return c.answer(f, d.ObjID, body.Answer, body.SessionID)
 		case "rejected":
 			return nil, c.calleeRejected(d.ObjID, body.Code, reason), nil
 		case "hangup":
@@ -556,7 +556,7 @@ func (c *conn) mediaCommand(f frame) (any, error, func()) {
 		if e := decodeData(f.data, &d); e != nil {
 			return nil, e, nil
 		}
-		return nil, c.calleeAnswered(d.CallID, d.Answer, d.SessionID), nil
+		return c.answer(f, d.CallID, d.Answer, d.SessionID)
 	case "call/rejected":
 		var d callIDData
 		if e := decodeData(f.data, &d); e != nil {
@@ -782,6 +782,26 @@ func (c *conn) calleeRinging(callID string, answer signaling.Desc) error {
 	}
 	inv.h.Ringing(answer)
 	return nil
+}
+
+// answer handles a callee's acceptance; when the caller's session has a
+// media backend (which computes the caller's answer) it runs after an ack,
+// off the reader goroutine.
+func (c *conn) answer(f frame, callID string, answer signaling.Desc, sessionID string) (any, error, func()) {
+	media := false
+	if info, err := c.srv.core.CallInfo(callID); err == nil {
+		if sid, _ := info["session_id"].(string); sid != "" {
+			m, _ := c.srv.core.LookupSession(sid)
+			media = m.Backend != ""
+		}
+	}
+	if !media {
+		return nil, c.calleeAnswered(callID, answer, sessionID), nil
+	}
+	c.runAsync(f.tid, func(context.Context) (any, error) {
+		return nil, c.calleeAnswered(callID, answer, sessionID)
+	})
+	return nil, asyncReply{}, nil
 }
 
 func (c *conn) calleeAnswered(callID string, answer signaling.Desc, sessionID string) error {
