@@ -1,6 +1,7 @@
 package fsbridge_test
 
 import (
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -229,5 +230,42 @@ func TestEventFlood(t *testing.T) {
 	e.sip.SetDropBYE(false)
 	c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "echo"})
 	c.ok("media", "session", "stop", msg{"session_id": a})
+	e.noLeaks()
+}
+
+// nkbridge's SIP side of the FreeSWITCH legs talks to FreeSWITCH only: a BYE for a live
+// call from another address is dropped unanswered and the session lives on.
+func TestStrangerBYEIgnored(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	sid := startPark(t, e, c, newRTCPeer(t), nil)
+	ch := e.channelOf(sid)
+	callID := ch.Var("sip_call_id")
+	if callID == "" {
+		t.Fatal("channel without sip_call_id")
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Skipf("cannot bind 127.0.0.2: %v", err)
+	}
+	defer conn.Close()
+	me := conn.LocalAddr().String()
+	to := e.svc.Dialer().Addr()
+	bye := "BYE sip:nkbridge@" + to + " SIP/2.0\r\nVia: SIP/2.0/UDP " + me + ";branch=z9hG4bK-stranger\r\n" +
+		"From: <sip:x@127.0.0.2>;tag=1\r\nTo: <sip:nkbridge@127.0.0.1>;tag=2\r\nCall-ID: " + callID + "\r\n" +
+		"CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+	ua, _ := net.ResolveUDPAddr("udp", to)
+	if _, err := conn.WriteToUDP([]byte(bye), ua); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(700 * time.Millisecond))
+	buf := make([]byte, 2048)
+	if n, _, err := conn.ReadFromUDP(buf); err == nil {
+		t.Fatalf("a stranger got an answer: %q", buf[:n])
+	}
+	if _, ok := e.core.LookupSession(sid); !ok || e.sip.Calls() != 1 {
+		t.Fatal("a stranger's BYE ended the session")
+	}
+	c.ok("media", "session", "stop", msg{"session_id": sid})
 	e.noLeaks()
 }

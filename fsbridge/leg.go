@@ -128,8 +128,10 @@ func NewSIPDialer(cfg SIPDialerConfig) (*SIPDialer, error) {
 		return nil, errors.New("fsbridge: the SIP leg makes no DNS lookups")
 	}}
 	sipLog := slog.New(slog.DiscardHandler)
+	parser := sip.NewParser()
+	parser.MaxMessageLength = maxSIPMessage
 	d.ua, err = sipgo.NewUA(sipgo.WithUserAgent("nkbridge"), sipgo.WithUserAgentHostname(laddr.IP.String()),
-		sipgo.WithUserAgentDNSResolver(noDNS),
+		sipgo.WithUserAgentDNSResolver(noDNS), sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(sipLog)),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipLog),
 			// 200 OK retransmissions that cross our ACK: nothing to do.
@@ -151,22 +153,41 @@ func NewSIPDialer(cfg SIPDialerConfig) (*SIPDialer, error) {
 	}
 	d.dua = &sipgo.DialogUA{Client: d.cli, ContactHDR: sip.ContactHeader{
 		Address: sip.Uri{Scheme: "sip", User: "nkbridge", Host: laddr.IP.String(), Port: laddr.Port}}}
-	d.srv.OnBye(d.onBye)
+	d.srv.OnBye(d.fromFS(d.onBye))
 	d.srv.OnAck(func(*sip.Request, sip.ServerTransaction) {})
-	d.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+	d.srv.OnInvite(d.fromFS(func(req *sip.Request, tx sip.ServerTransaction) {
 		// FreeSWITCH does not re-INVITE nkbridge's legs (no session timers on the profile);
 		// anything else is not ours to accept.
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 488, "Not Acceptable Here", nil))
-	})
-	d.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+	}))
+	d.srv.OnOptions(d.fromFS(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
-	})
+	}))
+	d.srv.OnNoRoute(d.fromFS(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 405, "Method Not Allowed", nil))
+	}))
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		_ = d.srv.ServeUDP(pc)
 	}()
 	return d, nil
+}
+
+// maxSIPMessage bounds what the dialer's user agent parses.
+const maxSIPMessage = 16 << 10
+
+// fromFS drops requests that do not come from FreeSWITCH's address: this user agent
+// talks to FreeSWITCH only, so nothing else gets an answer (no reflection, no probing).
+func (d *SIPDialer) fromFS(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		host, _, err := net.SplitHostPort(req.Source())
+		if err != nil || !net.ParseIP(host).Equal(net.ParseIP(d.target.Host)) {
+			d.log.Debug("fsbridge: SIP request from a stranger dropped", "source", req.Source(), "method", req.Method)
+			return
+		}
+		h(req, tx)
+	}
 }
 
 // Addr is the UDP address of the dialer's SIP user agent.
