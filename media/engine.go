@@ -242,6 +242,21 @@ func (e *Engine) Pool() *plainrtp.PortPool { return e.pool }
 // AdvertisedIP is the address put in plain-RTP SDP (PublicIP, else BindIP).
 func (e *Engine) AdvertisedIP() netip.Addr { return e.advertise }
 
+// EngineStats are engine-wide gauges (for metrics).
+type EngineStats struct {
+	Sessions       int
+	RTPPortsInUse  int // port pairs
+	RTPQuarantined int // port pairs
+	WebRTCUDPPort  int
+	WebRTCTCPPort  int // 0 when disabled
+}
+
+// Stats returns engine-wide gauges.
+func (e *Engine) Stats() EngineStats {
+	return EngineStats{Sessions: e.Sessions(), RTPPortsInUse: e.pool.InUse(), RTPQuarantined: e.pool.Quarantined(),
+		WebRTCUDPPort: e.UDPPort(), WebRTCTCPPort: e.TCPPort()}
+}
+
 // Sessions returns the number of live sessions.
 func (e *Engine) Sessions() int {
 	e.mu.Lock()

@@ -350,3 +350,106 @@ func TestDTLSFingerprintMismatchStops(t *testing.T) {
 		t.Fatal("no DTLS failure")
 	}
 }
+
+// TestReofferRTP: a SIP re-INVITE moves the RTP peer to a new address (media follows) and
+// puts the call on hold (no media timeout) and back.
+func TestReofferRTP(t *testing.T) {
+	e := newTestEngine(t, func(c *Config) { c.MediaTimeout = 400 * time.Millisecond })
+	p1 := newRTPPeer(t)
+	stopped := make(chan StopInfo, 1)
+	s := startRTPEcho(t, e, p1, SessionOptions{OnStop: func(i StopInfo) { stopped <- i }})
+	defer s.Close()
+	ctx := context.Background()
+	p1.sendTone(ctx, plainrtp.PCMU, 1000, 300*time.Millisecond)
+	port := p1.to.Port()
+
+	p2 := newRTPPeer(t)
+	ans, err := s.ReofferRTP(SideCaller, Description{Kind: KindRTP, SDP: p2.description(plainrtp.PCMU, plainrtp.TelEvent8).String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad, err := plainrtp.ParseSDP([]byte(ans.SDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ad.Port != int(port) {
+		t.Fatalf("re-answer moved our port %d -> %d", port, ad.Port)
+	}
+	p2.use(ad)
+	p2.sendTone(ctx, plainrtp.PCMU, 600, time.Second)
+	time.Sleep(100 * time.Millisecond)
+	pcm, _ := p2.heard()
+	assertTone(t, "moved peer", pcm, 600, 1000)
+
+	hold := p2.description(plainrtp.PCMU)
+	hold.Direction = plainrtp.SendOnly
+	if _, err := s.ReofferRTP(SideCaller, Description{Kind: KindRTP, SDP: hold.String()}); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Held() {
+		t.Fatal("sendonly re-offer did not hold the call")
+	}
+	select {
+	case i := <-stopped:
+		t.Fatalf("held call stopped: %+v", i)
+	case <-time.After(time.Second):
+	}
+	if _, err := s.ReofferRTP(SideCaller, Description{Kind: KindRTP, SDP: p2.description(plainrtp.PCMU).String()}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Held() {
+		t.Fatal("sendrecv re-offer did not resume")
+	}
+	select {
+	case i := <-stopped:
+		if i.Cause != CauseMediaTimeout {
+			t.Fatalf("stop %+v", i)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no media timeout after resume")
+	}
+	if _, err := s.ReofferRTP(SideFar, Description{Kind: KindRTP, SDP: hold.String()}); err == nil {
+		t.Fatal("re-offer on a missing leg accepted")
+	}
+}
+
+// TestProxyVideoWebRTC: video passes through a WebRTC⇄WebRTC proxy.
+func TestProxyVideoWebRTC(t *testing.T) {
+	e := newTestEngine(t, nil)
+	caller := newRTCClient(t, "opus", true)
+	far := newRTCClient(t, "opus", true)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	s, farOffer, err := e.StartProxy(ctx, Description{Kind: KindWebRTC, SDP: caller.offer()}, KindWebRTC, SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if !strings.Contains(farOffer.SDP, "m=video") {
+		t.Fatal("far offer has no video")
+	}
+	ans, err := s.SetAnswer(ctx, Description{Kind: KindWebRTC, SDP: far.answer(farOffer.SDP)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller.setAnswer(ans.SDP)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); caller.sendVideo(ctx, 60) }()
+	go func() { defer wg.Done(); far.sendVideo(ctx, 60) }()
+	caller.sendTone(ctx, 1000, 1200*time.Millisecond)
+	wg.Wait()
+	time.Sleep(200 * time.Millisecond)
+	far.mu.Lock()
+	fv := far.videoIn
+	far.mu.Unlock()
+	caller.mu.Lock()
+	cv, pli := caller.videoIn, caller.pli
+	caller.mu.Unlock()
+	t.Logf("video caller->far %d, far->caller %d, PLIs to caller %d", fv, cv, pli)
+	if fv < 40 || cv < 40 || pli == 0 {
+		t.Fatalf("video caller->far %d, far->caller %d, PLI %d", fv, cv, pli)
+	}
+	pcm, _ := far.heard()
+	assertTone(t, "far (with video)", pcm, 1000, 600)
+}

@@ -440,6 +440,57 @@ func toPlainList(fs []format) []plainrtp.Codec {
 	return out
 }
 
+// ReofferRTP applies a new offer from the plain-RTP peer of side (a SIP re-INVITE: new
+// address, codecs or direction) and returns nkbridge's answer; the local port stays the same
+// and the current codec is kept when still offered. An offer that is sendonly or inactive, or
+// whose address is 0.0.0.0, puts the session on hold (SetHold(true)); a sendrecv one resumes it.
+func (s *Session) ReofferRTP(side Side, offer Description) (Description, error) {
+	if offer.Kind != KindRTP {
+		return Description{}, fmt.Errorf("%w: re-offers are for plain RTP legs", ErrBadKind)
+	}
+	if side != SideCaller && side != SideFar {
+		return Description{}, fmt.Errorf("media: bad side %d", side)
+	}
+	s.mu.Lock()
+	l, ok := s.legs[side].(*rtpLeg)
+	active := s.active
+	s.mu.Unlock()
+	if !ok || !active {
+		return Description{}, fmt.Errorf("%w: side %s is not an answered plain RTP leg", ErrState, side)
+	}
+	select {
+	case <-s.done:
+		return Description{}, ErrState
+	default:
+	}
+	off, err := plainrtp.ParseSDP([]byte(offer.SDP))
+	if err != nil {
+		return Description{}, plainErr(err)
+	}
+	var prefer []plainrtp.Codec
+	if n := l.negotiated(); n != nil {
+		for _, f := range n.audio {
+			if !f.isTE() {
+				prefer = append(prefer, toPlain(f))
+				break
+			}
+		}
+	}
+	ans, err := plainrtp.Answer(off, s.e.advertise, l.ep.Port(), plainrtp.DefaultCodecs(), prefer)
+	if err != nil {
+		return Description{}, plainErr(err)
+	}
+	held := off.Direction == plainrtp.SendOnly || off.Direction == plainrtp.Inactive || off.Addr.IsUnspecified()
+	if off.Addr.IsUnspecified() {
+		l.neg.Store(negotiatedFrom(plainMedia(ans), plainMedia(off)))
+	} else {
+		l.ep.ResetLatch()
+		l.setNegotiated(off, ans, off)
+	}
+	s.SetHold(held)
+	return Description{Kind: KindRTP, SDP: ans.String()}, nil
+}
+
 // AddCandidate adds a trickled ICE candidate from the peer of side (WebRTC legs only).
 func (s *Session) AddCandidate(side Side, c Candidate) error {
 	l, err := s.webrtcLegOf(side)
@@ -551,6 +602,9 @@ func (s *Session) stopRecording() {
 		}
 	}
 }
+
+// Held reports whether the session is on hold.
+func (s *Session) Held() bool { return s.hold.Load() }
 
 // RecordPaths returns the files recorded so far (one per side per recording started).
 func (s *Session) RecordPaths() []string {

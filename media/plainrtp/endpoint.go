@@ -113,6 +113,14 @@ func (e *Endpoint) SetRemote(rtpAddr, rtcpAddr netip.AddrPort) {
 	}
 }
 
+// ResetLatch forgets the latched source (for a re-INVITE that moves the peer): until the
+// next valid packet arrives, the endpoint sends to the address given by SetRemote.
+func (e *Endpoint) ResetLatch() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.latched, e.rtcpLatch = false, false
+}
+
 // SetRemoteFromSDP points the endpoint at the stream described by d.
 func (e *Endpoint) SetRemoteFromSDP(d *Description) {
 	r := netip.AddrPortFrom(d.Addr, uint16(d.Port))
