@@ -195,7 +195,7 @@ func (s *Session) startEcho(ctx context.Context, offer Description) (Description
 		if err != nil {
 			return Description{}, err
 		}
-		if ans, err = l.answer(ctx, m, nil, true); err != nil {
+		if ans, err = l.answer(ctx, m, nil, true, nil); err != nil {
 			return Description{}, err
 		}
 	case *rtpLeg:
@@ -405,12 +405,13 @@ func (s *Session) SetAnswer(ctx context.Context, far Description) (Description, 
 			farChosen = append(farChosen, f)
 		}
 	}
-	farVideo := len(fl.negotiated().video) > 0
+	farVideoFormats := fl.negotiated().video
+	farVideo := len(farVideoFormats) > 0
 	var ans string
 	switch cl := cl.(type) {
 	case *webrtcLeg:
 		var err error
-		if ans, err = cl.answer(ctx, s.callerOffW, farChosen, farVideo); err != nil {
+		if ans, err = cl.answer(ctx, s.callerOffW, farChosen, farVideo, farVideoFormats); err != nil {
 			return Description{}, err
 		}
 	case *rtpLeg:

@@ -354,14 +354,30 @@ func (l *webrtcLeg) setRemoteOffer(sdpText string) (*sdpMedia, error) {
 	return m, nil
 }
 
-// answer creates our answer to the offer applied by setRemoteOffer.
-func (l *webrtcLeg) answer(ctx context.Context, offer *sdpMedia, prefer []format, video bool) (string, error) {
+// answer creates our answer to the offer applied by setRemoteOffer. Audio codecs matching
+// prefer come first. Video is answered when video is set and the offer has it; when
+// videoOnly is non-nil, only those video codecs are allowed (the far side's, for passthrough).
+func (l *webrtcLeg) answer(ctx context.Context, offer *sdpMedia, prefer []format, video bool, videoOnly []format) (string, error) {
 	if err := l.addTrack(kindAudio, prefer, offer.audio, false); err != nil {
 		return "", fmt.Errorf("media: audio track: %w", err)
 	}
 	if video && offer.hasVideo {
-		if err := l.addTrack(kindVideo, offer.video, offer.video, false); err != nil {
-			return "", fmt.Errorf("media: video track: %w", err)
+		restrict := offer.video
+		if videoOnly != nil {
+			restrict = nil
+			for _, f := range offer.video {
+				for _, g := range videoOnly {
+					if f.same(g) {
+						restrict = append(restrict, f)
+						break
+					}
+				}
+			}
+		}
+		if len(restrict) > 0 {
+			if err := l.addTrack(kindVideo, restrict, restrict, false); err != nil {
+				return "", fmt.Errorf("media: video track: %w", err)
+			}
 		}
 	}
 	ans, err := l.pc.CreateAnswer(nil)
