@@ -42,6 +42,10 @@ type Options struct {
 	Context string
 	// Rooms, if set, receives media/room events for conference membership.
 	Rooms RoomEvents
+	// CreateRooms lets mcu sessions (and updates) name a room that does not exist yet,
+	// creating it; by default that answers 2030 room_not_found (create it first with
+	// media/room/create, or give no room_id to get a new room).
+	CreateRooms bool
 	// ChannelTimeout bounds the wait for FreeSWITCH's channel event after the call is
 	// answered (default 10 s).
 	ChannelTimeout time.Duration
@@ -59,6 +63,7 @@ type Backend struct {
 	mu        sync.Mutex
 	sessions  map[string]*fsSession // by session id (starting and live)
 	byChannel map[string]*fsSession // by FreeSWITCH channel uuid
+	rooms     map[string]*fsRoom
 	closed    bool
 
 	wg sync.WaitGroup
@@ -92,7 +97,8 @@ func New(opts Options) (*Backend, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Backend{opts: opts, log: opts.Logger, sessions: map[string]*fsSession{}, byChannel: map[string]*fsSession{}}, nil
+	return &Backend{opts: opts, log: opts.Logger, sessions: map[string]*fsSession{}, byChannel: map[string]*fsSession{},
+		rooms: map[string]*fsRoom{}}, nil
 }
 
 // Sessions returns the number of sessions the backend tracks.
@@ -144,7 +150,7 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 	if !b.opts.ESL.Connected() {
 		return nil, none, signaling.Errorf(signaling.CodeFSError, "FreeSWITCH is not connected")
 	}
-	s := &fsSession{b: b, id: req.SessionID, rep: req.Reporter, found: make(chan struct{}), abort: make(chan struct{}), log: b.log.With("session_id", req.SessionID)}
+	s := &fsSession{b: b, id: req.SessionID, token: uuid.NewString(), rep: req.Reporter, found: make(chan struct{}), abort: make(chan struct{}), log: b.log.With("session_id", req.SessionID)}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -162,7 +168,7 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 		s.teardown()
 		return nil, none, e
 	}
-	leg, err := b.opts.Dialer.Dial(ctx, LegRequest{SessionID: s.id, Dest: typ, Offer: req.Offer, OnEnd: s.legEnded})
+	leg, err := b.opts.Dialer.Dial(ctx, LegRequest{SessionID: s.id, Token: s.token, Dest: typ, Offer: req.Offer, OnEnd: s.legEnded})
 	if err != nil {
 		return fail(err)
 	}
@@ -219,6 +225,9 @@ func (b *Backend) target(typ string, opts map[string]any, peer string) (placemen
 			r, ok := v.(string)
 			if !ok || esl.ValidateName(r) != nil {
 				return p, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: room_id (letters, digits, '.', '_', '-')")
+			}
+			if !b.opts.CreateRooms && !b.roomKnown(r) {
+				return p, signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s", r)
 			}
 			p.room = r
 		} else {
@@ -292,9 +301,13 @@ func (b *Backend) kill(channel string) {
 // HandleEvent takes one Event Socket event (esl.ClientOptions.OnEvent).
 func (b *Backend) HandleEvent(ev *esl.Event) {
 	switch ev.Name() {
-	case "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_PARK", "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE":
+	case "CHANNEL_CREATE", "CHANNEL_ANSWER", "CHANNEL_PARK", "CHANNEL_EXECUTE":
+		switch ev.Get("Channel-State") {
+		case "CS_HANGUP", "CS_REPORTING", "CS_DESTROY":
+			return // a channel on its way out is nobody's new channel
+		}
 		if sid := ev.Var("sip_h_" + SessionHeader); sid != "" {
-			b.adopt(sid, ev.UUID())
+			b.adopt(sid, ev.Var("sip_h_"+LegHeader), ev.UUID())
 		}
 	case "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE":
 		cause := ev.Get("Hangup-Cause")
@@ -316,14 +329,15 @@ func orDefault(s, d string) string {
 	return s
 }
 
-// adopt links channel to the starting session sid (first channel event wins).
-func (b *Backend) adopt(sid, channel string) bool {
+// adopt links channel to the starting session sid whose leg carried token (first
+// channel event wins). The token tells a new call from an old one of a reused session id.
+func (b *Backend) adopt(sid, token, channel string) bool {
 	if esl.ValidateUUID(channel) != nil {
 		return false
 	}
 	b.mu.Lock()
 	s := b.sessions[sid]
-	if s == nil {
+	if s == nil || token != s.token {
 		b.mu.Unlock()
 		return false
 	}
@@ -362,18 +376,8 @@ func (b *Backend) conferenceEvent(ev *esl.Event) {
 			b.opts.Rooms.Publish(signaling.Event{Class: "media", Subclass: "room", Type: typ, ObjID: room, Body: body})
 		}
 	}
-	switch action {
-	case "conference-create":
-		if ev.Get("Conference-Profile-Name") == b.opts.Profile {
-			pub("started", map[string]any{"class": "mcu", "backend": "freeswitch"})
-		}
-		return
-	case "conference-destroy":
-		if ev.Get("Conference-Profile-Name") == b.opts.Profile {
-			pub("destroyed", map[string]any{"class": "mcu", "backend": "freeswitch"})
-		}
-		return
-	}
+	// Rooms start and end with nkbridge's own bookkeeping (rooms.go), not with the
+	// conference-create/destroy of FreeSWITCH, which only knows rooms with members.
 	if ev.Get("Conference-Profile-Name") != b.opts.Profile {
 		return
 	}
@@ -395,6 +399,7 @@ func (b *Backend) conferenceEvent(ev *esl.Event) {
 	case "add-member":
 		info = map[string]any{"event": "room_joined", "room_id": room, "member_id": member}
 		pub("started_member", map[string]any{"session_id": sid, "member_id": member})
+		b.setMember(room, sid, member)
 	case "del-member":
 		info = map[string]any{"event": "room_left", "room_id": room, "member_id": member}
 		pub("stopped_member", map[string]any{"session_id": sid, "member_id": member})
@@ -445,11 +450,15 @@ func (b *Backend) Reconcile(ctx context.Context, r esl.Reconciliation) {
 		}
 		cctx, cancel := b.cmdCtx(ctx)
 		sid, ok, err := esl.UUIDGetVar(cctx, b.opts.ESL, c.UUID, "sip_h_"+SessionHeader)
+		var token string
+		if err == nil && ok {
+			token, _, err = esl.UUIDGetVar(cctx, b.opts.ESL, c.UUID, "sip_h_"+LegHeader)
+		}
 		cancel()
 		if err != nil || !ok {
 			continue
 		}
-		if b.adopt(sid, c.UUID) {
+		if b.adopt(sid, token, c.UUID) {
 			b.log.Info("fsbridge: reconcile: channel adopted", "channel", c.UUID, "session_id", sid)
 			continue
 		}

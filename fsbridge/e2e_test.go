@@ -97,6 +97,10 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	}
 
 	// MCU: conference:<room>@nkbridge; the client hears the room (600 Hz), not itself.
+	// The room must exist first.
+	c.fail(2030, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "room-1"})
+	c.ok("media", "room", "create", msg{"class": "mcu", "room_id": "room-1", "backend": "freeswitch"})
+	c.event("room", "started", "room-1", nil)
 	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "room-1"})
 	want := "api uuid_transfer " + ch.UUID + " conference:room-1@nkbridge inline"
 	if cmd := e.waitCommand("api uuid_transfer " + ch.UUID + " conference"); cmd.Line != want {
@@ -106,7 +110,6 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	if ev["room_id"] != "room-1" {
 		t.Fatalf("updated_type mcu without room: %v", ev)
 	}
-	c.event("room", "started", "room-1", nil)
 	mem := c.event("room", "started_member", "room-1", nil)
 	if mem["session_id"] != sid || mem["member_id"] == "" {
 		t.Fatalf("started_member: %v", mem)
@@ -125,6 +128,11 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	info = c.ok("media", "session", "info", msg{"session_id": sid})
 	if info["type"] != "mcu" || info["room_id"] != "room-1" {
 		t.Fatalf("session info after update: %v", info)
+	}
+	rinfo := c.ok("media", "room", "info", msg{"room_id": "room-1"})
+	members, _ := rinfo["members"].(map[string]any)
+	if rinfo["backend"] != "freeswitch" || rinfo["class"] != "mcu" || members[sid] == nil {
+		t.Fatalf("room info: %v", rinfo)
 	}
 
 	// Talking and layout.
@@ -151,6 +159,11 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	}
 	e.waitCommand("api uuid_kill " + ch.UUID)
 	c.event("room", "stopped_member", "room-1", nil)
+	// The room was created explicitly: it outlives its members until destroyed.
+	if _, err := e.core.RoomInfo("room-1"); err != nil {
+		t.Fatalf("explicit room gone with its last member: %v", err)
+	}
+	c.ok("media", "room", "destroy", msg{"room_id": "room-1"})
 	c.event("room", "destroyed", "room-1", nil)
 	e.noLeaks()
 }
@@ -245,8 +258,9 @@ func TestBridgeTwoSessions(t *testing.T) {
 	e.noLeaks()
 }
 
-// An mcu session started directly gets a room of its own (returned in the reply); the
-// API connection going away stops the session and kills its channel.
+// An mcu session started directly gets a room of its own (returned in the reply), others
+// join it by id; destroying a room stops its members (2032); the API connection going
+// away stops the sessions and kills their channels.
 func TestMCUStartAndOwnerGone(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c := e.dial()
@@ -272,6 +286,25 @@ func TestMCUStartAndOwnerGone(t *testing.T) {
 	if got, _ := e.fs.Channel(ch2.UUID); got.Conference != room || got.MemberID != 2 {
 		t.Fatalf("second member channel: %+v", got)
 	}
+	// Destroying a room stops its member sessions with 2032.
+	c.ok("media", "room", "create", msg{"class": "mcu", "room_id": "doomed", "backend": "freeswitch"})
+	c.fail(2031, "media", "room", "create", msg{"class": "mcu", "room_id": "doomed", "backend": "freeswitch"})
+	d3 := c.ok("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "doomed",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	sid3, _ := d3["session_id"].(string)
+	ch3 := e.channelOf(sid3)
+	c.ok("media", "room", "destroy", msg{"room_id": "doomed"})
+	if stop := c.event("session", "stop", sid3, nil); num(stop["code"]) != 2032 {
+		t.Fatalf("member of a destroyed room: %v", stop)
+	}
+	e.waitCommand("api uuid_kill " + ch3.UUID)
+	c.fail(2030, "media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "doomed",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	list := c.req("media", "room", "list", nil)
+	if rooms, _ := list["data"].([]any); len(rooms) != 1 {
+		t.Fatalf("room list: %v", list)
+	}
+
 	c.ws.Close()
 	e.waitCommand("api uuid_kill " + ch.UUID)
 	e.waitCommand("api uuid_kill " + ch2.UUID)

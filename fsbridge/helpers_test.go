@@ -122,6 +122,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	backends := signaling.NewBackends()
 	backends.Register("freeswitch", svc.Backend, fsbridge.Types()...)
+	backends.RegisterRooms("freeswitch", svc.Backend, signaling.RoomMCU)
 	core := signaling.New(signaling.Options{Logger: log, Bus: bus, Backends: backends})
 	api := wsapi.New(wsapi.Config{}, core, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -21,6 +21,10 @@ import (
 // (testdata/freeswitch's dialplan reads it as ${sip_h_X-NKB-Session}).
 const SessionHeader = "X-NKB-Session"
 
+// LegHeader carries a token unique to one call, so that a channel of an earlier call of
+// a reused session id is never taken for the current one (${sip_h_X-NKB-Leg}).
+const LegHeader = "X-NKB-Leg"
+
 // LegDialer makes the call that carries one session's media to FreeSWITCH: plain RTP
 // over SIP, with the session id in SessionHeader.
 type LegDialer interface {
@@ -32,6 +36,8 @@ type LegDialer interface {
 // LegRequest describes one leg.
 type LegRequest struct {
 	SessionID string
+	// Token goes in LegHeader (optional; letters, digits and '-').
+	Token string
 	// Dest is the Request-URI user (nkbridge uses the session type; the shipped
 	// dialplan ignores it).
 	Dest string
@@ -246,6 +252,9 @@ func (d *SIPDialer) Dial(ctx context.Context, req LegRequest) (Leg, error) {
 	if err := validDest(req.Dest); err != nil {
 		return nil, err
 	}
+	if req.Token != "" && strings.Trim(req.Token, "0123456789abcdefABCDEF-") != "" || len(req.Token) > 64 {
+		return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid leg token")
+	}
 	d.mu.Lock()
 	closed := d.closed
 	d.mu.Unlock()
@@ -264,9 +273,11 @@ func (d *SIPDialer) Dial(ctx context.Context, req LegRequest) (Leg, error) {
 	defer cancel()
 	uri := d.target
 	uri.User = req.Dest
-	dlg, err := d.dua.Invite(ictx, uri, []byte(farOffer.SDP),
-		sip.NewHeader("Content-Type", "application/sdp"),
-		sip.NewHeader(SessionHeader, req.SessionID))
+	hdrs := []sip.Header{sip.NewHeader("Content-Type", "application/sdp"), sip.NewHeader(SessionHeader, req.SessionID)}
+	if req.Token != "" {
+		hdrs = append(hdrs, sip.NewHeader(LegHeader, req.Token))
+	}
+	dlg, err := d.dua.Invite(ictx, uri, []byte(farOffer.SDP), hdrs...)
 	if err != nil {
 		msess.Close()
 		return nil, signaling.Errorf(signaling.CodeFSError, "FreeSWITCH SIP: INVITE not sent: %v", err)

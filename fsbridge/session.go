@@ -14,6 +14,7 @@ import (
 type fsSession struct {
 	b     *Backend
 	id    string
+	token string // X-NKB-Leg of this session's call
 	rep   signaling.MediaReporter
 	log   *slog.Logger
 	found chan struct{} // closed when the channel is known
@@ -98,9 +99,12 @@ func (s *fsSession) forget() {
 func (s *fsSession) teardown() {
 	s.mu.Lock()
 	s.stopped = true
-	leg, ch, ended := s.leg, s.channel, s.chanEnded
+	leg, ch, ended, place := s.leg, s.channel, s.chanEnded, s.place
 	s.mu.Unlock()
 	s.forget()
+	if place.typ == signaling.TypeMCU {
+		s.b.leaveRoom(place.room, s.id)
+	}
 	if leg != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.b.opts.CommandTimeout)
 		leg.Hangup(ctx)
@@ -159,6 +163,12 @@ func (s *fsSession) moveTo(ctx context.Context, p placement) error {
 		s.member = ""
 	}
 	s.mu.Unlock()
+	if old.typ == signaling.TypeMCU && (p.typ != signaling.TypeMCU || p.room != old.room) {
+		b.leaveRoom(old.room, s.id)
+	}
+	if p.typ == signaling.TypeMCU {
+		b.joinRoom(p.room, s.id)
+	}
 	return nil
 }
 
@@ -274,6 +284,9 @@ func (s *fsSession) Stop(reason *signaling.Error) {
 	leg, ch, ended, place := s.leg, s.channel, s.chanEnded, s.place
 	s.mu.Unlock()
 	s.forget()
+	if place.typ == signaling.TypeMCU {
+		s.b.leaveRoom(place.room, s.id)
+	}
 	code := 0
 	if reason != nil {
 		code = reason.Code
