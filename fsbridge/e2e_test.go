@@ -310,3 +310,29 @@ func TestMCUStartAndOwnerGone(t *testing.T) {
 	e.waitCommand("api uuid_kill " + ch2.UUID)
 	e.noLeaks()
 }
+
+// FreeSWITCH's park sends no audio: a parked call outlives the media engine's media
+// timeout, while a call whose FreeSWITCH side goes silent elsewhere (echo with a silent
+// client) is ended by it.
+func TestParkOutlivesMediaTimeout(t *testing.T) {
+	e := newEnv(t, envOpts{mediaTimeout: time.Second})
+	c := e.dial()
+	p := newRTCPeer(t)
+	sid := startPark(t, e, c, p, nil)
+	p.waitConnected()
+	ctx, cancel := context.WithCancel(context.Background())
+	p.sendTone(ctx, clientTone)
+	time.Sleep(2500 * time.Millisecond)
+	if _, ok := e.core.LookupSession(sid); !ok {
+		t.Fatal("a parked session was ended by the media timeout")
+	}
+	// Out of park, silence from FreeSWITCH counts again: the client stops sending, so the
+	// echo sends nothing back.
+	cancel()
+	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
+	stop := c.event("session", "stop", sid, nil)
+	if num(stop["code"]) != 1060 {
+		t.Fatalf("stop: %v", stop)
+	}
+	e.noLeaks()
+}

@@ -71,6 +71,7 @@ type env struct {
 type envOpts struct {
 	commandTimeout time.Duration
 	eventQueue     int
+	mediaTimeout   time.Duration // default: none
 	// gate, if set, blocks the Event Socket dispatcher on a room "started" event for the
 	// room "gate" until the channel is closed (to overflow the event queue on purpose).
 	gate chan struct{}
@@ -102,7 +103,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	base := 30000 + 2*rand.IntN(9000)
 	engine, err := media.New(media.Config{BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: base, RTPPortMax: base + 200,
-		Quarantine: -1, MediaTimeout: -1, Logger: log})
+		Quarantine: -1, MediaTimeout: mediaTimeout(o.mediaTimeout), Logger: log})
 	if err != nil {
 		agent.Close()
 		fs.Close()
@@ -152,6 +153,13 @@ func newEnv(t testing.TB, o envOpts) *env {
 		return ""
 	})
 	return e
+}
+
+func mediaTimeout(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func ctxT(t testing.TB, d time.Duration) context.Context {

@@ -57,6 +57,9 @@ type Leg interface {
 	Update(ctx context.Context, opts map[string]any) error
 	// Candidate passes a trickled ICE candidate from the client.
 	Candidate(ctx context.Context, c signaling.Candidate) error
+	// SetQuiet says whether FreeSWITCH may send no media for a while (park sends
+	// none), so that the media engine's timeout does not end the call meanwhile.
+	SetQuiet(quiet bool)
 	// Hangup sends BYE and releases the media. It is idempotent.
 	Hangup(ctx context.Context)
 }
@@ -388,26 +391,24 @@ func (l *sipLeg) ended(e *signaling.Error) {
 		l.media.Close()
 	}
 	if l.onEnd != nil {
-		l.d.wg.Add(1)
-		go func() {
-			defer l.d.wg.Done()
-			l.onEnd(e)
-		}()
+		l.onEnd(e) // a MediaReporter: never blocks
 	}
 }
 
+// mediaStopped: the media engine ended the session (timeout, ICE failure…). The reason
+// is reported before the BYE, whose consequences (FreeSWITCH's hangup) would otherwise
+// race it.
 func (l *sipLeg) mediaStopped(info media.StopInfo) {
-	if info.Cause == media.CauseEngineClosed {
-		l.bye()
-		l.ended(signaling.Errorf(signaling.CodeSessionStop, "Media engine stopped"))
-		return
-	}
-	l.bye()
 	code := signaling.CodeSessionStop
 	if info.Cause == media.CauseMediaTimeout {
 		code = signaling.CodeSessionTimeout
 	}
-	l.ended(signaling.Errorf(code, "Media stopped: %s", info.Reason))
+	text := "Media stopped: " + info.Reason
+	if info.Cause == media.CauseEngineClosed {
+		text = "Media engine stopped"
+	}
+	l.ended(signaling.Errorf(code, "%s", text))
+	l.bye()
 }
 
 // bye sends BYE on an established dialog (best effort, bounded).
@@ -432,6 +433,8 @@ func (l *sipLeg) Hangup(ctx context.Context) {
 		l.media.Close()
 	}
 }
+
+func (l *sipLeg) SetQuiet(quiet bool) { l.media.SetHold(quiet) }
 
 func (l *sipLeg) Update(_ context.Context, opts map[string]any) error {
 	var mo media.MediaOptions

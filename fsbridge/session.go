@@ -162,7 +162,11 @@ func (s *fsSession) moveTo(ctx context.Context, p placement) error {
 	if p.typ != signaling.TypeMCU {
 		s.member = ""
 	}
+	leg := s.leg
 	s.mu.Unlock()
+	if leg != nil {
+		leg.SetQuiet(p.typ == signaling.TypePark)
+	}
 	if old.typ == signaling.TypeMCU && (p.typ != signaling.TypeMCU || p.room != old.room) {
 		b.leaveRoom(old.room, s.id)
 	}
