@@ -184,6 +184,9 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 		s.mu.Lock()
 		gone := s.gone
 		s.mu.Unlock()
+		if gone == nil {
+			gone = signaling.Errorf(signaling.CodeFSChannelStop, "FreeSWITCH call ended while starting")
+		}
 		return fail(gone)
 	case <-wait.C:
 		return fail(signaling.Errorf(signaling.CodeFSError, "FreeSWITCH reported no channel for the call within %s", b.opts.ChannelTimeout))

@@ -269,3 +269,22 @@ func TestStrangerBYEIgnored(t *testing.T) {
 	c.ok("media", "session", "stop", msg{"session_id": sid})
 	e.noLeaks()
 }
+
+// FreeSWITCH hangs the channel up while nkbridge is moving it: the start fails with an
+// FS error and nothing is left.
+func TestHangupDuringStart(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	e.fs.HandleAPI("uuid_transfer", func(args string) string {
+		id, _, _ := strings.Cut(args, " ")
+		_ = e.fs.Hangup(id, "DESTINATION_OUT_OF_ORDER")
+		return "-ERR No such channel!\n"
+	})
+	r := c.req("media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	d, _ := r["data"].(map[string]any)
+	if r["result"] != "error" || (num(d["code"]) != 2301 && num(d["code"]) != 2302) {
+		t.Fatalf("start during a hangup: %v", r)
+	}
+	e.noLeaks()
+}

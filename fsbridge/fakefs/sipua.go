@@ -58,8 +58,9 @@ type SIPAgent struct {
 	addr string
 
 	mu      sync.Mutex
-	calls   map[string]*sipCall // by Call-ID
-	byChan  map[string]*sipCall // by channel uuid
+	calls   map[string]*sipCall                   // by Call-ID
+	byChan  map[string]*sipCall                   // by channel uuid
+	unacked map[string]*sipgo.DialogServerSession // answered, ACK not seen yet (even if ended)
 	dropBYE bool
 	reject  int
 	invites int
@@ -96,7 +97,8 @@ func StartSIP(fs *Server, opts SIPOptions) (*SIPAgent, error) {
 	if opts.ConferenceTone <= 0 {
 		opts.ConferenceTone = 600
 	}
-	a := &SIPAgent{fs: fs, opts: opts, log: opts.Logger, calls: map[string]*sipCall{}, byChan: map[string]*sipCall{}}
+	a := &SIPAgent{fs: fs, opts: opts, log: opts.Logger, calls: map[string]*sipCall{}, byChan: map[string]*sipCall{},
+		unacked: map[string]*sipgo.DialogServerSession{}}
 	noDNS := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
 		return nil, errors.New("fakefs: no DNS")
 	}}
@@ -291,6 +293,7 @@ func (a *SIPAgent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	a.mu.Lock()
 	a.calls[callID] = c
 	a.byChan[ch.UUID] = c
+	a.unacked[callID] = dlg
 	a.mu.Unlock()
 	a.wg.Add(2)
 	go func() { defer a.wg.Done(); c.readRTP() }()
@@ -302,9 +305,19 @@ func (a *SIPAgent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 }
 
+// onAck confirms the dialog; the ACK is routed even when the call already ended (a
+// hangup racing the ACK), or the 200 OK would be retransmitted for 32 s.
 func (a *SIPAgent) onAck(req *sip.Request, tx sip.ServerTransaction) {
-	if c := a.callOf(req); c != nil {
-		_ = c.dlg.ReadAck(req, tx)
+	h := req.CallID()
+	if h == nil {
+		return
+	}
+	a.mu.Lock()
+	dlg := a.unacked[h.Value()]
+	delete(a.unacked, h.Value())
+	a.mu.Unlock()
+	if dlg != nil {
+		_ = dlg.ReadAck(req, tx)
 	}
 }
 
