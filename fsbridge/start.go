@@ -24,6 +24,8 @@ type Config struct {
 	// of nkbridge's calls (default nkbridge).
 	Profile string
 	Context string
+	// CreateRooms lets mcu sessions name rooms that do not exist yet (Options.CreateRooms).
+	CreateRooms bool
 	// Engine is the media engine the legs start from (required).
 	Engine *media.Engine
 	// Rooms receives media/room events (optional; e.g. the core's *signaling.Bus).
@@ -85,7 +87,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		dialer.Close()
 		return nil, err
 	}
-	b, err := New(Options{ESL: client, Dialer: dialer, Profile: cfg.Profile, Context: cfg.Context, Rooms: cfg.Rooms,
+	b, err := New(Options{ESL: client, Dialer: dialer, Profile: cfg.Profile, Context: cfg.Context, Rooms: cfg.Rooms, CreateRooms: cfg.CreateRooms,
 		ChannelTimeout: cfg.ChannelTimeout, CommandTimeout: cfg.CommandTimeout, Logger: log})
 	if err != nil {
 		dialer.Close()
