@@ -148,15 +148,26 @@ func (s *fsSession) moveTo(ctx context.Context, p placement) error {
 		if !plive || pch == "" {
 			return signaling.Errorf(signaling.CodeSessionNotFound, "Peer session not found on FreeSWITCH: %s", p.peer)
 		}
+		peer.mu.Lock()
+		pold := peer.place
+		peer.mu.Unlock()
+		if pold.typ == signaling.TypeBridge && pold.peer != "" && pold.peer != s.id {
+			peer.unbridge(ctx, pold.peer) // the partner's own partner goes back to park
+		}
 		if err = esl.UUIDBridge(cctx, b.opts.ESL, ch, pch); err == nil {
-			peer.mu.Lock()
-			peer.place = placement{typ: signaling.TypeBridge, peer: s.id}
-			peer.mu.Unlock()
+			peer.placed(pold, placement{typ: signaling.TypeBridge, peer: s.id})
 		}
 	}
 	if err != nil {
 		return fsError(what, err)
 	}
+	s.placed(old, p)
+	return nil
+}
+
+// placed records that the channel moved from old to p (rooms, media timeout).
+func (s *fsSession) placed(old, p placement) {
+	b := s.b
 	s.mu.Lock()
 	s.place = p
 	if p.typ != signaling.TypeMCU {
@@ -173,7 +184,6 @@ func (s *fsSession) moveTo(ctx context.Context, p placement) error {
 	if p.typ == signaling.TypeMCU {
 		b.joinRoom(p.room, s.id)
 	}
-	return nil
 }
 
 // unbridge unlinks s from its bridge partner and parks the partner.
