@@ -288,3 +288,32 @@ func TestHangupDuringStart(t *testing.T) {
 	}
 	e.noLeaks()
 }
+
+// The Event Socket is down exactly when FreeSWITCH creates the channel, so its events
+// are never seen: after the reconnection the reconciliation finds the channel (by its
+// X-NKB-Session and X-NKB-Leg) and the start completes.
+func TestChannelAdoptedAfterReconnect(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	relisten := make(chan error, 1)
+	e.sip.SetBeforeRoute(func(fakefs.INVITE) {
+		e.fs.StopListening()
+		for e.svc.Client().Connected() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			relisten <- e.fs.Listen()
+		}()
+	})
+	sid := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "adopted"})
+	if err := <-relisten; err != nil {
+		t.Fatal(err)
+	}
+	ch := e.channelOf(sid)
+	e.waitCommand("api uuid_getvar " + ch.UUID + " sip_h_X-NKB-Leg")
+	e.waitCommand("api uuid_transfer " + ch.UUID + " park inline")
+	e.sip.SetBeforeRoute(nil)
+	c.ok("media", "session", "stop", msg{"session_id": sid})
+	e.noLeaks()
+}

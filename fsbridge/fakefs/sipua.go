@@ -63,6 +63,7 @@ type SIPAgent struct {
 	unacked map[string]*sipgo.DialogServerSession // answered, ACK not seen yet (even if ended)
 	dropBYE bool
 	reject  int
+	before  func(INVITE)
 	invites int
 	closed  bool
 
@@ -164,6 +165,14 @@ func (a *SIPAgent) SetDropBYE(drop bool) {
 func (a *SIPAgent) SetReject(code int) {
 	a.mu.Lock()
 	a.reject = code
+	a.mu.Unlock()
+}
+
+// SetBeforeRoute sets a hook called with each INVITE just before it is routed (tests
+// use it to make something happen at that moment, e.g. an Event Socket outage).
+func (a *SIPAgent) SetBeforeRoute(f func(INVITE)) {
+	a.mu.Lock()
+	a.before = f
 	a.mu.Unlock()
 }
 
@@ -278,6 +287,12 @@ func (a *SIPAgent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	_ = dlg.Respond(100, "Trying", nil)
+	a.mu.Lock()
+	before := a.before
+	a.mu.Unlock()
+	if before != nil {
+		before(inv)
+	}
 	ch, err := a.fs.Route(inv)
 	if err != nil {
 		conn.Close()
