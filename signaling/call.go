@@ -194,21 +194,33 @@ func (c *Core) NewCall(req CallRequest) (*Call, error) {
 		req.RingTime = c.opts.MaxRingTime
 	}
 	cl := &call{id: req.CallID, req: req, log: c.log.With("call_id", req.CallID, "call_type", req.Type)}
+	if err := c.addCall(cl); err != nil {
+		return nil, err
+	}
+	if c.obs != nil {
+		c.obs.CallStarted(req.Type)
+	}
+	return &Call{c: c, cl: cl}, nil
+}
+
+// addCall registers a new call, linking it to its caller's session.
+func (c *Core) addCall(cl *call) error {
+	req := cl.req
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.refuseLocked(); e != nil {
-		return nil, e
+		return e
 	}
 	if _, dup := c.calls[cl.id]; dup {
-		return nil, Errorf(CodeInvalidParameters, "Duplicated call id: %s", cl.id)
+		return Errorf(CodeInvalidParameters, "Duplicated call id: %s", cl.id)
 	}
 	if req.SessionID != "" {
 		s, ok := c.sessions[req.SessionID]
 		if !ok || s.stopped {
-			return nil, Errorf(CodeSessionNotFound, "Session not found: %s", req.SessionID)
+			return Errorf(CodeSessionNotFound, "Session not found: %s", req.SessionID)
 		}
 		if s.callID != "" {
-			return nil, Errorf(CodeInvalidOperation, "Session %s already has a call", req.SessionID)
+			return Errorf(CodeInvalidOperation, "Session %s already has a call", req.SessionID)
 		}
 		s.callID = cl.id
 		cl.sessions = append(cl.sessions, s.id)
@@ -220,7 +232,7 @@ func (c *Core) NewCall(req CallRequest) (*Call, error) {
 	if req.Caller.Owner != "" {
 		addTo(c.callOwner, req.Caller.Owner, cl.id)
 	}
-	return &Call{c: c, cl: cl}, nil
+	return nil
 }
 
 // farOffer is the offer a call from a session with a backend-made offer
@@ -335,6 +347,7 @@ func (c *Core) HangupCall(id string, err *Error) error {
 		c.mu.Unlock()
 		return Errorf(CodeCallNotFound, "Call not found: %s", id)
 	}
+	answered := call.state == callAnswered
 	call.state = callEnded
 	delete(c.calls, id)
 	if call.req.Caller.Owner != "" {
@@ -363,6 +376,9 @@ func (c *Core) HangupCall(id string, err *Error) error {
 	c.mu.Unlock()
 
 	call.log.Info("call hangup", "code", err.Code, "reason", err.Text)
+	if c.obs != nil {
+		c.obs.CallEnded(call.req.Type, callOutcome(answered, err.Code), err.Code)
+	}
 	for _, inv := range hang {
 		inv.Hangup(err)
 	}
@@ -490,6 +506,9 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 	c.mu.Unlock()
 
 	call.log.Info("call answered")
+	if c.obs != nil {
+		c.obs.CallAnswered(call.req.Type)
+	}
 	for _, o := range others {
 		o.Hangup(elsewhere)
 	}

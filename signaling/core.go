@@ -15,6 +15,7 @@ type Options struct {
 	ReadyTimeout time.Duration // default 86400 s: sessions with an answer
 	RingTime     time.Duration // default 30 s
 	MaxRingTime  time.Duration // default 180 s
+	Observer     Observer      // optional: told about sessions and calls (metrics)
 }
 
 // Core holds the sessions and calls of one nkbridge instance. Its methods
@@ -24,6 +25,7 @@ type Core struct {
 	log      *slog.Logger
 	bus      *Bus
 	backends *Backends
+	obs      Observer
 	opts     Options
 
 	mu        sync.Mutex
@@ -73,6 +75,7 @@ func New(o Options) *Core {
 	return &Core{
 		log:       o.Logger,
 		bus:       o.Bus,
+		obs:       o.Observer,
 		backends:  o.Backends,
 		opts:      o,
 		sessions:  make(map[string]*session),

@@ -147,6 +147,9 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 		c.activateLocked(s, req.Answer)
 		c.mu.Unlock()
 		s.log.Info("session started")
+		if c.obs != nil {
+			c.obs.SessionStarted(s.typ, "")
+		}
 		return SessionResult{SessionID: s.id}, nil
 	}
 	c.mu.Unlock()
@@ -186,6 +189,9 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	c.activateLocked(s, answer)
 	c.mu.Unlock()
 	s.log.Info("session started", "backend", bname)
+	if c.obs != nil {
+		c.obs.SessionStarted(s.typ, bname)
+	}
 	return SessionResult{SessionID: s.id, Answer: res.Answer, Offer: res.Offer, RoomID: res.RoomID}, nil
 }
 
@@ -246,6 +252,7 @@ func (c *Core) StopSession(id string, err *Error) error {
 		c.mu.Unlock()
 		return Errorf(CodeSessionNotFound, "Session not found: %s", id)
 	}
+	started := s.state != stateStarting
 	c.removeLocked(s)
 	var dependents []string
 	for d := range c.peersOf[id] {
@@ -256,6 +263,9 @@ func (c *Core) StopSession(id string, err *Error) error {
 	c.mu.Unlock()
 
 	s.log.Info("session stopped", "code", err.Code, "reason", err.Text)
+	if started && c.obs != nil {
+		c.obs.SessionStopped(s.typ, err.Code)
+	}
 	if media != nil {
 		media.Stop(err)
 	}

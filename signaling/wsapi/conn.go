@@ -273,6 +273,9 @@ func (c *conn) reply(tid json.RawMessage, data any) {
 }
 
 func (c *conn) replyErr(tid json.RawMessage, e *signaling.Error) {
+	if o := c.srv.cfg.Observer; o != nil {
+		o.APIError(e.Code)
+	}
 	b, _ := json.Marshal(outResponse{Result: "error", Data: errorData{Code: e.Code, Error: e.Text}, Tid: tid})
 	c.enqueue(b)
 }

@@ -41,6 +41,19 @@ type Config struct {
 	MaxBackoff     time.Duration // default 30 s
 	RequestRate    float64       // default 1000 requests/s per connection (burst 2x)
 	MaxOwned       int           // default 1000 sessions (and as many calls) per connection
+	Observer       Observer      // optional: told about connections and error replies (metrics)
+	// Handler, if set, serves the HTTP requests that are not API upgrades
+	// (any path but "/" and "/api", and plain GETs of "/"): the demo page.
+	Handler http.Handler
+}
+
+// Observer is told about API connections and error replies, for metrics.
+// Methods must be quick and must not block.
+type Observer interface {
+	APIConnOpened()
+	APIConnClosed()
+	// APIError: a request was answered with an error of this code.
+	APIError(code int)
 }
 
 func (c *Config) defaults() {
@@ -266,8 +279,14 @@ func (s *Server) Close() {
 	s.log.Info("api stopped")
 }
 
-// ServeHTTP upgrades API requests (paths "/" and "/api").
+// ServeHTTP upgrades API requests (paths "/" and "/api"); other requests
+// go to Config.Handler when there is one.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	api := r.URL.Path == "/api" || (r.URL.Path == "/" && websocket.IsWebSocketUpgrade(r))
+	if !api && s.cfg.Handler != nil {
+		s.cfg.Handler.ServeHTTP(w, r)
+		return
+	}
 	if r.URL.Path != "/" && r.URL.Path != "/api" {
 		http.NotFound(w, r)
 		return
@@ -322,12 +341,18 @@ func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
 	c := newConn(s, ws, remote, fmt.Sprintf("api-%d", s.nextConn))
 	s.conns[c] = struct{}{}
 	s.byID[c.id] = c
+	if s.cfg.Observer != nil {
+		s.cfg.Observer.APIConnOpened()
+	}
 	return c
 }
 
 func (s *Server) removeConn(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.conns[c]; ok && s.cfg.Observer != nil {
+		s.cfg.Observer.APIConnClosed()
+	}
 	delete(s.conns, c)
 	delete(s.byID, c.id)
 	if c.user != "" {
