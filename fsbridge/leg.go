@@ -93,10 +93,14 @@ type SIPDialer struct {
 	dua *sipgo.DialogUA
 	pc  net.PacketConn
 
-	mu     sync.Mutex
-	legs   map[string]*sipLeg // by Call-ID
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	legs    map[string]*sipLeg // by Call-ID
+	closed  bool
+	sipDone bool // the user agent is closing: no more requests (sipgo would open a new socket)
+	wg      sync.WaitGroup
+	sending sync.WaitGroup  // BYEs and INVITEs in flight
+	ctx     context.Context // cancelled by Close: abandons INVITEs in flight
+	cancel  context.CancelFunc
 }
 
 // NewSIPDialer binds the user agent's UDP socket and starts serving (BYEs from
@@ -127,8 +131,10 @@ func NewSIPDialer(cfg SIPDialerConfig) (*SIPDialer, error) {
 	}
 	d := &SIPDialer{cfg: cfg, log: cfg.Logger, legs: map[string]*sipLeg{},
 		target: sip.Uri{Scheme: "sip", Host: host, Port: portN}}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
 	pc, err := net.ListenPacket("udp", cfg.Listen)
 	if err != nil {
+		d.cancel()
 		return nil, fmt.Errorf("fsbridge: SIP listen %s: %w", cfg.Listen, err)
 	}
 	d.pc = pc
@@ -154,6 +160,7 @@ func NewSIPDialer(cfg SIPDialerConfig) (*SIPDialer, error) {
 			sipgo.WithClientConnectionAddr(laddr.String()))
 	}
 	if err != nil {
+		d.cancel()
 		pc.Close()
 		if d.ua != nil {
 			d.ua.Close()
@@ -202,6 +209,17 @@ func (d *SIPDialer) fromFS(h sipgo.RequestHandler) sipgo.RequestHandler {
 // Addr is the UDP address of the dialer's SIP user agent.
 func (d *SIPDialer) Addr() string { return d.pc.LocalAddr().String() }
 
+// beginSend registers a request about to be sent; false once the user agent is closing.
+func (d *SIPDialer) beginSend() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sipDone {
+		return false
+	}
+	d.sending.Add(1)
+	return true
+}
+
 // Legs returns the number of live legs.
 func (d *SIPDialer) Legs() int {
 	d.mu.Lock()
@@ -217,6 +235,7 @@ func (d *SIPDialer) Close() error {
 		return nil
 	}
 	d.closed = true
+	d.cancel()
 	legs := make([]*sipLeg, 0, len(d.legs))
 	for _, l := range d.legs {
 		legs = append(legs, l)
@@ -227,6 +246,10 @@ func (d *SIPDialer) Close() error {
 		l.Hangup(ctx)
 	}
 	cancel()
+	d.mu.Lock()
+	d.sipDone = true
+	d.mu.Unlock()
+	d.sending.Wait()
 	_ = d.srv.Close()
 	_ = d.pc.Close()
 	_ = d.ua.Close()
@@ -258,6 +281,10 @@ func (d *SIPDialer) Dial(ctx context.Context, req LegRequest) (Leg, error) {
 	if req.Token != "" && strings.Trim(req.Token, "0123456789abcdefABCDEF-") != "" || len(req.Token) > 64 {
 		return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid leg token")
 	}
+	if !d.beginSend() {
+		return nil, signaling.Errorf(signaling.CodeSessionStop, "Server stopping")
+	}
+	defer d.sending.Done()
 	d.mu.Lock()
 	closed := d.closed
 	d.mu.Unlock()
@@ -274,6 +301,7 @@ func (d *SIPDialer) Dial(ctx context.Context, req LegRequest) (Leg, error) {
 
 	ictx, cancel := context.WithTimeout(ctx, d.cfg.InviteTimeout)
 	defer cancel()
+	defer context.AfterFunc(d.ctx, cancel)()
 	uri := d.target
 	uri.User = req.Dest
 	hdrs := []sip.Header{sip.NewHeader("Content-Type", "application/sdp"), sip.NewHeader(SessionHeader, req.SessionID)}
@@ -413,9 +441,10 @@ func (l *sipLeg) mediaStopped(info media.StopInfo) {
 
 // bye sends BYE on an established dialog (best effort, bounded).
 func (l *sipLeg) bye() {
-	if l.dlg == nil {
+	if l.dlg == nil || !l.d.beginSend() {
 		return
 	}
+	defer l.d.sending.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	if err := l.dlg.Bye(ctx); err != nil {

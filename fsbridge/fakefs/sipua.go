@@ -68,6 +68,7 @@ type SIPAgent struct {
 	closed  bool
 
 	wg     sync.WaitGroup
+	byeWG  sync.WaitGroup // BYEs in flight: they end before the socket closes
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -218,6 +219,7 @@ func (a *SIPAgent) Close() error {
 	}
 	a.mu.Unlock()
 	a.cancel()
+	a.byeWG.Wait() // a request sent after the socket closed would make sipgo open another
 	for _, c := range calls {
 		c.finish()
 	}
@@ -387,9 +389,9 @@ func (a *SIPAgent) onChannelHangup(ch Channel, _ string) {
 	if drop {
 		return
 	}
-	a.wg.Add(1)
+	a.byeWG.Add(1)
 	go func() {
-		defer a.wg.Done()
+		defer a.byeWG.Done()
 		ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
 		defer cancel()
 		if err := c.dlg.Bye(ctx); err != nil {
