@@ -7,12 +7,14 @@
 // is a plain-RTP call to FreeSWITCH's nkbridge SIP profile, carrying the session id in
 // the header X-NKB-Session. The shipped dialplan (testdata/freeswitch) answers and parks
 // that call; the Backend finds the channel through its events (the channel variable
-// sip_h_X-NKB-Session) and moves it with "uuid_transfer <uuid> park|echo|
-// conference:<room>@<profile> inline", or "uuid_bridge" for bridge. A session update
-// moves it again, mcu_layout sets the conference's video layout. When FreeSWITCH's
-// channel ends the session stops with 2302 fs_channel_stop; when the session stops, the
-// channel is killed and the call hung up. Conference membership events become room
-// events (media/room/started_member, stopped_member, talking) and session info events.
+// sip_h_X-NKB-Session, and sip_h_X-NKB-Leg, a token of that one call) and moves it with
+// "uuid_transfer <uuid> <app> inline" where app is park, echo or
+// conference:<room>@<profile>, or "uuid_bridge" for bridge. A session update moves it
+// again, mcu_layout sets the conference's video layout. When FreeSWITCH's channel ends
+// the session stops with 2302 fs_channel_stop; when the session stops, the channel is
+// killed and the call hung up. The Backend is also the signaling.RoomProvider of its mcu
+// rooms; conference membership events become room events (media/room/started_member,
+// stopped_member, talking) and session info events.
 //
 // After every Event Socket (re)connection and after lost events, Reconcile compares
 // FreeSWITCH's channels with the sessions: a session whose channel vanished stops, an
