@@ -96,6 +96,23 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 		t.Fatalf("echo: heard %.0f Hz (ratio %.1f, RMS %.0f), want the client's own %v Hz", f, ratio, rms, clientTone)
 	}
 
+	// Media options apply to nkbridge's leg: muting the client stops its audio to
+	// FreeSWITCH.
+	c.ok("media", "session", "update", msg{"session_id": sid, "type": "media", "use_audio": false})
+	time.Sleep(300 * time.Millisecond)
+	in1, _, _ := e.sip.RTPStats(ch.UUID)
+	time.Sleep(time.Second)
+	if in2, _, _ := e.sip.RTPStats(ch.UUID); in2-in1 > 5 {
+		t.Fatalf("muted client still reaches FreeSWITCH: %d packets in 1s", in2-in1)
+	}
+	c.ok("media", "session", "update", msg{"session_id": sid, "type": "media", "use_audio": true})
+	eventually(t, 5*time.Second, "unmuted audio reaching FreeSWITCH", func() string {
+		if in3, _, _ := e.sip.RTPStats(ch.UUID); in3-in1 < 20 {
+			return "few packets"
+		}
+		return ""
+	})
+
 	// MCU: conference:<room>@nkbridge; the client hears the room (600 Hz), not itself.
 	// The room must exist first.
 	c.fail(2030, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "room-1"})
