@@ -61,7 +61,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, "-api-listen", addr, "-log-level", "error")
+	cmd := exec.Command(bin, "-api-listen", addr, "-metrics-listen", "", "-log-level", "error")
 	// No pings during the measurement; the child inherits the raised limit.
 	cmd.Env = append(os.Environ(), "NKB_API_PING_INTERVAL=1h", "NKB_API_IDLE_TIMEOUT=1h")
 	cmd.Stderr = os.Stderr

@@ -26,6 +26,9 @@ type Config struct {
 	Users        []UserConfig   `yaml:"users" env:"-"`
 	Sessions     SessionsConfig `yaml:"sessions"`
 	Calls        CallsConfig    `yaml:"calls"`
+	Metrics      MetricsConfig  `yaml:"metrics"`
+	Health       HealthConfig   `yaml:"health"`
+	Demo         DemoConfig     `yaml:"demo"`
 }
 
 // LogConfig configures logging.
@@ -70,6 +73,23 @@ type CallsConfig struct {
 	MaxRingTime time.Duration `yaml:"max_ring_time"`
 }
 
+// MetricsConfig configures the operations HTTP listener (metrics and health).
+type MetricsConfig struct {
+	Listen string `yaml:"listen"`
+	Path   string `yaml:"path"`
+}
+
+// HealthConfig sets when /health reports overload (429).
+type HealthConfig struct {
+	MaxSessions int     `yaml:"max_sessions"`
+	MaxCPU      float64 `yaml:"max_cpu"`
+}
+
+// DemoConfig configures the demo page on the API port.
+type DemoConfig struct {
+	Enabled bool `yaml:"enabled"`
+}
+
 // loadConfig builds the configuration: embedded defaults, then the file (if
 // any), then NKB_* environment variables from env.
 func loadConfig(file string, env func(string) (string, bool)) (*Config, error) {
@@ -107,6 +127,15 @@ func (c *Config) validate() error {
 	}
 	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
 		return fmt.Errorf("api.tls_cert and api.tls_key go together")
+	}
+	if c.Metrics.Listen != "" && !strings.HasPrefix(c.Metrics.Path, "/") {
+		return fmt.Errorf("metrics.path %q: must start with /", c.Metrics.Path)
+	}
+	if c.Metrics.Path == "/health" {
+		return fmt.Errorf("metrics.path: /health is the health check")
+	}
+	if c.Health.MaxSessions < 0 || c.Health.MaxCPU < 0 || c.Health.MaxCPU > 100 {
+		return fmt.Errorf("health: max_sessions must be >= 0 and max_cpu within 0..100")
 	}
 	seen := map[string]bool{}
 	for i, u := range c.Users {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,9 +18,11 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+	"github.com/nkbridge/nkbridge/internal/metrics"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/auth"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
+	"github.com/nkbridge/nkbridge/web"
 )
 
 const version = "0.1.0"
@@ -62,6 +65,7 @@ func run(ctx context.Context, drain <-chan struct{}, args []string, stdin io.Rea
 	var (
 		configFile  = fs.String("config", "", "YAML configuration `file` (default: embedded defaults)")
 		apiListen   = fs.String("api-listen", "", "control API listen `address` (overrides api.listen)")
+		metricsAddr = fs.String("metrics-listen", "-", "metrics and health listen `address`, \"\" = off (overrides metrics.listen)")
 		logLevel    = fs.String("log-level", "", "log `level`: debug, info, warn, error (overrides log.level)")
 		logFormat   = fs.String("log-format", "", "log `format`: text or json (overrides log.format)")
 		showVersion = fs.Bool("version", false, "print the version and exit")
@@ -101,6 +105,9 @@ func run(ctx context.Context, drain <-chan struct{}, args []string, stdin io.Rea
 	}
 	if *apiListen != "" {
 		cfg.API.Listen = *apiListen
+	}
+	if *metricsAddr != "-" {
+		cfg.Metrics.Listen = *metricsAddr
 	}
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
@@ -148,6 +155,7 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		return err
 	}
 
+	mets := metrics.New()
 	bus := signaling.NewBus()
 	backends := signaling.NewBackends()
 	backendHooks, err := wireBackends(ctx, cfg, log, bus, backends)
@@ -162,7 +170,12 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		Logger: log, Bus: bus, Backends: backends,
 		WaitTimeout: cfg.Sessions.WaitTimeout, ReadyTimeout: cfg.Sessions.ReadyTimeout,
 		RingTime: cfg.Calls.RingTime, MaxRingTime: cfg.Calls.MaxRingTime,
+		Observer: mets,
 	})
+	var page http.Handler
+	if cfg.Demo.Enabled {
+		page = web.Handler()
+	}
 	api := wsapi.New(wsapi.Config{
 		Listen: cfg.API.Listen, TLSCert: cfg.API.TLSCert, TLSKey: cfg.API.TLSKey,
 		MaxFrameBytes: cfg.API.MaxFrameBytes, PingInterval: cfg.API.PingInterval,
@@ -170,12 +183,22 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		RequestTimeout: cfg.API.RequestTimeout, AckTimeout: cfg.API.AckTimeout,
 		MaxConnections: cfg.API.MaxConnections, AllowedOrigins: cfg.API.AllowedOrigins,
 		RequestRate: cfg.API.RequestRate, MaxOwned: cfg.API.MaxOwned, Users: users,
+		Observer: mets, Handler: page,
 	}, core, log)
 	defer core.Close() // stops what is left (idempotent)
+	mets.WatchCore(core.Stats, api.ConnCount)
 	fronts, err := wireFrontEnds(ctx, cfg, log, core)
 	if err != nil {
 		return err
 	}
+	backendHooks.observe(mets)
+	fronts.observe(mets)
+	ops, err := startOps(ctx, cfg, log, mets, core)
+	if err != nil {
+		fronts.stop()
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	defer ops.stop() // health and metrics answer until everything has stopped
 	ln, err := api.Listen()
 	if err != nil {
 		fronts.stop()
@@ -233,10 +256,22 @@ func waitDrained(ctx context.Context, timeout time.Duration, log *slog.Logger, a
 	}
 }
 
-// hooks is what a piece of wiring gives the daemon for its shutdown.
+// hooks is what a piece of wiring gives the daemon for its shutdown and
+// its metrics.
 type hooks struct {
 	Drain []func() // SIGTERM: refuse new work, keep what is in progress
 	Stop  []func() // stop and release
+	// Metrics are called once, after wiring, with the daemon's metrics:
+	// register gauges (m.SIP().RegistrationsFunc, m.ESL().ConnectedFunc,
+	// m.Media().GaugesFunc) or hand m.SIP() / m.Media() to a component
+	// as its observer.
+	Metrics []func(m *metrics.Metrics)
+}
+
+func (h hooks) observe(m *metrics.Metrics) {
+	for _, f := range h.Metrics {
+		f(m)
+	}
 }
 
 func (h hooks) drain() {

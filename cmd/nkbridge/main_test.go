@@ -121,7 +121,8 @@ type daemon struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	logs *syncBuf
-	addr string
+	addr string // control API
+	ops  string // metrics and health
 	done chan error
 }
 
@@ -133,7 +134,7 @@ func startBinary(t *testing.T, env ...string) *daemon {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "-api-listen", "127.0.0.1:0", "-log-format", "json")
+	cmd := exec.Command(bin, "-api-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-log-format", "json")
 	cmd.Env = append(append(os.Environ(), "NKB_LOG_LEVEL=info"), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -141,24 +142,31 @@ func startBinary(t *testing.T, env ...string) *daemon {
 	}
 	d := &daemon{t: t, cmd: cmd, logs: &syncBuf{}, done: make(chan error, 1)}
 	t.Cleanup(func() { cmd.Process.Kill(); <-d.done })
-	addrc := make(chan string, 1)
+	addrc, opsc := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		re := regexp.MustCompile(`"msg":"api listening","addr":"([0-9.:]+)"`)
+		reOps := regexp.MustCompile(`"msg":"metrics listening","addr":"([0-9.:]+)"`)
 		for sc.Scan() {
 			line := sc.Text()
 			d.logs.Write([]byte(line + "\n"))
 			if m := re.FindStringSubmatch(line); m != nil {
 				addrc <- m[1]
 			}
+			if m := reOps.FindStringSubmatch(line); m != nil {
+				opsc <- m[1]
+			}
 		}
 		io.Copy(io.Discard, stderr)
 		d.done <- cmd.Wait()
 	}()
-	select {
-	case d.addr = <-addrc:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no listening line; logs:\n%s", d.logs.String())
+	for d.addr == "" || d.ops == "" {
+		select {
+		case d.addr = <-addrc:
+		case d.ops = <-opsc:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("no listening line; logs:\n%s", d.logs.String())
+		}
 	}
 	return d
 }
@@ -325,7 +333,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuf{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, []string{"-api-listen", addr}, nil, io.Discard, logs, envMap(nil)) }()
+	go func() { done <- run(ctx, nil, []string{"-api-listen", addr, "-metrics-listen", "127.0.0.1:0"}, nil, io.Discard, logs, envMap(nil)) }()
 	var ws *websocket.Conn
 	for i := 0; ; i++ {
 		ws, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/api", nil)

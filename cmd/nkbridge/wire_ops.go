@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nkbridge/nkbridge/internal/metrics"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// opsServer is the operations HTTP listener: Prometheus metrics at
+// metrics.path and /health (200 serving, 429 overloaded, 503 draining).
+type opsServer struct {
+	hs     *http.Server
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// loadSource is what /health reads.
+type loadSource interface {
+	Counts() (sessions, calls int)
+	Draining() bool
+}
+
+// healthHandler answers /health with a JSON body {status, sessions, calls,
+// cpu}: 503 "draining" once the daemon drains, 429 "overloaded" at or above
+// max_sessions or above max_cpu (percent of all cores), else 200 "ok".
+func healthHandler(core loadSource, cfg HealthConfig, cpu func() float64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		s, c := core.Counts()
+		load := 0.0
+		if cpu != nil {
+			load = cpu()
+		}
+		status, code := "ok", http.StatusOK
+		switch {
+		case core.Draining():
+			status, code = "draining", http.StatusServiceUnavailable
+		case cfg.MaxSessions > 0 && s >= cfg.MaxSessions:
+			status, code = "overloaded", http.StatusTooManyRequests
+		case cfg.MaxCPU > 0 && load > cfg.MaxCPU:
+			status, code = "overloaded", http.StatusTooManyRequests
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if code != http.StatusOK {
+			w.Header().Set("Retry-After", "5")
+		}
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "sessions": s, "calls": c, "cpu": load})
+	}
+}
+
+// cpuMeter samples the process's CPU use (user+system, from getrusage) once
+// a second, as a percentage of all cores.
+type cpuMeter struct {
+	mu      sync.Mutex
+	percent float64
+}
+
+func (m *cpuMeter) Percent() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.percent
+}
+
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// run samples until ctx is done.
+func (m *cpuMeter) run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	lastCPU, lastWall := processCPU(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			cpu := processCPU()
+			wall := now.Sub(lastWall)
+			if wall > 0 {
+				p := float64(cpu-lastCPU) / float64(wall) / float64(runtime.NumCPU()) * 100
+				m.mu.Lock()
+				m.percent = p
+				m.mu.Unlock()
+			}
+			lastCPU, lastWall = cpu, now
+		}
+	}
+}
+
+// startOps binds the metrics/health listener (cfg.Metrics.Listen; "" = none,
+// returns nil) and serves it until stop.
+func startOps(ctx context.Context, cfg *Config, log *slog.Logger, m *metrics.Metrics, core *signaling.Core) (*opsServer, error) {
+	if cfg.Metrics.Listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+	if err != nil {
+		return nil, err
+	}
+	meter := &cpuMeter{}
+	mctx, cancel := context.WithCancel(ctx)
+	mux := http.NewServeMux()
+	mux.Handle(cfg.Metrics.Path, m.Handler())
+	mux.Handle("/health", healthHandler(core, cfg.Health, meter.Percent))
+	o := &opsServer{cancel: cancel,
+		hs: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}}
+	o.wg.Add(2)
+	go func() {
+		defer o.wg.Done()
+		meter.run(mctx, time.Second)
+	}()
+	go func() {
+		defer o.wg.Done()
+		if err := o.hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics listener failed", "err", err)
+		}
+	}()
+	log.Info("metrics listening", "addr", ln.Addr().String(), "path", cfg.Metrics.Path, "health", "/health")
+	return o, nil
+}
+
+// stop closes the listener and waits for the server.
+func (o *opsServer) stop() {
+	if o == nil {
+		return
+	}
+	_ = o.hs.Close()
+	o.cancel()
+	o.wg.Wait()
+}
