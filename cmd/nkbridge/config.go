@@ -29,6 +29,7 @@ type Config struct {
 	Metrics      MetricsConfig  `yaml:"metrics"`
 	Health       HealthConfig   `yaml:"health"`
 	Demo         DemoConfig     `yaml:"demo"`
+	Media        MediaConfig    `yaml:"media"`
 }
 
 // LogConfig configures logging.

@@ -292,8 +292,13 @@ func (h hooks) stop() {
 // adds its wiring here, with its config section, and appends to the hooks
 // (Stop runs after the core has stopped every session). With none
 // registered, only p2p sessions work (others answer 2001/2002).
-func wireBackends(_ context.Context, _ *Config, _ *slog.Logger, _ *signaling.Bus, _ *signaling.Backends) (hooks, error) {
-	return hooks{}, nil
+func wireBackends(_ context.Context, cfg *Config, log *slog.Logger, _ *signaling.Bus, backends *signaling.Backends) (hooks, error) {
+	var h hooks
+	if _, _, err := wireMedia(cfg.Media, log, backends, &h); err != nil { // wire_media.go
+		h.stop()
+		return hooks{}, err
+	}
+	return h, nil
 }
 
 // wireFrontEnds starts the other front ends (SIP, Verto) on core: they

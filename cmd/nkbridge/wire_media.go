@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/nkbridge/nkbridge/internal/metrics"
+	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/embedded"
+)
+
+// MediaConfig configures the embedded media engine (section media:).
+type MediaConfig struct {
+	Enabled      bool          `yaml:"enabled"`
+	BindIP       string        `yaml:"bind_ip"`
+	UDPPort      int           `yaml:"udp_port"`
+	TCPPort      int           `yaml:"tcp_port"`
+	ICELite      bool          `yaml:"ice_lite"`
+	PublicIP     string        `yaml:"public_ip"`
+	RTPPortMin   int           `yaml:"rtp_port_min"`
+	RTPPortMax   int           `yaml:"rtp_port_max"`
+	Quarantine   time.Duration `yaml:"quarantine"`
+	MediaTimeout time.Duration `yaml:"media_timeout"`
+	ICETimeout   time.Duration `yaml:"ice_timeout"`
+	RecordDir    string        `yaml:"record_dir"`
+	MaxSessions  int           `yaml:"max_sessions"`
+}
+
+// engineConfig checks c and turns it into the engine's configuration.
+func (c MediaConfig) engineConfig(log *slog.Logger) (media.Config, error) {
+	bind, err := netip.ParseAddr(c.BindIP)
+	if err != nil {
+		return media.Config{}, fmt.Errorf("media.bind_ip %q: want an IP address", c.BindIP)
+	}
+	var public netip.Addr
+	if c.PublicIP != "" {
+		if public, err = netip.ParseAddr(c.PublicIP); err != nil || public.IsUnspecified() {
+			return media.Config{}, fmt.Errorf("media.public_ip %q: want a specific IP address", c.PublicIP)
+		}
+	}
+	if bind.IsUnspecified() && !public.IsValid() {
+		return media.Config{}, fmt.Errorf("media.bind_ip %s needs media.public_ip (the address peers reach)", bind)
+	}
+	if c.UDPPort < 0 || c.UDPPort > 65535 || c.TCPPort < -1 || c.TCPPort > 65535 {
+		return media.Config{}, fmt.Errorf("media.udp_port / media.tcp_port out of range")
+	}
+	if c.RTPPortMin < 1024 || c.RTPPortMax > 65535 || c.RTPPortMax-c.RTPPortMin < 3 {
+		return media.Config{}, fmt.Errorf("media.rtp_port_min..rtp_port_max %d..%d: want a range of at least 2 port pairs within 1024..65535", c.RTPPortMin, c.RTPPortMax)
+	}
+	if c.UDPPort >= c.RTPPortMin && c.UDPPort <= c.RTPPortMax {
+		return media.Config{}, fmt.Errorf("media.udp_port %d is inside the RTP port range", c.UDPPort)
+	}
+	if c.MaxSessions < 0 {
+		return media.Config{}, fmt.Errorf("media.max_sessions must be >= 0")
+	}
+	return media.Config{
+		BindIP: bind, UDPPort: c.UDPPort, TCPPort: c.TCPPort, ICELite: c.ICELite, PublicIP: public,
+		RTPPortMin: c.RTPPortMin, RTPPortMax: c.RTPPortMax, Quarantine: c.Quarantine,
+		MediaTimeout: c.MediaTimeout, ICETimeout: c.ICETimeout, RecordDir: c.RecordDir,
+		MaxSessions: c.MaxSessions, Logger: log.With("component", "media"),
+	}, nil
+}
+
+// wireMedia starts the embedded media engine (unless media.enabled is false)
+// and registers it as backend "media" for echo and proxy. Its Stop hooks
+// close the backend, then the engine. It returns the engine and backend (nil
+// when disabled) for other wiring: FreeSWITCH legs and SIP/Verto glue (which
+// can also find them with embedded.FromBackends(core.Backends())).
+func wireMedia(c MediaConfig, log *slog.Logger, backends *signaling.Backends, h *hooks) (*media.Engine, *embedded.Backend, error) {
+	if !c.Enabled {
+		log.Info("embedded media engine disabled")
+		return nil, nil, nil
+	}
+	mc, err := c.engineConfig(log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if mc.RecordDir != "" {
+		if err := os.MkdirAll(mc.RecordDir, 0o750); err != nil {
+			return nil, nil, fmt.Errorf("media.record_dir: %w", err)
+		}
+	}
+	eng, err := media.New(mc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("media engine: %w", err)
+	}
+	b := embedded.New(eng, log)
+	backends.Register(embedded.Name, b, embedded.Types()...)
+	h.Stop = append(h.Stop, func() { _ = eng.Close() }, b.Close) // run in reverse: backend, then engine
+	h.Metrics = append(h.Metrics, func(m *metrics.Metrics) {
+		m.Media().GaugesFunc(embedded.Name, func() metrics.MediaGauges {
+			st := eng.Stats()
+			return metrics.MediaGauges{Sessions: st.Sessions, Transcoding: b.Transcoding(), RTPPorts: st.RTPPortsInUse}
+		})
+	})
+	log.Info("embedded media engine started", "bind", mc.BindIP, "udp_port", eng.UDPPort(), "tcp_port", eng.TCPPort(),
+		"ice_lite", mc.ICELite, "public_ip", c.PublicIP, "rtp_ports", fmt.Sprintf("%d-%d", mc.RTPPortMin, mc.RTPPortMax),
+		"record_dir", mc.RecordDir, "types", embedded.Types())
+	return eng, b, nil
+}

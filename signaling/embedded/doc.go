@@ -1,0 +1,46 @@
+// Package embedded adapts nkbridge's embedded media engine (package media) to the
+// control API: its Backend implements signaling.Backend for the session types echo
+// and proxy.
+//
+// # Sessions
+//
+//   - echo: the client's offer (sdp_type "webrtc" or "rtp") is answered at once; the
+//     client hears itself.
+//   - proxy: the client's offer (WebRTC, or plain RTP for calls that arrive by SIP)
+//     yields nkbridge's offer for the far side. The far side's kind is the start
+//     request's "proxy_type" (or a top-level "sdp_type"), "webrtc" (default) or "rtp".
+//     The far offer carries the caller's caller_name/caller_id/callee_name/callee_id.
+//     set_answer (or an answered call) takes the far side's answer, whose sdp_type must
+//     match, and returns the answer for the caller.
+//
+// update kind "media" takes {use_audio, use_video, bitrate, record, hold}; with record
+// true the reply is {record_paths: [...]} (WAV files, one per side, in the configured
+// record folder) and media/session/info {info: {record_paths}} is published.
+// set_candidate / set_candidate_end trickle candidates of the API client's WebRTC leg
+// (the caller side; a far WebRTC side must send a complete SDP). DTMF received from
+// either side (RFC 4733) is published as media/session/info {info: {dtmf, side}}.
+//
+// When the engine stops a session on its own, the session stops with:
+//
+//	media timeout (no RTP for N s, never while held)  1005 "Media timeout: no RTP from caller for 30s"
+//	ICE or DTLS failure                                9999 "ICE failed: ... (far)" / "DTLS failed: ..."
+//	the WebRTC peer closed DTLS                        2026 "Peer closed the media: ... (caller)"
+//	engine shutdown                                    1061 "Media engine stopped"
+//
+// # For SIP and Verto glue
+//
+// The glue starts sessions with signaling.Core.StartSession and then needs the media of
+// a session to send DTMF, apply SIP re-INVITEs (hold/resume, address change) and read
+// the hold state. It gets it with
+//
+//	b, ok := embedded.FromBackends(core.Backends())   // the registered *Backend
+//	m, ok := b.Media(sessionID)                        // *Media of a live session
+//	m, ok := embedded.MediaOf(someSignalingMedia)      // or from a signaling.Media
+//	s, ok := embedded.SessionOf(someSignalingMedia)    // the raw *media.Session
+//
+// and then calls, on *Media: SendDTMF(ctx, side, digits, ms), ReofferRTP(side, sdp)
+// (returns the SDP answer and applies hold from its direction), SetHold / Held,
+// OnDTMF(func(side, digit)) (returns a cancel func), CallerKind / FarKind, Stats,
+// Done. Sides are media.SideCaller (the party whose offer started the session) and
+// media.SideFar (the proxy's far side).
+package embedded

@@ -1,0 +1,262 @@
+package embedded
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+
+	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// Media is the embedded media of one echo or proxy session; it implements
+// signaling.Media and offers what the SIP and Verto glue need (DTMF, SIP
+// re-offers, hold). Its methods are safe for concurrent use.
+type Media struct {
+	b          *Backend
+	id, typ    string
+	rep        signaling.MediaReporter
+	log        *slog.Logger
+	callerKind media.Kind
+	farKind    media.Kind // proxy only
+
+	mu       sync.Mutex
+	sess     *media.Session  // nil while starting
+	stopInfo *media.StopInfo // engine stop seen while starting
+	reported bool            // Stopped sent
+	stopped  bool            // Stop called
+	nextDTMF int
+	dtmf     map[int]func(media.Side, rune)
+}
+
+// SessionID returns the API session id.
+func (m *Media) SessionID() string { return m.id }
+
+// Type returns the session type (echo or proxy).
+func (m *Media) Type() string { return m.typ }
+
+// Session returns the engine session.
+func (m *Media) Session() *media.Session {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.sess
+}
+
+// CallerKind is the kind of the leg of the party whose offer started the session.
+func (m *Media) CallerKind() media.Kind { return m.callerKind }
+
+// FarKind is the kind of a proxy's far leg ("" for echo).
+func (m *Media) FarKind() media.Kind { return m.farKind }
+
+// Done is closed when the media stops.
+func (m *Media) Done() <-chan struct{} { return m.Session().Done() }
+
+// Held reports whether the session is on hold (no media timeout runs then).
+func (m *Media) Held() bool { return m.Session().Held() }
+
+// SetHold marks the call held or resumed (for hold signalled outside SDP, or
+// on a WebRTC leg).
+func (m *Media) SetHold(held bool) { m.Session().SetHold(held) }
+
+// Stats returns the per-side counters.
+func (m *Media) Stats() [2]media.LegStats { return m.Session().Stats() }
+
+// SendDTMF sends digits as RFC 4733 events toward side (each durMS ms, 0 =
+// 100). It blocks until sent.
+func (m *Media) SendDTMF(ctx context.Context, to media.Side, digits string, durMS int) error {
+	if err := m.Session().SendDTMF(ctx, to, digits, durMS); err != nil {
+		return signaling.Errorf(signaling.CodeInvalidParameters, "DTMF not sent: %v", err)
+	}
+	return nil
+}
+
+// ReofferRTP applies a SIP re-INVITE's SDP offer from the plain-RTP peer of
+// side and returns the SDP answer; a sendonly/inactive/0.0.0.0 offer puts the
+// session on hold, a sendrecv one resumes it.
+func (m *Media) ReofferRTP(side media.Side, sdp string) (string, error) {
+	d, err := m.Session().ReofferRTP(side, media.Description{Kind: media.KindRTP, SDP: sdp})
+	if err != nil {
+		switch {
+		case errors.Is(err, media.ErrState), errors.Is(err, media.ErrBadKind):
+			return "", signaling.Errorf(signaling.CodeInvalidOperation, "Re-offer refused: %v", err)
+		}
+		return "", startError(err)
+	}
+	return d.SDP, nil
+}
+
+// OnDTMF registers f for every RFC 4733 digit received from either side (from
+// a media goroutine: don't block). The returned func unregisters it.
+func (m *Media) OnDTMF(f func(from media.Side, digit rune)) (cancel func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.dtmf == nil {
+		m.dtmf = make(map[int]func(media.Side, rune))
+	}
+	n := m.nextDTMF
+	m.nextDTMF++
+	m.dtmf[n] = f
+	return func() {
+		m.mu.Lock()
+		delete(m.dtmf, n)
+		m.mu.Unlock()
+	}
+}
+
+func (m *Media) dtmfReceived(from media.Side, digit rune) {
+	m.mu.Lock()
+	fs := make([]func(media.Side, rune), 0, len(m.dtmf))
+	for _, f := range m.dtmf {
+		fs = append(fs, f)
+	}
+	m.mu.Unlock()
+	for _, f := range fs {
+		f(from, digit)
+	}
+	if m.rep != nil {
+		m.rep.Event("info", map[string]any{"info": map[string]any{"dtmf": string(digit), "side": from.String()}})
+	}
+}
+
+// engineStopped is the engine's OnStop: the session stops with a clear reason.
+func (m *Media) engineStopped(info media.StopInfo) {
+	m.mu.Lock()
+	if m.sess == nil {
+		i := info
+		m.stopInfo = &i
+		m.mu.Unlock()
+		return
+	}
+	if m.reported || m.stopped {
+		m.mu.Unlock()
+		return
+	}
+	m.reported = true
+	m.mu.Unlock()
+	e := stopError(info)
+	m.log.Info("embedded: media stopped by the engine", "cause", info.Cause, "reason", info.Reason)
+	if m.rep != nil {
+		m.rep.Stopped(e)
+	}
+	if info.Cause == media.CauseEngineClosed {
+		m.b.forget(m) // Stop may never come (the core may be gone)
+	}
+}
+
+// SetAnswer implements signaling.Media: the far side's answer of a proxy.
+func (m *Media) SetAnswer(ctx context.Context, answer signaling.Desc) (signaling.Desc, error) {
+	if m.typ != signaling.TypeProxy {
+		return nil, signaling.Errorf(signaling.CodeAnswerAlreadySet, "Answer already set for session %s", m.id)
+	}
+	if answer.SDP() == "" {
+		return nil, signaling.MissingField("answer.sdp")
+	}
+	kind, err := kindOf(answer.SDPType(), "answer.sdp_type")
+	if err != nil {
+		return nil, err
+	}
+	if kind != m.farKind {
+		return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: answer.sdp_type (the far side's offer was %q, the answer is %q)", m.farKind, kind)
+	}
+	out, err := m.Session().SetAnswer(ctx, media.Description{Kind: kind, SDP: answer.SDP()})
+	if err != nil {
+		if errors.Is(err, media.ErrState) {
+			return nil, signaling.Errorf(signaling.CodeAnswerAlreadySet, "Answer already set for session %s", m.id)
+		}
+		return nil, sdpError(err, "answer")
+	}
+	return descOf(out, nil), nil
+}
+
+// Update implements signaling.Media: kind "media" {use_audio, use_video,
+// bitrate, record, hold}.
+func (m *Media) Update(_ context.Context, kind string, opts map[string]any) (map[string]any, error) {
+	if kind != "media" {
+		return nil, signaling.Errorf(signaling.CodeNotImplemented, "Update %s is not supported for %s sessions on the embedded media engine", kind, m.typ)
+	}
+	o, err := mediaOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	var hold *bool
+	if v, ok := opts["hold"]; ok && v != nil {
+		h, ok := v.(bool)
+		if !ok {
+			return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: hold (want true or false)")
+		}
+		hold = &h
+	}
+	sess := m.Session()
+	if err := sess.Update(o); err != nil {
+		switch {
+		case errors.Is(err, media.ErrState):
+			return nil, signaling.Errorf(signaling.CodeAnswerNotSet, "Answer not set for session %s", m.id)
+		case errors.Is(err, media.ErrNoRecordDir):
+			return nil, signaling.Errorf(signaling.CodeNotImplemented, "Recording is not configured (media.record_dir)")
+		}
+		return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Media update failed: %v", err)
+	}
+	if hold != nil {
+		sess.SetHold(*hold)
+	}
+	if o.Record != nil && *o.Record {
+		paths := sess.RecordPaths()
+		if m.rep != nil {
+			m.rep.Event("info", map[string]any{"info": map[string]any{"record_paths": paths}})
+		}
+		return map[string]any{"record_paths": paths}, nil
+	}
+	return nil, nil
+}
+
+// Candidate implements signaling.Media: a trickled candidate of the API
+// client's (caller side) WebRTC leg.
+func (m *Media) Candidate(_ context.Context, c signaling.Candidate) error {
+	sess := m.Session()
+	if m.callerKind != media.KindWebRTC {
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Session %s has no WebRTC leg for candidates", m.id)
+	}
+	var err error
+	if c.End || c.Candidate == "" {
+		err = sess.CandidatesEnd(media.SideCaller)
+	} else {
+		mc := media.Candidate{Candidate: c.Candidate}
+		if c.MID != "" {
+			mid := c.MID
+			mc.SDPMid = &mid
+		}
+		if c.MLineIndex >= 0 && c.MLineIndex < 1<<16 {
+			idx := uint16(c.MLineIndex)
+			mc.SDPMLineIndex = &idx
+		}
+		err = sess.AddCandidate(media.SideCaller, mc)
+	}
+	if err != nil {
+		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid candidate: %v", err)
+	}
+	return nil
+}
+
+// Stop implements signaling.Media: the engine session is closed in the
+// background (Backend.Close waits for it).
+func (m *Media) Stop(_ *signaling.Error) {
+	m.mu.Lock()
+	if m.stopped {
+		m.mu.Unlock()
+		return
+	}
+	m.stopped = true
+	sess := m.sess
+	m.mu.Unlock()
+	m.b.mu.Lock()
+	m.b.wg.Add(1)
+	m.b.mu.Unlock()
+	go func() {
+		defer m.b.wg.Done()
+		if sess != nil {
+			sess.Close()
+		}
+		m.b.forget(m)
+	}()
+}
