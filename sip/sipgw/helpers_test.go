@@ -1,0 +1,205 @@
+package sipgw_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
+	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/embedded"
+	"github.com/nkbridge/nkbridge/sip"
+	"github.com/nkbridge/nkbridge/sip/sipgw"
+	"github.com/nkbridge/nkbridge/sip/sipgw/embedmedia"
+)
+
+// env is nkbridge's SIP side on loopback: a core with the embedded media
+// engine, the SIP server and the gateway between them.
+type env struct {
+	t    testing.TB
+	log  *slog.Logger
+	core *signaling.Core
+	eng  *media.Engine
+	be   *embedded.Backend
+	srv  *sip.Server
+	gw   *sipgw.Gateway
+	addr string // SIP UDP/TCP address
+	port int
+	once sync.Once
+}
+
+type envOpts struct {
+	sip     func(*sip.Config)
+	gw      func(*sipgw.Config)
+	media   func(*media.Config)
+	noMedia bool
+	logger  *slog.Logger
+}
+
+const (
+	alicePass = "alice-secret"
+	bobPass   = "bob-secret"
+)
+
+func newEnv(t testing.TB, o envOpts) *env {
+	t.Helper()
+	log := o.logger
+	if log == nil {
+		log = peers.TestLogger(t)
+	}
+	e := &env{t: t, log: log}
+	backends := signaling.NewBackends()
+	if !o.noMedia {
+		base := peers.FreeUDPRange(t, 200)
+		mc := media.Config{BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: base, RTPPortMax: base + 199,
+			Quarantine: -1, MediaTimeout: 10 * time.Second, Logger: log.With("component", "media")}
+		if o.media != nil {
+			o.media(&mc)
+		}
+		eng, err := media.New(mc)
+		if err != nil {
+			t.Fatalf("media: %v", err)
+		}
+		e.eng = eng
+		e.be = embedded.New(eng, log)
+		backends.Register(embedded.Name, e.be, embedded.Types()...)
+	}
+	e.core = signaling.New(signaling.Options{Logger: log, Backends: backends, RingTime: 10 * time.Second})
+	e.port = peers.FreePort(t)
+	e.addr = fmt.Sprintf("127.0.0.1:%d", e.port)
+	sc := sip.Config{
+		Listen: []sip.Listen{{Transport: "udp", Addr: e.addr}, {Transport: "tcp", Addr: e.addr}},
+		Users: []sip.User{
+			{Name: "alice", Password: alicePass, CanCallSIP: true},
+			{Name: "bob", Password: bobPass},
+		},
+		OutboundDomains: []string{"127.0.0.1"},
+		Limits:          sip.Limits{RequestsPerSecond: 1e5, Burst: 1e5},
+	}
+	if o.sip != nil {
+		o.sip(&sc)
+	}
+	gc := sipgw.Config{RingTime: 10 * time.Second}
+	if o.gw != nil {
+		o.gw(&gc)
+	}
+	var m sipgw.Media
+	if e.be != nil {
+		m = embedmedia.Media{B: e.be}
+	}
+	gw, err := sipgw.New(gc, sipgw.Options{Logger: log, Core: e.core, Media: m})
+	if err != nil {
+		t.Fatalf("gateway: %v", err)
+	}
+	e.gw = gw
+	srv, err := sip.New(sc, sip.Options{Logger: log.With("component", "sip"), Handler: gw})
+	if err != nil {
+		t.Fatalf("sip: %v", err)
+	}
+	e.srv = srv
+	gw.Attach(srv)
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatalf("sip start: %v", err)
+	}
+	t.Cleanup(e.close)
+	return e
+}
+
+func (e *env) close() { e.once.Do(e.doClose) }
+
+func (e *env) doClose() {
+	e.gw.Drain()
+	e.core.Close()
+	e.gw.Close()
+	_ = e.srv.Close()
+	if e.be != nil {
+		e.be.Close()
+	}
+	if e.eng != nil {
+		_ = e.eng.Close()
+	}
+}
+
+// scenario is a SIPp scenario of testdata/sipp.
+func scenario(t testing.TB, name string) string {
+	return filepath.Join(peers.RepoRoot(t), "testdata", "sipp", name)
+}
+
+// trunkLoopback lets unauthenticated INVITEs from 127.0.0.1 in (a trunk).
+func trunkLoopback(c *sip.Config) {
+	c.Trunks = append(c.Trunks, sip.Trunk{Name: "loopback", Networks: []string{"127.0.0.1/32"}})
+}
+
+// recorder collects bus events.
+type recorder struct {
+	mu  sync.Mutex
+	evs []signaling.Event
+	ch  chan struct{}
+}
+
+func newRecorder(core *signaling.Core, sub signaling.Subscription) *recorder {
+	r := &recorder{ch: make(chan struct{}, 1)}
+	core.Bus().Subscribe(r, sub)
+	return r
+}
+
+func (r *recorder) Deliver(ev signaling.Event) {
+	r.mu.Lock()
+	r.evs = append(r.evs, ev)
+	r.mu.Unlock()
+	select {
+	case r.ch <- struct{}{}:
+	default:
+	}
+}
+
+// wait returns the first event of type typ (and obj_id, when not empty).
+func (r *recorder) wait(t testing.TB, ctx context.Context, typ, obj string) signaling.Event {
+	t.Helper()
+	for {
+		r.mu.Lock()
+		for _, ev := range r.evs {
+			if ev.Type == typ && (obj == "" || ev.ObjID == obj) {
+				r.mu.Unlock()
+				return ev
+			}
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.ch:
+		case <-ctx.Done():
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			t.Fatalf("no %s event for %q; got %+v", typ, obj, r.evs)
+		}
+	}
+}
+
+func (r *recorder) types() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var s []string
+	for _, ev := range r.evs {
+		s = append(s, ev.Subclass+"/"+ev.Type)
+	}
+	return strings.Join(s, ",")
+}
+
+// waitFor polls cond until it holds or ctx ends.
+func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package sipgw
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/sip"
+)
+
+// HandleInvite routes an inbound call (sip.CallHandler). It runs in its own
+// goroutine for the whole life of the call.
+func (g *Gateway) HandleInvite(call *sip.Call) {
+	info := call.Info()
+	g.mu.Lock()
+	switch {
+	case g.closed || g.srv == nil:
+		g.mu.Unlock()
+		_ = call.Reject(503, "Service Unavailable")
+		return
+	case g.draining:
+		g.mu.Unlock()
+		_ = call.Reject(503, "Service Unavailable (draining)")
+		return
+	case g.inbound >= g.cfg.MaxInbound:
+		g.mu.Unlock()
+		_ = call.Reject(503, "Service Unavailable (too many calls)")
+		return
+	}
+	g.inbound++
+	g.sources[call.ID()] = info.Source
+	g.wg.Add(1)
+	g.mu.Unlock()
+	defer func() {
+		g.mu.Lock()
+		g.inbound--
+		delete(g.sources, call.ID())
+		g.mu.Unlock()
+		g.wg.Done()
+	}()
+
+	user := requestUser(info)
+	rt, err := g.router.Route(user)
+	if err != nil {
+		g.log.Info("inbound SIP call: no route", "user", user, "from", info.Source, "err", err)
+		_ = call.Reject(404, "Not Found")
+		return
+	}
+	offer := call.RemoteSDP()
+	if len(offer) == 0 {
+		_ = call.Reject(488, "Not Acceptable Here (an SDP offer is required)")
+		return
+	}
+	owner := ownerPrefix + call.ID()
+	log := g.log.With("sip_call", call.ID(), "from", info.From, "to", user)
+	desc := signaling.Desc{"sdp": string(offer), "sdp_type": "rtp"}
+	if n := displayName(info.FromDisplay); n != "" {
+		desc["caller_name"] = n
+	}
+	if isUserName(info.FromUser) {
+		desc["caller_id"] = info.FromUser
+	}
+	if rt.SessionType != "" {
+		g.inboundSession(call, rt, desc, owner, log)
+		return
+	}
+	g.inboundCall(call, rt, desc, owner, log)
+}
+
+// requestUser is the user part of the Request-URI (the dialled number), else
+// of the To URI.
+func requestUser(info sip.CallInfo) string {
+	if u, _ := uriUserHost(info.RequestURI); u != "" {
+		return u
+	}
+	return info.ToUser
+}
+
+// inboundSession answers the call with a session of an extension's type.
+func (g *Gateway) inboundSession(call *sip.Call, rt Route, offer signaling.Desc, owner string, log *slog.Logger) {
+	info := call.Info()
+	opts := map[string]any{}
+	if rt.RoomID != "" {
+		opts["room_id"] = rt.RoomID
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, 15*time.Second)
+	res, err := g.core.StartSession(ctx, signaling.SessionRequest{
+		Type: rt.SessionType, Offer: offer, Owner: owner, User: info.AuthUser, Options: opts,
+	})
+	cancel()
+	if err != nil {
+		e := signaling.AsError(err)
+		code, reason := sipStatus(e)
+		log.Info("inbound SIP call: session refused", "type", rt.SessionType, "err", fmtErr(e), "sip", code)
+		_ = call.Reject(code, reason+": "+oneLine(e.Text))
+		return
+	}
+	sid := res.SessionID
+	stopped := g.watchStop(sid)
+	defer stopped.cancel()
+	call.SetEvents(&legEvents{g: g, sessionID: sid, side: SideCaller})
+	answer := res.Answer.SDP()
+	if answer == "" {
+		_ = call.Reject(488, "Not Acceptable Here (no answer from the media)")
+		_ = g.core.StopSession(sid, signaling.Err(signaling.CodeSIPNoSDP))
+		return
+	}
+	if err := call.Answer([]byte(answer)); err != nil {
+		log.Info("inbound SIP call: answer failed", "err", err)
+		_ = g.core.StopSession(sid, sipEndError(call.End()))
+		return
+	}
+	log.Info("inbound SIP call answered", "type", rt.SessionType, "session", sid)
+	stopDTMF := g.watchDTMF(call, sid, SideCaller)
+	defer stopDTMF()
+	select {
+	case <-call.Done():
+		_ = g.core.StopSession(sid, sipEndError(call.End()))
+	case <-stopped.done:
+		hangup(call)
+	case <-g.ctx.Done():
+		hangup(call)
+		_ = g.core.StopSession(sid, signaling.Errorf(signaling.CodeSessionStop, "SIP gateway stopping"))
+	}
+}
+
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 120 {
+		s = s[:120]
+	}
+	return s
+}
+
+// stopWatch tells when a session stops.
+type stopWatch struct {
+	done   chan struct{}
+	cancel func()
+}
+
+func (g *Gateway) watchStop(sid string) stopWatch {
+	sink := &stopSink{done: make(chan struct{})}
+	sub := signaling.Subscription{Class: "media", Subclass: "session", Type: "stop", ObjID: sid}
+	bus := g.core.Bus()
+	bus.Subscribe(sink, sub)
+	// The session may have stopped before the subscription.
+	if _, ok := g.core.LookupSession(sid); !ok {
+		sink.Deliver(signaling.Event{})
+	}
+	return stopWatch{done: sink.done, cancel: func() { bus.Unsubscribe(sink, sub) }}
+}
+
+// stopSink closes done on its first event.
+type stopSink struct {
+	once sync.Once
+	done chan struct{}
+}
+
+func (s *stopSink) Deliver(signaling.Event) { s.once.Do(func() { close(s.done) }) }
+
+// inObserver turns the core's call progress into channel messages for the
+// goroutine that owns the SIP call.
+type inObserver struct {
+	ringing  chan signaling.Desc
+	answered chan signaling.Desc
+	hangup   chan *signaling.Error
+}
+
+func newInObserver() *inObserver {
+	return &inObserver{ringing: make(chan signaling.Desc, 1), answered: make(chan signaling.Desc, 1), hangup: make(chan *signaling.Error, 1)}
+}
+
+func (o *inObserver) CallRinging(_ string, answer signaling.Desc) {
+	select {
+	case o.ringing <- answer:
+	default:
+		if len(answer) > 0 { // keep an early answer rather than a bare ringing
+			select {
+			case <-o.ringing:
+			default:
+			}
+			select {
+			case o.ringing <- answer:
+			default:
+			}
+		}
+	}
+}
+
+func (o *inObserver) CallAnswered(_ string, answer signaling.Desc) {
+	select {
+	case o.answered <- answer:
+	default:
+	}
+}
+
+func (o *inObserver) CallHangup(_ string, err *signaling.Error) {
+	select {
+	case o.hangup <- err:
+	default:
+	}
+}
+
+// inboundCall bridges the call through a proxy session to whoever the router
+// finds.
+func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, owner string, log *slog.Logger) {
+	info := call.Info()
+	far := "webrtc"
+	if rt.CallType == "sip" {
+		far = "rtp"
+	}
+	ctx, cancel := context.WithTimeout(g.ctx, 15*time.Second)
+	res, err := g.core.StartSession(ctx, signaling.SessionRequest{
+		Type: signaling.TypeProxy, Offer: offer, Owner: owner, User: info.AuthUser,
+		Options: map[string]any{"proxy_type": far},
+	})
+	cancel()
+	if err != nil {
+		e := signaling.AsError(err)
+		code, reason := sipStatus(e)
+		log.Info("inbound SIP call: session refused", "err", fmtErr(e), "sip", code)
+		_ = call.Reject(code, reason)
+		return
+	}
+	sid := res.SessionID
+	call.SetEvents(&legEvents{g: g, sessionID: sid, side: SideCaller})
+	obs := newInObserver()
+	caller := signaling.CallerInfo{Name: offer.String("caller_name"), ID: offer.String("caller_id"), User: info.AuthUser, Owner: owner}
+	ctx, cancel = context.WithTimeout(g.ctx, 15*time.Second)
+	callID, err := g.core.StartCall(ctx, signaling.CallRequest{
+		Type: rt.CallType, Callee: rt.Callee, SessionID: sid, Offer: res.Offer,
+		Caller: caller, RingTime: g.cfg.RingTime, Observer: obs,
+		Data: map[string]any{"sip_from": info.From, "sip_call_id": info.CallID},
+	})
+	cancel()
+	if err != nil {
+		e := signaling.AsError(err)
+		code, reason := sipStatus(e)
+		_ = g.core.StopSession(sid, e)
+		log.Info("inbound SIP call: call refused", "err", fmtErr(e), "sip", code)
+		_ = call.Reject(code, reason)
+		return
+	}
+	log = log.With("call", callID, "session", sid)
+	answered := false
+	var earlySDP string
+	var stopDTMF func()
+	defer func() {
+		if stopDTMF != nil {
+			stopDTMF()
+		}
+	}()
+	for {
+		select {
+		case a := <-obs.ringing:
+			if answered {
+				continue
+			}
+			if sdp := a.SDP(); sdp != "" && a.SDPType() == "rtp" && earlySDP == "" {
+				earlySDP = sdp
+				_ = call.Progress([]byte(sdp))
+			} else {
+				_ = call.Ringing(nil)
+			}
+		case a := <-obs.answered:
+			sdp := a.SDP()
+			if sdp == "" {
+				sdp = earlySDP
+			}
+			if sdp == "" {
+				log.Info("inbound SIP call: answered without SDP")
+				_ = g.core.HangupCall(callID, signaling.Err(signaling.CodeSIPNoSDP))
+				continue
+			}
+			if err := call.Answer([]byte(sdp)); err != nil {
+				_ = g.core.HangupCall(callID, sipEndError(call.End()))
+				continue
+			}
+			answered = true
+			stopDTMF = g.watchDTMF(call, sid, SideCaller)
+			log.Info("inbound SIP call answered")
+		case e := <-obs.hangup:
+			if !answered {
+				code, reason := sipStatus(e)
+				log.Info("inbound SIP call not answered", "err", fmtErr(e), "sip", code)
+				if call.Reject(code, reason) != nil {
+					hangup(call)
+				}
+			} else {
+				hangup(call)
+			}
+			_ = g.core.StopSession(sid, e)
+			return
+		case <-call.Done():
+			e := sipEndError(call.End())
+			_ = g.core.HangupCall(callID, e)
+			_ = g.core.StopSession(sid, e)
+			return
+		case <-g.ctx.Done():
+			e := signaling.Errorf(signaling.CodeSessionStop, "SIP gateway stopping")
+			_ = g.core.HangupCall(callID, e)
+			_ = g.core.StopSession(sid, e)
+			if answered {
+				hangup(call)
+			} else {
+				_ = call.Reject(503, "Service Unavailable")
+			}
+			return
+		}
+	}
+}

@@ -1,0 +1,201 @@
+package sipgw
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/sip"
+	"github.com/nkbridge/nkbridge/sip/registrar"
+)
+
+// outInvitee is one SIP leg a call rings: a SIP URL or a registered contact.
+type outInvitee struct {
+	g       *Gateway
+	target  string
+	binding *registrar.Binding
+
+	mu        sync.Mutex
+	cancel    context.CancelFunc
+	call      *sip.Call
+	ended     bool
+	early     bool // a 183/180 answer was applied to the caller's session
+	sessionID string
+	h         signaling.InviteHandle
+	stopDTMF  func()
+}
+
+func (o *outInvitee) dest() string {
+	if o.binding != nil {
+		return o.binding.Contact
+	}
+	return o.target
+}
+
+// Invite starts dialing and returns at once.
+func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signaling.InviteHandle) error {
+	g := o.g
+	sdp := inv.Offer.SDP()
+	if sdp == "" {
+		return signaling.Errorf(signaling.CodeMissingOffer, "A SIP call needs an SDP offer")
+	}
+	srv := g.server()
+	if srv == nil {
+		return signaling.Errorf(signaling.CodeSIPSendError, "SIP is not running")
+	}
+	sid := ""
+	if info, err := g.core.CallInfo(inv.CallID); err == nil {
+		sid, _ = info["session_id"].(string)
+	}
+	ctx, cancel := context.WithCancel(g.ctx)
+	o.mu.Lock()
+	o.cancel, o.sessionID, o.h = cancel, sid, h
+	o.mu.Unlock()
+	fromUser := inv.Caller.ID
+	if fromUser == "" || !isUserName(fromUser) {
+		fromUser = inv.Caller.User
+	}
+	if !isUserName(fromUser) {
+		fromUser = ""
+	}
+	opts := sip.DialOptions{
+		Target: o.target, Binding: o.binding, Caller: inv.Caller.User,
+		FromUser: fromUser, FromDisplay: displayName(inv.Caller.Name),
+		Offer: []byte(sdp), Events: &legEvents{g: g, sessionID: sid, side: SideFar, onEnd: o.ended2},
+		OnProgress: func(p sip.Progress) { o.progress(ctx, p) },
+	}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer cancel()
+		o.run(ctx, opts)
+	}()
+	return nil
+}
+
+func displayName(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	for _, c := range s {
+		if c < 0x20 || c == '"' || c == '\\' || c == 0x7f {
+			return ""
+		}
+	}
+	return s
+}
+
+func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
+	g := o.g
+	call, err := g.server().Dial(ctx, opts)
+	o.mu.Lock()
+	h, ended := o.h, o.ended
+	o.mu.Unlock()
+	if err != nil {
+		if ended || ctx.Err() != nil {
+			return // we were hung up (CANCEL went out)
+		}
+		var se *sip.StatusError
+		switch {
+		case errors.As(err, &se):
+			g.log.Info("SIP call rejected", "to", o.dest(), "code", se.Code, "reason", se.Reason)
+			h.Rejected(statusError(se.Code, se.Reason))
+		case errors.Is(err, sip.ErrNotPermitted), errors.Is(err, sip.ErrForbiddenTarget):
+			h.Rejected(signaling.Errorf(signaling.CodeUnauthorized, "%v", err))
+		default:
+			g.log.Info("SIP call failed", "to", o.dest(), "err", err)
+			h.Rejected(signaling.Errorf(signaling.CodeSIPSendError, "SIP call failed: %v", err))
+		}
+		return
+	}
+	o.mu.Lock()
+	if o.ended {
+		o.mu.Unlock()
+		hangup(call)
+		return
+	}
+	o.call = call
+	early, sid := o.early, o.sessionID
+	o.mu.Unlock()
+	stopDTMF := g.watchDTMF(call, sid, SideFar)
+	defer stopDTMF()
+	var answer signaling.Desc
+	if !early {
+		answer = signaling.Desc{"sdp": string(call.RemoteSDP()), "sdp_type": "rtp"}
+	}
+	if err := h.Accepted(answer, ""); err != nil {
+		g.log.Info("SIP answer not taken", "to", o.dest(), "err", err)
+		hangup(call)
+		return
+	}
+	select {
+	case <-call.Done():
+	case <-ctx.Done():
+		hangup(call)
+	}
+}
+
+// progress turns a 1xx into ringing; an SDP in it is early media, applied to
+// the caller's session so the caller hears it.
+func (o *outInvitee) progress(ctx context.Context, p sip.Progress) {
+	g := o.g
+	o.mu.Lock()
+	h, sid, early := o.h, o.sessionID, o.early
+	o.mu.Unlock()
+	if len(p.SDP) == 0 || early {
+		h.Ringing(nil)
+		return
+	}
+	far := signaling.Desc{"sdp": string(p.SDP), "sdp_type": "rtp"}
+	if sid == "" {
+		h.Ringing(far)
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ans, err := g.core.SetAnswer(sctx, sid, far)
+	cancel()
+	if err != nil {
+		g.log.Info("early media not applied", "session", sid, "err", err)
+		h.Ringing(nil)
+		return
+	}
+	o.mu.Lock()
+	o.early = true
+	o.mu.Unlock()
+	h.Ringing(ans)
+}
+
+// ended2 is told when the answered SIP leg ends.
+func (o *outInvitee) ended2(e sip.End) {
+	o.mu.Lock()
+	h, out := o.h, o.ended
+	o.mu.Unlock()
+	if out || h == nil {
+		return
+	}
+	h.Hangup(sipEndError(e))
+}
+
+// Hangup takes the leg out of the call: CANCEL before the answer, BYE after.
+func (o *outInvitee) Hangup(_ *signaling.Error) {
+	o.mu.Lock()
+	if o.ended {
+		o.mu.Unlock()
+		return
+	}
+	o.ended = true
+	cancel := o.cancel
+	o.mu.Unlock()
+	// run sends CANCEL (Dial's context) or BYE (after the answer).
+	if cancel != nil {
+		cancel()
+	}
+}
+
+func hangup(c *sip.Call) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = c.Hangup(ctx)
+}
