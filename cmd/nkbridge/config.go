@@ -30,6 +30,7 @@ type Config struct {
 	Health       HealthConfig   `yaml:"health"`
 	Demo         DemoConfig     `yaml:"demo"`
 	Media        MediaConfig    `yaml:"media"`
+	SIP          SIPConfig      `yaml:"sip"`
 }
 
 // LogConfig configures logging.

@@ -307,6 +307,11 @@ func wireBackends(_ context.Context, cfg *Config, log *slog.Logger, _ *signaling
 // refuse new inbound calls) and Stop (before the core stops what is left).
 // The API front end (wsapi) is always there and registers "user" and
 // "session".
-func wireFrontEnds(_ context.Context, _ *Config, _ *slog.Logger, _ *signaling.Core) (hooks, error) {
-	return hooks{}, nil
+func wireFrontEnds(ctx context.Context, cfg *Config, log *slog.Logger, core *signaling.Core) (hooks, error) {
+	var h hooks
+	if err := wireSIP(ctx, cfg, log, core, &h); err != nil { // wire_sip.go
+		h.stop()
+		return hooks{}, err
+	}
+	return h, nil
 }
