@@ -135,7 +135,8 @@ func startBinary(t *testing.T, env ...string) *daemon {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "-api-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-log-format", "json")
-	cmd.Env = append(append(os.Environ(), "NKB_LOG_LEVEL=info"), env...)
+	// Any free WebRTC port: tests of other packages may run a daemon at the same time.
+	cmd.Env = append(append(os.Environ(), "NKB_LOG_LEVEL=info", "NKB_MEDIA_UDP_PORT=0"), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -333,7 +334,9 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &syncBuf{}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, []string{"-api-listen", addr, "-metrics-listen", "127.0.0.1:0"}, nil, io.Discard, logs, envMap(nil)) }()
+	go func() {
+		done <- run(ctx, nil, []string{"-api-listen", addr, "-metrics-listen", "127.0.0.1:0"}, nil, io.Discard, logs, envMap(nil))
+	}()
 	var ws *websocket.Conn
 	for i := 0; ; i++ {
 		ws, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/api", nil)

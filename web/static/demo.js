@@ -40,7 +40,8 @@ function log(kind, text, obj) {
   const li = document.createElement("li");
   li.className = kind;
   const t = new Date().toISOString().slice(11, 23);
-  li.textContent = `${t} ${text}${obj !== undefined ? " " + JSON.stringify(obj) : ""}`;
+  const short = (k, v) => (k === "sdp" && typeof v === "string" ? `<${v.length} bytes of SDP>` : v);
+  li.textContent = `${t} ${text}${obj !== undefined ? " " + JSON.stringify(obj, short) : ""}`;
   const ol = $("log");
   ol.appendChild(li);
   while (ol.children.length > 500) ol.removeChild(ol.firstChild);

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nkbridge/nkbridge/internal/browsertest"
+)
+
+// demoPage drives the demo page the way a person does: fill inputs, click
+// buttons, read what the page shows.
+type demoPage struct {
+	t    *testing.T
+	name string
+	p    *browsertest.Page
+	ctx  context.Context
+}
+
+func openDemo(ctx context.Context, t *testing.T, d *daemon, name string, tone float64) *demoPage {
+	b := browsertest.Launch(t, browsertest.Options{ToneHz: tone, LoopbackPC: true})
+	p := b.NewPage(ctx, "http://"+d.addr+"/") // "/" redirects to /demo/
+	dp := &demoPage{t: t, name: name, p: p, ctx: ctx}
+	dp.wait(`location.pathname === "/demo/" && window.demo !== undefined`, "demo page loaded")
+	return dp
+}
+
+func (d *demoPage) fail(format string, args ...any) {
+	d.t.Helper()
+	d.t.Fatalf("%s: %s\nconsole:\n%s", d.name, fmt.Sprintf(format, args...), strings.Join(d.p.Console(), "\n"))
+}
+
+func (d *demoPage) eval(js string, out any) {
+	d.t.Helper()
+	if err := d.p.Eval(d.ctx, js, out); err != nil {
+		d.fail("eval %s: %v", js, err)
+	}
+}
+
+func (d *demoPage) wait(js, what string) {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(d.ctx, 20*time.Second)
+	defer cancel()
+	if err := d.p.WaitFor(ctx, js, nil); err != nil {
+		var log string
+		_ = d.p.Eval(d.ctx, `document.getElementById("log").innerText`, &log)
+		d.fail("waiting for %s (%s): %v\npage log:\n%s", what, js, err, log)
+	}
+}
+
+func (d *demoPage) set(id, value string) {
+	d.t.Helper()
+	if err := d.p.EvalArg(d.ctx, `([id, v]) => { const el = document.getElementById(id); el.value = v; el.dispatchEvent(new Event("input")); }`, []string{id, value}, nil); err != nil {
+		d.fail("set %s: %v", id, err)
+	}
+}
+
+func (d *demoPage) click(id string) {
+	d.t.Helper()
+	var ok bool
+	if err := d.p.EvalArg(d.ctx, `(id) => { const el = document.querySelector(id); if (!el || el.disabled || el.closest("[hidden]")) return false; el.click(); return true; }`, id, &ok); err != nil || !ok {
+		d.fail("click %s: not clickable (%v)", id, err)
+	}
+}
+
+func (d *demoPage) text(id string) string {
+	d.t.Helper()
+	var s string
+	d.eval(fmt.Sprintf(`document.getElementById(%q).textContent`, id), &s)
+	return s
+}
+
+func (d *demoPage) login(user string) {
+	d.t.Helper()
+	d.set("user", user)
+	d.set("password", "any")
+	d.click("#raw-mic") // a pure tone must not be noise-suppressed
+	d.click("#login")
+	d.wait(`document.getElementById("conn-status").textContent === "logged in as `+user+`"`, "logged in")
+}
+
+type demoAudio struct {
+	DominantHz float64            `json:"dominantHz"`
+	BinHz      float64            `json:"binHz"`
+	Levels     map[string]float64 `json:"levels"`
+}
+
+// hears measures what the page plays (its remote stream) and checks the
+// dominant frequency is hz, louder than other by 20 dB.
+func (d *demoPage) hears(hz, other float64) {
+	d.t.Helper()
+	var a demoAudio
+	d.eval(fmt.Sprintf(`nkb.measureAudio(demo.remoteStream, {ms: 1500, freqs: [%g, %g]})`, hz, other), &a)
+	if math.Abs(a.DominantHz-hz) > 2*a.BinHz || a.Levels[fmt.Sprint(hz)]-a.Levels[fmt.Sprint(other)] < 20 {
+		d.fail("hears %.0f Hz (levels %v), want %.0f Hz", a.DominantHz, a.Levels, hz)
+	}
+}
+
+// The demo page, driven in two real Chromiums: log in, echo test (the level
+// meter moves and the returned audio is our own tone), a call from alice to
+// bob that bob accepts (each hears the other's tone, DTMF goes out as RFC
+// 4733), hang up, then a call bob rejects. Metrics scraped before and after
+// move by exactly what happened.
+func TestDemoPageBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs Chromium")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	d := startBinary(t)
+	before := d.scrape()
+	alice := openDemo(ctx, t, d, "alice", 1000)
+	bob := openDemo(ctx, t, d, "bob", 600)
+	alice.login("alice")
+	bob.login("bob")
+
+	// Echo test: the meter moves and alice hears her own 1000 Hz.
+	alice.click("#echo-start")
+	alice.wait(`document.getElementById("echo-status").textContent.startsWith("running")`, "echo running")
+	alice.wait(`Number(document.getElementById("echo-level").value) > 0.1`, "echo level meter moving")
+	alice.hears(1000, 600)
+	if alice.text("echo-error") != "" {
+		alice.fail("echo error shown: %s", alice.text("echo-error"))
+	}
+	alice.click("#echo-stop")
+	alice.wait(`demo.echo === null && Number(document.getElementById("echo-level").value) === 0`, "echo stopped")
+
+	// Call alice -> bob; bob's page rings, bob accepts.
+	alice.set("call-type", "user")
+	alice.set("callee", "bob")
+	alice.click("#call")
+	bob.wait(`!document.getElementById("incoming").hidden`, "incoming call panel")
+	if from := bob.text("incoming-from"); from != "alice" {
+		bob.fail("incoming from %q", from)
+	}
+	alice.wait(`document.getElementById("call-status").textContent === "ringing…"`, "caller sees ringing")
+	bob.click("#accept")
+	alice.wait(`document.getElementById("call-status").textContent === "in call"`, "caller in call")
+	bob.wait(`document.getElementById("call-status").textContent === "in call"`, "callee in call")
+	alice.wait(`Number(document.getElementById("call-level").value) > 0.1`, "caller's meter moving")
+	bob.wait(`Number(document.getElementById("call-level").value) > 0.1`, "callee's meter moving")
+	alice.hears(600, 1000)
+	bob.hears(1000, 600)
+
+	// DTMF from the keypad: the browser plays the digits out as telephone-events.
+	for _, k := range []string{"1", "5", "#"} {
+		alice.click(fmt.Sprintf(`#keypad button[data-digit=%q]`, k))
+	}
+	alice.wait(`demo.dtmf === "15#"`, "DTMF digits played out")
+	if err := alice.p.Screenshot(ctx, filepath.Join(browsertest.ArtifactDir(t), "demo-in-call.png")); err != nil {
+		t.Fatal(err)
+	}
+	mid := d.scrape()
+	checkDelta(t, before, mid, map[string]float64{
+		`nkbridge_calls{state="answered"}`: 1,
+		`nkbridge_api_connections`:         2,
+	})
+
+	// Alice hangs up; bob's page sees the call end.
+	alice.click("#hangup")
+	alice.wait(`demo.call === null`, "caller's call cleared")
+	bob.wait(`demo.call === null && document.getElementById("call-status").textContent.startsWith("call ended")`, "callee sees hangup")
+
+	// Second call: bob rejects it.
+	alice.click("#call")
+	bob.wait(`!document.getElementById("incoming").hidden`, "incoming again")
+	bob.click("#reject")
+	alice.wait(`demo.call === null && document.getElementById("call-status").textContent.includes("2021")`, "caller sees rejection")
+
+	after := d.scrape()
+	checkDelta(t, before, after, map[string]float64{
+		`nkbridge_api_connections_total`:                               2,
+		`nkbridge_sessions_started_total{backend="media",type="echo"}`: 1,
+		`nkbridge_sessions_stopped_total{code="1013",type="echo"}`:     1,
+		`nkbridge_sessions_started_total{backend="",type="p2p"}`:       2,
+		`nkbridge_calls_started_total{target="user"}`:                  2,
+		`nkbridge_calls_answered_total{target="user"}`:                 1,
+		`nkbridge_calls_ended_total{outcome="answered",target="user"}`: 1,
+		`nkbridge_calls_ended_total{outcome="rejected",target="user"}`: 1,
+		`nkbridge_calls{state="answered"}`:                             0,
+		`nkbridge_media_sessions{backend="media"}`:                     0,
+	})
+	if after[`nkbridge_sessions{state="ready",type="p2p"}`]+after[`nkbridge_sessions{state="wait",type="p2p"}`] != 0 {
+		t.Errorf("p2p sessions left: %v", after)
+	}
+	if err := bob.p.Screenshot(ctx, filepath.Join(browsertest.ArtifactDir(t), "demo-callee-after.png")); err != nil {
+		t.Fatal(err)
+	}
+}
