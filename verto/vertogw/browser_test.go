@@ -1,0 +1,239 @@
+package vertogw
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nkbridge/nkbridge/internal/browsertest"
+)
+
+// These tests run the real @signalwire/js 1.5.0 Verto client (and, for the other party, a
+// page using the control API) in Chromium with fake microphones playing distinct tones, against
+// the core, the embedded media engine, the control API and the Verto server with this gateway.
+
+const (
+	vertoTone = 880.0 // the Verto page's microphone
+	apiTone   = 600.0 // the API page's microphone
+)
+
+// swConnect makes a Verto client, logs in and records call updates in window.states.
+const swConnect = `async ({url, login, passwd}) => {
+  window.states = [];
+  const client = new Verto({ host: url, login, passwd });
+  window.client = client;
+  client.on("signalwire.notification", (n) => {
+    if (n.type === "callUpdate") { window.call = n.call; window.states.push(n.call.state); }
+  });
+  await new Promise((resolve, reject) => {
+    client.on("signalwire.ready", resolve);
+    client.on("signalwire.error", (e) => reject(new Error("verto error: " + JSON.stringify(e))));
+    client.connect();
+  });
+  await client.setAudioSettings({ echoCancellation: false, noiseSuppression: false, autoGainControl: false });
+  return localStorage.getItem("@signalwire:sessId") || "";
+}`
+
+// swMeasure measures what the Verto call plays (FFT in the page).
+const swMeasure = `async (tone) => {
+  let s = window.call.options.remoteStream;
+  if (!s) s = new MediaStream(window.call.peer.instance.getReceivers().map((r) => r.track));
+  if (!window.playing) { window.playing = nkb.playRemote(s); }
+  return await nkb.measureAudio(s, { ms: 1500, freqs: [tone] });
+}`
+
+// apiConnect logs a control-API client in; with answer it accepts every call invite with a
+// WebRTC answer from its microphone.
+const apiConnect = `async ({url, user, pass, answer}) => {
+  window.invites = [];
+  window.answerInvites = answer;
+  window.mic = await nkb.getUserMedia();
+  const newPC = () => {
+    const pc = nkb.newPC();
+    window.pc = pc;
+    window.mic.getTracks().forEach((t) => pc.addTrack(t, window.mic));
+    window.remote = new Promise((res) => (pc.ontrack = (e) => res(e.streams[0] || new MediaStream([e.track]))));
+    return pc;
+  };
+  window.acceptInvite = async (inv) => {
+    const pc = newPC();
+    await pc.setRemoteDescription({ type: "offer", sdp: inv.offer.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    const d = await nkb.localSDP(pc);
+    await window.api.send("media", "call", "answered", { call_id: inv.call_id, answer: { sdp: d.sdp } });
+    window.answeredCall = inv.call_id;
+  };
+  window.startCall = async (data) => {
+    const pc = newPC();
+    await pc.setLocalDescription(await pc.createOffer());
+    const d = await nkb.localSDP(pc);
+    const s = await window.api.send("media", "session", "start", { type: "proxy", offer: { sdp: d.sdp } });
+    const c = await window.api.send("media", "call", "start", { ...data, session_id: s.session_id });
+    window.outCall = c.call_id;
+    window.api.waitEvent((ev) => ev.subclass === "session" && ev.type === "answer" && ev.obj_id === s.session_id, 30000)
+      .then((ev) => pc.setRemoteDescription({ type: "answer", sdp: ev.body.answer.sdp }))
+      .then(() => (window.outAnswered = true))
+      .catch((e) => console.error("outgoing call: " + e));
+    return c.call_id;
+  };
+  window.api = new nkb.ApiClient(url, {
+    onRequest: (msg) => {
+      if (msg.class === "media" && msg.subclass === "call" && msg.cmd === "invite") {
+        window.invites.push(msg.data);
+        if (window.answerInvites) setTimeout(() => window.acceptInvite(msg.data).catch((e) => console.error("accept: " + e)), 300);
+      }
+    },
+  });
+  await window.api.open();
+  await window.api.login(user, pass);
+  return true;
+}`
+
+const apiMeasure = `async (tone) => {
+  const s = await window.remote;
+  if (!window.playing) window.playing = nkb.playRemote(s);
+  return await nkb.measureAudio(s, { ms: 1500, freqs: [tone] });
+}`
+
+type audio struct {
+	DominantHz float64            `json:"dominantHz"`
+	DominantDb float64            `json:"dominantDb"`
+	Levels     map[string]float64 `json:"levels"`
+}
+
+func (a audio) level(hz float64) float64 {
+	if v, ok := a.Levels[fmt.Sprint(hz)]; ok {
+		return v
+	}
+	for k, v := range a.Levels {
+		var f float64
+		if _, err := fmt.Sscan(k, &f); err == nil && math.Abs(f-hz) < 1 {
+			return v
+		}
+	}
+	return math.Inf(-1)
+}
+
+// party is one browser page.
+type party struct {
+	e    *env
+	t    *testing.T
+	br   *browsertest.Browser
+	page *browsertest.Page
+	ctx  context.Context
+}
+
+func (e *env) withAssets() {
+	e.mux.Handle("/assets/", http.StripPrefix("/assets", browsertest.Assets(e.t)))
+}
+
+func (e *env) browser(tone float64, path string) *party {
+	e.t.Helper()
+	br := browsertest.Launch(e.t, browsertest.Options{ToneHz: tone})
+	ctx := testCtx(e.t, 150*time.Second)
+	return &party{e: e, t: e.t, br: br, page: br.NewPage(ctx, e.ts.URL+path), ctx: ctx}
+}
+
+func (p *party) fatal(format string, args ...any) {
+	p.t.Helper()
+	p.t.Fatalf("%s\nconsole:\n%s", fmt.Sprintf(format, args...), strings.Join(p.page.Console(), "\n"))
+}
+
+func (p *party) eval(js string, out any) {
+	p.t.Helper()
+	if err := p.page.Eval(p.ctx, js, out); err != nil {
+		p.fatal("eval %s: %v", js, err)
+	}
+}
+
+func (p *party) waitFor(js string, d time.Duration) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, d)
+	defer cancel()
+	if err := p.page.WaitFor(ctx, js, nil); err != nil {
+		var states any
+		_ = p.page.Eval(p.ctx, `window.states || null`, &states)
+		p.fatal("waiting for %s (verto states %v): %v", js, states, err)
+	}
+}
+
+func (p *party) vertoLogin(user string) string {
+	p.t.Helper()
+	var sessid string
+	if err := p.page.EvalArg(p.ctx, swConnect, map[string]string{"url": p.e.vertoURL(), "login": user + "@nkbridge", "passwd": testPassword}, &sessid); err != nil {
+		p.fatal("verto login: %v", err)
+	}
+	return sessid
+}
+
+func (p *party) apiLogin(user string, answer bool) {
+	p.t.Helper()
+	if err := p.page.EvalArg(p.ctx, apiConnect, map[string]any{"url": p.e.apiURL(), "user": user, "pass": testPassword, "answer": answer}, nil); err != nil {
+		p.fatal("api login: %v", err)
+	}
+}
+
+func (p *party) vertoCall(dest string) {
+	p.t.Helper()
+	p.eval(fmt.Sprintf(`(window.client.newCall({ destinationNumber: %q, audio: true, video: false }), true)`, dest), nil)
+}
+
+func (p *party) waitState(state string) {
+	p.t.Helper()
+	p.waitFor(fmt.Sprintf(`window.call && window.call.state === %q`, state), 20*time.Second)
+}
+
+func (p *party) waitEnded() {
+	p.t.Helper()
+	p.waitFor(`window.call && (window.call.state === "hangup" || window.call.state === "destroy")`, 15*time.Second)
+}
+
+// hears checks the page hears tone (the dominant frequency) through the Verto call or the API
+// call; it returns the measurement.
+func (p *party) measure(js string, tone float64) audio {
+	p.t.Helper()
+	var a audio
+	if err := p.page.EvalArg(p.ctx, js, tone, &a); err != nil {
+		p.fatal("measure: %v", err)
+	}
+	return a
+}
+
+func (p *party) hears(js string, tone float64) {
+	p.t.Helper()
+	a := p.measure(js, tone)
+	p.t.Logf("heard: dominant %.0f Hz at %.1f dB, %v Hz at %.1f dB", a.DominantHz, a.DominantDb, tone, a.level(tone))
+	if math.Abs(a.DominantHz-tone) > 30 || a.DominantDb < -70 {
+		p.fatal("did not hear the %v Hz tone: %+v", tone, a)
+	}
+}
+
+func TestBrowserVertoEcho(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.withAssets()
+	v := e.browser(vertoTone, "/page")
+	sessid := v.vertoLogin("alice")
+	if got := e.srv.Sessions("alice"); len(got) != 1 || got[0] != sessid {
+		t.Fatalf("sessions %v, SW stored %q", got, sessid)
+	}
+	v.vertoCall("echo")
+	v.waitState("active")
+	v.hears(swMeasure, vertoTone)
+	if s, _ := e.core.Counts(); s != 1 || e.emb.Sessions() != 1 {
+		t.Fatalf("want one echo session on the media engine, have %d (engine %d)", s, e.emb.Sessions())
+	}
+	v.eval(`window.call.hangup(), true`, nil)
+	e.idle()
+
+	// An extension with no backend (park) is refused at once with a clear cause; a user who
+	// is not logged in ends with USER_NOT_REGISTERED.
+	v.vertoCall("park")
+	v.waitEnded()
+	v.vertoCall("nobody")
+	v.waitEnded()
+	e.idle()
+}

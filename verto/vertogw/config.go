@@ -1,0 +1,64 @@
+package vertogw
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// Config configures the routing of Verto calls. The zero value uses the defaults.
+type Config struct {
+	// Extensions maps destination numbers (case-insensitive) to session types; nil means
+	// DefaultExtensions. A type whose backend is not configured is refused with
+	// SERVICE_UNAVAILABLE when called.
+	Extensions map[string]string
+	// ConfPrefix is the prefix of conference extensions ("conf-<room>" → an mcu session in
+	// that room); "" means "conf-", "-" disables conferences.
+	ConfPrefix string
+	// MaxCallsPerUser caps the calls (inbound and outbound) one Verto user has in the router at
+	// once (default 32).
+	MaxCallsPerUser int
+}
+
+// DefaultExtensions are the extensions known without configuration.
+func DefaultExtensions() map[string]string {
+	return map[string]string{"echo": signaling.TypeEcho, "park": signaling.TypePark}
+}
+
+func (c *Config) extensions() map[string]string {
+	if c.Extensions == nil {
+		return DefaultExtensions()
+	}
+	return c.Extensions
+}
+
+func (c *Config) confPrefix() string {
+	switch c.ConfPrefix {
+	case "":
+		return "conf-"
+	case "-":
+		return ""
+	}
+	return strings.ToLower(c.ConfPrefix)
+}
+
+func (c *Config) maxCalls() int {
+	if c.MaxCallsPerUser <= 0 {
+		return 32
+	}
+	return c.MaxCallsPerUser
+}
+
+// Validate checks the extensions name known session types.
+func (c *Config) Validate() error {
+	for name, typ := range c.extensions() {
+		if strings.TrimSpace(name) == "" || strings.ContainsAny(name, " \t") {
+			return fmt.Errorf("verto extension %q: invalid name", name)
+		}
+		if !signaling.KnownSessionType(typ) || typ == signaling.TypeP2P || typ == signaling.TypeProxy {
+			return fmt.Errorf("verto extension %q: session type %q cannot be an extension (want echo, park, mcu, ...)", name, typ)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+package vertogw
+
+import (
+	"context"
+
+	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/embedded"
+)
+
+// EmbeddedMedia is the Media of sessions served by the embedded media engine registered in
+// backends (found at each use, so the order of wiring does not matter). Sessions it does not
+// serve answer ErrNoMedia.
+func EmbeddedMedia(backends *signaling.Backends) Media { return embeddedMedia{backends} }
+
+type embeddedMedia struct{ backends *signaling.Backends }
+
+func (m embeddedMedia) SendDTMF(ctx context.Context, sessionID string, toCaller bool, digits string) error {
+	b, ok := embedded.FromBackends(m.backends)
+	if !ok {
+		return ErrNoMedia
+	}
+	em, ok := b.Media(sessionID)
+	if !ok || em.Session() == nil {
+		return ErrNoMedia
+	}
+	side := media.SideFar
+	if toCaller {
+		side = media.SideCaller
+	}
+	return em.SendDTMF(ctx, side, digits, 0)
+}

@@ -1,0 +1,297 @@
+package vertogw
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/verto"
+)
+
+// HandleInvite routes a call a Verto client places (verto.CallHandler). It decides at once
+// what can be decided without waiting (a bad or unknown destination, an extension without a
+// backend, too many calls) and returns an error carrying the Verto cause; the rest runs in the
+// background and reports through the call: verto.answer, verto.media, verto.bye.
+func (g *Gateway) HandleInvite(_ context.Context, inv verto.Invite, call *verto.Call) (verto.CallEvents, error) {
+	if g.draining() {
+		return nil, verto.CauseSystemShutdown
+	}
+	route, err := g.cfg.Route(inv.Destination)
+	if err != nil {
+		g.log.Info("verto call refused", "user", inv.User, "dest", inv.Destination, "err", err)
+		return nil, routeCause(err)
+	}
+	if route.IsExtension() {
+		if _, _, err := g.core.Backends().Lookup(route.SessionType, ""); err != nil {
+			g.log.Info("verto extension unavailable", "dest", inv.Destination, "type", route.SessionType, "err", err)
+			return nil, causeOf(err, "")
+		}
+	}
+	if !g.take(inv.User) {
+		return nil, verto.CauseNormalCircuitCongestion
+	}
+	ib := &inbound{
+		g: g, call: call, inv: inv, route: route,
+		log:  g.log.With("verto_call", inv.CallID, "user", inv.User, "dest", inv.Destination),
+		done: make(chan struct{}),
+	}
+	ib.dtmf = newDTMFQueue(&g.wg)
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer g.release(inv.User)
+		ib.run()
+		<-ib.done
+	}()
+	return ib, nil
+}
+
+// inbound is one call a Verto client placed: its CallEvents and, for routed calls, the core's
+// CallObserver.
+type inbound struct {
+	g     *Gateway
+	call  *verto.Call
+	inv   verto.Invite
+	route Route
+	log   *slog.Logger
+	dtmf  *dtmfQueue
+
+	mu        sync.Mutex
+	sessionID string // the caller's session, once started
+	p2p       bool   // the session has no media (answers go to the client as they are)
+	callID    string // the router's call, once registered
+	ended     bool   // the call is over (either side)
+	unsub     func()
+	done      chan struct{}
+}
+
+func (ib *inbound) run() {
+	ctx := ib.call.Context()
+	owner := ownerKey(ib.inv.SessionID)
+	offer := signaling.Desc{"sdp": ib.inv.SDP, "sdp_type": "webrtc"}
+	if ib.inv.CallerIDName != "" {
+		offer["caller_name"] = ib.inv.CallerIDName
+	}
+	if ib.inv.CallerIDNumber != "" {
+		offer["caller_id"] = ib.inv.CallerIDNumber
+	}
+	req := signaling.SessionRequest{Offer: offer, Owner: owner, User: ib.inv.User, Options: map[string]any{}}
+	if ib.route.IsExtension() {
+		req.Type = ib.route.SessionType
+		if ib.route.RoomID != "" {
+			req.Options["room_id"] = ib.route.RoomID
+		}
+	} else {
+		req.Type = signaling.TypeProxy
+		req.Options["proxy_type"] = ib.route.FarKind()
+		if _, _, err := ib.g.core.Backends().Lookup(signaling.TypeProxy, ""); err != nil {
+			if ib.route.FarKind() != "webrtc" {
+				ib.fail(err)
+				return
+			}
+			// No media backend: the client's offer goes to the far side as it is (WebRTC both
+			// ways, signalling only).
+			req.Type, req.Options = signaling.TypeP2P, nil
+		}
+	}
+	res, err := ib.g.core.StartSession(ctx, req)
+	if err != nil {
+		ib.fail(err)
+		return
+	}
+	sid := res.SessionID
+	// Learn when the session stops on its own (media timeout, backend gone).
+	sub := signaling.Subscription{Class: "media", Subclass: "session", Type: "stop", ObjID: sid}
+	ib.g.core.Bus().Subscribe(ib, sub)
+	ib.mu.Lock()
+	ib.sessionID, ib.p2p = sid, req.Type == signaling.TypeP2P
+	ib.unsub = func() { ib.g.core.Bus().UnsubscribeAll(ib) }
+	ended := ib.ended
+	ib.mu.Unlock()
+	if _, alive := ib.g.core.LookupSession(sid); !alive {
+		ib.sessionStopped(map[string]any{"code": float64(signaling.CodeSessionStop)})
+		return
+	}
+	if ended {
+		ib.finish(byeError(verto.CauseNormalClearing))
+		return
+	}
+	if ib.route.IsExtension() {
+		if err := ib.call.Answer(res.Answer.SDP()); err != nil {
+			ib.finish(byeError(verto.CauseNormalClearing))
+			return
+		}
+		ib.log.Info("verto call answered by extension", "session_id", sid, "type", req.Type)
+		return
+	}
+	cl, err := ib.g.core.NewCall(signaling.CallRequest{
+		CallID: callIDFor(ib.inv.CallID), Type: ib.route.CallType, Callee: ib.route.Callee, SessionID: sid,
+		Offer:    offer,
+		Caller:   signaling.CallerInfo{Name: ib.inv.CallerIDName, ID: ib.inv.CallerIDNumber, User: ib.inv.User, Owner: owner},
+		Observer: ib,
+	})
+	if err != nil {
+		ib.fail(err)
+		return
+	}
+	ib.mu.Lock()
+	ib.callID = cl.ID()
+	ended = ib.ended
+	ib.mu.Unlock()
+	if ended {
+		ib.finish(byeError(verto.CauseNormalClearing))
+		return
+	}
+	ib.log.Info("verto call routed", "call_id", cl.ID(), "type", ib.route.CallType, "callee", ib.route.Callee, "session_id", sid)
+	cl.Start(context.WithoutCancel(ctx))
+}
+
+// callIDFor reuses the Verto callID as the router's call id when the core accepts it.
+func callIDFor(vertoID string) string {
+	if signaling.ValidID(vertoID) {
+		return vertoID
+	}
+	return ""
+}
+
+// fail ends a call that could not be routed.
+func (ib *inbound) fail(err error) {
+	cause := causeOf(err, ib.route.CallType)
+	ib.log.Info("verto call failed", "err", errText(err), "cause", cause.Name)
+	_ = ib.call.Hangup(cause)
+	ib.finish(nil)
+}
+
+// finish ends what the call started (the router's call, else the session) with err (nil: it
+// is already over) and releases the gateway's hold on it; it runs once.
+func (ib *inbound) finish(err *signaling.Error) {
+	ib.mu.Lock()
+	ib.ended = true
+	sid, callID, unsub := ib.sessionID, ib.callID, ib.unsub
+	ib.unsub = nil
+	select {
+	case <-ib.done:
+		ib.mu.Unlock()
+		return
+	default:
+		close(ib.done)
+	}
+	ib.mu.Unlock()
+	if unsub != nil {
+		unsub()
+	}
+	if err != nil {
+		if callID != "" {
+			_ = ib.g.core.HangupCall(callID, err)
+		}
+		if sid != "" {
+			_ = ib.g.core.StopSession(sid, err)
+		}
+	}
+}
+
+// Deliver is the bus sink of the caller's session stop event (signaling.Sink).
+func (ib *inbound) Deliver(ev signaling.Event) {
+	if ev.Type == "stop" {
+		ib.g.wg.Add(1)
+		go func() {
+			defer ib.g.wg.Done()
+			ib.sessionStopped(ev.Body)
+		}()
+	}
+}
+
+// sessionStopped: the caller's session ended (for routed calls the call's hangup normally
+// says so first).
+func (ib *inbound) sessionStopped(body map[string]any) {
+	code, _ := body["code"].(float64)
+	if code == 0 {
+		if n, ok := body["code"].(int); ok {
+			code = float64(n)
+		}
+	}
+	reason, _ := body["reason"].(string)
+	cause := causeOf(signaling.Errorf(int(code), "%s", reason), ib.route.CallType)
+	ib.log.Info("verto call's session stopped", "code", int(code), "reason", reason, "cause", cause.Name)
+	_ = ib.call.Hangup(cause)
+	ib.finish(nil)
+}
+
+// --- verto.CallEvents: what the client does
+
+// Hangup: the client's verto.bye, or its socket going away.
+func (ib *inbound) Hangup(cause verto.Cause) {
+	ib.log.Info("verto client hung up", "cause", cause.Name)
+	ib.mu.Lock()
+	started := ib.sessionID != ""
+	ib.ended = true
+	ib.mu.Unlock()
+	if started {
+		ib.finish(byeError(cause))
+	}
+	// Not started yet: run sees ended and cleans up.
+}
+
+// DTMF: verto.info digits go to the far side of the caller's session.
+func (ib *inbound) DTMF(digits string) {
+	ib.mu.Lock()
+	sid := ib.sessionID
+	ib.mu.Unlock()
+	if sid == "" {
+		return
+	}
+	if ib.route.IsExtension() { // nobody on the far side: tell the session's subscribers
+		ib.g.publishDTMF(sid, digits)
+		return
+	}
+	if !ib.dtmf.run(ib.call.Context(), func(ctx context.Context) { ib.g.sendDTMF(ctx, sid, false, digits, ib.log) }) {
+		ib.log.Info("verto dtmf dropped: too many pending", "digits", digits)
+	}
+}
+
+// Hold: verto.modify hold / unhold.
+func (ib *inbound) Hold(held bool) {
+	ib.mu.Lock()
+	sid := ib.sessionID
+	ib.mu.Unlock()
+	if sid != "" {
+		ib.g.setHold(ib.call.Context(), sid, held, ib.log)
+	}
+}
+
+// --- signaling.CallObserver: what the router reports
+
+func (ib *inbound) CallRinging(_ string, answer signaling.Desc) {
+	ib.mu.Lock()
+	p2p := ib.p2p
+	ib.mu.Unlock()
+	// An early answer is usable as it is only without media in between; through a proxy
+	// session it would need the backend (which takes one answer per session), so the client
+	// just keeps waiting for verto.answer.
+	if sdp := answer.SDP(); sdp != "" && p2p {
+		if err := ib.call.Early(sdp); err == nil {
+			ib.log.Info("verto early media sent")
+		}
+	}
+}
+
+func (ib *inbound) CallAnswered(_ string, answer signaling.Desc) {
+	if err := ib.call.Answer(answer.SDP()); err != nil {
+		ib.log.Info("verto answer not sent", "err", err)
+		ib.finish(byeError(verto.CauseNormalClearing))
+		return
+	}
+	ib.log.Info("verto call answered")
+	name, number := answer.String("callee_name"), answer.String("callee_id")
+	if name != "" || number != "" {
+		_ = ib.call.Display(name, number)
+	}
+}
+
+func (ib *inbound) CallHangup(_ string, err *signaling.Error) {
+	cause := causeOf(err, ib.route.CallType)
+	ib.log.Info("verto call hung up by the router", "err", errText(err), "cause", cause.Name)
+	_ = ib.call.Hangup(cause)
+	ib.finish(nil)
+}
