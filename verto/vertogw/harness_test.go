@@ -43,7 +43,7 @@ type env struct {
 }
 
 type envOpts struct {
-	noMedia bool   // no media backend registered (p2p fallback)
+	noMedia bool     // no media backend registered (p2p fallback)
 	users   []string // configured users (nil: alice, bob, carol)
 	open    bool     // no users at all
 	verto   verto.Config
