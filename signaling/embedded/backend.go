@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 
 	"github.com/nkbridge/nkbridge/media"
@@ -275,11 +276,11 @@ func sdpError(err error, what string) error {
 	case errors.Is(err, media.ErrNoAudio):
 		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid %s: the SDP has no audio stream", what)
 	case errors.Is(err, media.ErrNoCodec):
-		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid %s: no common audio codec (%v)", what, err)
+		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid %s: no common audio codec", what)
 	case errors.Is(err, media.ErrBadKind):
 		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: sdp_type (%v)", err)
 	case errors.Is(err, media.ErrBadSDP):
-		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid %s SDP: %v", what, err)
+		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid %s SDP: %s", what, detail(err))
 	case errors.Is(err, media.ErrTooMany):
 		return signaling.Errorf(signaling.CodeNoMediaserver, "Media engine full: too many sessions")
 	case errors.Is(err, plainrtp.ErrNoPorts):
@@ -290,6 +291,15 @@ func sdpError(err error, what string) error {
 		return signaling.Errorf(signaling.CodeTimeout, "Media start interrupted: %v", err)
 	}
 	return signaling.Errorf(signaling.CodeInternalError, "Media start failed: %v", err)
+}
+
+// detail is an engine error's text without the package prefixes.
+func detail(err error) string {
+	s := err.Error()
+	for _, p := range []string{"media: bad SDP: ", "plainrtp: bad SDP: ", "media: ", "plainrtp: ", "sdp: "} {
+		s = strings.ReplaceAll(s, p, "")
+	}
+	return s
 }
 
 // mediaOptions reads {use_audio, use_video, bitrate, record} from a map.
