@@ -31,6 +31,7 @@ type Config struct {
 	Demo         DemoConfig     `yaml:"demo"`
 	Media        MediaConfig    `yaml:"media"`
 	SIP          SIPConfig      `yaml:"sip"`
+	Verto        VertoConfig    `yaml:"verto"`
 }
 
 // LogConfig configures logging.

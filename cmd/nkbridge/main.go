@@ -313,5 +313,9 @@ func wireFrontEnds(ctx context.Context, cfg *Config, log *slog.Logger, core *sig
 		h.stop()
 		return hooks{}, err
 	}
+	if err := wireVerto(ctx, cfg, log, core, &h); err != nil { // wire_verto.go
+		h.stop()
+		return hooks{}, err
+	}
 	return h, nil
 }
