@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+type fakeLoad struct {
+	sessions int
+	draining bool
+}
+
+func (f *fakeLoad) Counts() (int, int) { return f.sessions, 0 }
+func (f *fakeLoad) Draining() bool     { return f.draining }
+
+// /health: 200 serving, 429 at max_sessions or above max_cpu, 503 draining
+// (which wins over overload); only GET and HEAD.
+func TestHealthHandler(t *testing.T) {
+	load := &fakeLoad{}
+	cpu := 10.0
+	h := healthHandler(load, HealthConfig{MaxSessions: 3, MaxCPU: 80}, func() float64 { return cpu })
+	check := func(method string, want int, wantStatus string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, "/health", nil))
+		if rec.Code != want {
+			t.Fatalf("%s = %d %s, want %d", method, rec.Code, rec.Body.String(), want)
+		}
+		if wantStatus != "" && !strings.Contains(rec.Body.String(), `"status":"`+wantStatus+`"`) {
+			t.Fatalf("body %s, want status %s", rec.Body.String(), wantStatus)
+		}
+		if want != 200 && want != 405 && rec.Header().Get("Retry-After") == "" {
+			t.Fatal("no Retry-After")
+		}
+	}
+	check("GET", 200, "ok")
+	load.sessions = 3
+	check("GET", 429, "overloaded")
+	load.sessions = 2
+	check("GET", 200, "ok")
+	cpu = 95
+	check("GET", 429, "overloaded")
+	load.draining = true
+	check("GET", 503, "draining")
+	check("HEAD", 503, "")
+	check("POST", 405, "")
+	// Limits off: never 429.
+	h = healthHandler(&fakeLoad{sessions: 1 << 20}, HealthConfig{}, func() float64 { return 100 })
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
+	if rec.Code != 200 {
+		t.Fatalf("no limits: %d", rec.Code)
+	}
+}
+
+// The CPU meter measures this process: a busy loop shows up.
+func TestCPUMeter(t *testing.T) {
+	m := &cpuMeter{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.run(ctx, 200*time.Millisecond); close(done) }()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for m.Percent() <= 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	close(stop)
+	cancel()
+	<-done
+	if p := m.Percent(); p <= 0 || p > 100.5 {
+		t.Fatalf("cpu = %v%%", p)
+	}
+}
+
+// The real binary: /health goes 429 at health.max_sessions and back to 200;
+// API errors are counted by code; sessions by type and state are gauges.
+func TestBinaryHealthAndMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	d := startBinary(t, "NKB_HEALTH_MAX_SESSIONS=2", "NKB_MEDIA_ENABLED=false")
+	if c, s := d.health(); c != 200 || s != "ok" {
+		t.Fatalf("health = %d %s", c, s)
+	}
+	before := d.scrape()
+	ws := d.dial()
+	sid := loginStart(t, ws) // one p2p session
+	if c, _ := d.health(); c != 200 {
+		t.Fatalf("health with 1 session = %d", c)
+	}
+	r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 3, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	sid2, _ := r["data"].(map[string]any)["session_id"].(string)
+	if c, s := d.health(); c != 429 || s != "overloaded" {
+		t.Fatalf("health with 2 sessions = %d %s", c, s)
+	}
+	mid := d.scrape()
+	if mid[`nkbridge_sessions{state="wait",type="p2p"}`] != 2 || mid[`nkbridge_api_connections`] != 1 {
+		t.Fatalf("gauges: sessions %v, connections %v", mid[`nkbridge_sessions{state="wait",type="p2p"}`], mid[`nkbridge_api_connections`])
+	}
+	for i, typ := range []string{"echo", "echo", "nope"} {
+		r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 10 + i, "data": map[string]any{"type": typ, "offer": map[string]any{"sdp": "v=0"}}})
+		if r["result"] != "error" {
+			t.Fatalf("%s start = %v", typ, r)
+		}
+	}
+	send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "stop", "tid": 20, "data": map[string]any{"session_id": sid2}})
+	if c, s := d.health(); c != 200 || s != "ok" {
+		t.Fatalf("health after stop = %d %s", c, s)
+	}
+	after := d.scrape()
+	checkDelta(t, before, after, map[string]float64{
+		`nkbridge_api_errors_total{code="2001",name="no_mediaserver"}`:       2,
+		`nkbridge_api_errors_total{code="2002",name="unknown_session_type"}`: 1,
+		`nkbridge_sessions_started_total{backend="",type="p2p"}`:             2,
+		`nkbridge_sessions_stopped_total{code="1013",type="p2p"}`:            1,
+		`nkbridge_api_connections_total`:                                     1,
+	})
+	_ = sid
+	_ = d.cmd.Process.Signal(syscall.SIGINT)
+	d.waitExit(10 * time.Second)
+}
+
+// SIGTERM with a call answered: health says 503 at once, new connections,
+// sessions and calls are refused (1061), the answered call goes on (both
+// sides can still use it, events still flow) until it is hung up; then the
+// process exits 0.
+func TestBinarySIGTERMDrainsCall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	d := startBinary(t, "NKB_DRAIN_TIMEOUT=60s")
+	alice, bob := d.dial(), d.dial()
+	login := func(ws *websocket.Conn, user string) {
+		if r := send(t, ws, map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": user, "password": "x"}}); r["result"] != "ok" {
+			t.Fatalf("login = %v", r)
+		}
+	}
+	login(alice, "alice")
+	login(bob, "bob")
+	r := send(t, alice, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 2, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0 alice"}}})
+	sid, _ := r["data"].(map[string]any)["session_id"].(string)
+	if err := alice.WriteJSON(map[string]any{"class": "media", "subclass": "call", "cmd": "start", "tid": 3, "data": map[string]any{"type": "user", "user": "bob", "session_id": sid, "offer": map[string]any{"sdp": "v=0 alice"}}}); err != nil {
+		t.Fatal(err)
+	}
+	inv := readUntil(t, bob, func(m map[string]any) bool { return m["cmd"] == "invite" })
+	bob.WriteJSON(map[string]any{"result": "ok", "tid": inv["tid"]})
+	callID, _ := inv["data"].(map[string]any)["call_id"].(string)
+	if r := send(t, bob, map[string]any{"class": "media", "subclass": "call", "cmd": "answered", "tid": 2, "data": map[string]any{"call_id": callID, "answer": map[string]any{"sdp": "v=0 bob"}}}); r["result"] != "ok" {
+		t.Fatalf("answered = %v", r)
+	}
+	readUntil(t, alice, isEvent("session", "answer", sid))
+	// Carol's session keeps the daemon up after the call, for the last scrape.
+	carol := d.dial()
+	carolSession := loginStart(t, carol)
+	before := d.scrape()
+
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if c, s := d.health(); c == 503 && s == "draining" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health not 503 after SIGTERM; logs:\n%s", d.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for !d.logged(map[string]any{"msg": "nkbridge draining"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not draining; logs:\n%s", d.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Refused: new sessions and calls (1061), new connections.
+	r = send(t, bob, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 5, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	if e, _ := r["data"].(map[string]any); r["result"] != "error" || e["code"] != float64(1061) {
+		t.Fatalf("session start while draining = %v", r)
+	}
+	r = send(t, bob, map[string]any{"class": "media", "subclass": "call", "cmd": "start", "tid": 6, "data": map[string]any{"type": "user", "user": "alice", "offer": map[string]any{"sdp": "v=0"}}})
+	if e, _ := r["data"].(map[string]any); r["result"] != "error" || e["code"] != float64(1061) {
+		t.Fatalf("call start while draining = %v", r)
+	}
+	if ws, _, err := websocket.DefaultDialer.Dial("ws://"+d.addr+"/", nil); err == nil {
+		ws.Close()
+		t.Fatal("new connection accepted while draining")
+	}
+	// The answered call is intact: info works, and it is still there after a while.
+	time.Sleep(500 * time.Millisecond)
+	r = send(t, alice, map[string]any{"class": "media", "subclass": "call", "cmd": "info", "tid": 7, "data": map[string]any{"call_id": callID}})
+	if data, _ := r["data"].(map[string]any); r["result"] != "ok" || data["state"] != "answered" {
+		t.Fatalf("call info while draining = %v", r)
+	}
+	select {
+	case err := <-d.done:
+		d.done <- err
+		t.Fatalf("exited with a call up: %v", err)
+	default:
+	}
+	// Bob hangs up; alice gets the hangup with bob's code (not a server stop).
+	if r := send(t, bob, map[string]any{"class": "media", "subclass": "call", "cmd": "hangup", "tid": 8, "data": map[string]any{"call_id": callID, "code": 0, "reason": "Bye from bob"}}); r["result"] != "ok" {
+		t.Fatalf("hangup = %v", r)
+	}
+	ev := readUntil(t, alice, isEvent("call", "hangup", callID))
+	if b, _ := ev["data"].(map[string]any)["body"].(map[string]any); b["reason"] != "Bye from bob" {
+		t.Fatalf("hangup event = %v", ev)
+	}
+	readUntil(t, alice, isEvent("session", "stop", sid))
+	after := d.scrape() // still answering while draining
+	checkDelta(t, before, after, map[string]float64{
+		`nkbridge_calls_ended_total{outcome="answered",target="user"}`: 1,
+		`nkbridge_api_errors_total{code="1061",name="session_stop"}`:   2,
+		`nkbridge_draining`: 1,
+	})
+	if r := send(t, carol, map[string]any{"class": "media", "subclass": "session", "cmd": "stop", "tid": 9, "data": map[string]any{"session_id": carolSession}}); r["result"] != "ok" {
+		t.Fatalf("stop = %v", r)
+	}
+	d.waitExit(10 * time.Second)
+	if !d.logged(map[string]any{"msg": "nkbridge drained"}) || !d.logged(map[string]any{"msg": "call hangup", "call_id": callID, "reason": "Bye from bob"}) {
+		t.Fatalf("logs:\n%s", d.logs.String())
+	}
+	if _, err := http.Get("http://" + d.ops + "/health"); err == nil {
+		t.Fatal("health still answering after exit")
+	}
+}
+
+// readUntil reads frames (answering server requests) until pred matches.
+func readUntil(t *testing.T, ws *websocket.Conn, pred func(map[string]any) bool) map[string]any {
+	t.Helper()
+	for {
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		var m map[string]any
+		if err := ws.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		if pred(m) {
+			return m
+		}
+		if m["cmd"] != nil {
+			ws.WriteJSON(map[string]any{"result": "ok", "tid": m["tid"]})
+		}
+	}
+}
+
+func isEvent(subclass, typ, obj string) func(map[string]any) bool {
+	return func(m map[string]any) bool {
+		d, _ := m["data"].(map[string]any)
+		return m["cmd"] == "event" && d["subclass"] == subclass && d["type"] == typ && d["obj_id"] == obj
+	}
+}
