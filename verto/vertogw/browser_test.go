@@ -42,7 +42,7 @@ const swConnect = `async ({url, login, passwd}) => {
 const swMeasure = `async (tone) => {
   let s = window.call.options.remoteStream;
   if (!s) s = new MediaStream(window.call.peer.instance.getReceivers().map((r) => r.track));
-  if (!window.playing) { window.playing = nkb.playRemote(s); }
+  if (window.playingCall !== window.call) { window.playing = nkb.playRemote(s); window.playingCall = window.call; }
   return await nkb.measureAudio(s, { ms: 1500, freqs: [tone] });
 }`
 
@@ -95,7 +95,7 @@ const apiConnect = `async ({url, user, pass, answer}) => {
 
 const apiMeasure = `async (tone) => {
   const s = await window.remote;
-  if (!window.playing) window.playing = nkb.playRemote(s);
+  if (window.playingStream !== s) { window.playing = nkb.playRemote(s); window.playingStream = s; }
   return await nkb.measureAudio(s, { ms: 1500, freqs: [tone] });
 }`
 
@@ -235,5 +235,121 @@ func TestBrowserVertoEcho(t *testing.T) {
 	v.waitEnded()
 	v.vertoCall("nobody")
 	v.waitEnded()
+	e.idle()
+}
+
+// TestBrowserVertoCallsAPIUser: a Verto client calls a user logged in on the control API;
+// both hear each other's tone through the media engine (WebRTC⇄WebRTC proxy), hold mutes the
+// Verto side's audio, and each side can hang up.
+func TestBrowserVertoCallsAPIUser(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.withAssets()
+	v := e.browser(vertoTone, "/page")
+	a := e.browser(apiTone, "/apipage")
+	v.vertoLogin("alice")
+	a.apiLogin("bob", true)
+
+	v.vertoCall("bob")
+	v.waitState("active")
+	a.waitFor(`window.answeredCall`, 10*time.Second)
+	v.hears(swMeasure, apiTone)
+	a.hears(apiMeasure, vertoTone)
+	if e.emb.Sessions() != 1 {
+		t.Fatalf("want one proxy session, engine has %d", e.emb.Sessions())
+	}
+	var inv struct {
+		CallerName string `json:"caller_name"`
+		CallerID   string `json:"caller_id"`
+		User       string `json:"user"`
+	}
+	a.eval(`window.invites[0]`, &inv)
+	if inv.CallerID != "alice" || inv.CallerName == "" {
+		t.Fatalf("API invite shows caller %+v, want alice's id", inv)
+	}
+
+	// Hold: the API side stops hearing the Verto tone; unhold brings it back.
+	v.eval(`window.call.hold().then(() => true)`, nil)
+	v.waitState("held")
+	time.Sleep(300 * time.Millisecond)
+	held := a.measure(apiMeasure, vertoTone)
+	t.Logf("while held the API side hears %v Hz at %.1f dB", vertoTone, held.level(vertoTone))
+	if held.level(vertoTone) > -60 {
+		t.Fatalf("the Verto tone still reaches the far side while held: %+v", held)
+	}
+	v.eval(`window.call.unhold().then(() => true)`, nil)
+	v.waitState("active")
+	time.Sleep(300 * time.Millisecond)
+	a.hears(apiMeasure, vertoTone)
+
+	// Hangup from the Verto side: the API side gets the call's hangup (2130 verto_bye).
+	v.eval(`window.call.hangup(), true`, nil)
+	a.waitFor(`window.api.events.some((ev) => ev.subclass === "call" && ev.type === "hangup" && ev.body.code === 2130)`, 10*time.Second)
+	e.idle()
+
+	// A second call, hung up from the API side: the Verto client gets verto.bye.
+	a.eval(`(window.answeredCall = null, true)`, nil)
+	v.vertoCall("bob")
+	v.waitState("active")
+	a.waitFor(`window.answeredCall`, 10*time.Second)
+	a.eval(`window.api.send("media", "call", "hangup", { call_id: window.answeredCall }).then(() => true)`, nil)
+	v.waitEnded()
+	e.idle()
+}
+
+// TestBrowserVertoIsCalled: the control API calls a Verto login, by call type "verto" and by
+// call type "user" (where the API connections of the user would ring too); the SW client
+// rings with the caller id, answers, audio flows both ways, and each side hangs up once.
+func TestBrowserVertoIsCalled(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.withAssets()
+	v := e.browser(vertoTone, "/page")
+	a := e.browser(apiTone, "/apipage")
+	v.vertoLogin("alice")
+	a.apiLogin("bob", false)
+
+	for i, data := range []map[string]any{
+		{"type": "verto", "callee": "alice", "caller_name": "Bob B", "caller_id": "2000"},
+		{"type": "user", "callee": "alice", "caller_name": "Bob B", "caller_id": "2000"},
+	} {
+		t.Logf("call %d: %v", i, data)
+		var callID string
+		if err := a.page.EvalArg(a.ctx, `(d) => window.startCall(d)`, data, &callID); err != nil {
+			a.fatal("call start: %v", err)
+		}
+		v.waitState("ringing")
+		var who struct {
+			Name   string `json:"name"`
+			Number string `json:"number"`
+		}
+		v.eval(`({ name: window.call.options.remoteCallerName, number: window.call.options.remoteCallerNumber })`, &who)
+		if who.Name != "Bob B" || who.Number != "2000" {
+			t.Fatalf("SW shows caller %+v", who)
+		}
+		v.eval(`window.call.answer(), true`, nil)
+		v.waitState("active")
+		a.waitFor(`window.outAnswered === true`, 10*time.Second)
+		v.hears(swMeasure, apiTone)
+		a.hears(apiMeasure, vertoTone)
+		if i == 0 {
+			// The API side hangs up: the Verto client gets verto.bye.
+			a.eval(`window.api.send("media", "call", "hangup", { call_id: window.outCall }).then(() => true)`, nil)
+			v.waitEnded()
+		} else {
+			// The Verto side hangs up: the API caller's call ends with 2130 verto_bye.
+			v.eval(`window.call.hangup(), true`, nil)
+			a.waitFor(`window.api.events.some((ev) => ev.subclass === "call" && ev.type === "hangup" && ev.obj_id === window.outCall && ev.body.code === 2130)`, 10*time.Second)
+		}
+		a.eval(`(window.outAnswered = false, window.pc.close(), true)`, nil)
+		e.idle()
+	}
+
+	// Declining: the API caller's call is rejected (2021, from the Verto side's 2131).
+	var callID string
+	if err := a.page.EvalArg(a.ctx, `(d) => window.startCall(d)`, map[string]any{"type": "verto", "callee": "alice"}, &callID); err != nil {
+		a.fatal("call start: %v", err)
+	}
+	v.waitState("ringing")
+	v.eval(`window.call.hangup(), true`, nil)
+	a.waitFor(`window.api.events.some((ev) => ev.subclass === "call" && ev.type === "hangup" && ev.obj_id === window.outCall && ev.body.code === 2021)`, 10*time.Second)
 	e.idle()
 }

@@ -69,13 +69,15 @@ type inbound struct {
 func (ib *inbound) run() {
 	ctx := ib.call.Context()
 	owner := ownerKey(ib.inv.SessionID)
-	offer := signaling.Desc{"sdp": ib.inv.SDP, "sdp_type": "webrtc"}
-	if ib.inv.CallerIDName != "" {
-		offer["caller_name"] = ib.inv.CallerIDName
+	// The caller id the client gives, else its user name (mod_verto takes the directory's).
+	name, number := ib.inv.CallerIDName, ib.inv.CallerIDNumber
+	if number == "" {
+		number = ib.inv.User
 	}
-	if ib.inv.CallerIDNumber != "" {
-		offer["caller_id"] = ib.inv.CallerIDNumber
+	if name == "" {
+		name = number
 	}
+	offer := signaling.Desc{"sdp": ib.inv.SDP, "sdp_type": "webrtc", "caller_name": name, "caller_id": number}
 	req := signaling.SessionRequest{Offer: offer, Owner: owner, User: ib.inv.User, Options: map[string]any{}}
 	if ib.route.IsExtension() {
 		req.Type = ib.route.SessionType
@@ -128,7 +130,7 @@ func (ib *inbound) run() {
 	cl, err := ib.g.core.NewCall(signaling.CallRequest{
 		CallID: callIDFor(ib.inv.CallID), Type: ib.route.CallType, Callee: ib.route.Callee, SessionID: sid,
 		Offer:    offer,
-		Caller:   signaling.CallerInfo{Name: ib.inv.CallerIDName, ID: ib.inv.CallerIDNumber, User: ib.inv.User, Owner: owner},
+		Caller:   signaling.CallerInfo{Name: name, ID: number, User: ib.inv.User, Owner: owner},
 		Observer: ib,
 	})
 	if err != nil {
