@@ -150,16 +150,32 @@ func (g *Gateway) server() *sip.Server {
 	return g.srv
 }
 
-// isLocalHost reports whether host (with an optional port) names nkbridge.
+// isLocalHost reports whether host (with an optional port) names nkbridge:
+// one of its domains, on no port or on one of its listeners' ports.
 func (g *Gateway) isLocalHost(host string) bool {
-	h := host
-	if hh, _, err := net.SplitHostPort(host); err == nil {
-		h = hh
+	h, port := host, ""
+	if hh, pp, err := net.SplitHostPort(host); err == nil {
+		h, port = hh, pp
 	}
 	h = strings.Trim(h, "[]")
+	match := false
 	for _, d := range g.cfg.Domains {
 		if d != "" && strings.EqualFold(d, h) {
-			return true
+			match = true
+		}
+	}
+	if !match || port == "" {
+		return match
+	}
+	srv := g.server()
+	if srv == nil {
+		return false
+	}
+	for _, tp := range []string{"udp", "tcp", "tls", "ws", "wss"} {
+		if a := srv.Addr(tp); a != nil {
+			if _, p, err := net.SplitHostPort(a.String()); err == nil && p == port {
+				return true
+			}
 		}
 	}
 	return false
