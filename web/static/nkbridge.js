@@ -138,6 +138,8 @@ export class NkbClient extends EventTarget {
     this._pending = new Map(); // tid -> {resolve, reject, timer}
     this._invites = new Map(); // call_id -> Invite
     this._calls = new Set(); // call ids we started or accepted
+    /** What the server sent so far: pings answered, acks received, events, invites. */
+    this.counters = { pings: 0, acks: 0, events: 0, invites: 0 };
   }
 
   /** connected is true while the WebSocket is open. */
@@ -239,6 +241,7 @@ export class NkbClient extends EventTarget {
       return;
     }
     if (msg.ack !== undefined && msg.result === undefined) {
+      this.counters.acks++;
       const p = this._pending.get(msg.ack);
       if (p) p.extend();
       return;
@@ -268,10 +271,12 @@ export class NkbClient extends EventTarget {
     const key = `${msg.class}/${msg.subclass || "core"}/${msg.cmd}`;
     const data = msg.data || {};
     if (key === "core/core/ping") {
+      this.counters.pings++;
       this._reply(msg.tid);
       return;
     }
     if (key === "core/core/event") {
+      this.counters.events++;
       this._reply(msg.tid);
       if (data.class === "media" && data.subclass === "call" && data.type === "hangup") {
         const inv = this._invites.get(data.obj_id);
@@ -285,6 +290,7 @@ export class NkbClient extends EventTarget {
       return;
     }
     if (key === "media/call/invite") {
+      this.counters.invites++;
       this._reply(msg.tid);
       const inv = new Invite(this, data);
       this._invites.set(inv.callId, inv);
