@@ -353,3 +353,40 @@ func TestBrowserVertoIsCalled(t *testing.T) {
 	a.waitFor(`window.api.events.some((ev) => ev.subclass === "call" && ev.type === "hangup" && ev.obj_id === window.outCall && ev.body.code === 2021)`, 10*time.Second)
 	e.idle()
 }
+
+// TestBrowserVertoCallsRTPPeerDTMF: a Verto client calls "sip:…", which reaches a plain-RTP
+// phone through a WebRTC⇄RTP proxy session (Opus⇄PCMU): both tones cross, and the client's
+// verto.info DTMF arrives at the phone as RFC 4733 telephone-events.
+func TestBrowserVertoCallsRTPPeerDTMF(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	peer := newRTPPeer(t, apiTone)
+	e.core.AddResolver("sip", peer)
+	e.withAssets()
+	v := e.browser(vertoTone, "/page")
+	v.vertoLogin("alice")
+	v.vertoCall("sip-phone@127.0.0.1")
+	v.waitState("active")
+	v.hears(swMeasure, apiTone)
+	eventually(t, "the RTP phone hears the Verto tone", 10*time.Second, func() bool {
+		f, r, _ := peer.heard(vertoTone, apiTone, 1000)
+		return f == vertoTone && r > 0.5
+	})
+	for _, d := range []string{"1", "5", "#"} {
+		v.eval(`window.call.dtmf("`+d+`"), true`, nil)
+		time.Sleep(250 * time.Millisecond)
+	}
+	eventually(t, "RFC 4733 digits at the RTP phone", 10*time.Second, func() bool { return peer.gotDigits() == "15#" })
+
+	// The page reloads: the engine cannot give the call a new WebRTC leg, so the call ends
+	// (the far side gets the hangup) and the new page logs in normally.
+	if err := v.page.Goto(v.ctx, e.ts.URL+"/page"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the phone hung up", 10*time.Second, func() bool { return len(peer.hangupCodes()) == 1 })
+	t.Logf("far side hangup codes after reload: %v", peer.hangupCodes())
+	e.idle()
+	v.vertoLogin("alice")
+	if len(e.srv.Sessions("alice")) != 1 {
+		t.Fatalf("sessions after reload: %v", e.srv.Sessions("alice"))
+	}
+}
