@@ -70,8 +70,6 @@ type env struct {
 	recDir string
 }
 
-const testPage = `<!doctype html><html><head><meta charset="utf-8"><title>nkb embedded</title></head><body></body></html>`
-
 func newEnv(t testing.TB, mod func(*media.Config)) *env {
 	t.Helper()
 	log := testLogger(t)
@@ -93,7 +91,7 @@ func newEnv(t testing.TB, mod func(*media.Config)) *env {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/page.html", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		fmt.Fprint(w, testPage)
+		fmt.Fprint(w, apiTestPage)
 	})
 	srv := wsapi.New(wsapi.Config{Handler: mux}, core, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
