@@ -71,6 +71,7 @@ func run(ctx context.Context, drain <-chan struct{}, args []string, stdin io.Rea
 		showVersion = fs.Bool("version", false, "print the version and exit")
 		hashPw      = fs.Bool("hash-password", false, "read a password from stdin, print its password_hash and exit")
 		checkConfig = fs.Bool("check-config", false, "print the effective configuration and exit")
+		printDefs   = fs.Bool("print-defaults", false, "print the embedded defaults (every option, commented: a config file to start from) and exit")
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -79,8 +80,12 @@ func run(ctx context.Context, drain <-chan struct{}, args []string, stdin io.Rea
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	if *showVersion {
-		fmt.Fprintln(stdout, "nkbridge", version)
+		fmt.Fprintln(stdout, "nkbridge", version+buildDetails())
 		return nil
+	}
+	if *printDefs {
+		_, err := io.WriteString(stdout, defaultsYAML)
+		return err
 	}
 	if *hashPw {
 		line, err := bufio.NewReader(stdin).ReadString('\n')

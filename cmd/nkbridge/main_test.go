@@ -135,8 +135,9 @@ func startBinary(t *testing.T, env ...string) *daemon {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, "-api-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-log-format", "json")
-	// Any free WebRTC port: tests of other packages may run a daemon at the same time.
-	cmd.Env = append(append(os.Environ(), "NKB_LOG_LEVEL=info", "NKB_MEDIA_UDP_PORT=0"), env...)
+	// Any free WebRTC port, no SIP or Verto listeners on fixed ports: other
+	// tests may run a daemon at the same time (env can turn them back on).
+	cmd.Env = append(append(os.Environ(), "NKB_LOG_LEVEL=info", "NKB_MEDIA_UDP_PORT=0", "NKB_SIP_ENABLED=false", "NKB_VERTO_LISTEN="), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -335,7 +336,8 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	logs := &syncBuf{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, nil, []string{"-api-listen", addr, "-metrics-listen", "127.0.0.1:0"}, nil, io.Discard, logs, envMap(nil))
+		done <- run(ctx, nil, []string{"-api-listen", addr, "-metrics-listen", "127.0.0.1:0"}, nil, io.Discard, logs, envMap(map[string]string{
+			"NKB_MEDIA_UDP_PORT": "0", "NKB_SIP_ENABLED": "false", "NKB_VERTO_LISTEN": ""}))
 	}()
 	var ws *websocket.Conn
 	for i := 0; ; i++ {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -150,4 +151,32 @@ func (o *opsServer) stop() {
 	_ = o.hs.Close()
 	o.cancel()
 	o.wg.Wait()
+}
+
+// buildDetails describes the build for -version: " (commit abc1234[+dirty], go1.x)".
+func buildDetails() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	out := " (" + bi.GoVersion
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		out += ", commit " + rev
+		if dirty {
+			out += "+dirty"
+		}
+	}
+	return out + ")"
 }

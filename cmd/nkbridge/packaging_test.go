@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+)
+
+// buildBinary builds the daemon with the given go build arguments.
+func buildBinary(t *testing.T, args ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "nkbridge")
+	cmd := exec.Command("go", append(append([]string{"build"}, args...), "-o", bin, ".")...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %v: %v\n%s", args, err, out)
+	}
+	return bin
+}
+
+// The Dockerfile's build stage command works as written (same flags), the
+// binary reports its version and prints the defaults the image installs as
+// its config; the runtime stage runs as a non-root user with libopus0.
+func TestDockerfile(t *testing.T) {
+	b, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(b)
+	m := regexp.MustCompile(`RUN CGO_ENABLED=1 go build (.*?) -o /out/nkbridge \./cmd/nkbridge`).FindStringSubmatch(df)
+	if m == nil {
+		t.Fatal("no go build line in the Dockerfile")
+	}
+	args := strings.Fields(strings.ReplaceAll(m[1], `"`, ""))
+	// -ldflags "-s -w" is one argument.
+	for i := 0; i < len(args); i++ {
+		if args[i] == "-ldflags" && i+2 < len(args) {
+			args = append(args[:i+1], append([]string{args[i+1] + " " + args[i+2]}, args[i+3:]...)...)
+		}
+	}
+	if !strings.Contains(m[1], "-tags nolibopusfile") {
+		t.Error("build without -tags nolibopusfile")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t, args...)
+	out, err := exec.Command(bin, "-version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "nkbridge "+version+" (go") {
+		t.Fatalf("-version = %q %v", out, err)
+	}
+	out, err = exec.Command(bin, "-print-defaults").Output()
+	if err != nil || string(out) != defaultsYAML {
+		t.Fatalf("-print-defaults differs from defaults.yaml: %v", err)
+	}
+	for _, want := range []string{
+		"FROM golang:1.26-bookworm AS build", "libopus-dev", "FROM debian:bookworm-slim", "libopus0",
+		"USER nkbridge:nkbridge", "COPY --from=build /out/nkbridge.yaml /etc/nkbridge/nkbridge.yaml",
+		`CMD ["-config", "/etc/nkbridge/nkbridge.yaml"`, "--network host", "STOPSIGNAL SIGTERM",
+	} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile lacks %q", want)
+		}
+	}
+	if regexp.MustCompile(`(?m)^USER\s+(root|0)\b`).MatchString(df) {
+		t.Error("runs as root")
+	}
+}
+
+// The systemd unit passes systemd-analyze verify (with this binary in place),
+// its ExecStartPre check accepts the shipped example, and it waits longer
+// than the default drain_timeout on stop.
+func TestSystemdUnit(t *testing.T) {
+	b, err := os.ReadFile("../../deploy/nkbridge.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(b)
+	m := regexp.MustCompile(`(?m)^TimeoutStopSec=(\S+)$`).FindStringSubmatch(unit)
+	if m == nil {
+		t.Fatal("no TimeoutStopSec")
+	}
+	stop, err := time.ParseDuration(m[1])
+	cfg, _ := loadConfig("", envMap(nil))
+	if err != nil || stop <= cfg.DrainTimeout {
+		t.Fatalf("TimeoutStopSec %s not above drain_timeout %s", m[1], cfg.DrainTimeout)
+	}
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("no systemd-analyze")
+	}
+	dir := t.TempDir()
+	bin := buildBinary(t, "-tags", "nolibopusfile")
+	conf := filepath.Join(dir, "nkbridge.yaml")
+	if err := os.WriteFile(conf, []byte(defaultsYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	unit = strings.ReplaceAll(unit, "/usr/local/bin/nkbridge", bin)
+	unit = strings.ReplaceAll(unit, "/etc/nkbridge/nkbridge.yaml", conf)
+	path := filepath.Join(dir, "nkbridge.service")
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sa, "verify", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(unit, "\n") {
+		for _, key := range []string{"ExecStartPre=", "ExecStart="} {
+			if !strings.HasPrefix(line, key) {
+				continue
+			}
+			f := strings.Fields(strings.TrimPrefix(line, key))
+			args := f[1:]
+			if key == "ExecStart=" {
+				args = append(args, "-check-config") // same flags, without serving
+			}
+			if out, err := exec.Command(f[0], args...).CombinedOutput(); err != nil {
+				t.Errorf("%s%v: %v\n%s", key, args, err, out)
+			}
+		}
+	}
+}
+
+// The embedded defaults (deploy/nkbridge.example.yaml is a link to them)
+// name every configuration key, each leaf with a comment.
+func TestDefaultsDocumentEveryKey(t *testing.T) {
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(defaultsYAML), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(tp reflect.Type, m map[string]any, prefix string)
+	walk = func(tp reflect.Type, m map[string]any, prefix string) {
+		for i := 0; i < tp.NumField(); i++ {
+			key := strings.Split(tp.Field(i).Tag.Get("yaml"), ",")[0]
+			if key == "" || key == "-" {
+				continue
+			}
+			v, ok := m[key]
+			if !ok {
+				t.Errorf("defaults.yaml lacks %s%s", prefix, key)
+				continue
+			}
+			if ft := tp.Field(i).Type; ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)) {
+				sub, _ := v.(map[string]any)
+				walk(ft, sub, prefix+key+".")
+			}
+		}
+	}
+	walk(reflect.TypeOf(Config{}), doc, "")
+	leaf := regexp.MustCompile(`^\s*[a-z_]+:\s*[^\s#]`)
+	for i, line := range strings.Split(defaultsYAML, "\n") {
+		if leaf.MatchString(line) && !strings.Contains(line, "#") {
+			t.Errorf("defaults.yaml:%d has no comment: %s", i+1, line)
+		}
+	}
+	link, err := os.ReadFile("../../deploy/nkbridge.example.yaml")
+	if err != nil || string(link) != defaultsYAML {
+		t.Fatalf("deploy/nkbridge.example.yaml is not the defaults: %v", err)
+	}
+	if _, err := loadConfig("../../deploy/nkbridge.example.yaml", envMap(nil)); err != nil {
+		t.Fatal(err)
+	}
+}
