@@ -52,11 +52,11 @@ func errCause(m *vertotest.Message) string {
 // testInvitee is a scripted callee for the router: it records what it is told and does what
 // the test asks through its handle.
 type testInvitee struct {
-	mu      sync.Mutex
-	inv     signaling.Invitation
-	h       signaling.InviteHandle
-	hangups []*signaling.Error
-	invited chan struct{}
+	mu       sync.Mutex
+	inv      signaling.Invitation
+	h        signaling.InviteHandle
+	hangups  []*signaling.Error
+	invited  chan struct{}
 	onInvite func(inv signaling.Invitation, h signaling.InviteHandle)
 }
 
@@ -112,7 +112,7 @@ func waitInvited(t *testing.T, ti *testInvitee) {
 // observer records a call's progress as the core reports it.
 type observer struct{ ch chan string }
 
-func newObserver() *observer { return &observer{ch: make(chan string, 16)} }
+func newObserver() *observer                                { return &observer{ch: make(chan string, 16)} }
 func (o *observer) CallRinging(_ string, a signaling.Desc)  { o.ch <- "ringing" }
 func (o *observer) CallAnswered(_ string, a signaling.Desc) { o.ch <- "answered:" + a.SDP() }
 func (o *observer) CallHangup(_ string, err *signaling.Error) {
@@ -211,8 +211,8 @@ func TestInviteRefusals(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ dest, cause string }{
-		{"nobody", "USER_NOT_REGISTERED"},          // user with no device
-		{"verto:carol", "USER_NOT_REGISTERED"},     // Verto user not logged in
+		{"nobody", "USER_NOT_REGISTERED"},              // user with no device
+		{"verto:carol", "USER_NOT_REGISTERED"},         // Verto user not logged in
 		{"sip:phone@127.0.0.1", "SERVICE_UNAVAILABLE"}, // SIP needs a media backend (RTP far side)
 	} {
 		id := uuid.NewString()
