@@ -1,0 +1,174 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/media/codec"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+func TestMediaConfig(t *testing.T) {
+	cfg, err := loadConfig("", envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfg.Media
+	if !m.Enabled || m.BindIP != "127.0.0.1" || m.UDPPort != 10000 || m.RTPPortMin != 20000 || m.RTPPortMax != 20999 ||
+		m.MediaTimeout != 30*time.Second || m.Quarantine != 5*time.Second || m.RecordDir != "" {
+		t.Errorf("media defaults: %+v", m)
+	}
+	if _, err := m.engineConfig(slog.New(slog.DiscardHandler)); err != nil {
+		t.Errorf("defaults refused: %v", err)
+	}
+	cfg, err = loadConfig("", envMap(map[string]string{"NKB_MEDIA_PUBLIC_IP": "192.0.2.7", "NKB_MEDIA_BIND_IP": "0.0.0.0",
+		"NKB_MEDIA_ICE_LITE": "true", "NKB_MEDIA_TCP_PORT": "-1", "NKB_MEDIA_MEDIA_TIMEOUT": "5s"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mc, err := cfg.Media.engineConfig(slog.New(slog.DiscardHandler))
+	if err != nil || mc.PublicIP.String() != "192.0.2.7" || !mc.ICELite || mc.TCPPort != -1 || mc.MediaTimeout != 5*time.Second {
+		t.Errorf("env overrides: %+v, %v", mc, err)
+	}
+	for _, tc := range []struct {
+		mod  func(*MediaConfig)
+		want string
+	}{
+		{func(c *MediaConfig) { c.BindIP = "localhost" }, "bind_ip"},
+		{func(c *MediaConfig) { c.BindIP = "0.0.0.0" }, "public_ip"},
+		{func(c *MediaConfig) { c.PublicIP = "0.0.0.0" }, "public_ip"},
+		{func(c *MediaConfig) { c.PublicIP = "nat.example" }, "public_ip"},
+		{func(c *MediaConfig) { c.UDPPort = 20100 }, "inside the RTP port range"},
+		{func(c *MediaConfig) { c.UDPPort = 70000 }, "out of range"},
+		{func(c *MediaConfig) { c.RTPPortMin, c.RTPPortMax = 20000, 20001 }, "rtp_port_min"},
+		{func(c *MediaConfig) { c.RTPPortMin = 80 }, "rtp_port_min"},
+		{func(c *MediaConfig) { c.MaxSessions = -1 }, "max_sessions"},
+	} {
+		c := m
+		tc.mod(&c)
+		if _, err := c.engineConfig(slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one about %s", c, err, tc.want)
+		}
+	}
+}
+
+func TestWireMediaRegistersEchoProxy(t *testing.T) {
+	cfg, err := loadConfig("", envMap(map[string]string{"NKB_MEDIA_UDP_PORT": "0"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	backends := signaling.NewBackends()
+	var h hooks
+	eng, b, err := wireMedia(cfg.Media, slog.New(slog.DiscardHandler), backends, &h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.stop()
+	if eng == nil || b == nil || eng.UDPPort() == 0 || len(h.Stop) != 2 || len(h.Metrics) != 1 {
+		t.Fatalf("wireMedia: engine %v backend %v hooks %+v", eng, b, h)
+	}
+	for _, typ := range []string{"echo", "proxy"} {
+		if name, got, err := backends.Lookup(typ, ""); err != nil || name != "media" || got != b {
+			t.Errorf("%s: %s %v %v", typ, name, got, err)
+		}
+	}
+	if _, _, err := backends.Lookup("park", ""); err == nil {
+		t.Error("park is not served by the embedded engine yet")
+	}
+
+	off := cfg.Media
+	off.Enabled = false
+	backends = signaling.NewBackends()
+	if eng, b, err := wireMedia(off, slog.New(slog.DiscardHandler), backends, &hooks{}); eng != nil || b != nil || err != nil || len(backends.Names()) != 0 {
+		t.Errorf("disabled: %v %v %v %v", eng, b, err, backends.Names())
+	}
+}
+
+// TestBinaryEchoRTP: the real binary with its default media section answers
+// an RTP echo session through the API, the caller hears its tone back, and
+// the media gauges show the session.
+func TestBinaryEchoRTP(t *testing.T) {
+	base := 30000 + 2*rand.IntN(15000)
+	d := startBinary(t, fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", base), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", base+20))
+	ws := d.dial()
+	if r := send(t, ws, map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}}); r["result"] != "ok" {
+		t.Fatalf("login = %v", r)
+	}
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	offer := fmt.Sprintf("v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n", port)
+	r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 2,
+		"data": map[string]any{"type": "echo", "offer": map[string]any{"sdp": offer, "sdp_type": "rtp"}}})
+	data, _ := r["data"].(map[string]any)
+	ans, _ := data["answer"].(map[string]any)
+	sdp, _ := ans["sdp"].(string)
+	m := regexp.MustCompile(`m=audio (\d+) `).FindStringSubmatch(sdp)
+	if r["result"] != "ok" || m == nil || !strings.Contains(sdp, "c=IN IP4 127.0.0.1") {
+		t.Fatalf("echo start = %v", r)
+	}
+	rport, _ := strconv.Atoi(m[1])
+	if rport < base || rport > base+20 {
+		t.Errorf("RTP port %d outside the configured range %d-%d", rport, base, base+20)
+	}
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: rport}
+	go func() {
+		for i := 0; i < 75; i++ {
+			payload := make([]byte, 160)
+			for j := range payload {
+				payload[j] = codec.LinearToUlaw(int16(8000 * math.Sin(2*math.Pi*1000*float64(i*160+j)/8000)))
+			}
+			pkt := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 7}, Payload: payload}
+			b, _ := pkt.Marshal()
+			if _, err := conn.WriteToUDP(b, to); err != nil {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	var pcm []int16
+	buf := make([]byte, 1500)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for len(pcm) < 8000 {
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("echo: %v after %d samples; logs:\n%s", err, len(pcm), d.logs.String())
+		}
+		var pkt rtp.Packet
+		if pkt.Unmarshal(buf[:n]) == nil && pkt.PayloadType == 0 {
+			for _, u := range pkt.Payload {
+				pcm = append(pcm, codec.UlawToLinear(u))
+			}
+		}
+	}
+	if f, ratio := audiotest.Dominant(pcm, 8000, 1000, 600); f != 1000 || ratio < 10 {
+		t.Errorf("echo returns %.0f Hz (ratio %.1f), want 1000", f, ratio)
+	}
+	resp, err := http.Get("http://" + d.ops + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`nkbridge_media_sessions{backend="media"} 1`, `nkbridge_media_rtp_ports{backend="media"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
