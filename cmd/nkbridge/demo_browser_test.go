@@ -6,6 +6,7 @@ import (
 	"math"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -189,5 +190,30 @@ func TestDemoPageBrowser(t *testing.T) {
 	}
 	if err := bob.p.Screenshot(ctx, filepath.Join(browsertest.ArtifactDir(t), "demo-callee-after.png")); err != nil {
 		t.Fatal(err)
+	}
+
+	// SIGTERM with a call up: /health says 503 at once, the call's media is
+	// untouched (each still hears the other), and when bob hangs up the
+	// daemon has nothing left and exits 0.
+	alice.click("#call")
+	bob.wait(`!document.getElementById("incoming").hidden`, "third call rings")
+	bob.click("#accept")
+	alice.wait(`document.getElementById("call-status").textContent === "in call"`, "third call up")
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(5 * time.Second)
+	for c, _ := d.health(); c != 503; c, _ = d.health() {
+		if time.Now().After(deadline) {
+			t.Fatalf("health %d after SIGTERM", c)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // well into the drain
+	alice.hears(600, 1000)
+	bob.hears(1000, 600)
+	bob.click("#hangup")
+	alice.wait(`demo.call === null`, "caller sees the hangup while draining")
+	d.waitExit(15 * time.Second)
+	if !d.logged(map[string]any{"msg": "nkbridge drained"}) {
+		t.Fatalf("not drained:\n%s", d.logs.String())
 	}
 }

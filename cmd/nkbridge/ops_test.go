@@ -263,3 +263,40 @@ func isEvent(subclass, typ, obj string) func(map[string]any) bool {
 		return m["cmd"] == "event" && d["subclass"] == subclass && d["type"] == typ && d["obj_id"] == obj
 	}
 }
+
+// SIGTERM with a session that never ends: after drain_timeout what is left
+// is stopped (1061) and the process still exits 0; SIGTERM twice stops at once.
+func TestBinaryDrainDeadline(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	d := startBinary(t, "NKB_DRAIN_TIMEOUT=1s")
+	ws := d.dial()
+	sid := loginStart(t, ws)
+	start := time.Now()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	d.waitExit(10 * time.Second)
+	if el := time.Since(start); el < time.Second {
+		t.Fatalf("exited after %v, before drain_timeout", el)
+	}
+	if !d.logged(map[string]any{"msg": "nkbridge drain timeout, stopping what is left"}) ||
+		!d.logged(map[string]any{"msg": "session stopped", "session_id": sid, "code": float64(1061)}) {
+		t.Fatalf("logs:\n%s", d.logs.String())
+	}
+
+	d = startBinary(t, "NKB_DRAIN_TIMEOUT=60s")
+	loginStart(t, d.dial())
+	start = time.Now()
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	for !d.logged(map[string]any{"msg": "nkbridge draining"}) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("not draining:\n%s", d.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	d.waitExit(10 * time.Second)
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("second SIGTERM took %v", el)
+	}
+}
