@@ -193,7 +193,11 @@ func (c *Core) NewCall(req CallRequest) (*Call, error) {
 	if req.RingTime > c.opts.MaxRingTime {
 		req.RingTime = c.opts.MaxRingTime
 	}
-	cl := &call{id: req.CallID, req: req, log: c.log.With("call_id", req.CallID, "call_type", req.Type)}
+	lg := c.log.With("call_id", req.CallID, "call_type", req.Type)
+	if req.SessionID != "" {
+		lg = lg.With("session_id", req.SessionID) // one call followed across the logs
+	}
+	cl := &call{id: req.CallID, req: req, log: lg}
 	if err := c.addCall(cl); err != nil {
 		return nil, err
 	}

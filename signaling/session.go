@@ -262,7 +262,11 @@ func (c *Core) StopSession(id string, err *Error) error {
 	media, callID := s.media, s.callID
 	c.mu.Unlock()
 
-	s.log.Info("session stopped", "code", err.Code, "reason", err.Text)
+	if callID != "" {
+		s.log.Info("session stopped", "code", err.Code, "reason", err.Text, "call_id", callID)
+	} else {
+		s.log.Info("session stopped", "code", err.Code, "reason", err.Text)
+	}
 	if started && c.obs != nil {
 		c.obs.SessionStopped(s.typ, err.Code)
 	}

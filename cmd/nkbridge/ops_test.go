@@ -231,7 +231,8 @@ func TestBinarySIGTERMDrainsCall(t *testing.T) {
 		t.Fatalf("stop = %v", r)
 	}
 	d.waitExit(10 * time.Second)
-	if !d.logged(map[string]any{"msg": "nkbridge drained"}) || !d.logged(map[string]any{"msg": "call hangup", "call_id": callID, "reason": "Bye from bob"}) {
+	if !d.logged(map[string]any{"msg": "nkbridge drained"}) || !d.logged(map[string]any{"msg": "call hangup", "call_id": callID, "session_id": sid, "reason": "Bye from bob"}) ||
+		!d.logged(map[string]any{"msg": "call answered", "call_id": callID, "session_id": sid}) {
 		t.Fatalf("logs:\n%s", d.logs.String())
 	}
 	if _, err := http.Get("http://" + d.ops + "/health"); err == nil {
