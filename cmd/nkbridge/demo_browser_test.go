@@ -124,6 +124,11 @@ func TestDemoPageBrowser(t *testing.T) {
 	alice.wait(`document.getElementById("echo-status").textContent.startsWith("running")`, "echo running")
 	alice.wait(`Number(document.getElementById("echo-level").value) > 0.1`, "echo level meter moving")
 	alice.hears(1000, 600)
+	// DTMF during the echo test reaches nkbridge's media as RFC 4733 events.
+	for _, k := range []string{"4", "2"} {
+		alice.click(fmt.Sprintf(`#keypad button[data-digit=%q]`, k))
+	}
+	alice.wait(`demo.dtmfHeard === "42" && document.getElementById("dtmf-heard").textContent === "42"`, "nkbridge heard the DTMF")
 	if alice.text("echo-error") != "" {
 		alice.fail("echo error shown: %s", alice.text("echo-error"))
 	}
@@ -151,7 +156,7 @@ func TestDemoPageBrowser(t *testing.T) {
 	for _, k := range []string{"1", "5", "#"} {
 		alice.click(fmt.Sprintf(`#keypad button[data-digit=%q]`, k))
 	}
-	alice.wait(`demo.dtmf === "15#"`, "DTMF digits played out")
+	alice.wait(`demo.dtmf === "4215#"`, "DTMF digits played out")
 	if err := alice.p.Screenshot(ctx, filepath.Join(browsertest.ArtifactDir(t), "demo-in-call.png")); err != nil {
 		t.Fatal(err)
 	}

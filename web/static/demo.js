@@ -13,6 +13,7 @@ const demo = (window.demo = {
   levels: { echo: 0, call: 0 },
   peaks: { echo: 0, call: 0 },
   dtmf: "", // digits the browser played out as RFC 4733 events
+  dtmfHeard: "", // digits nkbridge's media reported receiving (media/session/info {info: {dtmf}})
   remoteStream: null,
 });
 
@@ -192,6 +193,7 @@ async function startEcho() {
     m.off.push(demo.client.on({ class: "media", subclass: "session", type: "stop", obj_id: r.session_id }, (ev) => {
       endEcho(`stopped: ${ev.body && ev.body.code} ${ev.body && ev.body.reason}`);
     }));
+    m.off.push(demo.client.on({ class: "media", subclass: "session", type: "info", obj_id: r.session_id }, heardDTMF));
     if (!r.answer || !r.answer.sdp) throw new Error("the server's reply has no answer");
     await m.pc.setRemoteDescription({ type: "answer", sdp: r.answer.sdp });
     $("echo-status").textContent = "running: speak, you should hear yourself";
@@ -249,6 +251,7 @@ function callEvents(m) {
     m.off.push(c.on({ class: "media", subclass: "session", obj_id: m.sessionId }, (ev) => {
       const b = ev.body || {};
       if (ev.type === "answer" && b.answer) answered(m, b.answer);
+      if (ev.type === "info") heardDTMF(ev);
       if (ev.type === "stop") endCall(`call ended: ${b.code} ${b.reason || ""}`);
     }));
   }
@@ -390,6 +393,15 @@ async function reject() {
 }
 
 // ---- DTMF (RFC 4733 through the browser's RTCDTMFSender)
+
+// heardDTMF shows digits the server's media received (sessions with a media backend).
+function heardDTMF(ev) {
+  const info = (ev.body && ev.body.info) || {};
+  if (info.dtmf) {
+    demo.dtmfHeard += info.dtmf;
+    $("dtmf-heard").textContent = demo.dtmfHeard;
+  }
+}
 
 function dtmf(digit) {
   const m = demo.call || demo.echo;
