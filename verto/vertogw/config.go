@@ -19,6 +19,20 @@ type Config struct {
 	// MaxCallsPerUser caps the calls (inbound and outbound) one Verto user has in the router at
 	// once (default 32).
 	MaxCallsPerUser int
+	// FarKind, if set, chooses the media kind ("webrtc" or "rtp") of the far side of a routed
+	// call; an empty answer keeps the default (Route.FarKind: RTP for "sip" calls, WebRTC
+	// otherwise). The daemon can use it to give a "user" call to a user whose only devices are
+	// registered SIP phones a plain-RTP far side (one call has one far offer for all invitees).
+	FarKind func(r Route) string
+}
+
+func (c *Config) farKind(r Route) string {
+	if c.FarKind != nil {
+		if k := c.FarKind(r); k == "webrtc" || k == "rtp" {
+			return k
+		}
+	}
+	return r.FarKind()
 }
 
 // DefaultExtensions are the extensions known without configuration.

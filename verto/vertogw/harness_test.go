@@ -74,8 +74,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e := &env{t: t, log: log}
 	backends := signaling.NewBackends()
 	if !o.noMedia {
+		base := peers.FreeUDPRange(t, 100)
 		eng, err := media.New(media.Config{
-			BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: 43000, RTPPortMax: 43999,
+			BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: base, RTPPortMax: base + 99,
 			Quarantine: -1, Logger: log.With("component", "media"),
 		})
 		if err != nil {

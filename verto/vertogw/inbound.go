@@ -86,9 +86,10 @@ func (ib *inbound) run() {
 		}
 	} else {
 		req.Type = signaling.TypeProxy
-		req.Options["proxy_type"] = ib.route.FarKind()
+		far := ib.g.cfg.farKind(ib.route)
+		req.Options["proxy_type"] = far
 		if _, _, err := ib.g.core.Backends().Lookup(signaling.TypeProxy, ""); err != nil {
-			if ib.route.FarKind() != "webrtc" {
+			if far != "webrtc" {
 				ib.fail(err)
 				return
 			}
@@ -265,16 +266,25 @@ func (ib *inbound) Hold(held bool) {
 // --- signaling.CallObserver: what the router reports
 
 func (ib *inbound) CallRinging(_ string, answer signaling.Desc) {
+	sdp := answer.SDP()
+	if sdp == "" {
+		return
+	}
 	ib.mu.Lock()
-	p2p := ib.p2p
+	p2p, sid := ib.p2p, ib.sessionID
 	ib.mu.Unlock()
-	// An early answer is usable as it is only without media in between; through a proxy
-	// session it would need the backend (which takes one answer per session), so the client
-	// just keeps waiting for verto.answer.
-	if sdp := answer.SDP(); sdp != "" && p2p {
-		if err := ib.call.Early(sdp); err == nil {
-			ib.log.Info("verto early media sent")
+	// Without media in between the early answer is the far side's, usable as it is. Through a
+	// proxy session it is usable only once the invitee has applied it to the session (SIP 183:
+	// the session is then ready and the answer is the session's answer for the client); a far
+	// side's raw early answer is not, and the client just waits for verto.answer.
+	if !p2p {
+		info, err := ib.g.core.SessionInfo(sid)
+		if err != nil || info["state"] != "ready" || answer.SDPType() != "webrtc" {
+			return
 		}
+	}
+	if err := ib.call.Early(sdp); err == nil {
+		ib.log.Info("verto early media sent")
 	}
 }
 
