@@ -331,6 +331,20 @@ func TestBrowserVertoIsCalled(t *testing.T) {
 		v.hears(swMeasure, apiTone)
 		a.hears(apiMeasure, vertoTone)
 		if i == 0 {
+			// Hold from the called Verto client: the call's media is held (the caller's audio
+			// no longer reaches it); unhold resumes.
+			v.eval(`window.call.hold().then(() => true)`, nil)
+			v.waitState("held")
+			time.Sleep(300 * time.Millisecond)
+			if held := v.measure(swMeasure, apiTone); held.level(apiTone) > -60 {
+				t.Fatalf("still hearing the caller while held: %+v", held)
+			}
+			v.eval(`window.call.unhold().then(() => true)`, nil)
+			v.waitState("active")
+			time.Sleep(300 * time.Millisecond)
+			v.hears(swMeasure, apiTone)
+		}
+		if i == 0 {
 			// The API side hangs up: the Verto client gets verto.bye.
 			a.eval(`window.api.send("media", "call", "hangup", { call_id: window.outCall }).then(() => true)`, nil)
 			v.waitEnded()

@@ -17,10 +17,14 @@
 //     media ([Media]), verto.modify hold/unhold holds the media, and caller-id updates carried
 //     by the answer are shown with verto.display.
 //
-// Re-attach after a page reload (verto.attach) needs a fresh server offer for a new WebRTC
-// leg of the same media session. The embedded media engine cannot re-offer a WebRTC leg, so
-// calls through it are not kept across reconnects: when the client's socket goes, its calls
-// end (DESTINATION_OUT_OF_ORDER before answer, the socket's loss after it) and the far side
-// is hung up. A [Media] implementation that also implements [Reofferer] makes calls survive a
-// reconnect within the Verto server's DetachGrace.
+// Re-attach after a page reload (verto.attach) is not offered for calls through the media
+// engine: it would need a fresh server offer for a new WebRTC leg of the same media session,
+// and the engine can neither re-offer a WebRTC leg nor keep a session whose WebRTC peer closed
+// DTLS (it stops the session, "Peer closed the media"). So the gateway's call events do not
+// implement verto.Recoverable, and when a client's socket goes its calls end cleanly: before
+// the answer with DESTINATION_OUT_OF_ORDER, after it with the far side hung up (2026 or 2130),
+// and the reloaded page logs in again with nothing left behind. Making calls survive a reload
+// needs, in package media, a WebRTC re-offer on an existing session and a detach grace in
+// which a closed WebRTC leg does not stop the session; the verto package's Recoverable side is
+// ready for it.
 package vertogw

@@ -22,15 +22,6 @@ type Media interface {
 // ErrNoMedia is returned by a Media for a session it does not serve.
 var ErrNoMedia = errors.New("vertogw: session has no controllable media")
 
-// Reofferer is implemented by a Media that can give a WebRTC side of a session a new
-// PeerConnection (a page reload): calls through it survive a reconnect (verto.attach).
-type Reofferer interface {
-	// ReofferWebRTC makes a fresh offer (complete, with candidates) for the given side.
-	ReofferWebRTC(ctx context.Context, sessionID string, caller bool) (string, error)
-	// ReofferAnswer applies the client's answer to that offer.
-	ReofferAnswer(ctx context.Context, sessionID string, caller bool, answer string) error
-}
-
 // Gateway connects a verto.Server to a signaling.Core. Create it with New, pass it to
 // verto.New as the CallHandler, then call Attach with the server.
 type Gateway struct {

@@ -467,3 +467,86 @@ func TestOutboundRaceAndReject(t *testing.T) {
 	}
 	e.idle()
 }
+
+// fakeHandle is an InviteHandle whose Accepted answers what the test says.
+type fakeHandle struct {
+	acceptErr error
+	mu        sync.Mutex
+	log       []string
+}
+
+func (f *fakeHandle) add(s string) {
+	f.mu.Lock()
+	f.log = append(f.log, s)
+	f.mu.Unlock()
+}
+func (f *fakeHandle) Ringing(signaling.Desc) { f.add("ringing") }
+func (f *fakeHandle) Accepted(a signaling.Desc, _ string) error {
+	f.add("accepted:" + a.SDP())
+	return f.acceptErr
+}
+func (f *fakeHandle) Rejected(e *signaling.Error) { f.add(fmt.Sprintf("rejected:%d", e.Code)) }
+func (f *fakeHandle) Hangup(e *signaling.Error)   { f.add(fmt.Sprintf("hangup:%d", e.Code)) }
+func (f *fakeHandle) events() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.log...)
+}
+
+// TestAnswerLosesRace: a Verto login answering after another invitee won (Accepted answers
+// 2024) gets verto.bye LOSE_RACE and an error reply, and the gateway holds nothing.
+func TestAnswerLosesRace(t *testing.T) {
+	e := newEnv(t, envOpts{noMedia: true})
+	c := e.dial("alice")
+	ctx := testCtx(t, 10*time.Second)
+	invs := e.gw.invitees("alice", "")
+	if len(invs) != 1 {
+		t.Fatalf("invitees %v", invs)
+	}
+	h := &fakeHandle{acceptErr: signaling.Errorf(signaling.CodeAlreadyAnswered, "Call already answered")}
+	inv := signaling.Invitation{CallID: "call-1", Type: "user", Callee: "alice",
+		Offer: signaling.Desc{"sdp": fakeSDP, "sdp_type": "webrtc"}, Caller: signaling.CallerInfo{User: "bob"}}
+	if err := invs[0].Invite(ctx, inv, h); err != nil {
+		t.Fatal(err)
+	}
+	in := next(t, c, "verto.invite")
+	if in.Str("caller_id_number") != "bob" || in.Str("caller_id_name") != "bob" {
+		t.Fatalf("caller id %+v", in.Params)
+	}
+	m, err := c.Answer(ctx, in.Str("callID"), "late-answer")
+	if err != nil || m.Code() != verto.CodeCallError {
+		t.Fatalf("answer: %v %+v", err, m)
+	}
+	if bye := next(t, c, "verto.bye"); bye.Str("cause") != "LOSE_RACE" {
+		t.Fatalf("bye %+v", bye.Params)
+	}
+	if got := h.events(); len(got) != 2 || got[0] != "ringing" || got[1] != "accepted:late-answer" {
+		t.Fatalf("handle saw %v", got)
+	}
+	invs[0].Hangup(signaling.Errorf(signaling.CodeOriginatorCancel, "Answered elsewhere")) // the router's own cleanup
+	eventually(t, "no calls held", 5*time.Second, func() bool { return e.gw.Calls() == 0 })
+
+	// Offers a Verto client cannot take are refused before ringing.
+	for _, bad := range []signaling.Desc{nil, {"sdp": fakeSDP, "sdp_type": "rtp"}} {
+		inv.Offer = bad
+		if err := e.gw.invitees("alice", "")[0].Invite(ctx, inv, h); err == nil {
+			t.Fatalf("offer %v accepted", bad)
+		}
+	}
+	for _, m := range c.Pending() {
+		if m.Method != "verto.clientReady" {
+			t.Fatalf("client got %s %v", m.Method, m.Params)
+		}
+	}
+}
+
+// TestDrain: once draining, new Verto calls are refused (SYSTEM_SHUTDOWN).
+func TestDrain(t *testing.T) {
+	e := newEnv(t, envOpts{noMedia: true})
+	c := e.dial("alice")
+	e.gw.Drain()
+	m, err := c.Invite(testCtx(t, 5*time.Second), uuid.NewString(), "bob", fakeSDP)
+	if err != nil || errCause(m) != "SYSTEM_SHUTDOWN" {
+		t.Fatalf("invite while draining: %v %+v", err, m)
+	}
+}
