@@ -72,11 +72,11 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 	}
 	vlog := log.With("component", "verto")
 	gw, err := vertogw.New(vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix, MaxCallsPerUser: c.MaxCallsPerUser},
-		core, vertogw.EmbeddedMedia(core.Backends()), vlog)
+		core, vertogw.EmbeddedMedia(core.Backends()), log)
 	if err != nil {
 		return err
 	}
-	a := vertogw.NewAuth(users, vlog)
+	a := vertogw.NewAuth(users, log.With("component", "vertogw"))
 	srv, err := verto.New(verto.Config{
 		Addr: c.Listen, CertFile: c.TLSCert, KeyFile: c.TLSKey, AllowedOrigins: c.AllowedOrigins,
 		DetachGrace: c.DetachGrace, MaxConnections: c.MaxConnections, MaxFrameBytes: c.MaxFrameBytes,
@@ -93,7 +93,6 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 	if a.Open() {
 		vlog.Warn("NO USERS CONFIGURED: Verto accepts ANY login (allowed because it listens on loopback only)", "listen", ln.Addr().String())
 	}
-	vlog.Info("verto listening", "addr", ln.Addr().String(), "tls", c.TLSCert != "")
 	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() {

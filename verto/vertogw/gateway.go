@@ -168,7 +168,7 @@ func causeOf(err error, callType string) verto.Cause {
 		return causeServiceNotImplemented
 	case signaling.CodeRoomNotFound:
 		return verto.CauseNoRouteDestination
-	case signaling.CodeMissingOffer, signaling.CodeSIPNoSDP:
+	case signaling.CodeMissingOffer, signaling.CodeSIPNoSDP, signaling.CodeInvalidParameters:
 		return verto.CauseIncompatibleDestination
 	case signaling.CodeTimeout:
 		return verto.CauseMediaTimeout
