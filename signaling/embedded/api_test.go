@@ -176,7 +176,7 @@ func TestProxyRTPToRTP(t *testing.T) {
 	c := dialAPI(t, e, "alice")
 	caller, far := newRTPPeer(t), newRTPPeer(t)
 	r, err := c.media("session/start", map[string]any{"type": "proxy", "proxy_type": "rtp",
-		"offer": map[string]any{"sdp": caller.sdp(""), "sdp_type": "rtp", "caller_id": "1001", "caller_name": "Alice"}})
+		"offer": map[string]any{"sdp": caller.sdp(""), "sdp_type": "rtp", "caller_id": "1001", "caller_name": "Alice", "record": true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +216,33 @@ func TestProxyRTPToRTP(t *testing.T) {
 	pcm, n = caller.heard()
 	checkTone(t, "caller", pcm, n, 600, 1000)
 
-	// The far side puts the call on hold by re-INVITE (as the SIP glue would apply it).
+	// record: true in the offer recorded each side from the answer on.
+	cancel()
 	m, _ := e.be.Media(id)
+	paths := m.Session().RecordPaths()
+	if len(paths) != 2 {
+		t.Fatalf("record paths %v, want caller and far", paths)
+	}
+	if _, err := c.media("session/update", map[string]any{"session_id": id, "type": "media", "record": false}); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		want, other := 1000.0, 600.0 // what the side sent
+		if strings.Contains(filepath.Base(p), "-far-") {
+			want, other = 600, 1000
+		}
+		samples, rate, err := audiotest.ReadWAV(p)
+		if err != nil || filepath.Dir(p) != e.recDir || !strings.HasPrefix(filepath.Base(p), id) {
+			t.Fatalf("recording %s: %v", p, err)
+		}
+		f, ratio := audiotest.Dominant(samples, float64(rate), want, other)
+		t.Logf("recording %s: %.1f s, %.0f Hz ratio %.1f", filepath.Base(p), float64(len(samples))/float64(rate), f, ratio)
+		if f != want || ratio < 10 || len(samples) < rate {
+			t.Errorf("recording %s holds %.0f Hz (ratio %.1f), want %.0f", p, f, ratio, want)
+		}
+	}
+
+	// The far side puts the call on hold by re-INVITE (as the SIP glue would apply it).
 	if m.FarKind() != media.KindRTP || m.Held() {
 		t.Fatalf("far kind %q held %v", m.FarKind(), m.Held())
 	}
@@ -231,7 +256,6 @@ func TestProxyRTPToRTP(t *testing.T) {
 	if _, err := m.ReofferRTP(media.SideFar, "garbage"); codeOf2(err) != signaling.CodeInvalidParameters {
 		t.Errorf("bad re-offer: %v, want 1048", err)
 	}
-	cancel()
 	c.close()
 	e.waitIdle("after disconnect")
 }
@@ -337,6 +361,7 @@ func TestBadInputThroughAPI(t *testing.T) {
 		{"bad proxy_type", map[string]any{"type": "proxy", "proxy_type": "carrier-pigeon", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "proxy_type"},
 		{"proxy_type not a string", map[string]any{"type": "proxy", "proxy_type": 7, "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "proxy_type"},
 		{"answer given", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}, "answer": map[string]any{"sdp": peer.sdp("")}}, signaling.CodeInvalidParameters, "answer"},
+		{"record without record dir", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp", "record": true}}, signaling.CodeNotImplemented, "record_dir"},
 		{"bad use_audio", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp", "use_audio": "yes"}}, signaling.CodeInvalidParameters, "use_audio"},
 	}
 	for _, tc := range cases {

@@ -87,16 +87,22 @@ func (b *Backend) Media(sessionID string) (*Media, bool) {
 // that sessions end with their proper reason.
 func (b *Backend) Close() {
 	b.mu.Lock()
-	b.closed = true
+	b.closed = true // from now on Stop closes synchronously
 	left := make([]*Media, 0, len(b.sessions))
 	for _, m := range b.sessions {
 		left = append(left, m)
 	}
 	b.mu.Unlock()
+	b.wg.Wait() // background closes started before
+	var wg sync.WaitGroup
 	for _, m := range left {
-		m.Stop(signaling.Errorf(signaling.CodeSessionStop, "Media backend closed"))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Stop(signaling.Errorf(signaling.CodeSessionStop, "Media backend closed"))
+		}()
 	}
-	b.wg.Wait()
+	wg.Wait()
 }
 
 // FromBackends finds the embedded Backend in a registry (the one serving
@@ -148,11 +154,6 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 	initial, err := mediaOptions(req.Offer)
 	if err != nil {
 		return nil, signaling.MediaResult{}, err
-	}
-	if initial.Record != nil && *initial.Record {
-		// Recording starts with an explicit update only: the start would fail
-		// late (after the answer) when nothing is configured.
-		initial.Record = nil
 	}
 	m := &Media{b: b, id: req.SessionID, typ: req.Type, rep: req.Reporter, callerKind: callerKind,
 		log: b.log.With("session_id", req.SessionID, "type", req.Type)}
@@ -285,6 +286,8 @@ func sdpError(err error, what string) error {
 		return signaling.Errorf(signaling.CodeNoMediaserver, "Media engine full: too many sessions")
 	case errors.Is(err, plainrtp.ErrNoPorts):
 		return signaling.Errorf(signaling.CodeNoMediaserver, "Media engine full: no free RTP ports")
+	case errors.Is(err, media.ErrNoRecordDir):
+		return signaling.Errorf(signaling.CodeNotImplemented, "Recording is not configured (media.record_dir)")
 	case errors.Is(err, media.ErrClosed):
 		return signaling.Errorf(signaling.CodeNoMediaserver, "Media engine is shutting down")
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

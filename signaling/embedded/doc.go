@@ -13,7 +13,9 @@
 //     set_answer (or an answered call) takes the far side's answer, whose sdp_type must
 //     match, and returns the answer for the caller.
 //
-// update kind "media" takes {use_audio, use_video, bitrate, record, hold}; with record
+// The offer's use_audio, use_video, bitrate and record are the initial media options
+// (for a proxy they apply once the far side answered). update kind "media" takes
+// {use_audio, use_video, bitrate, record, hold}; with record
 // true the reply is {record_paths: [...]} (WAV files, one per side, in the configured
 // record folder) and media/session/info {info: {record_paths}} is published.
 // set_candidate / set_candidate_end trickle candidates of the API client's WebRTC leg

@@ -239,7 +239,8 @@ func (m *Media) Candidate(_ context.Context, c signaling.Candidate) error {
 }
 
 // Stop implements signaling.Media: the engine session is closed in the
-// background (Backend.Close waits for it).
+// background (Backend.Close waits for it; once the Backend is closing, Stop
+// closes before it returns).
 func (m *Media) Stop(_ *signaling.Error) {
 	m.mu.Lock()
 	if m.stopped {
@@ -249,14 +250,22 @@ func (m *Media) Stop(_ *signaling.Error) {
 	m.stopped = true
 	sess := m.sess
 	m.mu.Unlock()
-	m.b.mu.Lock()
-	m.b.wg.Add(1)
-	m.b.mu.Unlock()
-	go func() {
-		defer m.b.wg.Done()
+	release := func() {
 		if sess != nil {
 			sess.Close()
 		}
 		m.b.forget(m)
+	}
+	m.b.mu.Lock()
+	if m.b.closed {
+		m.b.mu.Unlock()
+		release()
+		return
+	}
+	m.b.wg.Add(1)
+	m.b.mu.Unlock()
+	go func() {
+		defer m.b.wg.Done()
+		release()
 	}()
 }
