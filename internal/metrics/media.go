@@ -18,6 +18,8 @@ type MediaMetrics struct {
 
 	mu      sync.Mutex
 	sources map[string]func() MediaGauges
+
+	descSessions, descTranscoding, descRTPPorts *prometheus.Desc
 }
 
 // MediaGauges are a media backend's current figures.
@@ -26,12 +28,6 @@ type MediaGauges struct {
 	Transcoding int // live sessions transcoding between codecs
 	RTPPorts    int // RTP port pairs in use
 }
-
-var (
-	descMediaSessions = prometheus.NewDesc("nkbridge_media_sessions", "Live media sessions, by backend.", []string{"backend"}, nil)
-	descTranscoding   = prometheus.NewDesc("nkbridge_media_transcoding_sessions", "Live media sessions transcoding (e.g. Opus<->G.711), by backend.", []string{"backend"}, nil)
-	descRTPPorts      = prometheus.NewDesc("nkbridge_media_rtp_ports", "RTP port pairs in use, by backend.", []string{"backend"}, nil)
-)
 
 func newMedia(f factory) *MediaMetrics {
 	m := &MediaMetrics{
@@ -44,6 +40,10 @@ func newMedia(f factory) *MediaMetrics {
 			Buckets: []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5},
 		}),
 		sources: map[string]func() MediaGauges{},
+
+		descSessions:    prometheus.NewDesc("nkbridge_media_sessions", "Live media sessions, by backend.", []string{"backend"}, nil),
+		descTranscoding: prometheus.NewDesc("nkbridge_media_transcoding_sessions", "Live media sessions transcoding (e.g. Opus<->G.711), by backend.", []string{"backend"}, nil),
+		descRTPPorts:    prometheus.NewDesc("nkbridge_media_rtp_ports", "RTP port pairs in use, by backend.", []string{"backend"}, nil),
 	}
 	f.reg.MustRegister(m.jitter, mediaCollector{m})
 	return m
@@ -77,9 +77,9 @@ func (m *MediaMetrics) GaugesFunc(backend string, f func() MediaGauges) {
 type mediaCollector struct{ m *MediaMetrics }
 
 func (c mediaCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descMediaSessions
-	ch <- descTranscoding
-	ch <- descRTPPorts
+	ch <- c.m.descSessions
+	ch <- c.m.descTranscoding
+	ch <- c.m.descRTPPorts
 }
 
 func (c mediaCollector) Collect(ch chan<- prometheus.Metric) {
@@ -91,8 +91,8 @@ func (c mediaCollector) Collect(ch chan<- prometheus.Metric) {
 	c.m.mu.Unlock()
 	for name, f := range srcs {
 		g := f()
-		ch <- prometheus.MustNewConstMetric(descMediaSessions, prometheus.GaugeValue, float64(g.Sessions), name)
-		ch <- prometheus.MustNewConstMetric(descTranscoding, prometheus.GaugeValue, float64(g.Transcoding), name)
-		ch <- prometheus.MustNewConstMetric(descRTPPorts, prometheus.GaugeValue, float64(g.RTPPorts), name)
+		ch <- prometheus.MustNewConstMetric(c.m.descSessions, prometheus.GaugeValue, float64(g.Sessions), name)
+		ch <- prometheus.MustNewConstMetric(c.m.descTranscoding, prometheus.GaugeValue, float64(g.Transcoding), name)
+		ch <- prometheus.MustNewConstMetric(c.m.descRTPPorts, prometheus.GaugeValue, float64(g.RTPPorts), name)
 	}
 }

@@ -143,31 +143,30 @@ func (m *Metrics) Error(code int) {
 // state, calls by state, open API connections, and whether the daemon is
 // draining. Either function may be nil.
 func (m *Metrics) WatchCore(stats func() signaling.Stats, apiConns func() int) {
-	m.reg.MustRegister(&coreCollector{stats: stats, conns: apiConns})
+	m.reg.MustRegister(&coreCollector{stats: stats, conns: apiConns,
+		sessions: prometheus.NewDesc("nkbridge_sessions", "Live sessions, by session type and state (starting, wait, ready).", []string{"type", "state"}, nil),
+		calls:    prometheus.NewDesc("nkbridge_calls", "Live calls, by state (new, ringing, answered).", []string{"state"}, nil),
+		draining: prometheus.NewDesc("nkbridge_draining", "1 while the daemon drains (after SIGTERM).", nil, nil),
+		openAPI:  prometheus.NewDesc("nkbridge_api_connections", "Open control API WebSocket connections.", nil, nil),
+	})
 }
 
-var (
-	descSessions = prometheus.NewDesc("nkbridge_sessions", "Live sessions, by session type and state (starting, wait, ready).", []string{"type", "state"}, nil)
-	descCalls    = prometheus.NewDesc("nkbridge_calls", "Live calls, by state (new, ringing, answered).", []string{"state"}, nil)
-	descDraining = prometheus.NewDesc("nkbridge_draining", "1 while the daemon drains (after SIGTERM).", nil, nil)
-	descConns    = prometheus.NewDesc("nkbridge_api_connections", "Open control API WebSocket connections.", nil, nil)
-)
-
 type coreCollector struct {
-	stats func() signaling.Stats
-	conns func() int
+	stats                              func() signaling.Stats
+	conns                              func() int
+	sessions, calls, draining, openAPI *prometheus.Desc
 }
 
 func (c *coreCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descSessions
-	ch <- descCalls
-	ch <- descDraining
-	ch <- descConns
+	ch <- c.sessions
+	ch <- c.calls
+	ch <- c.draining
+	ch <- c.openAPI
 }
 
 func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.conns != nil {
-		ch <- prometheus.MustNewConstMetric(descConns, prometheus.GaugeValue, float64(c.conns()))
+		ch <- prometheus.MustNewConstMetric(c.openAPI, prometheus.GaugeValue, float64(c.conns()))
 	}
 	if c.stats == nil {
 		return
@@ -175,17 +174,17 @@ func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.stats()
 	for typ, states := range st.Sessions {
 		for state, n := range states {
-			ch <- prometheus.MustNewConstMetric(descSessions, prometheus.GaugeValue, float64(n), typ, state)
+			ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(n), typ, state)
 		}
 	}
 	for state, n := range st.Calls {
-		ch <- prometheus.MustNewConstMetric(descCalls, prometheus.GaugeValue, float64(n), state)
+		ch <- prometheus.MustNewConstMetric(c.calls, prometheus.GaugeValue, float64(n), state)
 	}
 	d := 0.0
 	if st.Draining {
 		d = 1
 	}
-	ch <- prometheus.MustNewConstMetric(descDraining, prometheus.GaugeValue, d)
+	ch <- prometheus.MustNewConstMetric(c.draining, prometheus.GaugeValue, d)
 }
 
 // ---- SIP
@@ -246,12 +245,12 @@ func (s *SIPMetrics) RegistrationsFunc(f func() int) {
 	})
 }
 
-var sipMethods = map[string]bool{"INVITE": true, "ACK": true, "BYE": true, "CANCEL": true, "REGISTER": true, "OPTIONS": true,
-	"INFO": true, "UPDATE": true, "PRACK": true, "SUBSCRIBE": true, "NOTIFY": true, "REFER": true, "MESSAGE": true, "PUBLISH": true}
-
+// sipMethod folds a method into the known SIP methods or "OTHER".
 func sipMethod(m string) string {
 	m = strings.ToUpper(m)
-	if sipMethods[m] {
+	switch m {
+	case "INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "INFO", "UPDATE", "PRACK",
+		"SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH":
 		return m
 	}
 	return "OTHER"
