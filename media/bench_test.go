@@ -29,6 +29,7 @@ type benchCall struct {
 	mu       sync.Mutex
 	done     chan struct{}
 	ack      chan struct{}
+	release  func()
 }
 
 func newBenchCall(b *testing.B, e *Engine) *benchCall {
@@ -49,34 +50,42 @@ func newBenchCall(b *testing.B, e *Engine) *benchCall {
 	ca, err := plainrtp.ParseSDP([]byte(callerAns.SDP))
 	must(b, err)
 	c := &benchCall{s: s, tx: tx, rx: rx, to: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: ca.Port}, done: make(chan struct{}), ack: make(chan struct{}, 1)}
-	go func() {
-		defer close(c.done)
-		buf := make([]byte, 1500)
-		var p rtp.Packet
-		for {
-			n, err := rx.Read(buf)
-			if err != nil {
-				return
-			}
-			if p.Unmarshal(buf[:n]) != nil || len(p.Payload) < 8 {
-				continue
-			}
-			sent := int64(binary.BigEndian.Uint64(p.Payload))
-			c.mu.Lock()
-			c.lat = append(c.lat, time.Duration(time.Now().UnixNano()-sent))
-			c.mu.Unlock()
-			c.received.Add(1)
-			select {
-			case c.ack <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	go c.read()
 	return c
 }
 
+// read collects one-way latencies of the packets arriving at rx.
+func (c *benchCall) read() {
+	defer close(c.done)
+	buf := make([]byte, 1500)
+	var p rtp.Packet
+	for {
+		n, err := c.rx.Read(buf)
+		if err != nil {
+			return
+		}
+		if p.Unmarshal(buf[:n]) != nil || len(p.Payload) < 8 {
+			continue
+		}
+		sent := int64(binary.BigEndian.Uint64(p.Payload))
+		c.mu.Lock()
+		c.lat = append(c.lat, time.Duration(time.Now().UnixNano()-sent))
+		c.mu.Unlock()
+		c.received.Add(1)
+		select {
+		case c.ack <- struct{}{}:
+		default:
+		}
+	}
+}
+
 func (c *benchCall) close() {
-	c.s.Close()
+	if c.s != nil {
+		c.s.Close()
+	}
+	if c.release != nil {
+		c.release()
+	}
 	c.tx.Close()
 	c.rx.Close()
 	<-c.done
@@ -126,29 +135,37 @@ func BenchmarkRTPPassthrough(b *testing.B) {
 			for i := range cs {
 				cs[i] = newBenchCall(b, e)
 			}
-			per := max(b.N/calls, 1)
-			b.ResetTimer()
-			start := time.Now()
-			var wg sync.WaitGroup
-			for _, c := range cs {
-				wg.Add(1)
-				go func() { defer wg.Done(); c.run(per, 16) }()
-			}
-			wg.Wait()
-			el := time.Since(start)
-			b.StopTimer()
-			var got int64
-			var lat []time.Duration
-			for _, c := range cs {
-				got += c.received.Load()
-				lat = append(lat, c.lat...)
-				c.close()
-			}
-			b.ReportMetric(float64(got)/el.Seconds(), "pkts/s")
-			b.ReportMetric(100*float64(int64(per*calls)-got)/float64(per*calls), "loss-%")
-			reportLatency(b, lat)
+			benchRelay(b, cs)
 		})
 	}
+}
+
+// benchRelay drives the calls at full speed (window of 16 per call) and reports relayed
+// packets/s, loss and one-way latency; it closes the calls.
+func benchRelay(b *testing.B, cs []*benchCall) {
+	per := max(b.N/len(cs), 1)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.run(per, 16) }()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	b.StopTimer()
+	var got int64
+	var lat []time.Duration
+	for _, c := range cs {
+		got += c.received.Load()
+		c.mu.Lock()
+		lat = append(lat, c.lat...)
+		c.mu.Unlock()
+		c.close()
+	}
+	b.ReportMetric(float64(got)/el.Seconds(), "pkts/s")
+	b.ReportMetric(100*float64(int64(per*len(cs))-got)/float64(per*len(cs)), "loss-%")
+	reportLatency(b, lat)
 }
 
 // BenchmarkUDPDirect is the loopback baseline for BenchmarkRTPPassthrough's latency: the
@@ -158,26 +175,7 @@ func BenchmarkUDPDirect(b *testing.B) {
 	rx, _ := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	defer tx.Close()
 	c := &benchCall{tx: tx, rx: rx, to: rx.LocalAddr().(*net.UDPAddr), done: make(chan struct{}), ack: make(chan struct{}, 1)}
-	go func() {
-		defer close(c.done)
-		buf := make([]byte, 1500)
-		var p rtp.Packet
-		for {
-			n, err := rx.Read(buf)
-			if err != nil {
-				return
-			}
-			if p.Unmarshal(buf[:n]) != nil {
-				continue
-			}
-			c.lat = append(c.lat, time.Duration(time.Now().UnixNano()-int64(binary.BigEndian.Uint64(p.Payload))))
-			c.received.Add(1)
-			select {
-			case c.ack <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	go c.read()
 	b.ResetTimer()
 	start := time.Now()
 	c.run(b.N, 16)
@@ -382,6 +380,13 @@ func BenchmarkRTPPassthroughPaced(b *testing.B) {
 	for i := range cs {
 		cs[i] = newBenchCall(b, e)
 	}
+	benchPaced(b, cs)
+}
+
+// benchPaced sends one packet per 20 ms on each call for 2 s per iteration and reports loss
+// and one-way latency; it closes the calls.
+func benchPaced(b *testing.B, cs []*benchCall) {
+	calls := len(cs)
 	b.ResetTimer()
 	for range b.N {
 		var wg sync.WaitGroup
@@ -389,7 +394,7 @@ func BenchmarkRTPPassthroughPaced(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				time.Sleep(time.Duration(i) * 20 * time.Millisecond / calls) // spread the calls
+				time.Sleep(time.Duration(i) * 20 * time.Millisecond / time.Duration(calls)) // spread the calls
 				pkt := rtp.Packet{Header: rtp.Header{Version: 2, SSRC: 1}, Payload: make([]byte, 160)}
 				buf := make([]byte, 1500)
 				tk := time.NewTicker(20 * time.Millisecond)
