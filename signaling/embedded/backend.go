@@ -29,6 +29,7 @@ type Backend struct {
 	mu       sync.Mutex
 	sessions map[string]*Media
 	closed   bool
+	rooms    *Rooms // publish/listen/park/mcu, set by EnableRooms (rooms.go)
 	wg       sync.WaitGroup // background Close of stopped media sessions
 }
 
@@ -103,6 +104,9 @@ func (b *Backend) Close() {
 		}()
 	}
 	wg.Wait()
+	if rs := b.roomsOrNil(); rs != nil {
+		rs.Close() // rooms.go
+	}
 }
 
 // FromBackends finds the embedded Backend in a registry (the one serving
@@ -138,6 +142,9 @@ func SessionOf(m signaling.Media) (*media.Session, bool) {
 
 // StartMedia implements signaling.Backend for echo and proxy.
 func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (signaling.Media, signaling.MediaResult, error) {
+	if isRoomType(req.Type) {
+		return b.startRoomMedia(ctx, req) // rooms.go
+	}
 	if req.Type != signaling.TypeEcho && req.Type != signaling.TypeProxy {
 		return nil, signaling.MediaResult{}, signaling.Errorf(signaling.CodeNoMediaserver, "The embedded media engine does not serve session type %s", req.Type)
 	}

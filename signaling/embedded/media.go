@@ -28,6 +28,7 @@ type Media struct {
 	stopped  bool            // Stop called
 	nextDTMF int
 	dtmf     map[int]func(media.Side, rune)
+	room     roomState // rooms.go
 }
 
 // SessionID returns the API session id.
@@ -146,6 +147,9 @@ func (m *Media) engineStopped(info media.StopInfo) {
 
 // SetAnswer implements signaling.Media: the far side's answer of a proxy.
 func (m *Media) SetAnswer(ctx context.Context, answer signaling.Desc) (signaling.Desc, error) {
+	if m.typ == signaling.TypeListen {
+		return m.setListenAnswer(ctx, answer) // rooms.go
+	}
 	if m.typ != signaling.TypeProxy {
 		return nil, signaling.Errorf(signaling.CodeAnswerAlreadySet, "Answer already set for session %s", m.id)
 	}
@@ -173,6 +177,9 @@ func (m *Media) SetAnswer(ctx context.Context, answer signaling.Desc) (signaling
 // bitrate, record, hold}.
 func (m *Media) Update(_ context.Context, kind string, opts map[string]any) (map[string]any, error) {
 	if kind != "media" {
+		if kind == "listen_switch" || kind == "session_type" || kind == "mcu_layout" {
+			return m.updateRoom(context.Background(), kind, opts) // rooms.go
+		}
 		return nil, signaling.Errorf(signaling.CodeNotImplemented, "Update %s is not supported for %s sessions on the embedded media engine", kind, m.typ)
 	}
 	o, err := mediaOptions(opts)
@@ -251,6 +258,7 @@ func (m *Media) Stop(_ *signaling.Error) {
 	sess := m.sess
 	m.mu.Unlock()
 	release := func() {
+		m.leaveRoom() // rooms.go
 		if sess != nil {
 			sess.Close()
 		}

@@ -467,6 +467,9 @@ func (m *Media) updateRoom(_ context.Context, kind string, opts map[string]any) 
 	m.mu.Lock()
 	cur := m.room.cur
 	m.mu.Unlock()
+	if cur == "" {
+		cur = m.typ
+	}
 	switch kind {
 	case "listen_switch":
 		if cur != signaling.TypeListen || rs == nil {
@@ -530,6 +533,9 @@ func (m *Media) switchType(rs *Rooms, cur string, opts map[string]any) (map[stri
 	record := ro.Record
 	ro.Record = false
 	sess := m.Session()
+	m.mu.Lock()
+	oldRoom := m.room.roomID
+	m.mu.Unlock()
 	if to == signaling.TypeMCU && roomID != "" {
 		// Check before leaving: a bad room keeps the session where it is.
 		if r, ok := rs.mgr.Get(roomID); ok && r.Class() != room.ClassMCU {
@@ -556,13 +562,7 @@ func (m *Media) switchType(rs *Rooms, cur string, opts map[string]any) (map[stri
 	case signaling.TypeMCU:
 		rm, err := rs.mgr.JoinMCU(roomID, rs.cfg.CreateMissing, ro, sess, record)
 		if err != nil {
-			// Not left hanging: park it so that it still hears something sane.
-			if pk, perr := rs.mgr.Park(sess, rs.park); perr == nil {
-				m.mu.Lock()
-				m.room.parked = pk
-				m.room.cur = signaling.TypePark
-				m.mu.Unlock()
-			}
+			m.restore(rs, cur, oldRoom)
 			return nil, roomErr(err, roomID)
 		}
 		m.mu.Lock()
@@ -575,4 +575,27 @@ func (m *Media) switchType(rs *Rooms, cur string, opts map[string]any) (map[stri
 	m.mu.Unlock()
 	m.log.Info("embedded: session type changed", "from", cur, "to", to, "room_id", out["room_id"])
 	return out, nil
+}
+
+// restore puts a session back where it was after a failed type change.
+func (m *Media) restore(rs *Rooms, cur, oldRoom string) {
+	sess := m.Session()
+	switch cur {
+	case signaling.TypeEcho:
+		_ = sess.Attach(nil)
+	case signaling.TypeMCU:
+		if rm, err := rs.mgr.JoinMCU(oldRoom, true, room.Options{}, sess, false); err == nil {
+			m.mu.Lock()
+			m.room.roomID = rm.ID()
+			m.mu.Unlock()
+			return
+		}
+		fallthrough
+	default:
+		if pk, err := rs.mgr.Park(sess, rs.park); err == nil {
+			m.mu.Lock()
+			m.room.parked = pk
+			m.mu.Unlock()
+		}
+	}
 }
