@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -15,6 +17,7 @@ import (
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/embedded"
+	"github.com/nkbridge/nkbridge/signaling/wsapi"
 	"github.com/nkbridge/nkbridge/sip"
 	"github.com/nkbridge/nkbridge/sip/sipgw"
 	"github.com/nkbridge/nkbridge/sip/sipgw/embedmedia"
@@ -33,6 +36,9 @@ type env struct {
 	addr string // SIP UDP/TCP address
 	port int
 	once sync.Once
+	// base is the control API's http://127.0.0.1:port (with envOpts.page).
+	base    string
+	stopAPI func()
 }
 
 type envOpts struct {
@@ -41,6 +47,8 @@ type envOpts struct {
 	media   func(*media.Config)
 	noMedia bool
 	logger  *slog.Logger
+	// page, when set, starts the control API (wsapi) serving it at /page.html.
+	page string
 }
 
 const (
@@ -108,6 +116,23 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if err := srv.Start(context.Background()); err != nil {
 		t.Fatalf("sip start: %v", err)
 	}
+	if o.page != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/page.html", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			fmt.Fprint(w, o.page)
+		})
+		api := wsapi.New(wsapi.Config{Handler: mux}, e.core, log)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- api.Serve(ctx, ln) }()
+		e.base = "http://" + ln.Addr().String()
+		e.stopAPI = func() { cancel(); <-done }
+	}
 	t.Cleanup(e.close)
 	return e
 }
@@ -115,6 +140,9 @@ func newEnv(t testing.TB, o envOpts) *env {
 func (e *env) close() { e.once.Do(e.doClose) }
 
 func (e *env) doClose() {
+	if e.stopAPI != nil {
+		e.stopAPI()
+	}
 	e.gw.Drain()
 	e.core.Close()
 	e.gw.Close()

@@ -285,6 +285,7 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 				continue
 			}
 			answered = true
+			log.Debug("SIP offer and answer", "offer", string(call.RemoteSDP()), "answer", sdp)
 			stopDTMF = g.watchDTMF(call, sid, SideCaller)
 			log.Info("inbound SIP call answered")
 		case e := <-obs.hangup:
