@@ -28,6 +28,12 @@ type MediaConfig struct {
 	ICETimeout   time.Duration `yaml:"ice_timeout"`
 	RecordDir    string        `yaml:"record_dir"`
 	MaxSessions  int           `yaml:"max_sessions"`
+	// Rooms (publish/listen/park/mcu): park_file is a WAV looped to parked calls (empty:
+	// silence), room_empty_grace how long an empty room lives, rooms_create_missing lets
+	// publish/mcu create an unknown room_id (else 2030).
+	ParkFile           string        `yaml:"park_file"`
+	RoomEmptyGrace     time.Duration `yaml:"room_empty_grace"`
+	RoomsCreateMissing bool          `yaml:"rooms_create_missing"`
 }
 
 // engineConfig checks c and turns it into the engine's configuration.
@@ -89,8 +95,15 @@ func wireMedia(c MediaConfig, log *slog.Logger, backends *signaling.Backends, h 
 		return nil, nil, fmt.Errorf("media engine: %w", err)
 	}
 	b := embedded.New(eng, log)
-	backends.Register(embedded.Name, b, embedded.Types()...)
-	h.Stop = append(h.Stop, func() { _ = eng.Close() }, b.Close) // run in reverse: backend, then engine
+	rooms, err := b.EnableRooms(embedded.RoomsConfig{EmptyGrace: c.RoomEmptyGrace, CreateMissing: c.RoomsCreateMissing,
+		ParkFile: c.ParkFile, RecordDir: mc.RecordDir})
+	if err != nil {
+		_ = eng.Close()
+		return nil, nil, fmt.Errorf("media.park_file: %w", err)
+	}
+	backends.Register(embedded.Name, b, append(embedded.Types(), embedded.RoomTypes()...)...)
+	backends.RegisterRooms(embedded.Name, rooms, signaling.RoomSFU, signaling.RoomMCU)
+	h.Stop = append(h.Stop, func() { _ = eng.Close() }, b.Close) // run in reverse: backend (and rooms), then engine
 	h.Metrics = append(h.Metrics, func(m *metrics.Metrics) {
 		m.Media().GaugesFunc(embedded.Name, func() metrics.MediaGauges {
 			st := eng.Stats()
