@@ -33,6 +33,15 @@ const clientScenario = `async () => {
 	out.echo = await code(carol.startSession("echo", { offer: { sdp: "v=0" } }));
 	out.stopMissing = await code(carol.stopSession("no-such-session"));
 	out.acks = carol.counters.acks; // echo start is asynchronous: acked first
+	// set_answer and update on a second p2p session.
+	const s2 = await carol.startSession("p2p", { offer: { sdp: "v=0 carol 2" } });
+	await carol.setAnswer(s2.session_id, { type: "answer", sdp: "v=0 answer 2" });
+	const info2 = await carol.sessionInfo(s2.session_id);
+	out.setAnswer = { state: info2.state, sdp: info2.answer && info2.answer.sdp };
+	out.answerTwice = await code(carol.setAnswer(s2.session_id, { sdp: "v=0" }));
+	out.updateP2P = await code(carol.updateSession(s2.session_id, "media", { use_audio: false }));
+	out.stop2 = await code(carol.stopSession(s2.session_id, { code: 0, reason: "done" }));
+	out.listAfter = await carol.listSessions();
 
 	// Events: subscribe, send, unsubscribe.
 	await dave.subscribe({ class: "demo", type: "*" });
@@ -136,8 +145,14 @@ func TestClientLibraryBrowser(t *testing.T) {
 			State  string         `json:"state"`
 			Late   any            `json:"late"`
 		} `json:"cancelled"`
-		Pings     int  `json:"pings"`
-		Connected bool `json:"connected"`
+		SetAnswer struct {
+			State string `json:"state"`
+			SDP   string `json:"sdp"`
+		} `json:"setAnswer"`
+		AnswerTwice, UpdateP2P, Stop2 any
+		ListAfter                     []string `json:"listAfter"`
+		Pings                         int      `json:"pings"`
+		Connected                     bool     `json:"connected"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil {
 		t.Fatal(err)
@@ -157,6 +172,10 @@ func TestClientLibraryBrowser(t *testing.T) {
 	want(out.UnknownType == float64(2002), "unknown type not 2002")
 	want(out.Echo == float64(2001), "echo without media not 2001")
 	want(out.StopMissing == float64(1062), "stop of a missing session not 1062")
+	want(out.SetAnswer.State == "ready" && out.SetAnswer.SDP == "v=0 answer 2", "set_answer did not make the session ready")
+	want(out.AnswerTwice == float64(2016), "second set_answer not 2016")
+	want(out.UpdateP2P == float64(1006), "update of a p2p session not 1006")
+	want(out.Stop2 == float64(0) && len(out.ListAfter) == 1, "stop of the second session failed")
 	want(out.Acks >= 1, "no ack counted for an asynchronous request")
 	want(out.Event["type"] == "hello" && out.Event["obj_id"] == "x" && out.Event["body"].(map[string]any)["n"] == float64(1), "event not delivered")
 	want(out.Unsubscribed == float64(1005), "event delivered after unsubscribe")
