@@ -85,8 +85,13 @@ func TestWireMediaRegistersEchoProxy(t *testing.T) {
 			t.Errorf("%s: %s %v %v", typ, name, got, err)
 		}
 	}
-	if _, _, err := backends.Lookup("park", ""); err == nil {
-		t.Error("park is not served by the embedded engine yet")
+	for _, typ := range []string{"park", "mcu", "publish", "listen"} {
+		if name, got, err := backends.Lookup(typ, ""); err != nil || name != "media" || got != b {
+			t.Errorf("%s: %s %v %v", typ, name, got, err)
+		}
+	}
+	if _, _, err := backends.Lookup("bridge", ""); err == nil {
+		t.Error("bridge is not served by the embedded engine")
 	}
 
 	off := cfg.Media
