@@ -308,7 +308,7 @@ func TestBrowserVertoIsCalled(t *testing.T) {
 	a.apiLogin("bob", false)
 
 	for i, data := range []map[string]any{
-		{"type": "verto", "callee": "alice", "caller_name": "Bob B", "caller_id": "2000"},
+		{"type": "verto", "user_id": "alice", "caller_name": "Bob B", "caller_id": "2000"},
 		{"type": "user", "callee": "alice", "caller_name": "Bob B", "caller_id": "2000"},
 	} {
 		t.Logf("call %d: %v", i, data)

@@ -550,3 +550,39 @@ func TestDrain(t *testing.T) {
 		t.Fatalf("invite while draining: %v %+v", err, m)
 	}
 }
+
+// TestClientGoneWhileRinging: a client whose socket goes while its call rings ends the call
+// (2130 with DESTINATION_OUT_OF_ORDER); a flood of DTMF in a call is bounded, never blocks
+// the connection and leaves nothing behind.
+func TestClientGoneWhileRinging(t *testing.T) {
+	e := newEnv(t, envOpts{noMedia: true, verto: verto.Config{RequestRate: 1000, RequestBurst: 1000}})
+	callee := newTestInvitee()
+	e.core.AddResolver("user", signaling.ResolverFunc(func(ctx context.Context, d signaling.Destination) ([]signaling.Invitee, error) {
+		if d.Callee == "dave" {
+			return callee.Resolve(ctx, d)
+		}
+		return nil, nil
+	}))
+	c := e.dial("alice")
+	ctx := testCtx(t, 20*time.Second)
+	id := uuid.NewString()
+	if m, err := c.Invite(ctx, id, "dave", fakeSDP); err != nil || m.Code() != 0 {
+		t.Fatalf("invite: %v %+v", err, m)
+	}
+	waitInvited(t, callee)
+	n := 0
+	for i := 0; i < 100; i++ {
+		if m, err := c.DTMF(ctx, id, "1234567890*#"); err == nil && m.Str("message") == "SENT" {
+			n++
+		}
+	}
+	if n != 100 {
+		t.Fatalf("%d of 100 DTMF requests answered SENT", n)
+	}
+	c.Close()
+	eventually(t, "callee hung up", 5*time.Second, func() bool {
+		codes := callee.hangupCodes()
+		return len(codes) == 1 && codes[0] == signaling.CodeVertoBye
+	})
+	e.idle()
+}
