@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/browsertest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // demoPage drives the demo page the way a person does: fill inputs, click
@@ -221,4 +223,53 @@ func TestDemoPageBrowser(t *testing.T) {
 	if !d.logged(map[string]any{"msg": "nkbridge drained"}) {
 		t.Fatalf("not drained:\n%s", d.logs.String())
 	}
+}
+
+// The demo page dials a SIP URL: a real SIP phone (baresip, auto-answer,
+// G.711) answers through nkbridge's media (WebRTC ⇄ RTP proxy); each hears
+// the other's tone; the page hangs up and the phone sees the BYE.
+func TestDemoPageCallsSIP(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs Chromium and baresip")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	phone := peers.StartBaresip(t, peers.BaresipOptions{User: "carol", ToneHz: 600, Codec: "pcmu"})
+	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 40)
+	d := startBinary(t, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
+		"NKB_SIP_SIP_CALLERS=alice", "NKB_SIP_OUTBOUND_DOMAINS=127.0.0.1",
+		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+39))
+	before := d.scrape()
+	alice := openDemo(ctx, t, d, "alice", 1000)
+	alice.login("alice")
+	alice.set("call-type", "sip")
+	alice.set("callee", phone.URI())
+	alice.click("#call")
+	alice.wait(`document.getElementById("call-status").textContent === "in call"`, "SIP call answered")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
+		t.Fatal(err)
+	}
+	alice.wait(`Number(document.getElementById("call-level").value) > 0.1`, "meter moving")
+	alice.hears(600, 1000)
+	if err := phone.WaitHeard(ctx, 1500*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	alice.click("#hangup")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_CLOSED", 0); err != nil {
+		t.Fatal(err)
+	}
+	heard, rate, err := phone.Heard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f, ratio := audiotest.Dominant(heard, float64(rate), 600, 1000); f != 1000 || ratio < 10 {
+		t.Fatalf("the phone heard %v Hz (ratio %.1f), want the page's 1000 Hz", f, ratio)
+	}
+	after := d.scrape()
+	checkDelta(t, before, after, map[string]float64{
+		`nkbridge_sessions_started_total{backend="media",type="proxy"}`: 1,
+		`nkbridge_calls_started_total{target="sip"}`:                    1,
+		`nkbridge_calls_answered_total{target="sip"}`:                   1,
+		`nkbridge_calls_ended_total{outcome="answered",target="sip"}`:   1,
+	})
 }

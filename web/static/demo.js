@@ -288,7 +288,11 @@ async function startCall(ev) {
     for (const t of m.stream.getTracks()) m.pc.addTrack(t, m.stream);
     await m.pc.setLocalDescription(await m.pc.createOffer());
     const offer = await gatheredDescription(m.pc);
-    const s = await demo.client.startSession("p2p", { offer: { sdp: offer.sdp } });
+    // SIP phones speak plain RTP: calls to a SIP URL go through nkbridge's media (a proxy
+    // session, WebRTC here and RTP there). Other calls are browser to browser (p2p).
+    const s = type === "sip"
+      ? await demo.client.startSession("proxy", { offer: { sdp: offer.sdp }, proxy_type: "rtp" })
+      : await demo.client.startSession("p2p", { offer: { sdp: offer.sdp } });
     m.sessionId = s.session_id;
     callEvents(m);
     const r = await demo.client.startCall({
