@@ -32,6 +32,7 @@ type Config struct {
 	Media        MediaConfig    `yaml:"media"`
 	SIP          SIPConfig      `yaml:"sip"`
 	Verto        VertoConfig    `yaml:"verto"`
+	FreeSWITCH   FSConfig       `yaml:"freeswitch"` // wire_freeswitch.go
 }
 
 // LogConfig configures logging.

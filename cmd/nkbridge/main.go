@@ -297,9 +297,13 @@ func (h hooks) stop() {
 // adds its wiring here, with its config section, and appends to the hooks
 // (Stop runs after the core has stopped every session). With none
 // registered, only p2p sessions work (others answer 2001/2002).
-func wireBackends(_ context.Context, cfg *Config, log *slog.Logger, _ *signaling.Bus, backends *signaling.Backends) (hooks, error) {
+func wireBackends(ctx context.Context, cfg *Config, log *slog.Logger, bus *signaling.Bus, backends *signaling.Backends) (hooks, error) {
 	var h hooks
-	if _, _, err := wireMedia(cfg.Media, log, backends, &h); err != nil { // wire_media.go
+	eng, _, err := wireMedia(cfg.Media, log, backends, &h) // wire_media.go
+	if err == nil {
+		err = wireFreeSWITCH(ctx, cfg, log, bus, backends, eng, &h) // wire_freeswitch.go
+	}
+	if err != nil {
 		h.stop()
 		return hooks{}, err
 	}
