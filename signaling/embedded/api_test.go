@@ -380,7 +380,8 @@ func TestBadInputThroughAPI(t *testing.T) {
 		{map[string]any{"type": "media", "bitrate": -5}, signaling.CodeInvalidParameters},
 		{map[string]any{"type": "media", "bitrate": 1.5}, signaling.CodeInvalidParameters},
 		{map[string]any{"type": "media", "hold": "please"}, signaling.CodeInvalidParameters},
-		{map[string]any{"type": "mcu_layout", "mcu_layout": "2x2"}, signaling.CodeNotImplemented},
+		{map[string]any{"type": "mcu_layout", "mcu_layout": "2x2"}, signaling.CodeInvalidOperation}, // not an mcu session
+		{map[string]any{"type": "no_such_update"}, signaling.CodeNotImplemented},
 	} {
 		tc.data["session_id"] = live
 		if _, err := c.media("session/update", tc.data); codeOf(err) != tc.code {

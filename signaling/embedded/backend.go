@@ -29,7 +29,7 @@ type Backend struct {
 	mu       sync.Mutex
 	sessions map[string]*Media
 	closed   bool
-	rooms    *Rooms // publish/listen/park/mcu, set by EnableRooms (rooms.go)
+	rooms    *Rooms         // publish/listen/park/mcu, set by EnableRooms (rooms.go)
 	wg       sync.WaitGroup // background Close of stopped media sessions
 }
 
