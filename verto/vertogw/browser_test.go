@@ -229,6 +229,31 @@ func TestBrowserVertoEcho(t *testing.T) {
 	v.eval(`window.call.hangup(), true`, nil)
 	e.idle()
 
+	// Page reload: the echo call is re-attached (verto.attach with a new server offer) and
+	// the new page hears its tone again.
+	v.vertoCall("echo")
+	v.waitState("active")
+	var callID string
+	v.eval(`window.call.id`, &callID)
+	if err := v.page.Goto(v.ctx, e.ts.URL+"/page"); err != nil {
+		t.Fatal(err)
+	}
+	if again := v.vertoLogin("alice"); again != sessid {
+		t.Fatalf("SW came back with sessid %q, want %q", again, sessid)
+	}
+	v.waitState("active")
+	var again string
+	v.eval(`window.call.id`, &again)
+	if again != callID {
+		t.Fatalf("re-attached call %q, want %q", again, callID)
+	}
+	v.hears(swMeasure, vertoTone)
+	if s, _ := e.core.Counts(); s != 1 || e.emb.Sessions() != 1 {
+		t.Fatalf("after re-attach: %d sessions (engine %d), want 1", s, e.emb.Sessions())
+	}
+	v.eval(`window.call.hangup(), true`, nil)
+	e.idle()
+
 	// An extension with no backend (park) is refused at once with a clear cause; a user who
 	// is not logged in ends with USER_NOT_REGISTERED.
 	v.vertoCall("park")

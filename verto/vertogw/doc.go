@@ -17,14 +17,17 @@
 //     media ([Media]), verto.modify hold/unhold holds the media, and caller-id updates carried
 //     by the answer are shown with verto.display.
 //
-// Re-attach after a page reload (verto.attach) is not offered for calls through the media
-// engine: it would need a fresh server offer for a new WebRTC leg of the same media session,
-// and the engine can neither re-offer a WebRTC leg nor keep a session whose WebRTC peer closed
-// DTLS (it stops the session, "Peer closed the media"). So the gateway's call events do not
-// implement verto.Recoverable, and when a client's socket goes its calls end cleanly: before
-// the answer with DESTINATION_OUT_OF_ORDER, after it with the far side hung up (2026 or 2130),
-// and the reloaded page logs in again with nothing left behind. Making calls survive a reload
-// needs, in package media, a WebRTC re-offer on an existing session and a detach grace in
-// which a closed WebRTC leg does not stop the session; the verto package's Recoverable side is
-// ready for it.
+// Re-attach after a page reload (verto.attach) needs a fresh server offer for the new page's
+// PeerConnection. The embedded media engine can neither re-offer a WebRTC leg of a session nor
+// keep a session whose WebRTC peer closed DTLS (it stops it, "Peer closed the media"), so:
+//
+//   - echo calls are re-attached with new media: a proxy session whose far side is the new page
+//     (the engine's offer goes out in verto.attach) and whose other side is a plain-RTP
+//     reflector on 127.0.0.1 in this package, so the page hears itself again (reattach.go);
+//   - routed calls (to users, SIP, Verto) are not kept: their far side is bound to the old
+//     session, so when the page goes the call ends cleanly (DESTINATION_OUT_OF_ORDER before
+//     the answer; after it the far side gets the hangup, 2026 or 2130) and the reloaded page
+//     logs in again with nothing left behind. Keeping them needs, in package media, a WebRTC
+//     re-offer on an existing session and a grace in which a closed WebRTC leg does not stop
+//     the session; the verto package's Recoverable side is ready for it.
 package vertogw

@@ -37,6 +37,11 @@ func (g *Gateway) HandleInvite(_ context.Context, inv verto.Invite, call *verto.
 		done: make(chan struct{}),
 	}
 	ib.dtmf = newDTMFQueue(&g.wg)
+	var events verto.CallEvents = ib
+	if g.canRecover(route) {
+		ib.recover, ib.detachCh = true, make(chan struct{})
+		events = recoverableInbound{ib}
+	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -44,7 +49,7 @@ func (g *Gateway) HandleInvite(_ context.Context, inv verto.Invite, call *verto.
 		ib.run()
 		<-ib.done
 	}()
-	return ib, nil
+	return events, nil
 }
 
 // inbound is one call a Verto client placed: its CallEvents and, for routed calls, the core's
@@ -59,11 +64,18 @@ type inbound struct {
 
 	mu        sync.Mutex
 	sessionID string // the caller's session, once started
+	begun     bool   // a session was started (the call then ends through finish)
 	p2p       bool   // the session has no media (answers go to the client as they are)
 	callID    string // the router's call, once registered
 	ended     bool   // the call is over (either side)
 	unsub     func()
 	done      chan struct{}
+
+	// Re-attach (echo calls, see reattach.go).
+	recover  bool
+	detached bool
+	detachCh chan struct{} // closed when the client's socket goes
+	refl     *reflector    // the echo of a re-attached call
 }
 
 func (ib *inbound) run() {
@@ -108,12 +120,12 @@ func (ib *inbound) run() {
 	sub := signaling.Subscription{Class: "media", Subclass: "session", Type: "stop", ObjID: sid}
 	ib.g.core.Bus().Subscribe(ib, sub)
 	ib.mu.Lock()
-	ib.sessionID, ib.p2p = sid, req.Type == signaling.TypeP2P
+	ib.sessionID, ib.p2p, ib.begun = sid, req.Type == signaling.TypeP2P, true
 	ib.unsub = func() { ib.g.core.Bus().UnsubscribeAll(ib) }
 	ended := ib.ended
 	ib.mu.Unlock()
 	if _, alive := ib.g.core.LookupSession(sid); !alive {
-		ib.sessionStopped(map[string]any{"code": float64(signaling.CodeSessionStop)})
+		ib.sessionStopped(sid, map[string]any{"code": float64(signaling.CodeSessionStop)})
 		return
 	}
 	if ended {
@@ -171,8 +183,8 @@ func (ib *inbound) fail(err error) {
 func (ib *inbound) finish(err *signaling.Error) {
 	ib.mu.Lock()
 	ib.ended = true
-	sid, callID, unsub := ib.sessionID, ib.callID, ib.unsub
-	ib.unsub = nil
+	sid, callID, unsub, refl := ib.sessionID, ib.callID, ib.unsub, ib.refl
+	ib.unsub, ib.refl = nil, nil
 	select {
 	case <-ib.done:
 		ib.mu.Unlock()
@@ -183,6 +195,9 @@ func (ib *inbound) finish(err *signaling.Error) {
 	ib.mu.Unlock()
 	if unsub != nil {
 		unsub()
+	}
+	if refl != nil {
+		defer refl.close()
 	}
 	if err != nil {
 		if callID != "" {
@@ -200,14 +215,14 @@ func (ib *inbound) Deliver(ev signaling.Event) {
 		ib.g.wg.Add(1)
 		go func() {
 			defer ib.g.wg.Done()
-			ib.sessionStopped(ev.Body)
+			ib.sessionStopped(ev.ObjID, ev.Body)
 		}()
 	}
 }
 
 // sessionStopped: the caller's session ended (for routed calls the call's hangup normally
 // says so first).
-func (ib *inbound) sessionStopped(body map[string]any) {
+func (ib *inbound) sessionStopped(sid string, body map[string]any) {
 	code, _ := body["code"].(float64)
 	if code == 0 {
 		if n, ok := body["code"].(int); ok {
@@ -215,6 +230,16 @@ func (ib *inbound) sessionStopped(body map[string]any) {
 		}
 	}
 	reason, _ := body["reason"].(string)
+	ib.mu.Lock()
+	current, recover, detachCh := sid == ib.sessionID, ib.recover, ib.detachCh
+	ib.mu.Unlock()
+	if !current {
+		return // a session the call has already left (re-attach)
+	}
+	if recover && int(code) == signaling.CodePeerHangup && ib.waitDetach(detachCh) {
+		ib.log.Info("verto call's media ended with its page; kept for re-attach", "session_id", sid)
+		return
+	}
 	cause := causeOf(signaling.Errorf(int(code), "%s", reason), ib.route.CallType)
 	ib.log.Info("verto call's session stopped", "code", int(code), "reason", reason, "cause", cause.Name)
 	_ = ib.call.Hangup(cause)
@@ -227,7 +252,7 @@ func (ib *inbound) sessionStopped(body map[string]any) {
 func (ib *inbound) Hangup(cause verto.Cause) {
 	ib.log.Info("verto client hung up", "cause", cause.Name)
 	ib.mu.Lock()
-	started := ib.sessionID != ""
+	started := ib.begun
 	ib.ended = true
 	ib.mu.Unlock()
 	if started {
