@@ -1,0 +1,260 @@
+package embedded_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/embedded"
+)
+
+// newRoomEnv is newEnv with rooms enabled: every type registered, room events on the bus.
+func newRoomEnv(t testing.TB) (*env, *embedded.Rooms) {
+	t.Helper()
+	e := newEnv(t, nil)
+	rs, err := e.be.EnableRooms(embedded.RoomsConfig{EmptyGrace: 300 * time.Millisecond, RecordDir: e.recDir,
+		OnEvent: e.core.Bus().Publish})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.core.Backends().Register(embedded.Name, e.be, append(embedded.Types(), embedded.RoomTypes()...)...)
+	e.core.Backends().RegisterRooms(embedded.Name, rs, signaling.RoomSFU, signaling.RoomMCU)
+	return e, rs
+}
+
+// tonePower is the Goertzel power of freq in 8 kHz PCM, normalised to its length.
+func tonePower(pcm []int16, freq float64) float64 {
+	if len(pcm) == 0 {
+		return 0
+	}
+	w := 2 * math.Pi * freq / 8000
+	c := 2 * math.Cos(w)
+	var s1, s2 float64
+	for _, x := range pcm {
+		s := float64(x) + c*s1 - s2
+		s2, s1 = s1, s
+	}
+	return (s1*s1 + s2*s2 - c*s1*s2) / float64(len(pcm)) / float64(len(pcm))
+}
+
+// hears: the tone is clearly there. A sine of amplitude A has power A²/4 here: the peers
+// send A = 8000 (1.6e7); 1e5 is about -22 dB below that, silence and leakage stay far under.
+func hears(pcm []int16, freq float64) bool { return tonePower(pcm, freq) > 1e5 }
+
+// listenWindow resets p, waits d and returns what it heard then (minus the first 100 ms).
+func listenWindow(p *rtpPeer, d time.Duration) []int16 {
+	p.reset()
+	time.Sleep(d)
+	pcm, _ := p.heard()
+	if len(pcm) > 800 {
+		pcm = pcm[800:]
+	}
+	return pcm
+}
+
+func checkHears(t *testing.T, what string, p *rtpPeer, want, notWant []float64) {
+	t.Helper()
+	pcm := listenWindow(p, 1200*time.Millisecond)
+	if len(pcm) < 4000 {
+		t.Fatalf("%s: heard only %d samples", what, len(pcm))
+	}
+	for _, f := range want {
+		if !hears(pcm, f) {
+			t.Errorf("%s: does not hear %.0f Hz (power %.0f)", what, f, tonePower(pcm, f))
+		}
+	}
+	for _, f := range notWant {
+		if hears(pcm, f) {
+			t.Errorf("%s: hears %.0f Hz (power %.0f), it must not", what, f, tonePower(pcm, f))
+		}
+	}
+}
+
+func others(freqs []float64, n, self int) []float64 {
+	var out []float64
+	for j := 0; j < n; j++ {
+		if j != self {
+			out = append(out, freqs[j])
+		}
+	}
+	return out
+}
+
+func readWAV8k(t *testing.T, path string) []int16 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 44 || string(b[0:4]) != "RIFF" || binary.LittleEndian.Uint32(b[24:]) != 8000 {
+		t.Fatalf("%s: not an 8 kHz WAV", path)
+	}
+	n := binary.LittleEndian.Uint32(b[40:])
+	if int(n) != len(b)-44 {
+		t.Fatalf("%s: data length %d, file has %d", path, n, len(b)-44)
+	}
+	pcm := make([]int16, n/2)
+	for i := range pcm {
+		pcm[i] = int16(binary.LittleEndian.Uint16(b[44+2*i:]))
+	}
+	return pcm
+}
+
+// TestMCURTPConference: three plain-RTP participants (PCMU) with distinct tones in one mcu
+// room through the API: each hears both others and never itself; muting one removes its tone
+// for the others; talk events are published; a parked fourth caller hears none of them, then
+// update session_type mcu brings it into the room (it hears the three, they hear it); the
+// room's mix recording contains every tone; destroying the room stops every session with
+// 2032; everything is released.
+func TestMCURTPConference(t *testing.T) {
+	e, _ := newRoomEnv(t)
+	c := dialAPI(t, e, "alice")
+	watch := dialAPI(t, e, "watch")
+	if _, err := watch.send("core", "event", "subscribe", map[string]any{"class": "media", "subclass": "room"}); err != nil {
+		t.Fatal(err)
+	}
+	freqs := []float64{500, 800, 1200, 1700}
+	peers := make([]*rtpPeer, 4)
+	ids := make([]string, 4)
+	roomID := ""
+	for i := 0; i < 3; i++ {
+		peers[i] = newRTPPeer(t)
+		req := map[string]any{"type": "mcu", "offer": map[string]any{"sdp": peers[i].sdp(""), "sdp_type": "rtp"}}
+		if i == 0 {
+			req["record"] = true
+		} else {
+			req["room_id"] = roomID
+		}
+		res, err := c.media("session/start", req)
+		if err != nil {
+			t.Fatalf("mcu %d: %v", i, err)
+		}
+		ids[i] = res["session_id"].(string)
+		if i == 0 {
+			roomID, _ = res["room_id"].(string)
+			if roomID == "" {
+				t.Fatalf("no room_id in %v", res)
+			}
+		} else if res["room_id"] != roomID {
+			t.Fatalf("room %v, want %s", res["room_id"], roomID)
+		}
+		peers[i].use(res["answer"].(map[string]any)["sdp"].(string))
+	}
+	if _, err := c.media("session/start", map[string]any{"type": "mcu", "room_id": "no-such-room",
+		"offer": map[string]any{"sdp": newRTPPeer(t).sdp(""), "sdp_type": "rtp"}}); codeOf(err) != 2030 {
+		t.Errorf("mcu in an unknown room: %v, want 2030", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	send := func(i int) {
+		wg.Add(1)
+		go func() { defer wg.Done(); peers[i].sendTone(ctx, freqs[i], 30*time.Second) }()
+	}
+	for i := 0; i < 3; i++ {
+		send(i)
+	}
+	time.Sleep(400 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		checkHears(t, fmt.Sprintf("participant %.0f Hz", freqs[i]), peers[i], others(freqs, 3, i), freqs[i:i+1])
+	}
+	watch.waitEvent("talking", roomID, 3*time.Second)
+	info, err := c.media("room/info", map[string]any{"room_id": roomID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pubs, _ := info["publishers"].(map[string]any); len(pubs) != 3 || info["class"] != "mcu" || info["backend"] != "media" {
+		t.Errorf("room info %v", info)
+	}
+	if _, err := c.media("session/update", map[string]any{"session_id": ids[0], "type": "mcu_layout", "mcu_layout": "2x2"}); codeOf(err) != 1006 {
+		t.Errorf("mcu_layout: %v, want a clear 1006", err)
+	}
+
+	// Mute participant 1 (800 Hz): the others no longer hear it.
+	if _, err := c.media("session/update", map[string]any{"session_id": ids[1], "type": "media", "use_audio": false}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	checkHears(t, "participant 500 Hz with 800 muted", peers[0], []float64{1200}, []float64{500, 800})
+	if _, err := c.media("session/update", map[string]any{"session_id": ids[1], "type": "media", "use_audio": true}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A parked caller hears nobody, then joins the room by session_type.
+	peers[3] = newRTPPeer(t)
+	res, err := c.media("session/start", map[string]any{"type": "park", "offer": map[string]any{"sdp": peers[3].sdp(""), "sdp_type": "rtp"}})
+	if err != nil {
+		t.Fatalf("park: %v", err)
+	}
+	ids[3] = res["session_id"].(string)
+	peers[3].use(res["answer"].(map[string]any)["sdp"].(string))
+	send(3)
+	time.Sleep(300 * time.Millisecond)
+	checkHears(t, "parked", peers[3], nil, freqs)
+	if _, n := peers[3].heard(); n == 0 {
+		t.Error("parked caller gets no packets (silence must still be sent)")
+	}
+	checkHears(t, "participant 500 Hz while 1700 is parked", peers[0], []float64{800, 1200}, []float64{500, 1700})
+	res, err = c.media("session/update", map[string]any{"session_id": ids[3], "type": "session_type", "session_type": "mcu", "room_id": roomID})
+	if err != nil {
+		t.Fatalf("park -> mcu: %v", err)
+	}
+	if res["room_id"] != roomID {
+		t.Errorf("update reply %v", res)
+	}
+	c.waitEvent("updated_type", ids[3], 2*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	checkHears(t, "joined from park", peers[3], freqs[:3], freqs[3:])
+	checkHears(t, "participant 500 Hz after the join", peers[0], []float64{800, 1200, 1700}, []float64{500})
+	// mcu -> echo: it hears itself only.
+	if _, err := c.media("session/update", map[string]any{"session_id": ids[3], "type": "session_type", "session_type": "echo"}); err != nil {
+		t.Fatalf("mcu -> echo: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	checkHears(t, "moved to echo", peers[3], []float64{1700}, freqs[:3])
+	if _, err := c.media("session/update", map[string]any{"session_id": ids[3], "type": "session_type", "session_type": "listen"}); codeOf(err) != 1045 {
+		t.Errorf("to listen: %v, want 1045", err)
+	}
+
+	list, err := c.media("room/list", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("room list %v", list)
+	info, _ = c.media("room/info", map[string]any{"room_id": roomID})
+	paths, _ := info["record_paths"].([]any)
+	if len(paths) != 1 {
+		t.Fatalf("record paths %v", info)
+	}
+	if _, err := c.media("room/destroy", map[string]any{"room_id": roomID}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		ev := c.waitEvent("stop", ids[i], 3*time.Second)
+		if code, _ := ev.Body["code"].(float64); code != 2032 {
+			t.Errorf("session %d stopped with %v, want 2032", i, ev.Body)
+		}
+	}
+	watch.waitEvent("destroyed", roomID, 2*time.Second)
+	rec := readWAV8k(t, paths[0].(string))
+	if len(rec) < 8000*2 {
+		t.Fatalf("recording has %d samples", len(rec))
+	}
+	for _, f := range freqs[:3] {
+		if !hears(rec[len(rec)/4:], f) {
+			t.Errorf("recording lacks %.0f Hz (power %.0f)", f, tonePower(rec[len(rec)/4:], f))
+		}
+	}
+	if _, err := c.media("session/stop", map[string]any{"session_id": ids[3]}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wg.Wait()
+	e.waitIdle("after destroy")
+}
