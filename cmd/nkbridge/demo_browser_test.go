@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -227,16 +228,23 @@ func TestDemoPageBrowser(t *testing.T) {
 
 // The demo page dials a SIP URL: a real SIP phone (baresip, auto-answer,
 // G.711) answers through nkbridge's media (WebRTC ⇄ RTP proxy); each hears
-// the other's tone; the page hangs up and the phone sees the BYE.
+// the other's tone; the page hangs up and the phone sees the BYE. Then the
+// phone calls the page's user: it rings, is accepted, talks, and the phone
+// hangs up.
 func TestDemoPageCallsSIP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs Chromium and baresip")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	phone := peers.StartBaresip(t, peers.BaresipOptions{User: "carol", ToneHz: 600, Codec: "pcmu"})
+	// carol is a SIP user of nkbridge: her INVITEs are digest-authenticated.
+	phone := peers.StartBaresip(t, peers.BaresipOptions{User: "carol", ToneHz: 600, Codec: "pcmu", AccountParams: ";auth_pass=carol-secret"})
 	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 40)
-	d := startBinary(t, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
+	conf := filepath.Join(t.TempDir(), "nkbridge.yaml")
+	if err := os.WriteFile(conf, []byte("sip:\n  users: [{user: carol, password: carol-secret}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startBinary(t, "NKB_CONFIG="+conf, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
 		"NKB_SIP_SIP_CALLERS=alice", "NKB_SIP_OUTBOUND_DOMAINS=127.0.0.1",
 		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+39))
 	before := d.scrape()
@@ -265,9 +273,28 @@ func TestDemoPageCallsSIP(t *testing.T) {
 	if f, ratio := audiotest.Dominant(heard, float64(rate), 600, 1000); f != 1000 || ratio < 10 {
 		t.Fatalf("the phone heard %v Hz (ratio %.1f), want the page's 1000 Hz", f, ratio)
 	}
+	// The phone calls alice: her page rings, she accepts, they talk, the phone hangs up.
+	n := len(phone.Events())
+	if err := phone.Dial(ctx, fmt.Sprintf("sip:alice@127.0.0.1:%d", sipPort)); err != nil {
+		t.Fatal(err)
+	}
+	alice.wait(`!document.getElementById("incoming").hidden`, "SIP call rings the page")
+	alice.click("#accept")
+	alice.wait(`document.getElementById("call-status").textContent === "in call"`, "inbound SIP call up")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_ESTABLISHED", n); err != nil {
+		t.Fatal(err)
+	}
+	alice.hears(600, 1000)
+	if err := phone.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alice.wait(`demo.call === null && document.getElementById("call-status").textContent.startsWith("call ended")`, "page sees the phone's BYE")
+
 	after := d.scrape()
 	checkDelta(t, before, after, map[string]float64{
-		`nkbridge_sessions_started_total{backend="media",type="proxy"}`: 1,
+		`nkbridge_calls_started_total{target="user"}`:                   1,
+		`nkbridge_calls_ended_total{outcome="answered",target="user"}`:  1,
+		`nkbridge_sessions_started_total{backend="media",type="proxy"}`: 2,
 		`nkbridge_calls_started_total{target="sip"}`:                    1,
 		`nkbridge_calls_answered_total{target="sip"}`:                   1,
 		`nkbridge_calls_ended_total{outcome="answered",target="sip"}`:   1,
