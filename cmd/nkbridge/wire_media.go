@@ -74,9 +74,10 @@ func (c MediaConfig) engineConfig(log *slog.Logger) (media.Config, error) {
 // wireMedia starts the embedded media engine (unless media.enabled is false)
 // and registers it as backend "media" for echo and proxy. Its Stop hooks
 // close the backend, then the engine. It returns the engine and backend (nil
-// when disabled) for other wiring: FreeSWITCH legs and SIP/Verto glue (which
+// when disabled) for other wiring. Room events are published on bus (nil:
+// dropped): FreeSWITCH legs and SIP/Verto glue (which
 // can also find them with embedded.FromBackends(core.Backends())).
-func wireMedia(c MediaConfig, log *slog.Logger, backends *signaling.Backends, h *hooks) (*media.Engine, *embedded.Backend, error) {
+func wireMedia(c MediaConfig, log *slog.Logger, bus *signaling.Bus, backends *signaling.Backends, h *hooks) (*media.Engine, *embedded.Backend, error) {
 	if !c.Enabled {
 		log.Info("embedded media engine disabled")
 		return nil, nil, nil
@@ -96,7 +97,11 @@ func wireMedia(c MediaConfig, log *slog.Logger, backends *signaling.Backends, h 
 	}
 	b := embedded.New(eng, log)
 	rooms, err := b.EnableRooms(embedded.RoomsConfig{EmptyGrace: c.RoomEmptyGrace, CreateMissing: c.RoomsCreateMissing,
-		ParkFile: c.ParkFile, RecordDir: mc.RecordDir})
+		ParkFile: c.ParkFile, RecordDir: mc.RecordDir, OnEvent: func(ev signaling.Event) {
+			if bus != nil {
+				bus.Publish(ev)
+			}
+		}})
 	if err != nil {
 		_ = eng.Close()
 		return nil, nil, fmt.Errorf("media.park_file: %w", err)
@@ -112,6 +117,6 @@ func wireMedia(c MediaConfig, log *slog.Logger, backends *signaling.Backends, h 
 	})
 	log.Info("embedded media engine started", "bind", mc.BindIP, "udp_port", eng.UDPPort(), "tcp_port", eng.TCPPort(),
 		"ice_lite", mc.ICELite, "public_ip", c.PublicIP, "rtp_ports", fmt.Sprintf("%d-%d", mc.RTPPortMin, mc.RTPPortMax),
-		"record_dir", mc.RecordDir, "types", embedded.Types())
+		"record_dir", mc.RecordDir, "types", append(embedded.Types(), embedded.RoomTypes()...))
 	return eng, b, nil
 }

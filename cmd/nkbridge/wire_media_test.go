@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -71,8 +72,11 @@ func TestWireMediaRegistersEchoProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	backends := signaling.NewBackends()
+	bus := signaling.NewBus()
+	events := make(eventSink, 16)
+	bus.Subscribe(events, signaling.Subscription{Class: "media", Subclass: "room"})
 	var h hooks
-	eng, b, err := wireMedia(cfg.Media, slog.New(slog.DiscardHandler), backends, &h)
+	eng, b, err := wireMedia(cfg.Media, slog.New(slog.DiscardHandler), bus, backends, &h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,11 +98,38 @@ func TestWireMediaRegistersEchoProxy(t *testing.T) {
 		t.Error("bridge is not served by the embedded engine")
 	}
 
+	// Room commands reach the embedded rooms and their events reach the bus.
+	core := signaling.New(signaling.Options{Bus: bus, Backends: backends})
+	defer core.Close()
+	if id, err := core.CreateRoom(context.Background(), "mcu", "", "conf1", nil); err != nil || id != "conf1" {
+		t.Fatalf("create room: %q %v", id, err)
+	}
+	select {
+	case ev := <-events:
+		if ev.Type != "started" || ev.ObjID != "conf1" {
+			t.Errorf("room event %+v", ev)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("no room event on the bus")
+	}
+	if err := core.DestroyRoom(context.Background(), "conf1"); err != nil {
+		t.Error(err)
+	}
+
 	off := cfg.Media
 	off.Enabled = false
 	backends = signaling.NewBackends()
-	if eng, b, err := wireMedia(off, slog.New(slog.DiscardHandler), backends, &hooks{}); eng != nil || b != nil || err != nil || len(backends.Names()) != 0 {
+	if eng, b, err := wireMedia(off, slog.New(slog.DiscardHandler), bus, backends, &hooks{}); eng != nil || b != nil || err != nil || len(backends.Names()) != 0 {
 		t.Errorf("disabled: %v %v %v %v", eng, b, err, backends.Names())
+	}
+}
+
+type eventSink chan signaling.Event
+
+func (s eventSink) Deliver(ev signaling.Event) {
+	select {
+	case s <- ev:
+	default:
 	}
 }
 
