@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
 )
 
 type fakeLoad struct {
@@ -300,4 +301,40 @@ func TestBinaryDrainDeadline(t *testing.T) {
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("second SIGTERM took %v", el)
 	}
+}
+
+// With a FreeSWITCH backend configured (the fake Event Socket server), the
+// ESL connection state is a metric: up while connected, down when
+// FreeSWITCH goes away.
+func TestBinaryESLMetric(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	fs, err := fakefs.Start(fakefs.Options{Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	d := startBinary(t, "NKB_FREESWITCH_ESL_ADDR="+fs.Addr(), "NKB_FREESWITCH_ESL_PASSWORD=pw")
+	up := func() float64 { return d.scrape()[`nkbridge_esl_up{backend="freeswitch"}`] }
+	deadline := time.Now().Add(10 * time.Second)
+	for up() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("esl_up never 1; logs:\n%s", d.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if v, ok := d.scrape()[`nkbridge_media_sessions{backend="freeswitch"}`]; !ok || v != 0 {
+		t.Fatalf("freeswitch sessions gauge = %v %v", v, ok)
+	}
+	fs.StopListening()
+	fs.DropConnections()
+	for up() != 0 {
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatal("esl_up still 1 after FreeSWITCH went away")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGINT)
+	d.waitExit(10 * time.Second)
 }

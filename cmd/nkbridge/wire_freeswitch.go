@@ -10,6 +10,7 @@ import (
 
 	"github.com/nkbridge/nkbridge/fsbridge"
 	"github.com/nkbridge/nkbridge/fsbridge/esl"
+	"github.com/nkbridge/nkbridge/internal/metrics"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -86,6 +87,11 @@ func wireFreeSWITCH(ctx context.Context, cfg *Config, log *slog.Logger, bus *sig
 		return fmt.Errorf("freeswitch: %w", err)
 	}
 	h.Stop = append(h.Stop, svc.Close) // before the engine closes: hooks stop in reverse
+	// Metrics (wire_ops.go): nkbridge_esl_up and nkbridge_media_sessions{backend="freeswitch"}.
+	h.Metrics = append(h.Metrics, func(m *metrics.Metrics) {
+		m.ESL().ConnectedFunc("freeswitch", svc.Client().Connected)
+		m.Media().GaugesFunc("freeswitch", func() metrics.MediaGauges { return metrics.MediaGauges{Sessions: svc.Sessions()} })
+	})
 	backends.Register("freeswitch", svc.Backend, fsbridge.Types()...)
 	backends.RegisterRooms("freeswitch", svc.Backend, signaling.RoomMCU)
 	for _, t := range fc.Types {
