@@ -1,6 +1,8 @@
 // Package embedded adapts nkbridge's embedded media engine (package media) to the
 // control API: its Backend implements signaling.Backend for the session types echo
-// and proxy.
+// and proxy, and, after Backend.EnableRooms, publish, listen, park and mcu on the
+// engine's rooms (package media/room; the returned Rooms is the signaling.RoomProvider
+// of sfu and mcu rooms — see rooms.go).
 //
 // # Sessions
 //
