@@ -303,9 +303,13 @@ func sipStatus(e *signaling.Error) (int, string) {
 		return 480, "Temporarily Unavailable"
 	}
 	// A SIP status kept in the text (a SIP leg's own rejection) is passed on.
+	// (3xx needs a Contact we do not have: only 4xx-6xx are passed on.)
 	if e.Code == signaling.CodeCallRejected && len(e.Text) >= 4 && e.Text[3] == ' ' {
-		if n, err := strconv.Atoi(e.Text[:3]); err == nil && n >= 300 && n <= 699 {
-			return n, e.Text[4:]
+		if n, err := strconv.Atoi(e.Text[:3]); err == nil && n >= 400 && n <= 699 {
+			if r := oneLine(e.Text[4:]); strings.TrimSpace(r) != "" {
+				return n, r
+			}
+			return n, ""
 		}
 	}
 	switch e.Code {
