@@ -277,6 +277,7 @@ func (e *Engine) register(s *Session) error {
 	if s.id == "" {
 		s.id = "m" + strconv.FormatUint(e.nextID, 10)
 	}
+	s.log = e.log.With("media_session", s.id)
 	e.sessions[s] = struct{}{}
 	return nil
 }

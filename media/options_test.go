@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -452,4 +453,66 @@ func TestProxyVideoWebRTC(t *testing.T) {
 	}
 	pcm, _ := far.heard()
 	assertTone(t, "far (with video)", pcm, 1000, 600)
+}
+
+// TestCloseFromCallbacks: OnDTMF may close the session (no deadlock with the media
+// goroutine that saw the digit), and closing races with starting are clean.
+func TestCloseFromCallbacks(t *testing.T) {
+	e := newTestEngine(t, nil)
+	p := newRTPPeer(t)
+	var s *Session
+	got := make(chan rune, 1)
+	ready := make(chan struct{})
+	s = startRTPEcho(t, e, p, SessionOptions{OnDTMF: func(_ Side, d rune) {
+		<-ready
+		s.Close()
+		got <- d
+	}})
+	close(ready)
+	p.sendDigit('4', plainrtp.TelEvent8)
+	select {
+	case d := <-got:
+		if d != '4' {
+			t.Fatalf("digit %q", d)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("OnDTMF did not run or Close deadlocked")
+	}
+	<-s.Done()
+	if e.Sessions() != 0 || e.Pool().InUse() != 0 {
+		t.Fatalf("sessions %d ports %d", e.Sessions(), e.Pool().InUse())
+	}
+
+	// Engine shutdown while sessions are being started: every start either succeeds (and is
+	// then stopped) or fails cleanly; nothing stays open.
+	e2 := newTestEngine(t, nil)
+	offers := make([]Description, 8)
+	for i := range offers {
+		offers[i] = Description{Kind: KindRTP, SDP: newRTPPeer(t).description(plainrtp.PCMU).String()}
+		if i%2 == 0 {
+			offers[i] = Description{Kind: KindWebRTC, SDP: goodOffer(t)}
+		}
+	}
+	var wg sync.WaitGroup
+	var ok, failed atomic.Int32
+	for i := range offers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 3 * time.Millisecond)
+			if s, _, err := e2.StartEcho(context.Background(), offers[i], SessionOptions{}); err == nil {
+				ok.Add(1)
+				<-s.Done()
+			} else {
+				failed.Add(1)
+			}
+		}()
+	}
+	time.Sleep(10 * time.Millisecond)
+	e2.Close()
+	wg.Wait()
+	t.Logf("starts racing shutdown: %d succeeded (then stopped), %d refused", ok.Load(), failed.Load())
+	if e2.Sessions() != 0 || e2.Pool().InUse() != 0 {
+		t.Fatalf("after racing close: sessions %d ports %d", e2.Sessions(), e2.Pool().InUse())
+	}
 }

@@ -70,8 +70,8 @@ type SessionOptions struct {
 	// own (media timeout, ICE/DTLS failure, peer closed, engine shutdown). It is not called
 	// for Session.Close. The session's resources are already released when it runs.
 	OnStop func(StopInfo)
-	// OnDTMF is called for each RFC 4733 digit received from a side (from a media goroutine;
-	// don't block).
+	// OnDTMF is called for each RFC 4733 digit received from a side, in order, from one
+	// goroutine of the session (digits are dropped if it falls 32 behind).
 	OnDTMF func(from Side, digit rune)
 }
 
@@ -99,6 +99,8 @@ type Session struct {
 	farKind    Kind
 	recs       [2]*recorder
 	recPaths   []string
+	stopped    bool
+	dtmfCh     chan dtmfEvent // set in activate, before pipes are published
 
 	pipes    atomic.Pointer[[2][2]*pipe]
 	useAudio atomic.Bool
@@ -121,11 +123,11 @@ func (e *Engine) newSession(t sessionType, opts SessionOptions) (*Session, error
 		cleaned: make(chan struct{})}
 	s.useAudio.Store(true)
 	s.useVideo.Store(true)
-	if err := e.register(s); err != nil {
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if err := e.register(s); err != nil { // sets s.id and s.log before publishing s
+		s.cancel()
 		return nil, err
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.log = e.log.With("media_session", s.id)
 	return s, nil
 }
 
@@ -160,6 +162,11 @@ func (s *Session) newLeg(k Kind, side Side) (leg, error) {
 		return nil, err
 	}
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		l.close()
+		return nil, ErrClosed
+	}
 	s.legs[side] = l
 	s.mu.Unlock()
 	return l, nil
@@ -232,20 +239,43 @@ func plainErr(err error) error {
 // activate installs the pipes, applies the initial media options and starts the watchdog.
 func (s *Session) activate(ps *[2][2]*pipe) error {
 	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return ErrClosed
+	}
 	s.active = true
 	for _, l := range s.legs {
 		if l != nil {
 			l.touch()
 		}
 	}
-	s.mu.Unlock()
-	s.pipes.Store(ps)
-	if err := s.Update(s.opts.Media); err != nil {
-		return err
+	if s.opts.OnDTMF != nil {
+		s.dtmfCh = make(chan dtmfEvent, 32)
+		go s.dtmfLoop(s.dtmfCh)
 	}
+	s.pipes.Store(ps) // publishes everything above to the media goroutines
 	s.wg.Add(1)
 	go s.watchdog()
-	return nil
+	s.mu.Unlock()
+	return s.Update(s.opts.Media)
+}
+
+type dtmfEvent struct {
+	from  Side
+	digit rune
+}
+
+// dtmfLoop delivers digits to OnDTMF in order, off the media goroutines (so OnDTMF may even
+// call Close). It ends when the session stops.
+func (s *Session) dtmfLoop(ch <-chan dtmfEvent) {
+	for {
+		select {
+		case <-s.done:
+			return
+		case ev := <-ch:
+			s.opts.OnDTMF(ev.from, ev.digit)
+		}
+	}
 }
 
 // StartProxy takes the caller's offer and returns a session plus nkbridge's offer for the far
@@ -564,6 +594,9 @@ func (s *Session) Update(o MediaOptions) error {
 func (s *Session) startRecording() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.stopped {
+		return ErrClosed
+	}
 	if s.recOn.Load() {
 		return nil
 	}
@@ -723,8 +756,12 @@ func (s *Session) onRTP(side Side, pkt *rtp.Packet) {
 	}
 	if k == kindAudio {
 		if f.isTE() {
-			if d, ok := s.det[side].Push(pkt.Timestamp, pkt.Payload); ok && s.opts.OnDTMF != nil {
-				s.opts.OnDTMF(side, d)
+			if d, ok := s.det[side].Push(pkt.Timestamp, pkt.Payload); ok && s.dtmfCh != nil {
+				select {
+				case s.dtmfCh <- dtmfEvent{side, d}:
+				default:
+					s.log.Warn("DTMF digit dropped: OnDTMF too slow", "digit", string(d))
+				}
 			}
 		} else if s.recOn.Load() {
 			s.mu.Lock()
@@ -827,6 +864,9 @@ func (s *Session) Close() {
 // triggered from the session's own goroutines.
 func (s *Session) stop(info StopInfo, notify bool) {
 	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
 		if notify {
 			s.log.Info("media session stopped", "cause", info.Cause, "reason", info.Reason)
 		}

@@ -17,6 +17,9 @@ import (
 // maxPendingCandidates bounds trickled candidates buffered before the remote description.
 const maxPendingCandidates = 64
 
+// maxCandidates bounds the trickled candidates one leg accepts in all.
+const maxCandidates = 200
+
 // Candidate is a trickled ICE candidate (the browser's RTCIceCandidateInit).
 type Candidate struct {
 	Candidate     string
@@ -107,6 +110,7 @@ type webrtcLeg struct {
 	localOffer *sdpMedia
 	haveRemote bool
 	pending    []webrtc.ICECandidateInit
+	candidates int
 	closed     bool
 	wg         sync.WaitGroup
 }
@@ -468,6 +472,11 @@ func (l *webrtcLeg) addCandidate(c Candidate) error {
 		return errors.New("media: candidate too long")
 	}
 	l.mu.Lock()
+	if l.candidates >= maxCandidates {
+		l.mu.Unlock()
+		return errors.New("media: too many candidates")
+	}
+	l.candidates++
 	if !l.haveRemote {
 		defer l.mu.Unlock()
 		if len(l.pending) >= maxPendingCandidates {
