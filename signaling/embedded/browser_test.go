@@ -12,6 +12,7 @@ import (
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/browsertest"
 	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/signaling"
 )
 
 // Real-browser tests through the real control API: Chromium pages (fake
@@ -398,12 +399,28 @@ func TestBrowserAPI(t *testing.T) {
 			if !strings.Contains(strings.ToLower(rb.Stats.Codec), wantCodec) {
 				t.Errorf("browser receives %q, want %s", rb.Stats.Codec, wantCodec)
 			}
-			// The browser hangs up: the call ends and the session stops.
-			evalArg(ctx, t, pb, `(id) => T.api.send("media", "call", "hangup", {call_id: id})`, callID, nil)
-			st := gw.waitEvent("stop", sid, 5*time.Second)
-			b, _ := json.Marshal(st.Body)
-			t.Logf("session stop after the callee hung up: %s", b)
-			e.waitIdle("call hung up")
+			if !tc.transcoded {
+				// The browser hangs up: the call ends and the session stops.
+				evalArg(ctx, t, pb, `(id) => T.api.send("media", "call", "hangup", {call_id: id})`, callID, nil)
+				st := gw.waitEvent("stop", sid, 5*time.Second)
+				b, _ := json.Marshal(st.Body)
+				t.Logf("session stop after the callee hung up: %s", b)
+				if code, _ := st.Body["code"].(float64); code == 0 {
+					t.Errorf("stop event without code: %s", b)
+				}
+			} else {
+				// The browser's media dies (its PeerConnection closes, DTLS close_notify): the
+				// engine stops the session with a clear reason.
+				eval(ctx, t, pb, `T.pc.close()`, nil)
+				st := gw.waitEvent("stop", sid, 10*time.Second)
+				b, _ := json.Marshal(st.Body)
+				t.Logf("session stop after the browser closed its PeerConnection: %s", b)
+				reason, _ := st.Body["reason"].(string)
+				if code, _ := st.Body["code"].(float64); code != signaling.CodePeerHangup || !strings.Contains(reason, "Peer closed the media") {
+					t.Errorf("stop %s, want 2026 Peer closed the media", b)
+				}
+			}
+			e.waitIdle("call ended")
 		})
 	}
 }
