@@ -425,9 +425,9 @@ func (b *Backend) conferenceEvent(ev *esl.Event) {
 			s.member = ""
 		}
 	}
-	live := s.live && !s.stopped
+	report := !s.stopped // a starting session's subscribers already listen
 	s.mu.Unlock()
-	if live && s.rep != nil {
+	if report && s.rep != nil {
 		s.rep.Event("info", map[string]any{"info": info})
 	}
 }

@@ -288,6 +288,10 @@ func TestMCUStartAndOwnerGone(t *testing.T) {
 	if sid == "" || room == "" {
 		t.Fatalf("mcu start reply: %v", d)
 	}
+	c.event("session", "info", sid, func(b msg) bool {
+		i, _ := b["info"].(map[string]any)
+		return i["event"] == "room_joined" && i["room_id"] == room
+	})
 	ch := e.channelOf(sid)
 	e.waitCommand("api uuid_transfer " + ch.UUID + " conference:" + room + "@nkbridge inline")
 	if got, _ := e.fs.Channel(ch.UUID); got.Conference != room {
