@@ -59,6 +59,10 @@ type Config struct {
 	DTMFDuration time.Duration
 	// MaxInbound bounds the inbound calls handled at once (default 10000).
 	MaxInbound int
+	// UserFarSide is the kind of offer an inbound call to a user rings with:
+	// "webrtc" (default: the user's browsers), "rtp" (SIP devices), or "auto"
+	// (rtp when the user has registered SIP devices not on WebSocket, else webrtc).
+	UserFarSide string
 }
 
 // Options are the Gateway's collaborators.
@@ -101,6 +105,13 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	}
 	if cfg.DTMFDuration <= 0 {
 		cfg.DTMFDuration = 100 * time.Millisecond
+	}
+	switch cfg.UserFarSide {
+	case "":
+		cfg.UserFarSide = "webrtc"
+	case "webrtc", "rtp", "auto":
+	default:
+		return nil, fmt.Errorf("sipgw: user far side %q: want webrtc, rtp or auto", cfg.UserFarSide)
 	}
 	if cfg.MaxInbound <= 0 {
 		cfg.MaxInbound = 10000

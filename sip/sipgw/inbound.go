@@ -213,10 +213,7 @@ func (o *inObserver) CallHangup(_ string, err *signaling.Error) {
 // finds.
 func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, owner string, log *slog.Logger) {
 	info := call.Info()
-	far := "webrtc"
-	if rt.CallType == "sip" {
-		far = "rtp"
-	}
+	far := g.farSide(rt)
 	ctx, cancel := context.WithTimeout(g.ctx, 15*time.Second)
 	res, err := g.core.StartSession(ctx, signaling.SessionRequest{
 		Type: signaling.TypeProxy, Offer: offer, Owner: owner, User: info.AuthUser,
@@ -317,4 +314,26 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 			return
 		}
 	}
+}
+
+// farSide is the kind of the far side of an inbound call's proxy session.
+func (g *Gateway) farSide(rt Route) string {
+	switch {
+	case rt.CallType == "sip":
+		return "rtp"
+	case rt.CallType != "user" || g.cfg.UserFarSide == "webrtc":
+		return "webrtc"
+	case g.cfg.UserFarSide == "rtp":
+		return "rtp"
+	}
+	srv := g.server()
+	if srv == nil {
+		return "webrtc"
+	}
+	for _, b := range srv.Registrar().Lookup(rt.Callee) {
+		if b.Transport != "ws" && b.Transport != "wss" {
+			return "rtp"
+		}
+	}
+	return "webrtc"
 }

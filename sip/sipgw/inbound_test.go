@@ -2,12 +2,16 @@ package sipgw_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/sip"
+	"github.com/nkbridge/nkbridge/sip/sipgw"
 )
 
 // TestSIPpEchoExtension: SIPp (a trunk on loopback) calls the echo extension
@@ -127,4 +131,95 @@ func findHeld(e *env) *embeddedMediaHeld {
 		}
 	}
 	return nil
+}
+
+// registerAt registers user (digest auth, by SIPp) with a contact at port.
+func registerAt(t *testing.T, ctx context.Context, e *env, user, pass string, port int) {
+	t.Helper()
+	reg, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{Scenario: scenario(t, "register_contact.xml"), Remote: e.addr,
+		Service: user, Calls: 1, Keys: map[string]string{"contact_port": fmt.Sprint(port)},
+		Args: []string{"-au", user, "-ap", pass}, Timeout: 20 * time.Second})
+	if err != nil || reg.ExitCode != 0 {
+		t.Fatalf("register: %v %+v", err, reg)
+	}
+}
+
+// TestSIPpInboundToRegisteredUser: a trunk call to user bob rings bob's
+// registered SIP device; its 486 goes back to the caller as 486, and the
+// caller's CANCEL while it rings is passed on as a CANCEL.
+func TestSIPpInboundToRegisteredUser(t *testing.T) {
+	for _, c := range []struct{ uac, uas string }{
+		{"uac_busy.xml", "uas_busy.xml"},
+		{"uac_cancel.xml", "uas_cancel.xml"},
+	} {
+		t.Run(c.uas, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			e := newEnv(t, envOpts{sip: trunkLoopback, gw: func(g *sipgw.Config) { g.UserFarSide = "auto" }})
+			uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, c.uas), Calls: 1, Timeout: 30 * time.Second})
+			registerAt(t, ctx, e, "bob", bobPass, uas.Port())
+			uac, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{Scenario: scenario(t, c.uac), Remote: e.addr,
+				Service: "bob", Calls: 1, Timeout: 30 * time.Second})
+			if err != nil || uac.ExitCode != 0 || uac.Stats.SuccessfulCalls != 1 {
+				t.Fatalf("uac: %v %+v\n%s", err, uac, uac.Errors)
+			}
+			if r, err := uas.Wait(ctx); err != nil || r.ExitCode != 0 || r.Stats.SuccessfulCalls != 1 {
+				t.Fatalf("uas: %v %+v\n%s", err, r, r.Errors)
+			}
+			waitFor(t, ctx, "nothing left", func() bool {
+				s, cl := e.core.Counts()
+				return s == 0 && cl == 0 && e.srv.Calls() == 0
+			})
+		})
+	}
+}
+
+// TestInboundRejections: what nkbridge cannot route is answered with a clear
+// SIP status (a Go SIP user agent calls it from the trunk network).
+func TestInboundRejections(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := newEnv(t, envOpts{sip: trunkLoopback})
+	uaAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+	ua, err := sip.New(sip.Config{Listen: []sip.Listen{{Transport: "udp", Addr: uaAddr}, {Transport: "tcp", Addr: uaAddr}},
+		OutboundDomains: []string{"127.0.0.1"}}, sip.Options{Logger: e.log.With("component", "ua")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ua.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer ua.Close()
+	offer := rtpOffer(peers.FreeUDPPort(t)).SDP()
+	for _, c := range []struct {
+		user string
+		code int
+		why  string
+	}{
+		{"nobody", 404, "no such user (no destination)"},
+		{"park", 480, "park has no backend here"},
+		{"conf-room1", 480, "mcu has no backend here"},
+		{"conf-%2Fetc", 404, "not a room id"},
+		{"sip-carol%40127.0.0.1%3A5999", 403, "a trunk call may not call SIP URLs"},
+		{"a%00b", 404, "control character"},
+	} {
+		var se *sip.StatusError
+		_, err := ua.Dial(ctx, sip.DialOptions{Target: fmt.Sprintf("sip:%s@%s", c.user, e.addr), Trusted: true, Offer: []byte(offer)})
+		for i := 0; i < 20 && err != nil && !errors.As(err, &se) && strings.Contains(err.Error(), "address already in use"); i++ {
+			// sipgo may not have pooled the listener's socket yet right after Start.
+			time.Sleep(50 * time.Millisecond)
+			_, err = ua.Dial(ctx, sip.DialOptions{Target: fmt.Sprintf("sip:%s@%s", c.user, e.addr), Trusted: true, Offer: []byte(offer)})
+		}
+		if !errors.As(err, &se) || se.Code != c.code {
+			t.Errorf("%s (%s): %v, want %d", c.user, c.why, err, c.code)
+		} else {
+			t.Logf("%s: %d %s", c.user, se.Code, se.Reason)
+		}
+	}
+	// Bad SDP: 488.
+	if _, err := ua.Dial(ctx, sip.DialOptions{Target: "sip:echo@" + e.addr, Trusted: true, Offer: []byte("v=0\r\nnonsense\r\n")}); err == nil ||
+		!strings.Contains(err.Error(), "488") {
+		t.Errorf("bad SDP to echo: %v, want 488", err)
+	}
+	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }
