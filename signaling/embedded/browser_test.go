@@ -159,7 +159,19 @@ func TestBrowserAPI(t *testing.T) {
 		// use_audio false: the level drops; true: the tone is back.
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", use_audio: false})`, nil)
 		var muted heard
-		eval(ctx, t, p, `nkb.sleep(400).then(() => T.measure(1000))`, &muted)
+		// The engine stops echoing: packets stop arriving (then the level is measured, after
+		// the browser's jitter buffer and concealment have played out).
+		eval(ctx, t, p, `async () => {
+			let last = -1;
+			await nkb.waitFor(async () => {
+				const n = (await nkb.audioStats(T.pc)).packetsReceived;
+				const still = n === last;
+				last = n;
+				return still;
+			}, 5000, 300, "echoed packets to stop");
+			await nkb.sleep(500);
+			return T.measure(1000);
+		}`, &muted)
 		t.Logf("muted: rms %.1f dBFS, levels %v", muted.Audio.RmsDb, muted.Audio.Levels)
 		if muted.Audio.RmsDb > -60 || muted.Audio.Levels["1000"] > -80 {
 			t.Errorf("muted echo still audible: rms %.1f dBFS, 1000 Hz at %.1f dB", muted.Audio.RmsDb, muted.Audio.Levels["1000"])
