@@ -37,7 +37,7 @@ type JitterBuffer struct {
 	primed      bool
 	empties     int
 	// Counters.
-	Late, Duplicate, Overflow, Lost uint64
+	Late, Duplicate, Overflow, Lost, Drained uint64
 }
 
 // NewJitterBuffer returns a buffer that starts playing once target packets are queued and
@@ -119,6 +119,13 @@ func (j *JitterBuffer) Pop() (Packet, int) {
 		return Packet{}, PopEmpty
 	}
 	j.empties = 0
+	// Latency control: when far more than the target is queued (a burst, or a sender that
+	// runs fast), drop the oldest so the delay comes back down.
+	if len(j.pkts) > 2*j.target+2 {
+		j.Drained++
+		j.next = j.pkts[1].Seq
+		j.pkts = j.pkts[1:]
+	}
 	if j.pkts[0].Seq == j.next {
 		p := j.pkts[0]
 		j.pkts = j.pkts[1:]

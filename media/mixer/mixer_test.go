@@ -273,3 +273,19 @@ func itoa(n int) string {
 	}
 	return itoa(n/10) + string(rune('0'+n%10))
 }
+
+// TestJitterBufferDrains: a burst far above the target is played down to it (latency bound).
+func TestJitterBufferDrains(t *testing.T) {
+	j := NewJitterBuffer(3, 30)
+	for i := 0; i < 20; i++ {
+		j.Push(Packet{Seq: uint16(i), Payload: []byte{1}})
+	}
+	for i := 0; i < 10; i++ {
+		if _, st := j.Pop(); st != PopOK {
+			t.Fatalf("pop %d: status %d", i, st)
+		}
+	}
+	if j.Len() > 2*3+2 || j.Drained == 0 {
+		t.Errorf("after the burst %d queued, %d drained", j.Len(), j.Drained)
+	}
+}

@@ -204,9 +204,6 @@ func (l *listener) forward(p *publisher, video bool, f media.Format, h *rtp.Head
 	if ka {
 		l.ep.KeepAlive()
 	}
-	if !video && seq%100 == 0 {
-		l.r.m.log.Info("DEBUG forward", "listener", l.id, "pub", p.id, "seq", seq, "ts", ts, "inseq", h.SequenceNumber)
-	}
 	_ = l.ep.WriteCaller(video, &hdr, payload)
 }
 

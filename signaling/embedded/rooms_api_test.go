@@ -18,7 +18,7 @@ import (
 func newRoomEnv(t testing.TB) (*env, *embedded.Rooms) {
 	t.Helper()
 	e := newEnv(t, nil)
-	rs, err := e.be.EnableRooms(embedded.RoomsConfig{EmptyGrace: 300 * time.Millisecond, RecordDir: e.recDir,
+	rs, err := e.be.EnableRooms(embedded.RoomsConfig{EmptyGrace: 2 * time.Second, RecordDir: e.recDir,
 		OnEvent: e.core.Bus().Publish})
 	if err != nil {
 		t.Fatal(err)
