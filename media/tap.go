@@ -101,10 +101,57 @@ func (s *Session) callerLeg() (leg, error) {
 	return s.legs[SideCaller], nil
 }
 
+// Position is where an outgoing audio stream toward the caller stands: the last sequence
+// number and timestamp sent (clock Rate) at time At. Whoever writes to the caller next
+// continues from it: a receiver (SRTP replay protection, jitter buffer) drops packets whose
+// sequence numbers jump backwards.
+type Position struct {
+	Seq  uint16
+	TS   uint32
+	Rate uint32
+	At   time.Time
+}
+
+// Next returns the sequence number and timestamp that follow p at now for clock rate rate.
+func (p Position) Next(rate uint32, now time.Time) (uint16, uint32) {
+	ts := p.TS
+	if p.Rate == rate {
+		ts += uint32(max(now.Sub(p.At).Seconds(), 0.02) * float64(rate))
+	} else {
+		ts += rate // a different clock: a 1 s jump ahead is safe
+	}
+	return p.Seq + 1, ts
+}
+
+// EchoPosition returns where the echo's audio toward the caller stands (ok false when the
+// caller's audio is not echoed or nothing was sent yet).
+func (s *Session) EchoPosition() (Position, bool) {
+	ps := s.pipes.Load()
+	if ps == nil || ps[SideCaller][kindAudio] == nil {
+		return Position{}, false
+	}
+	p := ps[SideCaller][kindAudio]
+	if _, tap := p.dst.(*tapLeg); tap {
+		return Position{}, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		return Position{}, false
+	}
+	return Position{Seq: p.lastOutSeq, TS: p.lastOutTS, Rate: p.curOut.Rate, At: time.Now()}, true
+}
+
+// Echo sends the caller's media back to it again (echo sessions only), continuing the audio
+// stream from pos when given.
+func (s *Session) Echo(pos *Position) error { return s.attach(nil, pos) }
+
 // Attach diverts the caller's media to t (nil: back to the echo, for echo sessions only)
 // without renegotiating. Attaching replaces a previous Tap. It fails with ErrState before the
 // session is active or after it stopped.
-func (s *Session) Attach(t Tap) error {
+func (s *Session) Attach(t Tap) error { return s.attach(t, nil) }
+
+func (s *Session) attach(t Tap, pos *Position) error {
 	cl, err := s.callerLeg()
 	if err != nil {
 		return err
@@ -121,6 +168,11 @@ func (s *Session) Attach(t Tap) error {
 		}
 		ps[SideCaller][kindAudio] = newPipe(s, cl, cl, kindAudio)
 		ps[SideCaller][kindVideo] = newPipe(s, cl, cl, kindVideo)
+		if pos != nil {
+			p := ps[SideCaller][kindAudio]
+			p.lastOutSeq = pos.Seq
+			p.lastOutTS = pos.TS + uint32(max(time.Since(pos.At).Seconds(), 0)*float64(pos.Rate))
+		}
 	} else {
 		tl := &tapLeg{s: s, caller: cl}
 		tl.tap.Store(&tapBox{t: t})

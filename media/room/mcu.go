@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
@@ -158,12 +157,15 @@ func (mr *mixRoom) add(p *participant) {
 	mr.order = append(mr.order, p)
 }
 
-func (mr *mixRoom) remove(id string) bool {
+func (mr *mixRoom) remove(id string, m *Manager) bool {
 	mr.mu.Lock()
 	defer mr.mu.Unlock()
 	p, ok := mr.parts[id]
 	if !ok {
 		return false
+	}
+	if pos, ok := p.position(); ok {
+		m.savePos(id, pos)
 	}
 	delete(mr.parts, id)
 	next := make([]*participant, 0, len(mr.order))
@@ -287,19 +289,36 @@ func (p *participant) send(frame []int16) {
 	if p.sink == nil {
 		return
 	}
+	p.mu.Lock()
 	p.ts += p.sink.Step
-	if !p.ep.CallerReady(false) {
+	ready := p.ep.CallerReady(false)
+	if ready {
+		p.seq++
+	}
+	h := rtp.Header{Version: 2, PayloadType: p.pt, SequenceNumber: p.seq, Timestamp: p.ts, Marker: p.sentPkts == 0}
+	p.mu.Unlock()
+	if !ready {
 		return
 	}
 	n, err := p.sink.Encode(p.encBuf, frame)
 	if err != nil {
 		return
 	}
-	p.seq++
-	h := rtp.Header{Version: 2, PayloadType: p.pt, SequenceNumber: p.seq, Timestamp: p.ts, Marker: p.sentPkts == 0}
 	if p.ep.WriteCaller(false, &h, p.encBuf[:n]) == nil {
+		p.mu.Lock()
 		p.sentPkts++
+		p.mu.Unlock()
 	}
+}
+
+// position is where p's stream stands (ok false when nothing was sent).
+func (p *participant) position() (media.Position, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sentPkts == 0 || p.sink == nil {
+		return media.Position{}, false
+	}
+	return media.Position{Seq: p.seq, TS: p.ts, Rate: p.sink.ClockRate, At: time.Now()}, true
 }
 
 // pickSink chooses the participant's output codec: its peer's first supported audio format.
@@ -351,7 +370,8 @@ func (m *Manager) JoinMCU(roomID string, create bool, o Options, ep Endpoint, re
 		m.touchEmpty(r)
 		return nil, err
 	}
-	p := &participant{id: ep.ID(), ep: ep, sink: sink, pt: pt, seq: uint16(rand.Uint32()), ts: rand.Uint32()}
+	p := &participant{id: ep.ID(), ep: ep, sink: sink, pt: pt}
+	p.seq, p.ts = m.startPos(ep, sink.ClockRate)
 	if err := ep.Attach(p); err != nil {
 		m.dropMember(r, ep.ID())
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -19,6 +18,7 @@ import (
 // Parked is a session on hold: what it sends is dropped, it hears silence or a looped
 // announcement.
 type Parked struct {
+	m    *Manager
 	p    *participant
 	loop []int16
 	pos  int
@@ -43,9 +43,10 @@ func (m *Manager) Park(ep Endpoint, loop []int16) (*Parked, error) {
 	if err := ep.Attach(dropTap{}); err != nil {
 		return nil, err
 	}
-	pk := &Parked{p: &participant{id: ep.ID(), ep: ep, sink: sink, pt: pt, seq: uint16(rand.Uint32()), ts: rand.Uint32(),
+	pk := &Parked{p: &participant{id: ep.ID(), ep: ep, sink: sink, pt: pt,
 		out: make([]int16, mixer.FrameSamples), encBuf: make([]byte, 1500)},
-		loop: loop, stop: make(chan struct{}), done: make(chan struct{})}
+		m: m, loop: loop, stop: make(chan struct{}), done: make(chan struct{})}
+	pk.p.seq, pk.p.ts = m.startPos(ep, sink.ClockRate)
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -82,10 +83,14 @@ func (pk *Parked) run(wg *sync.WaitGroup) {
 	}
 }
 
-// Stop ends the parking (the session itself goes on); it waits for the player to end.
+// Stop ends the parking (the session itself goes on); it waits for the player to end and
+// keeps the stream's position for the next writer (Manager.Position).
 func (pk *Parked) Stop() {
 	pk.once.Do(func() { close(pk.stop) })
 	<-pk.done
+	if pos, ok := pk.p.position(); ok {
+		pk.m.savePos(pk.p.id, pos)
+	}
 }
 
 // LoadWAV reads a 16-bit PCM WAV file (mono or stereo, any rate) as mono PCM at 48 kHz, for

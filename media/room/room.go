@@ -49,6 +49,7 @@ type Endpoint interface {
 	WriteCaller(video bool, h *rtp.Header, payload []byte) error
 	RequestKeyframe()
 	KeepAlive()
+	EchoPosition() (media.Position, bool)
 	Done() <-chan struct{}
 }
 
@@ -96,7 +97,46 @@ type Manager struct {
 	member map[string]*Room // session id -> room
 	closed bool
 	wg     sync.WaitGroup
-	gen    atomic.Uint64 // publisher identities for the listeners' rewriters
+	gen    atomic.Uint64             // publisher identities for the listeners' rewriters
+	pos    map[string]media.Position // where the audio toward a session stands, between modes
+}
+
+// savePos records where the audio toward session id stands.
+func (m *Manager) savePos(id string, p media.Position) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.closed && len(m.pos) < 100000 {
+		m.pos[id] = p
+	}
+}
+
+// Position returns (and forgets) where the audio toward session id stood when it last left a
+// room or parking, so that the next writer (e.g. the echo) continues the stream.
+func (m *Manager) Position(id string) (media.Position, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pos[id]
+	delete(m.pos, id)
+	return p, ok
+}
+
+// Forget drops what the Manager remembers of a session that ended.
+func (m *Manager) Forget(id string) {
+	m.mu.Lock()
+	delete(m.pos, id)
+	m.mu.Unlock()
+}
+
+// startPos is where a new writer toward ep starts: after the saved position, or the echo's,
+// or anywhere.
+func (m *Manager) startPos(ep Endpoint, rate uint32) (uint16, uint32) {
+	if p, ok := m.Position(ep.ID()); ok {
+		return p.Next(rate, time.Now())
+	}
+	if p, ok := ep.EchoPosition(); ok {
+		return p.Next(rate, time.Now())
+	}
+	return uint16(rand.Uint32()), rand.Uint32()
 }
 
 // NewManager returns an empty Manager.
@@ -113,7 +153,7 @@ func NewManager(cfg Config) *Manager {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger, rooms: map[string]*Room{}, member: map[string]*Room{}}
+	return &Manager{cfg: cfg, log: cfg.Logger, rooms: map[string]*Room{}, member: map[string]*Room{}, pos: map[string]media.Position{}}
 }
 
 // Room is one SFU room or audio conference.
@@ -454,7 +494,7 @@ func (r *Room) leave(id string) {
 		l.detach()
 		m.emit(r, "stopped_listener", map[string]any{"session_id": id, "publisher_id": pid})
 	}
-	if r.mix != nil && r.mix.remove(id) {
+	if r.mix != nil && r.mix.remove(id, m) {
 		m.emit(r, "stopped_publisher", map[string]any{"session_id": id})
 	}
 }

@@ -33,7 +33,7 @@ func (f *fakeEP) Attach(t media.Tap) error {
 	return nil
 }
 func (f *fakeEP) CallerFormats() ([]media.Format, []media.Format) { return f.audio, nil }
-func (f *fakeEP) CallerReady(bool) bool                            { return true }
+func (f *fakeEP) CallerReady(bool) bool                           { return true }
 func (f *fakeEP) WriteCaller(_ bool, h *rtp.Header, p []byte) error {
 	f.mu.Lock()
 	f.got = append(f.got, *h)
@@ -41,8 +41,9 @@ func (f *fakeEP) WriteCaller(_ bool, h *rtp.Header, p []byte) error {
 	f.mu.Unlock()
 	return nil
 }
-func (f *fakeEP) RequestKeyframe() { f.mu.Lock(); f.kf++; f.mu.Unlock() }
-func (f *fakeEP) KeepAlive()       {}
+func (f *fakeEP) RequestKeyframe()                     { f.mu.Lock(); f.kf++; f.mu.Unlock() }
+func (f *fakeEP) KeepAlive()                           {}
+func (f *fakeEP) EchoPosition() (media.Position, bool) { return media.Position{}, false }
 func (f *fakeEP) Done() <-chan struct{} {
 	return f.done
 }

@@ -426,8 +426,16 @@ type roomState struct {
 	parked    *room.Parked
 }
 
-// leaveRoom takes the session out of its room or parking (on stop or type change).
+// leaveRoom takes a stopping session out of its room or parking.
 func (m *Media) leaveRoom() {
+	m.exitRoom()
+	if rs := m.b.roomsOrNil(); rs != nil {
+		rs.mgr.Forget(m.id)
+	}
+}
+
+// exitRoom takes the session out of its room or parking (type change or stop).
+func (m *Media) exitRoom() {
 	rs := m.b.roomsOrNil()
 	m.mu.Lock()
 	pk := m.room.parked
@@ -544,11 +552,11 @@ func (m *Media) switchType(rs *Rooms, cur string, opts map[string]any) (map[stri
 			return nil, signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s", roomID)
 		}
 	}
-	m.leaveRoom()
+	m.exitRoom()
 	out := map[string]any{}
 	switch to {
 	case signaling.TypeEcho:
-		if err := sess.Attach(nil); err != nil {
+		if err := m.echoAgain(rs, sess); err != nil {
 			return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Cannot switch to echo: %v", err)
 		}
 	case signaling.TypePark:
@@ -582,7 +590,7 @@ func (m *Media) restore(rs *Rooms, cur, oldRoom string) {
 	sess := m.Session()
 	switch cur {
 	case signaling.TypeEcho:
-		_ = sess.Attach(nil)
+		_ = m.echoAgain(rs, sess)
 	case signaling.TypeMCU:
 		if rm, err := rs.mgr.JoinMCU(oldRoom, true, room.Options{}, sess, false); err == nil {
 			m.mu.Lock()
@@ -598,4 +606,14 @@ func (m *Media) restore(rs *Rooms, cur, oldRoom string) {
 			m.mu.Unlock()
 		}
 	}
+}
+
+// echoAgain makes the session an echo again, continuing the audio stream it was hearing.
+func (m *Media) echoAgain(rs *Rooms, sess *media.Session) error {
+	if rs != nil {
+		if pos, ok := rs.mgr.Position(m.id); ok {
+			return sess.Echo(&pos)
+		}
+	}
+	return sess.Echo(nil)
 }

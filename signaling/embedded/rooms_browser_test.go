@@ -391,8 +391,20 @@ func TestBrowserRooms(t *testing.T) {
 			t.Errorf("update reply %v", up)
 		}
 		time.Sleep(300 * time.Millisecond)
-		checkTones(t, "parked 800 Hz moved into the conference", hearIn(ctx, t, p2, all), []float64{500}, []float64{800, 1200, 1700})
+		inConf := hearIn(ctx, t, p2, all)
+		checkTones(t, "parked 800 Hz moved into the conference", inConf, []float64{500}, []float64{800, 1200, 1700})
+		if inConf.Stats.PacketsReceived < r.Stats.PacketsReceived+50 {
+			t.Errorf("packets received %d after the move, %d before: the stream did not continue", inConf.Stats.PacketsReceived, r.Stats.PacketsReceived)
+		}
 		checkTones(t, "conference 500 Hz hears the newcomer", hearIn(ctx, t, p1, all), []float64{800}, []float64{500, 1200, 1700})
+		// mcu -> echo on the same PeerConnection: it hears itself only.
+		evalArg(ctx, t, p2, `() => T.api.send("media", "session", "update", {session_id: T.sid, type: "session_type", session_type: "echo"})`, nil, nil)
+		time.Sleep(800 * time.Millisecond)
+		echo := hearIn(ctx, t, p2, all)
+		checkTones(t, "moved to echo", echo, []float64{800}, []float64{500, 1200, 1700})
+		if echo.Stats.PacketsReceived < inConf.Stats.PacketsReceived+50 {
+			t.Errorf("packets received %d in echo, %d before: the stream did not continue", echo.Stats.PacketsReceived, inConf.Stats.PacketsReceived)
+		}
 		for _, p := range []*browsertest.Page{p1, p2} {
 			eval(ctx, t, p, `T.api.send("media", "session", "stop", {session_id: T.sid})`, nil)
 		}
