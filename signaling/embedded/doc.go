@@ -13,7 +13,8 @@
 //     request's "proxy_type" (or a top-level "sdp_type"), "webrtc" (default) or "rtp".
 //     The far offer carries the caller's caller_name/caller_id/callee_name/callee_id.
 //     set_answer (or an answered call) takes the far side's answer, whose sdp_type must
-//     match, and returns the answer for the caller.
+//     match the far offer's (absent: that kind is assumed), and returns the answer for
+//     the caller.
 //
 // The offer's use_audio, use_video, bitrate and record are the initial media options
 // (for a proxy they apply once the far side answered). update kind "media" takes

@@ -156,9 +156,12 @@ func (m *Media) SetAnswer(ctx context.Context, answer signaling.Desc) (signaling
 	if answer.SDP() == "" {
 		return nil, signaling.MissingField("answer.sdp")
 	}
-	kind, err := kindOf(answer.SDPType(), "answer.sdp_type")
-	if err != nil {
-		return nil, err
+	kind := m.farKind // an answer without sdp_type is of the kind offered
+	if t := answer.String("sdp_type"); t != "" {
+		var err error
+		if kind, err = kindOf(t, "answer.sdp_type"); err != nil {
+			return nil, err
+		}
 	}
 	if kind != m.farKind {
 		return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: answer.sdp_type (the far side's offer was %q, the answer is %q)", m.farKind, kind)
