@@ -258,3 +258,90 @@ func TestMCURTPConference(t *testing.T) {
 	wg.Wait()
 	e.waitIdle("after destroy")
 }
+
+// TestRoomsBadInput: clear errors for bad room requests, and nothing is left behind.
+func TestRoomsBadInput(t *testing.T) {
+	e, rs := newRoomEnv(t)
+	c := dialAPI(t, e, "alice")
+	rtpOffer := func() map[string]any { return map[string]any{"sdp": newRTPPeer(t).sdp(""), "sdp_type": "rtp"} }
+	cases := []struct {
+		what string
+		cmd  string
+		data map[string]any
+		code int
+	}{
+		{"listen without publisher", "session/start", map[string]any{"type": "listen"}, 1047},
+		{"listen unknown publisher", "session/start", map[string]any{"type": "listen", "publisher_id": "nobody"}, 2034},
+		{"listen with an offer", "session/start", map[string]any{"type": "listen", "publisher_id": "x", "offer": rtpOffer()}, 2011},
+		{"publish plain RTP", "session/start", map[string]any{"type": "publish", "offer": rtpOffer()}, 1048},
+		{"publish no offer", "session/start", map[string]any{"type": "publish"}, 2010},
+		{"mcu bad sdp", "session/start", map[string]any{"type": "mcu", "offer": map[string]any{"sdp": "garbage", "sdp_type": "rtp"}}, 1048},
+		{"mcu bad room id", "session/start", map[string]any{"type": "mcu", "room_id": 42, "offer": rtpOffer()}, 1048},
+		{"mcu bad codec", "session/start", map[string]any{"type": "mcu", "audio_codec": "g729", "offer": rtpOffer()}, 1048},
+		{"create bad class", "room/create", map[string]any{"class": "party"}, 1048},
+		{"create no class", "room/create", map[string]any{}, 1047},
+		{"destroy unknown", "room/destroy", map[string]any{"room_id": "nope"}, 2030},
+		{"info unknown", "room/info", map[string]any{"room_id": "nope"}, 2030},
+	}
+	for _, tc := range cases {
+		if _, err := c.media(tc.cmd, tc.data); codeOf(err) != tc.code {
+			t.Errorf("%s: %v, want %d", tc.what, err, tc.code)
+		} else {
+			t.Logf("%s: %v", tc.what, err)
+		}
+	}
+	// An sfu room refuses mcu participants, and the reverse.
+	if _, err := c.media("room/create", map[string]any{"class": "sfu", "room_id": "sfu-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.media("session/start", map[string]any{"type": "mcu", "room_id": "sfu-1", "offer": rtpOffer()}); codeOf(err) != 1045 {
+		t.Errorf("mcu into an sfu room: %v", err)
+	}
+	// session_type errors leave the session as it was (an echo: it still hears itself).
+	p := newRTPPeer(t)
+	res, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.sdp(""), "sdp_type": "rtp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := res["session_id"].(string)
+	p.use(res["answer"].(map[string]any)["sdp"].(string))
+	for _, tc := range []struct {
+		data map[string]any
+		code int
+	}{
+		{map[string]any{"session_type": "bogus"}, 2002},
+		{map[string]any{"session_type": "publish"}, 1045},
+		{map[string]any{"session_type": "mcu", "room_id": "sfu-1"}, 1045},
+		{map[string]any{"session_type": "mcu", "room_id": "missing"}, 2030},
+		{map[string]any{}, 1047},
+	} {
+		tc.data["session_id"] = sid
+		tc.data["type"] = "session_type"
+		if _, err := c.media("session/update", tc.data); codeOf(err) != tc.code {
+			t.Errorf("session_type %v: %v, want %d", tc.data, err, tc.code)
+		}
+	}
+	if _, err := c.media("session/update", map[string]any{"session_id": sid, "type": "listen_switch", "publisher_id": "x"}); codeOf(err) != 1045 {
+		t.Errorf("listen_switch on echo: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); p.sendTone(ctx, 700, 5*time.Second) }()
+	time.Sleep(300 * time.Millisecond)
+	pcm := listenWindow(p, 800*time.Millisecond)
+	cancel()
+	<-done
+	if !hears(pcm, 700) {
+		t.Errorf("echo broken after refused type changes (700 Hz power %.0f)", tonePower(pcm, 700))
+	}
+	if _, err := c.media("session/stop", map[string]any{"session_id": sid}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.media("room/destroy", map[string]any{"room_id": "sfu-1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rs.Manager().List()); n != 0 {
+		t.Errorf("%d rooms left", n)
+	}
+	e.waitIdle("bad input")
+}
