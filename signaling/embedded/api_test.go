@@ -467,3 +467,48 @@ func TestDisconnectReleases(t *testing.T) {
 		t.Errorf("start on a closed engine: %v, want 2001", err)
 	}
 }
+
+// TestHoldByReofferNoTimeout: a proxy call put on hold by a SIP-style re-offer
+// (sendonly) survives silence longer than the media timeout; once resumed,
+// silence stops it with 1005.
+func TestHoldByReofferNoTimeout(t *testing.T) {
+	e := newEnv(t, func(c *media.Config) { c.MediaTimeout = time.Second })
+	c := dialAPI(t, e, "alice")
+	caller, far := newRTPPeer(t), newRTPPeer(t)
+	r, err := c.media("session/start", map[string]any{"type": "proxy", "proxy_type": "rtp",
+		"offer": map[string]any{"sdp": caller.sdp(""), "sdp_type": "rtp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r["session_id"].(string)
+	farOffer, _ := sdpOf(t, r, "offer")
+	far.use(farOffer)
+	r, err = c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.sdp(""), "sdp_type": "rtp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, _ := sdpOf(t, r, "answer")
+	caller.use(ans)
+	m, ok := e.be.Media(id)
+	if !ok {
+		t.Fatal("no media")
+	}
+	if _, err := m.ReofferRTP(media.SideFar, far.sdp("sendonly")); err != nil || !m.Held() {
+		t.Fatalf("hold: %v held %v", err, m.Held())
+	}
+	time.Sleep(2500 * time.Millisecond) // nobody sends anything
+	select {
+	case <-m.Done():
+		t.Fatal("held call stopped by the media timeout")
+	default:
+	}
+	if _, err := m.ReofferRTP(media.SideFar, far.sdp("sendrecv")); err != nil || m.Held() {
+		t.Fatalf("resume: %v held %v", err, m.Held())
+	}
+	ev := c.waitEvent("stop", id, 5*time.Second)
+	if code, _ := ev.Body["code"].(float64); code != signaling.CodeTimeout {
+		t.Errorf("resumed silent call stop %v, want 1005", ev.Body)
+	}
+	t.Logf("stop after resume: %v", ev.Body)
+	e.waitIdle("after timeout")
+}
