@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,7 +27,8 @@ func (f *fakeLoad) Draining() bool     { return f.draining }
 func TestHealthHandler(t *testing.T) {
 	load := &fakeLoad{}
 	cpu := 10.0
-	h := healthHandler(load, HealthConfig{MaxSessions: 3, MaxCPU: 80}, func() float64 { return cpu })
+	logs := &syncBuf{}
+	h := healthHandler(load, HealthConfig{MaxSessions: 3, MaxCPU: 80}, func() float64 { return cpu }, slog.New(slog.NewJSONHandler(logs, nil)))
 	check := func(method string, want int, wantStatus string) {
 		t.Helper()
 		rec := httptest.NewRecorder()
@@ -52,8 +54,12 @@ func TestHealthHandler(t *testing.T) {
 	check("GET", 503, "draining")
 	check("HEAD", 503, "")
 	check("POST", 405, "")
+	// Each change of status is logged once: ok -> overloaded -> ok -> overloaded -> draining.
+	if n := strings.Count(logs.String(), `"msg":"health changed"`); n != 4 || !strings.Contains(logs.String(), `"level":"WARN","msg":"health changed","status":"overloaded"`) {
+		t.Fatalf("health logs (%d):\n%s", n, logs.String())
+	}
 	// Limits off: never 429.
-	h = healthHandler(&fakeLoad{sessions: 1 << 20}, HealthConfig{}, func() float64 { return 100 })
+	h = healthHandler(&fakeLoad{sessions: 1 << 20}, HealthConfig{}, func() float64 { return 100 }, nil)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
 	if rec.Code != 200 {

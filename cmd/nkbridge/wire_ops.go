@@ -34,7 +34,12 @@ type loadSource interface {
 // healthHandler answers /health with a JSON body {status, sessions, calls,
 // cpu}: 503 "draining" once the daemon drains, 429 "overloaded" at or above
 // max_sessions or above max_cpu (percent of all cores), else 200 "ok".
-func healthHandler(core loadSource, cfg HealthConfig, cpu func() float64) http.HandlerFunc {
+// A change of status is logged (warn for overloaded, info otherwise).
+func healthHandler(core loadSource, cfg HealthConfig, cpu func() float64, log *slog.Logger) http.HandlerFunc {
+	var (
+		mu   sync.Mutex
+		last = "ok"
+	)
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -54,6 +59,17 @@ func healthHandler(core loadSource, cfg HealthConfig, cpu func() float64) http.H
 			status, code = "overloaded", http.StatusTooManyRequests
 		case cfg.MaxCPU > 0 && load > cfg.MaxCPU:
 			status, code = "overloaded", http.StatusTooManyRequests
+		}
+		mu.Lock()
+		changed := status != last
+		last = status
+		mu.Unlock()
+		if changed && log != nil {
+			lvl := slog.LevelInfo
+			if status == "overloaded" {
+				lvl = slog.LevelWarn
+			}
+			log.Log(r.Context(), lvl, "health changed", "status", status, "sessions", s, "calls", c, "cpu", load)
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
@@ -123,7 +139,7 @@ func startOps(ctx context.Context, cfg *Config, log *slog.Logger, m *metrics.Met
 	mctx, cancel := context.WithCancel(ctx)
 	mux := http.NewServeMux()
 	mux.Handle(cfg.Metrics.Path, m.Handler())
-	mux.Handle("/health", healthHandler(core, cfg.Health, meter.Percent))
+	mux.Handle("/health", healthHandler(core, cfg.Health, meter.Percent, log))
 	o := &opsServer{cancel: cancel,
 		hs: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
