@@ -100,6 +100,7 @@ type Session struct {
 	recs       [2]*recorder
 	recPaths   []string
 	stopped    bool
+	answering  bool           // a SetAnswer is in progress
 	dtmfCh     chan dtmfEvent // set in activate, before pipes are published
 
 	pipes    atomic.Pointer[[2][2]*pipe]
@@ -399,13 +400,19 @@ func orderLike(codecs []plainrtp.Codec, order []format) []plainrtp.Codec {
 // the caller.
 func (s *Session) SetAnswer(ctx context.Context, far Description) (Description, error) {
 	s.mu.Lock()
-	if s.typ != typeProxy || s.active || s.legs[SideFar] == nil {
+	if s.typ != typeProxy || s.active || s.answering || s.legs[SideFar] == nil {
 		s.mu.Unlock()
 		return Description{}, ErrState
 	}
+	s.answering = true
 	fl, cl := s.legs[SideFar], s.legs[SideCaller]
 	farKind := s.farKind
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.answering = false
+		s.mu.Unlock()
+	}()
 	select {
 	case <-s.done:
 		return Description{}, ErrState

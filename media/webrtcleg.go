@@ -215,15 +215,23 @@ func (l *webrtcLeg) onTrack(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 func (l *webrtcLeg) readTrack(tr *webrtc.TrackRemote) {
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
+	failures := 0
 	for {
 		n, _, err := tr.Read(buf)
 		if err != nil {
 			if errors.Is(err, io.EOF) || l.isClosed() {
 				return
 			}
-			// Unknown payload type and similar per-packet errors: drop the packet.
+			if n > 0 {
+				continue // a packet with an unknown payload type and the like: drop it
+			}
+			if failures++; failures > 100 {
+				l.s.log.Warn("giving up reading a track", "side", l.side, "err", err)
+				return
+			}
 			continue
 		}
+		failures = 0
 		if pkt.Unmarshal(buf[:n]) != nil {
 			continue
 		}
