@@ -289,3 +289,77 @@ func TestJitterBufferDrains(t *testing.T) {
 		t.Errorf("after the burst %d queued, %d drained", j.Len(), j.Drained)
 	}
 }
+
+// BenchmarkMixerTick is one full 20 ms mixer tick for n participants: jitter buffer, decode
+// (Opus at 48 kHz or PCMU upsampled), mix-minus, encode per participant. ns/participant-frame
+// divided into 20 ms gives the share of one core a participant costs.
+func BenchmarkMixerTick(b *testing.B) {
+	for _, name := range []string{codec.Opus, codec.PCMU} {
+		for _, n := range []int{3, 10, 30} {
+			b.Run(name+"/participants="+itoa(n), func(b *testing.B) { benchTick(b, name, n) })
+		}
+	}
+}
+
+func benchTick(b *testing.B, name string, n int) {
+	rate := 8000
+	if name == codec.Opus {
+		rate = Rate
+	}
+	enc, err := codec.NewEncoder(name, rate)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Pre-encoded 1 s of tone per participant, looped.
+	frames := make([][][]byte, n)
+	buf := make([]byte, 1500)
+	for i := range frames {
+		for k := 0; k < 50; k++ {
+			pcm := make([]int16, rate/50)
+			for j := range pcm {
+				pcm[j] = int16(4000 * math.Sin(2*math.Pi*(300+50*float64(i))*float64(k*len(pcm)+j)/float64(rate)))
+			}
+			nb, err := enc.Encode(buf, pcm)
+			if err != nil {
+				b.Fatal(err)
+			}
+			frames[i] = append(frames[i], append([]byte(nil), buf[:nb]...))
+		}
+	}
+	srcs := make([]*Source, n)
+	sinks := make([]*Sink, n)
+	in := make([][]int16, n)
+	out := make([][]int16, n)
+	pcm := make([][]int16, n)
+	for i := range srcs {
+		if srcs[i], err = NewSource(name, 1, 10); err != nil {
+			b.Fatal(err)
+		}
+		if sinks[i], err = NewSink(name); err != nil {
+			b.Fatal(err)
+		}
+		pcm[i] = make([]int16, FrameSamples)
+		out[i] = make([]int16, FrameSamples)
+	}
+	sum := make([]int32, FrameSamples)
+	b.ResetTimer()
+	for t := 0; t < b.N; t++ {
+		for i, s := range srcs {
+			s.Push(Packet{Seq: uint16(t), TS: uint32(t * 960), Payload: frames[i][t%50]})
+			if s.Frame(pcm[i]) {
+				in[i] = pcm[i]
+			} else {
+				in[i] = nil
+			}
+		}
+		Mix(in, out, sum)
+		for i, s := range sinks {
+			if _, err := s.Encode(buf, out[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	per := float64(b.Elapsed().Nanoseconds()) / float64(b.N) / float64(n)
+	b.ReportMetric(per, "ns/participant-frame")
+	b.ReportMetric(20e6/per, "participants/core")
+}
