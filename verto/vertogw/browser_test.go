@@ -431,3 +431,31 @@ func TestBrowserVertoCallsRTPPeerDTMF(t *testing.T) {
 		t.Fatalf("sessions after reload: %v", e.srv.Sessions("alice"))
 	}
 }
+
+// TestBrowserVertoCallsVerto: one Verto client calls another ("verto:" prefix) through a
+// WebRTC⇄WebRTC proxy session: the callee rings with the caller's id, both tones cross, and
+// the callee hangs up. (verto.display of who answered is covered without media, see
+// TestP2PEarlyMediaDTMFHold: the embedded proxy's answer does not carry callee_name/_id.)
+func TestBrowserVertoCallsVerto(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.withAssets()
+	a := e.browser(vertoTone, "/page")
+	b := e.browser(apiTone, "/page")
+	a.vertoLogin("alice")
+	b.vertoLogin("bob")
+	a.vertoCall("verto:bob")
+	b.waitState("ringing")
+	var num string
+	b.eval(`window.call.options.remoteCallerNumber`, &num)
+	if num != "alice" {
+		t.Fatalf("callee shows caller %q", num)
+	}
+	b.eval(`window.call.answer(), true`, nil)
+	a.waitState("active")
+	b.waitState("active")
+	a.hears(swMeasure, apiTone)
+	b.hears(swMeasure, vertoTone)
+	b.eval(`window.call.hangup(), true`, nil)
+	a.waitEnded()
+	e.idle()
+}

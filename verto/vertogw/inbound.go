@@ -319,7 +319,7 @@ func (ib *inbound) CallAnswered(_ string, answer signaling.Desc) {
 		ib.finish(byeError(verto.CauseNormalClearing))
 		return
 	}
-	ib.log.Info("verto call answered")
+	ib.log.Info("verto call answered", "callee_name", answer.String("callee_name"), "callee_id", answer.String("callee_id"))
 	name, number := answer.String("callee_name"), answer.String("callee_id")
 	if name != "" || number != "" {
 		_ = ib.call.Display(name, number)
