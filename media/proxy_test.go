@@ -185,3 +185,62 @@ func TestProxyRTPToWebRTC(t *testing.T) {
 		t.Fatalf("rtp side got %q pts %v", string(peer.te), peer.tePT)
 	}
 }
+
+// TestProxyRTPToRTPConcurrentAnswers: two SetAnswer calls at once — exactly one wins, and the
+// call then carries audio both ways (PCMA caller, PCMU-only far side: transcoded).
+func TestProxyRTPToRTPConcurrentAnswers(t *testing.T) {
+	e := newTestEngine(t, nil)
+	a, b := newRTPPeer(t), newRTPPeer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, farOffer, err := e.StartProxy(ctx, Description{Kind: KindRTP, SDP: a.description(plainrtp.PCMA).String()}, KindRTP, SessionOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	off, _ := plainrtp.ParseSDP([]byte(farOffer.SDP))
+	ans, _ := plainrtp.Answer(off, loopback, b.port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
+	b.use(off)
+	var wg sync.WaitGroup
+	results := make([]error, 2)
+	answers := make([]Description, 2)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i], results[i] = s.SetAnswer(ctx, Description{Kind: KindRTP, SDP: ans.String()})
+		}()
+	}
+	wg.Wait()
+	won := -1
+	for i, err := range results {
+		switch {
+		case err == nil:
+			if won >= 0 {
+				t.Fatal("both SetAnswer calls succeeded")
+			}
+			won = i
+		case err != ErrState:
+			t.Fatalf("losing SetAnswer: %v", err)
+		}
+	}
+	if won < 0 {
+		t.Fatalf("no SetAnswer succeeded: %v", results)
+	}
+	ad, err := plainrtp.ParseSDP([]byte(answers[won].SDP))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := ad.MainCodec(); c.Name != "PCMA" {
+		t.Fatalf("caller answer codec %v (only PCMA was offered)", c)
+	}
+	a.use(ad)
+	bothTones(func() { a.sendTone(ctx, plainrtp.PCMA, 1000, time.Second) }, func() { b.sendTone(ctx, plainrtp.PCMU, 600, time.Second) })
+	pa, _ := a.heard()
+	pb, _ := b.heard()
+	assertTone(t, "PCMA caller", pa, 600, 1000)
+	assertTone(t, "PCMU far", pb, 1000, 600)
+	if st := s.Stats(); st[SideFar].Transcoded < 40 || st[SideCaller].Transcoded < 40 {
+		t.Fatalf("PCMA⇄PCMU must transcode: %+v", st)
+	}
+}
