@@ -33,8 +33,8 @@ window.T = {
     await T.api.login(user, "x");
   },
   // media prepares a PeerConnection with the microphone; codec limits the audio codecs offered.
-  async media(codec) {
-    T.local = await nkb.getUserMedia();
+  async media(codec, video) {
+    T.local = await nkb.getUserMedia(video ? {video: {width: 320, height: 240}} : {});
     T.pc = nkb.newPC();
     T.remote = new MediaStream();
     T.pc.ontrack = (e) => T.remote.addTrack(e.track);
@@ -64,6 +64,14 @@ window.T = {
     await T.pc.setRemoteDescription({type: "offer", sdp});
     await T.pc.setLocalDescription(await T.pc.createAnswer());
     return (await nkb.localSDP(T.pc)).sdp;
+  },
+  // videoIn returns the inbound video counters.
+  async videoIn() {
+    let out = {packets: 0, frames: 0};
+    (await T.pc.getStats()).forEach((r) => {
+      if (r.type === "inbound-rtp" && r.kind === "video") out = {packets: r.packetsReceived || 0, frames: r.framesDecoded || 0};
+    });
+    return out;
   },
   async measure(ms) {
     await nkb.waitFor(() => T.pc.connectionState === "connected", 15000, 50, "connected");
@@ -204,6 +212,44 @@ func TestBrowserAPI(t *testing.T) {
 		// stop releases the engine session.
 		eval(ctx, t, p, `T.api.send("media", "session", "stop", {session_id: T.sid})`, nil)
 		e.waitIdle("echo stopped")
+	})
+
+	// use_video: a camera's video comes back (frames decoded), stops when muted and
+	// returns when unmuted, while the audio goes on.
+	t.Run("echo-video", func(t *testing.T) {
+		e, url := browserEnv(t)
+		p := b1.NewPage(ctx, url)
+		defer p.Close(ctx)
+		eval(ctx, t, p, `async () => {
+			await T.login("alice");
+			await T.media(null, true);
+			const r = await T.api.send("media", "session", "start", {type: "echo", offer: {sdp: await T.offer()}});
+			if (!/m=video [1-9]/.test(r.answer.sdp)) throw new Error("answer refuses video:\n" + r.answer.sdp);
+			await T.pc.setRemoteDescription({type: "answer", sdp: r.answer.sdp});
+			T.sid = r.session_id;
+		}`, nil)
+		type vstat struct{ Packets, Frames int }
+		var v0, v0b, v1, v2, v3 vstat
+		eval(ctx, t, p, `nkb.waitFor(async () => { const v = await T.videoIn(); return v.frames > 10 && v; }, 15000, 100, "video frames")`, &v0)
+		time.Sleep(time.Second)
+		eval(ctx, t, p, `T.videoIn()`, &v0b)
+		if v0b.Frames-v0.Frames < 5 {
+			t.Fatalf("echoed video does not flow: %+v then %+v", v0, v0b)
+		}
+		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", use_video: false})`, nil)
+		time.Sleep(time.Second) // in flight before the update
+		eval(ctx, t, p, `T.videoIn()`, &v1)
+		time.Sleep(1500 * time.Millisecond)
+		eval(ctx, t, p, `T.videoIn()`, &v2)
+		checkBrowserHeard(t, "audio while video muted", measure(ctx, t, p), 1000, 600)
+		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", use_video: true})`, nil)
+		eval(ctx, t, p, `nkb.waitFor(async () => { const v = await T.videoIn(); return v.frames > `+fmt.Sprint(v2.Frames+10)+` && v; }, 10000, 100, "video back")`, &v3)
+		t.Logf("video: %+v -> %+v, muted %+v -> %+v, unmuted %+v", v0, v0b, v1, v2, v3)
+		if v2.Packets-v1.Packets > 5 {
+			t.Errorf("video still flows while muted: %d packets in 1.5 s", v2.Packets-v1.Packets)
+		}
+		eval(ctx, t, p, `T.api.send("media", "session", "stop", {session_id: T.sid})`, nil)
+		e.waitIdle("video echo stopped")
 	})
 
 	t.Run("echo-trickle", func(t *testing.T) {
