@@ -501,7 +501,9 @@ func (m *Media) updateRoom(_ context.Context, kind string, opts map[string]any) 
 		if cur != signaling.TypeMCU {
 			return nil, signaling.Errorf(signaling.CodeInvalidOperation, "mcu_layout is for mcu sessions (this one is %s)", cur)
 		}
-		return nil, signaling.Errorf(signaling.CodeNotImplemented, "mcu_layout: the embedded mcu mixes audio only (no video layouts)")
+		// Accepted, and answered plainly: there is no video to lay out.
+		return map[string]any{"mcu_layout": "audio_only", "video": false,
+			"info": "the embedded mcu mixes audio only: there are no video layouts"}, nil
 	case "session_type":
 		return m.switchType(rs, cur, opts)
 	}
