@@ -92,6 +92,8 @@ type SIPDialer struct {
 	cli *sipgo.Client
 	dua *sipgo.DialogUA
 	pc  net.PacketConn
+	// laddr is pc's address, the source of every request
+	laddr sip.Addr
 
 	mu      sync.Mutex
 	legs    map[string]*sipLeg // by Call-ID
@@ -167,6 +169,7 @@ func NewSIPDialer(cfg SIPDialerConfig) (*SIPDialer, error) {
 		}
 		return nil, err
 	}
+	d.laddr = sip.Addr{IP: laddr.IP, Port: laddr.Port, Hostname: laddr.IP.String()}
 	d.dua = &sipgo.DialogUA{Client: d.cli, ContactHDR: sip.ContactHeader{
 		Address: sip.Uri{Scheme: "sip", User: "nkbridge", Host: laddr.IP.String(), Port: laddr.Port}}}
 	d.srv.OnBye(d.fromFS(d.onBye))
@@ -447,7 +450,20 @@ func (l *sipLeg) bye() {
 	defer l.d.sending.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	if err := l.dlg.Bye(ctx); err != nil {
+	res := l.dlg.InviteResponse
+	if res == nil {
+		return
+	}
+	to := l.dlg.InviteRequest.Recipient
+	if c := res.Contact(); c != nil {
+		to = c.Address
+	}
+	bye := sip.NewRequest(sip.BYE, *to.Clone())
+	bye.SetTransport(l.dlg.InviteRequest.Transport())
+	// From the listening socket: without a local address sipgo may open (and leak) an
+	// extra socket for in-dialog requests.
+	bye.Laddr = l.d.laddr
+	if err := l.dlg.WriteBye(ctx, bye); err != nil {
 		l.d.log.Debug("fsbridge: BYE to FreeSWITCH failed", "session_id", l.sid, "err", err)
 	}
 }

@@ -50,12 +50,13 @@ type SIPAgent struct {
 	opts SIPOptions
 	log  *slog.Logger
 
-	ua   *sipgo.UserAgent
-	srv  *sipgo.Server
-	cli  *sipgo.Client
-	dua  *sipgo.DialogUA
-	pc   net.PacketConn
-	addr string
+	ua    *sipgo.UserAgent
+	srv   *sipgo.Server
+	cli   *sipgo.Client
+	dua   *sipgo.DialogUA
+	pc    net.PacketConn
+	addr  string
+	laddr sip.Addr
 
 	mu      sync.Mutex
 	calls   map[string]*sipCall                   // by Call-ID
@@ -133,8 +134,10 @@ func StartSIP(fs *Server, opts SIPOptions) (*SIPAgent, error) {
 	}
 	a.addr = a.pc.LocalAddr().String()
 	port := a.pc.LocalAddr().(*net.UDPAddr).Port
+	ip := a.pc.LocalAddr().(*net.UDPAddr).IP
+	a.laddr = sip.Addr{IP: ip, Port: port, Hostname: ip.String()}
 	a.dua = &sipgo.DialogUA{Client: a.cli, ContactHDR: sip.ContactHeader{
-		Address: sip.Uri{Scheme: "sip", User: "mod_sofia", Host: "127.0.0.1", Port: port}}}
+		Address: sip.Uri{Scheme: "sip", User: "mod_sofia", Host: ip.String(), Port: port}}}
 	a.srv.OnInvite(a.onInvite)
 	a.srv.OnAck(a.onAck)
 	a.srv.OnBye(a.onBye)
@@ -394,7 +397,10 @@ func (a *SIPAgent) onChannelHangup(ch Channel, _ string) {
 		defer a.byeWG.Done()
 		ctx, cancel := context.WithTimeout(a.ctx, 5*time.Second)
 		defer cancel()
-		if err := c.dlg.Bye(ctx); err != nil {
+		bye := sip.NewRequest(sip.BYE, c.dlg.InviteRequest.Contact().Address)
+		bye.SetTransport(c.dlg.InviteRequest.Transport())
+		bye.Laddr = a.laddr // the listening socket (else sipgo may open and leak another)
+		if err := c.dlg.WriteBye(ctx, bye); err != nil {
 			a.log.Debug("fakefs sip: BYE failed", "err", err)
 		}
 	}()
