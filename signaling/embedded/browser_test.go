@@ -73,6 +73,13 @@ window.T = {
     });
     return out;
   },
+  // videoOutKbps measures the video send rate over ms.
+  async videoOutKbps(ms) {
+    const sent = async () => { let b = 0; (await T.pc.getStats()).forEach((r) => { if (r.type === "outbound-rtp" && r.kind === "video") b = r.bytesSent; }); return b; };
+    const b0 = await sent();
+    await nkb.sleep(ms);
+    return ((await sent()) - b0) * 8 / ms;
+  },
   async measure(ms) {
     await nkb.waitFor(() => T.pc.connectionState === "connected", 15000, 50, "connected");
     if (!T.playing) { nkb.playRemote(T.remote); T.playing = true; await nkb.sleep(500); }
@@ -247,6 +254,16 @@ func TestBrowserAPI(t *testing.T) {
 		t.Logf("video: %+v -> %+v, muted %+v -> %+v, unmuted %+v", v0, v0b, v1, v2, v3)
 		if v2.Packets-v1.Packets > 5 {
 			t.Errorf("video still flows while muted: %d packets in 1.5 s", v2.Packets-v1.Packets)
+		}
+		// bitrate: a cap sent to the browser's sender (REMB) brings its video rate down.
+		var before, after float64
+		eval(ctx, t, p, `T.videoOutKbps(2000)`, &before)
+		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", bitrate: 60000})`, nil)
+		time.Sleep(3 * time.Second)
+		eval(ctx, t, p, `T.videoOutKbps(2000)`, &after)
+		t.Logf("video send rate %.0f kbps, after bitrate 60000: %.0f kbps", before, after)
+		if after > 90 || (before > 120 && after > 0.6*before) {
+			t.Errorf("bitrate cap not applied: %.0f kbps before, %.0f kbps after a 60 kbps cap", before, after)
 		}
 		eval(ctx, t, p, `T.api.send("media", "session", "stop", {session_id: T.sid})`, nil)
 		e.waitIdle("video echo stopped")
