@@ -108,6 +108,11 @@ func LoadWAV(path string) ([]int16, error) {
 	if len(data) > 50<<20 {
 		return nil, errors.New("room: WAV file too large")
 	}
+	return ParseWAV(data)
+}
+
+// ParseWAV decodes a 16-bit PCM WAV (mono or stereo, 8-48 kHz) to mono PCM at 48 kHz.
+func ParseWAV(data []byte) ([]int16, error) {
 	if len(data) < 12 || string(data[0:4]) != "RIFF" || string(data[8:12]) != "WAVE" {
 		return nil, errors.New("room: not a WAV file")
 	}
@@ -115,11 +120,12 @@ func LoadWAV(path string) ([]int16, error) {
 	var pcm []byte
 	for off := 12; off+8 <= len(data); {
 		id := string(data[off : off+4])
-		n := int(binary.LittleEndian.Uint32(data[off+4:]))
+		n64 := int64(binary.LittleEndian.Uint32(data[off+4:]))
 		body := data[off+8:]
-		if n > len(body) {
-			n = len(body)
+		if n64 > int64(len(body)) {
+			n64 = int64(len(body))
 		}
+		n := int(n64)
 		switch id {
 		case "fmt ":
 			if n < 16 {
@@ -140,6 +146,9 @@ func LoadWAV(path string) ([]int16, error) {
 		return nil, fmt.Errorf("room: unsupported WAV (want 16-bit PCM, 1-2 channels, 8-48 kHz; got %d bits, %d ch, %d Hz)", bits, channels, rate)
 	}
 	frames := len(pcm) / (2 * channels)
+	if frames == 0 {
+		return nil, errors.New("room: WAV has no audio")
+	}
 	mono := make([]int16, frames)
 	for i := range mono {
 		mono[i] = int16(binary.LittleEndian.Uint16(pcm[i*2*channels:]))
