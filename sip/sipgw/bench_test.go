@@ -236,4 +236,3 @@ func stats(v []float64) (mean, p99, worst float64) {
 	}
 	return sum / float64(len(v)), v[(len(v)*99)/100], v[len(v)-1]
 }
-
