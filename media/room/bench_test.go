@@ -27,7 +27,7 @@ func (quiet) NewLogger(string) logging.LeveledLogger {
 }
 
 // benchPC is a loopback-only pion peer with Opus.
-func benchPC(b *testing.B) *webrtc.PeerConnection {
+func benchPC(b testing.TB) *webrtc.PeerConnection {
 	var se webrtc.SettingEngine
 	se.LoggerFactory = quiet{}
 	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
@@ -39,6 +39,10 @@ func benchPC(b *testing.B) *webrtc.PeerConnection {
 		ClockRate: 48000, Channels: 2}, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
 		b.Fatal(err)
 	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8,
+		ClockRate: 90000, RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}}}, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
+		b.Fatal(err)
+	}
 	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		b.Fatal(err)
@@ -47,7 +51,7 @@ func benchPC(b *testing.B) *webrtc.PeerConnection {
 	return pc
 }
 
-func gathered(b *testing.B, pc *webrtc.PeerConnection, d webrtc.SessionDescription) string {
+func gathered(b testing.TB, pc *webrtc.PeerConnection, d webrtc.SessionDescription) string {
 	done := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(d); err != nil {
 		b.Fatal(err)
