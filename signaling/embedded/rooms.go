@@ -1,5 +1,30 @@
 package embedded
 
+// Rooms on the embedded engine (enabled with Backend.EnableRooms):
+//
+//   - publish {offer, room_id?, record?}: a WebRTC sender (audio, video) into an SFU room
+//     (created when room_id is absent; 2030 for an unknown one unless CreateMissing). Reply
+//     {answer, room_id}. record: true records the publisher's audio (WAV, record_paths in
+//     media/session/info).
+//   - listen {publisher_id, room_id?}: nkbridge's offer (the publisher's codecs); set_answer
+//     completes it. update listen_switch {publisher_id} moves it to another publisher of the
+//     room on the same PeerConnection (sequence numbers and timestamps continue). Listeners stop
+//     with 2036 when their publisher leaves; their PLIs reach the publisher.
+//   - park {offer}: the caller hears silence (or RoomsConfig.ParkFile looped); what it sends
+//     is dropped.
+//   - mcu {offer, room_id?, record?, audio_codec?, bitrate?}: an audio conference: everyone
+//     hears the others (48 kHz mix, 20 ms), never themselves, in their own codec. Mute with
+//     update media use_audio false. Talk detection: media/room/talking {session_id, talking}.
+//     record: true records the room's mix (8 kHz WAV, record_paths in media/room/info).
+//     update mcu_layout is accepted and answers {mcu_layout: "audio_only", video: false}.
+//   - update session_type {session_type: echo|park|mcu, room_id?} moves a live echo, park or
+//     mcu session between those types without renegotiating; the reply carries room_id for mcu.
+//
+// Room events (media/room/<type>, obj_id = room id): started, destroyed, started_publisher,
+// stopped_publisher (mcu participants count as publishers), started_listener,
+// stopped_listener, talking. An empty room is destroyed after RoomsConfig.EmptyGrace;
+// media/room/destroy stops its sessions with 2032.
+
 import (
 	"context"
 	"errors"
@@ -74,6 +99,9 @@ func (b *Backend) EnableRooms(cfg RoomsConfig) (*Rooms, error) {
 	b.mu.Unlock()
 	return r, nil
 }
+
+// Rooms returns the Backend's rooms (nil until EnableRooms).
+func (b *Backend) Rooms() *Rooms { return b.roomsOrNil() }
 
 // SetEventSink sets where room events go.
 func (r *Rooms) SetEventSink(f func(signaling.Event)) {
