@@ -4,10 +4,12 @@ package signaling
 // Core calls it outside its lock; methods must be quick, must not block and
 // must not call back into the Core. Options.Observer nil: nobody is told.
 type Observer interface {
-	// SessionStarted: a session of type typ was created on backend ("" for p2p).
-	SessionStarted(typ, backend string)
-	// SessionStopped: a session of type typ ended with code (after it started).
-	SessionStopped(typ string, code int)
+	// SessionStarted: session id of type typ was created on backend ("" for p2p).
+	SessionStarted(id, typ, backend string)
+	// SessionStopped: session id of type typ ended with code (after it started).
+	// It is called before the session's media is released, so the backend
+	// can still be asked for its figures.
+	SessionStopped(id, typ string, code int)
 	// CallStarted: a call to target type typ ("user", "sip", ... or "") was registered.
 	CallStarted(typ string)
 	// CallAnswered: an invitee accepted the call.

@@ -21,8 +21,16 @@ func (r *recObserver) take() []string {
 	r.got = nil
 	return g
 }
-func (r *recObserver) SessionStarted(typ, backend string) { r.add("session+" + typ + "/" + backend) }
-func (r *recObserver) SessionStopped(typ string, code int) {
+func (r *recObserver) SessionStarted(id, typ, backend string) {
+	if id == "" {
+		r.add("no id")
+	}
+	r.add("session+" + typ + "/" + backend)
+}
+func (r *recObserver) SessionStopped(id, typ string, code int) {
+	if id == "" {
+		r.add("no id")
+	}
 	r.add("session-" + typ + "/" + CodeName(code))
 }
 func (r *recObserver) CallStarted(typ string)  { r.add("call+" + typ) }

@@ -148,7 +148,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 		c.mu.Unlock()
 		s.log.Info("session started")
 		if c.obs != nil {
-			c.obs.SessionStarted(s.typ, "")
+			c.obs.SessionStarted(s.id, s.typ, "")
 		}
 		return SessionResult{SessionID: s.id}, nil
 	}
@@ -190,7 +190,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	c.mu.Unlock()
 	s.log.Info("session started", "backend", bname)
 	if c.obs != nil {
-		c.obs.SessionStarted(s.typ, bname)
+		c.obs.SessionStarted(s.id, s.typ, bname)
 	}
 	return SessionResult{SessionID: s.id, Answer: res.Answer, Offer: res.Offer, RoomID: res.RoomID}, nil
 }
@@ -268,7 +268,7 @@ func (c *Core) StopSession(id string, err *Error) error {
 		s.log.Info("session stopped", "code", err.Code, "reason", err.Text)
 	}
 	if started && c.obs != nil {
-		c.obs.SessionStopped(s.typ, err.Code)
+		c.obs.SessionStopped(s.id, s.typ, err.Code)
 	}
 	if media != nil {
 		media.Stop(err)

@@ -137,6 +137,13 @@ func TestDemoPageBrowser(t *testing.T) {
 	}
 	alice.click("#echo-stop")
 	alice.wait(`demo.echo === null && Number(document.getElementById("echo-level").value) === 0`, "echo stopped")
+	// The echo's RTP, counted when it stopped: several seconds of 20 ms packets each way.
+	echoed := d.scrape()
+	in := echoed[`nkbridge_rtp_packets_total{direction="in"}`] - before[`nkbridge_rtp_packets_total{direction="in"}`]
+	out := echoed[`nkbridge_rtp_packets_total{direction="out"}`] - before[`nkbridge_rtp_packets_total{direction="out"}`]
+	if in < 100 || out < 0.8*in || out > 1.2*in {
+		t.Errorf("echo RTP packets in %v out %v", in, out)
+	}
 
 	// Call alice -> bob; bob's page rings, bob accepts.
 	alice.set("call-type", "user")
@@ -299,4 +306,8 @@ func TestDemoPageCallsSIP(t *testing.T) {
 		`nkbridge_calls_answered_total{target="sip"}`:                   1,
 		`nkbridge_calls_ended_total{outcome="answered",target="sip"}`:   1,
 	})
+	// Two proxy sessions, each with a WebRTC and an RTP leg, for several seconds.
+	if in := after[`nkbridge_rtp_packets_total{direction="in"}`] - before[`nkbridge_rtp_packets_total{direction="in"}`]; in < 200 {
+		t.Errorf("RTP packets in moved by %v", in)
+	}
 }

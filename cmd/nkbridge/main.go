@@ -175,7 +175,7 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		Logger: log, Bus: bus, Backends: backends,
 		WaitTimeout: cfg.Sessions.WaitTimeout, ReadyTimeout: cfg.Sessions.ReadyTimeout,
 		RingTime: cfg.Calls.RingTime, MaxRingTime: cfg.Calls.MaxRingTime,
-		Observer: mets,
+		Observer: coreObserver{mets, backends}, // wire_ops.go
 	})
 	var page http.Handler
 	if cfg.Demo.Enabled {

@@ -59,6 +59,12 @@ func (m *MediaMetrics) RTP(direction string, packets, bytes uint64) {
 	m.bytes.WithLabelValues(d).Add(float64(bytes))
 }
 
+// RTPPackets adds packets in direction "in" or "out" (for sources that
+// count no bytes).
+func (m *MediaMetrics) RTPPackets(direction string, packets uint64) {
+	m.packets.WithLabelValues(dir(direction)).Add(float64(packets))
+}
+
 // Lost adds lost packets.
 func (m *MediaMetrics) Lost(packets uint64) { m.lost.Add(float64(packets)) }
 

@@ -87,12 +87,12 @@ func (m *Metrics) Handler() http.Handler {
 var _ signaling.Observer = (*Metrics)(nil)
 
 // SessionStarted implements signaling.Observer.
-func (m *Metrics) SessionStarted(typ, backend string) {
+func (m *Metrics) SessionStarted(_, typ, backend string) {
 	m.sessionsStarted.WithLabelValues(typ, backend).Inc()
 }
 
 // SessionStopped implements signaling.Observer.
-func (m *Metrics) SessionStopped(typ string, code int) {
+func (m *Metrics) SessionStopped(_, typ string, code int) {
 	m.sessionsStopped.WithLabelValues(typ, strconv.Itoa(code)).Inc()
 }
 

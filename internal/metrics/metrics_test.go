@@ -45,9 +45,9 @@ func parse(t *testing.T, r io.Reader) map[string]float64 {
 func TestCountersAndGauges(t *testing.T) {
 	m := metrics.New()
 	var obs signaling.Observer = m
-	obs.SessionStarted("p2p", "")
-	obs.SessionStarted("echo", "media")
-	obs.SessionStopped("echo", 1013)
+	obs.SessionStarted("s1", "p2p", "")
+	obs.SessionStarted("s2", "echo", "media")
+	obs.SessionStopped("s2", "echo", 1013)
 	obs.CallStarted("user")
 	obs.CallStarted("x-evil-type-from-the-network")
 	obs.CallStarted("")
@@ -79,6 +79,7 @@ func TestCountersAndGauges(t *testing.T) {
 	med.RTP("in", 50, 8000)
 	med.RTP("out", 49, 7840)
 	med.RTP("in", 1, 160)
+	med.RTPPackets("out", 1)
 	med.Lost(2)
 	med.Jitter(0.004)
 	med.GaugesFunc("media", func() metrics.MediaGauges { return metrics.MediaGauges{Sessions: 4, Transcoding: 1, RTPPorts: 2} })
@@ -117,6 +118,7 @@ func TestCountersAndGauges(t *testing.T) {
 		`nkbridge_sip_registrations`:                                               3,
 		`nkbridge_rtp_packets_total{direction="in"}`:                               51,
 		`nkbridge_rtp_bytes_total{direction="out"}`:                                7840,
+		`nkbridge_rtp_packets_total{direction="out"}`:                              50,
 		`nkbridge_rtp_packets_lost_total`:                                          2,
 		`nkbridge_rtp_jitter_seconds_count`:                                        1,
 		`nkbridge_rtp_jitter_seconds_bucket{le="0.005"}`:                           1,
