@@ -171,6 +171,8 @@ type Room struct {
 	lists map[string]*listener
 	// mcu
 	mix *mixRoom
+	// sfu: the keep-alive loop of receive-only listeners
+	stopKA chan struct{}
 }
 
 func (m *Manager) emit(r *Room, typ string, body map[string]any) {
@@ -232,6 +234,10 @@ func (m *Manager) create(class, id string, o Options) (*Room, error) {
 			return nil, err
 		}
 		r.mix = mr
+	} else {
+		r.stopKA = make(chan struct{})
+		m.wg.Add(1)
+		go r.keepListenersAlive()
 	}
 	m.rooms[id] = r
 	m.log.Info("room started", "room_id", id, "class", class)
@@ -375,6 +381,9 @@ func (m *Manager) Destroy(id string) error {
 	}
 	r.mu.Lock()
 	r.destroyed = true
+	if r.stopKA != nil {
+		close(r.stopKA)
+	}
 	if r.empty != nil {
 		r.empty.Stop()
 	}
@@ -506,5 +515,32 @@ func ctxDone(ctx context.Context) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// keepListenersAlive marks every listener alive every few seconds: listeners only receive, so
+// the media timeout must not stop them while their publisher is silent (a dead listener is
+// still caught by ICE).
+func (r *Room) keepListenersAlive() {
+	defer r.m.wg.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopKA:
+			return
+		case <-t.C:
+		}
+		r.mu.Lock()
+		eps := make([]Endpoint, 0, len(r.lists))
+		for _, l := range r.lists {
+			if l.ep != nil {
+				eps = append(eps, l.ep)
+			}
+		}
+		r.mu.Unlock()
+		for _, ep := range eps {
+			ep.KeepAlive()
+		}
 	}
 }
