@@ -279,8 +279,8 @@ func TestBrowserVertoCallsAPIUser(t *testing.T) {
 	a.waitFor(`window.answeredCall`, 10*time.Second)
 	v.hears(swMeasure, apiTone)
 	a.hears(apiMeasure, vertoTone)
-	if e.emb.Sessions() != 1 {
-		t.Fatalf("want one proxy session, engine has %d", e.emb.Sessions())
+	if e.emb.Sessions() != 2 { // the page's leg and the call's session, joined by the relay
+		t.Fatalf("want two proxy sessions, engine has %d", e.emb.Sessions())
 	}
 	var inv struct {
 		CallerName string `json:"caller_name"`
@@ -396,8 +396,9 @@ func TestBrowserVertoIsCalled(t *testing.T) {
 }
 
 // TestBrowserVertoCallsRTPPeerDTMF: a Verto client calls "sip:…", which reaches a plain-RTP
-// phone through a WebRTC⇄RTP proxy session (Opus⇄PCMU): both tones cross, and the client's
-// verto.info DTMF arrives at the phone as RFC 4733 telephone-events.
+// phone through the media engine (Opus⇄PCMU): both tones cross, the client's verto.info DTMF
+// arrives at the phone as RFC 4733 telephone-events, and the call survives a page reload
+// (verto.attach) with audio and DTMF working again.
 func TestBrowserVertoCallsRTPPeerDTMF(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	peer := newRTPPeer(t, apiTone)
@@ -418,18 +419,41 @@ func TestBrowserVertoCallsRTPPeerDTMF(t *testing.T) {
 	}
 	eventually(t, "RFC 4733 digits at the RTP phone", 10*time.Second, func() bool { return peer.gotDigits() == "15#" })
 
-	// The page reloads: the engine cannot give the call a new WebRTC leg, so the call ends
-	// (the far side gets the hangup) and the new page logs in normally.
+	// The page reloads: the call survives. The new page logs in with the same sessid, gets
+	// verto.attach with a new server offer, and both tones cross again; DTMF still arrives.
+	var callID string
+	v.eval(`window.call.id`, &callID)
 	if err := v.page.Goto(v.ctx, e.ts.URL+"/page"); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the phone hung up", 10*time.Second, func() bool { return len(peer.hangupCodes()) == 1 })
-	t.Logf("far side hangup codes after reload: %v", peer.hangupCodes())
-	e.idle()
-	v.vertoLogin("alice")
-	if len(e.srv.Sessions("alice")) != 1 {
-		t.Fatalf("sessions after reload: %v", e.srv.Sessions("alice"))
+	if again := v.vertoLogin("alice"); again == "" {
+		t.Fatal("no sessid after reload")
 	}
+	v.waitState("active")
+	var again string
+	v.eval(`window.call.id`, &again)
+	if again != callID {
+		t.Fatalf("re-attached call %q, want %q", again, callID)
+	}
+	if codes := peer.hangupCodes(); len(codes) != 0 {
+		t.Fatalf("the phone was hung up by the reload: %v", codes)
+	}
+	v.hears(swMeasure, apiTone)
+	peer.mu.Lock()
+	peer.pcm = nil
+	peer.mu.Unlock()
+	eventually(t, "the RTP phone hears the Verto tone again", 10*time.Second, func() bool {
+		f, r, _ := peer.heard(vertoTone, apiTone, 1000)
+		return f == vertoTone && r > 0.5
+	})
+	v.eval(`window.call.dtmf("7"), true`, nil)
+	eventually(t, "DTMF after re-attach", 10*time.Second, func() bool { return peer.gotDigits() == "15#7" })
+	v.eval(`window.call.hangup(), true`, nil)
+	eventually(t, "the phone hung up", 10*time.Second, func() bool { return len(peer.hangupCodes()) == 1 })
+	if codes := peer.hangupCodes(); codes[0] != 2130 {
+		t.Fatalf("phone hangup %v, want 2130", codes)
+	}
+	e.idle()
 }
 
 // TestBrowserVertoCallsVerto: one Verto client calls another ("verto:" prefix) through a

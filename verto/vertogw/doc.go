@@ -19,15 +19,18 @@
 //
 // Re-attach after a page reload (verto.attach) needs a fresh server offer for the new page's
 // PeerConnection. The embedded media engine can neither re-offer a WebRTC leg of a session nor
-// keep a session whose WebRTC peer closed DTLS (it stops it, "Peer closed the media"), so:
+// keep a session whose WebRTC peer closed DTLS (it stops it, "Peer closed the media"). The
+// gateway therefore never ties a call's far side to the page's WebRTC leg (relay.go):
 //
-//   - echo calls are re-attached with new media: a proxy session whose far side is the new page
-//     (the engine's offer goes out in verto.attach) and whose other side is a plain-RTP
-//     reflector on 127.0.0.1 in this package, so the page hears itself again (reattach.go);
-//   - routed calls (to users, SIP, Verto) are not kept: their far side is bound to the old
-//     session, so when the page goes the call ends cleanly (DESTINATION_OUT_OF_ORDER before
-//     the answer; after it the far side gets the hangup, 2026 or 2130) and the reloaded page
-//     logs in again with nothing left behind. Keeping them needs, in package media, a WebRTC
-//     re-offer on an existing session and a grace in which a closed WebRTC leg does not stop
-//     the session; the verto package's Recoverable side is ready for it.
+//   - a routed call uses two proxy sessions joined by a plain-RTP relay on 127.0.0.1: the
+//     page's leg session (WebRTC ⇄ RTP, the page's codec passed through) and the call's
+//     session (RTP ⇄ the far side, linked to the router's call). When the page goes the leg
+//     ends and the call waits; on re-attach a new leg session offers to the new page
+//     (verto.attach) and is joined to the same relay port;
+//   - an echo call is re-attached with new media: a proxy session offering to the new page
+//     whose other side is a plain-RTP reflector (reattach.go).
+//
+// The cost is one more engine session (and two loopback RTP sockets) per routed call. Calls
+// not answered yet are not kept (DESTINATION_OUT_OF_ORDER, as mod_verto), nor calls without a
+// media backend (p2p) or of other extensions (park, conferences: their backend owns the leg).
 package vertogw

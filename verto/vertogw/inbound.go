@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/verto"
 )
@@ -37,8 +38,9 @@ func (g *Gateway) HandleInvite(_ context.Context, inv verto.Invite, call *verto.
 		done: make(chan struct{}),
 	}
 	ib.dtmf = newDTMFQueue(&g.wg)
+	ib.relayed = g.canRelay(route)
 	var events verto.CallEvents = ib
-	if g.canRecover(route) {
+	if g.canRecover(route) || ib.relayed {
 		ib.recover, ib.detachCh = true, make(chan struct{})
 		events = recoverableInbound{ib}
 	}
@@ -76,6 +78,13 @@ type inbound struct {
 	detached bool
 	detachCh chan struct{} // closed when the client's socket goes
 	refl     *reflector    // the echo of a re-attached call
+
+	// Relayed routed calls (relay.go).
+	relayed    bool
+	legID      string // the page's leg session
+	relay      *relay
+	legCodecs  []plainrtp.Codec
+	pageAnswer string // the leg session's answer for the page
 }
 
 func (ib *inbound) run() {
@@ -110,7 +119,13 @@ func (ib *inbound) run() {
 			req.Type, req.Options = signaling.TypeP2P, nil
 		}
 	}
-	res, err := ib.g.core.StartSession(ctx, req)
+	var res signaling.SessionResult
+	var err error
+	if ib.relayed {
+		res.SessionID, err = ib.startRelayed(ctx, offer, req.Options["proxy_type"].(string))
+	} else {
+		res, err = ib.g.core.StartSession(ctx, req)
+	}
 	if err != nil {
 		ib.fail(err)
 		return
@@ -184,7 +199,8 @@ func (ib *inbound) finish(err *signaling.Error) {
 	ib.mu.Lock()
 	ib.ended = true
 	sid, callID, unsub, refl := ib.sessionID, ib.callID, ib.unsub, ib.refl
-	ib.unsub, ib.refl = nil, nil
+	leg, rl := ib.legID, ib.relay
+	ib.unsub, ib.refl, ib.legID = nil, nil, ""
 	select {
 	case <-ib.done:
 		ib.mu.Unlock()
@@ -198,6 +214,14 @@ func (ib *inbound) finish(err *signaling.Error) {
 	}
 	if refl != nil {
 		defer refl.close()
+	}
+	if rl != nil {
+		defer rl.close()
+	}
+	if leg != "" {
+		defer func() {
+			_ = ib.g.core.StopSession(leg, signaling.Errorf(signaling.CodeSessionStop, "Verto call ended"))
+		}()
 	}
 	if err != nil {
 		if callID != "" {
@@ -231,7 +255,8 @@ func (ib *inbound) sessionStopped(sid string, body map[string]any) {
 	}
 	reason, _ := body["reason"].(string)
 	ib.mu.Lock()
-	current, recover, detachCh := sid == ib.sessionID, ib.recover, ib.detachCh
+	isLeg := ib.legID != "" && sid == ib.legID
+	current, recover, detachCh := sid == ib.sessionID || isLeg, ib.recover, ib.detachCh
 	ib.mu.Unlock()
 	if !current {
 		return // a session the call has already left (re-attach)
@@ -243,6 +268,10 @@ func (ib *inbound) sessionStopped(sid string, body map[string]any) {
 	cause := causeOf(signaling.Errorf(int(code), "%s", reason), ib.route.CallType)
 	ib.log.Info("verto call's session stopped", "code", int(code), "reason", reason, "cause", cause.Name)
 	_ = ib.call.Hangup(cause)
+	if isLeg { // the page's leg went for good: the call it fed ends too
+		ib.finish(signaling.Errorf(int(code), "%s", reason))
+		return
+	}
 	ib.finish(nil)
 }
 
@@ -298,6 +327,19 @@ func (ib *inbound) CallRinging(_ string, answer signaling.Desc) {
 	ib.mu.Lock()
 	p2p, sid := ib.p2p, ib.sessionID
 	ib.mu.Unlock()
+	if ib.relayed {
+		info, err := ib.g.core.SessionInfo(sid)
+		if err != nil || info["state"] != "ready" || ib.farAnswered(sdp) != nil {
+			return
+		}
+		ib.mu.Lock()
+		sdp = ib.pageAnswer
+		ib.mu.Unlock()
+		if err := ib.call.Early(sdp); err == nil {
+			ib.log.Info("verto early media sent")
+		}
+		return
+	}
 	// Without media in between the early answer is the far side's, usable as it is. Through a
 	// proxy session it is usable only once the invitee has applied it to the session (SIP 183:
 	// the session is then ready and the answer is the session's answer for the client); a far
@@ -314,7 +356,19 @@ func (ib *inbound) CallRinging(_ string, answer signaling.Desc) {
 }
 
 func (ib *inbound) CallAnswered(_ string, answer signaling.Desc) {
-	if err := ib.call.Answer(answer.SDP()); err != nil {
+	sdp := answer.SDP()
+	if ib.relayed {
+		if err := ib.farAnswered(sdp); err != nil {
+			ib.log.Info("verto call's far answer unusable", "err", err)
+			ib.finish(signaling.Errorf(signaling.CodeInternalError, "Relay: %v", err))
+			_ = ib.call.Hangup(verto.CauseIncompatibleDestination)
+			return
+		}
+		ib.mu.Lock()
+		sdp = ib.pageAnswer
+		ib.mu.Unlock()
+	}
+	if err := ib.call.Answer(sdp); err != nil {
 		ib.log.Info("verto answer not sent", "err", err)
 		ib.finish(byeError(verto.CauseNormalClearing))
 		return

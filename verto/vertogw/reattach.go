@@ -20,8 +20,8 @@ import (
 // media engine cannot re-offer a WebRTC leg of a session, so a re-attached echo call gets a
 // new session in which the server offers: a proxy whose far side is the page (WebRTC, the
 // engine's offer goes out in verto.attach) and whose caller side is a plain-RTP reflector in
-// this package sending every packet back, so the page hears itself again. Routed calls cannot
-// do this (their far side is bound to the old session), see the package documentation.
+// this package sending every packet back, so the page hears itself again. Routed calls are
+// relayed from the start instead (relay.go).
 
 // detachWait is how long a session stop that looks like the page going ("peer closed the
 // media") waits for the Verto socket's loss before it ends the call.
@@ -30,6 +30,15 @@ const detachWait = 3 * time.Second
 // canRecover: echo extension calls survive a reconnect when a proxy backend is there.
 func (g *Gateway) canRecover(r Route) bool {
 	if r.SessionType != signaling.TypeEcho {
+		return false
+	}
+	_, _, err := g.core.Backends().Lookup(signaling.TypeProxy, "")
+	return err == nil
+}
+
+// canRelay: routed calls are relayed (and so survive a reconnect) when a proxy backend is there.
+func (g *Gateway) canRelay(r Route) bool {
+	if r.IsExtension() {
 		return false
 	}
 	_, _, err := g.core.Backends().Lookup(signaling.TypeProxy, "")
@@ -78,12 +87,19 @@ func (r recoverableInbound) Detached() {
 	}
 	ib.mu.Unlock()
 	ib.log.Info("verto call detached, waiting for re-attach")
+	if ib.relayed {
+		ib.leaveLeg("Verto client detached")
+		return
+	}
 	ib.leaveSession("Verto client detached")
 }
 
 // ReattachOffer starts the call's new media and returns the engine's offer for the new page.
 func (r recoverableInbound) ReattachOffer(ctx context.Context) (string, error) {
 	ib := r.inbound
+	if ib.relayed {
+		return ib.reofferLeg(ctx)
+	}
 	ib.leaveSession("Verto client re-attached again") // an earlier attach never answered
 	refl, err := newReflector(&ib.g.wg)
 	if err != nil {
@@ -119,6 +135,15 @@ func (r recoverableInbound) ReattachOffer(ctx context.Context) (string, error) {
 // Reattached applies the new page's answer; the echo runs again.
 func (r recoverableInbound) Reattached(ctx context.Context, answerSDP string) error {
 	ib := r.inbound
+	if ib.relayed {
+		if err := ib.legAnswered(ctx, answerSDP); err != nil {
+			return err
+		}
+		ib.mu.Lock()
+		ib.detached, ib.detachCh = false, make(chan struct{})
+		ib.mu.Unlock()
+		return nil
+	}
 	ib.mu.Lock()
 	sid, refl := ib.sessionID, ib.refl
 	ib.mu.Unlock()
