@@ -49,6 +49,8 @@ type SIPConfig struct {
 	RequestRate     float64           `yaml:"request_rate"`
 	MaxCalls        int               `yaml:"max_calls"`
 	SessionExpires  time.Duration     `yaml:"session_expires"`
+	// UserFarSide: the offer inbound calls to a user ring with: webrtc, rtp or auto.
+	UserFarSide string `yaml:"user_far_side"`
 }
 
 // SIPUserConfig is one SIP account.
@@ -190,7 +192,7 @@ func wireSIP(ctx context.Context, cfg *Config, log *slog.Logger, core *signaling
 	gw, err := sipgw.New(sipgw.Config{
 		Route: sipgw.RouteConfig{Extensions: c.Extensions, RoomPrefixes: c.RoomPrefixes,
 			SIPPrefixes: c.SIPPrefixes, VertoPrefixes: c.VertoPrefixes},
-		RingTime: cfg.Calls.RingTime,
+		RingTime: cfg.Calls.RingTime, UserFarSide: c.UserFarSide,
 	}, sipgw.Options{Logger: log, Core: core, Media: m})
 	if err != nil {
 		return err
