@@ -63,15 +63,14 @@ func TestEchoRTP(t *testing.T) {
 	defer cancel()
 	go peer.sendTone(ctx, 1000, 30*time.Second)
 
-	time.Sleep(1500 * time.Millisecond)
-	pcm, n := peer.heard()
+	pcm, n := peer.waitHeard(16000)
 	checkTone(t, "echo caller", pcm, n, 1000, 600)
 
 	// use_audio false: nothing comes back; true: the tone again.
 	if _, err := c.media("session/update", map[string]any{"session_id": id, "type": "media", "use_audio": false}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // what was in flight
 	peer.reset()
 	time.Sleep(time.Second)
 	pcm, n = peer.heard()
@@ -83,8 +82,7 @@ func TestEchoRTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	peer.reset()
-	time.Sleep(1200 * time.Millisecond)
-	pcm, n = peer.heard()
+	pcm, n = peer.waitHeard(12000)
 	checkTone(t, "unmuted echo caller", pcm, n, 1000, 600)
 
 	// record: the reply and an info event name the files; the caller's file holds the tone.
@@ -211,7 +209,8 @@ func TestProxyRTPToRTP(t *testing.T) {
 	defer cancel()
 	go caller.sendTone(ctx, 1000, 10*time.Second)
 	go far.sendTone(ctx, 600, 10*time.Second)
-	time.Sleep(1500 * time.Millisecond)
+	far.waitHeard(12000)
+	caller.waitHeard(12000)
 	pcm, n := far.heard()
 	checkTone(t, "far side", pcm, n, 1000, 600)
 	pcm, n = caller.heard()
@@ -397,8 +396,7 @@ func TestBadInputThroughAPI(t *testing.T) {
 	}
 	// The live session still echoes, and is the only one.
 	peer.reset()
-	time.Sleep(1200 * time.Millisecond)
-	pcm, n := peer.heard()
+	pcm, n := peer.waitHeard(12000)
 	checkTone(t, "live echo after bad input", pcm, n, 1000, 600)
 	if got := e.eng.Sessions(); got != 1 {
 		t.Errorf("engine has %d sessions, want only the live one", got)

@@ -445,6 +445,19 @@ func (p *rtpPeer) heard() ([]int16, int) {
 	return append([]int16(nil), p.pcm...), p.pkts
 }
 
+// waitHeard waits (up to 10 s) until the peer has decoded at least samples
+// samples and returns them.
+func (p *rtpPeer) waitHeard(samples int) ([]int16, int) {
+	end := time.Now().Add(10 * time.Second)
+	for {
+		pcm, n := p.heard()
+		if len(pcm) >= samples || time.Now().After(end) {
+			return pcm, n
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func (p *rtpPeer) digits() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
