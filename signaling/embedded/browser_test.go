@@ -269,6 +269,25 @@ func TestBrowserAPI(t *testing.T) {
 		e.waitIdle("video echo stopped")
 	})
 
+	// media.ice_lite: the engine's endpoints are ICE-lite; a browser still connects.
+	t.Run("echo-ice-lite", func(t *testing.T) {
+		e := newEnv(t, func(c *media.Config) { c.ICELite = true })
+		p := b1.NewPage(ctx, e.base+"/page.html")
+		defer p.Close(ctx)
+		var answer string
+		eval(ctx, t, p, `async () => {
+			await T.login("alice");
+			await T.media();
+			const r = await T.api.send("media", "session", "start", {type: "echo", offer: {sdp: await T.offer()}});
+			await T.pc.setRemoteDescription({type: "answer", sdp: r.answer.sdp});
+			return r.answer.sdp;
+		}`, &answer)
+		if !strings.Contains(answer, "a=ice-lite") {
+			t.Errorf("answer is not ICE-lite:\n%s", answer)
+		}
+		checkBrowserHeard(t, "ICE-lite echo", measure(ctx, t, p), 1000, 600)
+	})
+
 	t.Run("echo-trickle", func(t *testing.T) {
 		e, url := browserEnv(t)
 		p := b1.NewPage(ctx, url)
