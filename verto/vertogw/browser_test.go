@@ -398,9 +398,9 @@ func TestBrowserVertoIsCalled(t *testing.T) {
 // TestBrowserVertoCallsRTPPeerDTMF: a Verto client calls "sip:…", which reaches a plain-RTP
 // phone through the media engine (Opus⇄PCMU): both tones cross, the client's verto.info DTMF
 // arrives at the phone as RFC 4733 telephone-events, and the call survives a page reload
-// (verto.attach) with audio and DTMF working again.
+// (verto.attach), even one slower than the media timeout, with audio and DTMF working again.
 func TestBrowserVertoCallsRTPPeerDTMF(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newEnv(t, envOpts{mediaTimeout: 2 * time.Second})
 	peer := newRTPPeer(t, apiTone)
 	e.core.AddResolver("sip", peer)
 	e.withAssets()
@@ -426,6 +426,7 @@ func TestBrowserVertoCallsRTPPeerDTMF(t *testing.T) {
 	if err := v.page.Goto(v.ctx, e.ts.URL+"/page"); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(3 * time.Second) // longer than the media timeout: the waiting call is held
 	if again := v.vertoLogin("alice"); again == "" {
 		t.Fatal("no sessid after reload")
 	}

@@ -43,12 +43,13 @@ type env struct {
 }
 
 type envOpts struct {
-	noMedia bool     // no media backend registered (p2p fallback)
-	users   []string // configured users (nil: alice, bob, carol)
-	open    bool     // no users at all
-	verto   verto.Config
-	gw      Config
-	assets  bool // serve browser assets (needs the Verto bundle)
+	noMedia      bool          // no media backend registered (p2p fallback)
+	mediaTimeout time.Duration // the engine's (0: its default)
+	users        []string      // configured users (nil: alice, bob, carol)
+	open         bool          // no users at all
+	verto        verto.Config
+	gw           Config
+	assets       bool // serve browser assets (needs the Verto bundle)
 }
 
 func testUsers(t testing.TB, names []string) *auth.Users {
@@ -77,7 +78,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		base := peers.FreeUDPRange(t, 100)
 		eng, err := media.New(media.Config{
 			BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: base, RTPPortMax: base + 99,
-			Quarantine: -1, Logger: log.With("component", "media"),
+			Quarantine: -1, MediaTimeout: o.mediaTimeout, Logger: log.With("component", "media"),
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -85,6 +85,7 @@ type inbound struct {
 	relay      *relay
 	legCodecs  []plainrtp.Codec
 	pageAnswer string // the leg session's answer for the page
+	held       bool   // the client's hold state (verto.modify)
 }
 
 func (ib *inbound) run() {
@@ -311,6 +312,7 @@ func (ib *inbound) DTMF(digits string) {
 func (ib *inbound) Hold(held bool) {
 	ib.mu.Lock()
 	sid := ib.sessionID
+	ib.held = held
 	ib.mu.Unlock()
 	if sid != "" {
 		ib.g.setHold(ib.call.Context(), sid, held, ib.log)

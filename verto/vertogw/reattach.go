@@ -89,6 +89,13 @@ func (r recoverableInbound) Detached() {
 	ib.log.Info("verto call detached, waiting for re-attach")
 	if ib.relayed {
 		ib.leaveLeg("Verto client detached")
+		// Nothing comes from the page meanwhile: no media timeout on the call's session.
+		ib.mu.Lock()
+		sid := ib.sessionID
+		ib.mu.Unlock()
+		if sid != "" {
+			_, _ = ib.g.core.UpdateSession(ib.call.Context(), sid, "media", map[string]any{"hold": true})
+		}
 		return
 	}
 	ib.leaveSession("Verto client detached")
@@ -141,7 +148,11 @@ func (r recoverableInbound) Reattached(ctx context.Context, answerSDP string) er
 		}
 		ib.mu.Lock()
 		ib.detached, ib.detachCh = false, make(chan struct{})
+		sid, held := ib.sessionID, ib.held
 		ib.mu.Unlock()
+		if sid != "" {
+			_, _ = ib.g.core.UpdateSession(ctx, sid, "media", map[string]any{"hold": held})
+		}
 		return nil
 	}
 	ib.mu.Lock()
