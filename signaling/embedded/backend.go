@@ -213,8 +213,13 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 	}
 	m.mu.Lock()
 	m.sess = sess
-	stoppedEarly := m.stopInfo
+	stoppedEarly, closedMeanwhile := m.stopInfo, m.stopped
 	m.mu.Unlock()
+	if closedMeanwhile { // Backend.Close stopped it while it was starting
+		sess.Close()
+		b.forget(m)
+		return nil, signaling.MediaResult{}, signaling.Errorf(signaling.CodeNoMediaserver, "Media engine is shutting down")
+	}
 	if stoppedEarly != nil { // the engine stopped it before we got hold of it
 		m.engineStopped(*stoppedEarly)
 	}
