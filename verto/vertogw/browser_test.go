@@ -264,8 +264,8 @@ func TestBrowserVertoEcho(t *testing.T) {
 }
 
 // TestBrowserVertoCallsAPIUser: a Verto client calls a user logged in on the control API;
-// both hear each other's tone through the media engine (WebRTC⇄WebRTC proxy), hold mutes the
-// Verto side's audio, and each side can hang up.
+// both hear each other's tone through the media engine (WebRTC⇄WebRTC), hold mutes the
+// Verto side's audio, the call survives a reload of the Verto page, and each side can hang up.
 func TestBrowserVertoCallsAPIUser(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.withAssets()
@@ -306,6 +306,18 @@ func TestBrowserVertoCallsAPIUser(t *testing.T) {
 	v.waitState("active")
 	time.Sleep(300 * time.Millisecond)
 	a.hears(apiMeasure, vertoTone)
+
+	// The Verto page reloads: the call is re-attached and both tones cross again.
+	if err := v.page.Goto(v.ctx, e.ts.URL+"/page"); err != nil {
+		t.Fatal(err)
+	}
+	v.vertoLogin("alice")
+	v.waitState("active")
+	v.hears(swMeasure, apiTone)
+	a.hears(apiMeasure, vertoTone)
+	if n := e.emb.Sessions(); n != 2 {
+		t.Fatalf("after re-attach the engine has %d sessions, want 2", n)
+	}
 
 	// Hangup from the Verto side: the API side gets the call's hangup (2130 verto_bye).
 	v.eval(`window.call.hangup(), true`, nil)
