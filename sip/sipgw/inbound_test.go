@@ -145,12 +145,15 @@ func registerAt(t *testing.T, ctx context.Context, e *env, user, pass string, po
 }
 
 // TestSIPpInboundToRegisteredUser: a trunk call to user bob rings bob's
-// registered SIP device; its 486 goes back to the caller as 486, and the
-// caller's CANCEL while it rings is passed on as a CANCEL.
+// registered SIP device (an rtp far side: UserFarSide auto); its 486 goes
+// back to the caller as 486, the caller's CANCEL while it rings is passed on
+// as a CANCEL, its 183 early media reaches the caller as a 183 with SDP and
+// its BYE as a BYE.
 func TestSIPpInboundToRegisteredUser(t *testing.T) {
 	for _, c := range []struct{ uac, uas string }{
 		{"uac_busy.xml", "uas_busy.xml"},
 		{"uac_cancel.xml", "uas_cancel.xml"},
+		{"uac_early_far_bye.xml", "uas_answer.xml"}, // 183 SDP passed on as 183 SDP, the device's BYE as BYE
 	} {
 		t.Run(c.uas, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -202,6 +205,7 @@ func TestInboundRejections(t *testing.T) {
 		{"conf-%2Fetc", 404, "not a room id"},
 		{"sip-carol%40127.0.0.1%3A5999", 403, "a trunk call may not call SIP URLs"},
 		{"a%00b", 404, "control character"},
+		{"verto-nobody", 404, "no Verto login (no resolver here)"},
 	} {
 		var se *sip.StatusError
 		_, err := ua.Dial(ctx, sip.DialOptions{Target: fmt.Sprintf("sip:%s@%s", c.user, e.addr), Trusted: true, Offer: []byte(offer)})
