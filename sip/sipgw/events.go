@@ -3,6 +3,7 @@ package sipgw
 import (
 	"context"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nkbridge/nkbridge/sip"
@@ -15,6 +16,10 @@ type legEvents struct {
 	sessionID string
 	side      Side
 	onEnd     func(sip.End)
+
+	mu    sync.Mutex
+	q     chan sip.DTMF // digits to play, in order (one worker per leg)
+	ended chan struct{}
 }
 
 // Reoffer applies a re-INVITE/UPDATE (hold, resume, a new address) to the
@@ -34,35 +39,70 @@ func (l *legEvents) Reoffer(_ *sip.Call, r sip.Reoffer) ([]byte, error) {
 }
 
 // DTMF plays a digit received by SIP INFO toward the other side of the
-// session as RFC 4733.
+// session as RFC 4733 (digits in order, by one worker per leg).
 func (l *legEvents) DTMF(_ *sip.Call, d sip.DTMF) {
 	g := l.g
 	if g.media == nil || l.sessionID == "" {
 		g.log.Info("SIP INFO DTMF dropped (no media access)", "digit", string(d.Digit))
 		return
 	}
+	l.mu.Lock()
+	if l.ended == nil {
+		l.ended = make(chan struct{})
+	}
+	if l.q == nil {
+		l.q = make(chan sip.DTMF, 32)
+		q, ended := l.q, l.ended
+		g.spawn(func() { l.playDigits(q, ended) })
+	}
+	q := l.q
+	l.mu.Unlock()
+	select {
+	case q <- d:
+	default:
+		g.log.Info("SIP INFO DTMF dropped (too many queued)", "session", l.sessionID, "digit", string(d.Digit))
+	}
+}
+
+func (l *legEvents) playDigits(q <-chan sip.DTMF, ended <-chan struct{}) {
+	g := l.g
 	to := SideFar
 	if l.side == SideFar {
 		to = SideCaller
 	}
-	dur := d.Duration
-	if dur <= 0 || dur > 2*time.Second {
-		dur = g.cfg.DTMFDuration
-	}
-	sid := l.sessionID
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
-		defer cancel()
-		if err := g.media.SendDTMF(ctx, sid, to, string(d.Digit), int(dur/time.Millisecond)); err != nil {
-			g.log.Info("DTMF not relayed", "session", sid, "digit", string(d.Digit), "err", err)
+	for {
+		select {
+		case d := <-q:
+			dur := d.Duration
+			if dur <= 0 || dur > 2*time.Second {
+				dur = g.cfg.DTMFDuration
+			}
+			ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+			err := g.media.SendDTMF(ctx, l.sessionID, to, string(d.Digit), int(dur/time.Millisecond))
+			cancel()
+			if err != nil {
+				g.log.Info("DTMF not relayed", "session", l.sessionID, "digit", string(d.Digit), "err", err)
+			}
+		case <-ended:
+			return
+		case <-g.ctx.Done():
+			return
 		}
-	}()
+	}
 }
 
 // Ended reports the end of the leg.
 func (l *legEvents) Ended(_ *sip.Call, e sip.End) {
+	l.mu.Lock()
+	if l.ended == nil {
+		l.ended = make(chan struct{})
+	}
+	select {
+	case <-l.ended:
+	default:
+		close(l.ended)
+	}
+	l.mu.Unlock()
 	if l.onEnd != nil {
 		l.onEnd(e)
 	}
@@ -77,19 +117,41 @@ func (g *Gateway) watchDTMF(call *sip.Call, sid string, side Side) func() {
 	if !ok || sid == "" || strings.Contains(strings.ToLower(string(call.RemoteSDP())), "telephone-event") {
 		return func() {}
 	}
+	q := make(chan rune, 32)
+	stopped := make(chan struct{})
 	stop := src.OnDTMF(sid, func(from Side, digit rune) {
 		if from == side {
 			return
 		}
-		g.wg.Add(1)
-		go func() {
-			defer g.wg.Done()
-			ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
-			defer cancel()
-			if err := call.SendDTMF(ctx, digit, g.cfg.DTMFDuration); err != nil {
-				g.log.Info("DTMF not sent by SIP INFO", "digit", string(digit), "err", err)
-			}
-		}()
+		select {
+		case q <- digit:
+		default:
+			g.log.Info("RFC 4733 digit dropped (too many queued)", "session", sid, "digit", string(digit))
+		}
 	})
-	return stop
+	g.spawn(func() {
+		for {
+			select {
+			case d := <-q:
+				ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+				if err := call.SendDTMF(ctx, d, g.cfg.DTMFDuration); err != nil {
+					g.log.Info("DTMF not sent by SIP INFO", "digit", string(d), "err", err)
+				}
+				cancel()
+			case <-stopped:
+				return
+			case <-call.Done():
+				return
+			case <-g.ctx.Done():
+				return
+			}
+		}
+	})
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stop()
+			close(stopped)
+		})
+	}
 }

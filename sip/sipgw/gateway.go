@@ -155,6 +155,23 @@ func (g *Gateway) Close() {
 	g.wg.Wait()
 }
 
+// spawn runs f in a goroutine that Close waits for, unless the gateway is
+// closed (then it reports false and f does not run).
+func (g *Gateway) spawn(f func()) bool {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return false
+	}
+	g.wg.Add(1)
+	g.mu.Unlock()
+	go func() {
+		defer g.wg.Done()
+		f()
+	}()
+	return true
+}
+
 func (g *Gateway) server() *sip.Server {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -66,12 +66,13 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 		Offer: []byte(sdp), Events: &legEvents{g: g, sessionID: sid, side: SideFar, onEnd: o.ended2},
 		OnProgress: func(p sip.Progress) { o.progress(ctx, p) },
 	}
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
+	if !g.spawn(func() {
 		defer cancel()
 		o.run(ctx, opts)
-	}()
+	}) {
+		cancel()
+		return signaling.Errorf(signaling.CodeSIPSendError, "SIP is stopping")
+	}
 	return nil
 }
 
