@@ -22,7 +22,8 @@
 // keep a session whose WebRTC peer closed DTLS (it stops it, "Peer closed the media"). The
 // gateway therefore never ties a call's far side to the page's WebRTC leg (relay.go):
 //
-//   - a routed call uses two proxy sessions joined by a plain-RTP relay on 127.0.0.1: the
+//   - a routed call uses two proxy sessions joined by a plain-RTP relay bound to the engine's
+//     RTP address (a local address, loopback by default, so relayed packets stay on the host): the
 //     page's leg session (WebRTC ⇄ RTP, the page's codec passed through) and the call's
 //     session (RTP ⇄ the far side, linked to the router's call). When the page goes the leg
 //     ends and the call waits; on re-attach a new leg session offers to the new page
@@ -30,7 +31,9 @@
 //   - an echo call is re-attached with new media: a proxy session offering to the new page
 //     whose other side is a plain-RTP reflector (reattach.go).
 //
-// The cost is one more engine session (and two loopback RTP sockets) per routed call. Calls
+// The cost is one more engine session (and two local RTP sockets) per routed call. When the
+// engine's RTP address is not an address of this host (a NAT public_ip) nothing is relayed:
+// routed calls then use one proxy session and end when their page goes. Calls
 // not answered yet are not kept (DESTINATION_OUT_OF_ORDER, as mod_verto), nor calls without a
 // media backend (p2p) or of other extensions (park, conferences: their backend owns the leg).
 package vertogw

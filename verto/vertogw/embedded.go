@@ -2,6 +2,7 @@ package vertogw
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
@@ -11,9 +12,18 @@ import (
 // EmbeddedMedia is the Media of sessions served by the embedded media engine registered in
 // backends (found at each use, so the order of wiring does not matter). Sessions it does not
 // serve answer ErrNoMedia.
-func EmbeddedMedia(backends *signaling.Backends) Media { return embeddedMedia{backends} }
+func EmbeddedMedia(backends *signaling.Backends) RelayMedia { return embeddedMedia{backends} }
 
 type embeddedMedia struct{ backends *signaling.Backends }
+
+// RTPAddr is the engine's advertised plain-RTP address (invalid without an engine).
+func (m embeddedMedia) RTPAddr() netip.Addr {
+	b, ok := embedded.FromBackends(m.backends)
+	if !ok {
+		return netip.Addr{}
+	}
+	return b.Engine().AdvertisedIP()
+}
 
 func (m embeddedMedia) SendDTMF(ctx context.Context, sessionID string, toCaller bool, digits string) error {
 	b, ok := embedded.FromBackends(m.backends)

@@ -3,6 +3,7 @@ package vertogw
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -585,4 +586,38 @@ func TestClientGoneWhileRinging(t *testing.T) {
 		return len(codes) == 1 && codes[0] == signaling.CodeVertoBye
 	})
 	e.idle()
+}
+
+type fakeRelayMedia struct{ ip netip.Addr }
+
+func (fakeRelayMedia) SendDTMF(context.Context, string, bool, string) error { return ErrNoMedia }
+func (f fakeRelayMedia) RTPAddr() netip.Addr                                { return f.ip }
+
+// TestRelayAddress: relays bind only to an address of this host (never a NAT public address),
+// and without one routed calls are not relayed.
+func TestRelayAddress(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	if ip := e.gw.relayIP(); ip != netip.MustParseAddr("127.0.0.1") || !e.gw.canRelay(Route{CallType: "user", Callee: "bob"}) {
+		t.Fatalf("relay address %v with the engine on 127.0.0.1", ip)
+	}
+	if e.gw.canRelay(Route{SessionType: "echo"}) || !e.gw.canRecover(Route{SessionType: "echo"}) {
+		t.Fatal("echo: recovered with a reflector, not relayed")
+	}
+	for _, ip := range []string{"192.0.2.99", "0.0.0.0", ""} {
+		var a netip.Addr
+		if ip != "" {
+			a = netip.MustParseAddr(ip)
+		}
+		g, err := New(Config{}, e.core, fakeRelayMedia{a}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.relayIP().IsValid() || g.canRelay(Route{CallType: "user", Callee: "bob"}) || g.canRecover(Route{SessionType: "echo"}) {
+			t.Fatalf("relay allowed on %q", ip)
+		}
+	}
+	noMedia := newEnv(t, envOpts{noMedia: true})
+	if noMedia.gw.canRelay(Route{CallType: "user", Callee: "bob"}) {
+		t.Fatal("relay without a media engine")
+	}
 }

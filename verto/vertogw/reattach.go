@@ -29,7 +29,7 @@ const detachWait = 3 * time.Second
 
 // canRecover: echo extension calls survive a reconnect when a proxy backend is there.
 func (g *Gateway) canRecover(r Route) bool {
-	if r.SessionType != signaling.TypeEcho {
+	if r.SessionType != signaling.TypeEcho || !g.relayIP().IsValid() {
 		return false
 	}
 	_, _, err := g.core.Backends().Lookup(signaling.TypeProxy, "")
@@ -38,7 +38,7 @@ func (g *Gateway) canRecover(r Route) bool {
 
 // canRelay: routed calls are relayed (and so survive a reconnect) when a proxy backend is there.
 func (g *Gateway) canRelay(r Route) bool {
-	if r.IsExtension() {
+	if r.IsExtension() || !g.relayIP().IsValid() {
 		return false
 	}
 	_, _, err := g.core.Backends().Lookup(signaling.TypeProxy, "")
@@ -108,11 +108,15 @@ func (r recoverableInbound) ReattachOffer(ctx context.Context) (string, error) {
 		return ib.reofferLeg(ctx)
 	}
 	ib.leaveSession("Verto client re-attached again") // an earlier attach never answered
-	refl, err := newReflector(&ib.g.wg)
+	ip := ib.g.relayIP()
+	if !ip.IsValid() {
+		return "", errors.New("vertogw: no local RTP address for the re-attached echo")
+	}
+	refl, err := newReflector(&ib.g.wg, ip)
 	if err != nil {
 		return "", err
 	}
-	offer := plainrtp.Offer(netip.MustParseAddr("127.0.0.1"), refl.port(), []plainrtp.Codec{plainrtp.PCMU}, rand.Uint64()>>1)
+	offer := plainrtp.Offer(ip, refl.port(), []plainrtp.Codec{plainrtp.PCMU}, rand.Uint64()>>1)
 	res, err := ib.g.core.StartSession(ctx, signaling.SessionRequest{
 		Type: signaling.TypeProxy, Owner: ownerKey(ib.inv.SessionID), User: ib.inv.User,
 		Offer:   signaling.Desc{"sdp": string(offer.Marshal()), "sdp_type": "rtp"},
@@ -172,15 +176,15 @@ func (r recoverableInbound) Reattached(ctx context.Context, answerSDP string) er
 	return nil
 }
 
-// reflector is a plain-RTP endpoint on 127.0.0.1 that sends every packet back to its sender.
+// reflector is a plain-RTP endpoint that sends every packet back to its sender.
 type reflector struct {
 	conn *net.UDPConn
 	wg   *sync.WaitGroup
 	once sync.Once
 }
 
-func newReflector(wg *sync.WaitGroup) (*reflector, error) {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+func newReflector(wg *sync.WaitGroup, ip netip.Addr) (*reflector, error) {
+	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 	if err != nil {
 		return nil, err
 	}

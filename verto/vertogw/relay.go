@@ -16,8 +16,8 @@ import (
 // Relayed calls: how routed calls survive a page reload.
 //
 // The engine cannot give a session's WebRTC leg a new PeerConnection, so a routed call with
-// media is built from two proxy sessions joined by a plain-RTP relay on 127.0.0.1 in this
-// package:
+// media is built from two proxy sessions joined by a plain-RTP relay in this package, on the
+// engine's own RTP address (so relayed packets never leave the host):
 //
 //	page (WebRTC) ⇄ leg session (proxy, far side RTP) ⇄ relay ⇄ call session (proxy, caller side RTP) ⇄ far side
 //
@@ -30,16 +30,17 @@ import (
 
 // relay joins two plain-RTP endpoints: every packet from one side's peer goes to the other's.
 type relay struct {
+	ip   netip.Addr // a local address of the engine's RTP (loopback by default)
 	s    [2]*net.UDPConn
 	peer [2]atomic.Pointer[net.UDPAddr]
 	wg   *sync.WaitGroup
 	once sync.Once
 }
 
-func newRelay(wg *sync.WaitGroup) (*relay, error) {
-	r := &relay{wg: wg}
+func newRelay(wg *sync.WaitGroup, ip netip.Addr) (*relay, error) {
+	r := &relay{wg: wg, ip: ip}
 	for i := range r.s {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
 		if err != nil {
 			r.close()
 			return nil, err
@@ -93,6 +94,33 @@ func (r *relay) close() {
 	})
 }
 
+// relayIP is the address relays and reflectors bind: the engine's RTP address when it is an
+// address of this host (loopback by default); invalid when there is none (NAT public_ip):
+// then calls are not relayed and not kept across reconnects.
+func (g *Gateway) relayIP() netip.Addr {
+	rm, ok := g.media.(RelayMedia)
+	if !ok {
+		return netip.Addr{}
+	}
+	ip := rm.RTPAddr()
+	if !ip.IsValid() || ip.IsUnspecified() {
+		return netip.Addr{}
+	}
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
+	if err != nil {
+		return netip.Addr{}
+	}
+	c.Close()
+	return ip
+}
+
+// RelayMedia is a Media that says where its plain-RTP endpoints are (the engine's advertised
+// RTP address); relays for re-attachable calls bind there.
+type RelayMedia interface {
+	Media
+	RTPAddr() netip.Addr
+}
+
 // Relay sides.
 const (
 	relayLeg  = 0 // towards the leg session (the page)
@@ -105,7 +133,7 @@ const (
 func (ib *inbound) startRelayed(ctx context.Context, offer signaling.Desc, far string) (string, error) {
 	g := ib.g
 	owner := ownerKey(ib.inv.SessionID)
-	rl, err := newRelay(&g.wg)
+	rl, err := newRelay(&g.wg, g.relayIP())
 	if err != nil {
 		return "", signaling.Errorf(signaling.CodeInternalError, "relay: %v", err)
 	}
@@ -126,7 +154,7 @@ func (ib *inbound) startRelayed(ctx context.Context, offer signaling.Desc, far s
 		fail(leg.SessionID)
 		return "", signaling.Errorf(signaling.CodeInternalError, "relay: leg offer: %v", err)
 	}
-	ans, err := plainrtp.Answer(legOffer, netip.MustParseAddr("127.0.0.1"), rl.port(relayLeg), plainrtp.DefaultCodecs(), nil)
+	ans, err := plainrtp.Answer(legOffer, rl.ip, rl.port(relayLeg), plainrtp.DefaultCodecs(), nil)
 	if err != nil {
 		fail(leg.SessionID)
 		return "", signaling.Errorf(signaling.CodeInternalError, "relay: leg answer: %v", err)
@@ -143,7 +171,7 @@ func (ib *inbound) startRelayed(ctx context.Context, offer signaling.Desc, far s
 	// Nothing flows to the page before the far side answers: no media timeout meanwhile.
 	_, _ = g.core.UpdateSession(ctx, leg.SessionID, "media", map[string]any{"hold": true})
 
-	callOffer := plainrtp.Offer(netip.MustParseAddr("127.0.0.1"), rl.port(relayCall), ans.Codecs, rand.Uint64()>>1)
+	callOffer := plainrtp.Offer(rl.ip, rl.port(relayCall), ans.Codecs, rand.Uint64()>>1)
 	cdesc := offer.Clone()
 	cdesc["sdp"], cdesc["sdp_type"] = string(callOffer.Marshal()), "rtp"
 	cs, err := g.core.StartSession(ctx, signaling.SessionRequest{Type: signaling.TypeProxy, Offer: cdesc,
@@ -198,7 +226,7 @@ func (ib *inbound) reofferLeg(ctx context.Context) (string, error) {
 	ib.mu.Lock()
 	rl, codecs := ib.relay, ib.legCodecs
 	ib.mu.Unlock()
-	offer := plainrtp.Offer(netip.MustParseAddr("127.0.0.1"), rl.port(relayLeg), codecs, rand.Uint64()>>1)
+	offer := plainrtp.Offer(rl.ip, rl.port(relayLeg), codecs, rand.Uint64()>>1)
 	res, err := ib.g.core.StartSession(ctx, signaling.SessionRequest{
 		Type: signaling.TypeProxy, Owner: ownerKey(ib.inv.SessionID), User: ib.inv.User,
 		Offer:   signaling.Desc{"sdp": string(offer.Marshal()), "sdp_type": "rtp"},
