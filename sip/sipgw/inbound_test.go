@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/sip"
@@ -34,18 +35,30 @@ func TestSIPpEchoExtension(t *testing.T) {
 		})
 		done <- result{res, err}
 	}()
-	// While the call is up: one echo session whose caller leg receives and sends RTP.
+	// While the call is up: one echo session whose caller leg receives RTP and
+	// sends every packet back (the last counts seen before SIPp's BYE).
 	var in, out uint64
-	waitFor(t, ctx, "echoed RTP", func() bool {
-		for _, sid := range e.core.ListSessions() {
-			if m, ok := e.be.Media(sid); ok && m.Type() == "echo" {
-				st := m.Stats()[media.SideCaller]
-				in, out = st.PacketsIn, st.PacketsOut
+	var r result
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+loop:
+	for {
+		select {
+		case r = <-done:
+			break loop
+		case <-tick.C:
+			for _, sid := range e.core.ListSessions() {
+				if m, ok := e.be.Media(sid); ok && m.Type() == "echo" {
+					st := m.Stats()[media.SideCaller]
+					in, out = st.PacketsIn, st.PacketsOut
+				}
 			}
 		}
-		return in >= 50 && out >= 50
-	})
-	r := <-done
+	}
+	// 3 s of 20 ms packets: about 150 (the last 50 ms may be missed).
+	if in < 100 || out+5 < in {
+		t.Fatalf("echo: %d RTP packets in, %d echoed", in, out)
+	}
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
@@ -226,4 +239,41 @@ func TestInboundRejections(t *testing.T) {
 		t.Errorf("bad SDP to echo: %v, want 488", err)
 	}
 	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
+}
+
+// TestBaresipEchoExtension: baresip (authenticating as bob) calls the echo
+// extension and hears its own 600 Hz tone back.
+func TestBaresipEchoExtension(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := newEnv(t, envOpts{})
+	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: 600,
+		Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=0;answermode=auto;audio_codecs=%s", e.addr, bobPass, "pcmu/8000/1")})
+	if err := bob.Dial(ctx, "sip:echo@"+e.addr); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := bob.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.WaitHeard(ctx, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n := len(bob.Events())
+	if err := bob.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := bob.WaitEvent(ctx, "CALL_CLOSED", n); err != nil {
+		t.Fatal(err)
+	}
+	samples, rate, err := bob.Heard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail := samples[len(samples)/3:]
+	f, ratio := audiotest.Dominant(tail, float64(rate), 600, 1000)
+	t.Logf("baresip heard %.1f s of echo: %.0f Hz (ratio %.1f), rms %.0f", float64(len(samples))/float64(rate), f, ratio, audiotest.RMS(tail))
+	if f != 600 || ratio < 10 || audiotest.RMS(tail) < 300 {
+		t.Fatalf("echo: heard %.0f Hz (ratio %.1f, rms %.0f), want its own 600 Hz", f, ratio, audiotest.RMS(tail))
+	}
+	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
 }
