@@ -3,6 +3,7 @@ package vertogw
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/verto"
 	"github.com/nkbridge/nkbridge/verto/vertotest"
@@ -619,5 +621,58 @@ func TestRelayAddress(t *testing.T) {
 	noMedia := newEnv(t, envOpts{noMedia: true})
 	if noMedia.gw.canRelay(Route{CallType: "user", Callee: "bob"}) {
 		t.Fatal("relay without a media engine")
+	}
+}
+
+// TestRelayForwardsOnlyItsPeers: a relay forwards packets between the two engine endpoints it
+// was given and drops anything from elsewhere.
+func TestRelayForwardsOnlyItsPeers(t *testing.T) {
+	var wg sync.WaitGroup
+	rl, err := newRelay(&wg, netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { rl.close(); wg.Wait() }()
+	listen := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	leg, call, stranger := listen(), listen(), listen()
+	sdpOf := func(c *net.UDPConn) string {
+		p := c.LocalAddr().(*net.UDPAddr).Port
+		return string(plainrtp.Offer(netip.MustParseAddr("127.0.0.1"), p, []plainrtp.Codec{plainrtp.PCMU}, 1).Marshal())
+	}
+	if err := rl.setPeer(relayLeg, sdpOf(leg)); err != nil {
+		t.Fatal(err)
+	}
+	if err := rl.setPeer(relayCall, sdpOf(call)); err != nil {
+		t.Fatal(err)
+	}
+	to := func(i int) *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: rl.port(i)} }
+	recv := func(c *net.UDPConn) string {
+		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		b := make([]byte, 100)
+		n, _, err := c.ReadFromUDP(b)
+		if err != nil {
+			return ""
+		}
+		return string(b[:n])
+	}
+	stranger.WriteToUDP([]byte("evil"), to(relayLeg))
+	stranger.WriteToUDP([]byte("evil"), to(relayCall))
+	leg.WriteToUDP([]byte("from-leg"), to(relayLeg))
+	if got := recv(call); got != "from-leg" {
+		t.Fatalf("call side got %q", got)
+	}
+	call.WriteToUDP([]byte("from-call"), to(relayCall))
+	if got := recv(leg); got != "from-call" {
+		t.Fatalf("leg side got %q", got)
+	}
+	if got := recv(call); got != "" {
+		t.Fatalf("call side got an extra %q", got)
 	}
 }

@@ -165,10 +165,15 @@ func (r recoverableInbound) Reattached(ctx context.Context, answerSDP string) er
 	if sid == "" || refl == nil {
 		return errors.New("vertogw: no media waiting for the re-attach")
 	}
-	if _, err := ib.g.core.SetAnswer(ctx, sid, signaling.Desc{"sdp": answerSDP, "sdp_type": "webrtc"}); err != nil {
+	got, err := ib.g.core.SetAnswer(ctx, sid, signaling.Desc{"sdp": answerSDP, "sdp_type": "webrtc"})
+	if err != nil {
 		return err
 	}
-	refl.start()
+	d, err := plainrtp.ParseSDP([]byte(got.SDP()))
+	if err != nil {
+		return err
+	}
+	refl.start(netip.AddrPortFrom(d.Addr.Unmap(), uint16(d.Port)))
 	ib.mu.Lock()
 	ib.detached, ib.detachCh = false, make(chan struct{})
 	ib.mu.Unlock()
@@ -193,17 +198,21 @@ func newReflector(wg *sync.WaitGroup, ip netip.Addr) (*reflector, error) {
 
 func (r *reflector) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port }
 
-func (r *reflector) start() {
+// start reflects the packets of peer (the engine's endpoint) back to it; others are ignored.
+func (r *reflector) start(peer netip.AddrPort) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
 		buf := make([]byte, 1500)
 		for {
-			n, from, err := r.conn.ReadFromUDP(buf)
+			n, from, err := r.conn.ReadFromUDPAddrPort(buf)
 			if err != nil {
 				return
 			}
-			_, _ = r.conn.WriteToUDP(buf[:n], from)
+			if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != peer {
+				continue
+			}
+			_, _ = r.conn.WriteToUDPAddrPort(buf[:n], peer)
 		}
 	}()
 }

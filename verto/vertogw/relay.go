@@ -32,7 +32,7 @@ import (
 type relay struct {
 	ip   netip.Addr // a local address of the engine's RTP (loopback by default)
 	s    [2]*net.UDPConn
-	peer [2]atomic.Pointer[net.UDPAddr]
+	peer [2]atomic.Pointer[netip.AddrPort]
 	wg   *sync.WaitGroup
 	once sync.Once
 }
@@ -65,7 +65,8 @@ func (r *relay) setPeer(i int, sdp string) error {
 	if !d.Addr.IsValid() || d.Port == 0 {
 		return fmt.Errorf("vertogw: relay peer without address in SDP")
 	}
-	r.peer[i].Store(net.UDPAddrFromAddrPort(netip.AddrPortFrom(d.Addr, uint16(d.Port))))
+	ap := netip.AddrPortFrom(d.Addr.Unmap(), uint16(d.Port))
+	r.peer[i].Store(&ap)
 	return nil
 }
 
@@ -74,12 +75,17 @@ func (r *relay) forward(i int) {
 	in, out := r.s[i], r.s[1-i]
 	buf := make([]byte, 1500)
 	for {
-		n, _, err := in.ReadFromUDP(buf)
+		n, from, err := in.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return
 		}
+		// Only the engine's endpoint of this side is listened to: nobody else can inject
+		// packets into the call.
+		if src := r.peer[i].Load(); src == nil || *src != netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) {
+			continue
+		}
 		if to := r.peer[1-i].Load(); to != nil {
-			_, _ = out.WriteToUDP(buf[:n], to)
+			_, _ = out.WriteToUDPAddrPort(buf[:n], *to)
 		}
 	}
 }
