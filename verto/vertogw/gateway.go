@@ -155,6 +155,9 @@ func causeOf(err error, callType string) verto.Cause {
 		if c, ok := verto.CauseByName(causeNameIn(e.Text)); ok {
 			return c
 		}
+		if c, ok := sipCause(e.Text); ok {
+			return c
+		}
 		return verto.CauseCallRejected
 	case signaling.CodeNoAnswer:
 		return verto.CauseNoAnswer
@@ -182,6 +185,31 @@ func causeOf(err error, callType string) verto.Cause {
 		return verto.CauseSystemShutdown
 	}
 	return verto.CauseNormalClearing
+}
+
+// sipCause maps a SIP rejection kept in a text ("486 Busy Here") to its Q.850 cause, as
+// FreeSWITCH does (RFC 3398 §7.2.4.1).
+func sipCause(text string) (verto.Cause, bool) {
+	if len(text) < 3 {
+		return verto.Cause{}, false
+	}
+	switch text[:3] {
+	case "486", "600":
+		return verto.CauseUserBusy, true
+	case "404", "604":
+		return verto.CauseUnallocatedNumber, true
+	case "480":
+		return verto.CauseNoUserResponse, true
+	case "408":
+		return verto.CauseNoAnswer, true
+	case "403", "603":
+		return verto.CauseCallRejected, true
+	case "488", "606":
+		return verto.CauseIncompatibleDestination, true
+	case "503":
+		return verto.CauseNormalCircuitCongestion, true
+	}
+	return verto.Cause{}, false
 }
 
 // causeNameIn finds a cause name in a text like "Verto bye: USER_BUSY".

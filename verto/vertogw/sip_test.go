@@ -3,9 +3,12 @@ package vertogw
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/sip"
@@ -136,5 +139,52 @@ func TestBrowserVertoAndBaresip(t *testing.T) {
 		t.Fatal(err)
 	}
 	baresipHeard(t, bob, vertoTone, apiTone)
+	e.idle()
+}
+
+func sippScenario(t *testing.T, name string) string {
+	return filepath.Join(peers.RepoRoot(t), "testdata", "sipp", name)
+}
+
+// TestVertoCallsSIPp: a Verto client (Go, SW-shaped) calls SIP URLs served by SIPp through the
+// SIP glue: 183 with SDP becomes verto.media (the session's answer for the page), 200 then
+// verto.answer, the phone's BYE verto.bye; a 486 ends the call with USER_BUSY.
+func TestVertoCallsSIPp(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.withSIP()
+	c := e.dial("alice")
+	ctx := testCtx(t, 40*time.Second)
+
+	uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: sippScenario(t, "uas_answer.xml"), Calls: 1, Timeout: 30 * time.Second})
+	id := uuid.NewString()
+	if m, err := c.Invite(ctx, id, "sip:bob@"+uas.Addr(), pionOffer(t)); err != nil || m.Code() != 0 {
+		t.Fatalf("invite: %v %+v", err, m)
+	}
+	media := next(t, c, "verto.media")
+	if media.Str("callID") != id || !strings.Contains(media.Str("sdp"), "a=fingerprint:") {
+		t.Fatalf("verto.media %+v", media.Params)
+	}
+	if ans := next(t, c, "verto.answer"); ans.Str("callID") != id || ans.Str("sdp") != "" {
+		t.Fatalf("verto.answer %+v", ans.Params)
+	}
+	if bye := next(t, c, "verto.bye"); bye.Str("callID") != id || bye.Str("cause") != "NORMAL_CLEARING" {
+		t.Fatalf("verto.bye %+v", bye.Params)
+	}
+	if r, err := uas.Wait(ctx); err != nil || r.ExitCode != 0 {
+		t.Fatalf("sipp uas: %v %+v", err, r)
+	}
+	e.idle()
+
+	busy := peers.StartSIPp(t, peers.SIPpOptions{Scenario: sippScenario(t, "uas_busy.xml"), Calls: 1, Timeout: 30 * time.Second})
+	id = uuid.NewString()
+	if m, err := c.Invite(ctx, id, "sip-bob@"+busy.Addr(), pionOffer(t)); err != nil || m.Code() != 0 {
+		t.Fatalf("invite: %v %+v", err, m)
+	}
+	if bye := next(t, c, "verto.bye"); bye.Str("callID") != id || bye.Str("cause") != "USER_BUSY" {
+		t.Fatalf("verto.bye %+v", bye.Params)
+	}
+	if r, err := busy.Wait(ctx); err != nil || r.ExitCode != 0 {
+		t.Fatalf("sipp uas: %v %+v", err, r)
+	}
 	e.idle()
 }
