@@ -209,6 +209,41 @@ func TestBrowserAndBaresip(t *testing.T) {
 		})
 	}
 
+	// Early media: a SIPp phone answers 183 with SDP and streams a 600 Hz tone
+	// before its 200; the browser hears it while the call still rings (the
+	// 183 answer was applied to its session), then the call is accepted.
+	t.Run("early-media-from-sip-phone", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		e := newEnv(t, envOpts{page: testPage})
+		uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, "uas_early_tone.xml"), Calls: 1, Timeout: 40 * time.Second,
+			Keys: map[string]string{"rtp_stream": peers.PCMUToneFile(t, 600, 5) + ",-1,0"}})
+		p := br.NewPage(ctx, e.base+"/page.html")
+		defer p.Close(ctx)
+		var cid string
+		evalArg(ctx, t, p, `async (url) => { await T.login("alice"); await T.media("pcmu"); return await T.call({type: "sip", url}); }`, "sip:bob@"+uas.Addr(), &cid)
+		var state struct {
+			Ringing  bool `json:"ringing"`
+			Accepted bool `json:"accepted"`
+		}
+		evalArg(ctx, t, p, `() => ({ringing: !!T.api.events.find((e) => e.type === "ringing" && e.body.answer),
+			accepted: !!T.api.events.find((e) => e.type === "accepted")})`, nil, &state)
+		if !state.Ringing || state.Accepted {
+			t.Fatalf("before the 200: %+v, want ringing with an answer and not accepted", state)
+		}
+		browserHears(ctx, t, p, 600, 1000) // early media
+		evalArg(ctx, t, p, `() => ({accepted: !!T.api.events.find((e) => e.type === "accepted")})`, nil, &state)
+		if state.Accepted {
+			t.Fatal("the call was accepted before the early media was measured (machine too slow?)")
+		}
+		evalArg(ctx, t, p, `() => T.api.waitEvent((e) => e.type === "accepted", 15000).then(() => true)`, nil, nil)
+		browserHears(ctx, t, p, 600, 1000)
+		evalArg(ctx, t, p, `(id) => T.api.send("media", "call", "hangup", {call_id: id})`, cid, nil)
+		if r, err := uas.Wait(ctx); err != nil || r.ExitCode != 0 {
+			t.Fatalf("sipp uas: %v %+v", err, r)
+		}
+	})
+
 	// (3) baresip registers with nkbridge and is reached by call start type user.
 	t.Run("registered-baresip-called-as-user", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
