@@ -33,7 +33,9 @@
 //
 // The cost is one more engine session (and two local RTP sockets) per routed call. When the
 // engine's RTP address is not an address of this host (a NAT public_ip) nothing is relayed:
-// routed calls then use one proxy session and end when their page goes. Calls
-// not answered yet are not kept (DESTINATION_OUT_OF_ORDER, as mod_verto), nor calls without a
-// media backend (p2p) or of other extensions (park, conferences: their backend owns the leg).
+// routed calls then use one proxy session and end when their page goes. Not kept either:
+// calls not answered yet (DESTINATION_OUT_OF_ORDER, as mod_verto), calls without a media
+// backend (p2p), other extensions (park, conferences: their backend owns the leg), and calls
+// placed TO a Verto client (the caller's session owns that WebRTC leg; they end with 2130 or
+// 2026 when the page goes).
 package vertogw
