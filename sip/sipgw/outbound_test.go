@@ -151,3 +151,24 @@ func TestSIPpRegisteredUserCalled(t *testing.T) {
 		t.Fatalf("hangup %+v, want 2022", h.Body)
 	}
 }
+
+// TestSIPpPhoneHoldsCaller: the phone nkbridge called puts the call on hold
+// (re-INVITE sendonly): nkbridge answers recvonly and the session's media is
+// held; the resume (sendrecv) releases it; the phone's BYE ends the call.
+func TestSIPpPhoneHoldsCaller(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e := newEnv(t, envOpts{})
+	uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, "uas_peer_hold.xml"), Calls: 1, Timeout: 20 * time.Second})
+	id, sid, rec := proxyCall(t, ctx, e, "alice", "sip", "sip:bob@"+uas.Addr())
+	rec.wait(t, ctx, "accepted", id)
+	held := func() bool { m, ok := e.be.Media(sid); return ok && m.Held() }
+	waitFor(t, ctx, "media held", held)
+	waitFor(t, ctx, "media resumed", func() bool { return !held() })
+	if h := rec.wait(t, ctx, "hangup", id); h.Body["code"] != signaling.CodeSIPBye {
+		t.Fatalf("hangup %+v", h.Body)
+	}
+	if r, err := uas.Wait(ctx); err != nil || r.ExitCode != 0 {
+		t.Fatalf("sipp uas: %v %+v\n%s", err, r, r.Errors)
+	}
+}
