@@ -205,6 +205,12 @@ func (d *SIPDialer) fromFS(h sipgo.RequestHandler) sipgo.RequestHandler {
 			d.log.Debug("fsbridge: SIP request from a stranger dropped", "source", req.Source(), "method", req.Method)
 			return
 		}
+		// Answered before the socket closes: a response written after that would make
+		// sipgo open (and leak) another socket.
+		if !d.beginSend() {
+			return
+		}
+		defer d.sending.Done()
 		h(req, tx)
 	}
 }

@@ -68,10 +68,11 @@ type SIPAgent struct {
 	invites int
 	closed  bool
 
-	wg     sync.WaitGroup
-	byeWG  sync.WaitGroup // BYEs in flight: they end before the socket closes
-	ctx    context.Context
-	cancel context.CancelFunc
+	wg       sync.WaitGroup
+	byeWG    sync.WaitGroup // BYEs in flight: they end before the socket closes
+	handlers sync.WaitGroup // request handlers in flight
+	ctx      context.Context
+	cancel   context.CancelFunc
 }
 
 type sipCall struct {
@@ -138,12 +139,12 @@ func StartSIP(fs *Server, opts SIPOptions) (*SIPAgent, error) {
 	a.laddr = sip.Addr{IP: ip, Port: port, Hostname: ip.String()}
 	a.dua = &sipgo.DialogUA{Client: a.cli, ContactHDR: sip.ContactHeader{
 		Address: sip.Uri{Scheme: "sip", User: "mod_sofia", Host: ip.String(), Port: port}}}
-	a.srv.OnInvite(a.onInvite)
-	a.srv.OnAck(a.onAck)
-	a.srv.OnBye(a.onBye)
-	a.srv.OnOptions(func(req *sip.Request, tx sip.ServerTransaction) {
+	a.srv.OnInvite(a.guard(a.onInvite))
+	a.srv.OnAck(a.guard(a.onAck))
+	a.srv.OnBye(a.guard(a.onBye))
+	a.srv.OnOptions(a.guard(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
-	})
+	}))
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	fs.OnHangup(a.onChannelHangup)
 	a.wg.Add(1)
@@ -152,6 +153,23 @@ func StartSIP(fs *Server, opts SIPOptions) (*SIPAgent, error) {
 		_ = a.srv.ServeUDP(a.pc)
 	}()
 	return a, nil
+}
+
+// guard runs a handler unless the agent is closing; Close waits (a bounded time) for
+// handlers in flight, so that no response is written after the socket closed (sipgo
+// would open, and leak, another socket for it).
+func (a *SIPAgent) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		a.mu.Lock()
+		if a.closed {
+			a.mu.Unlock()
+			return
+		}
+		a.handlers.Add(1)
+		a.mu.Unlock()
+		defer a.handlers.Done()
+		h(req, tx)
+	}
 }
 
 // Addr is the host:port (UDP) the agent listens on.
@@ -223,6 +241,12 @@ func (a *SIPAgent) Close() error {
 	a.mu.Unlock()
 	a.cancel()
 	a.byeWG.Wait() // a request sent after the socket closed would make sipgo open another
+	handled := make(chan struct{})
+	go func() { a.handlers.Wait(); close(handled) }()
+	select {
+	case <-handled:
+	case <-time.After(2 * time.Second): // an INVITE whose ACK never came keeps its handler
+	}
 	for _, c := range calls {
 		c.finish()
 	}
