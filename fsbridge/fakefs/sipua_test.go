@@ -18,6 +18,7 @@ func sipRaw(t *testing.T, a *SIPAgent, extra, body string) string {
 	}
 	defer conn.Close()
 	me := conn.LocalAddr().String()
+	id := time.Now().UnixNano()
 	req := fmt.Sprintf("INVITE sip:park@%s SIP/2.0\r\n"+
 		"Via: SIP/2.0/UDP %s;branch=z9hG4bK-%d\r\n"+
 		"From: <sip:nkbridge@127.0.0.1>;tag=abc\r\n"+
@@ -27,7 +28,7 @@ func sipRaw(t *testing.T, a *SIPAgent, extra, body string) string {
 		"Contact: <sip:nkbridge@%s>\r\n"+
 		"Max-Forwards: 70\r\n%s"+
 		"Content-Type: application/sdp\r\n"+
-		"Content-Length: %d\r\n\r\n%s", a.Addr(), me, time.Now().UnixNano(), a.Addr(), time.Now().UnixNano(), me, extra, len(body), body)
+		"Content-Length: %d\r\n\r\n%s", a.Addr(), me, id, a.Addr(), id, me, extra, len(body), body)
 	ua, _ := net.ResolveUDPAddr("udp", a.Addr())
 	if _, err := conn.WriteToUDP([]byte(req), ua); err != nil {
 		t.Fatal(err)
@@ -41,6 +42,17 @@ func sipRaw(t *testing.T, a *SIPAgent, extra, body string) string {
 		}
 		line, _, _ := strings.Cut(string(buf[:n]), "\r\n")
 		if !strings.HasPrefix(line, "SIP/2.0 1") {
+			// ACK the final response (as a UAC must), so the agent's transaction ends.
+			to := ""
+			for _, l := range strings.Split(string(buf[:n]), "\r\n") {
+				if strings.HasPrefix(strings.ToLower(l), "to:") {
+					to = l
+				}
+			}
+			ack := fmt.Sprintf("ACK sip:park@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-%d\r\n"+
+				"From: <sip:nkbridge@127.0.0.1>;tag=abc\r\n%s\r\nCall-ID: raw-%d@127.0.0.1\r\nCSeq: 1 ACK\r\n"+
+				"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", a.Addr(), me, id, to, id)
+			_, _ = conn.WriteToUDP([]byte(ack), ua)
 			return line
 		}
 	}
