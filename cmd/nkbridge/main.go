@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/goccy/go-yaml"
 	"github.com/nkbridge/nkbridge/internal/metrics"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/auth"
@@ -124,7 +123,7 @@ func run(ctx context.Context, drain <-chan struct{}, args []string, stdin io.Rea
 		return err
 	}
 	if *checkConfig {
-		b, err := yaml.Marshal(cfg)
+		b, err := redactedYAML(cfg)
 		if err != nil {
 			return err
 		}
