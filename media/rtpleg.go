@@ -38,7 +38,7 @@ func newRTPLeg(s *Session, side Side) (*rtpLeg, error) {
 		},
 		RTP: func(p *rtp.Packet) {
 			l.last.Store(time.Now().UnixNano())
-			s.onRTP(side, p)
+			s.onRTP(l, side, p)
 		},
 	})
 	if err != nil {

@@ -103,7 +103,15 @@ type Session struct {
 	answering  bool           // a SetAnswer is in progress
 	dtmfCh     chan dtmfEvent // set in activate, before pipes are published
 
-	pipes    atomic.Pointer[[2][2]*pipe]
+	pipes atomic.Pointer[[2][2]*pipe]
+	// cur is a copy of legs for the media goroutines (replaced whole when a leg changes).
+	cur atomic.Pointer[[2]leg]
+	// detached[side] is the deadline (unix ns) of a detached side, 0 when attached.
+	detached [2]atomic.Int64
+	// reoffer[side] is a WebRTC leg offered to a re-attaching peer, waiting for its answer.
+	reoffer [2]*webrtcLeg
+	// retired[side] are the packet counters (in, out) of legs replaced on that side.
+	retired  [2][2]uint64
 	useAudio atomic.Bool
 	useVideo atomic.Bool
 	bitrate  atomic.Int64
@@ -168,9 +176,25 @@ func (s *Session) newLeg(k Kind, side Side) (leg, error) {
 		l.close()
 		return nil, ErrClosed
 	}
-	s.legs[side] = l
+	s.setLegLocked(side, l)
 	s.mu.Unlock()
 	return l, nil
+}
+
+// setLegLocked installs l as the leg of side (s.mu held) and republishes the copy the media
+// goroutines read.
+func (s *Session) setLegLocked(side Side, l leg) {
+	s.legs[side] = l
+	snap := s.legs
+	s.cur.Store(&snap)
+}
+
+// curLeg returns the current leg of side for the media goroutines (nil when none).
+func (s *Session) curLeg(side Side) leg {
+	if c := s.cur.Load(); c != nil {
+		return c[side]
+	}
+	return nil
 }
 
 // StartEcho answers offer with a session that sends the caller's media back to it (audio, and
@@ -723,6 +747,10 @@ func (s *Session) Stats() [2]LegStats {
 		}
 		out[i].Kind = l.kind()
 		out[i].PacketsIn, out[i].PacketsOut = l.counters()
+		s.mu.Lock()
+		out[i].PacketsIn += s.retired[i][0]
+		out[i].PacketsOut += s.retired[i][1]
+		s.mu.Unlock()
 		if ps == nil {
 			continue
 		}
@@ -746,13 +774,13 @@ func (s *Session) peerOf(side Side) Side {
 	return 1 - side
 }
 
-// onRTP is called by a leg's reader for each packet it receives.
-func (s *Session) onRTP(side Side, pkt *rtp.Packet) {
+// onRTP is called by a leg's reader for each packet it receives. Packets from a leg that is
+// no longer (or not yet) the session's leg of that side are ignored.
+func (s *Session) onRTP(l leg, side Side, pkt *rtp.Packet) {
 	ps := s.pipes.Load()
-	if ps == nil {
+	if ps == nil || s.curLeg(side) != l {
 		return
 	}
-	l := s.legs[side]
 	n := l.negotiated()
 	if n == nil {
 		return
@@ -793,7 +821,7 @@ func (s *Session) onKeyframeRequest(side Side) {
 	if s.pipes.Load() == nil {
 		return
 	}
-	if l := s.legs[s.peerOf(side)]; l != nil {
+	if l := s.curLeg(s.peerOf(side)); l != nil {
 		l.requestKeyframe()
 	}
 }
@@ -805,14 +833,14 @@ func (s *Session) onREMB(side Side, bps uint64) {
 	if c := s.bitrate.Load(); c > 0 && bps > uint64(c) {
 		bps = uint64(c)
 	}
-	if l := s.legs[s.peerOf(side)]; l != nil {
+	if l := s.curLeg(s.peerOf(side)); l != nil {
 		l.sendREMB(bps)
 	}
 }
 
 func (s *Session) sendBitrateCap() {
 	if c := s.bitrate.Load(); c > 0 {
-		if l := s.legs[SideCaller]; l != nil {
+		if l := s.curLeg(SideCaller); l != nil {
 			l.sendREMB(uint64(c))
 		}
 	}
@@ -838,11 +866,18 @@ func (s *Session) watchdog() {
 				lastCap = now
 				s.sendBitrateCap()
 			}
+			for side := range s.detached {
+				if d := s.detached[side].Load(); d != 0 && now.UnixNano() > d {
+					s.stop(StopInfo{Cause: CausePeerClosed, Side: Side(side),
+						Reason: fmt.Sprintf("%s detached and not re-attached in time", Side(side))}, true)
+					return
+				}
+			}
 			if timeout <= 0 || s.hold.Load() {
 				continue
 			}
-			for side, l := range s.legs {
-				if l == nil {
+			for side, l := range s.cur.Load() {
+				if l == nil || s.detached[side].Load() != 0 {
 					continue
 				}
 				if idle := now.Sub(l.lastRTP()); idle > timeout {
@@ -855,8 +890,18 @@ func (s *Session) watchdog() {
 	}
 }
 
-// legFailed is called by legs when their transport dies.
-func (s *Session) legFailed(side Side, cause StopCause, reason string) {
+// legFailed is called by legs when their transport dies. The failure of a leg that is not
+// the session's leg of side (replaced, or offered and not yet answered) or of a detached side
+// does not stop the session.
+func (s *Session) legFailed(l leg, side Side, cause StopCause, reason string) {
+	if s.curLeg(side) != l {
+		s.log.Debug("replaced or pending leg failed", "side", side, "cause", cause)
+		return
+	}
+	if s.detached[side].Load() != 0 {
+		s.log.Info("detached leg failed; waiting for re-attach", "side", side, "cause", cause)
+		return
+	}
 	s.stop(StopInfo{Cause: cause, Side: side, Reason: reason + " (" + side.String() + ")"}, true)
 }
 
@@ -887,8 +932,15 @@ func (s *Session) stop(info StopInfo, notify bool) {
 func (s *Session) cleanup(info StopInfo, notify bool) {
 	s.mu.Lock()
 	legs := s.legs
+	pending := s.reoffer
+	s.reoffer = [2]*webrtcLeg{}
 	s.mu.Unlock()
 	for _, l := range legs {
+		if l != nil {
+			l.close()
+		}
+	}
+	for _, l := range pending {
 		if l != nil {
 			l.close()
 		}

@@ -179,7 +179,11 @@ func (s *Session) attach(t Tap, pos *Position) error {
 		ps[SideCaller][kindAudio] = newPipe(s, cl, tl, kindAudio)
 		ps[SideCaller][kindVideo] = newPipe(s, cl, tl, kindVideo)
 	}
-	if s.pipes.Load() == nil { // stopped meanwhile
+	// Publish under s.mu: stop sets s.stopped under it before clearing the pipes, so pipes
+	// stored here are either seen stopped (refused) or cleared by stop afterwards.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped || s.pipes.Load() == nil || s.legs[SideCaller] != cl {
 		return ErrState
 	}
 	s.pipes.Store(ps)
@@ -312,7 +316,7 @@ func (e *Engine) StartListen(ctx context.Context, audioFormats, videoFormats []F
 	tl := &tapLeg{s: s, caller: w}
 	tl.tap.Store(&tapBox{t: t})
 	s.mu.Lock()
-	s.legs[SideFar] = tl // the receiver's keyframe requests reach the Tap (peer of the caller)
+	s.setLegLocked(SideFar, tl) // the receiver's keyframe requests reach the Tap (peer of the caller)
 	s.mu.Unlock()
 	return s, Description{Kind: KindWebRTC, SDP: off}, nil
 }

@@ -129,7 +129,7 @@ func newWebRTCLeg(s *Session, side Side) (*webrtcLeg, error) {
 	pc.OnICEConnectionStateChange(func(st webrtc.ICEConnectionState) {
 		s.log.Debug("ice state", "side", side, "state", st.String())
 		if st == webrtc.ICEConnectionStateFailed {
-			s.legFailed(side, CauseICEFailed, "ICE failed")
+			s.legFailed(l, side, CauseICEFailed, "ICE failed")
 		}
 	})
 	pc.SCTP().Transport().OnStateChange(func(st webrtc.DTLSTransportState) {
@@ -137,7 +137,7 @@ func newWebRTCLeg(s *Session, side Side) (*webrtcLeg, error) {
 		case webrtc.DTLSTransportStateConnected:
 			l.dtlsUp.Store(true)
 		case webrtc.DTLSTransportStateFailed:
-			s.legFailed(side, CauseDTLSFailed, "DTLS handshake failed")
+			s.legFailed(l, side, CauseDTLSFailed, "DTLS handshake failed")
 		}
 	})
 	pc.OnConnectionStateChange(func(st webrtc.PeerConnectionState) {
@@ -150,13 +150,13 @@ func newWebRTCLeg(s *Session, side Side) (*webrtcLeg, error) {
 		}
 		switch {
 		case pc.ICEConnectionState() == webrtc.ICEConnectionStateFailed:
-			s.legFailed(side, CauseICEFailed, "ICE failed")
+			s.legFailed(l, side, CauseICEFailed, "ICE failed")
 		case !l.dtlsUp.Load():
-			s.legFailed(side, CauseDTLSFailed, "DTLS handshake failed")
+			s.legFailed(l, side, CauseDTLSFailed, "DTLS handshake failed")
 		case st == webrtc.PeerConnectionStateClosed:
-			s.legFailed(side, CausePeerClosed, "peer closed the connection")
+			s.legFailed(l, side, CausePeerClosed, "peer closed the connection")
 		default:
-			s.legFailed(side, CauseICEFailed, "connection lost")
+			s.legFailed(l, side, CauseICEFailed, "connection lost")
 		}
 	})
 	return l, nil
@@ -237,7 +237,7 @@ func (l *webrtcLeg) readTrack(tr *webrtc.TrackRemote) {
 		}
 		l.last.Store(time.Now().UnixNano())
 		l.nin.Add(1)
-		l.s.onRTP(l.side, &pkt)
+		l.s.onRTP(l, l.side, &pkt)
 	}
 }
 

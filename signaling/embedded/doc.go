@@ -46,6 +46,8 @@
 // and then calls, on *Media: SendDTMF(ctx, side, digits, ms), ReofferRTP(side, sdp)
 // (returns the SDP answer and applies hold from its direction), SetHold / Held,
 // OnDTMF(func(side, digit)) (returns a cancel func), CallerKind / FarKind, Stats,
-// Done. Sides are media.SideCaller (the party whose offer started the session) and
+// Done, and for a WebRTC peer that lost its PeerConnection (Verto re-attach):
+// Detach(side, grace) / Detached(side), ReattachOffer(ctx, side) (a new leg's SDP
+// offer) and ReattachAnswer(ctx, side, sdp) (swaps the new leg in). Sides are media.SideCaller (the party whose offer started the session) and
 // media.SideFar (the proxy's far side).
 package embedded

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
@@ -85,6 +86,47 @@ func (m *Media) ReofferRTP(side media.Side, sdp string) (string, error) {
 		return "", startError(err)
 	}
 	return d.SDP, nil
+}
+
+// Detach keeps the session through the loss of side's peer (a Verto page
+// reload) for up to grace: no media timeout and no stop on its ICE/DTLS
+// failure or close meanwhile. ReattachAnswer re-attaches it; when grace runs
+// out first the session stops (peer_closed). grace <= 0 re-attaches as is.
+func (m *Media) Detach(side media.Side, grace time.Duration) error {
+	if err := m.Session().Detach(side, grace); err != nil {
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Detach refused: %v", err)
+	}
+	return nil
+}
+
+// Detached reports whether side is detached, waiting for a re-attach.
+func (m *Media) Detached(side media.Side) bool { return m.Session().Detached(side) }
+
+// ReattachOffer builds a new WebRTC leg for side and returns its SDP offer
+// for the peer's new PeerConnection (complete candidates, no trickle).
+func (m *Media) ReattachOffer(ctx context.Context, side media.Side) (string, error) {
+	d, err := m.Session().ReofferWebRTC(ctx, side)
+	if err != nil {
+		if errors.Is(err, media.ErrState) || errors.Is(err, media.ErrClosed) {
+			return "", signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: %v", err)
+		}
+		return "", signaling.Errorf(signaling.CodeInternalError, "Re-attach offer failed: %v", err)
+	}
+	return d.SDP, nil
+}
+
+// ReattachAnswer applies the peer's answer to ReattachOffer's offer: the new
+// leg replaces the old one (the far side, echo or room carry on untouched)
+// and side is re-attached. On error the session is left as it was.
+func (m *Media) ReattachAnswer(ctx context.Context, side media.Side, sdp string) error {
+	err := m.Session().SetReofferAnswer(ctx, side, media.Description{Kind: media.KindWebRTC, SDP: sdp})
+	if err != nil {
+		if errors.Is(err, media.ErrState) || errors.Is(err, media.ErrClosed) {
+			return signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: %v", err)
+		}
+		return startError(err)
+	}
+	return nil
 }
 
 // OnDTMF registers f for every RFC 4733 digit received from either side (from
@@ -173,7 +215,7 @@ func (m *Media) SetAnswer(ctx context.Context, answer signaling.Desc) (signaling
 		}
 		return nil, sdpError(err, "answer")
 	}
-	return descOf(out, nil), nil
+	return descOf(out, answer), nil
 }
 
 // Update implements signaling.Media: kind "media" {use_audio, use_video,
