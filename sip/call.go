@@ -946,7 +946,7 @@ func (c *Call) do(ctx context.Context, req *sip.Request) (*sip.Response, error) 
 	if err := c.route(ctx, req); err != nil {
 		return nil, err
 	}
-	tx, err := c.s.cli.TransactionRequest(ctx, req, noBuild)
+	tx, err := c.s.sendTx(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -954,6 +954,7 @@ func (c *Call) do(ctx context.Context, req *sip.Request) (*sip.Response, error) 
 	for {
 		select {
 		case res := <-tx.Responses():
+			c.s.gotResponse(res)
 			if res.IsProvisional() {
 				continue
 			}
@@ -1058,7 +1059,7 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 	if err := c.route(ctx, req); err != nil {
 		return nil, err
 	}
-	tx, err := c.s.cli.TransactionRequest(ctx, req, noBuild)
+	tx, err := c.s.sendTx(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -1066,6 +1067,7 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 	for {
 		select {
 		case res := <-tx.Responses():
+			c.s.gotResponse(res)
 			if res.IsProvisional() {
 				continue
 			}
@@ -1077,7 +1079,7 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 			if err := c.route(ctx, ack); err != nil {
 				return nil, err
 			}
-			if err := c.s.cli.WriteRequest(ack, noBuild); err != nil {
+			if err := c.s.sendDirect(ack); err != nil {
 				return nil, err
 			}
 			c.mu.Lock()

@@ -213,7 +213,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 	if err := c.route(ctx, req); err != nil {
 		return nil, err
 	}
-	tx, err := s.cli.TransactionRequest(txCtx, req, noBuild)
+	tx, err := s.sendTx(txCtx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -223,6 +223,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 	for {
 		select {
 		case res := <-tx.Responses():
+			s.gotResponse(res)
 			switch {
 			case res.IsProvisional():
 				if res.StatusCode > 100 {
@@ -273,7 +274,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				if err := c.route(ctx, req); err != nil {
 					return nil, err
 				}
-				if tx, err = s.cli.TransactionRequest(txCtx, req, noBuild); err != nil {
+				if tx, err = s.sendTx(txCtx, req); err != nil {
 					return nil, err
 				}
 				gotProvisional = false
@@ -296,7 +297,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				if err := c.route(ctx, req); err != nil {
 					return nil, err
 				}
-				if tx, err = s.cli.TransactionRequest(txCtx, req, noBuild); err != nil {
+				if tx, err = s.sendTx(txCtx, req); err != nil {
 					return nil, err
 				}
 				gotProvisional = false
@@ -358,6 +359,7 @@ func (c *Call) cancelInvite(ctx context.Context, req *sip.Request, tx sip.Client
 		// CANCEL may only follow a provisional response (RFC 3261 §9.1).
 		select {
 		case res := <-tx.Responses():
+			c.s.gotResponse(res)
 			if res.IsSuccess() {
 				_ = c.established(res)
 				hctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
@@ -392,14 +394,15 @@ func (c *Call) cancelInvite(ctx context.Context, req *sip.Request, tx sip.Client
 	cctx, cancel := context.WithTimeout(context.Background(), 64*sip.T1)
 	defer cancel()
 	ctx2 := cctx
-	ctx2Tx, err := c.s.cli.TransactionRequest(ctx2, cancelReq, noBuild)
+	ctx2Tx, err := c.s.sendTx(ctx2, cancelReq)
 	if err == nil {
 		defer ctx2Tx.Terminate()
 		go func() {
 			// Drain the CANCEL's own responses so its transaction does not block.
 			for {
 				select {
-				case <-ctx2Tx.Responses():
+				case r := <-ctx2Tx.Responses():
+					c.s.gotResponse(r)
 				case <-ctx2Tx.Done():
 					return
 				case <-cctx.Done():
@@ -411,6 +414,7 @@ func (c *Call) cancelInvite(ctx context.Context, req *sip.Request, tx sip.Client
 	for {
 		select {
 		case res := <-tx.Responses():
+			c.s.gotResponse(res)
 			if res.IsProvisional() {
 				continue
 			}
@@ -471,7 +475,7 @@ func (c *Call) established(res *sip.Response) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cli.WriteRequest(ack.Clone(), noBuild); err != nil {
+	if err := s.sendDirect(ack.Clone()); err != nil {
 		return err
 	}
 	if tx != nil {
@@ -499,6 +503,6 @@ func (c *Call) reAck() {
 	ack := c.ack
 	c.mu.Unlock()
 	if ack != nil {
-		_ = c.s.cli.WriteRequest(ack.Clone(), noBuild)
+		_ = c.s.sendDirect(ack.Clone())
 	}
 }

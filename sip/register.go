@@ -16,6 +16,8 @@ import (
 const maxContactsPerRequest = 16
 
 func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
+	outcome := "failed"
+	defer func() { s.obs.Register(outcome) }()
 	if !s.admit(req, tx) {
 		return
 	}
@@ -25,6 +27,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	user, ok := s.authenticate(req, tx)
 	if !ok {
+		outcome = "unauthorized"
 		return
 	}
 	to := req.To()
@@ -39,6 +42,7 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	u.AOR = user
 	if len(u.Contacts) == 0 && !u.Wildcard {
+		outcome = "ok" // a query of the bindings
 		s.replyBindings(req, tx, s.reg.Lookup(user))
 		return
 	}
@@ -62,7 +66,11 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, 500, "Server Internal Error")
 		return
 	}
-	s.log.Info("sip register", "user", user, "contacts", len(bs), "src", req.Source())
+	s.log.Info("sip register", "user", user, "contacts", len(bs), "src", req.Source(), "sip_call_id", u.CallID)
+	outcome = "ok"
+	if len(bs) == 0 {
+		outcome = "unregistered"
+	}
 	s.replyBindings(req, tx, bs)
 }
 

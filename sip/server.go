@@ -48,6 +48,9 @@ type Options struct {
 	// Resolver resolves the host names of outbound targets (allowed domains and trunks only);
 	// net.DefaultResolver when nil.
 	Resolver *net.Resolver
+	// Observer is told about every request and response sent and received and every
+	// REGISTER outcome (e.g. for metrics); nil: nobody.
+	Observer Observer
 }
 
 // allowedMethods is the Allow header value.
@@ -69,6 +72,7 @@ type Server struct {
 	handler CallHandler
 	users   UserStore
 	trunks  []trunk
+	obs     Observer
 
 	ua  *sipgo.UserAgent
 	srv *sipgo.Server
@@ -136,6 +140,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	if s.resolver == nil {
 		s.resolver = net.DefaultResolver
+	}
+	s.obs = opts.Observer
+	if s.obs == nil {
+		s.obs = nopObserver{}
 	}
 	parser := sip.NewParser()
 	parser.MaxMessageLength = cfg.Limits.MaxMessageSize
@@ -339,6 +347,7 @@ func (s *Server) Close() error {
 // killing the process.
 func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		tx = s.observeIn(req, tx)
 		defer func() {
 			if r := recover(); r != nil {
 				s.log.Error("sip handler panic", "panic", r, "req", req.StartLine())
