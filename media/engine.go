@@ -95,6 +95,7 @@ type Engine struct {
 	tcpLn     *net.TCPListener
 	tcpMux    ice.TCPMux
 	pool      *plainrtp.PortPool
+	traffic   traffic // RTP counters (traffic.go)
 	advertise netip.Addr
 
 	mu       sync.Mutex

@@ -52,6 +52,7 @@ type pipe struct {
 	hdr               rtp.Header // scratch header, reused under mu
 	forwarded, transc atomic.Uint64
 	dropped           atomic.Uint64
+	rx                rxStats // the source stream's loss and jitter (traffic.go)
 }
 
 func newPipe(s *Session, src, dst leg, k mediaKind) *pipe {
@@ -110,12 +111,18 @@ func (p *pipe) emit(h *rtp.Header, payload []byte) {
 	}
 	p.started = true
 	p.forwarded.Add(1)
+	p.s.e.traffic.sent(len(payload))
 }
 
 // push forwards one packet whose payload format on the source leg is in.
 func (p *pipe) push(in format, pkt *rtp.Packet) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if in.isTE() {
+		p.s.e.traffic.received(&p.rx, 0, pkt, time.Time{})
+	} else {
+		p.s.e.traffic.received(&p.rx, in.Rate, pkt, time.Now())
+	}
 	n := p.dst.negotiated()
 	if n == nil {
 		p.dropped.Add(1)
