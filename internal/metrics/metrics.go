@@ -11,10 +11,11 @@
 //	core := signaling.New(signaling.Options{Observer: m, ...})
 //	api := wsapi.New(wsapi.Config{Observer: m, ...}, core, log)
 //	m.WatchCore(core.Stats, api.ConnCount)
-//	sipObserver := m.SIP()                       // Request / Response / Registered
+//	sipObserver := m.SIP()                       // Request / Response / Register (sip.Observer)
 //	m.SIP().RegistrationsFunc(registrar.Count)   // gauge read at scrape time
 //	m.ESL().ConnectedFunc("freeswitch", client.Connected)
-//	m.Media().Source("media", func() metrics.MediaSnapshot { ... })
+//	m.Media().GaugesFunc("media", func() metrics.MediaGauges { ... })
+//	m.Media().TrafficFunc("media", func() metrics.MediaTraffic { ... }) // counters read at scrape time
 //	http.Handle("/metrics", m.Handler())
 //
 // Label values that come from the network (SIP methods, call target types)
@@ -234,6 +235,9 @@ func (s *SIPMetrics) Registered(result string) {
 	}
 	s.registered.WithLabelValues(result).Inc()
 }
+
+// Register is Registered under the name the SIP front end's Observer uses.
+func (s *SIPMetrics) Register(outcome string) { s.Registered(outcome) }
 
 // RegistrationsFunc publishes nkbridge_sip_registrations, read from f at
 // scrape time (e.g. the registrar's Count). Only the first call counts.

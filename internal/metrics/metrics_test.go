@@ -83,6 +83,11 @@ func TestCountersAndGauges(t *testing.T) {
 	med.Lost(2)
 	med.Jitter(0.004)
 	med.GaugesFunc("media", func() metrics.MediaGauges { return metrics.MediaGauges{Sessions: 4, Transcoding: 1, RTPPorts: 2} })
+	med.TrafficFunc("media", func() metrics.MediaTraffic {
+		return metrics.MediaTraffic{PacketsIn: 100, PacketsOut: 90, BytesIn: 16000, BytesOut: 14400, Lost: 3,
+			Streams: 2, JitterMax: 0.03, JitterMean: 0.02}
+	})
+	sip.Register("unregistered")
 
 	esl := m.ESL()
 	esl.Connected("fs1", true)
@@ -116,10 +121,15 @@ func TestCountersAndGauges(t *testing.T) {
 		`nkbridge_sip_register_total{result="ok"}`:                                 1,
 		`nkbridge_sip_register_total{result="failed"}`:                             1,
 		`nkbridge_sip_registrations`:                                               3,
-		`nkbridge_rtp_packets_total{direction="in"}`:                               51,
-		`nkbridge_rtp_bytes_total{direction="out"}`:                                7840,
-		`nkbridge_rtp_packets_total{direction="out"}`:                              50,
-		`nkbridge_rtp_packets_lost_total`:                                          2,
+		`nkbridge_rtp_packets_total{direction="in"}`:                               51 + 100,
+		`nkbridge_rtp_bytes_total{direction="out"}`:                                7840 + 14400,
+		`nkbridge_rtp_bytes_total{direction="in"}`:                                 8160 + 16000,
+		`nkbridge_rtp_packets_total{direction="out"}`:                              50 + 90,
+		`nkbridge_rtp_packets_lost_total`:                                          2 + 3,
+		`nkbridge_rtp_jitter_max_seconds{backend="media"}`:                         0.03,
+		`nkbridge_rtp_jitter_mean_seconds{backend="media"}`:                        0.02,
+		`nkbridge_rtp_receive_streams{backend="media"}`:                            2,
+		`nkbridge_sip_register_total{result="unregistered"}`:                       1,
 		`nkbridge_rtp_jitter_seconds_count`:                                        1,
 		`nkbridge_rtp_jitter_seconds_bucket{le="0.005"}`:                           1,
 		`nkbridge_rtp_jitter_seconds_bucket{le="0.002"}`:                           0,
