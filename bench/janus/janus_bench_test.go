@@ -245,6 +245,7 @@ func writeJanusConfig(b *testing.B, dir string, s setup) {
 	admin_secret = "nkbbench-unused"
 	session_timeout = 120
 	server_name = "nkbbench"
+	interface = "%[3]s"
 }
 media: {
 	ipv6 = false
@@ -271,7 +272,7 @@ events: {
 	broadcast = false
 	disable = "libjanus_gelfevh.so,libjanus_mqttevh.so,libjanus_nanomsgevh.so,libjanus_rabbitmqevh.so,libjanus_sampleevh.so,libjanus_wsevh.so"
 }
-`, dir, s.iface),
+`, dir, s.iface, s.janusIP),
 		"janus.transport.http.jcfg": fmt.Sprintf(`general: {
 	base_path = "/janus"
 	http = true
@@ -426,6 +427,14 @@ func (j *janus) attach(ctx context.Context, plugin string) int64 {
 // msg sends a plugin message; for async requests it waits for the plugin event of the same
 // transaction. It returns the plugin data and the event's jsep (if any).
 func (j *janus) msg(ctx context.Context, h int64, body, jsep map[string]any) (map[string]any, map[string]any) {
+	d, js, err := j.tryMsg(ctx, h, body, jsep)
+	if err != nil {
+		j.b.Fatal(err)
+	}
+	return d, js
+}
+
+func (j *janus) tryMsg(ctx context.Context, h int64, body, jsep map[string]any) (map[string]any, map[string]any, error) {
 	m := map[string]any{"janus": "message", "body": body}
 	if jsep != nil {
 		m["jsep"] = jsep
@@ -433,14 +442,14 @@ func (j *janus) msg(ctx context.Context, h int64, body, jsep map[string]any) (ma
 	q := j.queue(h)
 	r, err := j.post(ctx, fmt.Sprintf("/%d/%d", j.sess, h), m)
 	if err != nil {
-		j.b.Fatalf("janus %v: %v %v", body["request"], err, r)
+		return nil, nil, fmt.Errorf("janus %v: %v %v", body["request"], err, r)
 	}
 	if r["janus"] == "success" {
 		d, _ := dig(r, "plugindata", "data").(map[string]any)
 		if d["error"] != nil {
-			j.b.Fatalf("janus %v: %v", body["request"], d)
+			return nil, nil, fmt.Errorf("janus %v: %v", body["request"], d)
 		}
-		return d, nil
+		return d, nil, nil
 	}
 	tx := r["transaction"]
 	deadline := time.After(15 * time.Second)
@@ -452,12 +461,12 @@ func (j *janus) msg(ctx context.Context, h int64, body, jsep map[string]any) (ma
 			}
 			d, _ := dig(e, "plugindata", "data").(map[string]any)
 			if d["error"] != nil {
-				j.b.Fatalf("janus %v: %v", body["request"], d)
+				return nil, nil, fmt.Errorf("janus %v: %v", body["request"], d)
 			}
 			js, _ := e["jsep"].(map[string]any)
-			return d, js
+			return d, js, nil
 		case <-deadline:
-			j.b.Fatalf("janus %v: no event", body["request"])
+			return nil, nil, fmt.Errorf("janus %v: no event", body["request"])
 		}
 	}
 }
@@ -619,7 +628,17 @@ func measure(b *testing.B, pid int, got *atomic.Int64, warm, window time.Duratio
 	return float64(c1-c0) / userHZ, got.Load() - p0
 }
 
-// sfu: one publisher, n listeners. open() returns the publisher and listener plumbing.
+func waitConnected(b *testing.B, pc *webrtc.PeerConnection) {
+	for i := 0; pc.ConnectionState() != webrtc.PeerConnectionStateConnected; i++ {
+		if i == 150 {
+			b.Fatalf("publisher not connected: %v", pc.ConnectionState())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sfuJanus: one VideoRoom publisher, n subscribers. It returns the publisher's send function
+// and the subscribers' packet counter.
 func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int, frames [][]byte) (func(), *atomic.Int64) {
 	ph := j.attach(ctx, "janus.plugin.videoroom")
 	j.msg(ctx, ph, map[string]any{"request": "create", "room": room, "publishers": 1, "audiocodec": "opus", "is_private": false}, nil)
@@ -636,10 +655,22 @@ func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans["sdp"].(string)}); err != nil {
 		b.Fatal(err)
 	}
+	// The feed exists for subscribers once the publisher's PeerConnection is up.
+	waitConnected(b, pub)
 	var got atomic.Int64
 	for i := 0; i < n; i++ {
 		h := j.attach(ctx, "janus.plugin.videoroom")
-		_, off := j.msg(ctx, h, map[string]any{"request": "join", "ptype": "subscriber", "room": room, "streams": []any{map[string]any{"feed": feed}}}, nil)
+		var off map[string]any
+		for try := 0; ; try++ {
+			_, off, err = j.tryMsg(ctx, h, map[string]any{"request": "join", "ptype": "subscriber", "room": room, "streams": []any{map[string]any{"feed": feed}}}, nil)
+			if err == nil || try == 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
 		if off == nil {
 			b.Fatal("videoroom subscribe: no offer")
 		}
