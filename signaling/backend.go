@@ -110,6 +110,7 @@ type Backends struct {
 	order    []string
 	defaults map[string]string
 	rooms    []roomEntry
+	adapter  OfferAdapter // adapt.go
 }
 
 // NewBackends returns an empty registry.

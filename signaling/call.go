@@ -134,6 +134,9 @@ type invitation struct {
 	invited  bool   // Invite returned
 	done     bool   // out of the call
 	endErr   *Error // ended while Invite was running: Hangup after it returns
+	// set when the invitee was rung with an adapted offer (adapt.go)
+	finish  func(ctx context.Context, answer Desc) (Desc, error)
+	release func()
 }
 
 // endLocked takes an invitation out of the call and returns the invitee to
@@ -319,9 +322,22 @@ func (cl *Call) Start(ctx context.Context) {
 			c.mu.Unlock()
 			continue
 		}
+		c.mu.Unlock()
+		ivInv, err := c.adaptedFor(ctx, iv, inv)
+		if err != nil {
+			iv.Rejected(AsError(err))
+			continue
+		}
+		c.mu.Lock()
+		if call.state != callRinging || iv.done {
+			rel := iv.takeReleaseLocked()
+			c.mu.Unlock()
+			runAll([]func(){rel})
+			continue
+		}
 		iv.inviting = true
 		c.mu.Unlock()
-		if err := iv.inv.Invite(ctx, inv, iv); err != nil {
+		if err := iv.inv.Invite(ctx, ivInv, iv); err != nil {
 			c.mu.Lock()
 			iv.inviting = false
 			c.mu.Unlock()
@@ -361,7 +377,9 @@ func (c *Core) HangupCall(id string, err *Error) error {
 		call.timer.Stop()
 	}
 	var hang []Invitee
+	var rels []func()
 	for _, iv := range call.invs {
+		rels = append(rels, iv.takeReleaseLocked())
 		if iv == call.winner && !iv.done {
 			iv.done = true
 			hang = append(hang, iv.inv)
@@ -386,6 +404,7 @@ func (c *Core) HangupCall(id string, err *Error) error {
 	for _, inv := range hang {
 		inv.Hangup(err)
 	}
+	runAll(rels)
 	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "hangup", ObjID: id,
 		Body: map[string]any{"code": err.Code, "reason": err.Text, "error": err.Text}})
 	if call.req.Observer != nil {
@@ -454,6 +473,9 @@ func (iv *invitation) Ringing(answer Desc) {
 	}
 	first := !call.rang
 	call.rang = true
+	if iv.finish != nil {
+		answer = nil // an early answer to an adapted offer does not fit the caller's
+	}
 	c.mu.Unlock()
 	if !first && len(answer) == 0 {
 		return
@@ -498,15 +520,18 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 		call.timer.Stop()
 	}
 	var others []Invitee
+	var rels []func()
 	elsewhere := Errorf(CodeOriginatorCancel, "Answered elsewhere")
 	for _, o := range call.invs {
 		if o != iv {
 			if inv := o.endLocked(elsewhere); inv != nil {
 				others = append(others, inv)
 			}
+			rels = append(rels, o.takeReleaseLocked())
 		}
 	}
 	callerSession := call.req.SessionID
+	finish := iv.finish
 	c.mu.Unlock()
 
 	call.log.Info("call answered")
@@ -515,6 +540,17 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 	}
 	for _, o := range others {
 		o.Hangup(elsewhere)
+	}
+	runAll(rels)
+	if finish != nil && len(answer) > 0 {
+		got, err := finish(context.Background(), answer)
+		if err != nil {
+			e := AsError(err)
+			call.log.Info("adapted answer refused", "code", e.Code, "reason", e.Text)
+			_ = c.HangupCall(call.id, e)
+			return e
+		}
+		answer = got
 	}
 	result := answer
 	if callerSession != "" && len(answer) > 0 {
@@ -554,6 +590,7 @@ func (iv *invitation) Rejected(err *Error) {
 		return
 	}
 	iv.done = true
+	rel := iv.takeReleaseLocked()
 	all := true
 	for _, o := range call.invs {
 		if !o.done {
@@ -561,6 +598,7 @@ func (iv *invitation) Rejected(err *Error) {
 		}
 	}
 	c.mu.Unlock()
+	runAll([]func(){rel})
 	call.log.Info("invitee rejected", "code", err.Code, "reason", err.Text)
 	if all {
 		rej := &Error{Code: CodeCallRejected, Text: err.Text}

@@ -35,6 +35,7 @@ type Core struct {
 	calls     map[string]*call
 	callOwner map[string]map[string]struct{} // owner -> call ids
 	resolvers []resolverEntry
+	adapter   OfferAdapter // optional (adapt.go)
 	closed    bool
 	draining  bool
 

@@ -1,0 +1,97 @@
+package signaling
+
+import "context"
+
+// MediaKinder is optionally implemented by an Invitee that can only use
+// offers of one media kind: "webrtc" (a browser, a Verto login) or "rtp" (a
+// SIP device). When a call's offer is of another kind and the Core has an
+// OfferAdapter, the invitee is rung with an adapted offer instead. Invitees
+// that do not implement it, or return "", get the call's offer as is.
+type MediaKinder interface {
+	MediaKind() string
+}
+
+// OfferAdapter turns a call's offer into one of another media kind for one
+// invitee (the embedded engine does it with an auxiliary proxy session).
+type OfferAdapter interface {
+	// Adapt returns an offer of kind want for the invitee. When that invitee
+	// accepts, finish takes its answer (of kind want) and returns the answer
+	// for the call's offer (of the offer's kind). release frees what Adapt
+	// took; the router calls it exactly once, when the invitee is out of the
+	// call or the call ends (after finish, if finish was called). On error
+	// nothing is held.
+	Adapt(ctx context.Context, callID string, offer Desc, want string) (adapted Desc, finish func(ctx context.Context, answer Desc) (Desc, error), release func(), err error)
+}
+
+// SetOfferAdapter registers the adapter used for invitees whose MediaKind
+// differs from the call's offer; nil (the default) falls back to the one
+// registered on the Backends, if any. Without an adapter every invitee gets
+// the offer as is.
+func (c *Core) SetOfferAdapter(a OfferAdapter) {
+	c.mu.Lock()
+	c.adapter = a
+	c.mu.Unlock()
+}
+
+// adaptedFor is the offer for invitee inv: the call's offer, or an adapted
+// one when inv wants another kind and an adapter is registered.
+func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) (Invitation, error) {
+	k, ok := iv.inv.(MediaKinder)
+	if !ok || inv.Offer.SDP() == "" {
+		return inv, nil
+	}
+	want := k.MediaKind()
+	if want == "" || want == inv.Offer.SDPType() {
+		return inv, nil
+	}
+	c.mu.Lock()
+	a := c.adapter
+	c.mu.Unlock()
+	if a == nil {
+		a = c.backends.OfferAdapter()
+	}
+	if a == nil {
+		return inv, nil
+	}
+	adapted, finish, release, err := a.Adapt(ctx, inv.CallID, inv.Offer, want)
+	if err != nil {
+		return inv, err
+	}
+	c.mu.Lock()
+	iv.finish, iv.release = finish, release // Start releases it if the call ended meanwhile
+	c.mu.Unlock()
+	iv.call.log.Info("offer adapted for invitee", "from", inv.Offer.SDPType(), "to", want)
+	inv.Offer = adapted
+	return inv, nil
+}
+
+// takeReleaseLocked returns the invitation's release func, once (call with c.mu held).
+func (iv *invitation) takeReleaseLocked() func() {
+	r := iv.release
+	iv.release = nil
+	return r
+}
+
+func runAll(fs []func()) {
+	for _, f := range fs {
+		if f != nil {
+			f()
+		}
+	}
+}
+
+// SetOfferAdapter registers the media side's offer adapter (the embedded
+// engine registers one next to its backend); a Core uses it unless it has
+// its own (Core.SetOfferAdapter).
+func (r *Backends) SetOfferAdapter(a OfferAdapter) {
+	r.mu.Lock()
+	r.adapter = a
+	r.mu.Unlock()
+}
+
+// OfferAdapter returns the registered offer adapter, or nil.
+func (r *Backends) OfferAdapter() OfferAdapter {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.adapter
+}

@@ -1,0 +1,598 @@
+package embedded
+
+// Internal test (package embedded, own helpers prefixed "ad") of the offer
+// adapter: a call forked to invitees of different media kinds.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/media/codec"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// adEnv is a core with the embedded backend and an offer adapter on a
+// second engine (as the daemon wires them), and a "user" resolver returning
+// the invitees the test sets.
+type adEnv struct {
+	t        *testing.T
+	eng, aux *media.Engine
+	be, auxB *Backend
+	core     *signaling.Core
+
+	mu   sync.Mutex
+	invs []signaling.Invitee
+}
+
+func newAdEnv(t *testing.T) *adEnv {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	base := 30000 + 2*rand.IntN(15000)
+	eng, err := media.New(media.Config{BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: base, RTPPortMax: base + 100,
+		Quarantine: 200 * time.Millisecond, MediaTimeout: 20 * time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	be := New(eng, log)
+	// The same RTP port range: each engine skips the ports the other holds.
+	aux, err := media.New(media.Config{BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: base, RTPPortMax: base + 100,
+		Quarantine: 200 * time.Millisecond, MediaTimeout: 20 * time.Second, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auxB := New(aux, log)
+	backends := signaling.NewBackends()
+	backends.Register(Name, be, Types()...)
+	backends.SetOfferAdapter(NewAdapter(auxB))
+	core := signaling.New(signaling.Options{Logger: log, Backends: backends})
+	e := &adEnv{t: t, eng: eng, aux: aux, be: be, auxB: auxB, core: core}
+	core.AddResolver("user", signaling.ResolverFunc(func(context.Context, signaling.Destination) ([]signaling.Invitee, error) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.invs, nil
+	}))
+	t.Cleanup(func() {
+		core.Close()
+		be.Close()
+		auxB.Close()
+		_ = eng.Close()
+		_ = aux.Close()
+	})
+	return e
+}
+
+// waitSessions waits until the main engine holds n sessions and the
+// adapter's engine aux ones (in the engines and the backends).
+func (e *adEnv) waitSessions(what string, n, aux int) {
+	e.t.Helper()
+	end := time.Now().Add(5 * time.Second)
+	for e.be.Sessions() != n || e.eng.Sessions() != n || e.auxB.Sessions() != aux || e.aux.Sessions() != aux {
+		if time.Now().After(end) {
+			e.t.Fatalf("%s: main backend %d / engine %d sessions, want %d; aux backend %d / engine %d, want %d", what,
+				e.be.Sessions(), e.eng.Sessions(), n, e.auxB.Sessions(), e.aux.Sessions(), aux)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// adInvitee is a test invitee declaring a media kind ("" = none).
+type adInvitee struct {
+	kind    string
+	invited chan adInvite
+	hung    chan *signaling.Error
+}
+
+type adInvite struct {
+	inv signaling.Invitation
+	h   signaling.InviteHandle
+}
+
+func newAdInvitee(kind string) *adInvitee {
+	return &adInvitee{kind: kind, invited: make(chan adInvite, 1), hung: make(chan *signaling.Error, 1)}
+}
+
+func (i *adInvitee) MediaKind() string { return i.kind }
+
+func (i *adInvitee) Invite(_ context.Context, inv signaling.Invitation, h signaling.InviteHandle) error {
+	i.invited <- adInvite{inv, h}
+	h.Ringing(nil)
+	return nil
+}
+
+func (i *adInvitee) Hangup(err *signaling.Error) { i.hung <- err }
+
+func (i *adInvitee) waitInvite(t *testing.T) adInvite {
+	t.Helper()
+	select {
+	case v := <-i.invited:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("invitee %q not invited", i.kind)
+	}
+	return adInvite{}
+}
+
+func (i *adInvitee) waitHangup(t *testing.T) *signaling.Error {
+	t.Helper()
+	select {
+	case e := <-i.hung:
+		return e
+	case <-time.After(5 * time.Second):
+		t.Fatalf("invitee %q not hung up", i.kind)
+	}
+	return nil
+}
+
+// adObserver catches the call's answer for the caller.
+type adObserver struct {
+	answered chan signaling.Desc
+	hangup   chan *signaling.Error
+}
+
+func (o *adObserver) CallRinging(string, signaling.Desc) {}
+func (o *adObserver) CallAnswered(_ string, a signaling.Desc) {
+	o.answered <- a
+}
+func (o *adObserver) CallHangup(_ string, err *signaling.Error) {
+	o.hangup <- err
+}
+
+// ---- a pion WebRTC peer, loopback only, PCMU ----
+
+type adQuiet struct{}
+
+func (adQuiet) NewLogger(string) logging.LeveledLogger {
+	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, io.Discard)
+}
+
+type adPC struct {
+	t     *testing.T
+	pc    *webrtc.PeerConnection
+	track *webrtc.TrackLocalStaticRTP
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	pcm   []int16
+	pkts  int
+}
+
+func newAdPC(t *testing.T) *adPC {
+	t.Helper()
+	var se webrtc.SettingEngine
+	se.LoggerFactory = adQuiet{}
+	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
+	se.SetIncludeLoopbackCandidate(true)
+	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	me := &webrtc.MediaEngine{}
+	capab := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capab, PayloadType: 0}, webrtc.RTPCodecTypeAudio); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &adPC{t: t, pc: pc}
+	if p.track, err = webrtc.NewTrackLocalStaticRTP(capab, "audio", "adpc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.AddTrack(p.track); err != nil {
+		t.Fatal(err)
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			for {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
+					if errors.Is(err, io.EOF) {
+						return
+					}
+					continue
+				}
+				p.mu.Lock()
+				p.pkts++
+				for _, b := range pkt.Payload {
+					p.pcm = append(p.pcm, codec.UlawToLinear(b))
+				}
+				p.mu.Unlock()
+			}
+		}()
+	})
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *adPC) close() {
+	_ = p.pc.GracefulClose()
+	p.wg.Wait()
+}
+
+func (p *adPC) gather(d webrtc.SessionDescription) string {
+	done := webrtc.GatheringCompletePromise(p.pc)
+	if err := p.pc.SetLocalDescription(d); err != nil {
+		p.t.Fatal(err)
+	}
+	<-done
+	return p.pc.LocalDescription().SDP
+}
+
+func (p *adPC) offer() string {
+	o, err := p.pc.CreateOffer(nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return p.gather(o)
+}
+
+func (p *adPC) setAnswer(sdp string) {
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *adPC) answer(offer string) string {
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		p.t.Fatal(err)
+	}
+	a, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return p.gather(a)
+}
+
+func (p *adPC) sendTone(ctx context.Context, freq float64, d time.Duration) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	end := time.Now().Add(d)
+	seq, ts := uint16(rand.Uint32()), rand.Uint32()
+	for n := 0; time.Now().Before(end); n++ {
+		_ = p.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: ts, Marker: n == 0},
+			Payload: adTone(freq, n)})
+		seq++
+		ts += 160
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *adPC) heard() ([]int16, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int16(nil), p.pcm...), p.pkts
+}
+
+func adTone(freq float64, n int) []byte {
+	payload := make([]byte, 160)
+	for i := range payload {
+		payload[i] = codec.LinearToUlaw(int16(8000 * math.Sin(2*math.Pi*freq*float64(n*160+i)/8000)))
+	}
+	return payload
+}
+
+// ---- a plain RTP peer (UDP socket, PCMU) ----
+
+type adRTP struct {
+	t    *testing.T
+	conn *net.UDPConn
+	done chan struct{}
+	mu   sync.Mutex
+	to   netip.AddrPort
+	pcm  []int16
+	pkts int
+}
+
+func newAdRTP(t *testing.T) *adRTP {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &adRTP{t: t, conn: conn, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		buf := make([]byte, 1500)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			var pkt rtp.Packet
+			if pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != 0 {
+				continue
+			}
+			p.mu.Lock()
+			p.pkts++
+			for _, b := range pkt.Payload {
+				p.pcm = append(p.pcm, codec.UlawToLinear(b))
+			}
+			p.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-p.done })
+	return p
+}
+
+func (p *adRTP) sdp() string {
+	return fmt.Sprintf("v=0\r\no=phone 7 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+		"m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n", p.conn.LocalAddr().(*net.UDPAddr).Port)
+}
+
+var (
+	adReM = regexp.MustCompile(`(?m)^m=audio (\d+) `)
+	adReC = regexp.MustCompile(`(?m)^c=IN IP4 (\S+)`)
+)
+
+func (p *adRTP) use(sdp string) {
+	m, c := adReM.FindStringSubmatch(sdp), adReC.FindStringSubmatch(sdp)
+	if m == nil || c == nil || c[1] != "127.0.0.1" {
+		p.t.Fatalf("no loopback audio address in SDP:\n%s", sdp)
+	}
+	port, _ := strconv.Atoi(m[1])
+	p.mu.Lock()
+	p.to = netip.AddrPortFrom(netip.MustParseAddr(c[1]), uint16(port))
+	p.mu.Unlock()
+}
+
+func (p *adRTP) sendTone(ctx context.Context, freq float64, d time.Duration) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	end := time.Now().Add(d)
+	seq, ts, ssrc := uint16(rand.Uint32()), rand.Uint32(), rand.Uint32()
+	for n := 0; time.Now().Before(end); n++ {
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: n == 0},
+			Payload: adTone(freq, n)}
+		b, _ := pkt.Marshal()
+		p.mu.Lock()
+		to := p.to
+		p.mu.Unlock()
+		_, _ = p.conn.WriteToUDPAddrPort(b, to)
+		seq++
+		ts += 160
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (p *adRTP) heard() ([]int16, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]int16(nil), p.pcm...), p.pkts
+}
+
+// adWaitTone waits (up to 10 s) for 1.5 s of audio and asserts its second
+// half is freq, not other.
+func adWaitTone(t *testing.T, who string, heard func() ([]int16, int), freq, other float64) {
+	t.Helper()
+	end := time.Now().Add(10 * time.Second)
+	pcm, n := heard()
+	for len(pcm) < 12000 && time.Now().Before(end) {
+		time.Sleep(20 * time.Millisecond)
+		pcm, n = heard()
+	}
+	if n < 40 || len(pcm) < 12000 {
+		t.Fatalf("%s got %d packets (%d samples)", who, n, len(pcm))
+	}
+	f, ratio := audiotest.Dominant(pcm[len(pcm)/2:], 8000, freq, other)
+	rms := audiotest.RMS(pcm[len(pcm)/2:])
+	t.Logf("%s: %d packets, dominant %.0f Hz (ratio %.1f), rms %.0f", who, n, f, ratio, rms)
+	if f != freq || ratio < 10 || rms < 1000 {
+		t.Errorf("%s hears %.0f Hz (ratio %.1f, rms %.0f), want %.0f Hz", who, f, ratio, rms, freq)
+	}
+}
+
+func isPlainRTP(sdp string) bool {
+	return strings.Contains(sdp, "RTP/AVP ") && !strings.Contains(sdp, "a=fingerprint") &&
+		!strings.Contains(sdp, "a=ice-ufrag") && !strings.Contains(sdp, "SAVPF")
+}
+
+func isWebRTC(sdp string) bool {
+	return strings.Contains(sdp, "a=fingerprint") && strings.Contains(sdp, "a=ice-ufrag")
+}
+
+// startWebRTCCall: a WebRTC caller's proxy session (far side webrtc) calls
+// type user; it returns the caller's peer, the session and call ids.
+func (e *adEnv) startWebRTCCall(obs *adObserver) (*adPC, string, string) {
+	t := e.t
+	caller := newAdPC(t)
+	ctx := context.Background()
+	res, err := e.core.StartSession(ctx, signaling.SessionRequest{Type: signaling.TypeProxy,
+		Offer: signaling.Desc{"sdp": caller.offer(), "sdp_type": "webrtc"}, Options: map[string]any{"proxy_type": "webrtc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	callID, err := e.core.StartCall(ctx, signaling.CallRequest{Type: "user", Callee: "alice", SessionID: res.SessionID,
+		Offer: signaling.Desc{"caller_name": "Bob", "caller_id": "1002"}, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return caller, res.SessionID, callID
+}
+
+// TestAdaptRTPInviteeWins: the call forks to two RTP invitees (adapted), one
+// WebRTC invitee (not adapted) and one that declares nothing (not adapted);
+// the first RTP invitee answers and audio flows both ways between the WebRTC
+// caller and the plain-RTP phone; the losers' aux session is released, and
+// everything is at the end.
+func TestAdaptRTPInviteeWins(t *testing.T) {
+	e := newAdEnv(t)
+	phone, deskphone, browser, plain := newAdInvitee("rtp"), newAdInvitee("rtp"), newAdInvitee("webrtc"), newAdInvitee("")
+	e.invs = []signaling.Invitee{phone, deskphone, browser, plain}
+	obs := &adObserver{answered: make(chan signaling.Desc, 1), hangup: make(chan *signaling.Error, 1)}
+	caller, _, callID := e.startWebRTCCall(obs)
+
+	ph, dk, br, pl := phone.waitInvite(t), deskphone.waitInvite(t), browser.waitInvite(t), plain.waitInvite(t)
+	for _, v := range []adInvite{ph, dk} {
+		if v.inv.Offer.SDPType() != "rtp" || !isPlainRTP(v.inv.Offer.SDP()) {
+			t.Fatalf("RTP invitee got a %q offer:\n%s", v.inv.Offer.SDPType(), v.inv.Offer.SDP())
+		}
+		if v.inv.Offer.String("caller_name") != "Bob" || v.inv.Offer.String("caller_id") != "1002" {
+			t.Errorf("adapted offer lost the caller's fields: %v", v.inv.Offer)
+		}
+	}
+	if ph.inv.Offer.SDP() == dk.inv.Offer.SDP() {
+		t.Error("both RTP invitees got the same offer (want one aux session each)")
+	}
+	for _, v := range []adInvite{br, pl} {
+		if v.inv.Offer.SDPType() != "webrtc" || !isWebRTC(v.inv.Offer.SDP()) {
+			t.Fatalf("WebRTC/undeclared invitee got a %q offer:\n%s", v.inv.Offer.SDPType(), v.inv.Offer.SDP())
+		}
+	}
+	if br.inv.Offer.SDP() != pl.inv.Offer.SDP() {
+		t.Error("the WebRTC invitee's offer is not the call's offer")
+	}
+	e.waitSessions("ringing (caller's proxy + 2 aux)", 1, 2)
+
+	// The phone answers in RTP; the caller gets a WebRTC answer.
+	rtpPeer := newAdRTP(t)
+	rtpPeer.use(ph.inv.Offer.SDP())
+	if err := ph.h.Accepted(signaling.Desc{"sdp": rtpPeer.sdp(), "sdp_type": "rtp"}, ""); err != nil {
+		t.Fatalf("Accepted: %v", err)
+	}
+	// A late acceptance from the desk phone is refused.
+	if err := dk.h.Accepted(signaling.Desc{"sdp": rtpPeer.sdp(), "sdp_type": "rtp"}, ""); err == nil {
+		t.Error("second acceptance taken")
+	}
+	var ans signaling.Desc
+	select {
+	case ans = <-obs.answered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller got no answer")
+	}
+	if ans.SDPType() != "webrtc" || !isWebRTC(ans.SDP()) {
+		t.Fatalf("caller's answer is %q:\n%s", ans.SDPType(), ans.SDP())
+	}
+	for _, i := range []*adInvitee{deskphone, browser, plain} {
+		if err := i.waitHangup(t); err == nil || err.Code != signaling.CodeOriginatorCancel {
+			t.Errorf("loser %q hung up with %v, want %d", i.kind, err, signaling.CodeOriginatorCancel)
+		}
+	}
+	e.waitSessions("answered (the desk phone's aux session released)", 1, 1)
+	caller.setAnswer(ans.SDP())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go caller.sendTone(ctx, 1000, 10*time.Second)
+	go rtpPeer.sendTone(ctx, 600, 10*time.Second)
+	adWaitTone(t, "RTP phone", rtpPeer.heard, 1000, 600)
+	adWaitTone(t, "WebRTC caller", caller.heard, 600, 1000)
+	cancel()
+
+	if err := e.core.HangupCall(callID, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.waitHangup(t); err == nil {
+		t.Error("winner not hung up")
+	}
+	e.waitSessions("after hangup", 0, 0)
+	if s, c := e.core.Counts(); s != 0 || c != 0 {
+		t.Errorf("core holds %d sessions, %d calls", s, c)
+	}
+}
+
+// TestAdaptWebRTCInviteeWins: the WebRTC invitee (a pion peer) answers the
+// unadapted offer; the RTP invitee's aux session is released; audio flows.
+func TestAdaptWebRTCInviteeWins(t *testing.T) {
+	e := newAdEnv(t)
+	phone, browser := newAdInvitee("rtp"), newAdInvitee("webrtc")
+	e.invs = []signaling.Invitee{phone, browser}
+	obs := &adObserver{answered: make(chan signaling.Desc, 1), hangup: make(chan *signaling.Error, 1)}
+	caller, _, callID := e.startWebRTCCall(obs)
+	ph, br := phone.waitInvite(t), browser.waitInvite(t)
+	if !isPlainRTP(ph.inv.Offer.SDP()) || !isWebRTC(br.inv.Offer.SDP()) {
+		t.Fatalf("offers: phone %q, browser %q", ph.inv.Offer.SDPType(), br.inv.Offer.SDPType())
+	}
+	e.waitSessions("ringing", 1, 1)
+	callee := newAdPC(t)
+	if err := br.h.Accepted(signaling.Desc{"sdp": callee.answer(br.inv.Offer.SDP()), "sdp_type": "webrtc"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	var ans signaling.Desc
+	select {
+	case ans = <-obs.answered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller got no answer")
+	}
+	if err := phone.waitHangup(t); err == nil || err.Code != signaling.CodeOriginatorCancel {
+		t.Errorf("phone hung up with %v", err)
+	}
+	e.waitSessions("answered (the phone's aux session released)", 1, 0)
+	caller.setAnswer(ans.SDP())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go caller.sendTone(ctx, 1000, 10*time.Second)
+	go callee.sendTone(ctx, 600, 10*time.Second)
+	adWaitTone(t, "WebRTC callee", callee.heard, 1000, 600)
+	adWaitTone(t, "WebRTC caller", caller.heard, 600, 1000)
+	cancel()
+	if err := e.core.HangupCall(callID, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.waitSessions("after hangup", 0, 0)
+}
+
+// TestAdaptRejectAndBadAnswer: an adapted invitee that rejects releases its
+// aux session at once; an adapted invitee answering garbage ends the call
+// with a clear error and releases everything; an invitee wanting an unknown
+// kind is rejected clearly without disturbing the others.
+func TestAdaptRejectAndBadAnswer(t *testing.T) {
+	e := newAdEnv(t)
+	a, b, odd := newAdInvitee("rtp"), newAdInvitee("rtp"), newAdInvitee("carrier-pigeon")
+	e.invs = []signaling.Invitee{a, odd, b}
+	obs := &adObserver{answered: make(chan signaling.Desc, 1), hangup: make(chan *signaling.Error, 1)}
+	_, _, callID := e.startWebRTCCall(obs)
+	ia, ib := a.waitInvite(t), b.waitInvite(t)
+	select {
+	case <-odd.invited:
+		t.Error("an invitee wanting an unknown kind was rung")
+	default:
+	}
+	e.waitSessions("ringing", 1, 2)
+	ia.h.Rejected(signaling.Errorf(signaling.CodeCallRejected, "busy"))
+	e.waitSessions("after a rejection", 1, 1)
+	err := ib.h.Accepted(signaling.Desc{"sdp": "garbage", "sdp_type": "rtp"}, "")
+	if err == nil {
+		t.Fatal("a garbage answer was taken")
+	}
+	t.Logf("garbage answer: %v", err)
+	select {
+	case herr := <-obs.hangup:
+		if herr.Code != signaling.CodeInvalidParameters {
+			t.Errorf("call ended with %v, want %d", herr, signaling.CodeInvalidParameters)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("call not ended")
+	}
+	if err := e.core.HangupCall(callID, nil); err == nil {
+		t.Error("call still there")
+	}
+	e.waitSessions("after the failed answer", 0, 0)
+}
