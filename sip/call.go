@@ -242,7 +242,7 @@ func (c *Call) finish(e End) {
 		c.mu.Unlock()
 		close(c.done)
 		c.s.removeCall(c)
-		c.s.log.Info("sip call ended", "call", c.id, "cause", e.Cause, "code", e.Code)
+		c.s.log.Info("sip call ended", "call", c.id, "sip_call_id", c.callID, "cause", e.Cause, "code", e.Code)
 		if ev != nil {
 			ev.Ended(c, e)
 		}
@@ -442,7 +442,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		// CANCEL and 487 to the INVITE: only record the outcome here.
 		go c.canceled()
 	})
-	s.log.Info("sip inbound call", "call", c.id, "from", c.info.From, "to", c.info.To, "user", authUser, "trunk", trunkName)
+	s.log.Info("sip inbound call", "call", c.id, "sip_call_id", c.callID, "from", c.info.From, "to", c.info.To, "user", authUser, "trunk", trunkName)
 	go s.handler.HandleInvite(c)
 
 	// Keep the sipgo handler (and so the INVITE server transaction) alive until the call has a
@@ -453,7 +453,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	case <-c.final:
 	case <-c.done:
 	case <-ring.C:
-		s.log.Info("sip inbound call not answered in time", "call", c.id)
+		s.log.Info("sip inbound call not answered in time", "call", c.id, "sip_call_id", c.callID)
 		_ = c.Reject(480, "Temporarily Unavailable")
 	case <-tx.Done():
 		c.mu.Lock()
@@ -573,7 +573,7 @@ func (c *Call) awaitAck(res *sip.Response, reliable bool) {
 		case <-c.done:
 			return
 		case <-deadline.C:
-			c.s.log.Info("sip: no ACK for 2xx, hanging up", "call", c.id)
+			c.s.log.Info("sip: no ACK for 2xx, hanging up", "call", c.id, "sip_call_id", c.callID)
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = c.sendBye(ctx)
 			cancel()

@@ -31,10 +31,10 @@ func (l *legEvents) Reoffer(_ *sip.Call, r sip.Reoffer) ([]byte, error) {
 	}
 	ans, err := l.g.media.ReofferRTP(l.sessionID, l.side, string(r.SDP))
 	if err != nil {
-		l.g.log.Info("SIP re-offer refused", "session", l.sessionID, "err", err)
+		l.g.log.Info("SIP re-offer refused", "session_id", l.sessionID, "err", err)
 		return nil, err
 	}
-	l.g.log.Debug("SIP re-offer applied", "session", l.sessionID, "hold", r.Hold)
+	l.g.log.Debug("SIP re-offer applied", "session_id", l.sessionID, "hold", r.Hold)
 	return []byte(ans), nil
 }
 
@@ -60,7 +60,7 @@ func (l *legEvents) DTMF(_ *sip.Call, d sip.DTMF) {
 	select {
 	case q <- d:
 	default:
-		g.log.Info("SIP INFO DTMF dropped (too many queued)", "session", l.sessionID, "digit", string(d.Digit))
+		g.log.Info("SIP INFO DTMF dropped (too many queued)", "session_id", l.sessionID, "digit", string(d.Digit))
 	}
 }
 
@@ -81,7 +81,7 @@ func (l *legEvents) playDigits(q <-chan sip.DTMF, ended <-chan struct{}) {
 			err := g.media.SendDTMF(ctx, l.sessionID, to, string(d.Digit), int(dur/time.Millisecond))
 			cancel()
 			if err != nil {
-				g.log.Info("DTMF not relayed", "session", l.sessionID, "digit", string(d.Digit), "err", err)
+				g.log.Info("DTMF not relayed", "session_id", l.sessionID, "digit", string(d.Digit), "err", err)
 			}
 		case <-ended:
 			return
@@ -126,7 +126,7 @@ func (g *Gateway) watchDTMF(call *sip.Call, sid string, side Side) func() {
 		select {
 		case q <- digit:
 		default:
-			g.log.Info("RFC 4733 digit dropped (too many queued)", "session", sid, "digit", string(digit))
+			g.log.Info("RFC 4733 digit dropped (too many queued)", "session_id", sid, "digit", string(digit))
 		}
 	})
 	g.spawn(func() {

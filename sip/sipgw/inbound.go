@@ -45,7 +45,7 @@ func (g *Gateway) HandleInvite(call *sip.Call) {
 	user := requestUser(info)
 	rt, err := g.router.Route(user)
 	if err != nil {
-		g.log.Info("inbound SIP call: no route", "user", user, "from", info.Source, "err", err)
+		g.log.Info("inbound SIP call: no route", "sip_call_id", info.CallID, "user", user, "from", info.Source, "err", err)
 		_ = call.Reject(404, "Not Found")
 		return
 	}
@@ -55,7 +55,7 @@ func (g *Gateway) HandleInvite(call *sip.Call) {
 		return
 	}
 	owner := ownerPrefix + call.ID()
-	log := g.log.With("sip_call", call.ID(), "from", info.From, "to", user)
+	log := g.log.With("sip_call", call.ID(), "sip_call_id", info.CallID, "from", info.From, "to", user)
 	desc := signaling.Desc{"sdp": string(offer), "sdp_type": "rtp"}
 	if n := displayName(info.FromDisplay); n != "" {
 		desc["caller_name"] = n
@@ -99,6 +99,7 @@ func (g *Gateway) inboundSession(call *sip.Call, rt Route, offer signaling.Desc,
 		return
 	}
 	sid := res.SessionID
+	log = log.With("session_id", sid)
 	stopped := g.watchStop(sid)
 	defer stopped.cancel()
 	call.SetEvents(&legEvents{g: g, sessionID: sid, side: SideCaller})
@@ -113,7 +114,7 @@ func (g *Gateway) inboundSession(call *sip.Call, rt Route, offer signaling.Desc,
 		_ = g.core.StopSession(sid, sipEndError(call.End()))
 		return
 	}
-	log.Info("inbound SIP call answered", "type", rt.SessionType, "session", sid)
+	log.Info("inbound SIP call answered", "type", rt.SessionType)
 	stopDTMF := g.watchDTMF(call, sid, SideCaller)
 	defer stopDTMF()
 	select {
@@ -125,6 +126,7 @@ func (g *Gateway) inboundSession(call *sip.Call, rt Route, offer signaling.Desc,
 		hangup(call)
 		_ = g.core.StopSession(sid, signaling.Errorf(signaling.CodeSessionStop, "SIP gateway stopping"))
 	}
+	log.Info("inbound SIP call ended")
 }
 
 func oneLine(s string) string {
@@ -246,7 +248,7 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 		_ = call.Reject(code, reason)
 		return
 	}
-	log = log.With("call", callID, "session", sid)
+	log = log.With("call_id", callID, "session_id", sid)
 	answered := false
 	var earlySDP string
 	var stopDTMF func()
@@ -301,6 +303,7 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 			e := sipEndError(call.End())
 			_ = g.core.HangupCall(callID, e)
 			_ = g.core.StopSession(sid, e)
+			log.Info("inbound SIP call ended", "answered", answered)
 			return
 		case <-g.ctx.Done():
 			e := signaling.Errorf(signaling.CodeSessionStop, "SIP gateway stopping")

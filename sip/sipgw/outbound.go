@@ -3,6 +3,7 @@ package sipgw
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ type outInvitee struct {
 	sessionID string
 	h         signaling.InviteHandle
 	stopDTMF  func()
+	log       *slog.Logger // with call_id, session_id and the target
 }
 
 func (o *outInvitee) dest() string {
@@ -52,6 +54,7 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 	ctx, cancel := context.WithCancel(g.ctx)
 	o.mu.Lock()
 	o.cancel, o.sessionID, o.h = cancel, sid, h
+	o.log = g.log.With("call_id", inv.CallID, "session_id", sid, "to", o.dest())
 	o.mu.Unlock()
 	fromUser := inv.Caller.ID
 	if fromUser == "" || !isUserName(fromUser) {
@@ -92,7 +95,7 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	g := o.g
 	call, err := g.server().Dial(ctx, opts)
 	o.mu.Lock()
-	h, ended := o.h, o.ended
+	h, ended, log := o.h, o.ended, o.log
 	o.mu.Unlock()
 	if err != nil {
 		if ended || ctx.Err() != nil {
@@ -101,12 +104,12 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 		var se *sip.StatusError
 		switch {
 		case errors.As(err, &se):
-			g.log.Info("SIP call rejected", "to", o.dest(), "code", se.Code, "reason", se.Reason)
+			log.Info("SIP call rejected", "code", se.Code, "reason", se.Reason)
 			h.Rejected(statusError(se.Code, se.Reason))
 		case errors.Is(err, sip.ErrNotPermitted), errors.Is(err, sip.ErrForbiddenTarget):
 			h.Rejected(signaling.Errorf(signaling.CodeUnauthorized, "%v", err))
 		default:
-			g.log.Info("SIP call failed", "to", o.dest(), "err", err)
+			log.Info("SIP call failed", "err", err)
 			h.Rejected(signaling.Errorf(signaling.CodeSIPSendError, "SIP call failed: %v", err))
 		}
 		return
@@ -120,6 +123,8 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	o.call = call
 	early, sid := o.early, o.sessionID
 	o.mu.Unlock()
+	log = log.With("sip_call_id", call.Info().CallID)
+	log.Info("outbound SIP call answered")
 	stopDTMF := g.watchDTMF(call, sid, SideFar)
 	defer stopDTMF()
 	var answer signaling.Desc
@@ -127,7 +132,7 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 		answer = signaling.Desc{"sdp": string(call.RemoteSDP()), "sdp_type": "rtp"}
 	}
 	if err := h.Accepted(answer, ""); err != nil {
-		g.log.Info("SIP answer not taken", "to", o.dest(), "err", err)
+		log.Info("SIP answer not taken", "err", err)
 		hangup(call)
 		return
 	}
@@ -136,6 +141,7 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	case <-ctx.Done():
 		hangup(call)
 	}
+	log.Info("outbound SIP call ended")
 }
 
 // progress turns a 1xx into ringing; an SDP in it is early media, applied to
@@ -158,7 +164,7 @@ func (o *outInvitee) progress(ctx context.Context, p sip.Progress) {
 	ans, err := g.core.SetAnswer(sctx, sid, far)
 	cancel()
 	if err != nil {
-		g.log.Info("early media not applied", "session", sid, "err", err)
+		g.log.Info("early media not applied", "session_id", sid, "err", err)
 		h.Ringing(nil)
 		return
 	}
