@@ -165,20 +165,89 @@ func sender(b *testing.B, pc *webrtc.PeerConnection, frames [][]byte) func() {
 	}
 }
 
-// counter counts RTP packets of every remote track of pc.
-func counter(pc *webrtc.PeerConnection, c *atomic.Int64) {
+// counter counts RTP packets of every remote track of pc; with a probe it also decodes them.
+func counter(pc *webrtc.PeerConnection, c *atomic.Int64, p *probe) {
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		go func() {
 			buf := make([]byte, 1500)
+			var pkt rtp.Packet
 			for {
-				if _, _, err := tr.Read(buf); err != nil {
+				n, _, err := tr.Read(buf)
+				if err != nil {
 					return
 				}
 				c.Add(1)
+				if p != nil && pkt.Unmarshal(buf[:n]) == nil {
+					p.add(pkt.Payload)
+				}
 			}
 		}()
 	})
-	// Drain RTCP of the senders so pion's interceptors keep running.
+}
+
+// probe decodes what one client hears and keeps the last second of it, to check the tones.
+type probe struct {
+	mu  sync.Mutex
+	dec *opus.Decoder
+	pcm []int16
+	tmp []int16
+}
+
+func newProbe(b *testing.B) *probe {
+	d, err := opus.NewDecoder(48000, 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &probe{dec: d, tmp: make([]int16, 5760)}
+}
+
+func (p *probe) add(payload []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n, err := p.dec.Decode(payload, p.tmp)
+	if err != nil {
+		return
+	}
+	p.pcm = append(p.pcm, p.tmp[:n]...)
+	if len(p.pcm) > 96000 {
+		p.pcm = append(p.pcm[:0], p.pcm[len(p.pcm)-48000:]...)
+	}
+}
+
+// level is the Goertzel level of hz in the last second heard, in dBFS.
+func (p *probe) level(hz float64) float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	x := p.pcm
+	if len(x) > 48000 {
+		x = x[len(x)-48000:]
+	}
+	if len(x) == 0 {
+		return -200
+	}
+	w := 2 * math.Pi * hz / 48000
+	coef := 2 * math.Cos(w)
+	var s1, s2 float64
+	for _, v := range x {
+		s0 := float64(v)/32768 + coef*s1 - s2
+		s2, s1 = s1, s0
+	}
+	pow := s1*s1 + s2*s2 - coef*s1*s2
+	amp := 2 * math.Sqrt(math.Max(pow, 0)) / float64(len(x))
+	return 20 * math.Log10(amp+1e-12)
+}
+
+// checkTones: the probe hears want (above -45 dBFS) and not own (at least 20 dB under want).
+func checkTones(b *testing.B, p *probe, want, own float64) string {
+	w, o := p.level(want), p.level(own)
+	msg := fmt.Sprintf("hears %.0f Hz at %.0f dBFS", want, w)
+	if own > 0 {
+		msg += fmt.Sprintf(", own %.0f Hz at %.0f", own, o)
+	}
+	if w < -45 || (own > 0 && w-o < 20) {
+		b.Errorf("tone check failed: %s", msg)
+	}
+	return msg
 }
 
 // toneFrames encodes one second of a sine tone as 50 Opus frames of 20 ms (48 kHz mono).
@@ -603,6 +672,7 @@ type result struct {
 	cpu              float64 // CPU seconds of the server process in the window
 	pkts             int64   // packets received by the clients in the window
 	window           time.Duration
+	heard            string // tone check of one client
 }
 
 // measure runs the load for the window after a warm-up and reads the server's CPU time.
@@ -639,7 +709,7 @@ func waitConnected(b *testing.B, pc *webrtc.PeerConnection) {
 
 // sfuJanus: one VideoRoom publisher, n subscribers. It returns the publisher's send function
 // and the subscribers' packet counter.
-func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int, frames [][]byte) (func(), *atomic.Int64) {
+func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int, frames [][]byte) (func(), *atomic.Int64, *probe) {
 	ph := j.attach(ctx, "janus.plugin.videoroom")
 	j.msg(ctx, ph, map[string]any{"request": "create", "room": room, "publishers": 1, "audiocodec": "opus", "is_private": false}, nil)
 	joined, _ := j.msg(ctx, ph, map[string]any{"request": "join", "ptype": "publisher", "room": room, "display": "pub"}, nil)
@@ -658,6 +728,7 @@ func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 	// The feed exists for subscribers once the publisher's PeerConnection is up.
 	waitConnected(b, pub)
 	var got atomic.Int64
+	pr := newProbe(b)
 	for i := 0; i < n; i++ {
 		h := j.attach(ctx, "janus.plugin.videoroom")
 		var off map[string]any
@@ -675,17 +746,21 @@ func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 			b.Fatal("videoroom subscribe: no offer")
 		}
 		pc := newPC(b, s.clientIP)
-		counter(pc, &got)
+		var p *probe
+		if i == 0 {
+			p = pr
+		}
+		counter(pc, &got, p)
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: off["sdp"].(string)}); err != nil {
 			b.Fatal(err)
 		}
 		a, err := pc.CreateAnswer(nil)
 		j.msg(ctx, h, map[string]any{"request": "start", "room": room}, map[string]any{"type": "answer", "sdp": local(b, pc, a, err), "trickle": false})
 	}
-	return send, &got
+	return send, &got, pr
 }
 
-func sfuNKB(ctx context.Context, b *testing.B, k *nkb, n int, frames [][]byte) (func(), *atomic.Int64) {
+func sfuNKB(ctx context.Context, b *testing.B, k *nkb, n int, frames [][]byte) (func(), *atomic.Int64, *probe) {
 	pub := newPC(b, "127.0.0.1")
 	send := sender(b, pub, frames)
 	o, err := pub.CreateOffer(nil)
@@ -695,21 +770,27 @@ func sfuNKB(ctx context.Context, b *testing.B, k *nkb, n int, frames [][]byte) (
 	}
 	pid := r["session_id"]
 	var got atomic.Int64
+	pr := newProbe(b)
 	for i := 0; i < n; i++ {
 		lr := k.req("media", "session", "start", map[string]any{"type": "listen", "publisher_id": pid})
 		pc := newPC(b, "127.0.0.1")
-		counter(pc, &got)
+		var p *probe
+		if i == 0 {
+			p = pr
+		}
+		counter(pc, &got, p)
 		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: dig(lr, "offer", "sdp").(string)}); err != nil {
 			b.Fatal(err)
 		}
 		a, err := pc.CreateAnswer(nil)
 		k.req("media", "session", "set_answer", map[string]any{"session_id": lr["session_id"], "answer": map[string]any{"sdp": local(b, pc, a, err)}})
 	}
-	return send, &got
+	return send, &got, pr
 }
 
-func mixJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int, tones [][][]byte) ([]func(), *atomic.Int64) {
+func mixJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int, tones [][][]byte) ([]func(), *atomic.Int64, *probe) {
 	var got atomic.Int64
+	pr := newProbe(b)
 	var sends []func()
 	for i := 0; i < n; i++ {
 		h := j.attach(ctx, "janus.plugin.audiobridge")
@@ -719,7 +800,11 @@ func mixJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 		j.msg(ctx, h, map[string]any{"request": "join", "room": room, "display": fmt.Sprintf("p%d", i)}, nil)
 		pc := newPC(b, s.clientIP)
 		sends = append(sends, sender(b, pc, tones[i%len(tones)]))
-		counter(pc, &got)
+		var p *probe
+		if i == 0 {
+			p = pr
+		}
+		counter(pc, &got, p)
 		o, err := pc.CreateOffer(nil)
 		_, ans := j.msg(ctx, h, map[string]any{"request": "configure", "muted": false}, map[string]any{"type": "offer", "sdp": local(b, pc, o, err), "trickle": false})
 		if ans == nil {
@@ -729,17 +814,22 @@ func mixJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 			b.Fatal(err)
 		}
 	}
-	return sends, &got
+	return sends, &got, pr
 }
 
-func mixNKB(ctx context.Context, b *testing.B, k *nkb, n int, tones [][][]byte) ([]func(), *atomic.Int64) {
+func mixNKB(ctx context.Context, b *testing.B, k *nkb, n int, tones [][][]byte) ([]func(), *atomic.Int64, *probe) {
 	var got atomic.Int64
+	pr := newProbe(b)
 	var sends []func()
 	room := ""
 	for i := 0; i < n; i++ {
 		pc := newPC(b, "127.0.0.1")
 		sends = append(sends, sender(b, pc, tones[i%len(tones)]))
-		counter(pc, &got)
+		var p *probe
+		if i == 0 {
+			p = pr
+		}
+		counter(pc, &got, p)
 		o, err := pc.CreateOffer(nil)
 		req := map[string]any{"type": "mcu", "offer": map[string]any{"sdp": local(b, pc, o, err)}}
 		if room != "" {
@@ -756,7 +846,7 @@ func mixNKB(ctx context.Context, b *testing.B, k *nkb, n int, tones [][][]byte) 
 			b.Fatal(err)
 		}
 	}
-	return sends, &got
+	return sends, &got, pr
 }
 
 // BenchmarkRoomsVsJanus runs every scenario against both servers, one after the other in
@@ -775,22 +865,23 @@ func BenchmarkRoomsVsJanus(b *testing.B) {
 					defer cancel()
 					var send func()
 					var got *atomic.Int64
+					var pr *probe
 					var pid int
 					if server == "janus" {
 						j := startJanus(ctx, b, s)
 						pid = j.pid
-						send, got = sfuJanus(ctx, b, s, j, n, room, tones[0])
+						send, got, pr = sfuJanus(ctx, b, s, j, n, room, tones[0])
 					} else {
 						k := startNKB(ctx, b, s)
 						pid = k.pid
-						send, got = sfuNKB(ctx, b, k, n, tones[0])
+						send, got, pr = sfuNKB(ctx, b, k, n, tones[0])
 					}
 					lctx, lcancel := context.WithCancel(ctx)
 					defer lcancel()
 					go pace(lctx, []func(){send})
 					cpu, pkts := measure(b, pid, got, 2*time.Second, s.window, int64(n)*10)
 					lcancel()
-					r := result{server: server, scenario: "sfu", n: n, cpu: cpu, pkts: pkts, window: s.window}
+					r := result{server: server, scenario: "sfu", n: n, cpu: cpu, pkts: pkts, window: s.window, heard: checkTones(b, pr, 500, 0)}
 					results = append(results, r)
 					report(b, r)
 				})
@@ -804,22 +895,23 @@ func BenchmarkRoomsVsJanus(b *testing.B) {
 					defer cancel()
 					var sends []func()
 					var got *atomic.Int64
+					var pr *probe
 					var pid int
 					if server == "janus" {
 						j := startJanus(ctx, b, s)
 						pid = j.pid
-						sends, got = mixJanus(ctx, b, s, j, n, room, tones)
+						sends, got, pr = mixJanus(ctx, b, s, j, n, room, tones)
 					} else {
 						k := startNKB(ctx, b, s)
 						pid = k.pid
-						sends, got = mixNKB(ctx, b, k, n, tones)
+						sends, got, pr = mixNKB(ctx, b, k, n, tones)
 					}
 					lctx, lcancel := context.WithCancel(ctx)
 					defer lcancel()
 					go pace(lctx, sends)
 					cpu, pkts := measure(b, pid, got, 2*time.Second, s.window, int64(n)*10)
 					lcancel()
-					r := result{server: server, scenario: "mixer", n: n, cpu: cpu, pkts: pkts, window: s.window}
+					r := result{server: server, scenario: "mixer", n: n, cpu: cpu, pkts: pkts, window: s.window, heard: checkTones(b, pr, 800, 500)}
 					results = append(results, r)
 					report(b, r)
 				})
@@ -841,8 +933,8 @@ func report(b *testing.B, r result) {
 // table prints the side-by-side comparison (markdown).
 func table(b *testing.B, rs []result) {
 	var sb strings.Builder
-	sb.WriteString("\n| scenario | server | N | server CPU (% of a core) | received pkts/s (all clients) | pkts/s per core | CPU per participant (% core) | participants per core |\n")
-	sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
+	sb.WriteString("\n| scenario | server | N | server CPU (% of a core) | received pkts/s (all clients) | pkts/s per core | CPU per participant (% core) | participants per core | listener/participant 0 |\n")
+	sb.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range rs {
 		secs := r.window.Seconds()
 		core := r.cpu / secs // cores used
@@ -856,8 +948,8 @@ func table(b *testing.B, rs []result) {
 				partCore = fmt.Sprintf("%.0f", float64(r.n)/core)
 			}
 		}
-		fmt.Fprintf(&sb, "| %s | %s | %d | %.1f | %.0f | %s | %s | %s |\n", r.scenario, r.server, r.n, core*100,
-			float64(r.pkts)/secs, perCore, perPart, partCore)
+		fmt.Fprintf(&sb, "| %s | %s | %d | %.1f | %.0f | %s | %s | %s | %s |\n", r.scenario, r.server, r.n, core*100,
+			float64(r.pkts)/secs, perCore, perPart, partCore, r.heard)
 	}
 	b.Log(sb.String())
 	fmt.Print(sb.String())
