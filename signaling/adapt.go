@@ -19,7 +19,7 @@ type OfferAdapter interface {
 	// for the call's offer (of the offer's kind). release frees what Adapt
 	// took; the router calls it exactly once, when the invitee is out of the
 	// call or the call ends (after finish, if finish was called). On error
-	// nothing is held.
+	// nothing is held and the invitee gets the call's offer as is.
 	Adapt(ctx context.Context, callID string, offer Desc, want string) (adapted Desc, finish func(ctx context.Context, answer Desc) (Desc, error), release func(), err error)
 }
 
@@ -33,16 +33,17 @@ func (c *Core) SetOfferAdapter(a OfferAdapter) {
 	c.mu.Unlock()
 }
 
-// adaptedFor is the offer for invitee inv: the call's offer, or an adapted
-// one when inv wants another kind and an adapter is registered.
-func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) (Invitation, error) {
+// adaptedFor is the invitation for iv: the call's, or one with an adapted
+// offer when iv wants another kind and an adapter is registered (when the
+// adapter fails, the call's offer, as without an adapter).
+func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) Invitation {
 	k, ok := iv.inv.(MediaKinder)
 	if !ok || inv.Offer.SDP() == "" {
-		return inv, nil
+		return inv
 	}
 	want := k.MediaKind()
 	if want == "" || want == inv.Offer.SDPType() {
-		return inv, nil
+		return inv
 	}
 	c.mu.Lock()
 	a := c.adapter
@@ -51,18 +52,19 @@ func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) (
 		a = c.backends.OfferAdapter()
 	}
 	if a == nil {
-		return inv, nil
+		return inv
 	}
 	adapted, finish, release, err := a.Adapt(ctx, inv.CallID, inv.Offer, want)
-	if err != nil {
-		return inv, err
+	if err != nil { // no worse than without an adapter: the invitee gets the offer as is
+		iv.call.log.Warn("offer not adapted for invitee", "from", inv.Offer.SDPType(), "to", want, "err", err)
+		return inv
 	}
 	c.mu.Lock()
 	iv.finish, iv.release = finish, release // Start releases it if the call ended meanwhile
 	c.mu.Unlock()
 	iv.call.log.Info("offer adapted for invitee", "from", inv.Offer.SDPType(), "to", want)
 	inv.Offer = adapted
-	return inv, nil
+	return inv
 }
 
 // takeReleaseLocked returns the invitation's release func, once (call with c.mu held).

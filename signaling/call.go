@@ -323,11 +323,7 @@ func (cl *Call) Start(ctx context.Context) {
 			continue
 		}
 		c.mu.Unlock()
-		ivInv, err := c.adaptedFor(ctx, iv, inv)
-		if err != nil {
-			iv.Rejected(AsError(err))
-			continue
-		}
+		ivInv := c.adaptedFor(ctx, iv, inv)
 		c.mu.Lock()
 		if call.state != callRinging || iv.done {
 			rel := iv.takeReleaseLocked()
