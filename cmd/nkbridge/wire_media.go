@@ -108,11 +108,28 @@ func wireMedia(c MediaConfig, log *slog.Logger, bus *signaling.Bus, backends *si
 	}
 	backends.Register(embedded.Name, b, append(embedded.Types(), embedded.RoomTypes()...)...)
 	backends.RegisterRooms(embedded.Name, rooms, signaling.RoomSFU, signaling.RoomMCU)
-	h.Stop = append(h.Stop, func() { _ = eng.Close() }, b.Close) // run in reverse: backend (and rooms), then engine
+	// Offer adaptation (one call ringing a browser and a SIP phone): aux proxy sessions on an
+	// engine of their own, as one engine's WebRTC legs cannot reach each other. Same addresses
+	// and RTP range (each engine skips the ports the other holds), WebRTC on a free UDP port,
+	// full ICE (two ICE-lite agents never connect), no ICE-TCP.
+	amc := mc
+	amc.UDPPort, amc.TCPPort, amc.ICELite, amc.Logger = 0, 0, false, log.With("component", "media-adapt")
+	aeng, err := media.New(amc)
+	if err != nil {
+		b.Close()
+		_ = eng.Close()
+		return nil, nil, fmt.Errorf("media engine for offer adaptation: %w", err)
+	}
+	ab := embedded.New(aeng, log.With("role", "offer-adapter"))
+	backends.SetOfferAdapter(embedded.NewAdapter(ab))
+	// run in reverse: backends (rooms, aux sessions), then engines
+	h.Stop = append(h.Stop, func() { _ = aeng.Close(); _ = eng.Close() }, func() { ab.Close(); b.Close() })
 	h.Metrics = append(h.Metrics, func(m *metrics.Metrics) {
 		m.Media().GaugesFunc(embedded.Name, func() metrics.MediaGauges {
 			st := eng.Stats()
-			return metrics.MediaGauges{Sessions: st.Sessions, Transcoding: b.Transcoding(), RTPPorts: st.RTPPortsInUse}
+			ast := aeng.Stats() // offer adaptation's aux sessions are media load too
+			return metrics.MediaGauges{Sessions: st.Sessions + ast.Sessions, Transcoding: b.Transcoding() + ab.Transcoding(),
+				RTPPorts: st.RTPPortsInUse + ast.RTPPortsInUse}
 		})
 	})
 	log.Info("embedded media engine started", "bind", mc.BindIP, "udp_port", eng.UDPPort(), "tcp_port", eng.TCPPort(),
