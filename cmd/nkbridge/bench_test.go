@@ -63,7 +63,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	ln.Close()
 	cmd := exec.Command(bin, "-api-listen", addr, "-metrics-listen", "", "-log-level", "error")
 	// No pings during the measurement; the child inherits the raised limit.
-	cmd.Env = append(os.Environ(), "NKB_API_PING_INTERVAL=1h", "NKB_API_IDLE_TIMEOUT=1h")
+	cmd.Env = append(append(os.Environ(), testPortsEnv...), "NKB_LOG_LEVEL=error", "NKB_API_PING_INTERVAL=1h", "NKB_API_IDLE_TIMEOUT=1h")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -174,7 +174,7 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		Logger: log, Bus: bus, Backends: backends,
 		WaitTimeout: cfg.Sessions.WaitTimeout, ReadyTimeout: cfg.Sessions.ReadyTimeout,
 		RingTime: cfg.Calls.RingTime, MaxRingTime: cfg.Calls.MaxRingTime,
-		Observer: coreObserver{mets, backends}, // wire_ops.go
+		Observer: mets, // RTP counters come from the engines (TrafficFunc), not per session
 	})
 	var page http.Handler
 	if cfg.Demo.Enabled {

@@ -137,7 +137,7 @@ func startBinary(t *testing.T, env ...string) *daemon {
 	cmd := exec.Command(bin, "-api-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-log-format", "json")
 	// Any free WebRTC port, no SIP or Verto listeners on fixed ports: other
 	// tests may run a daemon at the same time (env can turn them back on).
-	cmd.Env = append(append(os.Environ(), "NKB_LOG_LEVEL=info", "NKB_MEDIA_UDP_PORT=0", "NKB_SIP_ENABLED=false", "NKB_VERTO_LISTEN="), env...)
+	cmd.Env = append(append(os.Environ(), testPortsEnv...), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -336,8 +336,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	logs := &syncBuf{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, nil, []string{"-api-listen", addr, "-metrics-listen", "127.0.0.1:0"}, nil, io.Discard, logs, envMap(map[string]string{
-			"NKB_MEDIA_UDP_PORT": "0", "NKB_SIP_ENABLED": "false", "NKB_VERTO_LISTEN": ""}))
+		done <- run(ctx, nil, []string{"-api-listen", addr, "-metrics-listen", "127.0.0.1:0"}, nil, io.Discard, logs, testEnv(nil))
 	}()
 	var ws *websocket.Conn
 	for i := 0; ; i++ {

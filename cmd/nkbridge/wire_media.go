@@ -131,6 +131,11 @@ func wireMedia(c MediaConfig, log *slog.Logger, bus *signaling.Bus, backends *si
 			return metrics.MediaGauges{Sessions: st.Sessions + ast.Sessions, Transcoding: b.Transcoding() + ab.Transcoding(),
 				RTPPorts: st.RTPPortsInUse + ast.RTPPortsInUse}
 		})
+		m.Media().TrafficFunc(embedded.Name, func() metrics.MediaTraffic {
+			t := eng.Traffic() // cumulative, counted as packets flow: moves during calls
+			return metrics.MediaTraffic{PacketsIn: t.PacketsIn, PacketsOut: t.PacketsOut, BytesIn: t.BytesIn, BytesOut: t.BytesOut,
+				Lost: t.Lost, Streams: t.Streams, JitterMax: t.JitterMax, JitterMean: t.JitterMean}
+		})
 	})
 	log.Info("embedded media engine started", "bind", mc.BindIP, "udp_port", eng.UDPPort(), "tcp_port", eng.TCPPort(),
 		"ice_lite", mc.ICELite, "public_ip", c.PublicIP, "rtp_ports", fmt.Sprintf("%d-%d", mc.RTPPortMin, mc.RTPPortMax),

@@ -15,32 +15,7 @@ import (
 
 	"github.com/nkbridge/nkbridge/internal/metrics"
 	"github.com/nkbridge/nkbridge/signaling"
-	"github.com/nkbridge/nkbridge/signaling/embedded"
 )
-
-// coreObserver is the core's Observer: the metrics, plus the RTP packet
-// counts of a session on the embedded media engine, added when it stops
-// (the core tells before the media is released).
-type coreObserver struct {
-	*metrics.Metrics
-	backends *signaling.Backends
-}
-
-func (o coreObserver) SessionStopped(id, typ string, code int) {
-	o.Metrics.SessionStopped(id, typ, code)
-	b, ok := embedded.FromBackends(o.backends)
-	if !ok {
-		return
-	}
-	m, ok := b.Media(id)
-	if !ok {
-		return
-	}
-	for _, leg := range m.Stats() {
-		o.Media().RTPPackets("in", leg.PacketsIn)
-		o.Media().RTPPackets("out", leg.PacketsOut)
-	}
-}
 
 // opsServer is the operations HTTP listener: Prometheus metrics at
 // metrics.path and /health (200 serving, 429 overloaded, 503 draining).

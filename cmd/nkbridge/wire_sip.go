@@ -197,7 +197,8 @@ func wireSIP(ctx context.Context, cfg *Config, log *slog.Logger, core *signaling
 	if err != nil {
 		return err
 	}
-	srv, err := sip.New(sc, sip.Options{Logger: log.With("component", "sip"), Handler: gw, Users: users})
+	obs := &sipObserver{} // bound to the metrics by the Metrics hook below
+	srv, err := sip.New(sc, sip.Options{Logger: log.With("component", "sip"), Handler: gw, Users: users, Observer: obs})
 	if err != nil {
 		return fmt.Errorf("sip: %w", err)
 	}
@@ -208,7 +209,10 @@ func wireSIP(ctx context.Context, cfg *Config, log *slog.Logger, core *signaling
 	}
 	h.Drain = append(h.Drain, gw.Drain)
 	h.Stop = append(h.Stop, func() { _ = srv.Close() }, gw.Close) // reverse: gateway, then server
-	h.Metrics = append(h.Metrics, func(mt *metrics.Metrics) { mt.SIP().RegistrationsFunc(srv.Registrar().Count) })
+	h.Metrics = append(h.Metrics, func(mt *metrics.Metrics) {
+		mt.SIP().RegistrationsFunc(srv.Registrar().Count)
+		obs.bind(mt.SIP())
+	})
 	var addrs []string
 	for _, l := range sc.Listen {
 		if a := srv.Addr(l.Transport); a != nil {

@@ -24,9 +24,9 @@ func TestSIPWiringEchoWithDigest(t *testing.T) {
 	if err := os.WriteFile(cfgFile, []byte("sip:\n  users:\n    - {user: alice, password: alice-pw}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := envMap(map[string]string{
-		"NKB_SIP_LISTEN": fmt.Sprintf("127.0.0.1:%d", sipPort), "NKB_VERTO_LISTEN": "",
-		"NKB_MEDIA_UDP_PORT": "0", "NKB_MEDIA_RTP_PORT_MIN": fmt.Sprint(rtp), "NKB_MEDIA_RTP_PORT_MAX": fmt.Sprint(rtp + 19),
+	env := testEnv(map[string]string{
+		"NKB_SIP_ENABLED": "true", "NKB_SIP_LISTEN": fmt.Sprintf("127.0.0.1:%d", sipPort),
+		"NKB_MEDIA_RTP_PORT_MIN": fmt.Sprint(rtp), "NKB_MEDIA_RTP_PORT_MAX": fmt.Sprint(rtp + 19),
 	})
 	logs := &syncBuf{}
 	runCtx, stop := context.WithCancel(ctx)
