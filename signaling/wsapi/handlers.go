@@ -289,6 +289,14 @@ type eventBody struct {
 	Reason    string         `json:"reason"`
 }
 
+// reason is the text of a hangup or rejection: the seed's `error`, else the later `reason`.
+func (d *callIDData) reason() string {
+	if d.Error != "" {
+		return d.Error
+	}
+	return d.Reason
+}
+
 // clientEvent handles a core/event request from the client: the seed's
 // callee progress (media/call ringing/accepted/rejected/hangup), or any
 // other event, which is published like event/send.
@@ -540,11 +548,7 @@ func (c *conn) mediaCommand(f frame) (any, error, func()) {
 		if e := decodeData(f.data, &d); e != nil {
 			return nil, e, nil
 		}
-		reason := d.Error
-		if reason == "" {
-			reason = d.Reason
-		}
-		return nil, c.hangupCall(d.CallID, d.Code, reason), nil
+		return nil, c.hangupCall(d.CallID, d.Code, d.reason()), nil
 	case "call/ringing":
 		var d callIDData
 		if e := decodeData(f.data, &d); e != nil {
@@ -562,11 +566,7 @@ func (c *conn) mediaCommand(f frame) (any, error, func()) {
 		if e := decodeData(f.data, &d); e != nil {
 			return nil, e, nil
 		}
-		reason := d.Error
-		if reason == "" {
-			reason = d.Reason
-		}
-		return nil, c.calleeRejected(d.CallID, d.Code, reason), nil
+		return nil, c.calleeRejected(d.CallID, d.Code, d.reason()), nil
 	case "call/info":
 		var d callIDData
 		if e := decodeData(f.data, &d); e != nil {
