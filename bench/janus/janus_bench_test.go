@@ -59,8 +59,8 @@ func envSetup(b *testing.B) setup {
 		}
 		return out
 	}
-	s.listeners = ints("NKB_JANUS_LISTENERS", "10,40")
-	s.mixer = ints("NKB_JANUS_MIXER", "5,10")
+	s.listeners = ints("NKB_JANUS_LISTENERS", "10,40,100")
+	s.mixer = ints("NKB_JANUS_MIXER", "5,10,20")
 	if v := os.Getenv("NKB_JANUS_WINDOW"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < time.Second || d > 2*time.Minute {
@@ -273,6 +273,15 @@ func toneFrames(b *testing.B, hz float64) [][]byte {
 	return out
 }
 
+// toneOf: participant 0 alone sends tones[0] (so its own tone is checkable in the mix), the
+// others cycle through the rest.
+func toneOf(tones [][][]byte, i int) [][]byte {
+	if i == 0 {
+		return tones[0]
+	}
+	return tones[1+(i-1)%(len(tones)-1)]
+}
+
 // pace calls every send function once per 20 ms (50 packets/s each) until ctx ends.
 func pace(ctx context.Context, sends []func()) {
 	t := time.NewTicker(20 * time.Millisecond)
@@ -369,7 +378,7 @@ admin: {
 func startJanus(ctx context.Context, b *testing.B, s setup) *janus {
 	dir := b.TempDir()
 	writeJanusConfig(b, dir, s)
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", s.netns, "janus", "-F", dir, "-o", "-N", "-L", filepath.Join(dir, "janus.log"))
+	cmd := exec.Command("ip", "netns", "exec", s.netns, "janus", "-F", dir, "-o", "-N", "-L", filepath.Join(dir, "janus.log"))
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -578,7 +587,7 @@ func startNKB(ctx context.Context, b *testing.B, s setup) *nkb {
 		}
 	}
 	api := fmt.Sprintf("127.0.0.1:%d", freePort(b, "tcp"))
-	cmd := exec.CommandContext(ctx, bin, "-api-listen", api, "-metrics-listen", "", "-log-level", "error")
+	cmd := exec.Command(bin, "-api-listen", api, "-metrics-listen", "", "-log-level", "error")
 	cmd.Env = append(os.Environ(), "NKB_SIP_ENABLED=false", "NKB_VERTO_LISTEN=", "NKB_DEMO_ENABLED=false",
 		fmt.Sprintf("NKB_MEDIA_UDP_PORT=%d", freePort(b, "udp")), "NKB_MEDIA_ROOM_EMPTY_GRACE=1s")
 	cmd.Stderr = os.Stderr
@@ -698,6 +707,26 @@ func measure(b *testing.B, pid int, got *atomic.Int64, warm, window time.Duratio
 	return float64(c1-c0) / userHZ, got.Load() - p0
 }
 
+// onlyAt fails unless every ICE candidate of a server's SDP is at ip (the network rule: Janus
+// only on its veth address inside the namespace, nkbridge only on loopback).
+func onlyAt(b *testing.B, sdp, ip string) string {
+	n := 0
+	for _, l := range strings.Split(sdp, "\n") {
+		if !strings.HasPrefix(l, "a=candidate:") {
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) < 6 || f[4] != ip {
+			b.Fatalf("server candidate not at %s: %q", ip, l)
+		}
+		n++
+	}
+	if n == 0 {
+		b.Fatalf("server SDP without candidates:\n%s", sdp)
+	}
+	return sdp
+}
+
 func waitConnected(b *testing.B, pc *webrtc.PeerConnection) {
 	for i := 0; pc.ConnectionState() != webrtc.PeerConnectionStateConnected; i++ {
 		if i == 150 {
@@ -722,7 +751,7 @@ func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 	if ans == nil {
 		b.Fatal("videoroom publish: no answer")
 	}
-	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans["sdp"].(string)}); err != nil {
+	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: onlyAt(b, ans["sdp"].(string), s.janusIP)}); err != nil {
 		b.Fatal(err)
 	}
 	// The feed exists for subscribers once the publisher's PeerConnection is up.
@@ -751,7 +780,7 @@ func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 			p = pr
 		}
 		counter(pc, &got, p)
-		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: off["sdp"].(string)}); err != nil {
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: onlyAt(b, off["sdp"].(string), s.janusIP)}); err != nil {
 			b.Fatal(err)
 		}
 		a, err := pc.CreateAnswer(nil)
@@ -765,7 +794,7 @@ func sfuNKB(ctx context.Context, b *testing.B, k *nkb, n int, frames [][]byte) (
 	send := sender(b, pub, frames)
 	o, err := pub.CreateOffer(nil)
 	r := k.req("media", "session", "start", map[string]any{"type": "publish", "offer": map[string]any{"sdp": local(b, pub, o, err)}})
-	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: dig(r, "answer", "sdp").(string)}); err != nil {
+	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: onlyAt(b, dig(r, "answer", "sdp").(string), "127.0.0.1")}); err != nil {
 		b.Fatal(err)
 	}
 	pid := r["session_id"]
@@ -779,7 +808,7 @@ func sfuNKB(ctx context.Context, b *testing.B, k *nkb, n int, frames [][]byte) (
 			p = pr
 		}
 		counter(pc, &got, p)
-		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: dig(lr, "offer", "sdp").(string)}); err != nil {
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: onlyAt(b, dig(lr, "offer", "sdp").(string), "127.0.0.1")}); err != nil {
 			b.Fatal(err)
 		}
 		a, err := pc.CreateAnswer(nil)
@@ -799,7 +828,7 @@ func mixJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 		}
 		j.msg(ctx, h, map[string]any{"request": "join", "room": room, "display": fmt.Sprintf("p%d", i)}, nil)
 		pc := newPC(b, s.clientIP)
-		sends = append(sends, sender(b, pc, tones[i%len(tones)]))
+		sends = append(sends, sender(b, pc, toneOf(tones, i)))
 		var p *probe
 		if i == 0 {
 			p = pr
@@ -810,7 +839,7 @@ func mixJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 		if ans == nil {
 			b.Fatal("audiobridge configure: no answer")
 		}
-		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: ans["sdp"].(string)}); err != nil {
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: onlyAt(b, ans["sdp"].(string), s.janusIP)}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -824,7 +853,7 @@ func mixNKB(ctx context.Context, b *testing.B, k *nkb, n int, tones [][][]byte) 
 	room := ""
 	for i := 0; i < n; i++ {
 		pc := newPC(b, "127.0.0.1")
-		sends = append(sends, sender(b, pc, tones[i%len(tones)]))
+		sends = append(sends, sender(b, pc, toneOf(tones, i)))
 		var p *probe
 		if i == 0 {
 			p = pr
@@ -842,7 +871,7 @@ func mixNKB(ctx context.Context, b *testing.B, k *nkb, n int, tones [][][]byte) 
 				b.Fatalf("mcu start: no room_id in %v", r)
 			}
 		}
-		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: dig(r, "answer", "sdp").(string)}); err != nil {
+		if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: onlyAt(b, dig(r, "answer", "sdp").(string), "127.0.0.1")}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -2,7 +2,7 @@
 # Side-by-side rooms benchmark: nkbridge (real binary, loopback) vs Janus VideoRoom/AudioBridge
 # (Debian janus, in a private network namespace reached over a veth pair). Run as root from the
 # repository root or anywhere:  sudo bench/janus/run.sh
-# Env: NKB_JANUS_LISTENERS (default "10,40"), NKB_JANUS_MIXER (default "5,10"),
+# Env: NKB_JANUS_LISTENERS (default "10,40,100"), NKB_JANUS_MIXER (default "5,10,20"),
 #      NKB_JANUS_WINDOW (measurement window, default 10s).
 set -eu
 [ "$(id -u)" = 0 ] || { echo "run.sh: must run as root (apt-get, ip netns)" >&2; exit 1; }
