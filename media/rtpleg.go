@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 
 	"github.com/nkbridge/nkbridge/media/plainrtp"
@@ -39,6 +40,18 @@ func newRTPLeg(s *Session, side Side) (*rtpLeg, error) {
 		RTP: func(p *rtp.Packet) {
 			l.last.Store(time.Now().UnixNano())
 			s.onRTP(l, side, p)
+		},
+		// A phone with silence suppression (VAD) sends no RTP while its user is quiet but
+		// keeps sending RTCP reports: they count as liveness for the media timeout. The
+		// endpoint only passes on RTCP from the peer's host once RTP has latched.
+		RTCP: func(pkts []rtcp.Packet) {
+			for _, p := range pkts {
+				switch p.(type) {
+				case *rtcp.SenderReport, *rtcp.ReceiverReport:
+					l.last.Store(time.Now().UnixNano())
+					return
+				}
+			}
 		},
 	})
 	if err != nil {
