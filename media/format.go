@@ -354,3 +354,55 @@ func matchParams(c webrtc.RTPCodecParameters, f format) bool {
 	i := strings.IndexByte(mime, '/')
 	return mime[i+1:] == f.Name && c.ClockRate == f.Rate
 }
+
+// widenAnswer returns the peer's answer with every audio format of our offer that the answer
+// left out added back to its first audio section, for pion only: a browser may send any
+// payload type of our offer (Chromium sends the first codec we offered even when its answer
+// kept only Opus), and pion drops packets of payload types it did not negotiate (a track
+// whose first packet has one never even starts). What we send is still chosen from the
+// answer as the peer wrote it. On any problem the answer is returned unchanged.
+func widenAnswer(answer string, offer *sdpMedia) string {
+	if offer == nil {
+		return answer
+	}
+	var d sdp.SessionDescription
+	if err := d.UnmarshalString(answer); err != nil {
+		return answer
+	}
+	for _, m := range d.MediaDescriptions {
+		if m.MediaName.Media != "audio" || m.MediaName.Port.Value == 0 {
+			continue
+		}
+		have := map[string]bool{}
+		for _, f := range m.MediaName.Formats {
+			have[f] = true
+		}
+		added := false
+		for _, f := range offer.audio {
+			pt := strconv.Itoa(int(f.PT))
+			if have[pt] || !audioSupported(f) {
+				continue
+			}
+			have[pt] = true
+			added = true
+			m.MediaName.Formats = append(m.MediaName.Formats, pt)
+			rtpmap := fmt.Sprintf("%d %s/%d", f.PT, f.Name, f.Rate)
+			if f.Channels > 1 {
+				rtpmap += fmt.Sprintf("/%d", f.Channels)
+			}
+			m.Attributes = append(m.Attributes, sdp.Attribute{Key: "rtpmap", Value: rtpmap})
+			if f.Fmtp != "" {
+				m.Attributes = append(m.Attributes, sdp.Attribute{Key: "fmtp", Value: fmt.Sprintf("%d %s", f.PT, f.Fmtp)})
+			}
+		}
+		if !added {
+			return answer
+		}
+		out, err := d.Marshal()
+		if err != nil {
+			return answer
+		}
+		return string(out)
+	}
+	return answer
+}

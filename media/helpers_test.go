@@ -127,6 +127,10 @@ func newRTCClientWith(t testing.TB, name string, video bool, mod func(*webrtc.Se
 		capab = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}
 		must(t, me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capab, PayloadType: 0}, webrtc.RTPCodecTypeAudio))
 		must(t, me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000}, PayloadType: 101}, webrtc.RTPCodecTypeAudio))
+	case "pcmu+opus": // sends PCMU, also accepts Opus
+		capab = webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}
+		must(t, me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio))
+		must(t, me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capab, PayloadType: 0}, webrtc.RTPCodecTypeAudio))
 	default:
 		t.Fatalf("client codec %q", name)
 	}
@@ -263,7 +267,8 @@ func (c *rtcClient) setAnswer(ans string) {
 
 // sendTone sends freq Hz for d in 20 ms packets (paced in real time) in the client's codec.
 func (c *rtcClient) sendTone(ctx context.Context, freq float64, d time.Duration) {
-	sendTone(ctx, c.name, freq, d, func(p *rtp.Packet) { _ = c.track.WriteRTP(p) })
+	name, _, _ := strings.Cut(c.name, "+")
+	sendTone(ctx, name, freq, d, func(p *rtp.Packet) { _ = c.track.WriteRTP(p) })
 }
 
 func (c *rtcClient) heard() ([]int16, int) {

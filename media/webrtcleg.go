@@ -222,14 +222,18 @@ func (l *webrtcLeg) readTrack(tr *webrtc.TrackRemote) {
 			if errors.Is(err, io.EOF) || l.isClosed() {
 				return
 			}
-			if n > 0 {
-				continue // a packet with an unknown payload type and the like: drop it
+			if n == 0 || !errors.Is(err, webrtc.ErrCodecNotFound) {
+				if n > 0 {
+					continue // a malformed packet and the like: drop it
+				}
+				if failures++; failures > 100 {
+					l.s.log.Warn("giving up reading a track", "side", l.side, "err", err)
+					return
+				}
+				continue
 			}
-			if failures++; failures > 100 {
-				l.s.log.Warn("giving up reading a track", "side", l.side, "err", err)
-				return
-			}
-			continue
+			// A payload type pion did not negotiate: the session accepts it when it was in
+			// our offer or the answer (negotiated.lookup), and drops it otherwise.
 		}
 		failures = 0
 		if pkt.Unmarshal(buf[:n]) != nil {
@@ -446,12 +450,14 @@ func (l *webrtcLeg) setRemoteAnswer(sdpText string) (*sdpMedia, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdpText}); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
-	}
 	l.mu.Lock()
 	off := l.localOffer
 	l.mu.Unlock()
+	// pion is given the answer widened to every audio format we offered, so that it accepts
+	// whichever of them the peer sends; negotiatedFrom below uses the answer as written.
+	if err := l.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: widenAnswer(sdpText, off)}); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBadSDP, err)
+	}
 	n := negotiatedFrom(m, off)
 	if len(n.audio) == 0 {
 		return nil, ErrNoCodec
