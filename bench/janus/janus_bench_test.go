@@ -261,7 +261,7 @@ func toneFrames(b *testing.B, hz float64) [][]byte {
 	for f := 0; f < 50; f++ {
 		for i := range pcm {
 			t := float64(f*960+i) / 48000
-			pcm[i] = int16(8000 * math.Sin(2*math.Pi*hz*t))
+			pcm[i] = int16(6000 * math.Sin(2*math.Pi*hz*t))
 		}
 		buf := make([]byte, 400)
 		n, err := enc.Encode(pcm, buf)
@@ -273,13 +273,15 @@ func toneFrames(b *testing.B, hz float64) [][]byte {
 	return out
 }
 
-// toneOf: participant 0 alone sends tones[0] (so its own tone is checkable in the mix), the
-// others cycle through the rest.
+// toneOf: participant 0 alone sends tones[0] (500 Hz: its own tone, must be absent from what
+// it hears), participant 1 alone tones[1] (1000 Hz: must be present; one sender, so no phase
+// cancellation), the others alternate tones[2] and tones[3] (2000, 3000 Hz). All but the first
+// are multiples of 1000 Hz, so neither clipping nor intermodulation in a mix makes 500 Hz.
 func toneOf(tones [][][]byte, i int) [][]byte {
-	if i == 0 {
-		return tones[0]
+	if i < 2 {
+		return tones[i]
 	}
-	return tones[1+(i-1)%(len(tones)-1)]
+	return tones[2+i%2]
 }
 
 // pace calls every send function once per 20 ms (50 packets/s each) until ctx ends.
@@ -882,7 +884,7 @@ func mixNKB(ctx context.Context, b *testing.B, k *nkb, n int, tones [][][]byte) 
 // one run, and prints the comparison table. Run it with -benchtime 1x through run.sh.
 func BenchmarkRoomsVsJanus(b *testing.B) {
 	s := envSetup(b)
-	tones := [][][]byte{toneFrames(b, 500), toneFrames(b, 800), toneFrames(b, 1200), toneFrames(b, 1700)}
+	tones := [][][]byte{toneFrames(b, 500), toneFrames(b, 1000), toneFrames(b, 2000), toneFrames(b, 3000)}
 	var results []result
 	room := 4200
 	for i := 0; i < b.N; i++ {
@@ -940,7 +942,7 @@ func BenchmarkRoomsVsJanus(b *testing.B) {
 					go pace(lctx, sends)
 					cpu, pkts := measure(b, pid, got, 2*time.Second, s.window, int64(n)*10)
 					lcancel()
-					r := result{server: server, scenario: "mixer", n: n, cpu: cpu, pkts: pkts, window: s.window, heard: checkTones(b, pr, 800, 500)}
+					r := result{server: server, scenario: "mixer", n: n, cpu: cpu, pkts: pkts, window: s.window, heard: checkTones(b, pr, 1000, 500)}
 					results = append(results, r)
 					report(b, r)
 				})
