@@ -76,7 +76,8 @@ func TestBinarySIPMetricsAndLogs(t *testing.T) {
 	sp := peers.StartSIPp(t, peers.SIPpOptions{
 		Scenario: filepath.Join("testdata", "uac_auth_rtp.xml"), Remote: sipAddr, Calls: 1, Service: "echo",
 		Keys: map[string]string{"rtp_stream": tone + ",-1,0"},
-		Args: []string{"-au", "alice", "-ap", "alice-pw", "-d", "3000"}, Timeout: 30 * time.Second,
+		// A Call-ID of our choosing, to find it in the logs.
+		Args: []string{"-au", "alice", "-ap", "alice-pw", "-d", "3000", "-cid_str", "nkb-metrics-%u@sipp.test"}, Timeout: 30 * time.Second,
 	})
 	const (
 		pin  = `nkbridge_rtp_packets_total{direction="in"}`
@@ -144,13 +145,13 @@ func TestBinarySIPMetricsAndLogs(t *testing.T) {
 
 	_ = d.cmd.Process.Signal(syscall.SIGINT)
 	d.waitExit(10 * time.Second)
-	checkCallLogs(t, d.logs.String())
+	checkCallLogs(t, d.logs.String(), "nkb-metrics-1@sipp.test")
 }
 
 // checkCallLogs follows the echo call through the JSON logs: the SIP layer
-// names its Call-ID, the gateway ties that Call-ID to the session id, and the
+// names its Call-ID (sipCallID, the one the peer sent), the gateway ties that Call-ID to the session id, and the
 // signaling core logs the session's start and stop under that id.
-func checkCallLogs(t *testing.T, logs string) {
+func checkCallLogs(t *testing.T, logs, sipCallID string) {
 	t.Helper()
 	var lines []map[string]any
 	for _, l := range strings.Split(logs, "\n") {
@@ -181,11 +182,10 @@ func checkCallLogs(t *testing.T, logs string) {
 		t.Fatalf("no log line %q with %v in:\n%s", msg, match, logs)
 		return nil
 	}
-	gw := find("inbound SIP call answered", map[string]any{"component": "sipgw"})
-	sipCallID, _ := gw["sip_call_id"].(string)
+	gw := find("inbound SIP call answered", map[string]any{"component": "sipgw", "sip_call_id": sipCallID})
 	sid, _ := gw["session_id"].(string)
-	if sipCallID == "" || sid == "" {
-		t.Fatalf("gateway line without ids: %v", gw)
+	if sid == "" {
+		t.Fatalf("gateway line without a session id: %v", gw)
 	}
 	sipLine := find("sip inbound call", map[string]any{"component": "sip", "sip_call_id": sipCallID})
 	find("sip call ended", map[string]any{"component": "sip", "sip_call_id": sipCallID, "call": sipLine["call"]})
