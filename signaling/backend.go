@@ -44,6 +44,7 @@ type MediaRequest struct {
 	Offer     Desc           // may be nil (e.g. listen)
 	Answer    Desc           // may be nil
 	Peer      string         // linked session id, if any
+	User      string         // the user who started the session (room info), if known
 	Options   map[string]any // the raw start request data (room_id, publisher_id, proxy_type, ...)
 	// Reporter is how the media tells the session about its life; it is
 	// valid for the whole life of the Media.

@@ -156,7 +156,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 
 	media, res, err := b.StartMedia(ctx, MediaRequest{
 		SessionID: s.id, Type: s.typ, Offer: req.Offer, Answer: req.Answer,
-		Peer: req.Peer, Options: req.Options, Reporter: reporter{c: c, id: s.id},
+		Peer: req.Peer, User: req.User, Options: req.Options, Reporter: reporter{c: c, id: s.id},
 	})
 	c.mu.Lock()
 	if err != nil || s.stopped {

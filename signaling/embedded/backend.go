@@ -28,6 +28,7 @@ type Backend struct {
 
 	mu       sync.Mutex
 	sessions map[string]*Media
+	users    map[string]string // session id → user, for room info
 	closed   bool
 	rooms    *Rooms         // publish/listen/park/mcu, set by EnableRooms (rooms.go)
 	wg       sync.WaitGroup // background Close of stopped media sessions
@@ -39,7 +40,7 @@ func New(eng *media.Engine, log *slog.Logger) *Backend {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Backend{eng: eng, log: log.With("component", "embedded"), sessions: make(map[string]*Media)}
+	return &Backend{eng: eng, log: log.With("component", "embedded"), sessions: make(map[string]*Media), users: make(map[string]string)}
 }
 
 // Engine returns the media engine the Backend runs on.
@@ -231,6 +232,7 @@ func (b *Backend) forget(m *Media) {
 	b.mu.Lock()
 	if b.sessions[m.id] == m {
 		delete(b.sessions, m.id)
+		delete(b.users, m.id)
 	}
 	b.mu.Unlock()
 }

@@ -271,6 +271,18 @@ func (r *Rooms) RoomInfo(roomID string) (map[string]any, error) {
 	}
 	info := rm.Info()
 	info["backend"] = Name
+	r.b.mu.Lock()
+	for _, k := range []string{"publishers", "listeners"} {
+		members, _ := info[k].(map[string]any)
+		for id, v := range members {
+			if m, ok := v.(map[string]any); ok {
+				if u := r.b.users[id]; u != "" {
+					m["user"] = u
+				}
+			}
+		}
+	}
+	r.b.mu.Unlock()
 	return info, nil
 }
 
@@ -349,6 +361,9 @@ func (b *Backend) startRoomMedia(ctx context.Context, req signaling.MediaRequest
 		return nil, signaling.MediaResult{}, signaling.Errorf(signaling.CodeDuplicatedSessionID, "Duplicated session id: %s", req.SessionID)
 	}
 	b.sessions[req.SessionID] = m
+	if req.User != "" {
+		b.users[req.SessionID] = req.User
+	}
 	b.mu.Unlock()
 
 	var (

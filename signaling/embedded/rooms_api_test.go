@@ -171,6 +171,12 @@ func TestMCURTPConference(t *testing.T) {
 	}
 	if pubs, _ := info["publishers"].(map[string]any); len(pubs) != 3 || info["class"] != "mcu" || info["backend"] != "media" {
 		t.Errorf("room info %v", info)
+	} else {
+		for id, v := range pubs {
+			if m, _ := v.(map[string]any); m["user"] != "alice" {
+				t.Errorf("room info: publisher %s has user %v, want alice", id, m["user"])
+			}
+		}
 	}
 	if lay, err := c.media("session/update", map[string]any{"session_id": ids[0], "type": "mcu_layout", "mcu_layout": "2x2"}); err != nil || lay["mcu_layout"] != "audio_only" || lay["video"] != false {
 		t.Errorf("mcu_layout: %v %v, want it accepted with a clear audio_only answer", lay, err)
