@@ -34,6 +34,17 @@ func (s *Session) Detach(side Side, grace time.Duration) error {
 	return nil
 }
 
+// DeferPeerClose makes an ICE/DTLS failure or close of side's WebRTC peer stop the session
+// only after d, and not at all if the side is detached (Detach) meanwhile: signalling often
+// learns that a page reloaded slightly after the media does. d <= 0 restores immediate stops.
+func (s *Session) DeferPeerClose(side Side, d time.Duration) error {
+	if side != SideCaller && side != SideFar {
+		return fmt.Errorf("media: bad side %d", side)
+	}
+	s.closeLinger[side].Store(int64(max(d, 0)))
+	return nil
+}
+
 // Detached reports whether side is detached (waiting for a re-attach).
 func (s *Session) Detached(side Side) bool {
 	if side != SideCaller && side != SideFar {

@@ -110,7 +110,14 @@ func TestReattachProxyFarUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller.setAnswer(callerAns.SDP)
-	bothTones(func() { caller.sendTone(ctx, 1000, time.Second) }, func() { far.sendTone(ctx, 600, time.Second) })
+	// The far peer talks all along, in one RTP stream (a restarted sequence would be an SRTP
+	// replay from the same SSRC).
+	farCtx, farStop := context.WithCancel(ctx)
+	farDone := make(chan struct{})
+	go func() { defer close(farDone); far.sendTone(farCtx, 600, 15*time.Second) }()
+	defer func() { farStop(); <-farDone }()
+	caller.sendTone(ctx, 1000, time.Second)
+	time.Sleep(200 * time.Millisecond)
 	pf, farPkts := far.heard()
 	assertTone(t, "far", pf, 1000, 600)
 
@@ -126,8 +133,10 @@ func TestReattachProxyFarUntouched(t *testing.T) {
 	if err := s.SetReofferAnswer(ctx, SideCaller, Description{Kind: KindWebRTC, SDP: caller2.answer(off.SDP)}); err != nil {
 		t.Fatal(err)
 	}
-	bothTones(func() { caller2.sendTone(ctx, 1400, 1500*time.Millisecond) }, func() { far.sendTone(ctx, 600, 1500*time.Millisecond) })
-	pc2, _ := caller2.heard()
+	caller2.sendTone(ctx, 1400, 1500*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	pc2, n2 := caller2.heard()
+	t.Logf("new caller: %d packets; stats %+v", n2, s.Stats())
 	assertTone(t, "new caller", pc2, 600, 1400)
 	pf, farPkts2 := far.heard()
 	if farPkts2 < farPkts+50 {
@@ -169,5 +178,52 @@ func TestDetachGraceExpires(t *testing.T) {
 	}
 	if _, err := s.ReofferWebRTC(ctx, SideCaller); err == nil {
 		t.Fatal("re-offer on a stopped session")
+	}
+}
+
+// DeferPeerClose: the page's PeerConnection closes before the signalling notices; a Detach
+// within the delay keeps the session; without one the session stops after the delay.
+func TestDeferPeerClose(t *testing.T) {
+	e := newTestEngine(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := func() (*Session, *rtcClient, chan StopInfo) {
+		stopped := make(chan StopInfo, 1)
+		c := newRTCClient(t, "opus", false)
+		s, ans, err := e.StartEcho(ctx, Description{Kind: KindWebRTC, SDP: c.offer()}, SessionOptions{OnStop: func(i StopInfo) { stopped <- i }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		c.setAnswer(ans.SDP)
+		if err := s.DeferPeerClose(SideCaller, 1500*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		c.sendTone(ctx, 1000, 300*time.Millisecond)
+		return s, c, stopped
+	}
+	// Detached late: kept.
+	s1, c1, stopped1 := start()
+	c1.close()
+	time.Sleep(500 * time.Millisecond) // the peer close has reached the engine
+	if err := s1.Detach(SideCaller, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// Not detached: stopped after the delay.
+	_, c2, stopped2 := start()
+	closed := time.Now()
+	c2.close()
+	select {
+	case i := <-stopped2:
+		if i.Cause != CausePeerClosed && i.Cause != CauseICEFailed || time.Since(closed) < time.Second {
+			t.Fatalf("stop %+v after %s", i, time.Since(closed))
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("peer close never stopped the session")
+	}
+	select {
+	case i := <-stopped1:
+		t.Fatalf("detached session stopped: %+v", i)
+	case <-time.After(500 * time.Millisecond):
 	}
 }

@@ -108,6 +108,8 @@ type Session struct {
 	cur atomic.Pointer[[2]leg]
 	// detached[side] is the deadline (unix ns) of a detached side, 0 when attached.
 	detached [2]atomic.Int64
+	// closeLinger[side] delays stops on that side's transport failure (DeferPeerClose).
+	closeLinger [2]atomic.Int64
 	// reoffer[side] is a WebRTC leg offered to a re-attaching peer, waiting for its answer.
 	reoffer [2]*webrtcLeg
 	// retired[side] are the packet counters (in, out) of legs replaced on that side.
@@ -900,6 +902,15 @@ func (s *Session) legFailed(l leg, side Side, cause StopCause, reason string) {
 	}
 	if s.detached[side].Load() != 0 {
 		s.log.Info("detached leg failed; waiting for re-attach", "side", side, "cause", cause)
+		return
+	}
+	if d := time.Duration(s.closeLinger[side].Load()); d > 0 {
+		s.log.Info("leg failed; stopping unless detached soon", "side", side, "cause", cause, "wait", d)
+		time.AfterFunc(d, func() {
+			if s.curLeg(side) == l && s.detached[side].Load() == 0 {
+				s.stop(StopInfo{Cause: cause, Side: side, Reason: reason + " (" + side.String() + ")"}, true)
+			}
+		})
 		return
 	}
 	s.stop(StopInfo{Cause: cause, Side: side, Reason: reason + " (" + side.String() + ")"}, true)

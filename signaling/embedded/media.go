@@ -99,6 +99,16 @@ func (m *Media) Detach(side media.Side, grace time.Duration) error {
 	return nil
 }
 
+// DeferPeerClose makes a close or ICE/DTLS failure of side's WebRTC peer end
+// the session only after d, and not at all if Detach is called meanwhile (the
+// Verto socket's loss is often noticed after the page's PeerConnection closed).
+func (m *Media) DeferPeerClose(side media.Side, d time.Duration) error {
+	if err := m.Session().DeferPeerClose(side, d); err != nil {
+		return signaling.Errorf(signaling.CodeInvalidParameters, "%v", err)
+	}
+	return nil
+}
+
 // Detached reports whether side is detached, waiting for a re-attach.
 func (m *Media) Detached(side media.Side) bool { return m.Session().Detached(side) }
 

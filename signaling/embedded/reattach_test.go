@@ -154,7 +154,7 @@ func (p *pcPeer) heard() ([]int16, int) {
 }
 
 // TestReattachWebRTCCaller: a WebRTC page calls a plain-RTP phone through a proxy session;
-// the page reloads (its PeerConnection closes) while the caller side is detached, a new
+// the page reloads (its PeerConnection closes, then the caller side is detached), a new
 // PeerConnection is re-attached through Media.ReattachOffer / ReattachAnswer, and both
 // parties hear each other again; the phone's leg is never renegotiated.
 func TestReattachWebRTCCaller(t *testing.T) {
@@ -198,11 +198,16 @@ func TestReattachWebRTCCaller(t *testing.T) {
 	pcm, n := phone.waitHeard(8000)
 	checkTone(t, "phone", pcm, n, 1000, 600)
 
+	// The page's PeerConnection goes first; the signalling notices the reload a bit later.
+	if err := m.DeferPeerClose(media.SideCaller, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	page.close()
+	time.Sleep(500 * time.Millisecond)
 	if err := m.Detach(media.SideCaller, 20*time.Second); err != nil || !m.Detached(media.SideCaller) {
 		t.Fatalf("detach: %v", err)
 	}
-	page.close()
-	time.Sleep(2500 * time.Millisecond) // peer closed, and more than the media timeout
+	time.Sleep(3 * time.Second) // past the peer-close delay and the media timeout
 	select {
 	case <-m.Done():
 		t.Fatal("detached call stopped")
