@@ -47,6 +47,8 @@
 // (returns the SDP answer and applies hold from its direction), SetHold / Held,
 // OnDTMF(func(side, digit)) (returns a cancel func), CallerKind / FarKind, Stats,
 // Done, and for a WebRTC peer that lost its PeerConnection (Verto re-attach):
+// DeferPeerClose(side, d) (at answer time: a page's PeerConnection closing
+// stops the session only after d unless Detach comes first),
 // Detach(side, grace) / Detached(side), ReattachOffer(ctx, side) (a new leg's SDP
 // offer) and ReattachAnswer(ctx, side, sdp) (swaps the new leg in). Sides are media.SideCaller (the party whose offer started the session) and
 // media.SideFar (the proxy's far side).
