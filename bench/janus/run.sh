@@ -10,6 +10,7 @@ cd "$(dirname "$0")/../.."
 if ! command -v janus >/dev/null 2>&1; then
 	apt-get update && apt-get install -y --no-install-recommends janus
 fi
+BIN=$(mktemp -d)
 NS=nkbjanus
 HOSTIF=nkv0
 NSIF=nkv1
@@ -20,12 +21,13 @@ cleanup() {
 	ip link del "$HOSTIF" 2>/dev/null || true
 	ip netns del "$NS" 2>/dev/null || true
 }
-trap cleanup EXIT
+finish() { cleanup; rm -rf "$BIN"; }
+trap finish EXIT
 trap 'exit 130' INT TERM
 cleanup
 # Build first (module downloads, if any, happen outside the measured part).
-go test -tags 'nolibopusfile janusbench' -c -o /tmp/nkb-janusbench.test ./bench/janus
-go build -tags nolibopusfile -o /tmp/nkb-janusbench-nkbridge ./cmd/nkbridge
+go test -tags 'nolibopusfile janusbench' -c -o $BIN/janusbench.test ./bench/janus
+go build -tags nolibopusfile -o $BIN/nkbridge ./cmd/nkbridge
 ip netns add "$NS"
 ip link add "$HOSTIF" type veth peer name "$NSIF"
 # No IPv6 on either end: no link-local addresses, no multicast (MLD, router solicitations).
@@ -38,5 +40,5 @@ ip link set "$HOSTIF" up
 ip netns exec "$NS" ip addr add 10.77.0.2/30 dev "$NSIF"
 ip netns exec "$NS" ip link set "$NSIF" up
 ip netns exec "$NS" ip link set lo up
-NKB_JANUS_NETNS=$NS NKB_JANUS_IP=10.77.0.2 NKB_JANUS_CLIENT_IP=10.77.0.1 NKB_JANUS_IFACE=$NSIF NKB_JANUS_NKBRIDGE=/tmp/nkb-janusbench-nkbridge \
-	/tmp/nkb-janusbench.test -test.run XXX -test.bench . -test.benchtime 1x -test.timeout 15m -test.v "$@"
+NKB_JANUS_NETNS=$NS NKB_JANUS_IP=10.77.0.2 NKB_JANUS_CLIENT_IP=10.77.0.1 NKB_JANUS_IFACE=$NSIF NKB_JANUS_NKBRIDGE=$BIN/nkbridge \
+	$BIN/janusbench.test -test.run XXX -test.bench . -test.benchtime 1x -test.timeout 15m -test.v "$@"
