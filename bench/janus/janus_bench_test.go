@@ -35,6 +35,7 @@ type setup struct {
 	netns, janusIP, clientIP, iface, nkbridge string
 	listeners, mixer                          []int
 	window                                    time.Duration
+	video                                     bool // the SFU publisher also sends VP8
 }
 
 func envSetup(b *testing.B) setup {
@@ -50,6 +51,9 @@ func envSetup(b *testing.B) setup {
 			v = def
 		}
 		var out []int
+		if v == "none" {
+			return nil
+		}
 		for _, f := range strings.Split(v, ",") {
 			n, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || n < 1 || n > 200 {
@@ -61,6 +65,7 @@ func envSetup(b *testing.B) setup {
 	}
 	s.listeners = ints("NKB_JANUS_LISTENERS", "10,40,100")
 	s.mixer = ints("NKB_JANUS_MIXER", "5,10,20")
+	s.video = os.Getenv("NKB_JANUS_VIDEO") == "1"
 	if v := os.Getenv("NKB_JANUS_WINDOW"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < time.Second || d > 2*time.Minute {
@@ -120,6 +125,10 @@ func newPC(b *testing.B, ip string) *webrtc.PeerConnection {
 		ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {
 		b.Fatal(err)
 	}
+	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8,
+		ClockRate: 90000, RTCPFeedback: []webrtc.RTCPFeedback{{Type: "nack", Parameter: "pli"}}}, PayloadType: 96}, webrtc.RTPCodecTypeVideo); err != nil {
+		b.Fatal(err)
+	}
 	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		b.Fatal(err)
@@ -165,9 +174,44 @@ func sender(b *testing.B, pc *webrtc.PeerConnection, frames [][]byte) func() {
 	}
 }
 
+// videoSender adds a VP8 track that sends one 900-byte packet per call (one frame per 20 ms),
+// a keyframe (VP8 key frame header, 640x360) every 50 frames. The payload is not decodable
+// video: SFUs forward it without decoding, which is what is measured.
+func videoSender(b *testing.B, pc *webrtc.PeerConnection) func() {
+	tr, err := webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, "video", "nkb")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pc.AddTransceiverFromTrack(tr, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendonly}); err != nil {
+		b.Fatal(err)
+	}
+	key := make([]byte, 900)
+	// payload descriptor: S=1, partition 0; frame tag: key frame, version 0, shown; start code; 640x360
+	copy(key, []byte{0x10, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01})
+	delta := make([]byte, 900)
+	copy(delta, []byte{0x10, 0x11, 0x02, 0x00})
+	var seq uint16
+	var ts uint32
+	n := 0
+	return func() {
+		seq++
+		ts += 1800
+		pl := delta
+		if n%50 == 0 {
+			pl = key
+		}
+		n++
+		_ = tr.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Marker: true, SequenceNumber: seq, Timestamp: ts, SSRC: 0x4e4b4202}, Payload: pl})
+	}
+}
+
 // counter counts RTP packets of every remote track of pc; with a probe it also decodes them.
 func counter(pc *webrtc.PeerConnection, c *atomic.Int64, p *probe) {
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		p := p
+		if tr.Kind() != webrtc.RTPCodecTypeAudio {
+			p = nil
+		}
 		go func() {
 			buf := make([]byte, 1500)
 			var pkt rtp.Packet
@@ -742,14 +786,18 @@ func waitConnected(b *testing.B, pc *webrtc.PeerConnection) {
 // and the subscribers' packet counter.
 func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int, frames [][]byte) (func(), *atomic.Int64, *probe) {
 	ph := j.attach(ctx, "janus.plugin.videoroom")
-	j.msg(ctx, ph, map[string]any{"request": "create", "room": room, "publishers": 1, "audiocodec": "opus", "is_private": false}, nil)
+	j.msg(ctx, ph, map[string]any{"request": "create", "room": room, "publishers": 1, "audiocodec": "opus", "videocodec": "vp8", "is_private": false}, nil)
 	joined, _ := j.msg(ctx, ph, map[string]any{"request": "join", "ptype": "publisher", "room": room, "display": "pub"}, nil)
 	feed := joined["id"]
 	pub := newPC(b, s.clientIP)
 	send := sender(b, pub, frames)
+	if s.video {
+		audio, video := send, videoSender(b, pub)
+		send = func() { audio(); video() }
+	}
 	o, err := pub.CreateOffer(nil)
 	sdp := local(b, pub, o, err)
-	_, ans := j.msg(ctx, ph, map[string]any{"request": "publish", "audio": true, "video": false}, map[string]any{"type": "offer", "sdp": sdp, "trickle": false})
+	_, ans := j.msg(ctx, ph, map[string]any{"request": "publish", "audio": true, "video": s.video}, map[string]any{"type": "offer", "sdp": sdp, "trickle": false})
 	if ans == nil {
 		b.Fatal("videoroom publish: no answer")
 	}
@@ -791,9 +839,13 @@ func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 	return send, &got, pr
 }
 
-func sfuNKB(ctx context.Context, b *testing.B, k *nkb, n int, frames [][]byte) (func(), *atomic.Int64, *probe) {
+func sfuNKB(ctx context.Context, b *testing.B, s setup, k *nkb, n int, frames [][]byte) (func(), *atomic.Int64, *probe) {
 	pub := newPC(b, "127.0.0.1")
 	send := sender(b, pub, frames)
+	if s.video {
+		audio, video := send, videoSender(b, pub)
+		send = func() { audio(); video() }
+	}
 	o, err := pub.CreateOffer(nil)
 	r := k.req("media", "session", "start", map[string]any{"type": "publish", "offer": map[string]any{"sdp": local(b, pub, o, err)}})
 	if err := pub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: onlyAt(b, dig(r, "answer", "sdp").(string), "127.0.0.1")}); err != nil {
@@ -888,10 +940,14 @@ func BenchmarkRoomsVsJanus(b *testing.B) {
 	var results []result
 	room := 4200
 	for i := 0; i < b.N; i++ {
+		sfu := "sfu"
+		if s.video {
+			sfu = "sfu+vp8"
+		}
 		for _, n := range s.listeners {
 			for _, server := range []string{"janus", "nkbridge"} {
 				room++
-				b.Run(fmt.Sprintf("sfu/%s/listeners=%d", server, n), func(b *testing.B) {
+				b.Run(fmt.Sprintf("%s/%s/listeners=%d", sfu, server, n), func(b *testing.B) {
 					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 					defer cancel()
 					var send func()
@@ -905,14 +961,14 @@ func BenchmarkRoomsVsJanus(b *testing.B) {
 					} else {
 						k := startNKB(ctx, b, s)
 						pid = k.pid
-						send, got, pr = sfuNKB(ctx, b, k, n, tones[0])
+						send, got, pr = sfuNKB(ctx, b, s, k, n, tones[0])
 					}
 					lctx, lcancel := context.WithCancel(ctx)
 					defer lcancel()
 					go pace(lctx, []func(){send})
 					cpu, pkts := measure(b, pid, got, 2*time.Second, s.window, int64(n)*10)
 					lcancel()
-					r := result{server: server, scenario: "sfu", n: n, cpu: cpu, pkts: pkts, window: s.window, heard: checkTones(b, pr, 500, 0)}
+					r := result{server: server, scenario: sfu, n: n, cpu: cpu, pkts: pkts, window: s.window, heard: checkTones(b, pr, 500, 0)}
 					results = append(results, r)
 					report(b, r)
 				})

@@ -3,7 +3,8 @@
 # (Debian janus, in a private network namespace reached over a veth pair). Run as root from the
 # repository root or anywhere:  sudo bench/janus/run.sh
 # Env: NKB_JANUS_LISTENERS (default "10,40,100"), NKB_JANUS_MIXER (default "5,10,20"),
-#      NKB_JANUS_WINDOW (measurement window, default 10s).
+#      NKB_JANUS_WINDOW (measurement window, default 10s), NKB_JANUS_VIDEO=1 (SFU publisher
+#      also sends VP8, 50 packets/s of 900 bytes). "none" skips the SFU or mixer part.
 set -eu
 [ "$(id -u)" = 0 ] || { echo "run.sh: must run as root (apt-get, ip netns)" >&2; exit 1; }
 cd "$(dirname "$0")/../.."
