@@ -496,3 +496,65 @@ func TestBrowserVertoCallsVerto(t *testing.T) {
 	a.waitEnded()
 	e.idle()
 }
+
+// TestBrowserVertoIsCalledReload: the control API calls a Verto login (call type "verto"); the
+// SW client answers, both tones cross, then the Verto page reloads: it logs in again with the
+// same sessid, the server re-attaches the same call (verto.attach with a new offer of the
+// caller's session's far leg, re-attached in place), both tones cross again and the API caller
+// never saw the call end. Then the Verto side hangs up and nothing is left.
+func TestBrowserVertoIsCalledReload(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	e.withAssets()
+	v := e.browser(vertoTone, "/page")
+	a := e.browser(apiTone, "/apipage")
+	v.vertoLogin("alice")
+	a.apiLogin("bob", false)
+
+	var callID string
+	if err := a.page.EvalArg(a.ctx, `(d) => window.startCall(d)`, map[string]any{"type": "verto", "user_id": "alice", "caller_id": "2000"}, &callID); err != nil {
+		a.fatal("call start: %v", err)
+	}
+	v.waitState("ringing")
+	v.eval(`window.call.answer(), true`, nil)
+	v.waitState("active")
+	a.waitFor(`window.outAnswered === true`, 10*time.Second)
+	v.hears(swMeasure, apiTone)
+	a.hears(apiMeasure, vertoTone)
+	var vertoCall string
+	v.eval(`window.call.id`, &vertoCall)
+	if n := e.emb.Sessions(); n != 1 {
+		t.Fatalf("want the caller's proxy session only, engine has %d", n)
+	}
+
+	// The Verto page reloads: the call is re-attached and both tones cross again.
+	if err := v.page.Goto(v.ctx, e.ts.URL+"/page"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // the old page's PeerConnection and socket are gone
+	if s, c := e.core.Counts(); s != 1 || c != 1 {
+		t.Fatalf("while the page reloads the core has %d sessions and %d calls, want 1 and 1", s, c)
+	}
+	v.vertoLogin("alice")
+	v.waitState("active")
+	var again string
+	v.eval(`window.call.id`, &again)
+	if again != vertoCall {
+		t.Fatalf("re-attached call %q, want %q", again, vertoCall)
+	}
+	v.hears(swMeasure, apiTone)
+	a.hears(apiMeasure, vertoTone)
+	var ended bool
+	a.eval(`window.api.events.some((ev) => ev.subclass === "call" && ev.type === "hangup")`, &ended)
+	if ended {
+		t.Fatal("the API caller's call ended during the reload")
+	}
+	if n := e.emb.Sessions(); n != 1 {
+		t.Fatalf("after re-attach the engine has %d sessions, want 1", n)
+	}
+
+	// Hangup from the Verto side: the API caller's call ends with 2130 verto_bye.
+	v.eval(`window.call.hangup(), true`, nil)
+	a.waitFor(`window.api.events.some((ev) => ev.subclass === "call" && ev.type === "hangup" && ev.obj_id === window.outCall && ev.body.code === 2130)`, 10*time.Second)
+	a.eval(`(window.pc.close(), true)`, nil)
+	e.idle()
+}

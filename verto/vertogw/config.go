@@ -3,6 +3,7 @@ package vertogw
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -24,6 +25,17 @@ type Config struct {
 	// otherwise). The daemon can use it to give a "user" call to a user whose only devices are
 	// registered SIP phones a plain-RTP far side (one call has one far offer for all invitees).
 	FarKind func(r Route) string
+	// DetachGrace is how long the media engine keeps the WebRTC leg of a call placed to a Verto
+	// client whose page went, waiting for its re-attach; set it to the Verto server's
+	// DetachGrace (default 120 s, verto.Config's default), which ends such calls itself.
+	DetachGrace time.Duration
+}
+
+func (c *Config) detachGrace() time.Duration {
+	if c.DetachGrace <= 0 {
+		return defaultDetachGrace
+	}
+	return c.DetachGrace
 }
 
 func (c *Config) farKind(r Route) string {

@@ -29,13 +29,21 @@
 //     ends and the call waits; on re-attach a new leg session offers to the new page
 //     (verto.attach) and is joined to the same relay port;
 //   - an echo call is re-attached with new media: a proxy session offering to the new page
-//     whose other side is a plain-RTP reflector (reattach.go).
+//     whose other side is a plain-RTP reflector (reattach.go);
+//   - a call placed TO a Verto client (the client is an invitee) keeps its single session: the
+//     client's WebRTC leg is the far side of the caller's proxy session, and the engine keeps
+//     and re-offers that leg in place (reattach_out.go: after the answer a close of the page's
+//     PeerConnection is deferred by a few seconds; Detached detaches the leg for
+//     Config.DetachGrace; verto.attach carries the engine's new offer for it, and the new
+//     page's answer replaces the old leg, restoring the hold state).
 //
 // The cost is one more engine session (and two local RTP sockets) per routed call. When the
 // engine's RTP address is not an address of this host (a NAT public_ip) nothing is relayed:
 // routed calls then use one proxy session and end when their page goes. Not kept either:
 // calls not answered yet (DESTINATION_OUT_OF_ORDER, as mod_verto), calls without a media
 // backend (p2p), other extensions (park, conferences: their backend owns the leg), and calls
-// placed TO a Verto client (the caller's session owns that WebRTC leg; they end with 2130 or
-// 2026 when the page goes).
+// placed TO a Verto client whose offer was adapted for it (a plain-RTP caller: the client's
+// leg is then the far side of the router's auxiliary session, which the gateway cannot
+// reach) or whose caller's session is not an embedded WebRTC⇄WebRTC proxy; those end with
+// NORMAL_CLEARING (2130) when the page goes.
 package vertogw

@@ -40,3 +40,17 @@ func (m embeddedMedia) SendDTMF(ctx context.Context, sessionID string, toCaller 
 	}
 	return em.SendDTMF(ctx, side, digits, 0)
 }
+
+// farLeg is the embedded media of sessionID when it is a proxy whose far side is a WebRTC leg
+// (the leg of a Verto client called through that session, which can be re-attached in place).
+func (m embeddedMedia) farLeg(sessionID string) (farLeg, bool) {
+	b, ok := embedded.FromBackends(m.backends)
+	if !ok {
+		return nil, false
+	}
+	em, ok := b.Media(sessionID)
+	if !ok || em.Session() == nil || em.Type() != signaling.TypeProxy || em.FarKind() != media.KindWebRTC {
+		return nil, false
+	}
+	return em, true
+}

@@ -78,6 +78,10 @@ type invitee struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	settled bool // the Verto side ended (answered call over, rejected)
+	held    bool // the client put the call on hold
+	// legSID is the session whose far side is the client's WebRTC leg, kept and re-attached
+	// in place across a page reload ("" when the call cannot be kept: see doc.go).
+	legSID string
 }
 
 // Invite rings the login: server verto.invite with the caller id and the call's offer.
@@ -110,11 +114,15 @@ func (iv *invitee) Invite(_ context.Context, inv signaling.Invitation, h signali
 	if name == "" {
 		name = number
 	}
+	var events verto.OutboundEvents = outEvents{iv}
+	if _, ok := iv.g.media.(farLegMedia); ok {
+		events = recoverableOut{outEvents{iv}}
+	}
 	oc, err := iv.srv.Invite(iv.ctx, verto.OutboundRequest{
 		User: iv.user, SessionID: iv.sessid, SDP: sdp,
 		CallerIDName: name, CallerIDNumber: number,
 		CalleeIDName: iv.user, CalleeIDNumber: iv.user,
-	}, outEvents{iv})
+	}, events)
 	if err != nil {
 		iv.done()
 		if errors.Is(err, verto.ErrNotLoggedIn) {
@@ -190,6 +198,7 @@ func (ev outEvents) Answered(call *verto.Call, sdp string) error {
 		iv.done()
 		return err
 	}
+	iv.keepLeg()
 	iv.log.Info("verto login answered", "call_id", iv.callID)
 	return nil
 }
@@ -246,6 +255,9 @@ func (ev outEvents) DTMF(digits string) {
 
 func (ev outEvents) Hold(held bool) {
 	iv := ev.invitee
+	iv.mu.Lock()
+	iv.held = held
+	iv.mu.Unlock()
 	if sid := iv.callerSession(); sid != "" {
 		iv.g.setHold(iv.ctx, sid, held, iv.log)
 	}
