@@ -951,6 +951,22 @@ func (c *Call) do(ctx context.Context, req *sip.Request) (*sip.Response, error) 
 		return nil, err
 	}
 	defer tx.Terminate()
+	res, err := c.await(ctx, tx)
+	if errors.Is(err, errTxEnded) {
+		if err := tx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("sip: transaction ended without response")
+	}
+	return res, err
+}
+
+// errTxEnded is await's answer when the transaction ends before a final response.
+var errTxEnded = errors.New("sip: transaction ended")
+
+// await waits for the final response of tx, noting each provisional one on the way.
+// It returns errTxEnded when the transaction ends first, ctx's error when ctx ends first.
+func (c *Call) await(ctx context.Context, tx sip.ClientTransaction) (*sip.Response, error) {
 	for {
 		select {
 		case res := <-tx.Responses():
@@ -960,26 +976,29 @@ func (c *Call) do(ctx context.Context, req *sip.Request) (*sip.Response, error) 
 			}
 			return res, nil
 		case <-tx.Done():
-			if err := tx.Err(); err != nil {
-				return nil, err
-			}
-			return nil, errors.New("sip: transaction ended without response")
+			return nil, errTxEnded
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
 
-func (c *Call) sendBye(ctx context.Context) error {
-	req := c.newRequest(sip.BYE)
+// doOK is do for a request whose only good answer is a 2xx: any other final status is a
+// *StatusError.
+func (c *Call) doOK(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	res, err := c.do(ctx, req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !res.IsSuccess() {
-		return &StatusError{Code: res.StatusCode, Reason: res.Reason}
+		return nil, &StatusError{Code: res.StatusCode, Reason: res.Reason}
 	}
-	return nil
+	return res, nil
+}
+
+func (c *Call) sendBye(ctx context.Context) error {
+	_, err := c.doOK(ctx, c.newRequest(sip.BYE))
+	return err
 }
 
 // Hangup ends the call: BYE when established, 480 when an inbound call is still unanswered.
@@ -1015,14 +1034,8 @@ func (c *Call) SendDTMF(ctx context.Context, digit rune, duration time.Duration)
 	req := c.newRequest(sip.INFO)
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/dtmf-relay"))
 	req.SetBody([]byte(fmt.Sprintf("Signal=%c\r\nDuration=%d\r\n", digit, duration.Milliseconds())))
-	res, err := c.do(ctx, req)
-	if err != nil {
-		return err
-	}
-	if !res.IsSuccess() {
-		return &StatusError{Code: res.StatusCode, Reason: res.Reason}
-	}
-	return nil
+	_, err := c.doOK(ctx, req)
+	return err
 }
 
 // Options sends an in-dialog OPTIONS (a liveness probe) and returns the status code.
@@ -1064,41 +1077,35 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			c.s.gotResponse(res)
-			if res.IsProvisional() {
-				continue
-			}
-			if !res.IsSuccess() {
-				return nil, &StatusError{Code: res.StatusCode, Reason: res.Reason}
-			}
-			ack := c.newRequest(sip.ACK)
-			ack.CSeq().SeqNo = req.CSeq().SeqNo
-			if err := c.route(ctx, ack); err != nil {
-				return nil, err
-			}
-			if err := c.s.sendDirect(ack); err != nil {
-				return nil, err
-			}
-			c.mu.Lock()
-			c.localSDP = sdp
-			if len(res.Body()) > 0 {
-				c.remoteSDP = res.Body()
-			}
-			if h := res.Contact(); h != nil {
-				c.target = *h.Address.Clone()
-			}
-			c.mu.Unlock()
-			c.refreshedByResponse(res)
-			return res.Body(), nil
-		case <-tx.Done():
-			return nil, fmt.Errorf("sip: re-INVITE failed: %w", tx.Err())
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	res, err := c.await(ctx, tx)
+	if errors.Is(err, errTxEnded) {
+		return nil, fmt.Errorf("sip: re-INVITE failed: %w", tx.Err())
 	}
+	if err != nil {
+		return nil, err
+	}
+	if !res.IsSuccess() {
+		return nil, &StatusError{Code: res.StatusCode, Reason: res.Reason}
+	}
+	ack := c.newRequest(sip.ACK)
+	ack.CSeq().SeqNo = req.CSeq().SeqNo
+	if err := c.route(ctx, ack); err != nil {
+		return nil, err
+	}
+	if err := c.s.sendDirect(ack); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.localSDP = sdp
+	if len(res.Body()) > 0 {
+		c.remoteSDP = res.Body()
+	}
+	if h := res.Contact(); h != nil {
+		c.target = *h.Address.Clone()
+	}
+	c.mu.Unlock()
+	c.refreshedByResponse(res)
+	return res.Body(), nil
 }
 
 // StatusError is a final SIP failure status (3xx–6xx) of a request we sent. Contacts holds

@@ -150,12 +150,9 @@ func (c *Call) refreshSession(ctx context.Context) error {
 	req := c.newRequest(sip.UPDATE)
 	req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(se/time.Second))))
 	req.AppendHeader(sip.NewHeader("Supported", "timer"))
-	res, err := c.do(ctx, req)
+	res, err := c.doOK(ctx, req)
 	if err != nil {
 		return err
-	}
-	if !res.IsSuccess() {
-		return &StatusError{Code: res.StatusCode, Reason: res.Reason}
 	}
 	c.refreshedByResponse(res)
 	return nil
