@@ -8,14 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/wsutil"
 )
 
 // Server is a Verto (mod_verto compatible) JSON-RPC server. Create it with New, mount
@@ -69,17 +68,7 @@ func New(cfg Config, auth Authenticator, handler CallHandler, log *slog.Logger) 
 
 // checkOrigin accepts requests without Origin, same-origin requests and configured origins.
 func (s *Server) checkOrigin(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return true
-	}
-	for _, o := range s.cfg.AllowedOrigins {
-		if o == "*" || strings.EqualFold(o, origin) {
-			return true
-		}
-	}
-	u, err := url.Parse(origin)
-	return err == nil && strings.EqualFold(u.Host, r.Host)
+	return wsutil.OriginAllowed(r, s.cfg.AllowedOrigins)
 }
 
 // ServeHTTP upgrades the request (any path) to a Verto WebSocket and serves it until it closes.
