@@ -315,6 +315,31 @@ func (c *conn) lookupLocked(callID string) *Call {
 	return call
 }
 
+// lockCall takes s.mu and returns this connection's live call callID with s.mu still held.
+// Without such a call it releases s.mu and returns the CALL DOES NOT EXIST error.
+func (c *conn) lockCall(callID string) (*Call, *rpcError) {
+	c.srv.mu.Lock()
+	call := c.lookupLocked(callID)
+	if call == nil {
+		c.srv.mu.Unlock()
+		return nil, callError(callID, "CALL DOES NOT EXIST")
+	}
+	return call, nil
+}
+
+// sdpCallParams is callParams for a request that must also carry an SDP (answer, attach).
+func sdpCallParams(p object) (dp object, callID, sdp string, perr *rpcError) {
+	dp, callID, perr = callParams(p)
+	if perr != nil {
+		return nil, "", "", perr
+	}
+	sdp = p.str("sdp")
+	if strings.TrimSpace(sdp) == "" {
+		return nil, "", "", callError(callID, "SDP missing")
+	}
+	return dp, callID, sdp, nil
+}
+
 // invite handles a call placed by the client (verto.md §4).
 func (c *conn) invite(p object) (map[string]any, *rpcError, func()) {
 	s := c.srv
@@ -409,20 +434,14 @@ func (nopEvents) Hangup(Cause) {}
 // answer handles the client accepting a server-placed call (verto.md §5.3).
 func (c *conn) answer(p object) (map[string]any, *rpcError, func()) {
 	s := c.srv
-	dp, callID, perr := callParams(p)
+	dp, callID, sdp, perr := sdpCallParams(p)
 	if perr != nil {
 		return nil, perr, nil
 	}
-	sdp := p.str("sdp")
-	if strings.TrimSpace(sdp) == "" {
-		return nil, callError(callID, "SDP missing"), nil
-	}
 	var d deferred
-	s.mu.Lock()
-	call := c.lookupLocked(callID)
-	if call == nil {
-		s.mu.Unlock()
-		return nil, callError(callID, "CALL DOES NOT EXIST"), nil
+	call, cerr := c.lockCall(callID)
+	if cerr != nil {
+		return nil, cerr, nil
 	}
 	o := call.fork
 	if call.dir != Outbound || call.state != stateRinging || o == nil || o.winner != nil || o.done {
@@ -467,11 +486,9 @@ func (c *conn) bye(p object) (map[string]any, *rpcError, func()) {
 	}
 	cause := causeFromParams(p)
 	var d deferred
-	s.mu.Lock()
-	call := c.lookupLocked(callID)
-	if call == nil {
-		s.mu.Unlock()
-		return nil, callError(callID, "CALL DOES NOT EXIST"), nil
+	call, cerr := c.lockCall(callID)
+	if cerr != nil {
+		return nil, cerr, nil
 	}
 	s.endCallLocked(call, cause, false, true, &d)
 	s.mu.Unlock()
@@ -527,11 +544,9 @@ func (c *conn) modify(p object) (map[string]any, *rpcError, func()) {
 	if action == "" {
 		return nil, callError(callID, "action missing"), nil
 	}
-	s.mu.Lock()
-	call := c.lookupLocked(callID)
-	if call == nil {
-		s.mu.Unlock()
-		return nil, callError(callID, "CALL DOES NOT EXIST"), nil
+	call, cerr := c.lockCall(callID)
+	if cerr != nil {
+		return nil, cerr, nil
 	}
 	held := call.held
 	switch action {
@@ -575,19 +590,13 @@ func truncate(s string, n int) string {
 // attach handles the client's answer to our verto.attach after a reconnect (verto.md §10).
 func (c *conn) attach(p object) (map[string]any, *rpcError, func()) {
 	s := c.srv
-	_, callID, perr := callParams(p)
+	_, callID, sdp, perr := sdpCallParams(p)
 	if perr != nil {
 		return nil, perr, nil
 	}
-	sdp := p.str("sdp")
-	if strings.TrimSpace(sdp) == "" {
-		return nil, callError(callID, "SDP missing"), nil
-	}
-	s.mu.Lock()
-	call := c.lookupLocked(callID)
-	if call == nil {
-		s.mu.Unlock()
-		return nil, callError(callID, "CALL DOES NOT EXIST"), nil
+	call, cerr := c.lockCall(callID)
+	if cerr != nil {
+		return nil, cerr, nil
 	}
 	rec, _ := call.events.(Recoverable)
 	if call.state != stateReattaching || rec == nil {
