@@ -293,7 +293,7 @@ func TestBrowserVertoCallsAPIUser(t *testing.T) {
 	}
 
 	// Hold: the API side stops hearing the Verto tone; unhold brings it back.
-	active := a.measure(apiMeasure, vertoTone).level(vertoTone)
+	active := v.measure(swMeasure, apiTone).level(apiTone)
 	v.eval(`window.call.hold().then(() => true)`, nil)
 	v.waitState("held")
 	time.Sleep(time.Second) // let what was in flight play out
@@ -501,7 +501,8 @@ func TestBrowserVertoCallsVerto(t *testing.T) {
 // SW client answers, both tones cross, then the Verto page reloads: it logs in again with the
 // same sessid, the server re-attaches the same call (verto.attach with a new offer of the
 // caller's session's far leg, re-attached in place), both tones cross again and the API caller
-// never saw the call end. Then the Verto side hangs up and nothing is left.
+// never saw the call end. A call held before a reload stays held after it until the new page
+// resumes it. Then the Verto side hangs up and nothing is left.
 func TestBrowserVertoIsCalledReload(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.withAssets()
@@ -551,6 +552,29 @@ func TestBrowserVertoIsCalledReload(t *testing.T) {
 	if n := e.emb.Sessions(); n != 1 {
 		t.Fatalf("after re-attach the engine has %d sessions, want 1", n)
 	}
+
+	// Held, then reloaded again: the re-attached call stays held (the caller no longer hears
+	// the Verto tone) until the new page resumes it.
+	active := v.measure(swMeasure, apiTone).level(apiTone)
+	v.eval(`window.call.hold().then(() => true)`, nil)
+	v.waitState("held")
+	if err := v.page.Goto(v.ctx, e.ts.URL+"/page"); err != nil {
+		t.Fatal(err)
+	}
+	v.vertoLogin("alice")
+	v.waitFor(`window.call && window.call.id === `+fmt.Sprintf("%q", vertoCall)+` && window.call.peer && window.call.peer.instance && window.call.peer.instance.connectionState === "connected"`, 20*time.Second)
+	time.Sleep(time.Second) // let what was in flight play out
+	held := v.measure(swMeasure, apiTone)
+	t.Logf("the Verto page hears %v Hz at %.1f dB active, %.1f dB held after re-attach (caller hears %.1f dB)", apiTone, active, held.level(apiTone), a.measure(apiMeasure, vertoTone).level(vertoTone))
+	if held.level(apiTone) > active-25 {
+		t.Fatalf("the hold was lost by the re-attach: %+v", held)
+	}
+	v.eval(`window.call.unhold().then(() => true)`, nil)
+	eventually(t, "unheld", 10*time.Second, func() bool {
+		return v.measure(swMeasure, apiTone).level(apiTone) > active-10
+	})
+	a.hears(apiMeasure, vertoTone)
+	v.hears(swMeasure, apiTone)
 
 	// Hangup from the Verto side: the API caller's call ends with 2130 verto_bye.
 	v.eval(`window.call.hangup(), true`, nil)
