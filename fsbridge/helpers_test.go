@@ -25,6 +25,7 @@ import (
 	"github.com/nkbridge/nkbridge/fsbridge"
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
 	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/codec"
 	"github.com/nkbridge/nkbridge/signaling"
@@ -35,28 +36,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const eslPassword = "nkbridge-esl-test"
 
-type tWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 func testLogger(t testing.TB) *slog.Logger {
 	if _, bench := t.(*testing.B); bench {
 		return slog.New(slog.DiscardHandler)
 	}
-	w := &tWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	return peers.TestLoggerLevel(t, slog.LevelInfo)
 }
 
 // env is a whole nkbridge (core + control API + FreeSWITCH backend) in front of a fake

@@ -12,42 +12,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// tlog is a slog writer into t.Log that goes quiet once the test is over.
-type tlog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tlog) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
+// testLogger logs to t.Log until the test is over: warnings, or everything with NKB_SIP_DEBUG set.
 func testLogger(t testing.TB) *slog.Logger {
-	w := &tlog{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
 	lvl := slog.LevelWarn
 	if os.Getenv("NKB_SIP_DEBUG") != "" {
 		lvl = slog.LevelDebug
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
+	return peers.TestLoggerLevel(t, lvl)
 }
 
 const testSDP = "v=0\r\no=- 1000 1 IN IP4 127.0.0.1\r\ns=nkbridge\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"

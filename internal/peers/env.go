@@ -104,10 +104,13 @@ func ArtifactDir(t testing.TB) string {
 
 // TestLogger returns a logger writing to t.Log. It goes quiet when the test's cleanups have
 // run (so late output from child processes cannot log after the test completed).
-func TestLogger(t testing.TB) *slog.Logger {
+func TestLogger(t testing.TB) *slog.Logger { return TestLoggerLevel(t, slog.LevelDebug) }
+
+// TestLoggerLevel is TestLogger keeping only records at lvl and above.
+func TestLoggerLevel(t testing.TB, lvl slog.Level) *slog.Logger {
 	w := &tWriter{t: t}
 	t.Cleanup(w.close)
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: lvl}))
 }
 
 type tWriter struct {

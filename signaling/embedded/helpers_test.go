@@ -22,6 +22,7 @@ import (
 	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/codec"
 	"github.com/nkbridge/nkbridge/media/dtmf"
@@ -34,27 +35,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var loopback = netip.MustParseAddr("127.0.0.1")
 
-// tWriter sends log lines to t.Log until the test is over.
-type tWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *tWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func testLogger(t testing.TB) *slog.Logger {
-	w := &tWriter{t: t}
-	t.Cleanup(func() { w.mu.Lock(); w.done = true; w.mu.Unlock() })
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
+// testLogger logs at info level to t.Log until the test is over.
+func testLogger(t testing.TB) *slog.Logger { return peers.TestLoggerLevel(t, slog.LevelInfo) }
 
 // env is an in-process nkbridge: the signalling core, the real WebSocket API
 // on 127.0.0.1:0 (also serving the test page at /page.html) and the embedded
