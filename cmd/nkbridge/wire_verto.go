@@ -71,7 +71,8 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 		return err
 	}
 	vlog := log.With("component", "verto")
-	gw, err := vertogw.New(vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix, MaxCallsPerUser: c.MaxCallsPerUser},
+	gw, err := vertogw.New(vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix, MaxCallsPerUser: c.MaxCallsPerUser,
+		DetachGrace: c.DetachGrace},
 		core, vertogw.EmbeddedMedia(core.Backends()), log)
 	if err != nil {
 		return err
