@@ -16,8 +16,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"go.uber.org/goleak"
@@ -373,12 +371,6 @@ func num(v any) int {
 
 // ---- a WebRTC client peer (pion, loopback only) -----------------------------------------
 
-type discardLogs struct{}
-
-func (discardLogs) NewLogger(string) logging.LeveledLogger {
-	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, io.Discard)
-}
-
 type rtcPeer struct {
 	t     testing.TB
 	pc    *webrtc.PeerConnection
@@ -393,11 +385,7 @@ type rtcPeer struct {
 func newRTCPeer(t testing.TB) *rtcPeer {
 	t.Helper()
 	var se webrtc.SettingEngine
-	se.LoggerFactory = discardLogs{}
-	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	peers.LoopbackPion(&se)
 	me := &webrtc.MediaEngine{}
 	capab := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capab, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {

@@ -13,13 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/codec"
 	"github.com/nkbridge/nkbridge/media/dtmf"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
@@ -92,12 +91,6 @@ func (c *rtcClient) sendVideo(ctx context.Context, n int) {
 	}
 }
 
-type discardLogs struct{}
-
-func (discardLogs) NewLogger(string) logging.LeveledLogger {
-	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, io.Discard)
-}
-
 // newRTCClient makes a client that sends and accepts only the audio codec name (plus
 // telephone-event); video adds VP8.
 func newRTCClient(t testing.TB, name string, video bool) *rtcClient {
@@ -108,11 +101,7 @@ func newRTCClient(t testing.TB, name string, video bool) *rtcClient {
 func newRTCClientWith(t testing.TB, name string, video bool, mod func(*webrtc.SettingEngine)) *rtcClient {
 	t.Helper()
 	var se webrtc.SettingEngine
-	se.LoggerFactory = discardLogs{}
-	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	peers.LoopbackPion(&se)
 	if mod != nil {
 		mod(&se)
 	}

@@ -3,37 +3,24 @@ package room_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/room"
 )
 
-type quiet struct{}
-
-func (quiet) NewLogger(string) logging.LeveledLogger {
-	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, io.Discard)
-}
-
 // benchPC is a loopback-only pion peer with Opus.
 func benchPC(b testing.TB) *webrtc.PeerConnection {
 	var se webrtc.SettingEngine
-	se.LoggerFactory = quiet{}
-	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	peers.LoopbackPion(&se)
 	me := &webrtc.MediaEngine{}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus,
 		ClockRate: 48000, Channels: 2}, PayloadType: 111}, webrtc.RTPCodecTypeAudio); err != nil {

@@ -20,12 +20,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/codec"
 	"github.com/nkbridge/nkbridge/signaling"
@@ -159,12 +158,6 @@ func (o *adObserver) CallHangup(_ string, err *signaling.Error) {
 
 // ---- a pion WebRTC peer, loopback only, PCMU ----
 
-type adQuiet struct{}
-
-func (adQuiet) NewLogger(string) logging.LeveledLogger {
-	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, io.Discard)
-}
-
 type adPC struct {
 	t     *testing.T
 	pc    *webrtc.PeerConnection
@@ -178,11 +171,7 @@ type adPC struct {
 func newAdPC(t *testing.T) *adPC {
 	t.Helper()
 	var se webrtc.SettingEngine
-	se.LoggerFactory = adQuiet{}
-	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	peers.LoopbackPion(&se)
 	me := &webrtc.MediaEngine{}
 	capab := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capab, PayloadType: 0}, webrtc.RTPCodecTypeAudio); err != nil {

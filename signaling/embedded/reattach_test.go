@@ -6,26 +6,18 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/ice/v4"
-	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/codec"
 	"github.com/nkbridge/nkbridge/signaling"
 )
-
-type quietPion struct{}
-
-func (quietPion) NewLogger(string) logging.LeveledLogger {
-	return logging.NewDefaultLeveledLoggerForScope("", logging.LogLevelDisabled, io.Discard)
-}
 
 // pcPeer is a loopback-only pion PeerConnection sending and receiving PCMU (a stand-in for
 // the browser page of a Verto call).
@@ -42,11 +34,7 @@ type pcPeer struct {
 func newPCPeer(t testing.TB) *pcPeer {
 	t.Helper()
 	var se webrtc.SettingEngine
-	se.LoggerFactory = quietPion{}
-	se.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
-	se.SetIncludeLoopbackCandidate(true)
-	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	peers.LoopbackPion(&se)
 	me := &webrtc.MediaEngine{}
 	capab := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}
 	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capab, PayloadType: 0}, webrtc.RTPCodecTypeAudio); err != nil {
