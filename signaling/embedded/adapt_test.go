@@ -5,7 +5,6 @@ package embedded
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,7 +20,6 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/peers"
@@ -156,125 +154,8 @@ func (o *adObserver) CallHangup(_ string, err *signaling.Error) {
 	o.hangup <- err
 }
 
-// ---- a pion WebRTC peer, loopback only, PCMU ----
-
-type adPC struct {
-	t     *testing.T
-	pc    *webrtc.PeerConnection
-	track *webrtc.TrackLocalStaticRTP
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	pcm   []int16
-	pkts  int
-}
-
-func newAdPC(t *testing.T) *adPC {
-	t.Helper()
-	var se webrtc.SettingEngine
-	peers.LoopbackPion(&se)
-	me := &webrtc.MediaEngine{}
-	capab := webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}
-	if err := me.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capab, PayloadType: 0}, webrtc.RTPCodecTypeAudio); err != nil {
-		t.Fatal(err)
-	}
-	pc, err := webrtc.NewAPI(webrtc.WithSettingEngine(se), webrtc.WithMediaEngine(me)).NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &adPC{t: t, pc: pc}
-	if p.track, err = webrtc.NewTrackLocalStaticRTP(capab, "audio", "adpc"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.AddTrack(p.track); err != nil {
-		t.Fatal(err)
-	}
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			for {
-				pkt, _, err := tr.ReadRTP()
-				if err != nil {
-					if errors.Is(err, io.EOF) {
-						return
-					}
-					continue
-				}
-				p.mu.Lock()
-				p.pkts++
-				for _, b := range pkt.Payload {
-					p.pcm = append(p.pcm, codec.UlawToLinear(b))
-				}
-				p.mu.Unlock()
-			}
-		}()
-	})
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *adPC) close() {
-	_ = p.pc.GracefulClose()
-	p.wg.Wait()
-}
-
-func (p *adPC) gather(d webrtc.SessionDescription) string {
-	done := webrtc.GatheringCompletePromise(p.pc)
-	if err := p.pc.SetLocalDescription(d); err != nil {
-		p.t.Fatal(err)
-	}
-	<-done
-	return p.pc.LocalDescription().SDP
-}
-
-func (p *adPC) offer() string {
-	o, err := p.pc.CreateOffer(nil)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return p.gather(o)
-}
-
-func (p *adPC) setAnswer(sdp string) {
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: sdp}); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-func (p *adPC) answer(offer string) string {
-	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		p.t.Fatal(err)
-	}
-	a, err := p.pc.CreateAnswer(nil)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	return p.gather(a)
-}
-
-func (p *adPC) sendTone(ctx context.Context, freq float64, d time.Duration) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	end := time.Now().Add(d)
-	seq, ts := uint16(rand.Uint32()), rand.Uint32()
-	for n := 0; time.Now().Before(end); n++ {
-		_ = p.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: ts, Marker: n == 0},
-			Payload: adTone(freq, n)})
-		seq++
-		ts += 160
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-func (p *adPC) heard() ([]int16, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]int16(nil), p.pcm...), p.pkts
-}
+// newAdPC is a PCMU pion peer (loopback only).
+func newAdPC(t *testing.T) *peers.PCMUPeer { return peers.NewPCMUPeer(t, "adpc") }
 
 func adTone(freq float64, n int) []byte {
 	payload := make([]byte, 160)
@@ -409,12 +290,12 @@ func isWebRTC(sdp string) bool {
 
 // startWebRTCCall: a WebRTC caller's proxy session (far side webrtc) calls
 // type user; it returns the caller's peer, the session and call ids.
-func (e *adEnv) startWebRTCCall(obs *adObserver) (*adPC, string, string) {
+func (e *adEnv) startWebRTCCall(obs *adObserver) (*peers.PCMUPeer, string, string) {
 	t := e.t
 	caller := newAdPC(t)
 	ctx := context.Background()
 	res, err := e.core.StartSession(ctx, signaling.SessionRequest{Type: signaling.TypeProxy,
-		Offer: signaling.Desc{"sdp": caller.offer(), "sdp_type": "webrtc"}, Options: map[string]any{"proxy_type": "webrtc"}})
+		Offer: signaling.Desc{"sdp": caller.Offer(), "sdp_type": "webrtc"}, Options: map[string]any{"proxy_type": "webrtc"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,14 +366,14 @@ func TestAdaptRTPInviteeWins(t *testing.T) {
 		}
 	}
 	e.waitSessions("answered (the desk phone's aux session released)", 1, 1)
-	caller.setAnswer(ans.SDP())
+	caller.SetAnswer(ans.SDP())
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go caller.sendTone(ctx, 1000, 10*time.Second)
+	go caller.SendToneFor(ctx, 1000, 10*time.Second)
 	go rtpPeer.sendTone(ctx, 600, 10*time.Second)
 	adWaitTone(t, "RTP phone", rtpPeer.heard, 1000, 600)
-	adWaitTone(t, "WebRTC caller", caller.heard, 600, 1000)
+	adWaitTone(t, "WebRTC caller", caller.Heard, 600, 1000)
 	cancel()
 
 	if err := e.core.HangupCall(callID, nil); err != nil {
@@ -521,7 +402,7 @@ func TestAdaptWebRTCInviteeWins(t *testing.T) {
 	}
 	e.waitSessions("ringing", 1, 1)
 	callee := newAdPC(t)
-	if err := br.h.Accepted(signaling.Desc{"sdp": callee.answer(br.inv.Offer.SDP()), "sdp_type": "webrtc"}, ""); err != nil {
+	if err := br.h.Accepted(signaling.Desc{"sdp": callee.Answer(br.inv.Offer.SDP()), "sdp_type": "webrtc"}, ""); err != nil {
 		t.Fatal(err)
 	}
 	var ans signaling.Desc
@@ -534,13 +415,13 @@ func TestAdaptWebRTCInviteeWins(t *testing.T) {
 		t.Errorf("phone hung up with %v", err)
 	}
 	e.waitSessions("answered (the phone's aux session released)", 1, 0)
-	caller.setAnswer(ans.SDP())
+	caller.SetAnswer(ans.SDP())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go caller.sendTone(ctx, 1000, 10*time.Second)
-	go callee.sendTone(ctx, 600, 10*time.Second)
-	adWaitTone(t, "WebRTC callee", callee.heard, 1000, 600)
-	adWaitTone(t, "WebRTC caller", caller.heard, 600, 1000)
+	go caller.SendToneFor(ctx, 1000, 10*time.Second)
+	go callee.SendToneFor(ctx, 600, 10*time.Second)
+	adWaitTone(t, "WebRTC callee", callee.Heard, 1000, 600)
+	adWaitTone(t, "WebRTC caller", caller.Heard, 600, 1000)
 	cancel()
 	if err := e.core.HangupCall(callID, nil); err != nil {
 		t.Fatal(err)
