@@ -6,7 +6,7 @@
 // Need(t, "sipp") returns a program's path, or skips the test — or fails it when
 // NKB_REQUIRE_PEERS=1, as scripts/test.sh sets — when it is missing; NeedFile does the same
 // for files. RepoRoot finds the repository, ArtifactDir gives test-artifacts/<test>/ for files
-// worth keeping, TestLogger a *slog.Logger that writes to t.Log. FreePort, FreeUDPPort,
+// worth keeping, TestLogger (TestLoggerLevel) a *slog.Logger that writes to t.Log. FreePort, FreeUDPPort,
 // FreeTCPPort and FreeUDPRange find loopback ports for parallel instances, picked below the
 // kernel's ephemeral range so that no process binding port 0 takes them in the meantime.
 // Listening tells whether a port is bound (from /proc/net).
@@ -75,5 +75,7 @@
 // Everything here stays on loopback: SIPp binds and advertises 127.0.0.1; baresip has
 // net_interface 127.0.0.1, -4, dns_server 127.0.0.1:53 (it replaces the system resolvers,
 // and nothing listens there, so a name lookup fails at once instead of leaving the machine),
-// no STUN/TURN/ICE modules, and IP-literal accounts only.
+// no STUN/TURN/ICE modules, and IP-literal accounts only. Pion peers written in Go follow it
+// through LoopbackPion (ICE on 127.0.0.1 over UDP4, no mDNS, no STUN); PCMUPeer is such a
+// peer, a loopback PCMU PeerConnection standing in for a browser page.
 package peers
