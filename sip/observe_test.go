@@ -48,6 +48,17 @@ func TestObserverRegister(t *testing.T) {
 		"req REGISTER in": 4, "res REGISTER 401 out": 2, "res REGISTER 200 out": 2,
 		"reg unauthorized": 2, "reg ok": 1, "reg unregistered": 1,
 	}
+	// SIPp may exit on the last 200 before the server has reported the outcome it just
+	// sent: give the counters a moment to settle.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		settled := true
+		for k, v := range want {
+			settled = settled && obs.get(k) == v
+		}
+		if settled {
+			break
+		}
+	}
 	for k, v := range want {
 		if got := obs.get(k); got != v {
 			t.Errorf("%s = %d, want %d (all: %v)", k, got, v, obs.n)
