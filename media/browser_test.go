@@ -3,7 +3,6 @@ package media
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -51,33 +50,7 @@ const browserMeasure = `async () => {
 	return {audio, stats};
 }`
 
-type browserResult struct {
-	Audio struct {
-		DominantHz float64            `json:"dominantHz"`
-		RmsDb      float64            `json:"rmsDb"`
-		BinHz      float64            `json:"binHz"`
-		Levels     map[string]float64 `json:"levels"`
-	} `json:"audio"`
-	Stats struct {
-		PacketsReceived int    `json:"packetsReceived"`
-		PacketsSent     int    `json:"packetsSent"`
-		Codec           string `json:"codec"`
-	} `json:"stats"`
-}
-
-func checkHeard(t *testing.T, who string, r browserResult, want, other float64) {
-	t.Helper()
-	t.Logf("%s: hears %.1f Hz, rms %.1f dBFS, levels %v, stats %+v", who, r.Audio.DominantHz, r.Audio.RmsDb, r.Audio.Levels, r.Stats)
-	if math.Abs(r.Audio.DominantHz-want) > 2*r.Audio.BinHz {
-		t.Errorf("%s hears %.1f Hz, want %v Hz", who, r.Audio.DominantHz, want)
-	}
-	if d := r.Audio.Levels[fmt.Sprint(want)] - r.Audio.Levels[fmt.Sprint(other)]; d < 20 {
-		t.Errorf("%s: %v Hz only %.1f dB above %v Hz", who, want, d, other)
-	}
-	if r.Audio.RmsDb < -40 || r.Stats.PacketsReceived < 50 {
-		t.Errorf("%s: rms %.1f dBFS, %d packets received", who, r.Audio.RmsDb, r.Stats.PacketsReceived)
-	}
-}
+type browserResult = browsertest.Heard
 
 // opusOnly removes every audio format but Opus and telephone-event from a browser offer.
 func opusOnly(t *testing.T, sdp string) string {
@@ -121,7 +94,7 @@ func TestBrowserEcho(t *testing.T) {
 	if err := p.Eval(ctx, browserMeasure, &r); err != nil {
 		t.Fatalf("%v; console:\n%s", err, strings.Join(p.Console(), "\n"))
 	}
-	checkHeard(t, "browser (echo)", r, 1000, 600)
+	browsertest.CheckHeard(t, "browser (echo)", r, 1000, 600)
 	if st := s.Stats(); st[SideCaller].PacketsIn < 50 {
 		t.Errorf("engine stats %+v", st)
 	}
@@ -178,8 +151,8 @@ func TestBrowserProxyWebRTC(t *testing.T) {
 			t.Fatalf("page %d: %v", i+1, err)
 		}
 	}
-	checkHeard(t, "caller browser", r[0], 600, 1000)
-	checkHeard(t, "far browser", r[1], 1000, 600)
+	browsertest.CheckHeard(t, "caller browser", r[0], 600, 1000)
+	browsertest.CheckHeard(t, "far browser", r[1], 1000, 600)
 	if st := s.Stats(); st[SideCaller].Transcoded+st[SideFar].Transcoded != 0 {
 		t.Errorf("Opus both sides must pass through: %+v", st)
 	}
@@ -238,7 +211,7 @@ func TestBrowserProxyToRTP(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%v; console:\n%s", err, strings.Join(p.Console(), "\n"))
 			}
-			checkHeard(t, "browser", r, 1000, 600)
+			browsertest.CheckHeard(t, "browser", r, 1000, 600)
 			pcm, n := peer.heard()
 			if n < 50 {
 				t.Fatalf("RTP peer got %d packets", n)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"strings"
 	"testing"
 	"time"
@@ -93,33 +92,7 @@ window.T = {
 const apiTestPage = `<!doctype html><html><head><meta charset="utf-8"><title>nkb embedded</title>
 <script>` + pageJS + `</script></head><body></body></html>`
 
-type heard struct {
-	Audio struct {
-		DominantHz float64            `json:"dominantHz"`
-		RmsDb      float64            `json:"rmsDb"`
-		BinHz      float64            `json:"binHz"`
-		Levels     map[string]float64 `json:"levels"`
-	} `json:"audio"`
-	Stats struct {
-		PacketsReceived int    `json:"packetsReceived"`
-		PacketsSent     int    `json:"packetsSent"`
-		Codec           string `json:"codec"`
-	} `json:"stats"`
-}
-
-func checkBrowserHeard(t *testing.T, who string, r heard, want, other float64) {
-	t.Helper()
-	t.Logf("%s: hears %.1f Hz, rms %.1f dBFS, levels %v, stats %+v", who, r.Audio.DominantHz, r.Audio.RmsDb, r.Audio.Levels, r.Stats)
-	if math.Abs(r.Audio.DominantHz-want) > 2*r.Audio.BinHz {
-		t.Errorf("%s hears %.1f Hz, want %v Hz", who, r.Audio.DominantHz, want)
-	}
-	if d := r.Audio.Levels[fmt.Sprint(want)] - r.Audio.Levels[fmt.Sprint(other)]; d < 20 {
-		t.Errorf("%s: %v Hz only %.1f dB above %v Hz", who, want, d, other)
-	}
-	if r.Audio.RmsDb < -40 || r.Stats.PacketsReceived < 50 {
-		t.Errorf("%s: rms %.1f dBFS, %d packets received", who, r.Audio.RmsDb, r.Stats.PacketsReceived)
-	}
-}
+type heard = browsertest.Heard
 
 func measure(ctx context.Context, t *testing.T, p *browsertest.Page) heard {
 	t.Helper()
@@ -169,7 +142,7 @@ func TestBrowserAPI(t *testing.T) {
 			T.sid = r.session_id;
 			return r.session_id;
 		}`, nil, &sid)
-		checkBrowserHeard(t, "echo", measure(ctx, t, p), 1000, 600)
+		browsertest.CheckHeard(t, "echo", measure(ctx, t, p), 1000, 600)
 
 		// use_audio false: the level drops; true: the tone is back.
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", use_audio: false})`, nil)
@@ -194,7 +167,7 @@ func TestBrowserAPI(t *testing.T) {
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", use_audio: true})`, nil)
 		var back heard
 		eval(ctx, t, p, `nkb.sleep(400).then(() => T.measure(1000))`, &back)
-		checkBrowserHeard(t, "unmuted echo", back, 1000, 600)
+		browsertest.CheckHeard(t, "unmuted echo", back, 1000, 600)
 
 		// record: the file holds the tone.
 		var rec struct {
@@ -248,7 +221,7 @@ func TestBrowserAPI(t *testing.T) {
 		eval(ctx, t, p, `T.videoIn()`, &v1)
 		time.Sleep(1500 * time.Millisecond)
 		eval(ctx, t, p, `T.videoIn()`, &v2)
-		checkBrowserHeard(t, "audio while video muted", measure(ctx, t, p), 1000, 600)
+		browsertest.CheckHeard(t, "audio while video muted", measure(ctx, t, p), 1000, 600)
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", use_video: true})`, nil)
 		eval(ctx, t, p, `nkb.waitFor(async () => { const v = await T.videoIn(); return v.frames > `+fmt.Sprint(v2.Frames+10)+` && v; }, 10000, 100, "video back")`, &v3)
 		t.Logf("video: %+v -> %+v, muted %+v -> %+v, unmuted %+v", v0, v0b, v1, v2, v3)
@@ -285,7 +258,7 @@ func TestBrowserAPI(t *testing.T) {
 		if !strings.Contains(answer, "a=ice-lite") {
 			t.Errorf("answer is not ICE-lite:\n%s", answer)
 		}
-		checkBrowserHeard(t, "ICE-lite echo", measure(ctx, t, p), 1000, 600)
+		browsertest.CheckHeard(t, "ICE-lite echo", measure(ctx, t, p), 1000, 600)
 	})
 
 	t.Run("echo-trickle", func(t *testing.T) {
@@ -329,7 +302,7 @@ func TestBrowserAPI(t *testing.T) {
 		if n.Sent < 1 || !n.End || n.Cand != 0 {
 			t.Errorf("trickle did not happen: %+v", n)
 		}
-		checkBrowserHeard(t, "trickled echo", measure(ctx, t, p), 1000, 600)
+		browsertest.CheckHeard(t, "trickled echo", measure(ctx, t, p), 1000, 600)
 		p.Close(ctx) // the page goes: its API connection closes, the session stops (1012)
 		e.waitIdle("page closed")
 	})
@@ -363,8 +336,8 @@ func TestBrowserAPI(t *testing.T) {
 			await T.pc.setRemoteDescription({type: "answer", sdp: ev.body.answer.sdp});
 		}`, nil)
 		ra, rb := measureBoth(ctx, t, pa, pb)
-		checkBrowserHeard(t, "caller A", ra, 600, 1000)
-		checkBrowserHeard(t, "callee B", rb, 1000, 600)
+		browsertest.CheckHeard(t, "caller A", ra, 600, 1000)
+		browsertest.CheckHeard(t, "callee B", rb, 1000, 600)
 		var sid string
 		eval(ctx, t, pa, `T.sid`, &sid)
 		if m, ok := e.be.Media(sid); !ok {
@@ -412,7 +385,7 @@ func TestBrowserAPI(t *testing.T) {
 			defer tcancel()
 			go peer.sendTone(tctx, 600, 20*time.Second)
 			r := measure(ctx, t, p)
-			checkBrowserHeard(t, "browser", r, 600, 1000)
+			browsertest.CheckHeard(t, "browser", r, 600, 1000)
 			pcm, n := peer.heard()
 			checkTone(t, "RTP peer", pcm, n, 1000, 600)
 			wantCodec := map[bool]string{false: "pcmu", true: "opus"}[tc.transcoded]
@@ -481,7 +454,7 @@ func TestBrowserAPI(t *testing.T) {
 			defer tcancel()
 			go peer.sendTone(tctx, 1000, 20*time.Second)
 			rb := measure(ctx, t, pb)
-			checkBrowserHeard(t, "browser callee", rb, 1000, 600)
+			browsertest.CheckHeard(t, "browser callee", rb, 1000, 600)
 			pcm, n := peer.heard()
 			checkTone(t, "RTP caller", pcm, n, 600, 1000)
 			if m, ok := e.be.Media(sid); !ok || m.CallerKind() != media.KindRTP || m.FarKind() != media.KindWebRTC {

@@ -77,19 +77,7 @@ window.T = {
 const testPage = `<!doctype html><html><head><meta charset="utf-8"><title>nkb sip</title>
 <script>` + pageJS + `</script></head><body></body></html>`
 
-type heard struct {
-	Audio struct {
-		DominantHz float64            `json:"dominantHz"`
-		RmsDb      float64            `json:"rmsDb"`
-		BinHz      float64            `json:"binHz"`
-		Levels     map[string]float64 `json:"levels"`
-	} `json:"audio"`
-	Stats struct {
-		PacketsReceived int    `json:"packetsReceived"`
-		PacketsSent     int    `json:"packetsSent"`
-		Codec           string `json:"codec"`
-	} `json:"stats"`
-}
+type heard = browsertest.Heard
 
 func evalArg(ctx context.Context, t *testing.T, p *browsertest.Page, js string, arg, out any) {
 	t.Helper()
