@@ -19,8 +19,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-# nolibopusfile: the transcoder needs libopus only, not libopusfile.
-RUN CGO_ENABLED=1 go build -tags nolibopusfile -trimpath -ldflags "-s -w" -o /out/nkbridge ./cmd/nkbridge \
+RUN CGO_ENABLED=1 go build -trimpath -ldflags "-s -w" -o /out/nkbridge ./cmd/nkbridge \
  && /out/nkbridge -version \
  && /out/nkbridge -print-defaults > /out/nkbridge.yaml
 

@@ -71,7 +71,7 @@ export NKB_REQUIRE_PEERS=1
 failed=()
 
 phase "go vet"
-go vet -tags nolibopusfile ./... || failed+=("go vet")
+go vet ./... || failed+=("go vet")
 
 phase "gofmt"
 if ! unformatted=$(find . -name '*.go' -not -path './node_modules/*' -not -path './.tmp/*' \
@@ -84,7 +84,7 @@ elif [[ -n $unformatted ]]; then
 fi
 
 phase "go test"
-go test -race -tags nolibopusfile -timeout 25m ./... || failed+=("go test")
+go test -race -timeout 25m ./... || failed+=("go test")
 
 phase "done"
 if ((${#failed[@]})); then

@@ -27,7 +27,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
-	"gopkg.in/hraban/opus.v2"
+
+	"github.com/nkbridge/nkbridge/media/codec"
 )
 
 // setup is read from the environment run.sh prepares.
@@ -232,13 +233,13 @@ func counter(pc *webrtc.PeerConnection, c *atomic.Int64, p *probe) {
 // probe decodes what one client hears and keeps the last second of it, to check the tones.
 type probe struct {
 	mu  sync.Mutex
-	dec *opus.Decoder
+	dec *codec.OpusDecoder
 	pcm []int16
 	tmp []int16
 }
 
 func newProbe(b *testing.B) *probe {
-	d, err := opus.NewDecoder(48000, 1)
+	d, err := codec.NewOpusDecoder(48000, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -296,7 +297,7 @@ func checkTones(b *testing.B, p *probe, want, own float64) string {
 
 // toneFrames encodes one second of a sine tone as 50 Opus frames of 20 ms (48 kHz mono).
 func toneFrames(b *testing.B, hz float64) [][]byte {
-	enc, err := opus.NewEncoder(48000, 1, opus.AppVoIP)
+	enc, err := codec.NewOpusEncoder(48000, 1)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -628,7 +629,7 @@ func startNKB(ctx context.Context, b *testing.B, s setup) *nkb {
 	bin := s.nkbridge
 	if bin == "" {
 		bin = filepath.Join(b.TempDir(), "nkbridge")
-		if out, err := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, "../../cmd/nkbridge").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/nkbridge").CombinedOutput(); err != nil {
 			b.Fatalf("build nkbridge: %v\n%s", err, out)
 		}
 	}

@@ -27,8 +27,8 @@ trap finish EXIT
 trap 'exit 130' INT TERM
 cleanup
 # Build first (module downloads, if any, happen outside the measured part).
-go test -tags 'nolibopusfile janusbench' -c -o $BIN/janusbench.test ./bench/janus
-go build -tags nolibopusfile -o $BIN/nkbridge ./cmd/nkbridge
+go test -tags janusbench -c -o $BIN/janusbench.test ./bench/janus
+go build -o $BIN/nkbridge ./cmd/nkbridge
 ip netns add "$NS"
 ip link add "$HOSTIF" type veth peer name "$NSIF"
 # No IPv6 on either end: no link-local addresses, no multicast (MLD, router solicitations).

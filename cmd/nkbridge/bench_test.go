@@ -51,7 +51,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		b.Skipf("RLIMIT_NOFILE %d is too low for %d connections", lim.Cur, n)
 	}
 	bin := filepath.Join(b.TempDir(), "nkbridge")
-	if out, err := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
 	// A free loopback port (logs stay quiet at level error).

@@ -129,11 +129,7 @@ type daemon struct {
 // startBinary builds and runs the real binary with JSON logs on a free port.
 func startBinary(t *testing.T, env ...string) *daemon {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "nkbridge")
-	build := exec.Command("go", "build", "-tags", "nolibopusfile", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	cmd := exec.Command(bin, "-api-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0", "-log-format", "json")
 	// Any free WebRTC port, no SIP or Verto listeners on fixed ports: other
 	// tests may run a daemon at the same time (env can turn them back on).

@@ -45,8 +45,8 @@ func TestDockerfile(t *testing.T) {
 			args = append(args[:i+1], append([]string{args[i+1] + " " + args[i+2]}, args[i+3:]...)...)
 		}
 	}
-	if !strings.Contains(m[1], "-tags nolibopusfile") {
-		t.Error("build without -tags nolibopusfile")
+	if strings.Contains(m[1], "-tags") {
+		t.Error("the build needs no tags")
 	}
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -100,7 +100,7 @@ func TestSystemdUnit(t *testing.T) {
 		t.Skip("no systemd-analyze")
 	}
 	dir := t.TempDir()
-	bin := buildBinary(t, "-tags", "nolibopusfile")
+	bin := buildBinary(t)
 	conf := filepath.Join(dir, "nkbridge.yaml")
 	if err := os.WriteFile(conf, []byte(defaultsYAML), 0o600); err != nil {
 		t.Fatal(err)
@@ -171,4 +171,70 @@ func TestDefaultsDocumentEveryKey(t *testing.T) {
 	if _, err := loadConfig("../../deploy/nkbridge.example.yaml", envMap(nil)); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The README's run command is scripts/run.sh. On a machine without libopus it installs
+// libopus-dev and pkg-config with apt-get (stubbed here: the stub "installs" by unhiding the
+// real pkg-config), then builds and runs nkbridge with its arguments; when the install does
+// not provide opus it says so and fails.
+func TestRunScript(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^    scripts/run\.sh$`).Match(readme) {
+		t.Error("README's run command is not scripts/run.sh")
+	}
+	if bytes.Contains(readme, []byte("nolibopusfile")) {
+		t.Error("README still mentions the nolibopusfile tag")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	realPkgConfig, err := exec.LookPath("pkg-config")
+	if err != nil {
+		t.Skip("no pkg-config")
+	}
+	gocache, err := exec.Command("go", "env", "GOCACHE").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(t *testing.T, installWorks bool) (string, string, error) {
+		stubs := t.TempDir()
+		installed := filepath.Join(stubs, "installed")
+		log := filepath.Join(stubs, "apt.log")
+		pc := "#!/bin/sh\n[ -e " + installed + " ] && exec " + realPkgConfig + " \"$@\"\nexit 1\n"
+		apt := "#!/bin/sh\necho \"$@\" >> " + log + "\n"
+		if installWorks {
+			apt += "case \"$1\" in install) touch " + installed + ";; esac\n"
+		}
+		for name, body := range map[string]string{"pkg-config": pc, "apt-get": apt, "sudo": "#!/bin/sh\nexec \"$@\"\n"} {
+			if err := os.WriteFile(filepath.Join(stubs, name), []byte(body), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd := exec.Command("../../scripts/run.sh", "-version")
+		cmd.Env = append(os.Environ(), "PATH="+stubs+string(os.PathListSeparator)+os.Getenv("PATH"),
+			"XDG_CACHE_HOME="+t.TempDir(), "GOCACHE="+strings.TrimSpace(string(gocache)))
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		apts, _ := os.ReadFile(log)
+		return stdout.String(), stderr.String() + "\napt-get: " + string(apts), err
+	}
+	t.Run("installs", func(t *testing.T) {
+		out, msgs, err := run(t, true)
+		if err != nil || !strings.HasPrefix(out, "nkbridge "+version) {
+			t.Fatalf("run.sh -version = %q, %v\n%s", out, err, msgs)
+		}
+		if !strings.Contains(msgs, "install -y -q --no-install-recommends libopus-dev pkg-config") {
+			t.Errorf("did not install libopus-dev and pkg-config:\n%s", msgs)
+		}
+	})
+	t.Run("install fails", func(t *testing.T) {
+		out, msgs, err := run(t, false)
+		if err == nil || out != "" || !strings.Contains(msgs, "pkg-config still does not find opus") {
+			t.Fatalf("run.sh with no opus after install = %q, %v\n%s", out, err, msgs)
+		}
+	})
 }

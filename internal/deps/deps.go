@@ -15,5 +15,4 @@ import (
 	_ "github.com/pion/webrtc/v4"
 	_ "github.com/prometheus/client_golang/prometheus"
 	_ "go.uber.org/goleak"
-	_ "gopkg.in/hraban/opus.v2"
 )

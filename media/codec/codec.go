@@ -1,5 +1,6 @@
 // Package codec holds the audio codecs nkbridge's media engine transcodes between: G.711
-// µ-law (PCMU) and A-law (PCMA) in pure Go, and Opus through libopus (gopkg.in/hraban/opus.v2).
+// µ-law (PCMU) and A-law (PCMA) in pure Go, and Opus through
+// libopus (the project's own small cgo binding, opus.go).
 //
 // Every Decoder turns one RTP payload into 16-bit mono PCM at the rate it was created for;
 // every Encoder turns such PCM into one RTP payload. Opus can be decoded to and encoded from

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"math"
 
-	"gopkg.in/hraban/opus.v2"
-
 	"github.com/nkbridge/nkbridge/media/codec"
 )
 
@@ -19,7 +17,7 @@ const maxConceal = 5
 type Source struct {
 	name    string // codec
 	jb      *JitterBuffer
-	opus    *opus.Decoder
+	opus    *codec.OpusDecoder
 	fifo    []int16 // decoded at Rate, not yet mixed
 	last    []int16 // last frame produced (G.711 concealment)
 	pktDur  int     // samples at Rate of the last packet
@@ -34,10 +32,10 @@ type Source struct {
 // target packets (at most max).
 func NewSource(name string, target, max int) (*Source, error) {
 	s := &Source{name: name, jb: NewJitterBuffer(target, max), pktDur: FrameSamples,
-		last: make([]int16, FrameSamples), scratch: make([]int16, 5760)}
+		last: make([]int16, FrameSamples), scratch: make([]int16, codec.OpusMaxFrame)}
 	switch name {
 	case codec.Opus:
-		d, err := opus.NewDecoder(Rate, 1)
+		d, err := codec.NewOpusDecoder(Rate, 1)
 		if err != nil {
 			return nil, fmt.Errorf("mixer: opus decoder: %w", err)
 		}

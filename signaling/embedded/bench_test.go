@@ -16,7 +16,7 @@ import (
 // engine (no network traffic): start (SDP parse, RTP port pair, answer or far
 // offer), set_answer for proxies, then stop until the ports are released.
 //
-//	go test -tags nolibopusfile -run XXX -bench StartStop ./signaling/embedded/
+//	go test -run XXX -bench StartStop ./signaling/embedded/
 func BenchmarkStartStop(b *testing.B) {
 	rtpOffer := func(port int) signaling.Desc {
 		return signaling.Desc{"sdp_type": "rtp", "sdp": fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+

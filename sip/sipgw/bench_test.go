@@ -23,9 +23,9 @@ import (
 // embedded media engine. Bounded in count (-m) and time (-timeout).
 //
 //	NKB_SIPGW_BENCH_RATE=800 NKB_SIPGW_BENCH_SECONDS=5 NKB_SIPGW_BENCH_HOLD_MS=1000 \
-//	  go test -tags nolibopusfile -run x -bench SIPpEchoRate -benchtime 1x ./sip/sipgw/
+//	  go test -run x -bench SIPpEchoRate -benchtime 1x ./sip/sipgw/
 //	NKB_SIPGW_BENCH_CALLS=200 NKB_SIPGW_BENCH_HOLD_MS=10000 \
-//	  go test -tags nolibopusfile -run x -bench SIPpEchoHeldRTP -benchtime 1x ./sip/sipgw/
+//	  go test -run x -bench SIPpEchoHeldRTP -benchtime 1x ./sip/sipgw/
 
 func benchEnvInt(k string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(k)); err == nil && v > 0 {
