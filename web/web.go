@@ -14,7 +14,8 @@ import (
 //go:embed static
 var static embed.FS
 
-// Files returns the embedded files (index.html, demo.js, demo.css, nkbridge.js).
+// Files returns the embedded files (index.html, demo.js, demo.css, nkbridge.js and its
+// TypeScript declarations nkbridge.d.ts and npm package.json).
 func Files() fs.FS {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
