@@ -63,8 +63,11 @@ func toPlain(f format) plainrtp.Codec {
 type negotiated struct {
 	audio []format // what the peer accepts, preference order (telephone-events included)
 	video []format
-	recv  map[uint8]format
-	kinds map[uint8]mediaKind
+	// videoDir is what the leg does with video, from nkbridge's side: dirSend when it sends
+	// video to the peer, dirRecv when the peer sends video to it (inactive for plain RTP).
+	videoDir dir
+	recv     map[uint8]format
+	kinds    map[uint8]mediaKind
 }
 
 func (n *negotiated) lookup(pt uint8) (format, mediaKind, bool) {
@@ -72,11 +75,82 @@ func (n *negotiated) lookup(pt uint8) (format, mediaKind, bool) {
 	return f, n.kinds[pt], ok
 }
 
+// dir is the direction of a media section as its author wrote it: dirSend set when the
+// author sends on it, dirRecv when it receives.
+type dir uint8
+
+const (
+	dirInactive dir = 0
+	dirSend     dir = 1
+	dirRecv     dir = 2
+	dirSendRecv     = dirSend | dirRecv
+)
+
+func (d dir) sends() bool { return d&dirSend != 0 }
+func (d dir) recvs() bool { return d&dirRecv != 0 }
+
+// reverse is the direction seen from the other end (sendonly <-> recvonly).
+func (d dir) reverse() dir { return (d&dirSend)<<1 | (d&dirRecv)>>1 }
+
+func (d dir) String() string {
+	switch d {
+	case dirSend:
+		return "sendonly"
+	case dirRecv:
+		return "recvonly"
+	case dirSendRecv:
+		return "sendrecv"
+	}
+	return "inactive"
+}
+
+func (d dir) pion() webrtc.RTPTransceiverDirection {
+	switch d {
+	case dirSend:
+		return webrtc.RTPTransceiverDirectionSendonly
+	case dirRecv:
+		return webrtc.RTPTransceiverDirectionRecvonly
+	case dirSendRecv:
+		return webrtc.RTPTransceiverDirectionSendrecv
+	}
+	return webrtc.RTPTransceiverDirectionInactive
+}
+
+// dirAttr returns the direction attribute among attrs, if any.
+func dirAttr(attrs []sdp.Attribute) (dir, bool) {
+	for _, a := range attrs {
+		switch a.Key {
+		case "sendrecv":
+			return dirSendRecv, true
+		case "sendonly":
+			return dirSend, true
+		case "recvonly":
+			return dirRecv, true
+		case "inactive":
+			return dirInactive, true
+		}
+	}
+	return 0, false
+}
+
+// sectionDir is the direction of media section m of d (RFC 4566: the media attribute, else the
+// session attribute, else sendrecv).
+func sectionDir(d *sdp.SessionDescription, m *sdp.MediaDescription) dir {
+	if v, ok := dirAttr(m.Attributes); ok {
+		return v
+	}
+	if v, ok := dirAttr(d.Attributes); ok {
+		return v
+	}
+	return dirSendRecv
+}
+
 // sdpMedia is the parsed media section list of a WebRTC SDP.
 type sdpMedia struct {
-	audio, video []format
-	hasAudio     bool
-	hasVideo     bool
+	audio, video       []format
+	hasAudio           bool
+	hasVideo           bool
+	audioDir, videoDir dir // as the author wrote them (inactive when the kind is absent)
 }
 
 // parseWebRTCSDP validates a WebRTC SDP enough to give clear errors before pion sees it.
@@ -121,9 +195,9 @@ func parseWebRTCSDP(s string) (*sdpMedia, error) {
 			return nil, err
 		}
 		if m.MediaName.Media == "audio" && !out.hasAudio {
-			out.hasAudio, out.audio = true, fs
+			out.hasAudio, out.audio, out.audioDir = true, fs, sectionDir(&d, m)
 		} else if m.MediaName.Media == "video" && !out.hasVideo {
-			out.hasVideo, out.video = true, fs
+			out.hasVideo, out.video, out.videoDir = true, fs, sectionDir(&d, m)
 		}
 	}
 	if !out.hasAudio {

@@ -77,7 +77,7 @@ func (s *Session) ReofferWebRTC(ctx context.Context, side Side) (Description, er
 		return Description{}, err
 	}
 	// Offer what the old leg negotiated first, so the bridge keeps the same codecs.
-	off, err := nl.offer(ctx, on.audio, len(on.video) > 0, on.video)
+	off, err := nl.offer(ctx, on.audio, on.videoDir, on.video)
 	if err != nil {
 		nl.close()
 		return Description{}, err

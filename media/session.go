@@ -229,7 +229,8 @@ func (s *Session) startEcho(ctx context.Context, offer Description) (Description
 		if err != nil {
 			return Description{}, err
 		}
-		if ans, err = l.answer(ctx, m, nil, true, nil); err != nil {
+		// The caller's own video comes back to it: there is video to send if it sends some.
+		if ans, err = l.answer(ctx, m, nil, m.videoDir.sends(), nil); err != nil {
 			return Description{}, err
 		}
 	case *rtpLeg:
@@ -329,7 +330,7 @@ func (s *Session) startProxy(ctx context.Context, caller Description, farKind Ki
 		return Description{}, err
 	}
 	var callerAudio []format
-	callerVideo := false
+	callerVideo := dirInactive // what the far side's video section does, from our side
 	var callerVideoFormats []format
 	switch cl := cl.(type) {
 	case *webrtcLeg:
@@ -339,7 +340,9 @@ func (s *Session) startProxy(ctx context.Context, caller Description, farKind Ki
 		}
 		s.callerOffW = m
 		callerAudio = m.audio
-		callerVideo, callerVideoFormats = m.hasVideo, m.video
+		// We send the far side video when the caller sends us some, and take the far side's
+		// when the caller takes it.
+		callerVideo, callerVideoFormats = m.videoDir, m.video
 	case *rtpLeg:
 		d, err := plainrtp.ParseSDP([]byte(caller.SDP))
 		if err != nil {
@@ -365,7 +368,7 @@ func (s *Session) startProxy(ctx context.Context, caller Description, farKind Ki
 	var offer string
 	switch fl := fl.(type) {
 	case *webrtcLeg:
-		if offer, err = fl.offer(ctx, callerAudio, callerVideo && caller.Kind == KindWebRTC, callerVideoFormats); err != nil {
+		if offer, err = fl.offer(ctx, callerAudio, callerVideo, callerVideoFormats); err != nil {
 			return Description{}, err
 		}
 	case *rtpLeg:
@@ -469,7 +472,7 @@ func (s *Session) SetAnswer(ctx context.Context, far Description) (Description, 
 		}
 	}
 	farVideoFormats := fl.negotiated().video
-	farVideo := len(farVideoFormats) > 0
+	farVideo := fl.negotiated().videoDir.recvs() && len(farVideoFormats) > 0 // the far side sends video
 	var ans string
 	switch cl := cl.(type) {
 	case *webrtcLeg:

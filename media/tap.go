@@ -308,7 +308,11 @@ func (e *Engine) StartListen(ctx context.Context, audioFormats, videoFormats []F
 		vf = append(vf, importFormat(f))
 	}
 	w := l.(*webrtcLeg)
-	off, err := w.offer(ctx, af, len(vf) > 0, vf)
+	vdir := dirInactive
+	if len(vf) > 0 {
+		vdir = dirSendRecv
+	}
+	off, err := w.offer(ctx, af, vdir, vf)
 	if err != nil {
 		s.Close()
 		return nil, Description{}, err

@@ -292,21 +292,30 @@ func (l *webrtcLeg) sendREMB(bps uint64) {
 	_ = l.pc.WriteRTCP([]rtcp.Packet{&rtcp.ReceiverEstimatedMaximumBitrate{Bitrate: float32(bps), SSRCs: ssrcs}})
 }
 
-// addTrack attaches our sending track of kind k, ordering codecs by prefer.
-// When restrict is non-nil (answering), only codecs the offer has are kept.
-func (l *webrtcLeg) addTrack(k mediaKind, prefer, restrict []format, asOffer bool) error {
+// addTrack adds the section of kind k, ordering codecs by prefer. When restrict is non-nil
+// (answering), only codecs the offer has are kept. Answering (offerDir 0) attaches our sending
+// track to the offer's section; offering, the section gets direction offerDir, with our
+// track when it sends.
+func (l *webrtcLeg) addTrack(k mediaKind, prefer, restrict []format, offerDir dir) error {
 	ct := webrtc.RTPCodecTypeAudio
 	if k == kindVideo {
 		ct = webrtc.RTPCodecTypeVideo
 	}
 	var tr *webrtc.RTPTransceiver
-	if asOffer {
-		t, err := l.pc.AddTransceiverFromTrack(l.tracks[k], webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+	switch {
+	case offerDir.sends():
+		t, err := l.pc.AddTransceiverFromTrack(l.tracks[k], webrtc.RTPTransceiverInit{Direction: offerDir.pion()})
 		if err != nil {
 			return err
 		}
 		tr = t
-	} else {
+	case offerDir.recvs():
+		t, err := l.pc.AddTransceiverFromKind(ct, webrtc.RTPTransceiverInit{Direction: offerDir.pion()})
+		if err != nil {
+			return err
+		}
+		tr = t
+	default:
 		sender, err := l.pc.AddTrack(l.tracks[k])
 		if err != nil {
 			return err
@@ -339,8 +348,9 @@ func (l *webrtcLeg) addTrack(k mediaKind, prefer, restrict []format, asOffer boo
 	if err := tr.SetCodecPreferences(params); err != nil {
 		return err
 	}
-	sender := tr.Sender()
-	l.goTracked(func() { l.readSenderRTCP(sender) })
+	if sender := tr.Sender(); sender != nil {
+		l.goTracked(func() { l.readSenderRTCP(sender) })
+	}
 	return nil
 }
 
@@ -371,13 +381,15 @@ func (l *webrtcLeg) setRemoteOffer(sdpText string) (*sdpMedia, error) {
 }
 
 // answer creates our answer to the offer applied by setRemoteOffer. Audio codecs matching
-// prefer come first. Video is answered when video is set and the offer has it; when
-// videoOnly is non-nil, only those video codecs are allowed (the far side's, for passthrough).
-func (l *webrtcLeg) answer(ctx context.Context, offer *sdpMedia, prefer []format, video bool, videoOnly []format) (string, error) {
-	if err := l.addTrack(kindAudio, prefer, offer.audio, false); err != nil {
+// prefer come first. Our video track is added when sendVideo is set (there is video to send:
+// the far side's, or the caller's own for echo) and the offer accepts video; when videoOnly is
+// non-nil, only those video codecs are allowed (the far side's, for passthrough). A video
+// section with nothing to send is answered recvonly or inactive, as the offer allows.
+func (l *webrtcLeg) answer(ctx context.Context, offer *sdpMedia, prefer []format, sendVideo bool, videoOnly []format) (string, error) {
+	if err := l.addTrack(kindAudio, prefer, offer.audio, 0); err != nil {
 		return "", fmt.Errorf("media: audio track: %w", err)
 	}
-	if video && offer.hasVideo {
+	if sendVideo && offer.hasVideo && offer.videoDir.recvs() {
 		restrict := offer.video
 		if videoOnly != nil {
 			restrict = nil
@@ -391,10 +403,13 @@ func (l *webrtcLeg) answer(ctx context.Context, offer *sdpMedia, prefer []format
 			}
 		}
 		if len(restrict) > 0 {
-			if err := l.addTrack(kindVideo, restrict, restrict, false); err != nil {
+			if err := l.addTrack(kindVideo, restrict, restrict, 0); err != nil {
 				return "", fmt.Errorf("media: video track: %w", err)
 			}
 		}
+	}
+	if err := l.stopSourcelessSenders(); err != nil {
+		return "", err
 	}
 	ans, err := l.pc.CreateAnswer(nil)
 	if err != nil {
@@ -412,17 +427,44 @@ func (l *webrtcLeg) answer(ctx context.Context, offer *sdpMedia, prefer []format
 	if len(n.audio) == 0 {
 		return "", ErrNoCodec
 	}
+	n.videoDir = lm.videoDir
 	l.neg.Store(n)
 	return local, nil
 }
 
-// offer creates our offer (audio, and video when video is set).
-func (l *webrtcLeg) offer(ctx context.Context, prefer []format, video bool, videoPrefer []format) (string, error) {
-	if err := l.addTrack(kindAudio, prefer, nil, true); err != nil {
+// stopSourcelessSenders makes every transceiver we have no track for answer without sending:
+// sendonly becomes inactive, sendrecv recvonly. pion answers a recvonly offer section it has
+// no track for with sendonly and no msid; Chromium then fires ontrack with no stream for it,
+// and a client that keeps the last event's stream (@signalwire/js) loses the audio stream it
+// had (issue 14). SetSender with a nil track is pion's own way to stop sending on a
+// transceiver; it needs a sender to start from, which is dropped at once.
+func (l *webrtcLeg) stopSourcelessSenders() error {
+	for _, tr := range l.pc.GetTransceivers() {
+		d := tr.Direction()
+		if tr.Sender() != nil || (d != webrtc.RTPTransceiverDirectionSendonly && d != webrtc.RTPTransceiverDirectionSendrecv) {
+			continue
+		}
+		sender, err := l.s.e.api.NewRTPSender(&outTrack{id: "none", stream: "none", kind: tr.Kind()}, l.pc.SCTP().Transport())
+		if err != nil {
+			return fmt.Errorf("media: %s section without a track: %w", tr.Kind(), err)
+		}
+		err = tr.SetSender(sender, nil)
+		_ = sender.Stop()
+		if err != nil {
+			return fmt.Errorf("media: %s section without a track: %w", tr.Kind(), err)
+		}
+	}
+	return nil
+}
+
+// offer creates our offer: audio sendrecv, and video with direction video unless it is
+// inactive (sending only when there is video to send, receiving when someone takes it).
+func (l *webrtcLeg) offer(ctx context.Context, prefer []format, video dir, videoPrefer []format) (string, error) {
+	if err := l.addTrack(kindAudio, prefer, nil, dirSendRecv); err != nil {
 		return "", fmt.Errorf("media: audio track: %w", err)
 	}
-	if video {
-		if err := l.addTrack(kindVideo, videoPrefer, nil, true); err != nil {
+	if video != dirInactive {
+		if err := l.addTrack(kindVideo, videoPrefer, nil, video); err != nil {
 			return "", fmt.Errorf("media: video track: %w", err)
 		}
 	}
@@ -461,6 +503,9 @@ func (l *webrtcLeg) setRemoteAnswer(sdpText string) (*sdpMedia, error) {
 	n := negotiatedFrom(m, off)
 	if len(n.audio) == 0 {
 		return nil, ErrNoCodec
+	}
+	if off != nil && m.hasVideo {
+		n.videoDir = off.videoDir & m.videoDir.reverse()
 	}
 	l.neg.Store(n)
 	l.remoteSet()
