@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/nkbridge/nkbridge/fsbridge/esl"
+	"github.com/nkbridge/nkbridge/internal/defaults"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -89,10 +90,10 @@ func New(opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("fsbridge: conference profile: %w", err)
 	}
 	if opts.ChannelTimeout <= 0 {
-		opts.ChannelTimeout = 10 * time.Second
+		opts.ChannelTimeout = defaults.Duration("freeswitch.channel_timeout")
 	}
 	if opts.CommandTimeout <= 0 {
-		opts.CommandTimeout = 5 * time.Second
+		opts.CommandTimeout = defaults.Duration("freeswitch.command_timeout")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/fsbridge/esl"
+	"github.com/nkbridge/nkbridge/internal/defaults"
 	"github.com/nkbridge/nkbridge/media"
 )
 
@@ -64,7 +65,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	log := cfg.Logger.With("component", "fsbridge")
 	if cfg.CommandTimeout <= 0 {
-		cfg.CommandTimeout = 5 * time.Second
+		cfg.CommandTimeout = defaults.Duration("freeswitch.command_timeout")
 	}
 	dialer, err := NewSIPDialer(SIPDialerConfig{Engine: cfg.Engine, Target: cfg.SIPAddr, Listen: cfg.SIPListen,
 		InviteTimeout: cfg.InviteTimeout, Logger: log})

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/nkbridge/nkbridge/internal/defaults"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 )
 
@@ -56,18 +57,18 @@ type Config struct {
 	AllowedIPs []netip.Addr
 	// EnableMDNS lets WebRTC endpoints gather and resolve mDNS candidates (off by default).
 	EnableMDNS bool
-	// RTPPortMin and RTPPortMax bound the plain RTP port pool (default 20000-20999).
+	// RTPPortMin and RTPPortMax bound the plain RTP port pool (default media.rtp_port_min, media.rtp_port_max of internal/defaults).
 	RTPPortMin, RTPPortMax int
-	// Quarantine is how long released RTP ports stay unused (default 5 s; negative disables).
+	// Quarantine is how long released RTP ports stay unused (default media.quarantine; negative disables).
 	Quarantine time.Duration
-	// MediaTimeout stops a session whose peer sends no RTP for this long (default 30 s;
+	// MediaTimeout stops a session whose peer sends no RTP for this long (default media.media_timeout;
 	// negative disables). It does not run while the session is on hold.
 	MediaTimeout time.Duration
-	// ICETimeout is how long ICE may stay disconnected before it counts as failed (default 15 s).
+	// ICETimeout is how long ICE may stay disconnected before it counts as failed (default media.ice_timeout).
 	ICETimeout time.Duration
 	// RecordDir is where recordings are written; recording is refused when empty.
 	RecordDir string
-	// MaxSessions caps concurrent sessions (default 1000).
+	// MaxSessions caps concurrent sessions (default media.max_sessions).
 	MaxSessions int
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
@@ -113,21 +114,21 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("media: Config.PublicIP is required when BindIP is unspecified")
 	}
 	if cfg.RTPPortMin == 0 && cfg.RTPPortMax == 0 {
-		cfg.RTPPortMin, cfg.RTPPortMax = 20000, 20999
+		cfg.RTPPortMin, cfg.RTPPortMax = defaults.Int("media.rtp_port_min"), defaults.Int("media.rtp_port_max")
 	}
 	if cfg.Quarantine == 0 {
-		cfg.Quarantine = 5 * time.Second
+		cfg.Quarantine = defaults.Duration("media.quarantine")
 	} else if cfg.Quarantine < 0 {
 		cfg.Quarantine = 0
 	}
 	if cfg.MediaTimeout == 0 {
-		cfg.MediaTimeout = 30 * time.Second
+		cfg.MediaTimeout = defaults.Duration("media.media_timeout")
 	}
 	if cfg.ICETimeout <= 0 {
-		cfg.ICETimeout = 15 * time.Second
+		cfg.ICETimeout = defaults.Duration("media.ice_timeout")
 	}
 	if cfg.MaxSessions <= 0 {
-		cfg.MaxSessions = 1000
+		cfg.MaxSessions = defaults.Int("media.max_sessions")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

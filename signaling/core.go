@@ -4,17 +4,20 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/defaults"
 )
 
-// Options configures a Core. Zero values take the defaults.
+// Options configures a Core. Zero values take the defaults (timeouts: the sessions: and calls:
+// keys of internal/defaults).
 type Options struct {
 	Logger       *slog.Logger
 	Bus          *Bus          // default: a new bus
 	Backends     *Backends     // default: none registered (only p2p works)
-	WaitTimeout  time.Duration // default 60 s: sessions without an answer
-	ReadyTimeout time.Duration // default 86400 s: sessions with an answer
-	RingTime     time.Duration // default 30 s
-	MaxRingTime  time.Duration // default 180 s
+	WaitTimeout  time.Duration // sessions.wait_timeout: sessions without an answer
+	ReadyTimeout time.Duration // sessions.ready_timeout: sessions with an answer
+	RingTime     time.Duration // calls.ring_time
+	MaxRingTime  time.Duration // calls.max_ring_time
 	Observer     Observer      // optional: told about sessions and calls (metrics)
 }
 
@@ -59,16 +62,16 @@ func New(o Options) *Core {
 		o.Backends = NewBackends()
 	}
 	if o.WaitTimeout <= 0 {
-		o.WaitTimeout = 60 * time.Second
+		o.WaitTimeout = defaults.Duration("sessions.wait_timeout")
 	}
 	if o.ReadyTimeout <= 0 {
-		o.ReadyTimeout = 86400 * time.Second
+		o.ReadyTimeout = defaults.Duration("sessions.ready_timeout")
 	}
 	if o.MaxRingTime <= 0 {
-		o.MaxRingTime = 180 * time.Second
+		o.MaxRingTime = defaults.Duration("calls.max_ring_time")
 	}
 	if o.RingTime <= 0 {
-		o.RingTime = 30 * time.Second
+		o.RingTime = defaults.Duration("calls.ring_time")
 	}
 	if o.RingTime > o.MaxRingTime {
 		o.RingTime = o.MaxRingTime

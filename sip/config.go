@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/defaults"
 )
 
 // Listen is one listening socket.
@@ -166,13 +168,13 @@ func (c *Config) normalize() error {
 		l.MaxMessageSize = 16384
 	}
 	if l.RequestsPerSecond <= 0 {
-		l.RequestsPerSecond = 50
+		l.RequestsPerSecond = defaults.Float("sip.request_rate")
 	}
 	if l.Burst <= 0 {
 		l.Burst = int(2 * l.RequestsPerSecond)
 	}
 	if l.MaxCalls <= 0 {
-		l.MaxCalls = 10000
+		l.MaxCalls = defaults.Int("sip.max_calls")
 	}
 	if l.TrackedSources <= 0 {
 		l.TrackedSources = 4096
@@ -188,7 +190,7 @@ func (c *Config) normalize() error {
 		st.MinSE = 90 * time.Second
 	}
 	if st.Expires <= 0 {
-		st.Expires = 1800 * time.Second
+		st.Expires = defaults.Duration("sip.session_expires")
 	}
 	if st.Expires < st.MinSE {
 		st.Expires = st.MinSE

@@ -3,6 +3,8 @@ package verto
 import (
 	"crypto/tls"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/defaults"
 )
 
 // Config holds the Verto server settings. The zero value is usable: [Config.withDefaults] fills in
@@ -18,7 +20,7 @@ type Config struct {
 	// same-origin requests and requests without Origin only; "*" allows every origin.
 	AllowedOrigins []string
 
-	// MaxFrameBytes caps one incoming frame (default 256 KiB); a bigger frame closes the socket
+	// MaxFrameBytes caps one incoming frame (default verto.max_frame_bytes of internal/defaults); a bigger frame closes the socket
 	// with close code 1009.
 	MaxFrameBytes int64
 	// RequestRate / RequestBurst is the token bucket for all requests of one connection
@@ -31,7 +33,7 @@ type Config struct {
 	InviteBurst int
 	// MaxCallsPerSession caps concurrent calls of one sessid (default 16).
 	MaxCallsPerSession int
-	// MaxConnections caps concurrent sockets (default 1024); more get HTTP 503.
+	// MaxConnections caps concurrent sockets (default verto.max_connections); more get HTTP 503.
 	MaxConnections int
 	// MaxSessionsPerUser caps the sessids one user may hold at once (default 32).
 	MaxSessionsPerUser int
@@ -52,7 +54,7 @@ type Config struct {
 	PingInterval time.Duration
 	// WriteTimeout bounds one WebSocket write (default 10 s).
 	WriteTimeout time.Duration
-	// DetachGrace keeps answered calls of a disconnected sessid for re-attach (default 120 s, as
+	// DetachGrace keeps answered calls of a disconnected sessid for re-attach (default verto.detach_grace, 120 s as
 	// mod_verto's detach-timeout-sec). After it they are hung up with RECOVERY_ON_TIMER_EXPIRE.
 	DetachGrace time.Duration
 	// KeepDomain passes the whole "user@domain" login as Credentials.User; by default the
@@ -62,10 +64,10 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.Addr == "" {
-		c.Addr = "127.0.0.1:8081"
+		c.Addr = defaults.String("verto.listen")
 	}
 	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = 256 << 10
+		c.MaxFrameBytes = int64(defaults.Int("verto.max_frame_bytes"))
 	}
 	if c.RequestRate <= 0 {
 		c.RequestRate = 20
@@ -83,7 +85,7 @@ func (c Config) withDefaults() Config {
 		c.MaxCallsPerSession = 16
 	}
 	if c.MaxConnections <= 0 {
-		c.MaxConnections = 1024
+		c.MaxConnections = defaults.Int("verto.max_connections")
 	}
 	if c.MaxSessionsPerUser <= 0 {
 		c.MaxSessionsPerUser = 32
@@ -110,7 +112,7 @@ func (c Config) withDefaults() Config {
 		c.WriteTimeout = 10 * time.Second
 	}
 	if c.DetachGrace <= 0 {
-		c.DetachGrace = 120 * time.Second
+		c.DetachGrace = defaults.Duration("verto.detach_grace")
 	}
 	return c
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	_ "embed"
 	"fmt"
 	"os"
 	"reflect"
@@ -11,10 +10,9 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
-)
 
-//go:embed defaults.yaml
-var defaultsYAML string
+	"github.com/nkbridge/nkbridge/internal/defaults"
+)
 
 // Config is the whole nkbridge configuration. Each section is a struct with
 // yaml tags; later sections (sip, verto, media, freeswitch) are added here as
@@ -98,7 +96,7 @@ type DemoConfig struct {
 // any), then NKB_* environment variables from env.
 func loadConfig(file string, env func(string) (string, bool)) (*Config, error) {
 	var cfg Config
-	if err := yaml.NewDecoder(strings.NewReader(defaultsYAML), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
+	if err := yaml.NewDecoder(strings.NewReader(defaults.YAML()), yaml.DisallowUnknownField()).Decode(&cfg); err != nil {
 		return nil, fmt.Errorf("embedded defaults: %w", err)
 	}
 	if file != "" {

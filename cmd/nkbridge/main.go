@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/defaults"
 	"github.com/nkbridge/nkbridge/internal/metrics"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/auth"
@@ -83,7 +84,7 @@ func run(ctx context.Context, drain <-chan struct{}, args []string, stdin io.Rea
 		return nil
 	}
 	if *printDefs {
-		_, err := io.WriteString(stdout, defaultsYAML)
+		_, err := io.WriteString(stdout, defaults.YAML())
 		return err
 	}
 	if *hashPw {

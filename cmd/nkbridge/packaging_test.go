@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/nkbridge/nkbridge/internal/defaults"
 )
 
 // buildBinary builds the daemon with the given go build arguments.
@@ -57,7 +59,7 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("-version = %q %v", out, err)
 	}
 	out, err = exec.Command(bin, "-print-defaults").Output()
-	if err != nil || string(out) != defaultsYAML {
+	if err != nil || string(out) != defaults.YAML() {
 		t.Fatalf("-print-defaults differs from defaults.yaml: %v", err)
 	}
 	for _, want := range []string{
@@ -102,7 +104,7 @@ func TestSystemdUnit(t *testing.T) {
 	dir := t.TempDir()
 	bin := buildBinary(t)
 	conf := filepath.Join(dir, "nkbridge.yaml")
-	if err := os.WriteFile(conf, []byte(defaultsYAML), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(defaults.YAML()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	unit = strings.ReplaceAll(unit, "/usr/local/bin/nkbridge", bin)
@@ -133,39 +135,52 @@ func TestSystemdUnit(t *testing.T) {
 }
 
 // The embedded defaults (deploy/nkbridge.example.yaml is a link to them)
-// name every configuration key, each leaf with a comment.
+// name every configuration key, each leaf with a comment, and the daemon's
+// configuration without file or environment has exactly their values.
 func TestDefaultsDocumentEveryKey(t *testing.T) {
 	var doc map[string]any
-	if err := yaml.Unmarshal([]byte(defaultsYAML), &doc); err != nil {
+	if err := yaml.Unmarshal([]byte(defaults.YAML()), &doc); err != nil {
 		t.Fatal(err)
 	}
-	var walk func(tp reflect.Type, m map[string]any, prefix string)
-	walk = func(tp reflect.Type, m map[string]any, prefix string) {
+	cfg, err := loadConfig("", envMap(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var walk func(v reflect.Value, m map[string]any, prefix string)
+	walk = func(v reflect.Value, m map[string]any, prefix string) {
+		tp := v.Type()
 		for i := 0; i < tp.NumField(); i++ {
 			key := strings.Split(tp.Field(i).Tag.Get("yaml"), ",")[0]
 			if key == "" || key == "-" {
 				continue
 			}
-			v, ok := m[key]
+			sub, ok := m[key]
 			if !ok {
 				t.Errorf("defaults.yaml lacks %s%s", prefix, key)
 				continue
 			}
-			if ft := tp.Field(i).Type; ft.Kind() == reflect.Struct && ft != reflect.TypeOf(time.Duration(0)) {
-				sub, _ := v.(map[string]any)
-				walk(ft, sub, prefix+key+".")
+			fv := v.Field(i)
+			switch fv.Kind() {
+			case reflect.Struct:
+				sm, _ := sub.(map[string]any)
+				walk(fv, sm, prefix+key+".")
+			case reflect.String, reflect.Int, reflect.Int64, reflect.Float64, reflect.Bool:
+				got := fv.Interface()
+				if want := defaults.Of(prefix+key, got); got != want {
+					t.Errorf("%s%s: default %v, defaults.yaml says %v", prefix, key, got, want)
+				}
 			}
 		}
 	}
-	walk(reflect.TypeOf(Config{}), doc, "")
+	walk(reflect.ValueOf(*cfg), doc, "")
 	leaf := regexp.MustCompile(`^\s*[a-z_]+:\s*[^\s#]`)
-	for i, line := range strings.Split(defaultsYAML, "\n") {
+	for i, line := range strings.Split(defaults.YAML(), "\n") {
 		if leaf.MatchString(line) && !strings.Contains(line, "#") {
 			t.Errorf("defaults.yaml:%d has no comment: %s", i+1, line)
 		}
 	}
 	link, err := os.ReadFile("../../deploy/nkbridge.example.yaml")
-	if err != nil || string(link) != defaultsYAML {
+	if err != nil || string(link) != defaults.YAML() {
 		t.Fatalf("deploy/nkbridge.example.yaml is not the defaults: %v", err)
 	}
 	if _, err := loadConfig("../../deploy/nkbridge.example.yaml", envMap(nil)); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/nkbridge/nkbridge/internal/defaults"
 	"github.com/nkbridge/nkbridge/media"
 )
 
@@ -142,7 +143,7 @@ func (m *Manager) startPos(ep Endpoint, rate uint32) (uint16, uint32) {
 // NewManager returns an empty Manager.
 func NewManager(cfg Config) *Manager {
 	if cfg.EmptyGrace == 0 {
-		cfg.EmptyGrace = 10 * time.Second
+		cfg.EmptyGrace = defaults.Duration("media.room_empty_grace")
 	}
 	if cfg.MaxRooms <= 0 {
 		cfg.MaxRooms = 1000

@@ -16,30 +16,32 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/defaults"
 	"github.com/nkbridge/nkbridge/internal/wsutil"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/auth"
 )
 
-// Config configures the API server. Zero values take the defaults.
+// Config configures the API server. Zero values take the defaults: those of the api: keys
+// from internal/defaults (defaults.yaml), the others as commented.
 type Config struct {
-	Listen         string        // default "127.0.0.1:9010"
+	Listen         string        // api.listen
 	TLSCert        string        // with TLSKey: serve wss
 	TLSKey         string        //
-	MaxFrameBytes  int64         // default 256 KiB
-	PingInterval   time.Duration // default 60 s
-	IdleTimeout    time.Duration // default 180 s
-	LoginTimeout   time.Duration // default 30 s: close connections that do not log in
-	RequestTimeout time.Duration // default 5 s: answer deadline of server requests
-	AckTimeout     time.Duration // default 180 s: deadline after a client ack
-	MaxConnections int           // default 50000
+	MaxFrameBytes  int64         // api.max_frame_bytes
+	PingInterval   time.Duration // api.ping_interval
+	IdleTimeout    time.Duration // api.idle_timeout
+	LoginTimeout   time.Duration // api.login_timeout: close connections that do not log in
+	RequestTimeout time.Duration // api.request_timeout: answer deadline of server requests
+	AckTimeout     time.Duration // api.ack_timeout: deadline after a client ack
+	MaxConnections int           // api.max_connections
 	SendQueue      int           // default 256 frames per connection
 	AllowedOrigins []string      // extra allowed browser Origins ("*" = any)
 	Users          *auth.Users   // nil or empty: open logins, loopback only
 	LoginBackoff   time.Duration // default 100 ms, doubled per failure
 	MaxBackoff     time.Duration // default 30 s
-	RequestRate    float64       // default 1000 requests/s per connection (burst 2x)
-	MaxOwned       int           // default 1000 sessions (and as many calls) per connection
+	RequestRate    float64       // api.request_rate: requests/s per connection (burst 2x)
+	MaxOwned       int           // api.max_owned: sessions (and as many calls) per connection
 	Observer       Observer      // optional: told about connections and error replies (metrics)
 	// Handler, if set, serves the HTTP requests that are not API upgrades
 	// (any path but "/" and "/api", and plain GETs of "/"): the demo page.
@@ -57,28 +59,28 @@ type Observer interface {
 
 func (c *Config) defaults() {
 	if c.Listen == "" {
-		c.Listen = "127.0.0.1:9010"
+		c.Listen = defaults.String("api.listen")
 	}
 	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = 256 << 10
+		c.MaxFrameBytes = int64(defaults.Int("api.max_frame_bytes"))
 	}
 	if c.PingInterval <= 0 {
-		c.PingInterval = 60 * time.Second
+		c.PingInterval = defaults.Duration("api.ping_interval")
 	}
 	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 180 * time.Second
+		c.IdleTimeout = defaults.Duration("api.idle_timeout")
 	}
 	if c.LoginTimeout <= 0 {
-		c.LoginTimeout = 30 * time.Second
+		c.LoginTimeout = defaults.Duration("api.login_timeout")
 	}
 	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = 5 * time.Second
+		c.RequestTimeout = defaults.Duration("api.request_timeout")
 	}
 	if c.AckTimeout <= 0 {
-		c.AckTimeout = 180 * time.Second
+		c.AckTimeout = defaults.Duration("api.ack_timeout")
 	}
 	if c.MaxConnections <= 0 {
-		c.MaxConnections = 50000
+		c.MaxConnections = defaults.Int("api.max_connections")
 	}
 	if c.SendQueue <= 0 {
 		c.SendQueue = 256
@@ -90,10 +92,10 @@ func (c *Config) defaults() {
 		c.MaxBackoff = 30 * time.Second
 	}
 	if c.RequestRate <= 0 {
-		c.RequestRate = 1000
+		c.RequestRate = defaults.Float("api.request_rate")
 	}
 	if c.MaxOwned <= 0 {
-		c.MaxOwned = 1000
+		c.MaxOwned = defaults.Int("api.max_owned")
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/defaults"
 )
 
 // LimiterConfig configures a FailureLimiter.
@@ -37,7 +39,7 @@ type failEntry struct {
 // NewFailureLimiter returns a limiter with defaults filled in.
 func NewFailureLimiter(cfg LimiterConfig) *FailureLimiter {
 	if cfg.MaxFailures <= 0 {
-		cfg.MaxFailures = 5
+		cfg.MaxFailures = defaults.Int("sip.auth_max_failures")
 	}
 	if cfg.Window <= 0 {
 		cfg.Window = time.Minute

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/defaults"
 )
 
 // Errors returned by Update. IntervalTooBrief carries the minimum for Min-Expires.
@@ -113,10 +115,10 @@ type Registrar struct {
 // New returns a Registrar with defaults filled in.
 func New(cfg Config) *Registrar {
 	if cfg.MinExpires <= 0 {
-		cfg.MinExpires = 60 * time.Second
+		cfg.MinExpires = defaults.Duration("sip.min_expires")
 	}
 	if cfg.MaxExpires <= 0 {
-		cfg.MaxExpires = time.Hour
+		cfg.MaxExpires = defaults.Duration("sip.max_expires")
 	}
 	if cfg.MaxExpires < cfg.MinExpires {
 		cfg.MaxExpires = cfg.MinExpires

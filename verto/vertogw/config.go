@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/defaults"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -18,7 +19,7 @@ type Config struct {
 	// that room); "" means "conf-", "-" disables conferences.
 	ConfPrefix string
 	// MaxCallsPerUser caps the calls (inbound and outbound) one Verto user has in the router at
-	// once (default 32).
+	// once (default verto.max_calls_per_user of internal/defaults).
 	MaxCallsPerUser int
 	// FarKind, if set, chooses the media kind ("webrtc" or "rtp") of the far side of a routed
 	// call; an empty answer keeps the default (Route.FarKind: RTP for "sip" calls, WebRTC
@@ -27,13 +28,13 @@ type Config struct {
 	FarKind func(r Route) string
 	// DetachGrace is how long the media engine keeps the WebRTC leg of a call placed to a Verto
 	// client whose page went, waiting for its re-attach; set it to the Verto server's
-	// DetachGrace (default 120 s, verto.Config's default), which ends such calls itself.
+	// DetachGrace (default verto.detach_grace, as verto.Config), which ends such calls itself.
 	DetachGrace time.Duration
 }
 
 func (c *Config) detachGrace() time.Duration {
 	if c.DetachGrace <= 0 {
-		return defaultDetachGrace
+		return defaults.Duration("verto.detach_grace")
 	}
 	return c.DetachGrace
 }
@@ -71,7 +72,7 @@ func (c *Config) confPrefix() string {
 
 func (c *Config) maxCalls() int {
 	if c.MaxCallsPerUser <= 0 {
-		return 32
+		return defaults.Int("verto.max_calls_per_user")
 	}
 	return c.MaxCallsPerUser
 }

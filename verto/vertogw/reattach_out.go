@@ -15,10 +15,6 @@ import (
 // that leg through the page's loss (Detach) and re-offers it in place (ReattachOffer /
 // ReattachAnswer), so the caller's session, and the call, carry on untouched.
 
-// defaultDetachGrace is how long the engine keeps a detached leg when Config.DetachGrace is not
-// set (verto.Config's default DetachGrace).
-const defaultDetachGrace = 120 * time.Second
-
 // farLeg is what re-attaching a called client needs of the session whose far side it is
 // (*embedded.Media).
 type farLeg interface {
