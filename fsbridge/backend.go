@@ -48,7 +48,10 @@ type Options struct {
 	// media/room/create, or give no room_id to get a new room).
 	CreateRooms bool
 	// ChannelTimeout bounds the wait for FreeSWITCH's channel event after the call is
-	// answered (default 10 s).
+	// answered (default 10 s). It also bounds how long the channel of a stopped mcu
+	// session is remembered for its last conference del-member event, which arrives
+	// after the session is gone and, without the profile's verbose-events, carries no
+	// variable naming the session.
 	ChannelTimeout time.Duration
 	// CommandTimeout bounds each Event Socket command (default 5 s).
 	CommandTimeout time.Duration
@@ -64,10 +67,25 @@ type Backend struct {
 	mu        sync.Mutex
 	sessions  map[string]*fsSession // by session id (starting and live)
 	byChannel map[string]*fsSession // by FreeSWITCH channel uuid
-	rooms     map[string]*fsRoom
-	closed    bool
+	// departed: channels of stopped mcu sessions, until their del-member (or
+	// ChannelTimeout)
+	departed map[string]departure
+	rooms    map[string]*fsRoom
+	// repoll: starts still waiting for their channel after a reconciliation, with the
+	// time to give up looking; polling: recheck is running
+	repoll  map[*fsSession]time.Time
+	settle  time.Time // recheck runs at least until then
+	polling bool
+	closed  bool
+	stop    chan struct{} // closed by Close
 
 	wg sync.WaitGroup
+}
+
+// departure is a stopped mcu session's channel, kept for its last del-member.
+type departure struct {
+	sid   string
+	until time.Time
 }
 
 // Types are the session types the FreeSWITCH backend serves.
@@ -99,7 +117,8 @@ func New(opts Options) (*Backend, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Backend{opts: opts, log: opts.Logger, sessions: map[string]*fsSession{}, byChannel: map[string]*fsSession{},
-		rooms: map[string]*fsRoom{}}, nil
+		departed: map[string]departure{}, rooms: map[string]*fsRoom{}, repoll: map[*fsSession]time.Time{},
+		stop: make(chan struct{})}, nil
 }
 
 // Sessions returns the number of sessions the backend tracks.
@@ -113,7 +132,10 @@ func (b *Backend) Sessions() int {
 // to the core, which stops them.
 func (b *Backend) Close() {
 	b.mu.Lock()
-	b.closed = true
+	if !b.closed {
+		b.closed = true
+		close(b.stop)
+	}
 	b.mu.Unlock()
 	b.wg.Wait()
 }
@@ -385,14 +407,23 @@ func (b *Backend) conferenceEvent(ev *esl.Event) {
 	if ev.Get("Conference-Profile-Name") != b.opts.Profile {
 		return
 	}
-	// Room events name the member's session from the channel's own header, so that the
-	// last del-member of a session being stopped is still reported.
-	sid := ev.Var("sip_h_" + SessionHeader)
+	// The member's session: the channel's, or, for the del-member of a session already
+	// stopped, the one the channel belonged to (FreeSWITCH sends it after nkbridge killed
+	// the channel). The channel's own header is there only with verbose-events.
 	b.mu.Lock()
 	s := b.byChannel[ev.UUID()]
-	b.mu.Unlock()
+	var sid string
 	if s != nil {
 		sid = s.id
+	} else if d, ok := b.departed[ev.UUID()]; ok && time.Now().Before(d.until) {
+		sid = d.sid
+		if action == "del-member" {
+			delete(b.departed, ev.UUID())
+		}
+	}
+	b.mu.Unlock()
+	if sid == "" {
+		sid = ev.Var("sip_h_" + SessionHeader)
 	}
 	if sid == "" {
 		return
@@ -439,13 +470,90 @@ func (b *Backend) conferenceEvent(ev *esl.Event) {
 // (re)connection or lost events (esl.ClientOptions.Reconcile): a session whose channel
 // is gone stops (2302); an nkbridge channel nobody tracks is adopted by its starting
 // session or killed; a live session whose channel left its application is moved back.
+//
+// "show channels" reads FreeSWITCH's channels table, which its SQL queue writes from the
+// channel events: it lags the channels by up to a few hundred milliseconds. So nothing
+// is decided on the table alone: a channel missing from it is confirmed gone with
+// uuid_exists before its session stops, a channel listed out of place is checked with
+// its current_application variable before it is moved, and starts still waiting for
+// their channel are looked for again (recheck) until they find it or time out. For the
+// same reason the whole comparison is repeated for settleTime after each reconciliation:
+// a channel hung up a moment ago is still in the table.
 func (b *Backend) Reconcile(ctx context.Context, r esl.Reconciliation) {
-	live := make(map[string]esl.Channel, len(r.Channels))
-	for _, c := range r.Channels {
+	b.lookFor(b.compare(ctx, r.Channels, r.Reason))
+}
+
+// compare is one comparison of the channels table with the sessions; it returns the
+// starts still waiting for their channel.
+func (b *Backend) compare(ctx context.Context, chans []esl.Channel, reason string) []*fsSession {
+	live := make(map[string]esl.Channel, len(chans))
+	for _, c := range chans {
 		live[c.UUID] = c
 	}
-	// Channels we do not know: ours (by the session header) are adopted or killed.
-	for _, c := range r.Channels {
+	b.adoptChannels(ctx, chans)
+	// Our sessions: stop those whose channel vanished, put the others back in place.
+	b.mu.Lock()
+	var sessions []*fsSession
+	for _, s := range b.sessions {
+		sessions = append(sessions, s)
+	}
+	b.mu.Unlock()
+	var waiting []*fsSession
+	for _, s := range sessions {
+		s.mu.Lock()
+		ch, isLive, want, stopped := s.channel, s.live && !s.stopped, s.place, s.stopped
+		moving, gen := s.moving, s.gen
+		s.mu.Unlock()
+		if ch == "" {
+			if !stopped {
+				waiting = append(waiting, s)
+			}
+			continue
+		}
+		c, ok := live[ch]
+		if !ok {
+			exists, err := b.channelExists(ctx, ch)
+			switch {
+			case err != nil:
+				s.log.Warn("fsbridge: reconcile: cannot tell whether the channel exists; session kept", "channel", ch, "err", err)
+			case exists:
+				s.log.Debug("fsbridge: reconcile: channel not in show channels yet", "channel", ch)
+			default:
+				s.log.Warn("fsbridge: reconcile: channel gone", "channel", ch, "reason", reason)
+				b.channelGone(ch, "FreeSWITCH channel gone (found after "+reason+")")
+			}
+			continue
+		}
+		if !isLive || moving > 0 || placedAs(c, want, b.opts.Profile) {
+			continue
+		}
+		// The row may predate the last move: ask the channel what it runs now.
+		cur, err := b.currentApplication(ctx, ch)
+		if err != nil {
+			s.log.Warn("fsbridge: reconcile: cannot read the channel's application", "channel", ch, "err", err)
+			continue
+		}
+		if placedAs(cur, want, b.opts.Profile) {
+			continue
+		}
+		s.mu.Lock()
+		unchanged := s.gen == gen && s.moving == 0 && !s.stopped
+		s.mu.Unlock()
+		if !unchanged { // moved meanwhile: the new place is what nkbridge wants
+			continue
+		}
+		s.log.Warn("fsbridge: reconcile: channel out of place; moving it back", "channel", ch, "application", cur.Application, "want", want.typ)
+		if err := s.moveTo(ctx, want); err != nil {
+			s.log.Warn("fsbridge: reconcile: move failed", "err", err)
+		}
+	}
+	return waiting
+}
+
+// adoptChannels looks at the channels nkbridge does not track: one of an nkbridge call
+// (by its session header) is adopted by the start waiting for it, or killed.
+func (b *Backend) adoptChannels(ctx context.Context, chans []esl.Channel) {
+	for _, c := range chans {
 		b.mu.Lock()
 		_, known := b.byChannel[c.UUID]
 		b.mu.Unlock()
@@ -460,7 +568,7 @@ func (b *Backend) Reconcile(ctx context.Context, r esl.Reconciliation) {
 		}
 		cancel()
 		if err != nil || !ok {
-			continue
+			continue // gone meanwhile (the table lags hangups too), or not nkbridge's
 		}
 		if b.adopt(sid, token, c.UUID) {
 			b.log.Info("fsbridge: reconcile: channel adopted", "channel", c.UUID, "session_id", sid)
@@ -469,33 +577,115 @@ func (b *Backend) Reconcile(ctx context.Context, r esl.Reconciliation) {
 		b.log.Warn("fsbridge: reconcile: killing a channel of no live session", "channel", c.UUID, "session_id", sid)
 		b.kill(c.UUID)
 	}
-	// Our sessions: stop those whose channel vanished, put the others back in place.
-	b.mu.Lock()
-	var sessions []*fsSession
-	for _, s := range b.sessions {
-		sessions = append(sessions, s)
+}
+
+// channelExists asks FreeSWITCH (uuid_exists) whether a channel exists.
+func (b *Backend) channelExists(ctx context.Context, ch string) (bool, error) {
+	cctx, cancel := b.cmdCtx(ctx)
+	defer cancel()
+	return esl.UUIDExists(cctx, b.opts.ESL, ch)
+}
+
+// currentApplication reads what a channel runs from its variables current_application
+// and current_application_data, which FreeSWITCH sets as each application starts.
+func (b *Backend) currentApplication(ctx context.Context, ch string) (esl.Channel, error) {
+	cctx, cancel := b.cmdCtx(ctx)
+	defer cancel()
+	app, _, err := esl.UUIDGetVar(cctx, b.opts.ESL, ch, "current_application")
+	if err != nil {
+		return esl.Channel{}, err
 	}
-	b.mu.Unlock()
-	for _, s := range sessions {
-		s.mu.Lock()
-		ch, isLive, want := s.channel, s.live && !s.stopped, s.place
-		s.mu.Unlock()
-		if ch == "" {
+	data, _, err := esl.UUIDGetVar(cctx, b.opts.ESL, ch, "current_application_data")
+	if err != nil {
+		return esl.Channel{}, err
+	}
+	return esl.Channel{UUID: ch, Application: app, ApplicationData: data}, nil
+}
+
+// repollInterval is how often recheck reads "show channels" again; settleTime is how
+// long after a reconciliation it does so even with no start waiting, for the channels
+// too new for the table at that moment (FreeSWITCH 1.10.12: up to 197 ms).
+const (
+	repollInterval = 100 * time.Millisecond
+	settleTime     = time.Second
+)
+
+// lookFor has recheck read "show channels" again after a reconciliation: for settleTime,
+// to compare again what the table showed too late (new channels to adopt or kill, and
+// channels hung up meanwhile), and for the starts still waiting for their channel
+// (their events were lost with the connection) each until its ChannelTimeout.
+func (b *Backend) lookFor(waiting []*fsSession) {
+	now := time.Now()
+	until := now.Add(b.opts.ChannelTimeout)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return
+	}
+	for _, s := range waiting {
+		if b.sessions[s.id] == s {
+			b.repoll[s] = until
+		}
+	}
+	if t := now.Add(settleTime); t.After(b.settle) {
+		b.settle = t
+	}
+	if b.polling {
+		return
+	}
+	b.polling = true
+	b.background(b.recheck)
+}
+
+// recheck reads "show channels" every repollInterval: until the settle time is over it
+// compares the table with the sessions again, then it only adopts channels, until no
+// start in repoll is left waiting (found, failed or timed out). It stops early when the
+// Event Socket is down (the next connection reconciles again) or the backend closes.
+func (b *Backend) recheck() {
+	t := time.NewTicker(repollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+		case <-t.C:
+		}
+		now := time.Now()
+		b.mu.Lock()
+		down := b.closed || !b.opts.ESL.Connected()
+		for s, until := range b.repoll {
+			s.mu.Lock()
+			done := s.channel != "" || s.stopped
+			s.mu.Unlock()
+			if done || now.After(until) || down {
+				delete(b.repoll, s)
+			}
+		}
+		settling := now.Before(b.settle)
+		if down || len(b.repoll) == 0 && !settling {
+			b.polling = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		ctx, cancel := b.cmdCtx(context.Background())
+		chans, err := esl.ShowChannels(ctx, b.opts.ESL)
+		cancel()
+		if err != nil {
+			b.log.Warn("fsbridge: reconcile: show channels again", "err", err)
 			continue
 		}
-		c, ok := live[ch]
-		if !ok {
-			s.log.Warn("fsbridge: reconcile: channel gone", "channel", ch, "reason", r.Reason)
-			b.channelGone(ch, "FreeSWITCH channel gone (found after "+r.Reason+")")
+		if !settling {
+			b.adoptChannels(context.Background(), chans)
 			continue
 		}
-		if !isLive || placedAs(c, want, b.opts.Profile) {
-			continue
+		waiting := b.compare(context.Background(), chans, "recheck")
+		b.mu.Lock()
+		for _, s := range waiting {
+			if _, ok := b.repoll[s]; !ok && b.sessions[s.id] == s {
+				b.repoll[s] = now.Add(b.opts.ChannelTimeout)
+			}
 		}
-		s.log.Warn("fsbridge: reconcile: channel out of place; moving it back", "channel", ch, "application", c.Application, "want", want.typ)
-		if err := s.moveTo(ctx, want); err != nil {
-			s.log.Warn("fsbridge: reconcile: move failed", "err", err)
-		}
+		b.mu.Unlock()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -37,8 +38,11 @@ func TestPlainRTPClient(t *testing.T) {
 // BenchmarkStartStopPark measures one park session's whole life on FreeSWITCH (the fake):
 // media proxy session, SIP INVITE/200/ACK, channel events, uuid_transfer, then
 // uuid_kill and BYE.
+//
+// The fake's sessions-per-second limit is off, as on a FreeSWITCH whose switch.conf.xml
+// raised it: stock FreeSWITCH would refuse all but 29 calls a second.
 func BenchmarkStartStopPark(b *testing.B) {
-	e := newEnv(b, envOpts{})
+	e := newEnv(b, envOpts{fake: fakefs.Options{SessionsPerSecond: -1}})
 	ctx := context.Background()
 	offer := rtpOffer(40004)
 	b.ResetTimer()

@@ -54,7 +54,10 @@ type env struct {
 }
 
 type envOpts struct {
+	// fake configures the fake FreeSWITCH (Password and Logger are set by newEnv).
+	fake           fakefs.Options
 	commandTimeout time.Duration
+	channelTimeout time.Duration
 	eventQueue     int
 	mediaTimeout   time.Duration // default: none
 	// gate, if set, blocks the Event Socket dispatcher on a room "started" event for the
@@ -77,7 +80,9 @@ func (g gatedRooms) Publish(ev signaling.Event) {
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	log := testLogger(t)
-	fs, err := fakefs.Start(fakefs.Options{Password: eslPassword, Logger: log})
+	fo := o.fake
+	fo.Password, fo.Logger = eslPassword, log
+	fs, err := fakefs.Start(fo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +102,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	bus := signaling.NewBus()
 	svc, err := fsbridge.Start(context.Background(), fsbridge.Config{
 		ESLAddr: fs.Addr(), Password: eslPassword, SIPAddr: agent.Addr(), Engine: engine, Rooms: gatedRooms{bus, o.gate},
-		CommandTimeout: o.commandTimeout, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		CommandTimeout: o.commandTimeout, ChannelTimeout: o.channelTimeout, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 		EventQueue: o.eventQueue, Logger: log,
 	})
 	if err != nil {

@@ -339,7 +339,7 @@ func (d *SIPDialer) Dial(ctx context.Context, req LegRequest) (Leg, error) {
 		var rerr *sipgo.ErrDialogResponse
 		switch {
 		case errors.As(err, &rerr):
-			return fail(signaling.Errorf(signaling.CodeFSOpError, "FreeSWITCH refused the call: %d %s", rerr.Res.StatusCode, rerr.Res.Reason))
+			return fail(refused(rerr.Res.StatusCode, rerr.Res.Reason))
 		case ictx.Err() != nil && ctx.Err() == nil:
 			return fail(signaling.Errorf(signaling.CodeFSError, "FreeSWITCH SIP: no answer within %s", d.cfg.InviteTimeout))
 		}
@@ -541,6 +541,19 @@ func mediaError(err error) error {
 		return signaling.Errorf(signaling.CodeSessionStop, "Server stopping")
 	}
 	return signaling.Errorf(signaling.CodeInternalError, "Media error: %v", err)
+}
+
+// refused is the error for FreeSWITCH refusing the call with a SIP status. A 503 is what
+// mod_sofia answers ("Maximum Calls In Progress") when its core refuses a new session:
+// over switch.conf.xml's sessions-per-second (30 by default) or max-sessions (1000 by
+// default); the error says so, since nkbridge's own limits are not the cause.
+func refused(code int, reason string) *signaling.Error {
+	if code == 503 {
+		return signaling.Errorf(signaling.CodeFSOpError, "FreeSWITCH refused the call: %d %s (FreeSWITCH creates at most "+
+			"sessions-per-second new sessions a second, 30 by default, and max-sessions in all, 1000 by default: raise them "+
+			"in its switch.conf.xml)", code, reason)
+	}
+	return signaling.Errorf(signaling.CodeFSOpError, "FreeSWITCH refused the call: %d %s", code, reason)
 }
 
 // validDest checks the Request-URI user.

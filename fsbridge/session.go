@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nkbridge/nkbridge/fsbridge/esl"
 	"github.com/nkbridge/nkbridge/signaling"
@@ -26,6 +27,8 @@ type fsSession struct {
 	leg       Leg
 	channel   string
 	place     placement // where the channel is
+	moving    int       // moveTo calls in progress
+	gen       uint64    // counts moves (started and placed)
 	member    string    // conference member id
 	live      bool      // start completed
 	stopped   bool      // Stop called or start failed
@@ -79,16 +82,28 @@ func (s *fsSession) legEnded(e *signaling.Error) {
 	s.abortStart()
 }
 
-// forget removes the session from the backend's maps.
+// forget removes the session from the backend's maps. The channel of a session in an
+// mcu room is remembered (departed) for the del-member FreeSWITCH sends once it has
+// killed the channel.
 func (s *fsSession) forget() {
 	b := s.b
+	now := time.Now()
 	b.mu.Lock()
 	if b.sessions[s.id] == s {
 		delete(b.sessions, s.id)
 	}
+	delete(b.repoll, s)
+	for ch, d := range b.departed {
+		if now.After(d.until) {
+			delete(b.departed, ch)
+		}
+	}
 	s.mu.Lock()
 	if s.channel != "" && b.byChannel[s.channel] == s {
 		delete(b.byChannel, s.channel)
+		if s.place.typ == signaling.TypeMCU {
+			b.departed[s.channel] = departure{sid: s.id, until: now.Add(b.opts.ChannelTimeout)}
+		}
 	}
 	s.mu.Unlock()
 	b.mu.Unlock()
@@ -120,7 +135,14 @@ func (s *fsSession) moveTo(ctx context.Context, p placement) error {
 	b := s.b
 	s.mu.Lock()
 	ch, old := s.channel, s.place
+	s.moving++
+	s.gen++
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.moving--
+		s.mu.Unlock()
+	}()
 	if old.typ == signaling.TypeBridge && old.peer != "" && (p.typ != signaling.TypeBridge || p.peer != old.peer) {
 		// Park the old partner first, so that leaving the bridge does not hang it up.
 		s.unbridge(ctx, old.peer)
@@ -170,6 +192,7 @@ func (s *fsSession) placed(old, p placement) {
 	b := s.b
 	s.mu.Lock()
 	s.place = p
+	s.gen++
 	if p.typ != signaling.TypeMCU {
 		s.member = ""
 	}

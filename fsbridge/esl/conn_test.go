@@ -28,9 +28,11 @@ func logger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tlog{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// startFake starts the fake FreeSWITCH. These tests check the protocol, not FreeSWITCH's
+// timing: "show channels" is current (no channels-table lag; fsbridge's tests keep it).
 func startFake(t *testing.T) *fakefs.Server {
 	t.Helper()
-	s, err := fakefs.Start(fakefs.Options{Password: password})
+	s, err := fakefs.Start(fakefs.Options{Password: password, ShowChannelsLag: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -70,11 +72,99 @@ type chanModel struct {
 	byUUID map[string]*Channel
 	order  []string
 	rooms  map[string]*room
+
+	// The channels table "show channels" reads: FreeSWITCH writes it from the channel
+	// events through its SQL queue, so it runs behind the channels themselves
+	// (Options.ShowChannelsLag). Changes wait in pending until due.
+	table      map[string]*Channel
+	tableOrder []string
+	pending    []tableChange
+
+	// sessions-per-second: FreeSWITCH's core counts down from the limit and refuses a new
+	// session once the count reaches 0; its timer thread resets the count every second.
+	spsWindow int64
+	spsLeft   int
+}
+
+// tableChange is one pending write to the channels table (row nil: delete).
+type tableChange struct {
+	due time.Time
+	id  string
+	row *Channel
 }
 
 func (m *chanModel) init() {
 	m.byUUID = map[string]*Channel{}
 	m.rooms = map[string]*room{}
+	m.table = map[string]*Channel{}
+	m.spsWindow = -1
+}
+
+// syncRow queues the channel's current state for the channels table (s.mu held).
+func (s *Server) syncRow(c *Channel) {
+	row := c.clone()
+	s.chans.pending = append(s.chans.pending, tableChange{due: time.Now().Add(s.opts.ShowChannelsLag), id: c.UUID, row: &row})
+}
+
+// dropRow queues the deletion of a channel's row (s.mu held).
+func (s *Server) dropRow(id string) {
+	s.chans.pending = append(s.chans.pending, tableChange{due: time.Now().Add(s.opts.ShowChannelsLag), id: id})
+}
+
+// ShowChannels returns what "show channels" would list now: the channels table, which
+// runs Options.ShowChannelsLag behind Channels.
+func (s *Server) ShowChannels() []Channel { return s.tableRows() }
+
+// tableRows applies the due changes and returns the channels table in insertion order.
+func (s *Server) tableRows() []Channel {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := &s.chans
+	now := time.Now()
+	n := 0
+	for _, ch := range m.pending {
+		if ch.due.After(now) {
+			break
+		}
+		n++
+		if ch.row == nil {
+			if _, ok := m.table[ch.id]; ok {
+				delete(m.table, ch.id)
+				m.tableOrder = slices.DeleteFunc(m.tableOrder, func(u string) bool { return u == ch.id })
+			}
+			continue
+		}
+		if _, ok := m.table[ch.id]; !ok {
+			m.tableOrder = append(m.tableOrder, ch.id)
+		}
+		m.table[ch.id] = ch.row
+	}
+	m.pending = append(m.pending[:0], m.pending[n:]...)
+	out := make([]Channel, 0, len(m.tableOrder))
+	for _, id := range m.tableOrder {
+		out = append(out, m.table[id].clone())
+	}
+	return out
+}
+
+// ErrSessionRate is returned by NewChannel (and Route) when FreeSWITCH's
+// sessions-per-second limit refuses a new session; mod_sofia answers such an INVITE
+// "503 Maximum Calls In Progress".
+var ErrSessionRate = errors.New("fakefs: over the session rate (switch.conf.xml sessions-per-second)")
+
+// takeSession applies the sessions-per-second throttle of switch_core_session_request
+// (s.mu held): the count starts at the limit each second and a request fails once the
+// decremented count is not positive, so FreeSWITCH accepts limit-1 sessions a second.
+func (s *Server) takeSession() bool {
+	if s.opts.SessionsPerSecond <= 0 {
+		return true
+	}
+	w := int64(time.Since(s.started) / time.Second)
+	if w != s.chans.spsWindow {
+		s.chans.spsWindow, s.chans.spsLeft = w, s.opts.SessionsPerSecond
+	}
+	s.chans.spsLeft--
+	return s.chans.spsLeft > 0
 }
 
 func (m *chanModel) remove(id string) {
@@ -104,9 +194,19 @@ func (c *Channel) setVar(k, v string) {
 	c.Vars[k] = v
 }
 
-// channelData reproduces switch_channel_event_set_data: basic data, caller profile, then
-// variables.
+// channelData reproduces switch_channel_event_set_data: basic data (with the caller
+// profile), then the variables.
 func channelData(c *Channel, extra ...Header) []Header {
+	hs := basicData(c, extra...)
+	for _, k := range c.varOrder {
+		hs = append(hs, Header{"variable_" + k, c.Vars[k]})
+	}
+	return hs
+}
+
+// basicData reproduces switch_channel_event_set_basic_data: the channel's state and the
+// caller profile, no variables.
+func basicData(c *Channel, extra ...Header) []Header {
 	hs := []Header{
 		{"Channel-State", c.State},
 		{"Channel-Call-State", c.CallState},
@@ -137,9 +237,6 @@ func channelData(c *Channel, extra ...Header) []Header {
 		Header{"Caller-Profile-Index", "1"},
 		Header{"Caller-Channel-Created-Time", strconv.FormatInt(c.Created.UnixMicro(), 10)},
 	)
-	for _, k := range c.varOrder {
-		hs = append(hs, Header{"variable_" + k, c.Vars[k]})
-	}
 	return hs
 }
 
@@ -220,8 +317,13 @@ func (s *Server) NewChannel(spec ChannelSpec) (Channel, error) {
 		s.mu.Unlock()
 		return Channel{}, fmt.Errorf("fakefs: channel %s exists", c.UUID)
 	}
+	if !s.takeSession() {
+		s.mu.Unlock()
+		return Channel{}, ErrSessionRate
+	}
 	s.chans.byUUID[c.UUID] = c
 	s.chans.order = append(s.chans.order, c.UUID)
+	s.syncRow(c)
 	snap := c.clone()
 	s.mu.Unlock()
 	s.fireChannel("CHANNEL_CREATE", &snap, nil)
@@ -277,6 +379,7 @@ func (s *Server) Answer(id string) error {
 		return fmt.Errorf("fakefs: no channel %s", id)
 	}
 	c.State, c.CallState, c.AnswerState = "CS_EXECUTE", "ACTIVE", "answered"
+	s.syncRow(c)
 	snap := c.clone()
 	s.mu.Unlock()
 	s.fireChannel("CHANNEL_ANSWER", &snap, nil)
@@ -311,11 +414,16 @@ func (s *Server) execute(id, app, data, appUUID string) error {
 	if blocking {
 		c.Application, c.ApplicationData = app, data
 	}
+	// switch_core_session_execute_application sets these for every application; they
+	// stay after it returns.
+	c.setVar("current_application", app)
+	c.setVar("current_application_data", data)
 	if app == "set" {
 		if k, v, ok := strings.Cut(data, "="); ok {
 			c.setVar(k, v)
 		}
 	}
+	s.syncRow(c)
 	snap := c.clone()
 	s.mu.Unlock()
 	appHdrs := []Header{{"Application", app}, {"Application-Data", data}, {"Application-UUID", appUUID}}
@@ -347,6 +455,7 @@ func (s *Server) leaveApp(id string) {
 	}
 	app, data := c.Application, c.ApplicationData
 	c.Application, c.ApplicationData = "", ""
+	s.syncRow(c)
 	snap := c.clone()
 	s.mu.Unlock()
 	switch app {
@@ -360,6 +469,10 @@ func (s *Server) leaveApp(id string) {
 	}
 }
 
+// conferenceEvent fires conference::maintenance like mod_conference: the conference's
+// data, then for a member (conference_member_add_event_data) Floor, the channel's data —
+// with its variables only when the profile has verbose-events, else the basic data —
+// and the member's flags; Action last.
 func (s *Server) conferenceEvent(r *room, c *Channel, memberID int, action string, extra ...Header) {
 	hs := []Header{
 		{"Conference-Name", r.name},
@@ -374,18 +487,28 @@ func (s *Server) conferenceEvent(r *room, c *Channel, memberID int, action strin
 		if action == "start-talking" {
 			talking = "true"
 		}
-		hs = append(hs,
-			Header{"Floor", "false"}, Header{"Video", "false"}, Header{"Hear", "true"}, Header{"See", "true"},
-			Header{"Speak", "true"}, Header{"Talking", talking}, Header{"Mute-Detect", "false"},
+		hs = append(hs, Header{"Floor", "false"})
+		if s.verboseEvents(r.profile) {
+			hs = append(hs, channelData(c)...)
+		} else {
+			hs = append(hs, basicData(c)...)
+		}
+		hs = append(hs, Header{"Video", "false"}, Header{"Hear", "true"}, Header{"See", "true"},
+			Header{"Speak", "true"}, Header{"Talking", talking}, Header{"Mute-Detect", "false"}, Header{"Hold", "false"},
 			Header{"Member-ID", strconv.Itoa(memberID)}, Header{"Member-Type", "member"},
 			Header{"Member-Ghost", "false"}, Header{"Energy-Level", "100"}, Header{"Current-Energy", "0"})
-		hs = append(hs, channelData(c)...)
 	}
 	hs = append(hs, Header{"Action", action})
 	hs = append(hs, extra...)
 	ev := &Event{Name: "CUSTOM", Subclass: "conference::maintenance"}
 	ev.Headers = append(s.baseHeaders("CUSTOM", "conference::maintenance", "mod_conference.c", "conference_member_add_event_data", 1), hs...)
 	s.deliver(ev)
+}
+
+// verboseEvents reports whether a conference profile has verbose-events: the shipped
+// conference.conf.xml sets it on ConferenceProfile, unless Options.NoVerboseEvents.
+func (s *Server) verboseEvents(profile string) bool {
+	return profile == ConferenceProfile && !s.opts.NoVerboseEvents
 }
 
 func (s *Server) joinConference(id, data string) {
@@ -483,6 +606,7 @@ func (s *Server) Hangup(id, cause string) error {
 	s.mu.Lock()
 	c.State, c.CallState = "CS_HANGUP", "HANGUP"
 	c.setVar("hangup_cause", cause)
+	s.syncRow(c)
 	snap := c.clone()
 	s.mu.Unlock()
 	cause1 := Header{"Hangup-Cause", cause}
@@ -491,6 +615,7 @@ func (s *Server) Hangup(id, cause string) error {
 	c.State = "CS_REPORTING"
 	snap = c.clone()
 	s.chans.remove(id)
+	s.dropRow(id)
 	s.mu.Unlock()
 	s.fireChannel("CHANNEL_HANGUP_COMPLETE", &snap, nil, cause1)
 	s.mu.Lock()
@@ -552,6 +677,16 @@ func (s *Server) Route(inv INVITE) (Channel, error) {
 		}
 		hdrs[k] = v
 	}
+	vars := map[string]string{
+		"sip_call_id":          inv.CallID,
+		"sip_from_user":        inv.FromUser,
+		"sip_req_user":         inv.RequestUser,
+		"sip_to_user":          inv.RequestUser,
+		"sip_network_ip":       inv.RemoteAddr,
+		"nkb_session":          session,
+		"endpoint_disposition": "ANSWER",
+	}
+	maps.Copy(vars, s.dialplanVars())
 	return s.InboundCall(ChannelSpec{
 		Dest:           inv.RequestUser,
 		CallerIDName:   inv.FromDisplay,
@@ -559,16 +694,32 @@ func (s *Server) Route(inv INVITE) (Channel, error) {
 		NetworkAddr:    inv.RemoteAddr,
 		Name:           "sofia/" + SIPProfile + "/" + inv.FromUser + "@" + inv.RemoteAddr,
 		SIPHeaders:     hdrs,
-		Vars: map[string]string{
-			"sip_call_id":          inv.CallID,
-			"sip_from_user":        inv.FromUser,
-			"sip_req_user":         inv.RequestUser,
-			"sip_to_user":          inv.RequestUser,
-			"sip_network_ip":       inv.RemoteAddr,
-			"nkb_session":          session,
-			"endpoint_disposition": "ANSWER",
-		},
+		Vars:           vars,
 	})
+}
+
+// DialplanVars are the variables the shipped dialplan's "set" actions give a call before
+// answering it (config_test.go keeps them in step with testdata/freeswitch).
+func DialplanVars() map[string]string {
+	return map[string]string{
+		"hangup_after_bridge": "false",
+		"park_timeout":        "3600",
+		// FreeSWITCH 1.10's replacements for the profile's deprecated rtp-timeout-sec and
+		// rtp-hold-timeout-sec, in milliseconds, read when the call's RTP starts.
+		"media_timeout":      "300000",
+		"media_hold_timeout": "1800000",
+		// Marked audio packets make FreeSWITCH flush what it has read; nkbridge marks
+		// only talk-spurt starts, and this makes FreeSWITCH ignore the bit anyway.
+		"rtp_manual_rtp_bugs": "IGNORE_MARK_BIT",
+	}
+}
+
+// dialplanVars is DialplanVars with Options.DialplanOverride applied.
+func (s *Server) dialplanVars() map[string]string {
+	m := DialplanVars()
+	maps.Copy(m, s.opts.DialplanOverride)
+	maps.DeleteFunc(m, func(_, v string) bool { return v == "" })
+	return m
 }
 
 // --- built-in api commands -----------------------------------------------------------
@@ -592,23 +743,26 @@ func (s *Server) registerBuiltins() {
 const noSuchChannel = "-ERR No such channel!\n"
 
 // apiShow implements "show channels as json" ({"row_count":N,"rows":[…]} with the columns
-// of the channels table, all strings; {"row_count":0} when empty).
+// of the channels table, all strings; {"row_count":0} when empty). Like FreeSWITCH's, the
+// table lags the channels (Options.ShowChannelsLag): a channel created a moment ago is
+// not in it yet, one just moved still shows its old application, one just hung up is
+// still listed.
 func (s *Server) apiShow(args string) string {
 	f := strings.Fields(args)
 	if len(f) == 0 || f[0] != "channels" {
 		return "-USAGE: show channels\n"
 	}
+	chans := s.tableRows() // the channels table, behind the channels by ShowChannelsLag
 	if len(f) < 3 || f[1] != "as" || f[2] != "json" {
 		var b strings.Builder
 		b.WriteString("uuid,direction,created,created_epoch,name,state,cid_name,cid_num,ip_addr,dest,application,application_data\n")
-		for _, c := range s.Channels() {
+		for _, c := range chans {
 			fmt.Fprintf(&b, "%s,%s,%s,%d,%s,%s,%s,%s,%s,%s,%s,%s\n", c.UUID, c.Direction, c.Created.Format("2006-01-02 15:04:05"),
 				c.Created.Unix(), c.Name, c.State, c.CallerIDName, c.CallerIDNumber, c.NetworkAddr, c.Dest, c.Application, c.ApplicationData)
 		}
-		fmt.Fprintf(&b, "\n%d total.\n", len(s.Channels()))
+		fmt.Fprintf(&b, "\n%d total.\n", len(chans))
 		return b.String()
 	}
-	chans := s.Channels()
 	type kv struct{ k, v string }
 	rows := make([][]kv, 0, len(chans))
 	for _, c := range chans {
@@ -753,6 +907,8 @@ func (s *Server) apiBridge(args string) string {
 	a.BridgedTo, b.BridgedTo = b.UUID, a.UUID
 	a.Application, a.ApplicationData = "", ""
 	b.Application, b.ApplicationData = "", ""
+	s.syncRow(a)
+	s.syncRow(b)
 	sa := a.clone()
 	s.mu.Unlock()
 	s.fireChannel("CHANNEL_BRIDGE", &sa, []Header{{"Bridge-A-Unique-ID", f[0]}, {"Bridge-B-Unique-ID", f[1]}, {"Other-Leg-Unique-ID", f[1]}})

@@ -2,9 +2,11 @@ package fakefs
 
 import (
 	"encoding/xml"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -110,12 +112,22 @@ func TestShippedConfigMatchesFake(t *testing.T) {
 		}
 	}
 	var apps []string
+	set := map[string]string{}
 	for _, a := range cond.Actions {
 		apps = append(apps, a.App)
+		if a.App == "set" && !strings.Contains(a.Data, "${") {
+			k, v, _ := strings.Cut(a.Data, "=")
+			set[k] = v
+		}
 	}
 	// The fake's InboundCall answers then parks, like this extension.
 	if got := strings.Join(apps, ","); !strings.HasSuffix(got, "answer,park") {
 		t.Fatalf("dialplan actions %s, want …answer,park", got)
+	}
+	// The variables the fake's Route gives a call are the ones this extension sets (all
+	// before answer: FreeSWITCH reads the RTP ones when the call's media starts).
+	if !maps.Equal(set, DialplanVars()) {
+		t.Fatalf("dialplan sets %v, the fake's Route %v", set, DialplanVars())
 	}
 
 	var conf struct {
@@ -132,9 +144,70 @@ func TestShippedConfigMatchesFake(t *testing.T) {
 			if params(pr.Params)["caller-controls"] != "none" {
 				t.Error("conference profile lets callers control the room with DTMF")
 			}
+			// The fake's default (Options.NoVerboseEvents false) is this profile's setting.
+			if params(pr.Params)["verbose-events"] != "true" {
+				t.Error("conference profile without verbose-events: member events would carry no X-NKB-Session")
+			}
 		}
 	}
 	if !found {
 		t.Fatalf("no conference profile %q", ConferenceProfile)
+	}
+}
+
+// FreeSWITCH 1.10 logs "rtp-timeout-sec deprecated use media_timeout variable" (and the
+// same for rtp-hold-timeout-sec) at every start for these sofia profile parameters
+// (mod_sofia/sofia.c): the shipped profile must not use them, and the dialplan must set
+// their replacements, the channel variables media_timeout / media_hold_timeout (in
+// milliseconds), plus the IGNORE_MARK_BIT guard, before the call is answered.
+func TestShippedConfigNotDeprecated(t *testing.T) {
+	var prof struct {
+		Params []param `xml:"settings>param"`
+	}
+	readXML(t, "sip_profiles/nkbridge.xml", &prof)
+	deprecated := map[string]string{"rtp-timeout-sec": "media_timeout", "rtp-hold-timeout-sec": "media_hold_timeout"}
+	for _, p := range prof.Params {
+		if repl, bad := deprecated[strings.ToLower(p.Name)]; bad {
+			t.Errorf("sip profile parameter %s is deprecated in FreeSWITCH 1.10: set the %s variable in the dialplan", p.Name, repl)
+		}
+	}
+	var dp struct {
+		Actions []struct {
+			App  string `xml:"application,attr"`
+			Data string `xml:"data,attr"`
+		} `xml:"context>extension>condition>action"`
+	}
+	readXML(t, "dialplan/nkbridge.xml", &dp)
+	answered := false
+	want := map[string]bool{"media_timeout": false, "media_hold_timeout": false, "rtp_manual_rtp_bugs": false}
+	for _, a := range dp.Actions {
+		switch a.App {
+		case "answer":
+			answered = true
+		case "set":
+			k, v, _ := strings.Cut(a.Data, "=")
+			if _, ok := want[k]; !ok {
+				continue
+			}
+			if answered {
+				t.Errorf("%s is set after answer: FreeSWITCH has read it already", k)
+			}
+			want[k] = true
+			switch k {
+			case "media_timeout", "media_hold_timeout":
+				if ms, err := strconv.Atoi(v); err != nil || ms < 1000 {
+					t.Errorf("%s=%q: want milliseconds (at least 1000)", k, v)
+				}
+			case "rtp_manual_rtp_bugs":
+				if !strings.Contains(v, "IGNORE_MARK_BIT") {
+					t.Errorf("rtp_manual_rtp_bugs=%q without IGNORE_MARK_BIT", v)
+				}
+			}
+		}
+	}
+	for k, ok := range want {
+		if !ok {
+			t.Errorf("the dialplan does not set %s", k)
+		}
 	}
 }

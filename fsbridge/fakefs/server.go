@@ -59,7 +59,31 @@ type Options struct {
 	Addr string
 	// Heartbeat, when positive, fires a HEARTBEAT event at that interval (FreeSWITCH: 20 s).
 	Heartbeat time.Duration
+	// ShowChannelsLag is how far "show channels" runs behind the channels: FreeSWITCH
+	// writes its channels table from the channel events through its SQL queue, so a new
+	// channel appears there 56–197 ms after it exists (measured on 1.10.12), a moved one
+	// shows its old application and a hung-up one stays listed for as long. Default
+	// DefaultShowChannelsLag; negative: no lag.
+	ShowChannelsLag time.Duration
+	// SessionsPerSecond is switch.conf.xml's sessions-per-second (default 30, as stock
+	// FreeSWITCH; negative: no limit). As in FreeSWITCH's core, at most SessionsPerSecond-1
+	// new channels are created in each second; beyond that NewChannel and Route fail with
+	// ErrSessionRate and the SIP stand-in answers "503 Maximum Calls In Progress".
+	SessionsPerSecond int
+	// NoVerboseEvents models a conference profile without verbose-events (FreeSWITCH's
+	// default): conference::maintenance member events then carry the channel's basic data
+	// but none of its variables. By default the nkbridge profile has it, as shipped in
+	// testdata/freeswitch/autoload_configs/conference.conf.xml.
+	NoVerboseEvents bool
+	// DialplanOverride replaces variables the shipped dialplan sets on nkbridge's calls
+	// (DialplanVars); an empty value removes one, e.g. {"rtp_manual_rtp_bugs": ""} models
+	// a dialplan without the IGNORE_MARK_BIT guard.
+	DialplanOverride map[string]string
 }
+
+// DefaultShowChannelsLag is the default Options.ShowChannelsLag, within what FreeSWITCH
+// 1.10.12 showed.
+const DefaultShowChannelsLag = 150 * time.Millisecond
 
 // Command is one command the fake received.
 type Command struct {
@@ -93,6 +117,7 @@ type Server struct {
 	opts     Options
 	log      *slog.Logger
 	coreUUID string
+	started  time.Time
 
 	lnMu sync.Mutex
 	ln   net.Listener
@@ -138,10 +163,20 @@ func Start(opts Options) (*Server, error) {
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
 	}
+	switch {
+	case opts.ShowChannelsLag == 0:
+		opts.ShowChannelsLag = DefaultShowChannelsLag
+	case opts.ShowChannelsLag < 0:
+		opts.ShowChannelsLag = 0
+	}
+	if opts.SessionsPerSecond == 0 {
+		opts.SessionsPerSecond = 30
+	}
 	s := &Server{
 		opts:      opts,
 		log:       opts.Logger,
 		coreUUID:  uuid.NewString(),
+		started:   time.Now(),
 		conns:     map[*conn]struct{}{},
 		apis:      map[string]APIHandler{},
 		failAPI:   map[string]string{},

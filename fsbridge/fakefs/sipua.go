@@ -82,11 +82,16 @@ type sipCall struct {
 	dlg     *sipgo.DialogServerSession
 	conn    *net.UDPConn
 	codec   plainrtp.Codec
-	peer    netip.AddrPort
+	tePT    int // telephone-event payload type (-1: none)
+	// ignoreMark: the channel's rtp_manual_rtp_bugs has IGNORE_MARK_BIT (read when its RTP
+	// started, as FreeSWITCH does).
+	ignoreMark bool
+	peer       netip.AddrPort
 
 	mu      sync.Mutex
 	ended   bool
 	in, out int
+	flushed int // marked audio packets discarded
 	done    chan struct{}
 }
 
@@ -326,14 +331,26 @@ func (a *SIPAgent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if err != nil {
 		conn.Close()
 		code, reason := 500, "Server Internal Error"
-		if errors.Is(err, ErrForbidden) {
+		var hdrs []sip.Header
+		switch {
+		case errors.Is(err, ErrForbidden):
 			code, reason = 403, "Forbidden"
+		case errors.Is(err, ErrSessionRate):
+			// mod_sofia when the core refuses the session (sofia.c: no session).
+			code, reason = 503, "Maximum Calls In Progress"
+			hdrs = append(hdrs, sip.NewHeader("Retry-After", "300"))
 		}
-		_ = dlg.Respond(code, reason, nil)
+		_ = dlg.Respond(code, reason, nil, hdrs...)
 		return
 	}
-	c := &sipCall{a: a, callID: callID, channel: ch.UUID, dlg: dlg, conn: conn, codec: main,
-		peer: netip.AddrPortFrom(offer.Addr, uint16(offer.Port)), done: make(chan struct{})}
+	c := &sipCall{a: a, callID: callID, channel: ch.UUID, dlg: dlg, conn: conn, codec: main, tePT: -1,
+		ignoreMark: strings.Contains(ch.Var("rtp_manual_rtp_bugs"), "IGNORE_MARK_BIT"),
+		peer:       netip.AddrPortFrom(offer.Addr, uint16(offer.Port)), done: make(chan struct{})}
+	for _, cd := range answer.Codecs {
+		if strings.EqualFold(cd.Name, "telephone-event") {
+			c.tePT = int(cd.PT)
+		}
+	}
 	a.mu.Lock()
 	a.calls[callID] = c
 	a.byChan[ch.UUID] = c
@@ -450,7 +467,24 @@ func (c *sipCall) application() string {
 	return ch.Application
 }
 
-// readRTP counts what arrives and echoes it when the channel runs echo.
+// Flushed returns how many marked audio packets the channel's call discarded.
+func (a *SIPAgent) Flushed(channel string) int {
+	a.mu.Lock()
+	c := a.byChan[channel]
+	a.mu.Unlock()
+	if c == nil {
+		return 0
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushed
+}
+
+// readRTP counts what arrives and echoes it when the channel runs echo. A marked audio
+// packet (not telephone-event) is discarded unless the channel has IGNORE_MARK_BIT:
+// FreeSWITCH 1.10 flushes its read buffer when an audio packet has the marker bit
+// (switch_rtp.c, rtp_flush_read_buffer), so a sender that marks every packet gets
+// nothing back from echo.
 func (c *sipCall) readRTP() {
 	buf := make([]byte, 1500)
 	var seq uint16 = uint16(rand.Uint32())
@@ -464,11 +498,15 @@ func (c *sipCall) readRTP() {
 		if p.Unmarshal(buf[:n]) != nil {
 			continue
 		}
+		flush := p.Marker && int(p.PayloadType) != c.tePT && !c.ignoreMark
 		c.mu.Lock()
 		c.in++
 		c.peer = from // symmetric RTP, as sofia does by default for a latched peer
+		if flush {
+			c.flushed++
+		}
 		c.mu.Unlock()
-		if c.application() != "echo" {
+		if flush || c.application() != "echo" {
 			continue
 		}
 		p.SSRC = ssrc

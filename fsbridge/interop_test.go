@@ -1,0 +1,162 @@
+package fsbridge_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+)
+
+// Conference member events become room events with the member's session, whether the
+// conference profile has verbose-events (the events carry the channel's X-NKB-Session)
+// or not (FreeSWITCH's default: only the channel uuid), including the del-member that
+// FreeSWITCH sends after nkbridge stopped the session and killed its channel.
+func TestRoomMemberEventsVerboseOrNot(t *testing.T) {
+	for name, noVerbose := range map[string]bool{"verbose-events": false, "no verbose-events": true} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, envOpts{fake: fakefs.Options{NoVerboseEvents: noVerbose}})
+			c := e.dial()
+			c.ok("core", "event", "subscribe", msg{"class": "media", "subclass": "room"})
+			c.ok("media", "room", "create", msg{"class": "mcu", "room_id": "members", "backend": "freeswitch"})
+			d := c.ok("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "members",
+				"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+			sid, _ := d["session_id"].(string)
+			ch := e.channelOf(sid)
+			joined := c.event("room", "started_member", "members", nil)
+			if joined["session_id"] != sid || joined["member_id"] != "1" {
+				t.Fatalf("started_member: %v", joined)
+			}
+			if err := e.fs.Talk(ch.UUID, true); err != nil {
+				t.Fatal(err)
+			}
+			if tk := c.event("room", "talking", "members", nil); tk["session_id"] != sid || tk["talking"] != true {
+				t.Fatalf("talking: %v", tk)
+			}
+			c.ok("media", "session", "stop", msg{"session_id": sid})
+			e.waitCommand("api uuid_kill " + ch.UUID)
+			left := c.event("room", "stopped_member", "members", nil)
+			if left["session_id"] != sid || left["member_id"] != "1" {
+				t.Fatalf("stopped_member: %v", left)
+			}
+			c.ok("media", "room", "destroy", msg{"room_id": "members"})
+			e.noLeaks()
+		})
+	}
+}
+
+// inTable waits until the fake's "show channels" (which lags like FreeSWITCH's) lists
+// the channel running app.
+func (e *env) inTable(channel, app string) {
+	e.t.Helper()
+	eventually(e.t, 5*time.Second, "channel "+channel+" in show channels running "+app, func() string {
+		for _, c := range e.fs.ShowChannels() {
+			if c.UUID == channel && c.Application == app {
+				return ""
+			}
+		}
+		return "not"
+	})
+}
+
+// FreeSWITCH's "show channels" lags new channels and moves (here by 500 ms). The Event
+// Socket drops right after a session started and another moved: the reconciliation
+// neither stops the new session (its channel is missing from the table but uuid_exists
+// knows it) nor moves the other one back to where the stale table shows it.
+func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
+	const lag = 500 * time.Millisecond
+	e := newEnv(t, envOpts{fake: fakefs.Options{ShowChannelsLag: lag}})
+	c := e.dial()
+	moved := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "moved"})
+	chm := e.channelOf(moved)
+	e.inTable(chm.UUID, "park")
+	c.ok("media", "session", "update", msg{"session_id": moved, "type": "session_type", "session_type": "echo"})
+	fresh := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "fresh"})
+	chf := e.channelOf(fresh)
+	parks := e.countCommands("api uuid_transfer " + chm.UUID + " park inline")
+	e.fs.DropConnections()
+
+	// The reconciliation asks FreeSWITCH itself rather than stopping the session.
+	e.waitCommand("api uuid_exists " + chf.UUID)
+	e.waitCommand("api uuid_getvar " + chm.UUID + " current_application")
+	// Let the table catch up and the re-checks see it.
+	e.inTable(chf.UUID, "park")
+	e.inTable(chm.UUID, "echo")
+	shows := e.countCommands("api show channels as json")
+	eventually(t, 5*time.Second, "show channels read again", func() string {
+		if e.countCommands("api show channels as json") < shows+2 {
+			return "not yet"
+		}
+		return ""
+	})
+	for _, sid := range []string{moved, fresh} {
+		if _, ok := e.core.LookupSession(sid); !ok {
+			t.Fatalf("session %s stopped by the reconciliation", sid)
+		}
+	}
+	for _, m := range c.buf {
+		if d, _ := m["data"].(map[string]any); d["type"] == "stop" {
+			t.Fatalf("stop event after the reconnect: %v", m)
+		}
+	}
+	if n := e.countCommands("api uuid_transfer " + chm.UUID + " park inline"); n != parks {
+		t.Fatalf("the moved session was moved back to park (%d transfers)", n-parks)
+	}
+	if got, _ := e.fs.Channel(chm.UUID); got.Application != "echo" {
+		t.Fatalf("moved session's channel runs %q, want echo", got.Application)
+	}
+	c.ok("media", "session", "stop", msg{"session_id": moved})
+	c.ok("media", "session", "stop", msg{"session_id": fresh})
+	e.noLeaks()
+}
+
+// The Event Socket is down when FreeSWITCH creates a start's channel (its events are
+// lost) and back before the channel shows in the lagging "show channels": the start
+// still finds its channel (the table is read again) instead of failing with 2300 after
+// channel_timeout.
+func TestWaitingStartAdoptsLaggingChannel(t *testing.T) {
+	e := newEnv(t, envOpts{fake: fakefs.Options{ShowChannelsLag: time.Second}, channelTimeout: 5 * time.Second})
+	c := e.dial()
+	relisten := make(chan error, 1)
+	e.sip.SetBeforeRoute(func(fakefs.INVITE) {
+		e.fs.StopListening()
+		for e.svc.Client().Connected() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		go func() {
+			time.Sleep(100 * time.Millisecond)
+			relisten <- e.fs.Listen()
+		}()
+	})
+	begun := time.Now()
+	sid := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "lagging"})
+	if err := <-relisten; err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(begun); d > 3*time.Second {
+		t.Fatalf("start took %s", d)
+	}
+	ch := e.channelOf(sid)
+	e.waitCommand("api uuid_getvar " + ch.UUID + " sip_h_X-NKB-Leg")
+	e.sip.SetBeforeRoute(nil)
+	if got, _ := e.fs.Channel(ch.UUID); got.Application != "park" {
+		t.Fatalf("channel runs %q", got.Application)
+	}
+	c.ok("media", "session", "stop", msg{"session_id": sid})
+	e.noLeaks()
+}
+
+// FreeSWITCH's own session rate (switch.conf.xml sessions-per-second, 30 by default)
+// refuses calls beyond it with 503: the error says which setting to raise.
+func TestSessionRateErrorNamesSetting(t *testing.T) {
+	e := newEnv(t, envOpts{fake: fakefs.Options{SessionsPerSecond: 1}}) // 1: FreeSWITCH refuses every session
+	c := e.dial()
+	text := c.fail(2301, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
+	for _, want := range []string{"503 Maximum Calls In Progress", "sessions-per-second", "switch.conf.xml", "30"} {
+		if !strings.Contains(text, want) {
+			t.Fatalf("error %q does not say %q", text, want)
+		}
+	}
+	e.noLeaks()
+}
