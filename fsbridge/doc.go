@@ -19,7 +19,10 @@
 // After every Event Socket (re)connection and after lost events, Reconcile compares
 // FreeSWITCH's channels with the sessions: a session whose channel vanished stops, an
 // nkbridge channel that no session owns is killed (or adopted by the session still
-// waiting for it), and a channel that left its application is moved back.
+// waiting for it), and a channel that left its application is moved back. FreeSWITCH's
+// "show channels" lags the channels, so absence is confirmed with uuid_exists and a
+// channel's application with its current_application variable, and the table is read
+// again for a while for what it showed too late.
 //
 // Start wires it all for the daemon: an esl.Client, a SIPDialer and the Backend.
 package fsbridge
