@@ -120,6 +120,16 @@ type trunk struct {
 	nets []netip.Prefix
 }
 
+// Validate checks c as New does, building nothing.
+func (c Config) Validate() error {
+	c.Listen = append([]Listen(nil), c.Listen...)
+	if err := c.normalize(); err != nil {
+		return err
+	}
+	_, err := parseTrunks(c.Trunks)
+	return err
+}
+
 func (c *Config) normalize() error {
 	if len(c.Listen) == 0 {
 		c.Listen = []Listen{{Transport: "udp", Addr: "127.0.0.1:5060"}, {Transport: "tcp", Addr: "127.0.0.1:5060"}}

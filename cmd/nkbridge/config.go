@@ -149,7 +149,7 @@ func (c *Config) validate() error {
 		}
 		seen[u.User] = true
 	}
-	return nil
+	return c.checkSections()
 }
 
 // applyEnv sets the fields of v from variables named prefix_<YAML KEY>,

@@ -70,7 +70,7 @@ func run(ctx context.Context, drain <-chan struct{}, args []string, stdin io.Rea
 		logFormat   = fs.String("log-format", "", "log `format`: text or json (overrides log.format)")
 		showVersion = fs.Bool("version", false, "print the version and exit")
 		hashPw      = fs.Bool("hash-password", false, "read a password from stdin, print its password_hash and exit")
-		checkConfig = fs.Bool("check-config", false, "print the effective configuration and exit")
+		checkConfig = fs.Bool("check-config", false, "check every section of the configuration (binding no port), print the effective configuration and exit")
 		printDefs   = fs.Bool("print-defaults", false, "print the embedded defaults (every option, commented: a config file to start from) and exit")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -148,11 +148,7 @@ func newLogger(c LogConfig, w io.Writer) *slog.Logger {
 // serve wires the daemon together and runs it until ctx is done, or until
 // it has drained after drain is closed.
 func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Logger) error {
-	hashes := make(map[string]string, len(cfg.Users))
-	for _, u := range cfg.Users {
-		hashes[u.User] = u.PasswordHash
-	}
-	users, err := auth.NewUsers(hashes)
+	users, err := cfg.apiUsers()
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
 	}

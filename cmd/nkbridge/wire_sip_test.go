@@ -11,6 +11,7 @@ import (
 
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/auth"
 )
 
 // The daemon's SIP wiring: a SIP user from the sip section authenticates an
@@ -63,13 +64,17 @@ func TestSIPWiringEchoWithDigest(t *testing.T) {
 }
 
 func TestSIPConfigChecks(t *testing.T) {
+	hash, err := auth.HashPassword("pw", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		yaml, want string
 	}{
 		{"sip:\n  tls_listen: 127.0.0.1:5061\n", "need sip.tls_cert"},
 		{"sip:\n  users: [{user: a}]\n", "user and password are required"},
 		{"sip:\n  trunks: [{name: t, networks: [\"10.0.0.0/33\"]}]\n", "not a CIDR"},
-		{"sip:\n  users: [{user: a, password: b}]\n  sip_callers: [zed]\nusers: [{user: x, password_hash: \"pbkdf2-sha256$1$AAAA$AAAA\"}]\n", "neither an API user nor a SIP user"},
+		{"sip:\n  users: [{user: a, password: b}]\n  sip_callers: [zed]\nusers: [{user: x, password_hash: \"" + hash + "\"}]\n", "neither an API user nor a SIP user"},
 		{"sip:\n  user_far_side: carrier-pigeon\n", "user far side"},
 	} {
 		f := filepath.Join(t.TempDir(), "c.yaml")

@@ -142,8 +142,8 @@ type Conn struct {
 // event dispatcher. It handles the rude rejection and "-ERR invalid" replies.
 func Dial(ctx context.Context, addr string, opts Options) (*Conn, error) {
 	opts.defaults()
-	if err := ValidateLine(opts.Password); err != nil || strings.ContainsAny(opts.Password, " \t") {
-		return nil, fmt.Errorf("%w: password must be non-empty without spaces or control characters", ErrInvalid)
+	if err := ValidatePassword(opts.Password); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()

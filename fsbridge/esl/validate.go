@@ -3,6 +3,7 @@ package esl
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrInvalid is wrapped by every validation failure.
@@ -136,4 +137,13 @@ func ValidateSubclass(s string) error {
 
 func isAlnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+}
+
+// ValidatePassword checks an Event Socket password: non-empty, without spaces or control
+// characters (a newline would end the auth command and start another).
+func ValidatePassword(p string) error {
+	if err := ValidateLine(p); err != nil || strings.ContainsAny(p, " \t") {
+		return fmt.Errorf("%w: password must be non-empty without spaces or control characters", ErrInvalid)
+	}
+	return nil
 }

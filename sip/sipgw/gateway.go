@@ -94,10 +94,25 @@ type Gateway struct {
 	sources  map[string]string // inbound call id -> source ip:port
 }
 
+// Validate checks c as New does (routes, user far side), building nothing.
+func (c Config) Validate() error {
+	if _, err := NewRouter(c.Route); err != nil {
+		return err
+	}
+	switch c.UserFarSide {
+	case "", "webrtc", "rtp", "auto":
+		return nil
+	}
+	return fmt.Errorf("sipgw: user far side %q: want webrtc, rtp or auto", c.UserFarSide)
+}
+
 // New builds a Gateway. Attach connects it to the SIP server.
 func New(cfg Config, o Options) (*Gateway, error) {
 	if o.Core == nil {
 		return nil, errors.New("sipgw: Options.Core is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	r, err := NewRouter(cfg.Route)
 	if err != nil {
@@ -106,12 +121,8 @@ func New(cfg Config, o Options) (*Gateway, error) {
 	if cfg.DTMFDuration <= 0 {
 		cfg.DTMFDuration = 100 * time.Millisecond
 	}
-	switch cfg.UserFarSide {
-	case "":
+	if cfg.UserFarSide == "" {
 		cfg.UserFarSide = "webrtc"
-	case "webrtc", "rtp", "auto":
-	default:
-		return nil, fmt.Errorf("sipgw: user far side %q: want webrtc, rtp or auto", cfg.UserFarSide)
 	}
 	if cfg.MaxInbound <= 0 {
 		cfg.MaxInbound = 10000
