@@ -120,6 +120,12 @@ func TestBinaryHealthAndMetrics(t *testing.T) {
 	if mid[`nkbridge_sessions{state="wait",type="p2p"}`] != 2 || mid[`nkbridge_api_connections`] != 1 {
 		t.Fatalf("gauges: sessions %v, connections %v", mid[`nkbridge_sessions{state="wait",type="p2p"}`], mid[`nkbridge_api_connections`])
 	}
+	// The alerts' view of /health: the same status, as a metric.
+	if before[`nkbridge_health_status{status="ok"}`] != 1 || mid[`nkbridge_health_status{status="overloaded"}`] != 1 ||
+		mid[`nkbridge_health_status{status="ok"}`] != 0 {
+		t.Fatalf("nkbridge_health_status: before ok=%v, at 429 overloaded=%v ok=%v", before[`nkbridge_health_status{status="ok"}`],
+			mid[`nkbridge_health_status{status="overloaded"}`], mid[`nkbridge_health_status{status="ok"}`])
+	}
 	for i, typ := range []string{"echo", "echo", "nope"} {
 		r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 10 + i, "data": map[string]any{"type": typ, "offer": map[string]any{"sdp": "v=0"}}})
 		if r["result"] != "error" {
@@ -187,6 +193,9 @@ func TestBinarySIGTERMDrainsCall(t *testing.T) {
 			t.Fatalf("health not 503 after SIGTERM; logs:\n%s", d.logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if m := d.scrape(); m[`nkbridge_health_status{status="draining"}`] != 1 || m[`nkbridge_health_status{status="ok"}`] != 0 {
+		t.Fatalf("nkbridge_health_status while draining: draining=%v ok=%v", m[`nkbridge_health_status{status="draining"}`], m[`nkbridge_health_status{status="ok"}`])
 	}
 	for !d.logged(map[string]any{"msg": "nkbridge draining"}) {
 		if time.Now().After(deadline) {

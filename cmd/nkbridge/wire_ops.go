@@ -46,20 +46,7 @@ func healthHandler(core loadSource, cfg HealthConfig, cpu func() float64, log *s
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		s, c := core.Counts()
-		load := 0.0
-		if cpu != nil {
-			load = cpu()
-		}
-		status, code := "ok", http.StatusOK
-		switch {
-		case core.Draining():
-			status, code = "draining", http.StatusServiceUnavailable
-		case cfg.MaxSessions > 0 && s >= cfg.MaxSessions:
-			status, code = "overloaded", http.StatusTooManyRequests
-		case cfg.MaxCPU > 0 && load > cfg.MaxCPU:
-			status, code = "overloaded", http.StatusTooManyRequests
-		}
+		status, code, s, c, load := healthNow(core, cfg, cpu)
 		mu.Lock()
 		changed := status != last
 		last = status
@@ -79,6 +66,26 @@ func healthHandler(core loadSource, cfg HealthConfig, cpu func() float64, log *s
 		w.WriteHeader(code)
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "sessions": s, "calls": c, "cpu": load})
 	}
+}
+
+// healthNow is what /health answers now (also the nkbridge_health_status
+// metric): the status, its HTTP code, the session and call counts and the CPU
+// load.
+func healthNow(core loadSource, cfg HealthConfig, cpu func() float64) (status string, code, sessions, calls int, load float64) {
+	sessions, calls = core.Counts()
+	if cpu != nil {
+		load = cpu()
+	}
+	status, code = "ok", http.StatusOK
+	switch {
+	case core.Draining():
+		status, code = "draining", http.StatusServiceUnavailable
+	case cfg.MaxSessions > 0 && sessions >= cfg.MaxSessions:
+		status, code = "overloaded", http.StatusTooManyRequests
+	case cfg.MaxCPU > 0 && load > cfg.MaxCPU:
+		status, code = "overloaded", http.StatusTooManyRequests
+	}
+	return status, code, sessions, calls, load
 }
 
 // cpuMeter samples the process's CPU use (user+system, from getrusage) once
@@ -140,6 +147,10 @@ func startOps(ctx context.Context, cfg *Config, log *slog.Logger, m *metrics.Met
 	mux := http.NewServeMux()
 	mux.Handle(cfg.Metrics.Path, m.Handler())
 	mux.Handle("/health", healthHandler(core, cfg.Health, meter.Percent, log))
+	m.HealthFunc(func() string {
+		status, _, _, _, _ := healthNow(core, cfg.Health, meter.Percent)
+		return status
+	})
 	o := &opsServer{cancel: cancel,
 		hs: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,

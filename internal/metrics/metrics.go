@@ -188,6 +188,34 @@ func (c *coreCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.draining, prometheus.GaugeValue, d)
 }
 
+// HealthFunc publishes nkbridge_health_status{status}: 1 for the status
+// /health would answer now (f, read at scrape time), 0 for the others, so
+// that alerts can fire on 429 (overloaded) and 503 (draining) without
+// probing /health. Call it once.
+func (m *Metrics) HealthFunc(f func() string) {
+	m.reg.MustRegister(&healthCollector{f: f,
+		desc: prometheus.NewDesc("nkbridge_health_status",
+			"1 for the status /health answers now (ok 200, overloaded 429, draining 503), 0 for the others.", []string{"status"}, nil)})
+}
+
+type healthCollector struct {
+	f    func() string
+	desc *prometheus.Desc
+}
+
+func (h *healthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+func (h *healthCollector) Collect(ch chan<- prometheus.Metric) {
+	now := h.f()
+	for _, s := range [...]string{"ok", "overloaded", "draining"} {
+		v := 0.0
+		if s == now {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(h.desc, prometheus.GaugeValue, v, s)
+	}
+}
+
 // ---- SIP
 
 // SIPMetrics counts SIP traffic; the SIP front end calls it through an

@@ -168,3 +168,23 @@ func TestIndependentRegistries(t *testing.T) {
 		t.Fatalf("b sees a's call: %v", got)
 	}
 }
+
+// nkbridge_health_status is one-hot over ok, overloaded and draining,
+// following what the function says at scrape time.
+func TestHealthStatus(t *testing.T) {
+	m := metrics.New()
+	now := "ok"
+	m.HealthFunc(func() string { return now })
+	for _, now = range []string{"ok", "overloaded", "draining", "ok"} {
+		got := scrape(t, m)
+		for _, s := range []string{"ok", "overloaded", "draining"} {
+			want := 0.0
+			if s == now {
+				want = 1
+			}
+			if v, ok := got[`nkbridge_health_status{status="`+s+`"}`]; !ok || v != want {
+				t.Fatalf("now %s: status %s = %v %v, want %v", now, s, v, ok, want)
+			}
+		}
+	}
+}
