@@ -1,0 +1,439 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goccy/go-yaml"
+
+	nkclient "github.com/nkbridge/nkbridge/client"
+	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/peers"
+)
+
+const (
+	dashboardFile = "../../deploy/grafana/nkbridge.json"
+	alertsFile    = "../../deploy/prometheus/nkbridge-alerts.yml"
+	alertsTest    = "../../deploy/prometheus/nkbridge-alerts.test.yml"
+)
+
+// promExpr is a PromQL expression of the dashboard or the alert rules, with
+// where it comes from.
+type promExpr struct{ Where, Expr string }
+
+// dashboardExprs returns every query of the Grafana dashboard: panel
+// targets (rows' nested panels included) and the variables' label_values.
+func dashboardExprs(t *testing.T) []promExpr {
+	t.Helper()
+	b, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type panel struct {
+		Title      string
+		Type       string
+		Datasource json.RawMessage
+		Targets    []struct{ Expr string }
+		Panels     json.RawMessage
+	}
+	var dash struct {
+		UID, Title string
+		Panels     []panel
+		Templating struct {
+			List []struct {
+				Name, Type string
+				Query      json.RawMessage
+			}
+		}
+	}
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("%s: %v", dashboardFile, err)
+	}
+	if dash.UID == "" || dash.Title == "" {
+		t.Fatalf("dashboard without uid or title")
+	}
+	var out []promExpr
+	var walk func([]panel)
+	walk = func(ps []panel) {
+		for _, p := range ps {
+			if p.Type == "row" {
+				var nested []panel
+				_ = json.Unmarshal(p.Panels, &nested)
+				walk(nested)
+				continue
+			}
+			if !strings.Contains(string(p.Datasource), "${datasource}") {
+				t.Errorf("panel %q does not use the $datasource variable: %s", p.Title, p.Datasource)
+			}
+			if len(p.Targets) == 0 {
+				t.Errorf("panel %q has no query", p.Title)
+			}
+			for _, tg := range p.Targets {
+				out = append(out, promExpr{"panel " + p.Title, tg.Expr})
+			}
+		}
+	}
+	walk(dash.Panels)
+	labelValues := regexp.MustCompile(`^label_values\((.*),\s*\w+\)$`)
+	for _, v := range dash.Templating.List {
+		if v.Type != "query" {
+			continue
+		}
+		var q struct{ Query string }
+		if json.Unmarshal(v.Query, &q) != nil {
+			_ = json.Unmarshal(v.Query, &q.Query)
+		}
+		m := labelValues.FindStringSubmatch(q.Query)
+		if m == nil {
+			t.Errorf("variable %s: query %q is not label_values(selector, label)", v.Name, q.Query)
+			continue
+		}
+		out = append(out, promExpr{"variable " + v.Name, m[1]})
+	}
+	return out
+}
+
+// alertRules returns the expressions of the alerting rules, checking that
+// each has a severity and a summary.
+func alertRules(t *testing.T) []promExpr {
+	t.Helper()
+	b, err := os.ReadFile(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []struct {
+			Name  string
+			Rules []struct {
+				Alert, Expr string
+				Labels      map[string]string
+				Annotations map[string]string
+			}
+		}
+	}
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatalf("%s: %v", alertsFile, err)
+	}
+	var out []promExpr
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" || r.Labels["severity"] == "" || r.Annotations["summary"] == "" {
+				t.Errorf("rule %+v: needs alert, labels.severity and annotations.summary", r)
+			}
+			out = append(out, promExpr{"alert " + r.Alert, r.Expr})
+		}
+	}
+	return out
+}
+
+// metricFamilies parses the Prometheus text format: family → label names
+// seen on its samples. Histograms and summaries also answer for their
+// _bucket, _sum and _count series.
+func metricFamilies(t *testing.T, body string) map[string][]string {
+	t.Helper()
+	fams := map[string][]string{}
+	typ := map[string]string{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if f := strings.Fields(line); len(f) == 4 && f[0] == "#" && f[1] == "TYPE" {
+			typ[f[2]] = f[3]
+			if _, ok := fams[f[2]]; !ok {
+				fams[f[2]] = []string{}
+			}
+			continue
+		}
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name := line[:strings.IndexAny(line, "{ ")]
+		if i := strings.IndexByte(line, '{'); i >= 0 && i == len(name) {
+			sel, _, err := promMatchers(line, i)
+			if err != nil {
+				t.Fatalf("sample %q: %v", line, err)
+			}
+			for _, l := range sel.Labels {
+				if !slices.Contains(fams[name], l) {
+					fams[name] = append(fams[name], l)
+				}
+			}
+		} else if _, ok := fams[name]; !ok {
+			fams[name] = []string{}
+		}
+	}
+	for name, tp := range typ {
+		if tp == "histogram" || tp == "summary" {
+			if _, ok := fams[name+"_bucket"]; !ok && tp == "histogram" {
+				fams[name+"_bucket"] = []string{"le"}
+			}
+			for _, s := range []string{"_sum", "_count"} {
+				if _, ok := fams[name+s]; !ok {
+					fams[name+s] = []string{}
+				}
+			}
+		}
+	}
+	return fams
+}
+
+// checkMetricNames reports every selector of exprs whose metric the binary
+// does not export, or whose matchers use a label its samples never carry.
+// up is Prometheus's own; job and instance are target labels.
+func checkMetricNames(exprs []promExpr, fams map[string][]string) []string {
+	var bad []string
+	for _, e := range exprs {
+		sels, err := promSelectors(e.Expr)
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v in %s", e.Where, err, e.Expr))
+			continue
+		}
+		if len(sels) == 0 {
+			bad = append(bad, fmt.Sprintf("%s: no metric in %s", e.Where, e.Expr))
+		}
+		for _, s := range sels {
+			labels, ok := fams[s.Name]
+			if s.Name == "up" {
+				ok, labels = true, nil
+			}
+			if !ok {
+				bad = append(bad, fmt.Sprintf("%s: metric %s is not exported by nkbridge", e.Where, s.Name))
+				continue
+			}
+			for _, l := range s.Labels {
+				if l != "job" && l != "instance" && !slices.Contains(labels, l) {
+					bad = append(bad, fmt.Sprintf("%s: %s has no label %q (it has %v)", e.Where, s.Name, l, labels))
+				}
+			}
+		}
+	}
+	return bad
+}
+
+// A misspelt metric or label in a query is caught.
+func TestCheckMetricNamesCatchesTypos(t *testing.T) {
+	fams := metricFamilies(t, "# TYPE a_total counter\na_total{direction=\"in\"} 1\n# TYPE h histogram\nh_bucket{le=\"1\"} 0\n")
+	good := []promExpr{{"x", `rate(a_total{direction="in",job="j"}[5m]) + on(instance) sum(rate(h_bucket[5m])) + up`}}
+	if bad := checkMetricNames(good, fams); len(bad) != 0 {
+		t.Fatal(bad)
+	}
+	for _, e := range []string{`rate(a_totl[5m])`, `a_total{dir="in"}`, `h_buckets`, `sum by (x) (1)`} {
+		if bad := checkMetricNames([]promExpr{{"x", e}}, fams); len(bad) != 1 {
+			t.Errorf("%s: %v", e, bad)
+		}
+	}
+}
+
+// Every metric the Grafana dashboard and the alert rules query is one the
+// real binary exports, with the labels they match on. The binary runs with
+// SIP, the embedded media engine and a FreeSWITCH backend (the fake Event
+// Socket), and gets enough traffic for every labelled series to appear: an
+// answered API call, a refused session, an unauthenticated REGISTER.
+func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
+	exprs := append(dashboardExprs(t), alertRules(t)...)
+	if len(exprs) < 30 {
+		t.Fatalf("only %d queries found", len(exprs))
+	}
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	fs, err := fakefs.Start(fakefs.Options{Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 20)
+	d := startBinary(t, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
+		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+19),
+		"NKB_FREESWITCH_ESL_ADDR="+fs.Addr(), "NKB_FREESWITCH_ESL_PASSWORD=pw")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	// API traffic through the Go client: Bob answers Alice's call, then she
+	// hangs up; a session of an unknown type is refused.
+	url := "ws://" + d.addr + "/"
+	bob, err := nkclient.Dial(ctx, url, nkclient.Options{Logger: peers.TestLogger(t),
+		OnInvite: func(ctx context.Context, inv *nkclient.Invite) {
+			if err := inv.Accept(ctx, nkclient.SDP{SDP: "v=0"}, ""); err != nil {
+				t.Errorf("accept: %v", err)
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bob.Close()
+	alice, err := nkclient.Dial(ctx, url, nkclient.Options{Logger: peers.TestLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	for user, c := range map[string]*nkclient.Client{"alice": alice, "bob": bob} {
+		if _, err := c.Login(ctx, user, "pw"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := alice.StartSession(ctx, nkclient.SessionStart{Type: "p2p", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := alice.Events(nkclient.Selector{Class: "media", Subclass: "session", Type: "answer", ObjID: s.SessionID})
+	call, err := alice.StartCall(ctx, nkclient.CallStart{Type: "user", Callee: "bob", SessionID: s.SessionID, Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-answered.C:
+	case <-ctx.Done():
+		t.Fatal("call not answered")
+	}
+	if err := alice.Hangup(ctx, call, 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.StartSession(ctx, nkclient.SessionStart{Type: "nope"}); err == nil {
+		t.Fatal("unknown session type accepted")
+	}
+	// Live sessions and calls have per-state gauges only while they last:
+	// Carol lets a call from Alice ring during the scrape.
+	carol, err := nkclient.Dial(ctx, url, nkclient.Options{Logger: peers.TestLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer carol.Close()
+	if _, err := carol.Login(ctx, "carol", "pw"); err != nil {
+		t.Fatal(err)
+	}
+	s, err = alice.StartSession(ctx, nkclient.SessionStart{Type: "p2p", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.StartCall(ctx, nkclient.CallStart{Type: "user", Callee: "carol", SessionID: s.SessionID, Offer: &nkclient.SDP{SDP: "v=0"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// One REGISTER without credentials: challenged (401).
+	if code := sipRegister(t, fmt.Sprintf("127.0.0.1:%d", sipPort)); code != 401 {
+		t.Fatalf("REGISTER answered %d", code)
+	}
+
+	var body string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		body = d.scrapeText()
+		if strings.Contains(body, `nkbridge_esl_up{backend="freeswitch"} 1`) && strings.Contains(body, `nkbridge_calls_ended_total{`) &&
+			strings.Contains(body, `nkbridge_calls{state="ringing"} 1`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ESL never up or the call never ended:\n%s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fams := metricFamilies(t, body)
+	for _, problem := range checkMetricNames(exprs, fams) {
+		t.Error(problem)
+	}
+}
+
+// scrapeText GETs /metrics as text.
+func (d *daemon) scrapeText() string {
+	d.t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + d.ops + "/metrics")
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		b.WriteString(sc.Text() + "\n")
+	}
+	return b.String()
+}
+
+// sipRegister sends one REGISTER without credentials over UDP and returns
+// the final response's status code.
+func sipRegister(t *testing.T, addr string) int {
+	t.Helper()
+	conn, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	local := conn.LocalAddr().String()
+	msg := strings.ReplaceAll(fmt.Sprintf("REGISTER sip:127.0.0.1 SIP/2.0\n"+
+		"Via: SIP/2.0/UDP %s;branch=z9hG4bK-nkbdash-%d;rport\n"+
+		"Max-Forwards: 70\n"+
+		"From: <sip:alice@127.0.0.1>;tag=nkbdash\n"+
+		"To: <sip:alice@127.0.0.1>\n"+
+		"Call-ID: nkbdash-%d@127.0.0.1\n"+
+		"CSeq: 1 REGISTER\n"+
+		"Contact: <sip:alice@%s>\n"+
+		"Expires: 60\n"+
+		"Content-Length: 0\n\n", local, time.Now().UnixNano(), time.Now().UnixNano(), local), "\n", "\r\n")
+	buf := make([]byte, 4096)
+	for attempt := 0; attempt < 5; attempt++ { // UDP: retransmit like a UA would
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				break
+			}
+			var code int
+			if _, err := fmt.Sscanf(string(buf[:n]), "SIP/2.0 %d", &code); err == nil && code >= 200 {
+				return code
+			}
+		}
+	}
+	t.Fatal("no final response to REGISTER")
+	return 0
+}
+
+// promtool (Debian package prometheus) accepts the alert rules, their unit
+// tests pass, and every dashboard query parses as PromQL (checked as a
+// recording rule with the Grafana variables filled in).
+func TestAlertRulesPromtool(t *testing.T) {
+	promtool := peers.Need(t, "promtool")
+	for _, args := range [][]string{{"check", "rules", alertsFile}, {"test", "rules", alertsTest}} {
+		out, err := exec.Command(promtool, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("promtool %v: %v\n%s", args, err, out)
+		}
+	}
+	vars := strings.NewReplacer("$__rate_interval", "5m", "$__interval", "1m", "$job", ".*", "$instance", ".*")
+	type rule struct {
+		Record string `yaml:"record"`
+		Expr   string `yaml:"expr"`
+	}
+	var rules []rule
+	for i, e := range dashboardExprs(t) {
+		rules = append(rules, rule{Record: fmt.Sprintf("nkbridge:dashboard_query_%d", i), Expr: vars.Replace(e.Expr)})
+	}
+	b, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboard", "rules": rules}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "dashboard-queries.yml")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool, "check", "rules", path).CombinedOutput(); err != nil {
+		t.Fatalf("dashboard queries do not parse: %v\n%s\n%s", err, out, b)
+	}
+}
