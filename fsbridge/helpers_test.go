@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	pionmedia "github.com/pion/webrtc/v4/pkg/media"
 	"go.uber.org/goleak"
 
 	"github.com/nkbridge/nkbridge/fsbridge"
@@ -380,6 +381,9 @@ type rtcPeer struct {
 	t     testing.TB
 	pc    *webrtc.PeerConnection
 	track *webrtc.TrackLocalStaticRTP
+	// sample, when set, is the track sendTone writes to instead: pion's sample track,
+	// whose packetizer sets the marker bit on every audio packet.
+	sample *webrtc.TrackLocalStaticSample
 
 	mu   sync.Mutex
 	pcm  []int16 // what it heard, decoded to 8 kHz
@@ -388,6 +392,18 @@ type rtcPeer struct {
 }
 
 func newRTCPeer(t testing.TB) *rtcPeer {
+	t.Helper()
+	return newPeer(t, false)
+}
+
+// newSamplePeer is a peer that sends through a TrackLocalStaticSample (every audio
+// packet marked).
+func newSamplePeer(t testing.TB) *rtcPeer {
+	t.Helper()
+	return newPeer(t, true)
+}
+
+func newPeer(t testing.TB, sample bool) *rtcPeer {
 	t.Helper()
 	var se webrtc.SettingEngine
 	peers.LoopbackPion(&se)
@@ -402,11 +418,18 @@ func newRTCPeer(t testing.TB) *rtcPeer {
 		t.Fatal(err)
 	}
 	p := &rtcPeer{t: t, pc: pc}
-	p.track, err = webrtc.NewTrackLocalStaticRTP(capab, "audio", "tester")
+	var track webrtc.TrackLocal
+	if sample {
+		p.sample, err = webrtc.NewTrackLocalStaticSample(capab, "audio", "tester")
+		track = p.sample
+	} else {
+		p.track, err = webrtc.NewTrackLocalStaticRTP(capab, "audio", "tester")
+		track = p.track
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pc.AddTrack(p.track); err != nil {
+	if _, err := pc.AddTrack(track); err != nil {
 		t.Fatal(err)
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
@@ -483,7 +506,11 @@ func (p *rtcPeer) sendTone(ctx context.Context, freq float64) {
 				pos = 0
 			}
 			n, err := enc.Encode(buf, tone[pos:pos+160])
-			if err == nil {
+			switch {
+			case err != nil:
+			case p.sample != nil:
+				_ = p.sample.WriteSample(pionmedia.Sample{Data: append([]byte(nil), buf[:n]...), Duration: 20 * time.Millisecond})
+			default:
 				_ = p.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: seq, Timestamp: ts}, Payload: append([]byte(nil), buf[:n]...)})
 			}
 			seq++

@@ -1,6 +1,7 @@
 package fsbridge_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,35 @@ func TestSessionRateErrorNamesSetting(t *testing.T) {
 			t.Fatalf("error %q does not say %q", text, want)
 		}
 	}
+	e.noLeaks()
+}
+
+// A client whose every audio packet has the marker bit (pion's TrackLocalStaticSample)
+// hears itself in echo, even on a FreeSWITCH without the dialplan's IGNORE_MARK_BIT
+// guard: FreeSWITCH discards marked audio packets, and nkbridge marks only the start of
+// a talk spurt toward it.
+func TestEchoWithEveryPacketMarked(t *testing.T) {
+	e := newEnv(t, envOpts{fake: fakefs.Options{DialplanOverride: map[string]string{"rtp_manual_rtp_bugs": ""}}})
+	c := e.dial()
+	p := newSamplePeer(t)
+	sid := startPark(t, e, c, p, nil)
+	p.waitConnected()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	p.sendTone(ctx, clientTone)
+	ch := e.channelOf(sid)
+	if ch.Var("rtp_manual_rtp_bugs") != "" {
+		t.Fatalf("the channel has rtp_manual_rtp_bugs=%s", ch.Var("rtp_manual_rtp_bugs"))
+	}
+	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
+	f, ratio, rms := p.heardSince(p.mark(), 2*time.Second, clientTone, confTone)
+	if f != clientTone || ratio < 10 || rms < 500 {
+		t.Fatalf("echo: heard %.0f Hz (ratio %.1f, RMS %.0f), want the client's own %v Hz", f, ratio, rms, clientTone)
+	}
+	in, _, _ := e.sip.RTPStats(ch.UUID)
+	if n := e.sip.Flushed(ch.UUID); n*10 > in {
+		t.Fatalf("FreeSWITCH discarded %d of %d packets for their marker bit", n, in)
+	}
+	c.ok("media", "session", "stop", msg{"session_id": sid})
 	e.noLeaks()
 }

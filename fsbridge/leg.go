@@ -302,7 +302,8 @@ func (d *SIPDialer) Dial(ctx context.Context, req LegRequest) (Leg, error) {
 	}
 	l := &sipLeg{d: d, sid: req.SessionID, onEnd: req.OnEnd, done: make(chan struct{})}
 	msess, farOffer, err := d.cfg.Engine.StartProxy(ctx, media.Description{Kind: kind, SDP: sdp}, media.KindRTP,
-		media.SessionOptions{ID: "fs-" + req.SessionID, OnStop: l.mediaStopped})
+		// FreeSWITCH flushes its input on marked audio packets: mark talk spurts only.
+		media.SessionOptions{ID: "fs-" + req.SessionID, OnStop: l.mediaStopped, TalkspurtMarkers: true})
 	if err != nil {
 		return nil, mediaError(err)
 	}

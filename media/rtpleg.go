@@ -1,6 +1,7 @@
 package media
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,8 @@ type rtpLeg struct {
 	last atomic.Int64
 	// offer is the plain-RTP offer in this leg's negotiation (ours or the peer's).
 	offer *plainrtp.Description
+	// spurts, with SessionOptions.TalkspurtMarkers, decides the audio marker bits.
+	spurts *talkspurts
 }
 
 func newRTPLeg(s *Session, side Side) (*rtpLeg, error) {
@@ -27,6 +30,9 @@ func newRTPLeg(s *Session, side Side) (*rtpLeg, error) {
 		return nil, err
 	}
 	l := &rtpLeg{s: s, side: side, ep: ep}
+	if s.opts.TalkspurtMarkers {
+		l.spurts = &talkspurts{}
+	}
 	l.touch()
 	err = ep.Start(plainrtp.Handlers{
 		AcceptPT: func(pt uint8) bool {
@@ -95,5 +101,57 @@ func (l *rtpLeg) write(k mediaKind, h *rtp.Header, payload []byte) error {
 		return nil
 	}
 	p := rtp.Packet{Header: *h, Payload: payload}
+	if l.spurts != nil {
+		if f, ok := l.sendFormat(h.PayloadType); !ok || !f.isTE() {
+			p.Marker = l.spurts.mark(h.Timestamp, f.Rate, time.Now())
+		}
+	}
 	return l.ep.WriteRTP(&p)
+}
+
+// sendFormat is the negotiated format the leg sends as payload type pt.
+func (l *rtpLeg) sendFormat(pt uint8) (format, bool) {
+	if n := l.neg.Load(); n != nil {
+		for _, f := range n.audio {
+			if f.PT == pt {
+				return f, true
+			}
+		}
+	}
+	return format{}, false
+}
+
+// A talk spurt starts on the first audio packet and after a pause: no audio for
+// talkspurtPause, or a timestamp jump of more than talkspurtFrames 20 ms frames (the
+// source stopped sending in silence, e.g. Opus DTX) or back by more than a second (a new
+// timeline). A change of source stream without
+// a pause continues the output timeline (the pipe re-anchors it), so it is no new spurt
+// for the receiver.
+const (
+	talkspurtPause  = 200 * time.Millisecond
+	talkspurtFrames = 3
+)
+
+// talkspurts decides the marker bit of a plain-RTP leg's audio packets.
+type talkspurts struct {
+	mu      sync.Mutex
+	started bool
+	lastTS  uint32
+	lastAt  time.Time
+}
+
+// mark reports whether the audio packet with timestamp ts (clock rate rate, 0 if
+// unknown), sent at now, starts a talk spurt.
+func (t *talkspurts) mark(ts, rate uint32, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := int32(ts - t.lastTS)
+	// a jump back of more than a second is a new timeline; less, a late packet
+	jump := rate > 0 && (d > int32(talkspurtFrames*rate/50) || d < -int32(rate))
+	m := !t.started || now.Sub(t.lastAt) >= talkspurtPause || jump
+	if !t.started || d > 0 || jump {
+		t.lastTS = ts
+	}
+	t.started, t.lastAt = true, now
+	return m
 }

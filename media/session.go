@@ -73,6 +73,11 @@ type SessionOptions struct {
 	// OnDTMF is called for each RFC 4733 digit received from a side, in order, from one
 	// goroutine of the session (digits are dropped if it falls 32 behind).
 	OnDTMF func(from Side, digit rune)
+	// TalkspurtMarkers makes the session's plain-RTP legs set the RTP marker bit on audio
+	// only where a talk spurt starts (see talkspurts) instead of passing on the source's
+	// bits. FreeSWITCH flushes its input on every marked audio packet, and some senders
+	// (pion's TrackLocalStaticSample) mark them all. Telephone-events keep their bit.
+	TalkspurtMarkers bool
 }
 
 type sessionType int
