@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Error codes of the control API (spec/api.md §7).
+// Error codes of the control API (docs/API.md §9).
 const (
 	CodeInternalError        = 1001
 	CodeTimeout              = 1005

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/nkbridge/nkbridge/internal/defaults"
+	"github.com/nkbridge/nkbridge/signaling"
 )
 
 // buildBinary builds the daemon with the given go build arguments.
@@ -252,4 +254,26 @@ func TestRunScript(t *testing.T) {
 			t.Fatalf("run.sh with no opus after install = %q, %v\n%s", out, err, msgs)
 		}
 	})
+}
+
+// docs/API.md, the API reference, lists every error code with its name.
+func TestAPIDocListsEveryErrorCode(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/API.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for code := 1000; code < 10000; code++ {
+		name := signaling.CodeName(code)
+		if name == "" {
+			continue
+		}
+		n++
+		if row := fmt.Sprintf("| %d | %s |", code, name); !bytes.Contains(doc, []byte(row)) {
+			t.Errorf("docs/API.md lacks %q", row)
+		}
+	}
+	if n < 45 {
+		t.Fatalf("only %d codes known", n)
+	}
 }

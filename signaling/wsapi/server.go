@@ -1,6 +1,7 @@
 // Package wsapi is the WebSocket front end of the control API (the NkMEDIA
 // External Interface): framing, login, keepalive, the core and media
 // commands, and the API connections as call targets of types user and session.
+// docs/API.md is the reference of what it implements.
 package wsapi
 
 import (

@@ -12,7 +12,7 @@ import (
 )
 
 // RouteConfig says how the user part of an inbound Request-URI maps to a
-// destination (shared/spec/api.md §6). Zero values take the defaults.
+// destination (docs/API.md §7). Zero values take the defaults.
 type RouteConfig struct {
 	// Extensions map a user part to a session type answered by nkbridge itself
 	// (default: echo → echo, park → park).

@@ -40,7 +40,7 @@ var (
 const maxDestination = 256
 
 // Route maps a verto.invite destination_number to an extension or a call target, with the
-// rules of spec/api.md §6: configured extensions first, then the conference prefix, then
+// rules of docs/API.md §7: configured extensions first, then the conference prefix, then
 // "sip:"/"sip-" (SIP URI), "verto:"/"verto-" (a Verto user), and anything else is a user.
 func (c *Config) Route(dest string) (Route, error) {
 	dest = strings.TrimSpace(dest)
