@@ -134,6 +134,13 @@ func startBinary(t *testing.T, env ...string) *daemon {
 	// Any free WebRTC port, no SIP or Verto listeners on fixed ports: other
 	// tests may run a daemon at the same time (env can turn them back on).
 	cmd.Env = append(append(os.Environ(), testPortsEnv...), env...)
+	return startCommand(t, cmd)
+}
+
+// startCommand runs a daemon command that logs JSON to stderr and waits for
+// its API and metrics listeners; it is killed when the test ends.
+func startCommand(t *testing.T, cmd *exec.Cmd) *daemon {
+	t.Helper()
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
