@@ -10,5 +10,10 @@
 //   - StartProxy takes a caller's offer and returns an offer for a far side (WebRTC or plain RTP);
 //     Session.SetAnswer takes the far side's answer and returns the answer for the caller.
 //
+// A running session is renegotiated in place: Session.ReofferRTP applies a plain-RTP peer's
+// re-offer (hold, resume, a new address), and a WebRTC side whose peer lost its
+// PeerConnection (a page reload) is kept (Detach) and given a new leg (ReofferWebRTC, then
+// SetReofferAnswer: reattach.go) while the rest of the session carries on.
+//
 // The package knows nothing of the control API; an adapter maps sessions onto it.
 package media

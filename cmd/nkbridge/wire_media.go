@@ -75,8 +75,8 @@ func (c MediaConfig) engineConfig(log *slog.Logger) (media.Config, error) {
 // and registers it as backend "media" for echo and proxy. Its Stop hooks
 // close the backend, then the engine. It returns the engine and backend (nil
 // when disabled) for other wiring. Room events are published on bus (nil:
-// dropped): FreeSWITCH legs and SIP/Verto glue (which
-// can also find them with embedded.FromBackends(core.Backends())).
+// dropped): FreeSWITCH legs use the engine; the SIP and Verto front ends
+// reach the backend's sessions through the core (signaling.MediaAs).
 func wireMedia(c MediaConfig, log *slog.Logger, bus *signaling.Bus, backends *signaling.Backends, h *hooks) (*media.Engine, *embedded.Backend, error) {
 	if !c.Enabled {
 		log.Info("embedded media engine disabled")

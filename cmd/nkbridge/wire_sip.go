@@ -11,10 +11,8 @@ import (
 
 	"github.com/nkbridge/nkbridge/internal/metrics"
 	"github.com/nkbridge/nkbridge/signaling"
-	"github.com/nkbridge/nkbridge/signaling/embedded"
 	"github.com/nkbridge/nkbridge/sip"
 	"github.com/nkbridge/nkbridge/sip/sipgw"
-	"github.com/nkbridge/nkbridge/sip/sipgw/embedmedia"
 )
 
 // SIPConfig configures the SIP front end (section sip:).
@@ -185,15 +183,11 @@ func wireSIP(ctx context.Context, cfg *Config, log *slog.Logger, core *signaling
 	if err != nil {
 		return err
 	}
-	var m sipgw.Media
-	if b, ok := embedded.FromBackends(core.Backends()); ok {
-		m = embedmedia.Media{B: b}
-	}
 	gw, err := sipgw.New(sipgw.Config{
 		Route: sipgw.RouteConfig{Extensions: c.Extensions, RoomPrefixes: c.RoomPrefixes,
 			SIPPrefixes: c.SIPPrefixes, VertoPrefixes: c.VertoPrefixes},
 		RingTime: cfg.Calls.RingTime, UserFarSide: c.UserFarSide,
-	}, sipgw.Options{Logger: log, Core: core, Media: m})
+	}, sipgw.Options{Logger: log, Core: core})
 	if err != nil {
 		return err
 	}
@@ -220,6 +214,6 @@ func wireSIP(ctx context.Context, cfg *Config, log *slog.Logger, core *signaling
 		}
 	}
 	log.Info("SIP started", "listen", addrs, "domain", srv.Config().Domain, "users", len(c.Users),
-		"trunks", len(c.Trunks), "outbound_domains", c.OutboundDomains, "media", m != nil)
+		"trunks", len(c.Trunks), "outbound_domains", c.OutboundDomains)
 	return nil
 }

@@ -73,7 +73,7 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 	vlog := log.With("component", "verto")
 	gw, err := vertogw.New(vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix, MaxCallsPerUser: c.MaxCallsPerUser,
 		DetachGrace: c.DetachGrace},
-		core, vertogw.EmbeddedMedia(core.Backends()), log)
+		core, log)
 	if err != nil {
 		return err
 	}

@@ -91,7 +91,9 @@ type sipCall struct {
 	mu      sync.Mutex
 	ended   bool
 	in, out int
-	flushed int // marked audio packets discarded
+	flushed int    // marked audio packets discarded
+	digits  []byte // RFC 2833 digits received (as FreeSWITCH detects them)
+	digitTS uint32 // timestamp of the last digit's end packets (sent three times)
 	done    chan struct{}
 }
 
@@ -228,6 +230,19 @@ func (a *SIPAgent) RTPStats(channel string) (in, out int, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.in, c.out, true
+}
+
+// Digits returns the RFC 2833 digits the channel's call received, in order.
+func (a *SIPAgent) Digits(channel string) string {
+	a.mu.Lock()
+	c := a.byChan[channel]
+	a.mu.Unlock()
+	if c == nil {
+		return ""
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return string(c.digits)
 }
 
 // Close hangs nothing up (FreeSWITCH just disappears), stops the agent and waits for its
@@ -505,6 +520,9 @@ func (c *sipCall) readRTP() {
 		if flush {
 			c.flushed++
 		}
+		if int(p.PayloadType) == c.tePT {
+			c.dtmfLocked(&p)
+		}
 		c.mu.Unlock()
 		if flush || c.application() != "echo" {
 			continue
@@ -521,6 +539,17 @@ func (c *sipCall) readRTP() {
 			c.out++
 			c.mu.Unlock()
 		}
+	}
+}
+
+// dtmfLocked records the digit of an RFC 2833 event's end packet, once per event.
+func (c *sipCall) dtmfLocked(p *rtp.Packet) {
+	if len(p.Payload) < 4 || p.Payload[1]&0x80 == 0 || (len(c.digits) > 0 && p.Timestamp == c.digitTS) {
+		return
+	}
+	if ev := p.Payload[0]; ev < 16 {
+		c.digits = append(c.digits, "0123456789*#ABCD"[ev])
+		c.digitTS = p.Timestamp
 	}
 }
 

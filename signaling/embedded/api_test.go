@@ -11,7 +11,6 @@ import (
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
-	"github.com/nkbridge/nkbridge/signaling/embedded"
 )
 
 // Control-API tests with Go plain-RTP peers (no browser needed): every request
@@ -133,20 +132,20 @@ func TestEchoRTP(t *testing.T) {
 	})
 
 	time.Sleep(400 * time.Millisecond) // let the echoed '7' end before sending more digits
-	// DTMF toward the caller through the accessors the SIP/Verto glue uses.
-	b, ok := embedded.FromBackends(e.core.Backends())
-	if !ok || b != e.be {
-		t.Fatal("FromBackends did not find the embedded backend")
-	}
-	m, ok := b.Media(id)
+	// DTMF toward the caller through the capability the SIP/Verto front ends use.
+	m, ok := e.be.Media(id)
 	if !ok || m.SessionID() != id || m.CallerKind() != media.KindRTP || m.Type() != "echo" {
 		t.Fatalf("Media(%s) = %v, %v", id, m, ok)
 	}
-	if s, ok := embedded.SessionOf(m); !ok || s != m.Session() {
-		t.Fatal("SessionOf does not return the engine session")
+	d, err := signaling.MediaAs[signaling.DTMFSender](e.core, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := signaling.MediaAs[signaling.DTMFSender](e.core, "no-such-session"); codeOf2(err) != signaling.CodeSessionNotFound {
+		t.Fatalf("MediaAs of an unknown session: %v", err)
 	}
 	dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
-	if err := m.SendDTMF(dctx, media.SideCaller, "42#", 80); err != nil {
+	if err := d.SendDTMF(dctx, signaling.SideCaller, "42#", 80); err != nil {
 		t.Fatal(err)
 	}
 	dcancel()
@@ -162,7 +161,7 @@ func TestEchoRTP(t *testing.T) {
 		t.Errorf("stop event %v, want code 1013", st.Body)
 	}
 	e.waitIdle("after stop")
-	if _, ok := b.Media(id); ok {
+	if _, ok := e.be.Media(id); ok {
 		t.Error("Media still found after stop")
 	}
 }
@@ -246,14 +245,14 @@ func TestProxyRTPToRTP(t *testing.T) {
 	if m.FarKind() != media.KindRTP || m.Held() {
 		t.Fatalf("far kind %q held %v", m.FarKind(), m.Held())
 	}
-	sdp, err := m.ReofferRTP(media.SideFar, far.sdp("sendonly"))
+	sdp, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendonly"))
 	if err != nil || !m.Held() || !strings.Contains(sdp, "recvonly") {
 		t.Errorf("hold re-offer: held %v err %v answer:\n%s", m.Held(), err, sdp)
 	}
-	if _, err := m.ReofferRTP(media.SideFar, far.sdp("sendrecv")); err != nil || m.Held() {
+	if _, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendrecv")); err != nil || m.Held() {
 		t.Errorf("resume re-offer: held %v err %v", m.Held(), err)
 	}
-	if _, err := m.ReofferRTP(media.SideFar, "garbage"); codeOf2(err) != signaling.CodeInvalidParameters {
+	if _, err := m.ReofferRTP(signaling.SideFar, "garbage"); codeOf2(err) != signaling.CodeInvalidParameters {
 		t.Errorf("bad re-offer: %v, want 1048", err)
 	}
 	c.close()
@@ -491,7 +490,7 @@ func TestHoldByReofferNoTimeout(t *testing.T) {
 	if !ok {
 		t.Fatal("no media")
 	}
-	if _, err := m.ReofferRTP(media.SideFar, far.sdp("sendonly")); err != nil || !m.Held() {
+	if _, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendonly")); err != nil || !m.Held() {
 		t.Fatalf("hold: %v held %v", err, m.Held())
 	}
 	time.Sleep(2500 * time.Millisecond) // nobody sends anything
@@ -500,7 +499,7 @@ func TestHoldByReofferNoTimeout(t *testing.T) {
 		t.Fatal("held call stopped by the media timeout")
 	default:
 	}
-	if _, err := m.ReofferRTP(media.SideFar, far.sdp("sendrecv")); err != nil || m.Held() {
+	if _, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendrecv")); err != nil || m.Held() {
 		t.Fatalf("resume: %v held %v", err, m.Held())
 	}
 	ev := c.waitEvent("stop", id, 5*time.Second)

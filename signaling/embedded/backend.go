@@ -110,37 +110,6 @@ func (b *Backend) Close() {
 	}
 }
 
-// FromBackends finds the embedded Backend in a registry (the one serving
-// proxy, else echo, under Name).
-func FromBackends(r *signaling.Backends) (*Backend, bool) {
-	if r == nil {
-		return nil, false
-	}
-	for _, typ := range []string{signaling.TypeProxy, signaling.TypeEcho} {
-		if _, b, err := r.Lookup(typ, Name); err == nil {
-			if eb, ok := b.(*Backend); ok {
-				return eb, true
-			}
-		}
-	}
-	return nil, false
-}
-
-// MediaOf returns the embedded *Media behind a signaling.Media.
-func MediaOf(m signaling.Media) (*Media, bool) {
-	em, ok := m.(*Media)
-	return em, ok && em != nil
-}
-
-// SessionOf returns the engine session behind a signaling.Media.
-func SessionOf(m signaling.Media) (*media.Session, bool) {
-	em, ok := MediaOf(m)
-	if !ok {
-		return nil, false
-	}
-	return em.sess, true
-}
-
 // StartMedia implements signaling.Backend for echo and proxy.
 func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (signaling.Media, signaling.MediaResult, error) {
 	if isRoomType(req.Type) {

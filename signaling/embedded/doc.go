@@ -32,24 +32,15 @@
 //	the WebRTC peer closed DTLS                        2026 "Peer closed the media: ... (caller)"
 //	engine shutdown                                    1061 "Media engine stopped"
 //
-// # For SIP and Verto glue
+// # Capabilities
 //
-// The glue starts sessions with signaling.Core.StartSession and then needs the media of
-// a session to send DTMF, apply SIP re-INVITEs (hold/resume, address change) and read
-// the hold state. It gets it with
-//
-//	b, ok := embedded.FromBackends(core.Backends())   // the registered *Backend
-//	m, ok := b.Media(sessionID)                        // *Media of a live session
-//	m, ok := embedded.MediaOf(someSignalingMedia)      // or from a signaling.Media
-//	s, ok := embedded.SessionOf(someSignalingMedia)    // the raw *media.Session
-//
-// and then calls, on *Media: SendDTMF(ctx, side, digits, ms), ReofferRTP(side, sdp)
-// (returns the SDP answer and applies hold from its direction), SetHold / Held,
-// OnDTMF(func(side, digit)) (returns a cancel func), CallerKind / FarKind, Stats,
-// Done, and for a WebRTC peer that lost its PeerConnection (Verto re-attach):
-// DeferPeerClose(side, d) (at answer time: a page's PeerConnection closing
-// stops the session only after d unless Detach comes first),
-// Detach(side, grace) / Detached(side), ReattachOffer(ctx, side) (a new leg's SDP
-// offer) and ReattachAnswer(ctx, side, sdp) (swaps the new leg in). Sides are media.SideCaller (the party whose offer started the session) and
-// media.SideFar (the proxy's far side).
+// A session's *Media implements the capability interfaces of package signaling, which the
+// SIP and Verto front ends reach through signaling.MediaAs (never through this package):
+// signaling.DTMFSender (RFC 4733 toward a side), DTMFObserver (digits received),
+// RTPReofferer (a SIP re-INVITE's offer: hold, resume, a new address) and Reattacher (a
+// WebRTC peer that lost its PeerConnection, a Verto page reload: DeferPeerClose, Detach, then
+// ReattachOffer/ReattachAnswer give the side a new leg in place on the engine's re-offer,
+// while the other side, the echo or the call carry on; either side of an echo or proxy session
+// can be re-attached when it is WebRTC). Sides are signaling.SideCaller (the party whose offer
+// started the session) and signaling.SideFar (the proxy's far side).
 package embedded

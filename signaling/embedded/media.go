@@ -11,9 +11,17 @@ import (
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
+// The capabilities the SIP and Verto front ends use (through signaling.MediaAs).
+var (
+	_ signaling.DTMFSender   = (*Media)(nil)
+	_ signaling.DTMFObserver = (*Media)(nil)
+	_ signaling.RTPReofferer = (*Media)(nil)
+	_ signaling.Reattacher   = (*Media)(nil)
+)
+
 // Media is the embedded media of one echo or proxy session; it implements
-// signaling.Media and offers what the SIP and Verto glue need (DTMF, SIP
-// re-offers, hold). Its methods are safe for concurrent use.
+// signaling.Media and the capabilities signaling.DTMFSender, DTMFObserver,
+// RTPReofferer and Reattacher. Its methods are safe for concurrent use.
 type Media struct {
 	b          *Backend
 	id, typ    string
@@ -28,7 +36,7 @@ type Media struct {
 	reported bool            // Stopped sent
 	stopped  bool            // Stop called
 	nextDTMF int
-	dtmf     map[int]func(media.Side, rune)
+	dtmf     map[int]func(signaling.Side, rune)
 	room     roomState // rooms.go
 }
 
@@ -66,8 +74,8 @@ func (m *Media) Stats() [2]media.LegStats { return m.Session().Stats() }
 
 // SendDTMF sends digits as RFC 4733 events toward side (each durMS ms, 0 =
 // 100). It blocks until sent.
-func (m *Media) SendDTMF(ctx context.Context, to media.Side, digits string, durMS int) error {
-	if err := m.Session().SendDTMF(ctx, to, digits, durMS); err != nil {
+func (m *Media) SendDTMF(ctx context.Context, to signaling.Side, digits string, durMS int) error {
+	if err := m.Session().SendDTMF(ctx, engineSide(to), digits, durMS); err != nil {
 		return signaling.Errorf(signaling.CodeInvalidParameters, "DTMF not sent: %v", err)
 	}
 	return nil
@@ -76,8 +84,8 @@ func (m *Media) SendDTMF(ctx context.Context, to media.Side, digits string, durM
 // ReofferRTP applies a SIP re-INVITE's SDP offer from the plain-RTP peer of
 // side and returns the SDP answer; a sendonly/inactive/0.0.0.0 offer puts the
 // session on hold, a sendrecv one resumes it.
-func (m *Media) ReofferRTP(side media.Side, sdp string) (string, error) {
-	d, err := m.Session().ReofferRTP(side, media.Description{Kind: media.KindRTP, SDP: sdp})
+func (m *Media) ReofferRTP(side signaling.Side, sdp string) (string, error) {
+	d, err := m.Session().ReofferRTP(engineSide(side), media.Description{Kind: media.KindRTP, SDP: sdp})
 	if err != nil {
 		switch {
 		case errors.Is(err, media.ErrState), errors.Is(err, media.ErrBadKind):
@@ -92,8 +100,11 @@ func (m *Media) ReofferRTP(side media.Side, sdp string) (string, error) {
 // reload) for up to grace: no media timeout and no stop on its ICE/DTLS
 // failure or close meanwhile. ReattachAnswer re-attaches it; when grace runs
 // out first the session stops (peer_closed). grace <= 0 re-attaches as is.
-func (m *Media) Detach(side media.Side, grace time.Duration) error {
-	if err := m.Session().Detach(side, grace); err != nil {
+func (m *Media) Detach(side signaling.Side, grace time.Duration) error {
+	if err := m.CanReattach(side); err != nil {
+		return err
+	}
+	if err := m.Session().Detach(engineSide(side), grace); err != nil {
 		return signaling.Errorf(signaling.CodeInvalidOperation, "Detach refused: %v", err)
 	}
 	return nil
@@ -102,20 +113,46 @@ func (m *Media) Detach(side media.Side, grace time.Duration) error {
 // DeferPeerClose makes a close or ICE/DTLS failure of side's WebRTC peer end
 // the session only after d, and not at all if Detach is called meanwhile (the
 // Verto socket's loss is often noticed after the page's PeerConnection closed).
-func (m *Media) DeferPeerClose(side media.Side, d time.Duration) error {
-	if err := m.Session().DeferPeerClose(side, d); err != nil {
+func (m *Media) DeferPeerClose(side signaling.Side, d time.Duration) error {
+	if err := m.CanReattach(side); err != nil {
+		return err
+	}
+	if err := m.Session().DeferPeerClose(engineSide(side), d); err != nil {
 		return signaling.Errorf(signaling.CodeInvalidParameters, "%v", err)
 	}
 	return nil
 }
 
 // Detached reports whether side is detached, waiting for a re-attach.
-func (m *Media) Detached(side media.Side) bool { return m.Session().Detached(side) }
+func (m *Media) Detached(side signaling.Side) bool { return m.Session().Detached(engineSide(side)) }
+
+// CanReattach implements signaling.Reattacher: side must be a WebRTC leg of an
+// echo or proxy session (a room's leg belongs to the room).
+func (m *Media) CanReattach(side signaling.Side) error {
+	var kind media.Kind
+	switch {
+	case m.typ != signaling.TypeEcho && m.typ != signaling.TypeProxy:
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: session %s is of type %s", m.id, m.typ)
+	case side == signaling.SideCaller:
+		kind = m.callerKind
+	case side == signaling.SideFar && m.typ == signaling.TypeProxy:
+		kind = m.farKind
+	default:
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: session %s has no %s side", m.id, side)
+	}
+	if kind != media.KindWebRTC {
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: the %s side of session %s is %s, not WebRTC", side, m.id, kind)
+	}
+	if m.Session() == nil {
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: session %s has no media yet", m.id)
+	}
+	return nil
+}
 
 // ReattachOffer builds a new WebRTC leg for side and returns its SDP offer
 // for the peer's new PeerConnection (complete candidates, no trickle).
-func (m *Media) ReattachOffer(ctx context.Context, side media.Side) (string, error) {
-	d, err := m.Session().ReofferWebRTC(ctx, side)
+func (m *Media) ReattachOffer(ctx context.Context, side signaling.Side) (string, error) {
+	d, err := m.Session().ReofferWebRTC(ctx, engineSide(side))
 	if err != nil {
 		if errors.Is(err, media.ErrState) || errors.Is(err, media.ErrClosed) {
 			return "", signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: %v", err)
@@ -128,8 +165,8 @@ func (m *Media) ReattachOffer(ctx context.Context, side media.Side) (string, err
 // ReattachAnswer applies the peer's answer to ReattachOffer's offer: the new
 // leg replaces the old one (the far side, echo or room carry on untouched)
 // and side is re-attached. On error the session is left as it was.
-func (m *Media) ReattachAnswer(ctx context.Context, side media.Side, sdp string) error {
-	err := m.Session().SetReofferAnswer(ctx, side, media.Description{Kind: media.KindWebRTC, SDP: sdp})
+func (m *Media) ReattachAnswer(ctx context.Context, side signaling.Side, sdp string) error {
+	err := m.Session().SetReofferAnswer(ctx, engineSide(side), media.Description{Kind: media.KindWebRTC, SDP: sdp})
 	if err != nil {
 		if errors.Is(err, media.ErrState) || errors.Is(err, media.ErrClosed) {
 			return signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: %v", err)
@@ -141,11 +178,11 @@ func (m *Media) ReattachAnswer(ctx context.Context, side media.Side, sdp string)
 
 // OnDTMF registers f for every RFC 4733 digit received from either side (from
 // a media goroutine: don't block). The returned func unregisters it.
-func (m *Media) OnDTMF(f func(from media.Side, digit rune)) (cancel func()) {
+func (m *Media) OnDTMF(f func(from signaling.Side, digit rune)) (cancel func()) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.dtmf == nil {
-		m.dtmf = make(map[int]func(media.Side, rune))
+		m.dtmf = make(map[int]func(signaling.Side, rune))
 	}
 	n := m.nextDTMF
 	m.nextDTMF++
@@ -157,9 +194,10 @@ func (m *Media) OnDTMF(f func(from media.Side, digit rune)) (cancel func()) {
 	}
 }
 
-func (m *Media) dtmfReceived(from media.Side, digit rune) {
+func (m *Media) dtmfReceived(engFrom media.Side, digit rune) {
+	from := apiSide(engFrom)
 	m.mu.Lock()
-	fs := make([]func(media.Side, rune), 0, len(m.dtmf))
+	fs := make([]func(signaling.Side, rune), 0, len(m.dtmf))
 	for _, f := range m.dtmf {
 		fs = append(fs, f)
 	}
@@ -170,6 +208,22 @@ func (m *Media) dtmfReceived(from media.Side, digit rune) {
 	if m.rep != nil {
 		m.rep.Event("info", map[string]any{"info": map[string]any{"dtmf": string(digit), "side": from.String()}})
 	}
+}
+
+// engineSide is the engine's name of an API side.
+func engineSide(s signaling.Side) media.Side {
+	if s == signaling.SideFar {
+		return media.SideFar
+	}
+	return media.SideCaller
+}
+
+// apiSide is the API's name of an engine side.
+func apiSide(s media.Side) signaling.Side {
+	if s == media.SideFar {
+		return signaling.SideFar
+	}
+	return signaling.SideCaller
 }
 
 // engineStopped is the engine's OnStop: the session stops with a clear reason.

@@ -42,10 +42,16 @@ func TestReattachWebRTCCaller(t *testing.T) {
 	if !ok {
 		t.Fatal("no media")
 	}
-	if _, err := m.ReattachOffer(ctx, media.SideFar); codeOf2(err) != signaling.CodeInvalidOperation {
+	if err := m.CanReattach(signaling.SideFar); codeOf2(err) != signaling.CodeInvalidOperation {
+		t.Errorf("CanReattach of the plain RTP side: %v, want 1045", err)
+	}
+	if err := m.CanReattach(signaling.SideCaller); err != nil {
+		t.Errorf("CanReattach of the WebRTC side: %v", err)
+	}
+	if _, err := m.ReattachOffer(ctx, signaling.SideFar); codeOf2(err) != signaling.CodeInvalidOperation {
 		t.Errorf("re-attach of the plain RTP side: %v, want 1045", err)
 	}
-	if err := m.ReattachAnswer(ctx, media.SideCaller, "v=0"); codeOf2(err) != signaling.CodeInvalidOperation {
+	if err := m.ReattachAnswer(ctx, signaling.SideCaller, "v=0"); codeOf2(err) != signaling.CodeInvalidOperation {
 		t.Errorf("answer without offer: %v, want 1045", err)
 	}
 	// The phone talks all along (a real phone keeps sending while the page is away).
@@ -60,12 +66,12 @@ func TestReattachWebRTCCaller(t *testing.T) {
 	checkTone(t, "phone", pcm, n, 1000, 600)
 
 	// The page's PeerConnection goes first; the signalling notices the reload a bit later.
-	if err := m.DeferPeerClose(media.SideCaller, 3*time.Second); err != nil {
+	if err := m.DeferPeerClose(signaling.SideCaller, 3*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	page.Close()
 	time.Sleep(500 * time.Millisecond)
-	if err := m.Detach(media.SideCaller, 20*time.Second); err != nil || !m.Detached(media.SideCaller) {
+	if err := m.Detach(signaling.SideCaller, 20*time.Second); err != nil || !m.Detached(signaling.SideCaller) {
 		t.Fatalf("detach: %v", err)
 	}
 	time.Sleep(3 * time.Second) // past the peer-close delay and the media timeout
@@ -75,11 +81,11 @@ func TestReattachWebRTCCaller(t *testing.T) {
 	default:
 	}
 	page2 := newPCPeer(t)
-	off, err := m.ReattachOffer(ctx, media.SideCaller)
+	off, err := m.ReattachOffer(ctx, signaling.SideCaller)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.ReattachAnswer(ctx, media.SideCaller, page2.Answer(off)); err != nil {
+	if err := m.ReattachAnswer(ctx, signaling.SideCaller, page2.Answer(off)); err != nil {
 		t.Fatal(err)
 	}
 	phone.reset()

@@ -23,7 +23,8 @@
 // 2110 sip_bye.
 //
 // In dialog: re-INVITEs (hold/resume) and DTMF are passed to the session's
-// media through the small Media interface, so that hold stops the media timeout
-// and SIP INFO digits are played as RFC 4733 toward the other side (and the
-// other way round).
+// media through the capabilities of package signaling (signaling.MediaAs:
+// RTPReofferer, DTMFSender, DTMFObserver), whichever backend serves the
+// session, so that hold stops the media timeout and SIP INFO digits are played
+// as RFC 4733 toward the other side (and the other way round).
 package sipgw

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/sip"
 )
 
@@ -14,7 +15,7 @@ import (
 type legEvents struct {
 	g         *Gateway
 	sessionID string
-	side      Side
+	side      signaling.Side
 	onEnd     func(sip.End)
 
 	mu    sync.Mutex
@@ -23,13 +24,23 @@ type legEvents struct {
 }
 
 // Reoffer applies a re-INVITE/UPDATE (hold, resume, a new address) to the
-// leg's media and answers with its SDP. Without media access the SIP stack
+// leg's media and answers with its SDP. When the session's media takes no
+// re-offers (p2p, a backend without signaling.RTPReofferer) the SIP stack
 // answers with the mirrored direction.
 func (l *legEvents) Reoffer(_ *sip.Call, r sip.Reoffer) ([]byte, error) {
-	if l.g.media == nil || l.sessionID == "" {
+	if l.sessionID == "" {
 		return nil, nil
 	}
-	ans, err := l.g.media.ReofferRTP(l.sessionID, l.side, string(r.SDP))
+	m, err := signaling.MediaAs[signaling.RTPReofferer](l.g.core, l.sessionID)
+	if err != nil {
+		if e := signaling.AsError(err); e != nil && e.Code == signaling.CodeNotImplemented {
+			l.g.log.Debug("SIP re-offer answered by the SIP stack", "session_id", l.sessionID, "why", e.Text)
+			return nil, nil
+		}
+		l.g.log.Info("SIP re-offer refused", "session_id", l.sessionID, "err", err)
+		return nil, err
+	}
+	ans, err := m.ReofferRTP(l.side, string(r.SDP))
 	if err != nil {
 		l.g.log.Info("SIP re-offer refused", "session_id", l.sessionID, "err", err)
 		return nil, err
@@ -42,8 +53,8 @@ func (l *legEvents) Reoffer(_ *sip.Call, r sip.Reoffer) ([]byte, error) {
 // session as RFC 4733 (digits in order, by one worker per leg).
 func (l *legEvents) DTMF(_ *sip.Call, d sip.DTMF) {
 	g := l.g
-	if g.media == nil || l.sessionID == "" {
-		g.log.Info("SIP INFO DTMF dropped (no media access)", "digit", string(d.Digit))
+	if l.sessionID == "" {
+		g.log.Info("SIP INFO DTMF dropped (no session)", "digit", string(d.Digit))
 		return
 	}
 	l.mu.Lock()
@@ -66,10 +77,7 @@ func (l *legEvents) DTMF(_ *sip.Call, d sip.DTMF) {
 
 func (l *legEvents) playDigits(q <-chan sip.DTMF, ended <-chan struct{}) {
 	g := l.g
-	to := SideFar
-	if l.side == SideFar {
-		to = SideCaller
-	}
+	to := l.side.Other()
 	for {
 		select {
 		case d := <-q:
@@ -77,9 +85,12 @@ func (l *legEvents) playDigits(q <-chan sip.DTMF, ended <-chan struct{}) {
 			if dur <= 0 || dur > 2*time.Second {
 				dur = g.cfg.DTMFDuration
 			}
-			ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
-			err := g.media.SendDTMF(ctx, l.sessionID, to, string(d.Digit), int(dur/time.Millisecond))
-			cancel()
+			m, err := signaling.MediaAs[signaling.DTMFSender](g.core, l.sessionID)
+			if err == nil {
+				ctx, cancel := context.WithTimeout(g.ctx, 5*time.Second)
+				err = m.SendDTMF(ctx, to, string(d.Digit), int(dur/time.Millisecond))
+				cancel()
+			}
 			if err != nil {
 				g.log.Info("DTMF not relayed", "session_id", l.sessionID, "digit", string(d.Digit), "err", err)
 			}
@@ -112,14 +123,18 @@ func (l *legEvents) Ended(_ *sip.Call, e sip.End) {
 // session as SIP INFO to call, when the SIP peer did not negotiate
 // telephone-events (otherwise the media bridge relays them in RTP). The
 // returned function stops it; it also stops when the call ends.
-func (g *Gateway) watchDTMF(call *sip.Call, sid string, side Side) func() {
-	src, ok := g.media.(DTMFSource)
-	if !ok || sid == "" || strings.Contains(strings.ToLower(string(call.RemoteSDP())), "telephone-event") {
+func (g *Gateway) watchDTMF(call *sip.Call, sid string, side signaling.Side) func() {
+	if sid == "" || strings.Contains(strings.ToLower(string(call.RemoteSDP())), "telephone-event") {
+		return func() {}
+	}
+	src, err := signaling.MediaAs[signaling.DTMFObserver](g.core, sid)
+	if err != nil {
+		g.log.Debug("RFC 4733 digits not relayed by SIP INFO", "session_id", sid, "err", err)
 		return func() {}
 	}
 	q := make(chan rune, 32)
 	stopped := make(chan struct{})
-	stop := src.OnDTMF(sid, func(from Side, digit rune) {
+	stop := src.OnDTMF(func(from signaling.Side, digit rune) {
 		if from == side {
 			return
 		}

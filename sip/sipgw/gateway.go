@@ -17,35 +17,6 @@ import (
 	"github.com/nkbridge/nkbridge/sip/registrar"
 )
 
-// Side names a leg of a session's media, as the media engine does: 0 is the
-// party whose offer started the session, 1 the far side of a proxy session.
-type Side int
-
-// Sides of a session.
-const (
-	SideCaller Side = 0
-	SideFar    Side = 1
-)
-
-// Media is what the gateway needs of a session's media for in-dialog
-// features. Implementations look the session up by id; an unknown session
-// is an error.
-type Media interface {
-	// ReofferRTP applies a re-offer (re-INVITE/UPDATE: hold, resume, a new
-	// address) from the plain-RTP peer on side and returns the SDP answer. Hold
-	// stops the media timeout until resumed.
-	ReofferRTP(sessionID string, side Side, sdp string) (string, error)
-	// SendDTMF plays digits as RFC 4733 events toward side.
-	SendDTMF(ctx context.Context, sessionID string, to Side, digits string, durMS int) error
-}
-
-// DTMFSource is implemented by a Media that reports RFC 4733 digits it
-// receives, so that they can be sent as SIP INFO to a SIP leg that did not
-// negotiate telephone-events. The returned function stops the reports.
-type DTMFSource interface {
-	OnDTMF(sessionID string, fn func(from Side, digit rune)) (stop func())
-}
-
 // Config configures a Gateway.
 type Config struct {
 	Route RouteConfig
@@ -68,10 +39,11 @@ type Config struct {
 // Options are the Gateway's collaborators.
 type Options struct {
 	Logger *slog.Logger
-	Core   *signaling.Core
-	// Media gives access to sessions' media for hold and DTMF (optional: without
-	// it re-offers are answered by the SIP stack alone and DTMF is only logged).
-	Media Media
+	// Core is the signaling core; in-dialog features reach a session's media
+	// through its capabilities (signaling.MediaAs): a session whose backend has
+	// no RTPReofferer gets its re-offers answered by the SIP stack alone, one
+	// without DTMFSender has SIP INFO digits logged and dropped.
+	Core *signaling.Core
 }
 
 // Gateway connects the SIP server to the core. It is a sip.CallHandler.
@@ -79,7 +51,6 @@ type Gateway struct {
 	cfg    Config
 	router *Router
 	core   *signaling.Core
-	media  Media
 	log    *slog.Logger
 
 	ctx    context.Context
@@ -132,7 +103,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Gateway{cfg: cfg, router: r, core: o.Core, media: o.Media, log: log.With("component", "sipgw"), ctx: ctx, cancel: cancel, sources: map[string]string{}}, nil
+	return &Gateway{cfg: cfg, router: r, core: o.Core, log: log.With("component", "sipgw"), ctx: ctx, cancel: cancel, sources: map[string]string{}}, nil
 }
 
 // Attach connects the gateway to srv (whose Options.Handler should be the

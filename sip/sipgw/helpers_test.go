@@ -20,7 +20,6 @@ import (
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 	"github.com/nkbridge/nkbridge/sip"
 	"github.com/nkbridge/nkbridge/sip/sipgw"
-	"github.com/nkbridge/nkbridge/sip/sipgw/embedmedia"
 )
 
 // env is nkbridge's SIP side on loopback: a core with the embedded media
@@ -98,11 +97,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if o.gw != nil {
 		o.gw(&gc)
 	}
-	var m sipgw.Media
-	if e.be != nil {
-		m = embedmedia.Media{B: e.be}
-	}
-	gw, err := sipgw.New(gc, sipgw.Options{Logger: log, Core: e.core, Media: m})
+	gw, err := sipgw.New(gc, sipgw.Options{Logger: log, Core: e.core})
 	if err != nil {
 		t.Fatalf("gateway: %v", err)
 	}

@@ -102,7 +102,7 @@ func (g *Gateway) inboundSession(call *sip.Call, rt Route, offer signaling.Desc,
 	log = log.With("session_id", sid)
 	stopped := g.watchStop(sid)
 	defer stopped.cancel()
-	call.SetEvents(&legEvents{g: g, sessionID: sid, side: SideCaller})
+	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller})
 	answer := res.Answer.SDP()
 	if answer == "" {
 		_ = call.Reject(488, "Not Acceptable Here (no answer from the media)")
@@ -115,7 +115,7 @@ func (g *Gateway) inboundSession(call *sip.Call, rt Route, offer signaling.Desc,
 		return
 	}
 	log.Info("inbound SIP call answered", "type", rt.SessionType)
-	stopDTMF := g.watchDTMF(call, sid, SideCaller)
+	stopDTMF := g.watchDTMF(call, sid, signaling.SideCaller)
 	defer stopDTMF()
 	select {
 	case <-call.Done():
@@ -230,7 +230,7 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 		return
 	}
 	sid := res.SessionID
-	call.SetEvents(&legEvents{g: g, sessionID: sid, side: SideCaller})
+	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller})
 	obs := newInObserver()
 	caller := signaling.CallerInfo{Name: offer.String("caller_name"), ID: offer.String("caller_id"), User: info.AuthUser, Owner: owner}
 	ctx, cancel = context.WithTimeout(g.ctx, 15*time.Second)
@@ -285,7 +285,7 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 			}
 			answered = true
 			log.Debug("SIP offer and answer", "offer", string(call.RemoteSDP()), "answer", sdp)
-			stopDTMF = g.watchDTMF(call, sid, SideCaller)
+			stopDTMF = g.watchDTMF(call, sid, signaling.SideCaller)
 			log.Info("inbound SIP call answered")
 		case e := <-obs.hangup:
 			if !answered {

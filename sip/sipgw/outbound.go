@@ -66,7 +66,7 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 	opts := sip.DialOptions{
 		Target: o.target, Binding: o.binding, Caller: inv.Caller.User,
 		FromUser: fromUser, FromDisplay: displayName(inv.Caller.Name),
-		Offer: []byte(sdp), Events: &legEvents{g: g, sessionID: sid, side: SideFar, onEnd: o.ended2},
+		Offer: []byte(sdp), Events: &legEvents{g: g, sessionID: sid, side: signaling.SideFar, onEnd: o.ended2},
 		OnProgress: func(p sip.Progress) { o.progress(ctx, p) },
 	}
 	if !g.spawn(func() {
@@ -125,7 +125,7 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	o.mu.Unlock()
 	log = log.With("sip_call_id", call.Info().CallID)
 	log.Info("outbound SIP call answered")
-	stopDTMF := g.watchDTMF(call, sid, SideFar)
+	stopDTMF := g.watchDTMF(call, sid, signaling.SideFar)
 	defer stopDTMF()
 	var answer signaling.Desc
 	if !early {

@@ -212,6 +212,16 @@ func (p *party) hears(js string, tone float64) {
 	}
 }
 
+// levelKept fails unless a tone heard after a re-attach is within 4 dB of its level before
+// (dBFS): the re-attached leg must carry the audio as the old one did.
+func levelKept(t *testing.T, what string, before, after float64) {
+	t.Helper()
+	t.Logf("%s: %.1f dBFS before the reload, %.1f dBFS after", what, before, after)
+	if math.Abs(after-before) > 4 {
+		t.Fatalf("%s: %.1f dBFS after the reload, %.1f dBFS before", what, after, before)
+	}
+}
+
 func TestBrowserVertoEcho(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	e.withAssets()
@@ -279,8 +289,8 @@ func TestBrowserVertoCallsAPIUser(t *testing.T) {
 	a.waitFor(`window.answeredCall`, 10*time.Second)
 	v.hears(swMeasure, apiTone)
 	a.hears(apiMeasure, vertoTone)
-	if e.emb.Sessions() != 2 { // the page's leg and the call's session, joined by the relay
-		t.Fatalf("want two proxy sessions, engine has %d", e.emb.Sessions())
+	if e.emb.Sessions() != 1 { // the Verto client's proxy session, WebRTC both sides
+		t.Fatalf("want one proxy session, engine has %d", e.emb.Sessions())
 	}
 	var inv struct {
 		CallerName string `json:"caller_name"`
@@ -306,8 +316,10 @@ func TestBrowserVertoCallsAPIUser(t *testing.T) {
 	v.waitState("active")
 	time.Sleep(300 * time.Millisecond)
 	a.hears(apiMeasure, vertoTone)
+	vBefore, aBefore := v.measure(swMeasure, apiTone).level(apiTone), a.measure(apiMeasure, vertoTone).level(vertoTone)
 
-	// The Verto page reloads: the call is re-attached and both tones cross again.
+	// The Verto page reloads: the call is re-attached in place and both tones cross again, as
+	// loud as before.
 	if err := v.page.Goto(v.ctx, e.ts.URL+"/page"); err != nil {
 		t.Fatal(err)
 	}
@@ -315,8 +327,10 @@ func TestBrowserVertoCallsAPIUser(t *testing.T) {
 	v.waitState("active")
 	v.hears(swMeasure, apiTone)
 	a.hears(apiMeasure, vertoTone)
-	if n := e.emb.Sessions(); n != 2 {
-		t.Fatalf("after re-attach the engine has %d sessions, want 2", n)
+	levelKept(t, "the Verto page hears the API side", vBefore, v.measure(swMeasure, apiTone).level(apiTone))
+	levelKept(t, "the API side hears the Verto page", aBefore, a.measure(apiMeasure, vertoTone).level(vertoTone))
+	if n := e.emb.Sessions(); n != 1 {
+		t.Fatalf("after re-attach the engine has %d sessions, want 1", n)
 	}
 
 	// Hangup from the Verto side: the API side gets the call's hangup (2130 verto_bye).
@@ -521,6 +535,7 @@ func TestBrowserVertoIsCalledReload(t *testing.T) {
 	a.waitFor(`window.outAnswered === true`, 10*time.Second)
 	v.hears(swMeasure, apiTone)
 	a.hears(apiMeasure, vertoTone)
+	vBefore, aBefore := v.measure(swMeasure, apiTone).level(apiTone), a.measure(apiMeasure, vertoTone).level(vertoTone)
 	var vertoCall string
 	v.eval(`window.call.id`, &vertoCall)
 	if n := e.emb.Sessions(); n != 1 {
@@ -544,6 +559,8 @@ func TestBrowserVertoIsCalledReload(t *testing.T) {
 	}
 	v.hears(swMeasure, apiTone)
 	a.hears(apiMeasure, vertoTone)
+	levelKept(t, "the Verto page hears the API caller", vBefore, v.measure(swMeasure, apiTone).level(apiTone))
+	levelKept(t, "the API caller hears the Verto page", aBefore, a.measure(apiMeasure, vertoTone).level(vertoTone))
 	var ended bool
 	a.eval(`window.api.events.some((ev) => ev.subclass === "call" && ev.type === "hangup")`, &ended)
 	if ended {

@@ -26,9 +26,9 @@ type Config struct {
 	// otherwise). The daemon can use it to give a "user" call to a user whose only devices are
 	// registered SIP phones a plain-RTP far side (one call has one far offer for all invitees).
 	FarKind func(r Route) string
-	// DetachGrace is how long the media engine keeps the WebRTC leg of a call placed to a Verto
-	// client whose page went, waiting for its re-attach; set it to the Verto server's
-	// DetachGrace (default verto.detach_grace, as verto.Config), which ends such calls itself.
+	// DetachGrace is how long a session's media keeps the WebRTC leg of a Verto client whose
+	// page went, waiting for its re-attach; set it to the Verto server's DetachGrace (default
+	// verto.detach_grace, as verto.Config), which ends such calls itself.
 	DetachGrace time.Duration
 }
 

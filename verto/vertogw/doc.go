@@ -14,36 +14,24 @@
 //     user to the "user" call type, so API connections, SIP devices and Verto logins ring in
 //     parallel; the client's verto.answer accepts the call, its verto.bye rejects or hangs up.
 //   - In a call, verto.info DTMF is sent to the other side as RFC 4733 through the session's
-//     media ([Media]), verto.modify hold/unhold holds the media, and caller-id updates carried
+//     media (signaling.DTMFSender; a session without it, p2p, gets a media/session/info
+//     event instead), verto.modify hold/unhold holds the media, and caller-id updates carried
 //     by the answer are shown with verto.display.
 //
-// Re-attach after a page reload (verto.attach) needs a fresh server offer for the new page's
-// PeerConnection. The embedded media engine can neither re-offer a WebRTC leg of a session nor
-// keep a session whose WebRTC peer closed DTLS (it stops it, "Peer closed the media"). The
-// gateway therefore never ties a call's far side to the page's WebRTC leg (relay.go):
+// The gateway imports only package signaling and the Verto server: every session's media is
+// reached through the core's capabilities (signaling.MediaAs), whichever backend serves it.
 //
-//   - a routed call uses two proxy sessions joined by a plain-RTP relay bound to the engine's
-//     RTP address (a local address, loopback by default, so relayed packets stay on the host): the
-//     page's leg session (WebRTC ⇄ RTP, the page's codec passed through) and the call's
-//     session (RTP ⇄ the far side, linked to the router's call). When the page goes the leg
-//     ends and the call waits; on re-attach a new leg session offers to the new page
-//     (verto.attach) and is joined to the same relay port;
-//   - an echo call is re-attached with new media: a proxy session offering to the new page
-//     whose other side is a plain-RTP reflector (reattach.go);
-//   - a call placed TO a Verto client (the client is an invitee) keeps its single session: the
-//     client's WebRTC leg is the far side of the caller's proxy session, and the engine keeps
-//     and re-offers that leg in place (reattach_out.go: after the answer a close of the page's
-//     PeerConnection is deferred by a few seconds; Detached detaches the leg for
-//     Config.DetachGrace; verto.attach carries the engine's new offer for it, and the new
-//     page's answer replaces the old leg, restoring the hold state).
-//
-// The cost is one more engine session (and two local RTP sockets) per routed call. When the
-// engine's RTP address is not an address of this host (a NAT public_ip) nothing is relayed:
-// routed calls then use one proxy session and end when their page goes. Not kept either:
-// calls not answered yet (DESTINATION_OUT_OF_ORDER, as mod_verto), calls without a media
-// backend (p2p), other extensions (park, conferences: their backend owns the leg), and calls
-// placed TO a Verto client whose offer was adapted for it (a plain-RTP caller: the client's
-// leg is then the far side of the router's auxiliary session, which the gateway cannot
-// reach) or whose caller's session is not an embedded WebRTC⇄WebRTC proxy; those end with
-// NORMAL_CLEARING (2130) when the page goes.
+// Re-attach after a page reload (verto.attach, reattach.go) is done by the session's media in
+// place (signaling.Reattacher): the client's WebRTC leg is the caller side of the session its
+// own call started (echo, or the proxy of a routed call) or the far side of the caller's proxy
+// session for a call placed to it. After the answer a close of the page's PeerConnection ends
+// the session only after a few seconds; Detached detaches the leg for Config.DetachGrace;
+// verto.attach carries the media's new offer for it, and the new page's answer replaces the
+// old leg, restoring the hold state. The session, the router's call and the other party never
+// notice. Not kept (they end with NORMAL_CLEARING when the page goes, as without re-attach):
+// calls not answered yet (DESTINATION_OUT_OF_ORDER, as mod_verto), calls whose media cannot
+// re-attach the leg (p2p without a media backend, park and conference extensions, sessions on
+// a backend without signaling.Reattacher) and calls placed TO a Verto client whose offer was
+// adapted for it (a plain-RTP caller: the client's leg is then the far side of the router's
+// auxiliary session, not of the caller's).
 package vertogw

@@ -12,23 +12,12 @@ import (
 	"github.com/nkbridge/nkbridge/verto"
 )
 
-// Media is what the gateway needs of a session's media (the embedded engine's sessions, through
-// an adapter). Sides: toCaller true means towards the party whose offer started the session.
-type Media interface {
-	// SendDTMF sends digits as RFC 4733 events to one side of the session and returns when sent.
-	SendDTMF(ctx context.Context, sessionID string, toCaller bool, digits string) error
-}
-
-// ErrNoMedia is returned by a Media for a session it does not serve.
-var ErrNoMedia = errors.New("vertogw: session has no controllable media")
-
 // Gateway connects a verto.Server to a signaling.Core. Create it with New, pass it to
 // verto.New as the CallHandler, then call Attach with the server.
 type Gateway struct {
-	cfg   Config
-	core  *signaling.Core
-	media Media
-	log   *slog.Logger
+	cfg  Config
+	core *signaling.Core
+	log  *slog.Logger
 
 	mu      sync.Mutex
 	srv     *verto.Server
@@ -38,9 +27,9 @@ type Gateway struct {
 	wg      sync.WaitGroup // routing goroutines
 }
 
-// New returns a Gateway on core. media may be nil (no DTMF/hold towards the media); log may be
-// nil.
-func New(cfg Config, core *signaling.Core, media Media, log *slog.Logger) (*Gateway, error) {
+// New returns a Gateway on core; log may be nil. The media of the sessions it starts is reached
+// through the core's capabilities (signaling.MediaAs).
+func New(cfg Config, core *signaling.Core, log *slog.Logger) (*Gateway, error) {
 	if core == nil {
 		return nil, errors.New("vertogw: New needs a core")
 	}
@@ -50,7 +39,7 @@ func New(cfg Config, core *signaling.Core, media Media, log *slog.Logger) (*Gate
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gateway{cfg: cfg, core: core, media: media, log: log.With("component", "vertogw"), perUser: map[string]int{}}, nil
+	return &Gateway{cfg: cfg, core: core, log: log.With("component", "vertogw"), perUser: map[string]int{}}, nil
 }
 
 // Attach gives the gateway the Verto server it serves and registers the call types "verto"
@@ -279,19 +268,21 @@ func (q *dtmfQueue) run(ctx context.Context, f func(ctx context.Context)) bool {
 	return true
 }
 
-// sendDTMF carries a Verto client's digits to the other side of session sid: RFC 4733 through
-// the media, or, for a session without media (p2p), a media/session/info {info: {dtmf}} event.
-func (g *Gateway) sendDTMF(ctx context.Context, sid string, toCaller bool, digits string, log *slog.Logger) {
-	if g.media != nil {
-		err := g.media.SendDTMF(ctx, sid, toCaller, digits)
+// sendDTMF carries a Verto client's digits toward side to of session sid: RFC 4733 through
+// the media, or, for a session whose media cannot send DTMF (p2p), a media/session/info
+// {info: {dtmf}} event.
+func (g *Gateway) sendDTMF(ctx context.Context, sid string, to signaling.Side, digits string, log *slog.Logger) {
+	m, err := signaling.MediaAs[signaling.DTMFSender](g.core, sid)
+	if err == nil {
+		err = m.SendDTMF(ctx, to, digits, 0)
 		if err == nil {
 			log.Debug("verto dtmf sent as RFC 4733", "session_id", sid, "digits", digits)
 			return
 		}
-		if !errors.Is(err, ErrNoMedia) {
-			log.Info("verto dtmf not sent", "session_id", sid, "err", err)
-			return
-		}
+	}
+	if e := signaling.AsError(err); e == nil || e.Code != signaling.CodeNotImplemented {
+		log.Info("verto dtmf not sent", "session_id", sid, "err", err)
+		return
 	}
 	g.publishDTMF(sid, digits)
 }

@@ -3,15 +3,12 @@ package vertogw
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/netip"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/verto"
 	"github.com/nkbridge/nkbridge/verto/vertotest"
@@ -588,91 +585,4 @@ func TestClientGoneWhileRinging(t *testing.T) {
 		return len(codes) == 1 && codes[0] == signaling.CodeVertoBye
 	})
 	e.idle()
-}
-
-type fakeRelayMedia struct{ ip netip.Addr }
-
-func (fakeRelayMedia) SendDTMF(context.Context, string, bool, string) error { return ErrNoMedia }
-func (f fakeRelayMedia) RTPAddr() netip.Addr                                { return f.ip }
-
-// TestRelayAddress: relays bind only to an address of this host (never a NAT public address),
-// and without one routed calls are not relayed.
-func TestRelayAddress(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	if ip := e.gw.relayIP(); ip != netip.MustParseAddr("127.0.0.1") || !e.gw.canRelay(Route{CallType: "user", Callee: "bob"}) {
-		t.Fatalf("relay address %v with the engine on 127.0.0.1", ip)
-	}
-	if e.gw.canRelay(Route{SessionType: "echo"}) || !e.gw.canRecover(Route{SessionType: "echo"}) {
-		t.Fatal("echo: recovered with a reflector, not relayed")
-	}
-	for _, ip := range []string{"192.0.2.99", "0.0.0.0", ""} {
-		var a netip.Addr
-		if ip != "" {
-			a = netip.MustParseAddr(ip)
-		}
-		g, err := New(Config{}, e.core, fakeRelayMedia{a}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if g.relayIP().IsValid() || g.canRelay(Route{CallType: "user", Callee: "bob"}) || g.canRecover(Route{SessionType: "echo"}) {
-			t.Fatalf("relay allowed on %q", ip)
-		}
-	}
-	noMedia := newEnv(t, envOpts{noMedia: true})
-	if noMedia.gw.canRelay(Route{CallType: "user", Callee: "bob"}) {
-		t.Fatal("relay without a media engine")
-	}
-}
-
-// TestRelayForwardsOnlyItsPeers: a relay forwards packets between the two engine endpoints it
-// was given and drops anything from elsewhere.
-func TestRelayForwardsOnlyItsPeers(t *testing.T) {
-	var wg sync.WaitGroup
-	rl, err := newRelay(&wg, netip.MustParseAddr("127.0.0.1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { rl.close(); wg.Wait() }()
-	listen := func() *net.UDPConn {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	leg, call, stranger := listen(), listen(), listen()
-	sdpOf := func(c *net.UDPConn) string {
-		p := c.LocalAddr().(*net.UDPAddr).Port
-		return string(plainrtp.Offer(netip.MustParseAddr("127.0.0.1"), p, []plainrtp.Codec{plainrtp.PCMU}, 1).Marshal())
-	}
-	if err := rl.setPeer(relayLeg, sdpOf(leg)); err != nil {
-		t.Fatal(err)
-	}
-	if err := rl.setPeer(relayCall, sdpOf(call)); err != nil {
-		t.Fatal(err)
-	}
-	to := func(i int) *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: rl.port(i)} }
-	recv := func(c *net.UDPConn) string {
-		_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-		b := make([]byte, 100)
-		n, _, err := c.ReadFromUDP(b)
-		if err != nil {
-			return ""
-		}
-		return string(b[:n])
-	}
-	stranger.WriteToUDP([]byte("evil"), to(relayLeg))
-	stranger.WriteToUDP([]byte("evil"), to(relayCall))
-	leg.WriteToUDP([]byte("from-leg"), to(relayLeg))
-	if got := recv(call); got != "from-leg" {
-		t.Fatalf("call side got %q", got)
-	}
-	call.WriteToUDP([]byte("from-call"), to(relayCall))
-	if got := recv(leg); got != "from-call" {
-		t.Fatalf("leg side got %q", got)
-	}
-	if got := recv(call); got != "" {
-		t.Fatalf("call side got an extra %q", got)
-	}
 }

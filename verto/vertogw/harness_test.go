@@ -97,7 +97,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		users = testUsers(t, names)
 	}
 	e.api = wsapi.New(wsapi.Config{Listen: "127.0.0.1:0", Users: users}, e.core, log)
-	gw, err := New(o.gw, e.core, EmbeddedMedia(backends), log)
+	gw, err := New(o.gw, e.core, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/verto"
 )
@@ -38,10 +37,9 @@ func (g *Gateway) HandleInvite(_ context.Context, inv verto.Invite, call *verto.
 		done: make(chan struct{}),
 	}
 	ib.dtmf = newDTMFQueue(&g.wg)
-	ib.relayed = g.canRelay(route)
 	var events verto.CallEvents = ib
-	if g.canRecover(route) || ib.relayed {
-		ib.recover, ib.detachCh = true, make(chan struct{})
+	if route.SessionType == signaling.TypeEcho || !route.IsExtension() {
+		ib.recoverable = true // kept if the session's media can re-attach its leg
 		events = recoverableInbound{ib}
 	}
 	g.wg.Add(1)
@@ -73,19 +71,10 @@ type inbound struct {
 	unsub     func()
 	done      chan struct{}
 
-	// Re-attach (echo calls, see reattach.go).
-	recover  bool
-	detached bool
-	detachCh chan struct{} // closed when the client's socket goes
-	refl     *reflector    // the echo of a re-attached call
+	held bool // the client's hold state (verto.modify)
 
-	// Relayed routed calls (relay.go).
-	relayed    bool
-	legID      string // the page's leg session
-	relay      *relay
-	legCodecs  []plainrtp.Codec
-	pageAnswer string // the leg session's answer for the page
-	held       bool   // the client's hold state (verto.modify)
+	recoverable bool    // the call's events are recoverableInbound
+	leg         keptLeg // the client's WebRTC leg, the caller side of the session (reattach.go)
 }
 
 func (ib *inbound) run() {
@@ -120,18 +109,17 @@ func (ib *inbound) run() {
 			req.Type, req.Options = signaling.TypeP2P, nil
 		}
 	}
-	var res signaling.SessionResult
-	var err error
-	if ib.relayed {
-		res.SessionID, err = ib.startRelayed(ctx, offer, req.Options["proxy_type"].(string))
-	} else {
-		res, err = ib.g.core.StartSession(ctx, req)
-	}
+	res, err := ib.g.core.StartSession(ctx, req)
 	if err != nil {
 		ib.fail(err)
 		return
 	}
 	sid := res.SessionID
+	if ib.recoverable {
+		if err := ib.leg.keep(ib.g.core, sid, signaling.SideCaller); err != nil {
+			ib.log.Info("verto call cannot be re-attached", "session_id", sid, "err", err)
+		}
+	}
 	// Learn when the session stops on its own (media timeout, backend gone).
 	sub := signaling.Subscription{Class: "media", Subclass: "session", Type: "stop", ObjID: sid}
 	ib.g.core.Bus().Subscribe(ib, sub)
@@ -199,9 +187,8 @@ func (ib *inbound) fail(err error) {
 func (ib *inbound) finish(err *signaling.Error) {
 	ib.mu.Lock()
 	ib.ended = true
-	sid, callID, unsub, refl := ib.sessionID, ib.callID, ib.unsub, ib.refl
-	leg, rl := ib.legID, ib.relay
-	ib.unsub, ib.refl, ib.legID = nil, nil, ""
+	sid, callID, unsub := ib.sessionID, ib.callID, ib.unsub
+	ib.unsub = nil
 	select {
 	case <-ib.done:
 		ib.mu.Unlock()
@@ -212,17 +199,6 @@ func (ib *inbound) finish(err *signaling.Error) {
 	ib.mu.Unlock()
 	if unsub != nil {
 		unsub()
-	}
-	if refl != nil {
-		defer refl.close()
-	}
-	if rl != nil {
-		defer rl.close()
-	}
-	if leg != "" {
-		defer func() {
-			_ = ib.g.core.StopSession(leg, signaling.Errorf(signaling.CodeSessionStop, "Verto call ended"))
-		}()
 	}
 	if err != nil {
 		if callID != "" {
@@ -246,7 +222,7 @@ func (ib *inbound) Deliver(ev signaling.Event) {
 }
 
 // sessionStopped: the caller's session ended (for routed calls the call's hangup normally
-// says so first).
+// says so first; a kept leg's page going does not stop it, see reattach.go).
 func (ib *inbound) sessionStopped(sid string, body map[string]any) {
 	code, _ := body["code"].(float64)
 	if code == 0 {
@@ -256,23 +232,14 @@ func (ib *inbound) sessionStopped(sid string, body map[string]any) {
 	}
 	reason, _ := body["reason"].(string)
 	ib.mu.Lock()
-	isLeg := ib.legID != "" && sid == ib.legID
-	current, recover, detachCh := sid == ib.sessionID || isLeg, ib.recover, ib.detachCh
+	current := sid == ib.sessionID
 	ib.mu.Unlock()
 	if !current {
-		return // a session the call has already left (re-attach)
-	}
-	if recover && int(code) == signaling.CodePeerHangup && ib.waitDetach(detachCh) {
-		ib.log.Info("verto call's media ended with its page; kept for re-attach", "session_id", sid)
 		return
 	}
 	cause := causeOf(signaling.Errorf(int(code), "%s", reason), ib.route.CallType)
 	ib.log.Info("verto call's session stopped", "code", int(code), "reason", reason, "cause", cause.Name)
 	_ = ib.call.Hangup(cause)
-	if isLeg { // the page's leg went for good: the call it fed ends too
-		ib.finish(signaling.Errorf(int(code), "%s", reason))
-		return
-	}
 	ib.finish(nil)
 }
 
@@ -303,7 +270,7 @@ func (ib *inbound) DTMF(digits string) {
 		ib.g.publishDTMF(sid, digits)
 		return
 	}
-	if !ib.dtmf.run(ib.call.Context(), func(ctx context.Context) { ib.g.sendDTMF(ctx, sid, false, digits, ib.log) }) {
+	if !ib.dtmf.run(ib.call.Context(), func(ctx context.Context) { ib.g.sendDTMF(ctx, sid, signaling.SideFar, digits, ib.log) }) {
 		ib.log.Info("verto dtmf dropped: too many pending", "digits", digits)
 	}
 }
@@ -329,19 +296,6 @@ func (ib *inbound) CallRinging(_ string, answer signaling.Desc) {
 	ib.mu.Lock()
 	p2p, sid := ib.p2p, ib.sessionID
 	ib.mu.Unlock()
-	if ib.relayed {
-		info, err := ib.g.core.SessionInfo(sid)
-		if err != nil || info["state"] != "ready" || ib.farAnswered(sdp) != nil {
-			return
-		}
-		ib.mu.Lock()
-		sdp = ib.pageAnswer
-		ib.mu.Unlock()
-		if err := ib.call.Early(sdp); err == nil {
-			ib.log.Info("verto early media sent")
-		}
-		return
-	}
 	// Without media in between the early answer is the far side's, usable as it is. Through a
 	// proxy session it is usable only once the invitee has applied it to the session (SIP 183:
 	// the session is then ready and the answer is the session's answer for the client); a far
@@ -359,17 +313,6 @@ func (ib *inbound) CallRinging(_ string, answer signaling.Desc) {
 
 func (ib *inbound) CallAnswered(_ string, answer signaling.Desc) {
 	sdp := answer.SDP()
-	if ib.relayed {
-		if err := ib.farAnswered(sdp); err != nil {
-			ib.log.Info("verto call's far answer unusable", "err", err)
-			ib.finish(signaling.Errorf(signaling.CodeInternalError, "Relay: %v", err))
-			_ = ib.call.Hangup(verto.CauseIncompatibleDestination)
-			return
-		}
-		ib.mu.Lock()
-		sdp = ib.pageAnswer
-		ib.mu.Unlock()
-	}
 	if err := ib.call.Answer(sdp); err != nil {
 		ib.log.Info("verto answer not sent", "err", err)
 		ib.finish(byeError(verto.CauseNormalClearing))

@@ -79,9 +79,9 @@ type invitee struct {
 	cancel  context.CancelFunc
 	settled bool // the Verto side ended (answered call over, rejected)
 	held    bool // the client put the call on hold
-	// legSID is the session whose far side is the client's WebRTC leg, kept and re-attached
-	// in place across a page reload ("" when the call cannot be kept: see doc.go).
-	legSID string
+	// leg is the client's WebRTC leg, the far side of the caller's session, kept and
+	// re-attached in place across a page reload (reattach.go).
+	leg keptLeg
 }
 
 // Invite rings the login: server verto.invite with the caller id and the call's offer.
@@ -114,15 +114,11 @@ func (iv *invitee) Invite(_ context.Context, inv signaling.Invitation, h signali
 	if name == "" {
 		name = number
 	}
-	var events verto.OutboundEvents = outEvents{iv}
-	if _, ok := iv.g.media.(farLegMedia); ok {
-		events = recoverableOut{outEvents{iv}}
-	}
 	oc, err := iv.srv.Invite(iv.ctx, verto.OutboundRequest{
 		User: iv.user, SessionID: iv.sessid, SDP: sdp,
 		CallerIDName: name, CallerIDNumber: number,
 		CalleeIDName: iv.user, CalleeIDNumber: iv.user,
-	}, events)
+	}, recoverableOut{outEvents{iv}})
 	if err != nil {
 		iv.done()
 		if errors.Is(err, verto.ErrNotLoggedIn) {
@@ -248,7 +244,7 @@ func (ev outEvents) DTMF(digits string) {
 	iv.mu.Lock()
 	q, ctx := iv.dtmf, iv.ctx
 	iv.mu.Unlock()
-	if !q.run(ctx, func(ctx context.Context) { iv.g.sendDTMF(ctx, sid, true, digits, iv.log) }) {
+	if !q.run(ctx, func(ctx context.Context) { iv.g.sendDTMF(ctx, sid, signaling.SideCaller, digits, iv.log) }) {
 		iv.log.Info("verto dtmf dropped: too many pending", "digits", digits)
 	}
 }

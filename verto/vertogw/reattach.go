@@ -3,218 +3,196 @@ package vertogw
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
-	"net"
-	"net/netip"
 	"sync"
 	"time"
 
-	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/verto"
 )
 
-// Re-attach of echo calls.
+// Re-attach after a page reload (verto.attach).
 //
-// A reloaded page has a new PeerConnection and the server must offer to it (verto.attach). The
-// media engine cannot re-offer a WebRTC leg of a session, so a re-attached echo call gets a
-// new session in which the server offers: a proxy whose far side is the page (WebRTC, the
-// engine's offer goes out in verto.attach) and whose caller side is a plain-RTP reflector in
-// this package sending every packet back, so the page hears itself again. Routed calls are
-// relayed from the start instead (relay.go).
+// A Verto client's WebRTC leg is one side of a session: the caller side of the session its own
+// call started (echo, or the proxy of a routed call), or the far side of the caller's proxy
+// session for a call placed to it. The session's media keeps that leg through the page's loss
+// and re-offers it in place (signaling.Reattacher), so the session, the call and the other
+// party carry on untouched: the page's PeerConnection closing is tolerated for detachWait
+// (the socket's loss is often noticed later), Detached detaches the leg for
+// Config.DetachGrace, verto.attach carries the media's new offer, and the new page's answer
+// replaces the old leg, restoring the hold state.
 
-// detachWait is how long a session stop that looks like the page going ("peer closed the
-// media") waits for the Verto socket's loss before it ends the call.
+// detachWait is how long a close of the page's PeerConnection waits for the Verto socket's loss
+// before it ends the session.
 const detachWait = 3 * time.Second
 
-// canRecover: echo extension calls survive a reconnect when a proxy backend is there.
-func (g *Gateway) canRecover(r Route) bool {
-	if r.SessionType != signaling.TypeEcho || !g.relayIP().IsValid() {
-		return false
-	}
-	_, _, err := g.core.Backends().Lookup(signaling.TypeProxy, "")
-	return err == nil
+var errNoLeg = errors.New("vertogw: the client's media leg cannot be re-attached")
+
+// keptLeg is the Verto client's WebRTC leg of a call, once it is known to be re-attachable.
+type keptLeg struct {
+	mu   sync.Mutex
+	sid  string // "" while (or when) the leg is not kept
+	side signaling.Side
 }
 
-// canRelay: routed calls are relayed (and so survive a reconnect) when a proxy backend is there.
-func (g *Gateway) canRelay(r Route) bool {
-	if r.IsExtension() || !g.relayIP().IsValid() {
-		return false
+// keep makes side of session sid the kept leg when its media can re-attach it; a close of the
+// page's PeerConnection then ends the session only after detachWait.
+func (k *keptLeg) keep(core *signaling.Core, sid string, side signaling.Side) error {
+	r, err := signaling.MediaAs[signaling.Reattacher](core, sid)
+	if err == nil {
+		err = r.CanReattach(side)
 	}
-	_, _, err := g.core.Backends().Lookup(signaling.TypeProxy, "")
-	return err == nil
-}
-
-// waitDetach waits a little for the client's socket to go (ch closed); false if it did not.
-func (ib *inbound) waitDetach(ch chan struct{}) bool {
-	t := time.NewTimer(detachWait)
-	defer t.Stop()
-	select {
-	case <-ch:
-		return true
-	case <-t.C:
-		return false
-	case <-ib.call.Context().Done():
-		return false
+	if err == nil {
+		err = r.DeferPeerClose(side, detachWait)
 	}
-}
-
-// recoverableInbound is the events of a call that can be re-attached (verto.Recoverable).
-type recoverableInbound struct{ *inbound }
-
-// leaveSession drops the call's current media (the old page's) without ending the call.
-func (ib *inbound) leaveSession(reason string) {
-	ib.mu.Lock()
-	sid, refl := ib.sessionID, ib.refl
-	ib.sessionID, ib.refl = "", nil
-	ib.mu.Unlock()
-	ib.g.core.Bus().UnsubscribeAll(ib)
-	if sid != "" {
-		_ = ib.g.core.StopSession(sid, signaling.Errorf(signaling.CodeSessionStop, "%s", reason))
-	}
-	if refl != nil {
-		refl.close()
-	}
-}
-
-// Detached: the page went; its media is released, the call waits for the re-attach.
-func (r recoverableInbound) Detached() {
-	ib := r.inbound
-	ib.mu.Lock()
-	if !ib.detached {
-		ib.detached = true
-		close(ib.detachCh)
-	}
-	ib.mu.Unlock()
-	ib.log.Info("verto call detached, waiting for re-attach")
-	if ib.relayed {
-		ib.leaveLeg("Verto client detached")
-		// Nothing comes from the page meanwhile: no media timeout on the call's session.
-		ib.mu.Lock()
-		sid := ib.sessionID
-		ib.mu.Unlock()
-		if sid != "" {
-			_, _ = ib.g.core.UpdateSession(ib.call.Context(), sid, "media", map[string]any{"hold": true})
-		}
-		return
-	}
-	ib.leaveSession("Verto client detached")
-}
-
-// ReattachOffer starts the call's new media and returns the engine's offer for the new page.
-func (r recoverableInbound) ReattachOffer(ctx context.Context) (string, error) {
-	ib := r.inbound
-	if ib.relayed {
-		return ib.reofferLeg(ctx)
-	}
-	ib.leaveSession("Verto client re-attached again") // an earlier attach never answered
-	ip := ib.g.relayIP()
-	if !ip.IsValid() {
-		return "", errors.New("vertogw: no local RTP address for the re-attached echo")
-	}
-	refl, err := newReflector(&ib.g.wg, ip)
-	if err != nil {
-		return "", err
-	}
-	offer := plainrtp.Offer(ip, refl.port(), []plainrtp.Codec{plainrtp.PCMU}, rand.Uint64()>>1)
-	res, err := ib.g.core.StartSession(ctx, signaling.SessionRequest{
-		Type: signaling.TypeProxy, Owner: ownerKey(ib.inv.SessionID), User: ib.inv.User,
-		Offer:   signaling.Desc{"sdp": string(offer.Marshal()), "sdp_type": "rtp"},
-		Options: map[string]any{"proxy_type": "webrtc"},
-	})
-	if err != nil {
-		refl.close()
-		return "", err
-	}
-	sid := res.SessionID
-	ib.g.core.Bus().Subscribe(ib, signaling.Subscription{Class: "media", Subclass: "session", Type: "stop", ObjID: sid})
-	ib.mu.Lock()
-	ended := ib.ended
-	if !ended {
-		ib.sessionID, ib.refl = sid, refl
-	}
-	ib.mu.Unlock()
-	if ended {
-		_ = ib.g.core.StopSession(sid, byeError(verto.CauseNormalClearing))
-		refl.close()
-		return "", verto.ErrCallEnded
-	}
-	ib.log.Info("verto call re-attaching", "session_id", sid)
-	return res.Offer.SDP(), nil
-}
-
-// Reattached applies the new page's answer; the echo runs again.
-func (r recoverableInbound) Reattached(ctx context.Context, answerSDP string) error {
-	ib := r.inbound
-	if ib.relayed {
-		if err := ib.legAnswered(ctx, answerSDP); err != nil {
-			return err
-		}
-		ib.mu.Lock()
-		ib.detached, ib.detachCh = false, make(chan struct{})
-		sid, held := ib.sessionID, ib.held
-		ib.mu.Unlock()
-		if sid != "" {
-			_, _ = ib.g.core.UpdateSession(ctx, sid, "media", map[string]any{"hold": held})
-		}
-		return nil
-	}
-	ib.mu.Lock()
-	sid, refl := ib.sessionID, ib.refl
-	ib.mu.Unlock()
-	if sid == "" || refl == nil {
-		return errors.New("vertogw: no media waiting for the re-attach")
-	}
-	got, err := ib.g.core.SetAnswer(ctx, sid, signaling.Desc{"sdp": answerSDP, "sdp_type": "webrtc"})
 	if err != nil {
 		return err
 	}
-	d, err := plainrtp.ParseSDP([]byte(got.SDP()))
-	if err != nil {
-		return err
-	}
-	refl.start(netip.AddrPortFrom(d.Addr.Unmap(), uint16(d.Port)))
-	ib.mu.Lock()
-	ib.detached, ib.detachCh = false, make(chan struct{})
-	ib.mu.Unlock()
-	ib.log.Info("verto call re-attached", "session_id", sid)
+	k.mu.Lock()
+	k.sid, k.side = sid, side
+	k.mu.Unlock()
 	return nil
 }
 
-// reflector is a plain-RTP endpoint that sends every packet back to its sender.
-type reflector struct {
-	conn *net.UDPConn
-	wg   *sync.WaitGroup
-	once sync.Once
-}
-
-func newReflector(wg *sync.WaitGroup, ip netip.Addr) (*reflector, error) {
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-	if err != nil {
-		return nil, err
+// get returns the kept leg's session, its re-attacher and side.
+func (k *keptLeg) get(core *signaling.Core) (signaling.Reattacher, string, signaling.Side, error) {
+	k.mu.Lock()
+	sid, side := k.sid, k.side
+	k.mu.Unlock()
+	if sid == "" {
+		return nil, "", side, errNoLeg
 	}
-	return &reflector{conn: conn, wg: wg}, nil
+	r, err := signaling.MediaAs[signaling.Reattacher](core, sid)
+	return r, sid, side, err
 }
 
-func (r *reflector) port() int { return r.conn.LocalAddr().(*net.UDPAddr).Port }
-
-// start reflects the packets of peer (the engine's endpoint) back to it; others are ignored.
-func (r *reflector) start(peer netip.AddrPort) {
-	r.wg.Add(1)
-	go func() {
-		defer r.wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := r.conn.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != peer {
-				continue
-			}
-			_, _ = r.conn.WriteToUDPAddrPort(buf[:n], peer)
-		}
-	}()
+// drop forgets the leg (the call ends with its page).
+func (k *keptLeg) drop() {
+	k.mu.Lock()
+	k.sid = ""
+	k.mu.Unlock()
 }
 
-func (r *reflector) close() { r.once.Do(func() { r.conn.Close() }) }
+// detach: the page went; the leg waits for the re-attach for grace.
+func (k *keptLeg) detach(core *signaling.Core, grace time.Duration) (string, error) {
+	r, sid, side, err := k.get(core)
+	if err == nil {
+		err = r.Detach(side, grace)
+	}
+	return sid, err
+}
+
+// offer is the media's offer of a new leg for the new page.
+func (k *keptLeg) offer(ctx context.Context, core *signaling.Core) (string, error) {
+	r, _, side, err := k.get(core)
+	if err != nil {
+		return "", err
+	}
+	return r.ReattachOffer(ctx, side)
+}
+
+// answer applies the new page's answer: its leg replaces the old one.
+func (k *keptLeg) answer(ctx context.Context, core *signaling.Core, sdp string) (string, error) {
+	r, sid, side, err := k.get(core)
+	if err != nil {
+		return sid, err
+	}
+	return sid, r.ReattachAnswer(ctx, side, sdp)
+}
+
+// recoverableInbound is the events of a call a Verto client placed that may be re-attached
+// (verto.Recoverable): echo, and routed calls. Whether its leg is kept is decided once its
+// session has started (keptLeg.keep); calls that cannot be kept end when the page goes.
+type recoverableInbound struct{ *inbound }
+
+// Detached: the page went. A kept leg waits for the re-attach; otherwise the call ends
+// (NORMAL_CLEARING, as without re-attach).
+func (r recoverableInbound) Detached() {
+	ib := r.inbound
+	sid, err := ib.leg.detach(ib.g.core, ib.g.cfg.detachGrace())
+	if err == nil {
+		ib.log.Info("verto call detached, waiting for re-attach", "session_id", sid)
+		return
+	}
+	ib.log.Info("verto call ends with its page", "session_id", sid, "err", err)
+	ib.leg.drop()
+	_ = ib.call.Hangup(verto.CauseNormalClearing)
+	ib.Hangup(verto.CauseNormalClearing)
+}
+
+// ReattachOffer: the media's offer of a new WebRTC leg for the new page.
+func (r recoverableInbound) ReattachOffer(ctx context.Context) (string, error) {
+	return r.leg.offer(ctx, r.g.core)
+}
+
+// Reattached: the new page's answer replaces the old leg; the hold state is restored.
+func (r recoverableInbound) Reattached(ctx context.Context, answerSDP string) error {
+	ib := r.inbound
+	sid, err := ib.leg.answer(ctx, ib.g.core, answerSDP)
+	if err != nil {
+		return err
+	}
+	ib.mu.Lock()
+	held := ib.held
+	ib.mu.Unlock()
+	ib.g.setHold(ctx, sid, held, ib.log)
+	ib.log.Info("verto call re-attached", "session_id", sid, "held", held)
+	return nil
+}
+
+// recoverableOut is the events of a call placed to a Verto client (verto.Recoverable). Whether
+// its leg is kept is decided when the client answers (keepLeg); calls that cannot be kept end
+// when the page goes, as without re-attach.
+type recoverableOut struct{ outEvents }
+
+// keepLeg, after the client answered: when the caller's session holds the client's WebRTC leg
+// as its far side, the call is kept across a page reload.
+func (iv *invitee) keepLeg() {
+	sid := iv.callerSession()
+	if sid == "" {
+		return
+	}
+	// e.g. the offer was adapted (aux session): the caller's far side is not the page.
+	if err := iv.leg.keep(iv.g.core, sid, signaling.SideFar); err != nil {
+		iv.log.Info("verto call cannot be re-attached", "session_id", sid, "err", err)
+	}
+}
+
+// Detached: the page went. A kept leg waits for the re-attach; otherwise the call ends as it
+// did without re-attach (NORMAL_CLEARING).
+func (r recoverableOut) Detached() {
+	iv := r.invitee
+	sid, err := iv.leg.detach(iv.g.core, iv.g.cfg.detachGrace())
+	if err == nil {
+		iv.log.Info("verto call detached, waiting for re-attach", "session_id", sid)
+		return
+	}
+	iv.log.Info("verto call ends with its page", "session_id", sid, "err", err)
+	iv.leg.drop()
+	iv.mu.Lock()
+	oc := iv.oc
+	iv.mu.Unlock()
+	if oc != nil {
+		oc.Cancel(verto.CauseNormalClearing)
+	}
+	r.outEvents.Hangup(verto.CauseNormalClearing)
+}
+
+// ReattachOffer: the media's offer of a new WebRTC leg for the new page.
+func (r recoverableOut) ReattachOffer(ctx context.Context) (string, error) {
+	return r.leg.offer(ctx, r.g.core)
+}
+
+// Reattached: the new page's answer replaces the old leg; the hold state is restored.
+func (r recoverableOut) Reattached(ctx context.Context, answerSDP string) error {
+	iv := r.invitee
+	sid, err := iv.leg.answer(ctx, iv.g.core, answerSDP)
+	if err != nil {
+		return err
+	}
+	iv.mu.Lock()
+	held := iv.held
+	iv.mu.Unlock()
+	iv.g.setHold(ctx, sid, held, iv.log)
+	iv.log.Info("verto call re-attached", "session_id", sid, "held", held)
+	return nil
+}

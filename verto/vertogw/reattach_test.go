@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/verto"
 	"github.com/nkbridge/nkbridge/verto/vertotest"
 	"github.com/pion/ice/v4"
@@ -50,7 +51,7 @@ func pionOffer(t *testing.T) string {
 }
 
 // TestEchoDetachGraceExpires: an echo call whose page never comes back ends when the detach
-// grace runs out; its old media is released as soon as the socket goes.
+// grace runs out; meanwhile its session waits with the caller's leg detached.
 func TestEchoDetachGraceExpires(t *testing.T) {
 	e := newEnv(t, envOpts{verto: verto.Config{DetachGrace: time.Second}})
 	ctx := testCtx(t, 20*time.Second)
@@ -66,11 +67,22 @@ func TestEchoDetachGraceExpires(t *testing.T) {
 		t.Fatalf("engine sessions %d", e.emb.Sessions())
 	}
 	c.Drop()
-	eventually(t, "old media released on detach", 5*time.Second, func() bool { return e.emb.Sessions() == 0 })
-	if e.gw.Calls() != 1 {
-		t.Fatalf("the detached call is gone too early (%d calls)", e.gw.Calls())
+	eventually(t, "the leg detached", 5*time.Second, func() bool {
+		sid := e.core.ListSessions()
+		if len(sid) != 1 {
+			return false
+		}
+		m, err := e.core.SessionMedia(sid[0])
+		if err != nil {
+			return false
+		}
+		d, ok := m.(interface{ Detached(signaling.Side) bool })
+		return ok && d.Detached(signaling.SideCaller)
+	})
+	if e.gw.Calls() != 1 || e.emb.Sessions() != 1 {
+		t.Fatalf("the detached call is gone too early (%d calls, %d engine sessions)", e.gw.Calls(), e.emb.Sessions())
 	}
-	e.idle() // after the 1 s grace: RECOVERY_ON_TIMER_EXPIRE
+	e.idle() // after the 1 s grace: RECOVERY_ON_TIMER_EXPIRE, the session released
 
 	// The same user comes back with the same sessid after the grace: nothing to re-attach.
 	c2, err := vertotest.Dial(ctx, e.vertoURL(), nil, nil)

@@ -13,7 +13,6 @@ import (
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/sip"
 	"github.com/nkbridge/nkbridge/sip/sipgw"
-	"github.com/nkbridge/nkbridge/sip/sipgw/embedmedia"
 )
 
 const sipBobPass = "bob-sip-secret"
@@ -26,7 +25,7 @@ func (e *env) withSIP() (*sip.Server, string) {
 	port := peers.FreePort(e.t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	gw, err := sipgw.New(sipgw.Config{Domains: []string{"127.0.0.1", addr}, RingTime: 15 * time.Second},
-		sipgw.Options{Logger: e.log, Core: e.core, Media: embedmedia.Media{B: e.emb}})
+		sipgw.Options{Logger: e.log, Core: e.core})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -1,0 +1,79 @@
+package fsbridge
+
+import (
+	"context"
+
+	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// Capabilities of sessions on FreeSWITCH (package signaling's DTMFSender and RTPReofferer,
+// which the SIP and Verto front ends use): they act on the media engine's session that
+// carries the client to FreeSWITCH. Its caller side is the client; its far side is
+// FreeSWITCH's channel, which receives DTMF as RFC 2833 events as from any phone (its
+// dialplan, IVR and conference controls act on them).
+
+var (
+	_ signaling.DTMFSender   = (*fsSession)(nil)
+	_ signaling.RTPReofferer = (*fsSession)(nil)
+)
+
+// engineLeg is a Leg whose media runs on the embedded media engine (SIPDialer's legs).
+type engineLeg interface{ engineSession() *media.Session }
+
+func (l *sipLeg) engineSession() *media.Session { return l.media }
+
+// engine is the engine session of the session's leg.
+func (s *fsSession) engine() (*media.Session, placement, Leg, error) {
+	s.mu.Lock()
+	leg, place, stopped := s.leg, s.place, s.stopped
+	s.mu.Unlock()
+	if stopped || leg == nil {
+		return nil, place, nil, signaling.Errorf(signaling.CodeSessionNotFound, "Session not found: %s", s.id)
+	}
+	el, ok := leg.(engineLeg)
+	if !ok || el.engineSession() == nil {
+		return nil, place, nil, signaling.Errorf(signaling.CodeNotImplemented, "Not implemented: the FreeSWITCH leg of session %s has no media of nkbridge's", s.id)
+	}
+	return el.engineSession(), place, leg, nil
+}
+
+// SendDTMF implements signaling.DTMFSender: RFC 4733 toward FreeSWITCH's channel
+// (signaling.SideFar) or toward the client (SideCaller, when its leg negotiated
+// telephone-events).
+func (s *fsSession) SendDTMF(ctx context.Context, to signaling.Side, digits string, durMS int) error {
+	ms, _, _, err := s.engine()
+	if err != nil {
+		return err
+	}
+	side := media.SideCaller
+	if to == signaling.SideFar {
+		side = media.SideFar
+	}
+	if err := ms.SendDTMF(ctx, side, digits, durMS); err != nil {
+		return signaling.Errorf(signaling.CodeInvalidParameters, "DTMF not sent: %v", err)
+	}
+	s.log.Debug("fsbridge: DTMF sent", "to", to, "digits", digits)
+	return nil
+}
+
+// ReofferRTP implements signaling.RTPReofferer for a plain-RTP client (a SIP phone's
+// re-INVITE: hold, resume, a new address); FreeSWITCH's side belongs to the backend. A parked
+// channel stays quiet (no media timeout) after a resume.
+func (s *fsSession) ReofferRTP(side signaling.Side, sdp string) (string, error) {
+	if side != signaling.SideCaller {
+		return "", signaling.Errorf(signaling.CodeInvalidOperation, "Re-offer refused: the far side of session %s is FreeSWITCH's", s.id)
+	}
+	ms, place, leg, err := s.engine()
+	if err != nil {
+		return "", err
+	}
+	d, err := ms.ReofferRTP(media.SideCaller, media.Description{Kind: media.KindRTP, SDP: sdp})
+	if err != nil {
+		return "", mediaError(err)
+	}
+	if !ms.Held() && place.typ == signaling.TypePark {
+		leg.SetQuiet(true)
+	}
+	return d.SDP, nil
+}

@@ -1,0 +1,129 @@
+package fsbridge_test
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+
+	"github.com/nkbridge/nkbridge/media/plainrtp"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// TestCapabilitiesDTMFAndHold: a session on FreeSWITCH gets DTMF and hold through the same
+// capabilities of package signaling as the embedded engine's (the path the SIP and Verto front
+// ends take): digits sent toward FreeSWITCH arrive at its channel as RFC 2833, digits toward a
+// plain-RTP client reach it as telephone-events, and the client's re-offers hold and resume.
+func TestCapabilitiesDTMFAndHold(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	phone, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	port := phone.LocalAddr().(*net.UDPAddr).Port
+	offer := plainrtp.Offer(netip.MustParseAddr("127.0.0.1"), port, []plainrtp.Codec{plainrtp.PCMU, plainrtp.TelEvent8}, 7)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	res, err := e.core.StartSession(ctx, signaling.SessionRequest{Type: "echo", Backend: "freeswitch",
+		Offer: signaling.Desc{"sdp": offer.String(), "sdp_type": "rtp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := res.SessionID
+	ch := e.channelOf(sid)
+	e.waitCommand("api uuid_transfer " + ch.UUID + " echo inline")
+
+	// DTMF toward FreeSWITCH's channel.
+	d, err := signaling.MediaAs[signaling.DTMFSender](e.core, sid)
+	if err != nil {
+		t.Fatalf("a FreeSWITCH session has no DTMFSender: %v", err)
+	}
+	if err := d.SendDTMF(ctx, signaling.SideFar, "12#", 60); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "digits at FreeSWITCH", func() string {
+		if got := e.sip.Digits(ch.UUID); got != "12#" {
+			return "channel received " + got
+		}
+		return ""
+	})
+
+	// DTMF toward the plain-RTP client: telephone-event 5, end bit set.
+	if err := d.SendDTMF(ctx, signaling.SideCaller, "5", 60); err != nil {
+		t.Fatal(err)
+	}
+	if !receivedEvent(t, phone, 101, 5) {
+		t.Fatal("the client got no telephone-event 5")
+	}
+
+	// Hold and resume by re-offer from the client; FreeSWITCH's side is not the client's to
+	// re-offer.
+	r, err := signaling.MediaAs[signaling.RTPReofferer](e.core, sid)
+	if err != nil {
+		t.Fatalf("a FreeSWITCH session has no RTPReofferer: %v", err)
+	}
+	reoffer := func(dir string) string {
+		t.Helper()
+		o := *offer
+		o.Direction, o.Version = dir, offer.Version+1
+		ans, err := r.ReofferRTP(signaling.SideCaller, o.String())
+		if err != nil {
+			t.Fatalf("re-offer %s: %v", dir, err)
+		}
+		a, err := plainrtp.ParseSDP([]byte(ans))
+		if err != nil {
+			t.Fatalf("re-offer %s answer %q: %v", dir, ans, err)
+		}
+		return a.Direction
+	}
+	if got := reoffer(plainrtp.SendOnly); got != plainrtp.RecvOnly {
+		t.Fatalf("hold answered %s, want recvonly", got)
+	}
+	if got := reoffer(plainrtp.SendRecv); got != plainrtp.SendRecv {
+		t.Fatalf("resume answered %s, want sendrecv", got)
+	}
+	if _, err := r.ReofferRTP(signaling.SideFar, offer.String()); signaling.AsError(err) == nil || signaling.AsError(err).Code != signaling.CodeInvalidOperation {
+		t.Fatalf("re-offer of FreeSWITCH's side: %v, want 1045", err)
+	}
+	if _, err := r.ReofferRTP(signaling.SideCaller, "garbage"); signaling.AsError(err) == nil || signaling.AsError(err).Code != signaling.CodeInvalidParameters {
+		t.Fatalf("garbage re-offer: %v, want 1048", err)
+	}
+
+	// What the backend cannot do is said clearly.
+	_, err = signaling.MediaAs[signaling.Reattacher](e.core, sid)
+	if e := signaling.AsError(err); e == nil || e.Code != signaling.CodeNotImplemented || !strings.Contains(e.Text, "freeswitch backend cannot re-attach") {
+		t.Fatalf("MediaAs[Reattacher]: %v", err)
+	}
+	if err := e.core.StopSession(sid, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.noLeaks()
+}
+
+// receivedEvent reads conn until an RFC 4733 end packet of event ev with payload type pt
+// arrives (true) or 5 s pass.
+func receivedEvent(t *testing.T, conn *net.UDPConn, pt uint8, ev byte) bool {
+	t.Helper()
+	buf := make([]byte, 1500)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		_ = conn.SetReadDeadline(deadline)
+		n, err := conn.Read(buf)
+		if err != nil {
+			return false
+		}
+		var p rtp.Packet
+		if p.Unmarshal(buf[:n]) != nil || p.PayloadType != pt || len(p.Payload) < 4 {
+			continue
+		}
+		if p.Payload[0] == ev && p.Payload[1]&0x80 != 0 {
+			return true
+		}
+	}
+	return false
+}
