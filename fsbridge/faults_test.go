@@ -291,29 +291,42 @@ func TestHangupDuringStart(t *testing.T) {
 
 // The Event Socket is down exactly when FreeSWITCH creates the channel, so its events
 // are never seen: after the reconnection the reconciliation finds the channel (by its
-// X-NKB-Session and X-NKB-Leg) and the start completes.
+// X-NKB-Session and X-NKB-Leg) and the start completes — also when the channel is still
+// too new for FreeSWITCH's lagging "show channels" at that moment (the table is read
+// again) rather than failing with 2300 after channel_timeout.
 func TestChannelAdoptedAfterReconnect(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	c := e.dial()
-	relisten := make(chan error, 1)
-	e.sip.SetBeforeRoute(func(fakefs.INVITE) {
-		e.fs.StopListening()
-		for e.svc.Client().Connected() {
-			time.Sleep(5 * time.Millisecond)
-		}
-		go func() {
-			time.Sleep(300 * time.Millisecond)
-			relisten <- e.fs.Listen()
-		}()
-	})
-	sid := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "adopted"})
-	if err := <-relisten; err != nil {
-		t.Fatal(err)
+	for name, c := range map[string]struct{ lag, outage time.Duration }{
+		"in the table at reconnect":          {fakefs.DefaultShowChannelsLag, 300 * time.Millisecond},
+		"too new for the table at reconnect": {time.Second, 100 * time.Millisecond},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, envOpts{fake: fakefs.Options{ShowChannelsLag: c.lag}, channelTimeout: 5 * time.Second})
+			api := e.dial()
+			relisten := make(chan error, 1)
+			e.sip.SetBeforeRoute(func(fakefs.INVITE) {
+				e.fs.StopListening()
+				for e.svc.Client().Connected() {
+					time.Sleep(5 * time.Millisecond)
+				}
+				go func() {
+					time.Sleep(c.outage)
+					relisten <- e.fs.Listen()
+				}()
+			})
+			begun := time.Now()
+			sid := startPark(t, e, api, newRTCPeer(t), msg{"session_id": "adopted"})
+			if err := <-relisten; err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(begun); d > 3*time.Second {
+				t.Fatalf("start took %s", d)
+			}
+			ch := e.channelOf(sid)
+			e.waitCommand("api uuid_getvar " + ch.UUID + " sip_h_X-NKB-Leg")
+			e.waitCommand("api uuid_transfer " + ch.UUID + " park inline")
+			e.sip.SetBeforeRoute(nil)
+			api.ok("media", "session", "stop", msg{"session_id": sid})
+			e.noLeaks()
+		})
 	}
-	ch := e.channelOf(sid)
-	e.waitCommand("api uuid_getvar " + ch.UUID + " sip_h_X-NKB-Leg")
-	e.waitCommand("api uuid_transfer " + ch.UUID + " park inline")
-	e.sip.SetBeforeRoute(nil)
-	c.ok("media", "session", "stop", msg{"session_id": sid})
-	e.noLeaks()
 }

@@ -3,10 +3,12 @@ package fsbridge_test
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/signaling"
 )
 
 // Conference member events become room events with the member's session, whether the
@@ -111,42 +113,6 @@ func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
 	e.noLeaks()
 }
 
-// The Event Socket is down when FreeSWITCH creates a start's channel (its events are
-// lost) and back before the channel shows in the lagging "show channels": the start
-// still finds its channel (the table is read again) instead of failing with 2300 after
-// channel_timeout.
-func TestWaitingStartAdoptsLaggingChannel(t *testing.T) {
-	e := newEnv(t, envOpts{fake: fakefs.Options{ShowChannelsLag: time.Second}, channelTimeout: 5 * time.Second})
-	c := e.dial()
-	relisten := make(chan error, 1)
-	e.sip.SetBeforeRoute(func(fakefs.INVITE) {
-		e.fs.StopListening()
-		for e.svc.Client().Connected() {
-			time.Sleep(5 * time.Millisecond)
-		}
-		go func() {
-			time.Sleep(100 * time.Millisecond)
-			relisten <- e.fs.Listen()
-		}()
-	})
-	begun := time.Now()
-	sid := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "lagging"})
-	if err := <-relisten; err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(begun); d > 3*time.Second {
-		t.Fatalf("start took %s", d)
-	}
-	ch := e.channelOf(sid)
-	e.waitCommand("api uuid_getvar " + ch.UUID + " sip_h_X-NKB-Leg")
-	e.sip.SetBeforeRoute(nil)
-	if got, _ := e.fs.Channel(ch.UUID); got.Application != "park" {
-		t.Fatalf("channel runs %q", got.Application)
-	}
-	c.ok("media", "session", "stop", msg{"session_id": sid})
-	e.noLeaks()
-}
-
 // FreeSWITCH's own session rate (switch.conf.xml sessions-per-second, 30 by default)
 // refuses calls beyond it with 503: the error says which setting to raise.
 func TestSessionRateErrorNamesSetting(t *testing.T) {
@@ -189,5 +155,90 @@ func TestEchoWithEveryPacketMarked(t *testing.T) {
 		t.Fatalf("FreeSWITCH discarded %d of %d packets for their marker bit", n, in)
 	}
 	c.ok("media", "session", "stop", msg{"session_id": sid})
+	e.noLeaks()
+}
+
+// The Event Socket drops in the middle of a burst of starts, with FreeSWITCH's lagging
+// "show channels" (fakefs default): every start completes, none is stopped afterwards,
+// and no channel is killed or moved.
+func TestReconnectDuringBurstOfStarts(t *testing.T) {
+	const n = 8
+	e := newEnv(t, envOpts{channelTimeout: 3 * time.Second})
+	var routed atomic.Int32
+	e.sip.SetBeforeRoute(func(fakefs.INVITE) {
+		if routed.Add(1) == n/2 {
+			e.fs.DropConnections()
+		}
+	})
+	type result struct {
+		sid string
+		err error
+	}
+	results := make(chan result, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			res, err := e.core.StartSession(context.Background(), signaling.SessionRequest{Type: "park", Backend: "freeswitch", Offer: rtpOffer(41000 + 2*i)})
+			results <- result{res.SessionID, err}
+		}()
+	}
+	var sids []string
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("start failed: %v", r.err)
+			continue
+		}
+		sids = append(sids, r.sid)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	e.sip.SetBeforeRoute(nil)
+	// Let the table catch up and the re-checks read it.
+	for _, sid := range sids {
+		e.inTable(e.channelOf(sid).UUID, "park")
+	}
+	shows := e.countCommands("api show channels as json")
+	eventually(t, 5*time.Second, "show channels read again", func() string {
+		if e.countCommands("api show channels as json") < shows+2 {
+			return "not yet"
+		}
+		return ""
+	})
+	for _, sid := range sids {
+		if _, ok := e.core.LookupSession(sid); !ok {
+			t.Errorf("session %s stopped after the reconnect", sid)
+		}
+	}
+	if k := e.countCommands("api uuid_kill"); k != 0 {
+		t.Errorf("%d channels killed", k)
+	}
+	for _, sid := range sids {
+		if err := e.core.StopSession(sid, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.noLeaks()
+}
+
+// The Event Socket drops while a start's uuid_transfer is in flight: the transfer is
+// sent again on the new connection and the start completes.
+func TestTransferResentAfterDrop(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	c := e.dial()
+	e.fs.Delay("api uuid_transfer", -1) // FreeSWITCH never answers this one
+	c.send(msg{"class": "media", "subclass": "session", "cmd": "start", "tid": 99,
+		"data": msg{"type": "park", "backend": "freeswitch", "session_id": "resent", "offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}}})
+	e.waitCommand("api uuid_transfer ")
+	e.fs.ClearDelays()
+	e.fs.DropConnections()
+	r := c.next(func(m msg) bool { return m["tid"] == float64(99) && m["result"] != nil }, 10*time.Second, "start reply")
+	if r["result"] != "ok" {
+		t.Fatalf("start with its transfer lost in a drop: %v", r)
+	}
+	if n := e.countCommands("api uuid_transfer "); n != 2 {
+		t.Fatalf("%d uuid_transfer, want 2 (the lost one, then again)", n)
+	}
+	c.ok("media", "session", "stop", msg{"session_id": "resent"})
 	e.noLeaks()
 }

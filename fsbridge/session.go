@@ -2,6 +2,7 @@ package fsbridge
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -151,13 +152,24 @@ func (s *fsSession) moveTo(ctx context.Context, p placement) error {
 	defer cancel()
 	var err error
 	what := "uuid_transfer"
+	transfer := func(f func() error) error {
+		err := f()
+		if errors.Is(err, esl.ErrClosed) && cctx.Err() == nil {
+			// The connection dropped with the command in flight: a transfer is
+			// idempotent, so it is sent again once the client has reconnected (within
+			// the same command timeout).
+			s.log.Info("fsbridge: Event Socket dropped during uuid_transfer; sending it again", "channel", ch)
+			err = f()
+		}
+		return err
+	}
 	switch p.typ {
 	case signaling.TypePark:
-		err = esl.TransferPark(cctx, b.opts.ESL, ch)
+		err = transfer(func() error { return esl.TransferPark(cctx, b.opts.ESL, ch) })
 	case signaling.TypeEcho:
-		err = esl.TransferEcho(cctx, b.opts.ESL, ch)
+		err = transfer(func() error { return esl.TransferEcho(cctx, b.opts.ESL, ch) })
 	case signaling.TypeMCU:
-		err = esl.TransferConference(cctx, b.opts.ESL, ch, p.room, b.opts.Profile)
+		err = transfer(func() error { return esl.TransferConference(cctx, b.opts.ESL, ch, p.room, b.opts.Profile) })
 	case signaling.TypeBridge:
 		what = "uuid_bridge"
 		peer := b.session(p.peer)

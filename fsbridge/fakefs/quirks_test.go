@@ -151,16 +151,7 @@ func TestSessionsPerSecond(t *testing.T) {
 // Over the session rate, mod_sofia answers "503 Maximum Calls In Progress". (With
 // sessions-per-second 1, FreeSWITCH's countdown refuses every session.)
 func TestSIPAgentSessionRate(t *testing.T) {
-	fs, err := Start(Options{SessionsPerSecond: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	a, err := StartSIP(fs, SIPOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	fs, a := startSIP(t, Options{SessionsPerSecond: 1})
 	if got := sipRaw(t, a, "X-NKB-Session: rate-1\r\n", rawSDP); got != "SIP/2.0 503 Maximum Calls In Progress" {
 		t.Fatalf("over the session rate: %q", got)
 	}

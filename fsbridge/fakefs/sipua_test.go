@@ -58,21 +58,28 @@ func sipRaw(t *testing.T, a *SIPAgent, extra, body string) string {
 	}
 }
 
+// startSIP starts a fake and its SIP stand-in, closed when the test ends.
+func startSIP(t *testing.T, opts Options) (*Server, *SIPAgent) {
+	t.Helper()
+	fs, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	a, err := StartSIP(fs, SIPOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return fs, a
+}
+
 const rawSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 
 // The stand-in applies the shipped dialplan: no (or a malformed) X-NKB-Session → 403,
 // no channel; an SDP it cannot answer → 488.
 func TestSIPAgentRefuses(t *testing.T) {
-	fs, err := Start(Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fs.Close()
-	a, err := StartSIP(fs, SIPOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
+	fs, a := startSIP(t, Options{})
 	if got := sipRaw(t, a, "", rawSDP); got != "SIP/2.0 403 Forbidden" {
 		t.Fatalf("no session header: %q", got)
 	}
