@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/ratelimit"
 )
 
 func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener { return tls.NewListener(ln, cfg) }
@@ -16,17 +18,12 @@ type rateLimiter struct {
 	burst float64
 	max   int
 	mu    sync.Mutex
-	m     map[netip.Addr]*bucket
+	m     map[netip.Addr]*ratelimit.Bucket
 	now   func() time.Time
 }
 
-type bucket struct {
-	tokens float64
-	last   time.Time
-}
-
 func newRateLimiter(rate float64, burst, max int) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: float64(burst), max: max, m: make(map[netip.Addr]*bucket), now: time.Now}
+	return &rateLimiter{rate: rate, burst: float64(burst), max: max, m: make(map[netip.Addr]*ratelimit.Bucket), now: time.Now}
 }
 
 func (r *rateLimiter) allow(src netip.Addr) bool {
@@ -38,7 +35,7 @@ func (r *rateLimiter) allow(src netip.Addr) bool {
 		if len(r.m) >= r.max {
 			// Drop full buckets (idle sources) first; if none, forget an arbitrary one.
 			for k, v := range r.m {
-				if v.tokens+now.Sub(v.last).Seconds()*r.rate >= r.burst {
+				if v.Full(now) {
 					delete(r.m, k)
 				}
 			}
@@ -49,16 +46,11 @@ func (r *rateLimiter) allow(src netip.Addr) bool {
 				delete(r.m, k)
 			}
 		}
-		b = &bucket{tokens: r.burst, last: now}
+		nb := ratelimit.New(r.rate, r.burst)
+		b = &nb
 		r.m[src] = b
 	}
-	b.tokens = min(r.burst, b.tokens+now.Sub(b.last).Seconds()*r.rate)
-	b.last = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
+	return b.Allow(now)
 }
 
 func (r *rateLimiter) len() int {

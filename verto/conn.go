@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/nkbridge/nkbridge/internal/ratelimit"
 )
 
 const (
@@ -36,8 +38,8 @@ type conn struct {
 	authed   atomic.Bool
 
 	// reader-goroutine only
-	reqLimit    bucket
-	inviteLimit bucket
+	reqLimit    ratelimit.Bucket
+	inviteLimit ratelimit.Bucket
 	strikes     int
 	authFails   int
 	readyOnce   bool
@@ -62,8 +64,8 @@ func newConn(s *Server, ws *websocket.Conn, remote string) *conn {
 		out:         make(chan []byte, outQueueLen),
 		done:        make(chan struct{}),
 		writerDone:  make(chan struct{}),
-		reqLimit:    newBucket(s.cfg.RequestRate, s.cfg.RequestBurst),
-		inviteLimit: newBucket(s.cfg.InviteRate, s.cfg.InviteBurst),
+		reqLimit:    ratelimit.New(s.cfg.RequestRate, float64(s.cfg.RequestBurst)),
+		inviteLimit: ratelimit.New(s.cfg.InviteRate, float64(s.cfg.InviteBurst)),
 		pending:     make(map[int64]pendingReq),
 	}
 	c.lastRecv.Store(time.Now().UnixNano())
@@ -307,7 +309,7 @@ func (c *conn) handleFrame(typ int, data []byte) {
 // charge takes a request token. Without one it counts a strike; a long run of strikes closes
 // the socket.
 func (c *conn) charge(now time.Time) bool {
-	if c.reqLimit.allow(now) {
+	if c.reqLimit.Allow(now) {
 		c.strikes = 0
 		return true
 	}

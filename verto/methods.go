@@ -351,7 +351,7 @@ func (c *conn) invite(p object) (map[string]any, *rpcError, func()) {
 	if strings.TrimSpace(sdp) == "" {
 		return nil, inviteError(callID, "SDP missing", CauseInvalidMsgUnspecified), nil
 	}
-	if !c.inviteLimit.allow(time.Now()) {
+	if !c.inviteLimit.Allow(time.Now()) {
 		c.log.Info("verto: invite rate limited", "callID", callID)
 		e := inviteError(callID, "Too many calls, slow down", CauseNormalCircuitCongestion)
 		e.Code = CodeRateLimited

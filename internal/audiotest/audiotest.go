@@ -9,6 +9,8 @@ import (
 	"io"
 	"math"
 	"os"
+
+	"github.com/nkbridge/nkbridge/internal/wav"
 )
 
 // Tone returns n samples of a sine at freq Hz sampled at rate Hz with peak amplitude amp
@@ -86,20 +88,7 @@ func WriteWAV(path string, samples []int16, rate int) error {
 
 // EncodeWAV writes 16-bit mono PCM samples at rate Hz as RIFF/WAVE to w.
 func EncodeWAV(w io.Writer, samples []int16, rate int) error {
-	dataLen := uint32(2 * len(samples))
-	hdr := make([]byte, 44)
-	copy(hdr[0:], "RIFF")
-	binary.LittleEndian.PutUint32(hdr[4:], 36+dataLen)
-	copy(hdr[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(hdr[16:], 16)
-	binary.LittleEndian.PutUint16(hdr[20:], 1) // PCM
-	binary.LittleEndian.PutUint16(hdr[22:], 1) // mono
-	binary.LittleEndian.PutUint32(hdr[24:], uint32(rate))
-	binary.LittleEndian.PutUint32(hdr[28:], uint32(rate*2))
-	binary.LittleEndian.PutUint16(hdr[32:], 2)
-	binary.LittleEndian.PutUint16(hdr[34:], 16)
-	copy(hdr[36:], "data")
-	binary.LittleEndian.PutUint32(hdr[40:], dataLen)
+	hdr := wav.Header(rate, uint32(2*len(samples)))
 	if _, err := w.Write(hdr); err != nil {
 		return err
 	}

@@ -1,17 +1,15 @@
 package room
 
 import (
-	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/pion/rtp"
 
+	"github.com/nkbridge/nkbridge/internal/wav"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/codec"
 	"github.com/nkbridge/nkbridge/media/mixer"
@@ -77,7 +75,7 @@ type mixRoom struct {
 	parts    map[string]*participant
 	order    []*participant
 	closed   bool
-	rec      *wavWriter
+	rec      *wav.Writer
 	recPaths []string
 	stop     chan struct{}
 	done     chan struct{}
@@ -128,14 +126,17 @@ func (mr *mixRoom) startRecording() error {
 		return errors.New("room: recording is not configured")
 	}
 	p := filepath.Join(dir, fmt.Sprintf("%s-mix-%s.wav", safeName(mr.r.id), time.Now().UTC().Format("20060102T150405.000")))
-	w, err := newWAV(p, 8000)
+	w, err := wav.Create(p, 8000, maxWAVBytes)
 	if err != nil {
-		return err
+		return fmt.Errorf("room: record: %w", err)
 	}
 	mr.rec = w
 	mr.recPaths = append(mr.recPaths, p)
 	return nil
 }
+
+// maxWAVBytes bounds one recording (about 18 hours at 8 kHz).
+const maxWAVBytes = 1 << 30
 
 func safeName(s string) string {
 	b := []byte(s)
@@ -196,7 +197,7 @@ func (mr *mixRoom) close() []string {
 	<-mr.done
 	mr.mu.Lock()
 	if mr.rec != nil {
-		if err := mr.rec.close(); err != nil {
+		if err := mr.rec.Close(); err != nil {
 			mr.r.m.log.Warn("room recording", "room_id", mr.r.id, "err", err)
 		}
 		mr.rec = nil
@@ -266,7 +267,7 @@ func (mr *mixRoom) loop() {
 				mix[k] = clip32(v)
 			}
 			down = mixer.Down6(down[:0], mix)
-			rec.write(down)
+			rec.Write(down)
 		}
 		for _, e := range evs {
 			mr.r.m.emit(mr.r, "talking", map[string]any{"session_id": e.id, "talking": e.talking})
@@ -394,72 +395,4 @@ func (m *Manager) JoinMCU(roomID string, create bool, o Options, ep Endpoint, re
 	m.log.Info("mcu participant joined", "room_id", r.id, "session_id", ep.ID(), "codec", sink.Codec())
 	m.emit(r, "started_publisher", map[string]any{"session_id": ep.ID(), "codec": sink.Codec()})
 	return r, nil
-}
-
-// wavWriter writes 16-bit mono PCM to a WAV file, fixing the header on close.
-type wavWriter struct {
-	f    *os.File
-	w    *bufio.Writer
-	rate int
-	n    int64
-	err  error
-}
-
-// maxWAVBytes bounds one recording (about 18 hours at 8 kHz).
-const maxWAVBytes = 1 << 30
-
-func newWAV(path string, rate int) (*wavWriter, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("room: record: %w", err)
-	}
-	w := &wavWriter{f: f, w: bufio.NewWriterSize(f, 32<<10), rate: rate}
-	if _, err := w.w.Write(wavHeader(rate, 0)); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return w, nil
-}
-
-func wavHeader(rate int, dataLen uint32) []byte {
-	h := make([]byte, 44)
-	copy(h[0:], "RIFF")
-	binary.LittleEndian.PutUint32(h[4:], 36+dataLen)
-	copy(h[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(h[16:], 16)
-	binary.LittleEndian.PutUint16(h[20:], 1)
-	binary.LittleEndian.PutUint16(h[22:], 1)
-	binary.LittleEndian.PutUint32(h[24:], uint32(rate))
-	binary.LittleEndian.PutUint32(h[28:], uint32(rate*2))
-	binary.LittleEndian.PutUint16(h[32:], 2)
-	binary.LittleEndian.PutUint16(h[34:], 16)
-	copy(h[36:], "data")
-	binary.LittleEndian.PutUint32(h[40:], dataLen)
-	return h
-}
-
-func (w *wavWriter) write(pcm []int16) {
-	if w.err != nil || w.n+int64(2*len(pcm)) > maxWAVBytes {
-		return
-	}
-	var b [2]byte
-	for _, v := range pcm {
-		binary.LittleEndian.PutUint16(b[:], uint16(v))
-		if _, err := w.w.Write(b[:]); err != nil {
-			w.err = err
-			return
-		}
-	}
-	w.n += int64(2 * len(pcm))
-}
-
-func (w *wavWriter) close() error {
-	err := w.w.Flush()
-	if err == nil {
-		_, err = w.f.WriteAt(wavHeader(w.rate, uint32(w.n)), 0)
-	}
-	if cerr := w.f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }

@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/wav"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/codec"
 )
 
 func wavBytes(rate, channels int, pcm []int16) []byte {
-	b := wavHeader(rate, uint32(2*len(pcm)))
+	b := wav.Header(rate, uint32(2*len(pcm)))
 	binary.LittleEndian.PutUint16(b[22:], uint16(channels))
 	binary.LittleEndian.PutUint32(b[28:], uint32(rate*2*channels))
 	binary.LittleEndian.PutUint16(b[32:], uint16(2*channels))

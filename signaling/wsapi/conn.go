@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/ratelimit"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -47,25 +48,8 @@ type conn struct {
 	recent     [8]string // calls this connection was recently invited to
 	recentN    int
 
-	// request rate limit (token bucket), reader goroutine only
-	tokens   float64
-	tokensAt time.Time
-}
-
-// allow takes a token for one client request.
-func (c *conn) allow(now time.Time) bool {
-	rate := c.srv.cfg.RequestRate
-	if c.tokensAt.IsZero() {
-		c.tokens = 2 * rate
-	} else {
-		c.tokens = min(2*rate, c.tokens+now.Sub(c.tokensAt).Seconds()*rate)
-	}
-	c.tokensAt = now
-	if c.tokens < 1 {
-		return false
-	}
-	c.tokens--
-	return true
+	// limit is the request rate limit (api.request_rate, burst 2x), reader goroutine only.
+	limit ratelimit.Bucket
 }
 
 type pending struct {
@@ -79,8 +63,9 @@ func newConn(s *Server, ws *websocket.Conn, remote, id string) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := &conn{
 		srv: s, ws: ws, id: id, remote: remote, ctx: ctx, cancel: cancel,
-		send: make(chan []byte, s.cfg.SendQueue),
-		log:  s.log.With("conn", id, "remote", remote),
+		send:  make(chan []byte, s.cfg.SendQueue),
+		log:   s.log.With("conn", id, "remote", remote),
+		limit: ratelimit.New(s.cfg.RequestRate, 2*s.cfg.RequestRate),
 	}
 	ws.SetReadLimit(s.cfg.MaxFrameBytes)
 	c.loginTimer = time.AfterFunc(s.cfg.LoginTimeout, func() {
@@ -254,7 +239,7 @@ func (c *conn) handleFrame(b []byte) {
 			p.cb(f.result == "ok", f.data)
 		}
 	case kindRequest:
-		if !c.allow(time.Now()) {
+		if !c.limit.Allow(time.Now()) {
 			c.replyErr(f.tid, signaling.Errorf(signaling.CodeInvalidOperation, "Too many requests (limit %g/s)", c.srv.cfg.RequestRate))
 			return
 		}

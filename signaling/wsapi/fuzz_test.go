@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/ratelimit"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -135,7 +136,8 @@ func FuzzRequest(f *testing.F) {
 func newTestConn(s *Server) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := &conn{srv: s, id: "fuzz-conn", remote: "127.0.0.1:1", ctx: ctx, cancel: cancel,
-		send: make(chan []byte, 4096), log: s.log, loggedIn: true, user: "fuzz", loginID: "fuzz-login"}
+		send: make(chan []byte, 4096), log: s.log, loggedIn: true, user: "fuzz", loginID: "fuzz-login",
+		limit: ratelimit.New(s.cfg.RequestRate, 2*s.cfg.RequestRate)}
 	c.loginTimer = time.AfterFunc(time.Hour, func() {})
 	s.mu.Lock()
 	s.conns[c] = struct{}{}

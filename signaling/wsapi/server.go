@@ -159,21 +159,7 @@ func New(cfg Config, core *signaling.Core, log *slog.Logger) *Server {
 
 // CheckListen refuses a non-loopback address when no users are configured.
 func CheckListen(addr string, users *auth.Users) error {
-	if !users.Empty() {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("api listen address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("api listen address %q is not loopback and no users are configured: refusing to accept anonymous logins from the network (configure users, or listen on 127.0.0.1)", addr)
-	}
-	return nil
+	return wsutil.CheckListen("api", addr, users.Empty())
 }
 
 // Listen binds the configured address (checking CheckListen).

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 
+	"github.com/nkbridge/nkbridge/internal/wsutil"
 	"github.com/nkbridge/nkbridge/signaling/auth"
 	"github.com/nkbridge/nkbridge/verto"
 )
@@ -61,18 +61,5 @@ func (a *Auth) Authenticate(ctx context.Context, cr verto.Credentials) (string, 
 // CheckListen refuses a non-loopback Verto listener when no users are configured (anonymous
 // logins from the network), the rule the control API applies to its own listener.
 func CheckListen(addr string, users *auth.Users) error {
-	if !users.Empty() {
-		return nil
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("verto listen address %q: %w", addr, err)
-	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("verto listen address %q is not loopback and no users are configured: refusing anonymous Verto logins from the network (configure users, or listen on 127.0.0.1)", addr)
-	}
-	return nil
+	return wsutil.CheckListen("verto", addr, users.Empty())
 }
