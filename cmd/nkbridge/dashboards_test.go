@@ -263,27 +263,12 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 
 	// API traffic through the Go client: Bob answers Alice's call, then she
 	// hangs up; a session of an unknown type is refused.
-	url := "ws://" + d.addr + "/"
-	bob, err := nkclient.Dial(ctx, url, nkclient.Options{Logger: peers.TestLogger(t),
-		OnInvite: func(ctx context.Context, inv *nkclient.Invite) {
-			if err := inv.Accept(ctx, nkclient.SDP{SDP: "v=0"}, ""); err != nil {
-				t.Errorf("accept: %v", err)
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bob.Close()
-	alice, err := nkclient.Dial(ctx, url, nkclient.Options{Logger: peers.TestLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice.Close()
-	for user, c := range map[string]*nkclient.Client{"alice": alice, "bob": bob} {
-		if _, err := c.Login(ctx, user, "pw"); err != nil {
-			t.Fatal(err)
+	d.client("bob", nkclient.Options{OnInvite: func(ctx context.Context, inv *nkclient.Invite) {
+		if err := inv.Accept(ctx, nkclient.SDP{SDP: "v=0"}, ""); err != nil {
+			t.Errorf("accept: %v", err)
 		}
-	}
+	}})
+	alice := d.client("alice", nkclient.Options{})
 	s, err := alice.StartSession(ctx, nkclient.SessionStart{Type: "p2p", Offer: &nkclient.SDP{SDP: "v=0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -306,14 +291,7 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	}
 	// Live sessions and calls have per-state gauges only while they last:
 	// Carol lets a call from Alice ring during the scrape.
-	carol, err := nkclient.Dial(ctx, url, nkclient.Options{Logger: peers.TestLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer carol.Close()
-	if _, err := carol.Login(ctx, "carol", "pw"); err != nil {
-		t.Fatal(err)
-	}
+	d.client("carol", nkclient.Options{})
 	s, err = alice.StartSession(ctx, nkclient.SessionStart{Type: "p2p", Offer: &nkclient.SDP{SDP: "v=0"}})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
 )
 
@@ -106,13 +109,12 @@ func TestBinaryHealthAndMetrics(t *testing.T) {
 		t.Fatalf("health = %d %s", c, s)
 	}
 	before := d.scrape()
-	ws := d.dial()
-	sid := loginStart(t, ws) // one p2p session
+	c := d.client("alice", nkclient.Options{})
+	p2pSession(t, c) // one p2p session
 	if c, _ := d.health(); c != 200 {
 		t.Fatalf("health with 1 session = %d", c)
 	}
-	r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 3, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
-	sid2, _ := r["data"].(map[string]any)["session_id"].(string)
+	sid2 := p2pSession(t, c)
 	if c, s := d.health(); c != 429 || s != "overloaded" {
 		t.Fatalf("health with 2 sessions = %d %s", c, s)
 	}
@@ -126,13 +128,17 @@ func TestBinaryHealthAndMetrics(t *testing.T) {
 		t.Fatalf("nkbridge_health_status: before ok=%v, at 429 overloaded=%v ok=%v", before[`nkbridge_health_status{status="ok"}`],
 			mid[`nkbridge_health_status{status="overloaded"}`], mid[`nkbridge_health_status{status="ok"}`])
 	}
-	for i, typ := range []string{"echo", "echo", "nope"} {
-		r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 10 + i, "data": map[string]any{"type": typ, "offer": map[string]any{"sdp": "v=0"}}})
-		if r["result"] != "error" {
-			t.Fatalf("%s start = %v", typ, r)
+	ctx := context.Background()
+	for _, typ := range []string{"echo", "echo", "nope"} {
+		code := map[string]int{"echo": 2001, "nope": 2002}[typ]
+		_, err := c.StartSession(ctx, nkclient.SessionStart{Type: typ, Offer: &nkclient.SDP{SDP: "v=0"}})
+		if !errors.Is(err, &nkclient.APIError{Code: code}) {
+			t.Fatalf("%s start = %v, want error %d", typ, err, code)
 		}
 	}
-	send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "stop", "tid": 20, "data": map[string]any{"session_id": sid2}})
+	if err := c.StopSession(ctx, sid2, 0, ""); err != nil {
+		t.Fatal(err)
+	}
 	if c, s := d.health(); c != 200 || s != "ok" {
 		t.Fatalf("health after stop = %d %s", c, s)
 	}
@@ -144,7 +150,6 @@ func TestBinaryHealthAndMetrics(t *testing.T) {
 		`nkbridge_sessions_stopped_total{code="1013",type="p2p"}`:            1,
 		`nkbridge_api_connections_total`:                                     1,
 	})
-	_ = sid
 	_ = d.cmd.Process.Signal(syscall.SIGINT)
 	d.waitExit(10 * time.Second)
 }
