@@ -14,6 +14,14 @@
 // shipped dialplan (Route), answers with plain RTP, and makes the media follow the
 // channel's application (park: silence, echo: echo, conference: a tone), so tests can
 // prove by the audio where FreeSWITCH has a call.
+//
+// It keeps FreeSWITCH 1.10's quirks that nkbridge must cope with, each adjustable in
+// Options: "show channels" lags the channels (ShowChannelsLag); the core refuses new
+// sessions beyond sessions-per-second, which SIP sees as "503 Maximum Calls In
+// Progress" (SessionsPerSecond); conference member events carry the channel's variables
+// only with the profile's verbose-events (NoVerboseEvents); marked audio packets are
+// discarded unless the channel has rtp_manual_rtp_bugs=IGNORE_MARK_BIT
+// (DialplanOverride).
 package fakefs
 
 import (
