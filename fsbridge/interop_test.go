@@ -242,3 +242,21 @@ func TestTransferResentAfterDrop(t *testing.T) {
 	c.ok("media", "session", "stop", msg{"session_id": "resent"})
 	e.noLeaks()
 }
+
+// FreeSWITCH ends a call whose RTP stopped for media_timeout (the shipped dialplan sets
+// it; here 800 ms): the session stops with 2302.
+func TestFreeSWITCHMediaTimeout(t *testing.T) {
+	e := newEnv(t, envOpts{fake: fakefs.Options{DialplanOverride: map[string]string{"media_timeout": "800"}}})
+	causes := make(chan string, 4)
+	e.fs.OnHangup(func(_ fakefs.Channel, cause string) { causes <- cause })
+	c := e.dial()
+	p := newRTCPeer(t) // sends no audio
+	sid := startPark(t, e, c, p, nil)
+	if stop := c.event("session", "stop", sid, nil); num(stop["code"]) != 2302 {
+		t.Fatalf("stop: %v", stop)
+	}
+	if cause := <-causes; cause != "MEDIA_TIMEOUT" {
+		t.Fatalf("FreeSWITCH hung up with %s", cause)
+	}
+	e.noLeaks()
+}

@@ -20,8 +20,8 @@
 // sessions beyond sessions-per-second, which SIP sees as "503 Maximum Calls In
 // Progress" (SessionsPerSecond); conference member events carry the channel's variables
 // only with the profile's verbose-events (NoVerboseEvents); marked audio packets are
-// discarded unless the channel has rtp_manual_rtp_bugs=IGNORE_MARK_BIT
-// (DialplanOverride).
+// discarded unless the channel has rtp_manual_rtp_bugs=IGNORE_MARK_BIT, and a call
+// that received no RTP for its media_timeout is hung up (both from DialplanOverride).
 package fakefs
 
 import (

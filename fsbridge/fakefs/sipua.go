@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -86,7 +87,10 @@ type sipCall struct {
 	// ignoreMark: the channel's rtp_manual_rtp_bugs has IGNORE_MARK_BIT (read when its RTP
 	// started, as FreeSWITCH does).
 	ignoreMark bool
-	peer       netip.AddrPort
+	// mediaTimeout is the channel's media_timeout: FreeSWITCH hangs the call up
+	// (MEDIA_TIMEOUT) when no RTP arrived for that long (0: never).
+	mediaTimeout time.Duration
+	peer         netip.AddrPort
 
 	mu      sync.Mutex
 	ended   bool
@@ -359,8 +363,9 @@ func (a *SIPAgent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := &sipCall{a: a, callID: callID, channel: ch.UUID, dlg: dlg, conn: conn, codec: main, tePT: -1,
-		ignoreMark: strings.Contains(ch.Var("rtp_manual_rtp_bugs"), "IGNORE_MARK_BIT"),
-		peer:       netip.AddrPortFrom(offer.Addr, uint16(offer.Port)), done: make(chan struct{})}
+		ignoreMark:   strings.Contains(ch.Var("rtp_manual_rtp_bugs"), "IGNORE_MARK_BIT"),
+		mediaTimeout: varMillis(ch.Var("media_timeout")),
+		peer:         netip.AddrPortFrom(offer.Addr, uint16(offer.Port)), done: make(chan struct{})}
 	for _, cd := range answer.Codecs {
 		if strings.EqualFold(cd.Name, "telephone-event") {
 			c.tePT = int(cd.PT)
@@ -495,7 +500,17 @@ func (a *SIPAgent) Flushed(channel string) int {
 	return c.flushed
 }
 
-// readRTP counts what arrives and echoes it when the channel runs echo. A marked audio
+// varMillis parses a channel variable in milliseconds (0 if unset or invalid).
+func varMillis(v string) time.Duration {
+	ms, err := strconv.Atoi(v)
+	if err != nil || ms <= 0 {
+		return 0
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// readRTP counts what arrives and echoes it when the channel runs echo; with a
+// media_timeout, no RTP for that long hangs the channel up (MEDIA_TIMEOUT). A marked audio
 // packet (not telephone-event) is discarded unless the channel has IGNORE_MARK_BIT:
 // FreeSWITCH 1.10 flushes its read buffer when an audio packet has the marker bit
 // (switch_rtp.c, rtp_flush_read_buffer), so a sender that marks every packet gets
@@ -505,8 +520,16 @@ func (c *sipCall) readRTP() {
 	var seq uint16 = uint16(rand.Uint32())
 	ssrc := rand.Uint32()
 	for {
+		if c.mediaTimeout > 0 {
+			_ = c.conn.SetReadDeadline(time.Now().Add(c.mediaTimeout))
+		}
 		n, from, err := c.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.a.log.Info("fakefs sip: media timeout", "channel", c.channel, "after", c.mediaTimeout)
+				_ = c.a.fs.Hangup(c.channel, "MEDIA_TIMEOUT")
+			}
 			return
 		}
 		var p rtp.Packet
