@@ -277,3 +277,50 @@ func TestAPIDocListsEveryErrorCode(t *testing.T) {
 		t.Fatalf("only %d codes known", n)
 	}
 }
+
+// The README's configuration table shows the defaults of defaults.yaml, the variable of each
+// key, and lists no key the configuration lacks.
+func TestREADMEConfigTableMatchesDefaults(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `([a-z_.]+)` \\| ([^|]+) \\| ([^|]+) \\|")
+	n := 0
+	for _, m := range row.FindAllStringSubmatch(string(readme), -1) {
+		key, def, env := m[1], strings.TrimSpace(m[2]), strings.TrimSpace(m[3])
+		v, ok := defaults.Lookup(key)
+		if !ok {
+			t.Errorf("README lists %s, which defaults.yaml lacks", key)
+			continue
+		}
+		n++
+		want := fmt.Sprint(v)
+		switch x := v.(type) {
+		case []any:
+			if len(x) > 0 {
+				continue // shown in defaults.yaml
+			}
+			want = "[]"
+		case map[string]any:
+			if len(x) > 0 {
+				continue
+			}
+			want = "{}"
+		}
+		if want == "" {
+			want = "empty"
+		} else {
+			want = "`" + want + "`"
+		}
+		if def != want {
+			t.Errorf("README: %s defaults to %s, defaults.yaml says %s", key, def, want)
+		}
+		if wantEnv := "`NKB_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_")) + "`"; env != wantEnv && env != "(file only)" {
+			t.Errorf("README: %s has variable %s, want %s", key, env, wantEnv)
+		}
+	}
+	if n < 15 {
+		t.Fatalf("only %d rows found", n)
+	}
+}
