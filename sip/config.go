@@ -132,7 +132,8 @@ func (c Config) Validate() error {
 
 func (c *Config) normalize() error {
 	if len(c.Listen) == 0 {
-		c.Listen = []Listen{{Transport: "udp", Addr: "127.0.0.1:5060"}, {Transport: "tcp", Addr: "127.0.0.1:5060"}}
+		addr := defaults.String("sip.listen")
+		c.Listen = []Listen{{Transport: "udp", Addr: addr}, {Transport: "tcp", Addr: addr}}
 	}
 	for i := range c.Listen {
 		l := &c.Listen[i]

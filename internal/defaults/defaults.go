@@ -140,3 +140,37 @@ func Of(key string, like any) any {
 	}
 	panic(fmt.Sprintf("defaults: no conversion of %s to %T", key, like))
 }
+
+// Strings returns a new copy of the list of strings at key.
+func Strings(key string) []string {
+	l, ok := must(key).([]any)
+	if !ok {
+		panic(fmt.Sprintf("defaults: %s is not a list", key))
+	}
+	out := make([]string, 0, len(l))
+	for _, v := range l {
+		s, ok := v.(string)
+		if !ok {
+			panic(fmt.Sprintf("defaults: %s holds %v, not a string", key, v))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// StringMap returns a new copy of the map of strings at key.
+func StringMap(key string) map[string]string {
+	m, ok := must(key).(map[string]any)
+	if !ok {
+		panic(fmt.Sprintf("defaults: %s is not a map", key))
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		s, ok := v.(string)
+		if !ok {
+			panic(fmt.Sprintf("defaults: %s.%s is %v, not a string", key, k, v))
+		}
+		out[k] = s
+	}
+	return out
+}

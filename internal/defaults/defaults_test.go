@@ -46,3 +46,17 @@ func TestLookups(t *testing.T) {
 		}()
 	}
 }
+
+func TestListsAndMaps(t *testing.T) {
+	if l := Strings("sip.sip_prefixes"); len(l) != 2 || l[0] != "sip:" || l[1] != "sip-" {
+		t.Errorf("sip.sip_prefixes = %q", l)
+	}
+	m := StringMap("verto.extensions")
+	if len(m) != 2 || m["echo"] != "echo" || m["park"] != "park" {
+		t.Errorf("verto.extensions = %v", m)
+	}
+	m["echo"] = "changed" // a copy: the next caller gets the default again
+	if StringMap("verto.extensions")["echo"] != "echo" {
+		t.Error("StringMap returned shared state")
+	}
+}

@@ -8,22 +8,24 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/nkbridge/nkbridge/internal/defaults"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
 // RouteConfig says how the user part of an inbound Request-URI maps to a
-// destination (docs/API.md §7). Zero values take the defaults.
+// destination (docs/API.md §7). Zero values take the defaults: the sip: keys of
+// internal/defaults (defaults.yaml).
 type RouteConfig struct {
 	// Extensions map a user part to a session type answered by nkbridge itself
-	// (default: echo → echo, park → park).
+	// (default sip.extensions: echo → echo, park → park).
 	Extensions map[string]string
 	// RoomPrefixes map a prefix to a session type whose room is the rest of the
-	// user part (default: "conf-" → mcu).
+	// user part (default sip.room_prefixes: "conf-" → mcu).
 	RoomPrefixes map[string]string
 	// SIPPrefixes turn the rest of the user part into a SIP URL call
-	// (default "sip:", "sip-").
+	// (default sip.sip_prefixes: "sip:", "sip-").
 	SIPPrefixes []string
-	// VertoPrefixes turn the rest into a call to a Verto login (default "verto:", "verto-").
+	// VertoPrefixes turn the rest into a call to a Verto login (default sip.verto_prefixes).
 	VertoPrefixes []string
 	// NoDefaults leaves out the defaults of empty fields (an empty map means none).
 	NoDefaults bool
@@ -34,16 +36,16 @@ func (c RouteConfig) withDefaults() RouteConfig {
 		return c
 	}
 	if c.Extensions == nil {
-		c.Extensions = map[string]string{"echo": signaling.TypeEcho, "park": signaling.TypePark}
+		c.Extensions = defaults.StringMap("sip.extensions")
 	}
 	if c.RoomPrefixes == nil {
-		c.RoomPrefixes = map[string]string{"conf-": signaling.TypeMCU}
+		c.RoomPrefixes = defaults.StringMap("sip.room_prefixes")
 	}
 	if c.SIPPrefixes == nil {
-		c.SIPPrefixes = []string{"sip:", "sip-"}
+		c.SIPPrefixes = defaults.Strings("sip.sip_prefixes")
 	}
 	if c.VertoPrefixes == nil {
-		c.VertoPrefixes = []string{"verto:", "verto-"}
+		c.VertoPrefixes = defaults.Strings("sip.verto_prefixes")
 	}
 	return c
 }

@@ -50,7 +50,7 @@ func (c *Config) farKind(r Route) string {
 
 // DefaultExtensions are the extensions known without configuration.
 func DefaultExtensions() map[string]string {
-	return map[string]string{"echo": signaling.TypeEcho, "park": signaling.TypePark}
+	return defaults.StringMap("verto.extensions")
 }
 
 func (c *Config) extensions() map[string]string {
@@ -63,7 +63,7 @@ func (c *Config) extensions() map[string]string {
 func (c *Config) confPrefix() string {
 	switch c.ConfPrefix {
 	case "":
-		return "conf-"
+		return defaults.String("verto.conf_prefix")
 	case "-":
 		return ""
 	}
