@@ -7,12 +7,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -240,7 +242,9 @@ func TestCheckMetricNamesCatchesTypos(t *testing.T) {
 // real binary exports, with the labels they match on. The binary runs with
 // SIP, the embedded media engine and a FreeSWITCH backend (the fake Event
 // Socket), and gets enough traffic for every labelled series to appear: an
-// answered API call, a refused session, an unauthenticated REGISTER.
+// answered API call, a refused session, an unauthenticated REGISTER, a
+// ringing call. Then a real Prometheus scrapes it: every dashboard query
+// returns data and every alert rule evaluates without error.
 func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	exprs := append(dashboardExprs(t), alertRules(t)...)
 	if len(exprs) < 30 {
@@ -321,6 +325,159 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	fams := metricFamilies(t, body)
 	for _, problem := range checkMetricNames(exprs, fams) {
 		t.Error(problem)
+	}
+
+	// A real Prometheus scraping this daemon evaluates the alert rules
+	// without errors and every dashboard query to a result.
+	t.Run("prometheus", func(t *testing.T) {
+		prom := startPrometheus(t, d.ops)
+		vars := strings.NewReplacer("$__rate_interval", "15s", "$__interval", "1s", "$job", "nkbridge", "$instance", ".*")
+		for _, e := range dashboardExprs(t) {
+			q := vars.Replace(e.Expr)
+			if n := prom.query(q); n == 0 {
+				t.Errorf("%s: no result for %s", e.Where, q)
+			}
+		}
+		prom.rulesHealthy()
+	})
+}
+
+// prometheus is a Prometheus server (Debian package prometheus) scraping one
+// nkbridge every second as job "nkbridge", with the alert rules loaded.
+type prometheus struct {
+	t    *testing.T
+	base string
+}
+
+func startPrometheus(t *testing.T, target string) *prometheus {
+	t.Helper()
+	bin := peers.Need(t, "prometheus")
+	dir := t.TempDir()
+	rules, err := filepath.Abs(alertsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nrule_files: [%q]\n"+
+		"scrape_configs:\n  - job_name: nkbridge\n    static_configs: [{targets: [%q]}]\n", rules, target)
+	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", peers.FreeTCPPort(t))
+	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prometheus.yml"), "--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr, "--log.level=warn")
+	var logs syncBuf
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	p := &prometheus{t: t, base: "http://" + addr}
+	deadline := time.Now().Add(30 * time.Second)
+	// Ready, and at least 5 scrapes of the target (rates need two).
+	for p.tryQuery(`count_over_time(up{job="nkbridge"}[1m]) >= 5`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("Prometheus did not scrape %s 5 times; its log:\n%s", target, logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return p
+}
+
+// tryQuery runs an instant query and returns the number of series (0 on
+// any error, e.g. not ready yet).
+func (p *prometheus) tryQuery(q string) int {
+	n, _ := p.instant(q)
+	return n
+}
+
+func (p *prometheus) query(q string) int {
+	p.t.Helper()
+	n, err := p.instant(q)
+	if err != nil {
+		p.t.Errorf("query %s: %v", q, err)
+	}
+	return n
+}
+
+func (p *prometheus) instant(q string) (int, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(p.base + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Status, Error string
+		Data          struct {
+			ResultType string
+			Result     json.RawMessage
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	if r.Status != "success" {
+		return 0, fmt.Errorf("%s: %s", r.Status, r.Error)
+	}
+	if r.Data.ResultType != "vector" {
+		return 1, nil // a scalar
+	}
+	var v []json.RawMessage
+	_ = json.Unmarshal(r.Data.Result, &v)
+	return len(v), nil
+}
+
+// rulesHealthy waits until every alert rule was evaluated and checks that
+// none failed (an evaluation error, e.g. many-to-many matching, shows only
+// at run time).
+func (p *prometheus) rulesHealthy() {
+	p.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(p.base + "/api/v1/rules")
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		var r struct {
+			Data struct {
+				Groups []struct {
+					Rules []struct {
+						Name, Health, LastError string
+						LastEvaluation          time.Time
+					}
+				}
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&r)
+		resp.Body.Close()
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		n, pending, bad := 0, 0, []string{}
+		for _, g := range r.Data.Groups {
+			for _, rule := range g.Rules {
+				n++
+				switch {
+				case rule.LastEvaluation.IsZero() || rule.Health == "unknown":
+					pending++
+				case rule.Health != "ok":
+					bad = append(bad, rule.Name+": "+rule.LastError)
+				}
+			}
+		}
+		if len(bad) > 0 {
+			p.t.Fatalf("alert rules failing in Prometheus: %v", bad)
+		}
+		if n > 0 && pending == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%d of %d rules never evaluated", pending, n)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
