@@ -401,7 +401,7 @@ func (c *Core) HangupCall(id string, err *Error) error {
 		inv.Hangup(err)
 	}
 	runAll(rels)
-	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "hangup", ObjID: id,
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventHangup, ObjID: id,
 		Body: map[string]any{"code": err.Code, "reason": err.Text, "error": err.Text}})
 	if call.req.Observer != nil {
 		call.req.Observer.CallHangup(id, err)
@@ -412,27 +412,38 @@ func (c *Core) HangupCall(id string, err *Error) error {
 	return nil
 }
 
-// CallInfo describes a call.
-func (c *Core) CallInfo(id string) (map[string]any, error) {
+// CallMeta is what front ends need to know about a call.
+type CallMeta struct {
+	ID, Type, Callee string
+	State            string // CallNew, CallRinging, CallAnswered
+	SessionID        string // the caller's session, if any
+	User             string // the caller's user, if known
+}
+
+// LookupCall returns a call's metadata.
+func (c *Core) LookupCall(id string) (CallMeta, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	call, ok := c.calls[id]
 	if !ok {
+		return CallMeta{}, false
+	}
+	return CallMeta{ID: id, Type: call.req.Type, Callee: call.req.Callee, State: callStateName(call.state),
+		SessionID: call.req.SessionID, User: call.req.Caller.User}, true
+}
+
+// CallInfo describes a call (media/call/info).
+func (c *Core) CallInfo(id string) (map[string]any, error) {
+	m, ok := c.LookupCall(id)
+	if !ok {
 		return nil, Errorf(CodeCallNotFound, "Call not found: %s", id)
 	}
-	state := "ringing"
-	switch call.state {
-	case callNew:
-		state = "new"
-	case callAnswered:
-		state = "answered"
+	info := map[string]any{"call_id": id, "type": m.Type, "callee": m.Callee, "state": m.State}
+	if m.SessionID != "" {
+		info["session_id"] = m.SessionID
 	}
-	info := map[string]any{"call_id": id, "type": call.req.Type, "callee": call.req.Callee, "state": state}
-	if call.req.SessionID != "" {
-		info["session_id"] = call.req.SessionID
-	}
-	if call.req.Caller.User != "" {
-		info["user"] = call.req.Caller.User
+	if m.User != "" {
+		info["user"] = m.User
 	}
 	return info, nil
 }
@@ -480,7 +491,7 @@ func (iv *invitation) Ringing(answer Desc) {
 	if len(answer) > 0 {
 		body["answer"] = answer
 	}
-	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "ringing", ObjID: call.id, Body: body})
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventRinging, ObjID: call.id, Body: body})
 	if call.req.Observer != nil {
 		call.req.Observer.CallRinging(call.id, answer)
 	}
@@ -562,8 +573,8 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 	if len(result) > 0 {
 		body["answer"] = result
 	}
-	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "accepted", ObjID: call.id, Body: body})
-	c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "answer", ObjID: call.id, Body: body})
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventAccepted, ObjID: call.id, Body: body})
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventAnswer, ObjID: call.id, Body: body})
 	if call.req.Observer != nil {
 		call.req.Observer.CallAnswered(call.id, result)
 	}
@@ -598,7 +609,7 @@ func (iv *invitation) Rejected(err *Error) {
 	call.log.Info("invitee rejected", "code", err.Code, "reason", err.Text)
 	if all {
 		rej := &Error{Code: CodeCallRejected, Text: err.Text}
-		c.bus.Publish(Event{Class: "media", Subclass: "call", Type: "rejected", ObjID: call.id,
+		c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventRejected, ObjID: call.id,
 			Body: map[string]any{"code": rej.Code, "error": rej.Text}})
 		_ = c.HangupCall(call.id, rej)
 	}

@@ -66,3 +66,16 @@ func TestMediaAs(t *testing.T) {
 		t.Fatalf("SessionMedia of a p2p session: %v", err)
 	}
 }
+
+// TestStopError reads the error of a stop or hangup event body, as published and as decoded
+// from JSON.
+func TestStopError(t *testing.T) {
+	for _, body := range []map[string]any{{"code": CodePeerHangup, "reason": "gone"}, {"code": float64(CodePeerHangup), "reason": "gone"}} {
+		if e := StopError(body); e.Code != CodePeerHangup || e.Text != "gone" {
+			t.Fatalf("StopError(%v) = %v", body, e)
+		}
+	}
+	if e := StopError(nil); e.Code != 0 {
+		t.Fatalf("StopError(nil) = %v", e)
+	}
+}

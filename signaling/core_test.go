@@ -170,8 +170,17 @@ func TestRouterGoFrontEnd(t *testing.T) {
 		t.Fatalf("invitation = %+v", apiInv.inv)
 	}
 	h2.Ringing(nil)
+	if m, ok := c.LookupCall(callID); !ok || m != (CallMeta{ID: callID, Type: CallTypeUser, Callee: "bob", State: CallRinging, SessionID: res.SessionID}) {
+		t.Fatalf("LookupCall while ringing = %+v, %v", m, ok)
+	}
 	if err := h2.Accepted(Desc{"sdp": "phone-answer"}, ""); err != nil {
 		t.Fatal(err)
+	}
+	if m, _ := c.LookupCall(callID); m.State != CallAnswered {
+		t.Fatalf("LookupCall after the answer = %+v", m)
+	}
+	if m, _ := c.LookupSession(res.SessionID); m.State != SessionReady {
+		t.Fatalf("LookupSession after the answer = %+v", m)
 	}
 	if err := h1.Accepted(Desc{"sdp": "late"}, ""); AsError(err).Code != CodeAlreadyAnswered {
 		t.Fatalf("late accept = %v", err)
@@ -194,6 +203,9 @@ func TestRouterGoFrontEnd(t *testing.T) {
 	}
 	if len(c.ListCalls())+len(c.ListSessions()) != 0 {
 		t.Fatal("leftovers")
+	}
+	if _, ok := c.LookupCall(callID); ok {
+		t.Fatal("LookupCall finds an ended call")
 	}
 }
 

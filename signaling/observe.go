@@ -80,21 +80,21 @@ func (c *Core) Draining() bool {
 func sessionStateName(s int) string {
 	switch s {
 	case stateStarting:
-		return "starting"
+		return SessionStarting
 	case stateReady:
-		return "ready"
+		return SessionReady
 	}
-	return "wait"
+	return SessionWait
 }
 
 func callStateName(s int) string {
 	switch s {
 	case callNew:
-		return "new"
+		return CallNew
 	case callAnswered:
-		return "answered"
+		return CallAnswered
 	case callEnded:
-		return "ended"
+		return CallEnded
 	}
-	return "ringing"
+	return CallRinging
 }

@@ -273,7 +273,7 @@ func (c *Core) StopSession(id string, err *Error) error {
 	if media != nil {
 		media.Stop(err)
 	}
-	c.bus.Publish(Event{Class: "media", Subclass: "session", Type: "stop", ObjID: id,
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventStop, ObjID: id,
 		Body: map[string]any{"code": err.Code, "reason": err.Text}})
 	if callID != "" {
 		_ = c.HangupCall(callID, err)
@@ -332,7 +332,7 @@ func (c *Core) SetAnswer(ctx context.Context, id string, answer Desc) (Desc, err
 	c.armLocked(s, s.readyTimeout)
 	c.mu.Unlock()
 	s.log.Info("session answered")
-	c.bus.Publish(Event{Class: "media", Subclass: "session", Type: "answer", ObjID: id,
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventAnswer, ObjID: id,
 		Body: map[string]any{"answer": result}})
 	return result, nil
 }
@@ -378,7 +378,7 @@ func (c *Core) UpdateSession(ctx context.Context, id, kind string, opts map[stri
 			body[k] = v
 		}
 		body["type"] = typ
-		c.bus.Publish(Event{Class: "media", Subclass: "session", Type: "updated_type", ObjID: id, Body: body})
+		c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventUpdatedType, ObjID: id, Body: body})
 	}
 	return res, nil
 }
@@ -401,7 +401,7 @@ func (c *Core) SetCandidate(ctx context.Context, id string, cand Candidate) erro
 	if cand.End {
 		body = map[string]any{"candidate_end": true}
 	}
-	c.bus.Publish(Event{Class: "media", Subclass: "session", Type: "candidate", ObjID: id, Body: body})
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventCandidate, ObjID: id, Body: body})
 	return nil
 }
 
@@ -413,15 +413,8 @@ func (c *Core) SessionInfo(id string) (map[string]any, error) {
 	if !ok || s.stopped {
 		return nil, Errorf(CodeSessionNotFound, "Session not found: %s", id)
 	}
-	state := "wait"
-	switch s.state {
-	case stateStarting:
-		state = "starting"
-	case stateReady:
-		state = "ready"
-	}
 	info := map[string]any{
-		"session_id": s.id, "type": s.typ, "state": state,
+		"session_id": s.id, "type": s.typ, "state": sessionStateName(s.state),
 		"wait_timeout": int(s.waitTimeout / time.Second), "ready_timeout": int(s.readyTimeout / time.Second),
 		"created": s.created.UTC().Format(time.RFC3339Nano),
 	}
@@ -460,6 +453,7 @@ func (c *Core) ListSessions() []string {
 // requests for it.
 type SessionMeta struct {
 	Type, Backend, Owner, User, CallID string
+	State                              string // SessionStarting, SessionWait, SessionReady
 }
 
 // LookupSession returns a session's metadata.
@@ -470,7 +464,8 @@ func (c *Core) LookupSession(id string) (SessionMeta, bool) {
 	if !ok || s.stopped {
 		return SessionMeta{}, false
 	}
-	return SessionMeta{Type: s.typ, Backend: s.backend, Owner: s.owner, User: s.user, CallID: s.callID}, true
+	return SessionMeta{Type: s.typ, Backend: s.backend, Owner: s.owner, User: s.user, CallID: s.callID,
+		State: sessionStateName(s.state)}, true
 }
 
 type reporter struct {
@@ -483,5 +478,5 @@ func (r reporter) Stopped(err *Error) {
 }
 
 func (r reporter) Event(evType string, body map[string]any) {
-	r.c.bus.Publish(Event{Class: "media", Subclass: "session", Type: evType, ObjID: r.id, Body: body})
+	r.c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: evType, ObjID: r.id, Body: body})
 }

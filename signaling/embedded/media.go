@@ -285,8 +285,8 @@ func (m *Media) SetAnswer(ctx context.Context, answer signaling.Desc) (signaling
 // Update implements signaling.Media: kind "media" {use_audio, use_video,
 // bitrate, record, hold}.
 func (m *Media) Update(_ context.Context, kind string, opts map[string]any) (map[string]any, error) {
-	if kind != "media" {
-		if kind == "listen_switch" || kind == "session_type" || kind == "mcu_layout" {
+	if kind != signaling.UpdateMedia {
+		if kind == signaling.UpdateListenSwitch || kind == signaling.UpdateSessionType || kind == signaling.UpdateMCULayout {
 			return m.updateRoom(context.Background(), kind, opts) // rooms.go
 		}
 		return nil, signaling.Errorf(signaling.CodeNotImplemented, "Update %s is not supported for %s sessions on the embedded media engine", kind, m.typ)

@@ -121,7 +121,7 @@ func (r *Rooms) onEvent(ev room.Event) {
 	sink := r.sink
 	r.mu.Unlock()
 	if sink != nil {
-		sink(signaling.Event{Class: "media", Subclass: "room", Type: ev.Type, ObjID: ev.RoomID, Body: ev.Body})
+		sink(signaling.Event{Class: signaling.ClassMedia, Subclass: signaling.SubclassRoom, Type: ev.Type, ObjID: ev.RoomID, Body: ev.Body})
 	}
 }
 

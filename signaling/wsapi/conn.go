@@ -303,9 +303,9 @@ func (c *conn) Deliver(ev signaling.Event) {
 	c.request("core", "", "event", ev, nil)
 	var key string
 	switch {
-	case ev.Class == "media" && ev.Subclass == "session" && ev.Type == "stop":
+	case ev.Class == signaling.ClassMedia && ev.Subclass == signaling.SubclassSession && ev.Type == signaling.EventStop:
 		key = "session:" + ev.ObjID
-	case ev.Class == "media" && ev.Subclass == "call" && ev.Type == "hangup":
+	case ev.Class == signaling.ClassMedia && ev.Subclass == signaling.SubclassCall && ev.Type == signaling.EventHangup:
 		key = "call:" + ev.ObjID
 	default:
 		return

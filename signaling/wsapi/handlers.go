@@ -26,9 +26,9 @@ func (c *conn) handleRequest(f frame) {
 		after func()
 	)
 	switch f.class {
-	case "core":
+	case signaling.ClassCore:
 		data, err, after = c.coreCommand(f)
-	case "media":
+	case signaling.ClassMedia:
 		data, err, after = c.mediaCommand(f)
 	default:
 		err = signaling.Errorf(signaling.CodeUnknownClass, "Unknown class: %s", f.class)
@@ -275,7 +275,7 @@ func checkClientEvent(d signaling.Event) error {
 	if d.Type == "" {
 		return signaling.MissingField("type")
 	}
-	if d.Class == "media" || d.Class == "*" || d.Subclass == "*" || d.Type == "*" || d.ObjID == "*" {
+	if d.Class == signaling.ClassMedia || d.Class == "*" || d.Subclass == "*" || d.Type == "*" || d.ObjID == "*" {
 		return signaling.Errorf(signaling.CodeInvalidOperation, "Clients cannot send events of class media or with '*' selectors")
 	}
 	return nil
@@ -305,7 +305,7 @@ func (c *conn) clientEvent(f frame) (any, error, func()) {
 	if e := decodeData(f.data, &d); e != nil {
 		return nil, e, nil
 	}
-	if d.Class == "media" && d.Subclass == "call" {
+	if d.Class == signaling.ClassMedia && d.Subclass == signaling.SubclassCall {
 		if d.ObjID == "" {
 			return nil, signaling.MissingField("obj_id"), nil
 		}
@@ -625,7 +625,7 @@ func (c *conn) startSession(f frame) (any, error, func()) {
 	subscribe := d.Subscribe == nil || *d.Subscribe
 	key := "session:" + sid
 	if subscribe {
-		c.autoSubscribe(key, signaling.Subscription{Class: "media", Subclass: "session", Type: "*", ObjID: sid, Body: d.EventsBody})
+		c.autoSubscribe(key, signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassSession, Type: "*", ObjID: sid, Body: d.EventsBody})
 	}
 	req := signaling.SessionRequest{
 		SessionID: sid, Type: d.Type, Offer: d.Offer, Answer: d.Answer,
@@ -670,22 +670,22 @@ func (c *conn) startCall(f frame) (any, error, func()) {
 	}
 	callee, field := d.Callee, "callee"
 	switch d.Type {
-	case "user":
+	case signaling.CallTypeUser:
 		field = "user"
 		if d.User != "" {
 			callee = d.User
 		}
-	case "session":
+	case signaling.CallTypeSession:
 		field = "session"
 		if d.Session != "" {
 			callee = d.Session
 		}
-	case "sip":
+	case signaling.CallTypeSIP:
 		field = "url"
 		if d.URL != "" {
 			callee = d.URL
 		}
-	case "verto":
+	case signaling.CallTypeVerto:
 		field = "user_id"
 		if d.UserID != "" {
 			callee = d.UserID
@@ -727,7 +727,7 @@ func (c *conn) startCall(f frame) (any, error, func()) {
 		return nil, err, nil
 	}
 	if d.Subscribe == nil || *d.Subscribe {
-		c.autoSubscribe("call:"+call.ID(), signaling.Subscription{Class: "media", Subclass: "call", Type: "*", ObjID: call.ID(), Body: d.EventsBody})
+		c.autoSubscribe("call:"+call.ID(), signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Type: "*", ObjID: call.ID(), Body: d.EventsBody})
 	}
 	return map[string]any{"call_id": call.ID()}, nil, func() { call.Start(c.srv.ctx) }
 }
@@ -766,7 +766,7 @@ func (c *conn) invitation(callID string) (*invitee, error) {
 	c.mu.Unlock()
 	if inv == nil {
 		if wasInvited {
-			if info, err := c.srv.core.CallInfo(callID); err == nil && info["state"] == "answered" {
+			if call, ok := c.srv.core.LookupCall(callID); ok && call.State == signaling.CallAnswered {
 				return nil, signaling.Errorf(signaling.CodeAlreadyAnswered, "Call already answered: %s", callID)
 			}
 		}
@@ -789,11 +789,9 @@ func (c *conn) calleeRinging(callID string, answer signaling.Desc) error {
 // off the reader goroutine.
 func (c *conn) answer(f frame, callID string, answer signaling.Desc, sessionID string) (any, error, func()) {
 	media := false
-	if info, err := c.srv.core.CallInfo(callID); err == nil {
-		if sid, _ := info["session_id"].(string); sid != "" {
-			m, _ := c.srv.core.LookupSession(sid)
-			media = m.Backend != ""
-		}
+	if call, ok := c.srv.core.LookupCall(callID); ok && call.SessionID != "" {
+		m, _ := c.srv.core.LookupSession(call.SessionID)
+		media = m.Backend != ""
 	}
 	if !media {
 		return nil, c.calleeAnswered(callID, answer, sessionID), nil
@@ -818,7 +816,7 @@ func (c *conn) calleeAnswered(callID string, answer signaling.Desc, sessionID st
 	c.mu.Lock()
 	inv.accepted = true
 	c.mu.Unlock()
-	c.autoSubscribe(key, signaling.Subscription{Class: "media", Subclass: "call", Type: "*", ObjID: callID})
+	c.autoSubscribe(key, signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Type: "*", ObjID: callID})
 	if err := inv.h.Accepted(answer, sessionID); err != nil {
 		c.mu.Lock()
 		inv.accepted = false

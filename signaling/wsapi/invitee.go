@@ -48,14 +48,14 @@ func (i *invitee) Invite(_ context.Context, inv signaling.Invitation, h signalin
 	d := inviteData{CallID: inv.CallID, Type: inv.Type, Offer: inv.Offer,
 		CallerName: inv.Caller.Name, CallerID: inv.Caller.ID, CallerUser: inv.Caller.User}
 	switch inv.Type {
-	case "user":
+	case signaling.CallTypeUser:
 		d.User = inv.Callee
-	case "session":
+	case signaling.CallTypeSession:
 		d.Session = inv.Callee
 	default:
 		d.Callee = inv.Callee
 	}
-	c.request("media", "call", "invite", d, func(ok bool, data json.RawMessage) {
+	c.request(signaling.ClassMedia, signaling.SubclassCall, "invite", d, func(ok bool, data json.RawMessage) {
 		if ok {
 			return
 		}
@@ -87,7 +87,7 @@ func (i *invitee) Hangup(err *signaling.Error) {
 	accepted := i.accepted
 	c.mu.Unlock()
 	if !accepted {
-		c.request("core", "", "event", signaling.Event{Class: "media", Subclass: "call", Type: "hangup", ObjID: i.callID,
+		c.request("core", "", "event", signaling.Event{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Type: signaling.EventHangup, ObjID: i.callID,
 			Body: map[string]any{"code": err.Code, "reason": err.Text, "error": err.Text}}, nil)
 	}
 }

@@ -152,8 +152,8 @@ func New(cfg Config, core *signaling.Core, log *slog.Logger) *Server {
 		WriteBufferPool:  &sync.Pool{},
 		CheckOrigin:      s.checkOrigin,
 	}
-	core.AddResolver("user", signaling.ResolverFunc(s.resolveUser))
-	core.AddResolver("session", signaling.ResolverFunc(s.resolveSession))
+	core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(s.resolveUser))
+	core.AddResolver(signaling.CallTypeSession, signaling.ResolverFunc(s.resolveSession))
 	return s
 }
 
@@ -422,7 +422,7 @@ func (s *Server) resolveUser(_ context.Context, dest signaling.Destination) ([]s
 }
 
 func (s *Server) resolveSession(_ context.Context, dest signaling.Destination) ([]signaling.Invitee, error) {
-	if dest.Type != "" && dest.Type != "session" {
+	if dest.Type != "" && dest.Type != signaling.CallTypeSession {
 		return nil, nil
 	}
 	s.mu.Lock()

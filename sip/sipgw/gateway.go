@@ -115,8 +115,8 @@ func (g *Gateway) Attach(srv *sip.Server) {
 	g.mu.Unlock()
 	c := srv.Config()
 	g.cfg.Domains = append(g.cfg.Domains, c.Domain, c.ExternalHost)
-	g.core.AddResolver("sip", signaling.ResolverFunc(g.resolveSIP))
-	g.core.AddResolver("user", signaling.ResolverFunc(g.resolveUser))
+	g.core.AddResolver(signaling.CallTypeSIP, signaling.ResolverFunc(g.resolveSIP))
+	g.core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(g.resolveUser))
 }
 
 // Drain makes the gateway refuse new inbound calls (503) while calls in

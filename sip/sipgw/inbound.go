@@ -150,7 +150,7 @@ type stopWatch struct {
 
 func (g *Gateway) watchStop(sid string) stopWatch {
 	sink := &stopSink{done: make(chan struct{})}
-	sub := signaling.Subscription{Class: "media", Subclass: "session", Type: "stop", ObjID: sid}
+	sub := signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassSession, Type: signaling.EventStop, ObjID: sid}
 	bus := g.core.Bus()
 	bus.Subscribe(sink, sub)
 	// The session may have stopped before the subscription.
@@ -322,9 +322,9 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 // farSide is the kind of the far side of an inbound call's proxy session.
 func (g *Gateway) farSide(rt Route) string {
 	switch {
-	case rt.CallType == "sip":
+	case rt.CallType == signaling.CallTypeSIP:
 		return "rtp"
-	case rt.CallType != "user" || g.cfg.UserFarSide == "webrtc":
+	case rt.CallType != signaling.CallTypeUser || g.cfg.UserFarSide == "webrtc":
 		return "webrtc"
 	case g.cfg.UserFarSide == "rtp":
 		return "rtp"

@@ -47,10 +47,8 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 	if srv == nil {
 		return signaling.Errorf(signaling.CodeSIPSendError, "SIP is not running")
 	}
-	sid := ""
-	if info, err := g.core.CallInfo(inv.CallID); err == nil {
-		sid, _ = info["session_id"].(string)
-	}
+	call, _ := g.core.LookupCall(inv.CallID)
+	sid := call.SessionID
 	ctx, cancel := context.WithCancel(g.ctx)
 	o.mu.Lock()
 	o.cancel, o.sessionID, o.h = cancel, sid, h

@@ -142,7 +142,7 @@ func (r *Router) Route(user string) (Route, error) {
 			if err != nil {
 				return Route{}, err
 			}
-			return Route{CallType: "sip", Callee: target}, nil
+			return Route{CallType: signaling.CallTypeSIP, Callee: target}, nil
 		}
 	}
 	for _, p := range r.verto {
@@ -150,7 +150,7 @@ func (r *Router) Route(user string) (Route, error) {
 			if rest == "" || strings.ContainsAny(rest, "<>\"") {
 				return Route{}, fmt.Errorf("%w: empty or malformed Verto user", ErrBadDestination)
 			}
-			return Route{CallType: "verto", Callee: rest}, nil
+			return Route{CallType: signaling.CallTypeVerto, Callee: rest}, nil
 		}
 	}
 	for _, rp := range r.rooms {
@@ -164,7 +164,7 @@ func (r *Router) Route(user string) (Route, error) {
 	if strings.ContainsAny(user, "<>\"@:;") {
 		return Route{}, fmt.Errorf("%w: %q is not a user name", ErrBadDestination, user)
 	}
-	return Route{CallType: "user", Callee: user}, nil
+	return Route{CallType: signaling.CallTypeUser, Callee: user}, nil
 }
 
 func cutPrefixFold(s, prefix string) (string, bool) {

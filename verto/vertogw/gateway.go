@@ -49,8 +49,8 @@ func (g *Gateway) Attach(srv *verto.Server) {
 	g.mu.Lock()
 	g.srv = srv
 	g.mu.Unlock()
-	g.core.AddResolver("verto", signaling.ResolverFunc(g.resolveVerto))
-	g.core.AddResolver("user", signaling.ResolverFunc(g.resolveUser))
+	g.core.AddResolver(signaling.CallTypeVerto, signaling.ResolverFunc(g.resolveVerto))
+	g.core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(g.resolveUser))
 }
 
 // Drain refuses new calls from Verto clients (SYSTEM_SHUTDOWN); calls in progress go on.
@@ -136,7 +136,7 @@ func causeOf(err error, callType string) verto.Cause {
 	}
 	switch e.Code {
 	case signaling.CodeNoDestination, signaling.CodeUserNotFound:
-		if callType == "user" || callType == "verto" {
+		if callType == signaling.CallTypeUser || callType == signaling.CallTypeVerto {
 			return verto.CauseUserNotRegistered
 		}
 		return verto.CauseNoRouteDestination
@@ -289,7 +289,7 @@ func (g *Gateway) sendDTMF(ctx context.Context, sid string, to signaling.Side, d
 
 // publishDTMF tells the subscribers of session sid about a Verto client's digits.
 func (g *Gateway) publishDTMF(sid, digits string) {
-	g.core.Bus().Publish(signaling.Event{Class: "media", Subclass: "session", Type: "info", ObjID: sid,
+	g.core.Bus().Publish(signaling.Event{Class: signaling.ClassMedia, Subclass: signaling.SubclassSession, Type: signaling.EventInfo, ObjID: sid,
 		Body: map[string]any{"info": map[string]any{"dtmf": digits, "source": "verto"}}})
 }
 
@@ -297,7 +297,7 @@ func (g *Gateway) publishDTMF(sid, digits string) {
 // while held the session's caller audio does not reach the other side and no media timeout
 // runs. Sessions without media (p2p) ignore it.
 func (g *Gateway) setHold(ctx context.Context, sid string, held bool, log *slog.Logger) {
-	_, err := g.core.UpdateSession(ctx, sid, "media", map[string]any{"hold": held, "use_audio": !held})
+	_, err := g.core.UpdateSession(ctx, sid, signaling.UpdateMedia, map[string]any{"hold": held, "use_audio": !held})
 	if err != nil && signaling.AsError(err).Code != signaling.CodeNotImplemented {
 		log.Info("verto hold not applied", "session_id", sid, "held", held, "err", errText(err))
 		return

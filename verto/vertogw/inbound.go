@@ -121,7 +121,7 @@ func (ib *inbound) run() {
 		}
 	}
 	// Learn when the session stops on its own (media timeout, backend gone).
-	sub := signaling.Subscription{Class: "media", Subclass: "session", Type: "stop", ObjID: sid}
+	sub := signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassSession, Type: signaling.EventStop, ObjID: sid}
 	ib.g.core.Bus().Subscribe(ib, sub)
 	ib.mu.Lock()
 	ib.sessionID, ib.p2p, ib.begun = sid, req.Type == signaling.TypeP2P, true
@@ -212,7 +212,7 @@ func (ib *inbound) finish(err *signaling.Error) {
 
 // Deliver is the bus sink of the caller's session stop event (signaling.Sink).
 func (ib *inbound) Deliver(ev signaling.Event) {
-	if ev.Type == "stop" {
+	if ev.Type == signaling.EventStop {
 		ib.g.wg.Add(1)
 		go func() {
 			defer ib.g.wg.Done()
@@ -224,21 +224,15 @@ func (ib *inbound) Deliver(ev signaling.Event) {
 // sessionStopped: the caller's session ended (for routed calls the call's hangup normally
 // says so first; a kept leg's page going does not stop it, see reattach.go).
 func (ib *inbound) sessionStopped(sid string, body map[string]any) {
-	code, _ := body["code"].(float64)
-	if code == 0 {
-		if n, ok := body["code"].(int); ok {
-			code = float64(n)
-		}
-	}
-	reason, _ := body["reason"].(string)
+	stop := signaling.StopError(body)
 	ib.mu.Lock()
 	current := sid == ib.sessionID
 	ib.mu.Unlock()
 	if !current {
 		return
 	}
-	cause := causeOf(signaling.Errorf(int(code), "%s", reason), ib.route.CallType)
-	ib.log.Info("verto call's session stopped", "code", int(code), "reason", reason, "cause", cause.Name)
+	cause := causeOf(stop, ib.route.CallType)
+	ib.log.Info("verto call's session stopped", "code", stop.Code, "reason", stop.Text, "cause", cause.Name)
 	_ = ib.call.Hangup(cause)
 	ib.finish(nil)
 }
@@ -301,8 +295,7 @@ func (ib *inbound) CallRinging(_ string, answer signaling.Desc) {
 	// the session is then ready and the answer is the session's answer for the client); a far
 	// side's raw early answer is not, and the client just waits for verto.answer.
 	if !p2p {
-		info, err := ib.g.core.SessionInfo(sid)
-		if err != nil || info["state"] != "ready" || answer.SDPType() != "webrtc" {
+		if s, ok := ib.g.core.LookupSession(sid); !ok || s.State != signaling.SessionReady || answer.SDPType() != "webrtc" {
 			return
 		}
 	}

@@ -159,7 +159,7 @@ func (iv *invitee) Hangup(err *signaling.Error) {
 	oc := iv.oc
 	iv.mu.Unlock()
 	if oc != nil {
-		cause := causeOf(err, "verto")
+		cause := causeOf(err, signaling.CallTypeVerto)
 		if oc.Call() == nil {
 			switch err.Code {
 			case signaling.CodeOriginatorCancel:
@@ -188,7 +188,7 @@ func (ev outEvents) Answered(call *verto.Call, sdp string) error {
 	iv.mu.Unlock()
 	err := h.Accepted(signaling.Desc{"sdp": sdp, "sdp_type": "webrtc", "callee_name": iv.user, "callee_id": iv.user}, "")
 	if err != nil {
-		cause := causeOf(err, "verto")
+		cause := causeOf(err, signaling.CallTypeVerto)
 		iv.log.Info("verto answer not accepted", "err", errText(err), "cause", cause.Name)
 		_ = call.Hangup(cause) // LOSE_RACE when someone else won
 		iv.done()
@@ -227,12 +227,8 @@ func (ev outEvents) Hangup(cause verto.Cause) {
 
 // callerSession is the session of the call's originator, whose far side this login is.
 func (iv *invitee) callerSession() string {
-	info, err := iv.g.core.CallInfo(iv.callID)
-	if err != nil {
-		return ""
-	}
-	s, _ := info["session_id"].(string)
-	return s
+	call, _ := iv.g.core.LookupCall(iv.callID)
+	return call.SessionID
 }
 
 func (ev outEvents) DTMF(digits string) {

@@ -24,7 +24,7 @@ func (r Route) IsExtension() bool { return r.SessionType != "" }
 // FarKind is the media kind the far side of a routed call speaks: plain RTP for SIP targets,
 // WebRTC otherwise.
 func (r Route) FarKind() string {
-	if r.CallType == "sip" {
+	if r.CallType == signaling.CallTypeSIP {
 		return "rtp"
 	}
 	return "webrtc"
@@ -72,25 +72,25 @@ func (c *Config) Route(dest string) (Route, error) {
 		if !validSIPTarget(rest) {
 			return Route{}, fmt.Errorf("%w: SIP URI %q", ErrBadNumber, dest)
 		}
-		return Route{CallType: "sip", Callee: dest}, nil
+		return Route{CallType: signaling.CallTypeSIP, Callee: dest}, nil
 	case strings.HasPrefix(lower, "sip-"):
 		rest := dest[4:]
 		if !validSIPTarget(rest) {
 			return Route{}, fmt.Errorf("%w: SIP target %q", ErrBadNumber, rest)
 		}
-		return Route{CallType: "sip", Callee: "sip:" + rest}, nil
+		return Route{CallType: signaling.CallTypeSIP, Callee: "sip:" + rest}, nil
 	case strings.HasPrefix(lower, "verto:"), strings.HasPrefix(lower, "verto-"):
 		user := userPart(dest[6:])
 		if !validUser(user) {
 			return Route{}, fmt.Errorf("%w: Verto user %q", ErrBadNumber, dest[6:])
 		}
-		return Route{CallType: "verto", Callee: user}, nil
+		return Route{CallType: signaling.CallTypeVerto, Callee: user}, nil
 	}
 	user := userPart(dest)
 	if !validUser(user) {
 		return Route{}, fmt.Errorf("%w: user %q", ErrBadNumber, dest)
 	}
-	return Route{CallType: "user", Callee: user}, nil
+	return Route{CallType: signaling.CallTypeUser, Callee: user}, nil
 }
 
 func (c *Config) extension(dest string) (string, bool) {
