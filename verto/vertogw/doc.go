@@ -34,4 +34,12 @@
 // a backend without signaling.Reattacher) and calls placed TO a Verto client whose offer was
 // adapted for it (a plain-RTP caller: the client's leg is then the far side of the router's
 // auxiliary session, not of the caller's).
+//
+// A re-attached leg carries the page's audio as the old one did (the browser tests check the
+// level, in dBFS, before and after a reload). The SW client (@signalwire/js 1.5.0) however
+// opens the microphone of every call it answers, re-attached ones included, with Chromium's
+// default processing whatever its audio settings say (its answer constraints drop them), so
+// after a reload a page that had turned noise suppression and gain control off is heard
+// quieter (a steady tone by about 19 dB) unless it swaps the track back
+// (RTCRtpSender.replaceTrack with its own getUserMedia), as the tests do.
 package vertogw
