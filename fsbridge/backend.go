@@ -170,8 +170,8 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 	if err != nil {
 		return nil, none, err
 	}
-	if !b.opts.ESL.Connected() {
-		return nil, none, signaling.Errorf(signaling.CodeFSError, "FreeSWITCH is not connected")
+	if !b.waitConnected(ctx) {
+		return nil, none, signaling.Errorf(signaling.CodeFSError, "FreeSWITCH is not connected (waited %s, freeswitch.command_timeout)", b.opts.CommandTimeout)
 	}
 	s := &fsSession{b: b, id: req.SessionID, token: uuid.NewString(), rep: req.Reporter, found: make(chan struct{}), abort: make(chan struct{}), log: b.log.With("session_id", req.SessionID)}
 	b.mu.Lock()
@@ -234,6 +234,33 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 	}
 	s.log.Info("fsbridge: session on FreeSWITCH", "type", typ, "channel", s.channelID(), "room", target.room)
 	return s, signaling.MediaResult{Answer: leg.Answer(), RoomID: target.room}, nil
+}
+
+// waitConnected reports whether the Event Socket is connected, waiting up to
+// CommandTimeout for a reconnection: a start during a short outage goes ahead once the
+// client is back instead of failing at once.
+func (b *Backend) waitConnected(ctx context.Context) bool {
+	if b.opts.ESL.Connected() {
+		return true
+	}
+	deadline := time.NewTimer(b.opts.CommandTimeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			if b.opts.ESL.Connected() {
+				return true
+			}
+		case <-deadline.C:
+			return false
+		case <-ctx.Done():
+			return false
+		case <-b.stop:
+			return false
+		}
+	}
 }
 
 // placement is where a session's channel should be.

@@ -82,9 +82,9 @@ func TestSlowFreeSWITCH(t *testing.T) {
 	e.noLeaks()
 }
 
-// FreeSWITCH not reachable at all: 2300 at once, no SIP call made.
+// FreeSWITCH not reachable at all: 2300 after command_timeout, no SIP call made.
 func TestFreeSWITCHDown(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	e := newEnv(t, envOpts{commandTimeout: 500 * time.Millisecond})
 	c := e.dial()
 	e.fs.StopListening()
 	eventually(t, 5*time.Second, "disconnect noticed", func() string {

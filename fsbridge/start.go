@@ -55,7 +55,7 @@ type Service struct {
 
 // Start creates the SIP dialer and the Event Socket client and starts connecting in the
 // background (reconnecting until ctx ends or Close). Sessions started while FreeSWITCH
-// is not connected fail with 2300.
+// is not connected wait up to CommandTimeout for it, then fail with 2300.
 func Start(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.ESLAddr == "" || cfg.SIPAddr == "" {
 		return nil, errors.New("fsbridge: the Event Socket and SIP addresses are required")
