@@ -421,27 +421,55 @@ func (c *Client) readLoop() {
 	}
 }
 
-// handle processes one text frame; an error ends the connection.
-func (c *Client) handle(b []byte) error {
+// Kinds of frames from the server.
+const (
+	kindRequest = iota + 1 // a server request: answer it
+	kindReply              // the reply to one of our requests
+	kindAck                // an ack of one of our requests
+)
+
+// parseFrame classifies one text frame of the server. tid is the client
+// tid a reply or an ack refers to. A frame that breaks the API's framing is
+// a *ProtocolError.
+func parseFrame(b []byte) (f frame, kind int, tid int64, err error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 || b[0] != '{' {
-		return &ProtocolError{Reason: "not a JSON object", Frame: excerpt(b)}
+		return f, 0, 0, &ProtocolError{Reason: "not a JSON object", Frame: excerpt(b)}
 	}
-	var f frame
 	if err := json.Unmarshal(b, &f); err != nil {
-		return &ProtocolError{Reason: "malformed JSON: " + err.Error(), Frame: excerpt(b)}
+		return f, 0, 0, &ProtocolError{Reason: "malformed JSON: " + err.Error(), Frame: excerpt(b)}
 	}
+	ok := false
 	switch {
 	case f.Cmd != nil && f.Class != nil:
-		if len(f.TID) == 0 {
-			return &ProtocolError{Reason: "server request without tid", Frame: excerpt(b)}
+		if len(f.TID) == 0 || string(f.TID) == "null" {
+			return f, 0, 0, &ProtocolError{Reason: "server request without tid", Frame: excerpt(b)}
 		}
-		c.serverRequest(f)
+		return f, kindRequest, 0, nil
 	case f.Result != nil:
-		tid, ok := intTID(f.TID)
-		if !ok {
-			return &ProtocolError{Reason: "reply with a tid this client never sends", Frame: excerpt(b)}
+		if tid, ok = intTID(f.TID); !ok {
+			return f, 0, 0, &ProtocolError{Reason: "reply with a tid this client never sends", Frame: excerpt(b)}
 		}
+		return f, kindReply, tid, nil
+	case len(f.Ack) > 0:
+		if tid, ok = intTID(f.Ack); !ok {
+			return f, 0, 0, &ProtocolError{Reason: "ack of a tid this client never sends", Frame: excerpt(b)}
+		}
+		return f, kindAck, tid, nil
+	}
+	return f, 0, 0, &ProtocolError{Reason: "neither a request, a reply nor an ack", Frame: excerpt(b)}
+}
+
+// handle processes one text frame; an error ends the connection.
+func (c *Client) handle(b []byte) error {
+	f, kind, tid, err := parseFrame(b)
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case kindRequest:
+		c.serverRequest(f)
+	case kindReply:
 		c.mu.Lock()
 		p := c.pending[tid]
 		c.mu.Unlock()
@@ -453,11 +481,7 @@ func (c *Client) handle(b []byte) error {
 		case p.reply <- reply{ok: *f.Result == "ok", data: f.Data}:
 		default: // a second reply to one tid: ignore
 		}
-	case len(f.Ack) > 0:
-		tid, ok := intTID(f.Ack)
-		if !ok {
-			return &ProtocolError{Reason: "ack of a tid this client never sends", Frame: excerpt(b)}
-		}
+	case kindAck:
 		c.mu.Lock()
 		c.counters.Acks++
 		p := c.pending[tid]
@@ -468,8 +492,6 @@ func (c *Client) handle(b []byte) error {
 			default:
 			}
 		}
-	default:
-		return &ProtocolError{Reason: "neither a request, a reply nor an ack", Frame: excerpt(b)}
 	}
 	return nil
 }

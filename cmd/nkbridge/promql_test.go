@@ -95,9 +95,9 @@ func promSelectors(expr string) ([]promSelector, error) {
 			next := skipSpace(j)
 			i = j
 			pending = -1
-			lw := strings.ToLower(word)
+			kind := promWordKind(word)
 			switch {
-			case promGrouping[lw]:
+			case kind == "grouping":
 				if next < n && expr[next] == '(' {
 					k := strings.IndexByte(expr[next:], ')')
 					if k < 0 {
@@ -105,7 +105,7 @@ func promSelectors(expr string) ([]promSelector, error) {
 					}
 					i = next + k + 1
 				}
-			case promKeywords[lw], promAggregations[lw]:
+			case kind != "":
 			case next < n && expr[next] == '(':
 				// a function call
 			default:
@@ -229,14 +229,21 @@ func isIdentByte(c byte, first bool) bool {
 	return c == '_' || c == ':' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || !first && c >= '0' && c <= '9'
 }
 
-var (
-	promGrouping = map[string]bool{"by": true, "without": true, "on": true, "ignoring": true, "group_left": true, "group_right": true}
-	promKeywords = map[string]bool{"and": true, "or": true, "unless": true, "bool": true, "offset": true, "atan2": true,
-		"inf": true, "nan": true, "start": true, "end": true}
-	promAggregations = map[string]bool{"sum": true, "min": true, "max": true, "avg": true, "group": true, "stddev": true,
-		"stdvar": true, "count": true, "count_values": true, "bottomk": true, "topk": true, "quantile": true,
-		"limitk": true, "limit_ratio": true}
-)
+// promWordKind says what a PromQL word is when it is not followed by "(":
+// "grouping" (by, on, ... take a label list), "keyword" (operators,
+// modifiers, literals) or "aggregation"; "" for anything else.
+func promWordKind(w string) string {
+	switch strings.ToLower(w) {
+	case "by", "without", "on", "ignoring", "group_left", "group_right":
+		return "grouping"
+	case "and", "or", "unless", "bool", "offset", "atan2", "inf", "nan", "start", "end":
+		return "keyword"
+	case "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk",
+		"quantile", "limitk", "limit_ratio":
+		return "aggregation"
+	}
+	return ""
+}
 
 func TestPromSelectors(t *testing.T) {
 	for _, tc := range []struct {
