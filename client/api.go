@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 )
 
@@ -19,6 +20,17 @@ func (c *Client) Login(ctx context.Context, user, password string) (string, erro
 		return "", err
 	}
 	return r.SessionID, nil
+}
+
+// withCode adds the optional code and reason (under reasonKey) to d.
+func withCode(d map[string]any, code int, reasonKey, reason string) map[string]any {
+	if code != 0 {
+		d["code"] = code
+	}
+	if reason != "" {
+		d[reasonKey] = reason
+	}
+	return d
 }
 
 // SDP is a session description as the API carries it.
@@ -49,9 +61,9 @@ type Session struct {
 
 // StartSession starts a session; the client is subscribed to its events.
 func (c *Client) StartSession(ctx context.Context, s SessionStart) (Session, error) {
-	d := map[string]any{}
-	for k, v := range s.Extra {
-		d[k] = v
+	d := maps.Clone(s.Extra)
+	if d == nil {
+		d = map[string]any{}
 	}
 	d["type"] = s.Type
 	if s.Offer != nil {
@@ -68,13 +80,7 @@ func (c *Client) StartSession(ctx context.Context, s SessionStart) (Session, err
 // StopSession stops a session; code and reason (optional) are carried in
 // its stop event.
 func (c *Client) StopSession(ctx context.Context, sessionID string, code int, reason string) error {
-	d := map[string]any{"session_id": sessionID}
-	if code != 0 {
-		d["code"] = code
-	}
-	if reason != "" {
-		d["reason"] = reason
-	}
+	d := withCode(map[string]any{"session_id": sessionID}, code, "reason", reason)
 	return c.Request(ctx, "media", "session", "stop", d, nil)
 }
 
@@ -101,9 +107,9 @@ type CallStart struct {
 // StartCall starts a call and returns its id; the client is subscribed to
 // its events (ringing, accepted, rejected, hangup).
 func (c *Client) StartCall(ctx context.Context, s CallStart) (string, error) {
-	d := map[string]any{}
-	for k, v := range s.Extra {
-		d[k] = v
+	d := maps.Clone(s.Extra)
+	if d == nil {
+		d = map[string]any{}
 	}
 	d["type"], d["callee"] = s.Type, s.Callee
 	if s.SessionID != "" {
@@ -130,13 +136,7 @@ func (c *Client) StartCall(ctx context.Context, s CallStart) (string, error) {
 // Hangup ends a call (one started or accepted by this client, or one it
 // is invited to); code and reason are optional.
 func (c *Client) Hangup(ctx context.Context, callID string, code int, reason string) error {
-	d := map[string]any{"call_id": callID}
-	if code != 0 {
-		d["code"] = code
-	}
-	if reason != "" {
-		d["error"] = reason
-	}
+	d := withCode(map[string]any{"call_id": callID}, code, "error", reason)
 	return c.Request(ctx, "media", "call", "hangup", d, nil)
 }
 
@@ -234,13 +234,7 @@ func (inv *Invite) Accept(ctx context.Context, answer SDP, sessionID string) err
 // Reject declines the call (media/call/rejected; code 0: the server's
 // 2021 call_rejected).
 func (inv *Invite) Reject(ctx context.Context, code int, reason string) error {
-	d := map[string]any{"call_id": inv.CallID}
-	if code != 0 {
-		d["code"] = code
-	}
-	if reason != "" {
-		d["error"] = reason
-	}
+	d := withCode(map[string]any{"call_id": inv.CallID}, code, "error", reason)
 	return inv.c.Request(ctx, "media", "call", "rejected", d, nil)
 }
 
