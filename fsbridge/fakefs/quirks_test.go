@@ -2,9 +2,12 @@ package fakefs
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 )
 
 // conferenceFrames joins a channel to a room of profile and returns the plain add-member
@@ -168,5 +171,82 @@ func waitFor(t *testing.T, what string, f func() bool) {
 			t.Fatalf("timeout waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestIgnoreMarkBitParse(t *testing.T) {
+	for v, want := range map[string]bool{"IGNORE_MARK_BIT": true, "ignore_mark_bit": true, "SEND_LINEAR_TIMESTAMPS|IGNORE_MARK_BIT": true,
+		"": false, "~IGNORE_MARK_BIT": false, "SEND_LINEAR_TIMESTAMPS": false} {
+		if got := ignoreMarkBit(v); got != want {
+			t.Errorf("rtp_manual_rtp_bugs=%q: IGNORE_MARK_BIT %v, want %v", v, got, want)
+		}
+	}
+}
+
+// In echo, the fake (like FreeSWITCH) discards marked audio packets, unless the channel
+// has IGNORE_MARK_BIT; telephone-events are never discarded for their marker.
+func TestEchoDiscardsMarkedAudio(t *testing.T) {
+	for _, ignore := range []bool{false, true} {
+		s, err := Start(Options{ShowChannelsLag: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := s.InboundCall(ChannelSpec{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Execute(ch.UUID, "echo", ""); err != nil {
+			t.Fatal(err)
+		}
+		fsSide, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &sipCall{a: &SIPAgent{fs: s, log: s.log}, channel: ch.UUID, conn: fsSide, tePT: 101, ignoreMark: ignore, done: make(chan struct{})}
+		read := make(chan struct{})
+		go func() { defer close(read); c.readRTP() }()
+		sent := map[string]int{}
+		for i := 0; i < 30; i++ {
+			p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(160 * i), Marker: i%3 != 0}, Payload: make([]byte, 160)}
+			kind := "plain audio"
+			switch {
+			case i%5 == 0:
+				p.PayloadType, p.Payload, kind = 101, []byte{1, 0x80, 0, 160}, "telephone-event"
+			case p.Marker:
+				kind = "marked audio"
+			}
+			b, _ := p.Marshal()
+			if _, err := peer.WriteToUDP(b, fsSide.LocalAddr().(*net.UDPAddr)); err != nil {
+				t.Fatal(err)
+			}
+			sent[kind]++
+		}
+		want := sent["plain audio"] + sent["telephone-event"]
+		if ignore {
+			want += sent["marked audio"]
+		}
+		got := 0
+		buf := make([]byte, 1500)
+		for {
+			peer.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			if _, _, err := peer.ReadFromUDP(buf); err != nil {
+				break
+			}
+			got++
+		}
+		fsSide.Close()
+		peer.Close()
+		<-read
+		s.Close()
+		if got != want {
+			t.Fatalf("IGNORE_MARK_BIT %v: %d packets echoed of %v, want %d", ignore, got, sent, want)
+		}
+		if c.flushed != sent["marked audio"] && !ignore {
+			t.Fatalf("%d marked packets discarded, want %d", c.flushed, sent["marked audio"])
+		}
 	}
 }

@@ -363,7 +363,7 @@ func (a *SIPAgent) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c := &sipCall{a: a, callID: callID, channel: ch.UUID, dlg: dlg, conn: conn, codec: main, tePT: -1,
-		ignoreMark:   strings.Contains(ch.Var("rtp_manual_rtp_bugs"), "IGNORE_MARK_BIT"),
+		ignoreMark:   ignoreMarkBit(ch.Var("rtp_manual_rtp_bugs")),
 		mediaTimeout: varMillis(ch.Var("media_timeout")),
 		peer:         netip.AddrPortFrom(offer.Addr, uint16(offer.Port)), done: make(chan struct{})}
 	for _, cd := range answer.Codecs {
@@ -498,6 +498,13 @@ func (a *SIPAgent) Flushed(channel string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.flushed
+}
+
+// ignoreMarkBit parses rtp_manual_rtp_bugs like switch_core_media_parse_rtp_bugs:
+// case-insensitive, "~IGNORE_MARK_BIT" turns the bug off again.
+func ignoreMarkBit(bugs string) bool {
+	b := strings.ToUpper(bugs)
+	return strings.Contains(b, "IGNORE_MARK_BIT") && !strings.Contains(b, "~IGNORE_MARK_BIT")
 }
 
 // varMillis parses a channel variable in milliseconds (0 if unset or invalid).
