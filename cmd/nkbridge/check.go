@@ -13,10 +13,9 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/fsbridge/esl"
+	"github.com/nkbridge/nkbridge/internal/wsutil"
 	"github.com/nkbridge/nkbridge/signaling/auth"
-	"github.com/nkbridge/nkbridge/signaling/wsapi"
 	"github.com/nkbridge/nkbridge/sip/sipgw"
-	"github.com/nkbridge/nkbridge/verto/vertogw"
 )
 
 // checkSections builds the configuration of every section the way serve does, binding no port
@@ -33,13 +32,7 @@ func (c *Config) checkSections() error {
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
-	if err := wsapi.CheckListen(c.API.Listen, users); err != nil {
-		return fmt.Errorf("api.listen: %w", err)
-	}
-	if err := checkTLS("api", c.API.TLSCert, c.API.TLSKey); err != nil {
-		return err
-	}
-	if err := checkOrigins("api.allowed_origins", c.API.AllowedOrigins); err != nil {
+	if err := checkWebSocket("api", c.API.Listen, c.API.TLSCert, c.API.TLSKey, c.API.AllowedOrigins, users.Empty()); err != nil {
 		return err
 	}
 	if err := c.checkBackends(); err != nil {
@@ -62,13 +55,7 @@ func (c *Config) checkSections() error {
 		if err := c.Verto.validate(); err != nil {
 			return err
 		}
-		if err := vertogw.CheckListen(c.Verto.Listen, users); err != nil {
-			return fmt.Errorf("verto.listen: %w", err)
-		}
-		if err := checkTLS("verto", c.Verto.TLSCert, c.Verto.TLSKey); err != nil {
-			return err
-		}
-		if err := checkOrigins("verto.allowed_origins", c.Verto.AllowedOrigins); err != nil {
+		if err := checkWebSocket("verto", c.Verto.Listen, c.Verto.TLSCert, c.Verto.TLSKey, c.Verto.AllowedOrigins, users.Empty()); err != nil {
 			return err
 		}
 	}
@@ -191,6 +178,18 @@ func checkAddr(addr string) error {
 		return fmt.Errorf("port %q: want a number within 0..65535", port)
 	}
 	return nil
+}
+
+// checkWebSocket checks a WebSocket server's section (api, verto): no anonymous logins off
+// loopback (open: no users), its TLS files, its allowed origins.
+func checkWebSocket(section, listen, cert, key string, origins []string, open bool) error {
+	if err := wsutil.CheckListen(section, listen, open); err != nil {
+		return fmt.Errorf("%s.listen: %w", section, err)
+	}
+	if err := checkTLS(section, cert, key); err != nil {
+		return err
+	}
+	return checkOrigins(section+".allowed_origins", origins)
 }
 
 // checkTLS loads the certificate and key of a section (both or neither).
