@@ -40,6 +40,16 @@ func TestDebianPackage(t *testing.T) {
 	}
 	dpkg := peers.Need(t, "dpkg")
 	analyze := peers.Need(t, "systemd-analyze")
+	// One package test at a time on this machine (several checkouts may run
+	// the suite at once).
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "nkbridge-deb-test.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lock.Close() }) // after the purge below (cleanups run last first)
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
 	if debInstalled(t) {
 		t.Fatal("an nkbridge package is already installed on this machine: not touching it")
 	}
