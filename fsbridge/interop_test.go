@@ -97,6 +97,14 @@ func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
 			t.Fatalf("session %s stopped by the reconciliation", sid)
 		}
 	}
+	for drained := false; !drained; {
+		select {
+		case m := <-c.in:
+			c.buf = append(c.buf, m)
+		default:
+			drained = true
+		}
+	}
 	for _, m := range c.buf {
 		if d, _ := m["data"].(map[string]any); d["type"] == "stop" {
 			t.Fatalf("stop event after the reconnect: %v", m)
