@@ -232,10 +232,21 @@ func (inv *Invite) Accept(ctx context.Context, answer SDP, sessionID string) err
 }
 
 // Reject declines the call (media/call/rejected; code 0: the server's
-// 2021 call_rejected).
+// 2021 call_rejected). Done is closed when it succeeds.
 func (inv *Invite) Reject(ctx context.Context, code int, reason string) error {
 	d := withCode(map[string]any{"call_id": inv.CallID}, code, "error", reason)
-	return inv.c.Request(ctx, "media", "call", "rejected", d, nil)
+	if err := inv.c.Request(ctx, "media", "call", "rejected", d, nil); err != nil {
+		return err
+	}
+	// The call is over for this callee: no hangup event will follow.
+	inv.c.mu.Lock()
+	delete(inv.c.invites, inv.CallID)
+	inv.c.mu.Unlock()
+	if code == 0 {
+		code = 2021
+	}
+	inv.end(Hangup{Code: code, Reason: reason})
+	return nil
 }
 
 // Hangup ends the call (accepted) or declines it (still ringing).

@@ -147,8 +147,12 @@ func TestInvites(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		if err := next().Reject(ctx, 0, "busy"); err != nil {
+		inv := next()
+		if err := inv.Reject(ctx, 0, "busy"); err != nil {
 			t.Fatal(err)
+		}
+		if h := inv.HangupReason(); h.Code != 2021 || h.Reason != "busy" {
+			t.Fatalf("rejected invite ended with %+v", h)
 		}
 	}
 	select {
