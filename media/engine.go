@@ -61,6 +61,16 @@ type Config struct {
 	RTPPortMin, RTPPortMax int
 	// Quarantine is how long released RTP ports stay unused (default media.quarantine; negative disables).
 	Quarantine time.Duration
+	// RTPLatch says which sources a plain-RTP leg accepts media from (default media.rtp_latch,
+	// strict: only the address in the peer's SDP; see plainrtp.LatchMode).
+	RTPLatch plainrtp.LatchMode
+	// RTPPortsPerUser caps the RTP port pairs the sessions of one user (SessionOptions.Owner)
+	// hold at once (default media.rtp_ports_per_user; 0 there: a quarter of the range);
+	// negative: no cap.
+	RTPPortsPerUser int
+	// RTPPortsReserve is how many port pairs a user already holding two cannot take (default
+	// media.rtp_ports_reserve; 0 there: a tenth of the range); negative: none.
+	RTPPortsReserve int
 	// MediaTimeout stops a session whose peer sends no RTP for this long (default media.media_timeout;
 	// negative disables). It does not run while the session is on hold.
 	MediaTimeout time.Duration
@@ -68,6 +78,12 @@ type Config struct {
 	ICETimeout time.Duration
 	// RecordDir is where recordings are written; recording is refused when empty.
 	RecordDir string
+	// RecordMaxBytes bounds one recording file's audio data (default media.record_max_bytes,
+	// 100 MiB: about 109 minutes at 8 kHz 16-bit); RecordMaxDuration bounds its length in time
+	// (default media.record_max_duration, 1 h). When either is reached the recording stops (not
+	// the session) and OnRecordStop is told.
+	RecordMaxBytes    int64
+	RecordMaxDuration time.Duration
 	// MaxSessions caps concurrent sessions (default media.max_sessions).
 	MaxSessions int
 	// Logger receives the engine's logs (default: discard).
@@ -84,6 +100,8 @@ var (
 	ErrNoCodec     = errors.New("media: no common audio codec")
 	ErrState       = errors.New("media: operation not valid in this session state")
 	ErrNoRecordDir = errors.New("media: recording is not configured (no record dir)")
+	// ErrPortQuota wraps a refusal by the per-user RTP port limits; its text names the setting.
+	ErrPortQuota = errors.New("media: RTP port quota")
 )
 
 // Engine owns the shared sockets (UDP mux, TCP listener, RTP port pool) and the sessions.
@@ -130,6 +148,24 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.MaxSessions <= 0 {
 		cfg.MaxSessions = defaults.Int("media.max_sessions")
 	}
+	if cfg.RTPLatch == "" {
+		cfg.RTPLatch = plainrtp.LatchMode(defaults.String("media.rtp_latch"))
+	}
+	if !cfg.RTPLatch.Valid() {
+		return nil, fmt.Errorf("media: RTP latch mode %q: want strict, ip or any", cfg.RTPLatch)
+	}
+	if cfg.RecordMaxBytes <= 0 {
+		cfg.RecordMaxBytes = int64(defaults.Int("media.record_max_bytes"))
+	}
+	if cfg.RecordMaxDuration <= 0 {
+		cfg.RecordMaxDuration = defaults.Duration("media.record_max_duration")
+	}
+	if cfg.RTPPortsPerUser == 0 {
+		cfg.RTPPortsPerUser = defaults.Int("media.rtp_ports_per_user")
+	}
+	if cfg.RTPPortsReserve == 0 {
+		cfg.RTPPortsReserve = defaults.Int("media.rtp_ports_reserve")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -147,6 +183,18 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := pool.SetLatchMode(cfg.RTPLatch); err != nil {
+		return nil, err
+	}
+	perUser, reserve := cfg.RTPPortsPerUser, cfg.RTPPortsReserve
+	if perUser == 0 {
+		perUser = max(pool.Pairs()/4, 1)
+	}
+	if reserve == 0 {
+		reserve = pool.Pairs() / 10
+	}
+	pool.SetOwnerLimits(perUser, reserve)
+	e.cfg.RTPPortsPerUser, e.cfg.RTPPortsReserve = perUser, reserve
 	e.pool = pool
 	if err := e.openWebRTC(); err != nil {
 		e.Close()
@@ -334,4 +382,15 @@ func waitCtx(ctx context.Context, ch <-chan struct{}) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// portErr names the setting behind a refusal of the RTP port pool.
+func (e *Engine) portErr(owner string, err error) error {
+	switch {
+	case errors.Is(err, plainrtp.ErrOwnerQuota):
+		return fmt.Errorf("%w: user %q holds %d RTP port pairs, the limit (media.rtp_ports_per_user)", ErrPortQuota, owner, e.cfg.RTPPortsPerUser)
+	case errors.Is(err, plainrtp.ErrReserve):
+		return fmt.Errorf("%w: user %q already holds RTP ports and only the %d reserved pairs are left (media.rtp_ports_reserve)", ErrPortQuota, owner, e.cfg.RTPPortsReserve)
+	}
+	return err
 }

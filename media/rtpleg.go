@@ -25,9 +25,9 @@ type rtpLeg struct {
 }
 
 func newRTPLeg(s *Session, side Side) (*rtpLeg, error) {
-	ep, err := s.e.pool.Open()
+	ep, err := s.e.pool.OpenFor(s.opts.Owner)
 	if err != nil {
-		return nil, err
+		return nil, s.e.portErr(s.opts.Owner, err)
 	}
 	l := &rtpLeg{s: s, side: side, ep: ep}
 	if s.opts.TalkspurtMarkers {

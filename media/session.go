@@ -78,6 +78,13 @@ type SessionOptions struct {
 	// bits. FreeSWITCH flushes its input on every marked audio packet, and some senders
 	// (pion's TrackLocalStaticSample) mark them all. Telephone-events keep their bit.
 	TalkspurtMarkers bool
+	// Owner is the user the session's RTP ports are counted against (Config.RTPPortsPerUser);
+	// "" counts against nobody.
+	Owner string
+	// OnRecordStop is called, from its own goroutine, when the engine ends a recording on its
+	// own because it reached Config.RecordMaxBytes or RecordMaxDuration (the session goes on).
+	// paths are that recording's files; reason names the limit and its setting.
+	OnRecordStop func(paths []string, reason string)
 }
 
 type sessionType int
@@ -104,6 +111,8 @@ type Session struct {
 	farKind    Kind
 	recs       [2]*recorder
 	recPaths   []string
+	recGen     uint64      // counts recordings started, so a limit ends only its own
+	recTimer   *time.Timer // RecordMaxDuration of the current recording
 	stopped    bool
 	answering  bool           // a SetAnswer is in progress
 	dtmfCh     chan dtmfEvent // set in activate, before pipes are published
@@ -642,12 +651,14 @@ func (s *Session) startRecording() error {
 		return nil
 	}
 	stamp := time.Now().UTC().Format("20060102T150405.000")
+	s.recGen++
+	gen := s.recGen
 	for side, l := range s.legs {
 		if l == nil {
 			continue
 		}
 		p := filepath.Join(s.e.cfg.RecordDir, fmt.Sprintf("%s-%s-%s.wav", s.id, Side(side), stamp))
-		r, err := newRecorder(p)
+		r, err := newRecorder(p, s.e.cfg.RecordMaxBytes, gen)
 		if err != nil {
 			for i := range s.recs {
 				if s.recs[i] != nil {
@@ -660,14 +671,47 @@ func (s *Session) startRecording() error {
 		s.recs[side] = r
 		s.recPaths = append(s.recPaths, p)
 	}
+	limit := s.e.cfg.RecordMaxDuration
+	s.recTimer = time.AfterFunc(limit, func() {
+		s.recordLimit(gen, fmt.Sprintf("recording reached %s (media.record_max_duration)", limit))
+	})
 	s.recOn.Store(true)
 	return nil
+}
+
+// recordLimit ends recording gen when it is still the current one, and tells OnRecordStop.
+func (s *Session) recordLimit(gen uint64, reason string) {
+	s.mu.Lock()
+	var paths []string
+	for _, r := range s.recs {
+		if r != nil && r.gen == gen {
+			paths = append(paths, r.path)
+		}
+	}
+	if len(paths) == 0 || s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.stopRecordingLocked()
+	s.mu.Unlock()
+	s.log.Info("recording stopped at its limit", "reason", reason, "paths", paths)
+	if s.opts.OnRecordStop != nil {
+		s.opts.OnRecordStop(paths, reason)
+	}
 }
 
 func (s *Session) stopRecording() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.stopRecordingLocked()
+}
+
+func (s *Session) stopRecordingLocked() {
 	s.recOn.Store(false)
+	if s.recTimer != nil {
+		s.recTimer.Stop()
+		s.recTimer = nil
+	}
 	for i, r := range s.recs {
 		if r != nil {
 			if err := r.close(); err != nil {
@@ -812,8 +856,8 @@ func (s *Session) onRTP(l leg, side Side, pkt *rtp.Packet) {
 			s.mu.Lock()
 			r := s.recs[side]
 			s.mu.Unlock()
-			if r != nil {
-				r.write(f, pkt)
+			if r != nil && r.write(f, pkt) {
+				go s.recordLimit(r.gen, fmt.Sprintf("recording reached %d bytes (media.record_max_bytes)", r.max))
 			}
 		}
 		if side == SideCaller && !s.useAudio.Load() {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nkbridge/nkbridge/internal/metrics"
 	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/embedded"
 )
@@ -28,6 +29,14 @@ type MediaConfig struct {
 	ICETimeout   time.Duration `yaml:"ice_timeout"`
 	RecordDir    string        `yaml:"record_dir"`
 	MaxSessions  int           `yaml:"max_sessions"`
+	// RTPLatch: which sources plain-RTP legs accept: strict (the SDP's address), ip (the
+	// SDP's host, any port) or any (first source; phones behind NAT).
+	RTPLatch string `yaml:"rtp_latch"`
+	// RTPPortsPerUser and RTPPortsReserve bound one user's share of the RTP port pairs.
+	RTPPortsPerUser   int           `yaml:"rtp_ports_per_user"`
+	RTPPortsReserve   int           `yaml:"rtp_ports_reserve"`
+	RecordMaxBytes    int64         `yaml:"record_max_bytes"`
+	RecordMaxDuration time.Duration `yaml:"record_max_duration"`
 	// Rooms (publish/listen/park/mcu): park_file is a WAV looped to parked calls (empty:
 	// silence), room_empty_grace how long an empty room lives, rooms_create_missing lets
 	// publish/mcu create an unknown room_id (else 2030).
@@ -63,11 +72,22 @@ func (c MediaConfig) engineConfig(log *slog.Logger) (media.Config, error) {
 	if c.MaxSessions < 0 {
 		return media.Config{}, fmt.Errorf("media.max_sessions must be >= 0")
 	}
+	if c.RTPLatch == "" {
+		c.RTPLatch = string(plainrtp.LatchStrict)
+	}
+	if !plainrtp.LatchMode(c.RTPLatch).Valid() {
+		return media.Config{}, fmt.Errorf("media.rtp_latch %q: want strict, ip or any", c.RTPLatch)
+	}
+	if c.RecordMaxBytes < 0 || c.RecordMaxDuration < 0 {
+		return media.Config{}, fmt.Errorf("media.record_max_bytes and media.record_max_duration must be >= 0 (0 = default)")
+	}
 	return media.Config{
 		BindIP: bind, UDPPort: c.UDPPort, TCPPort: c.TCPPort, ICELite: c.ICELite, PublicIP: public,
 		RTPPortMin: c.RTPPortMin, RTPPortMax: c.RTPPortMax, Quarantine: c.Quarantine,
 		MediaTimeout: c.MediaTimeout, ICETimeout: c.ICETimeout, RecordDir: c.RecordDir,
 		MaxSessions: c.MaxSessions, Logger: log.With("component", "media"),
+		RTPLatch: plainrtp.LatchMode(c.RTPLatch), RTPPortsPerUser: c.RTPPortsPerUser, RTPPortsReserve: c.RTPPortsReserve,
+		RecordMaxBytes: c.RecordMaxBytes, RecordMaxDuration: c.RecordMaxDuration,
 	}, nil
 }
 
@@ -139,6 +159,6 @@ func wireMedia(c MediaConfig, log *slog.Logger, bus *signaling.Bus, backends *si
 	})
 	log.Info("embedded media engine started", "bind", mc.BindIP, "udp_port", eng.UDPPort(), "tcp_port", eng.TCPPort(),
 		"ice_lite", mc.ICELite, "public_ip", c.PublicIP, "rtp_ports", fmt.Sprintf("%d-%d", mc.RTPPortMin, mc.RTPPortMax),
-		"record_dir", mc.RecordDir, "types", append(embedded.Types(), embedded.RoomTypes()...))
+		"record_dir", mc.RecordDir, "rtp_latch", mc.RTPLatch, "types", append(embedded.Types(), embedded.RoomTypes()...))
 	return eng, b, nil
 }

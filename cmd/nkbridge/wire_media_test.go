@@ -29,19 +29,22 @@ func TestMediaConfig(t *testing.T) {
 	}
 	m := cfg.Media
 	if !m.Enabled || m.BindIP != "127.0.0.1" || m.UDPPort != 10000 || m.RTPPortMin != 20000 || m.RTPPortMax != 20999 ||
-		m.MediaTimeout != 30*time.Second || m.Quarantine != 5*time.Second || m.RecordDir != "" {
+		m.MediaTimeout != 30*time.Second || m.Quarantine != 5*time.Second || m.RecordDir != "" ||
+		m.RTPLatch != "strict" || m.RecordMaxBytes != 100<<20 || m.RecordMaxDuration != time.Hour {
 		t.Errorf("media defaults: %+v", m)
 	}
 	if _, err := m.engineConfig(slog.New(slog.DiscardHandler)); err != nil {
 		t.Errorf("defaults refused: %v", err)
 	}
 	cfg, err = loadConfig("", envMap(map[string]string{"NKB_MEDIA_PUBLIC_IP": "192.0.2.7", "NKB_MEDIA_BIND_IP": "0.0.0.0",
-		"NKB_MEDIA_ICE_LITE": "true", "NKB_MEDIA_TCP_PORT": "-1", "NKB_MEDIA_MEDIA_TIMEOUT": "5s"}))
+		"NKB_MEDIA_ICE_LITE": "true", "NKB_MEDIA_TCP_PORT": "-1", "NKB_MEDIA_MEDIA_TIMEOUT": "5s",
+		"NKB_MEDIA_RTP_LATCH": "ip", "NKB_MEDIA_RTP_PORTS_PER_USER": "40", "NKB_MEDIA_RECORD_MAX_DURATION": "10m"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mc, err := cfg.Media.engineConfig(slog.New(slog.DiscardHandler))
-	if err != nil || mc.PublicIP.String() != "192.0.2.7" || !mc.ICELite || mc.TCPPort != -1 || mc.MediaTimeout != 5*time.Second {
+	if err != nil || mc.PublicIP.String() != "192.0.2.7" || !mc.ICELite || mc.TCPPort != -1 || mc.MediaTimeout != 5*time.Second ||
+		mc.RTPLatch != "ip" || mc.RTPPortsPerUser != 40 || mc.RecordMaxDuration != 10*time.Minute {
 		t.Errorf("env overrides: %+v, %v", mc, err)
 	}
 	for _, tc := range []struct {
@@ -57,6 +60,8 @@ func TestMediaConfig(t *testing.T) {
 		{func(c *MediaConfig) { c.RTPPortMin, c.RTPPortMax = 20000, 20001 }, "rtp_port_min"},
 		{func(c *MediaConfig) { c.RTPPortMin = 80 }, "rtp_port_min"},
 		{func(c *MediaConfig) { c.MaxSessions = -1 }, "max_sessions"},
+		{func(c *MediaConfig) { c.RTPLatch = "first" }, "media.rtp_latch"},
+		{func(c *MediaConfig) { c.RecordMaxBytes = -1 }, "media.record_max_bytes"},
 	} {
 		c := m
 		tc.mod(&c)

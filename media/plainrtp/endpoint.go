@@ -14,9 +14,33 @@ import (
 	"github.com/pion/rtp"
 )
 
-// relatchAfter is how long the latched source must be silent before another source may take
-// its place.
+// relatchAfter is how long the latched source must be silent before another port of the same
+// host may take its place (a NAT that rebinds the peer's port).
 const relatchAfter = 2 * time.Second
+
+// LatchMode says which sources an endpoint accepts RTP (and RTCP) from. In every mode a
+// source on another host than the one accepted is never latched to while the call lasts, and
+// nothing is accepted before the peer's address is known (SetRemote), except in LatchAny.
+type LatchMode string
+
+// Latch modes (the configuration's media.rtp_latch).
+const (
+	// LatchStrict accepts RTP only from the address and port of the peer's SDP (c=, m=), and
+	// RTCP only from that host's RTP or RTCP port. Media is sent to the SDP's address.
+	LatchStrict LatchMode = "strict"
+	// LatchIP accepts RTP from the SDP's IP address on any port and sends to the port it
+	// really comes from (a NAT in front of the peer that keeps its address but not its port).
+	// A different port of that host takes over only after relatchAfter of silence.
+	LatchIP LatchMode = "ip"
+	// LatchAny latches to the first source that sends valid RTP (a phone behind a NAT whose SDP
+	// names a private address); after that only the same host (after silence) or the SDP's
+	// exact address takes over. A stranger who sends first wins the race: use it only for
+	// phones that need it.
+	LatchAny LatchMode = "any"
+)
+
+// Valid reports whether m is one of the latch modes.
+func (m LatchMode) Valid() bool { return m == LatchStrict || m == LatchIP || m == LatchAny }
 
 // Handlers receive what an Endpoint reads. They are called from the endpoint's read goroutines;
 // the packet is valid only during the call.
@@ -39,12 +63,13 @@ type Stats struct {
 	LastIn                time.Time // zero if nothing received yet
 	Remote                netip.AddrPort
 	Latched               bool
+	Strangers             uint64 // valid RTP/RTCP refused because of its source
 }
 
 // Endpoint is one plain RTP/RTCP port pair. Open it with PortPool.Open, point it at the peer
 // with SetRemote (from the peer's SDP), Start reading, WriteRTP to send, Close to release.
-// Symmetric RTP: once a valid packet arrives, the endpoint sends to wherever the peer really
-// sends from.
+// Which sources it accepts, and whether it sends to where the peer really sends from
+// (symmetric RTP), is the pool's LatchMode.
 type Endpoint struct {
 	pool      *PortPool
 	rtpConn   *net.UDPConn
@@ -52,8 +77,12 @@ type Endpoint struct {
 	port      int
 	ssrc      uint32
 	rtcpEvery time.Duration
+	mode      LatchMode
+	relatch   time.Duration // relatchAfter, shorter in tests
 
 	mu         sync.Mutex
+	expect     netip.AddrPort // the peer's RTP address from its SDP
+	expectRTCP netip.AddrPort
 	remote     netip.AddrPort
 	remoteRTCP netip.AddrPort
 	latched    bool
@@ -66,24 +95,29 @@ type Endpoint struct {
 	octets     uint32
 	sent       uint32
 
-	packetsIn, packetsOut, bytesIn, bytesOut, dropped, rtcpIn, rtcpOut atomic.Uint64
+	packetsIn, packetsOut, bytesIn, bytesOut, dropped, rtcpIn, rtcpOut, strangers atomic.Uint64
 
 	closeOnce sync.Once
 	done      chan struct{}
 	wg        sync.WaitGroup
 }
 
-// Open allocates a port pair and returns an endpoint on it (not yet reading).
-func (p *PortPool) Open() (*Endpoint, error) {
-	a, b, port, err := p.allocate()
+// Open allocates a port pair with no owner and returns an endpoint on it (not yet reading).
+func (p *PortPool) Open() (*Endpoint, error) { return p.OpenFor("") }
+
+// OpenFor allocates a port pair counted against owner's limits (SetOwnerLimits; "" is no
+// owner) and returns an endpoint on it (not yet reading). The errors are ErrNoPorts,
+// ErrOwnerQuota and ErrReserve (wrapped).
+func (p *PortPool) OpenFor(owner string) (*Endpoint, error) {
+	a, b, port, err := p.allocate(owner)
 	if err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
-	every := p.rtcpEvery
+	every, mode, relatch := p.rtcpEvery, p.latch, p.relatch
 	p.mu.Unlock()
 	return &Endpoint{pool: p, rtpConn: a, rtcpConn: b, port: port, ssrc: rand.Uint32(), rtcpEvery: every,
-		wbuf: make([]byte, 1500), done: make(chan struct{})}, nil
+		mode: mode, relatch: relatch, wbuf: make([]byte, 1500), done: make(chan struct{})}, nil
 }
 
 // Port returns the RTP port (RTCP is Port()+1).
@@ -97,14 +131,21 @@ func (e *Endpoint) LocalAddr() netip.AddrPort {
 // SSRC returns the SSRC this endpoint sends with.
 func (e *Endpoint) SSRC() uint32 { return e.ssrc }
 
-// SetRemote sets where to send RTP and RTCP until the peer's real source is learned. An
-// invalid rtcp address means RTP port + 1.
+// LatchMode returns the endpoint's latch mode.
+func (e *Endpoint) LatchMode() LatchMode { return e.mode }
+
+// SetRemote sets the peer's address from its SDP: where RTP and RTCP go until the peer's real
+// source is learned, and which source is accepted (LatchMode). An invalid rtcp address means
+// RTP port + 1.
 func (e *Endpoint) SetRemote(rtpAddr, rtcpAddr netip.AddrPort) {
+	rtpAddr = unmap(rtpAddr)
+	rtcpAddr = unmap(rtcpAddr)
 	if !rtcpAddr.IsValid() && rtpAddr.IsValid() {
 		rtcpAddr = netip.AddrPortFrom(rtpAddr.Addr(), rtpAddr.Port()+1)
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.expect, e.expectRTCP = rtpAddr, rtcpAddr
 	if !e.latched {
 		e.remote = rtpAddr
 	}
@@ -119,6 +160,14 @@ func (e *Endpoint) ResetLatch() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.latched, e.rtcpLatch = false, false
+	e.remote, e.remoteRTCP = e.expect, e.expectRTCP
+}
+
+func unmap(a netip.AddrPort) netip.AddrPort {
+	if !a.IsValid() {
+		return a
+	}
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
 
 // SetRemoteFromSDP points the endpoint at the stream described by d.
@@ -182,6 +231,7 @@ func (e *Endpoint) readRTP() {
 		}
 		if !e.latch(from) {
 			e.dropped.Add(1)
+			e.strangers.Add(1)
 			continue
 		}
 		e.packetsIn.Add(1)
@@ -192,25 +242,62 @@ func (e *Endpoint) readRTP() {
 	}
 }
 
-// latch accepts a valid packet's source: the first source is latched; later ones are dropped
-// unless the latched source has been silent for relatchAfter.
+// latch says whether a valid RTP packet from from is the peer's, and learns where to send
+// (see LatchMode).
 func (e *Endpoint) latch(from netip.AddrPort) bool {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	from = unmap(from)
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.latched && from != e.remote && now.Sub(e.lastIn) < relatchAfter {
+	if !e.acceptRTPLocked(from, now) {
 		return false
 	}
 	if !e.latched || from != e.remote {
 		e.remote = from
 		e.latched = true
-		if !e.rtcpLatch {
+		if !e.rtcpLatch && from != e.expect {
 			e.remoteRTCP = netip.AddrPortFrom(from.Addr(), from.Port()+1)
 		}
 	}
 	e.lastIn = now
 	return true
+}
+
+func (e *Endpoint) acceptRTPLocked(from netip.AddrPort, now time.Time) bool {
+	if from == e.remote || (e.expect.IsValid() && from == e.expect) {
+		return true // the SDP's own address always is the peer
+	}
+	silent := now.Sub(e.lastIn) >= e.relatch
+	switch e.mode {
+	case LatchIP:
+		if !e.expect.IsValid() || from.Addr() != e.expect.Addr() {
+			return false
+		}
+		return !e.latched || silent
+	case LatchAny:
+		if !e.latched {
+			return true
+		}
+		return from.Addr() == e.remote.Addr() && silent
+	}
+	return false
+}
+
+// acceptRTCPLocked says whether RTCP from from is the peer's.
+func (e *Endpoint) acceptRTCPLocked(from netip.AddrPort) bool {
+	switch {
+	case e.expect.IsValid() && (from == e.expect || from == e.expectRTCP):
+		return true
+	case e.rtcpLatch && from == e.remoteRTCP:
+		return true
+	}
+	switch e.mode {
+	case LatchIP:
+		return e.expect.IsValid() && from.Addr() == e.expect.Addr()
+	case LatchAny:
+		return e.latched && from.Addr() == e.remote.Addr()
+	}
+	return false
 }
 
 func (e *Endpoint) readRTCP() {
@@ -234,12 +321,12 @@ func (e *Endpoint) handleRTCP(b []byte, from netip.AddrPort) {
 		e.dropped.Add(1)
 		return
 	}
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	from = unmap(from)
 	e.mu.Lock()
-	// Only accept RTCP from the host we latched RTP from (or any host before latching).
-	if e.latched && from.Addr() != e.remote.Addr() {
+	if !e.acceptRTCPLocked(from) {
 		e.mu.Unlock()
 		e.dropped.Add(1)
+		e.strangers.Add(1)
 		return
 	}
 	e.remoteRTCP, e.rtcpLatch = from, true
@@ -333,7 +420,7 @@ func (e *Endpoint) Stats() Stats {
 	return Stats{PacketsIn: e.packetsIn.Load(), PacketsOut: e.packetsOut.Load(),
 		BytesIn: e.bytesIn.Load(), BytesOut: e.bytesOut.Load(), Dropped: e.dropped.Load(),
 		RTCPIn: e.rtcpIn.Load(), RTCPOut: e.rtcpOut.Load(), LastIn: e.lastIn,
-		Remote: e.remote, Latched: e.latched}
+		Remote: e.remote, Latched: e.latched, Strangers: e.strangers.Load()}
 }
 
 // Close stops the endpoint, waits for its goroutines and puts its ports in quarantine.

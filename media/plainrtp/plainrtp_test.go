@@ -120,14 +120,15 @@ func TestQuarantine(t *testing.T) {
 	ep2.Close()
 }
 
-// TestLatchingGarbageAndRTCP checks symmetric RTP: the endpoint answers the address the
-// peer really sends from (not the one in its SDP), drops garbage and foreign sources, and
-// exchanges RTCP.
+// TestLatchingGarbageAndRTCP checks symmetric RTP in LatchAny mode: the endpoint answers the
+// address the peer really sends from (not the one in its SDP), drops garbage and foreign
+// sources, and exchanges RTCP.
 func TestLatchingGarbageAndRTCP(t *testing.T) {
 	pool, err := NewPortPool(lo, 41010, 41020, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	must(t, pool.SetLatchMode(LatchAny))
 	pool.SetRTCPInterval(100 * time.Millisecond)
 	ep, err := pool.Open()
 	if err != nil {

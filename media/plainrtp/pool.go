@@ -4,28 +4,49 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
 	"time"
 )
 
-// ErrNoPorts is returned when every port pair of the pool is in use or quarantined.
-var ErrNoPorts = errors.New("plainrtp: no free RTP ports")
+// Errors of PortPool.Open.
+var (
+	// ErrNoPorts is returned when every port pair of the pool is in use or quarantined.
+	ErrNoPorts = errors.New("plainrtp: no free RTP ports")
+	// ErrOwnerQuota is returned when the owner already holds its quota of port pairs.
+	ErrOwnerQuota = errors.New("plainrtp: the owner holds its quota of RTP port pairs")
+	// ErrReserve is returned when only the reserved pairs are left and the owner already
+	// holds enough pairs for one call.
+	ErrReserve = errors.New("plainrtp: only the reserved RTP port pairs are left")
+)
+
+// callPairs is how many pairs an owner may always take from the reserve: one call with two
+// plain-RTP legs.
+const callPairs = 2
+
+// randomProbes is how many random pairs allocate tries before scanning from a random start.
+const randomProbes = 16
 
 // PortPool hands out RTP/RTCP port pairs (even RTP port, RTCP on the next odd one) from a
-// range, and keeps released pairs in quarantine for a while so that stale packets of an ended
-// call cannot reach a new one. It is safe for concurrent use.
+// range in random order (a port number tells nothing about the next call's), and keeps
+// released pairs in quarantine for a while so that stale packets of an ended call cannot reach
+// a new one. Pairs are counted per owner (SetOwnerLimits). It is safe for concurrent use.
 type PortPool struct {
 	ip         netip.Addr
 	min, max   int
 	quarantine time.Duration
 	log        *slog.Logger
 	rtcpEvery  time.Duration
+	latch      LatchMode
+	relatch    time.Duration
+	perOwner   int // 0: no limit
+	reserve    int
 
 	mu       sync.Mutex
-	next     int
-	used     map[int]bool
+	used     map[int]string // port -> owner ("" for none)
+	owned    map[string]int // owner -> pairs held
 	released map[int]time.Time
 	closed   bool
 }
@@ -45,8 +66,40 @@ func NewPortPool(ip netip.Addr, min, max int, quarantine time.Duration, log *slo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &PortPool{ip: ip, min: min, max: max, next: min, quarantine: quarantine, log: log, rtcpEvery: 5 * time.Second,
-		used: map[int]bool{}, released: map[int]time.Time{}}, nil
+	return &PortPool{ip: ip, min: min, max: max, quarantine: quarantine, log: log, rtcpEvery: 5 * time.Second,
+		latch: LatchStrict, relatch: relatchAfter, used: map[int]string{}, owned: map[string]int{}, released: map[int]time.Time{}}, nil
+}
+
+// Pairs returns how many port pairs the range holds.
+func (p *PortPool) Pairs() int { return (p.max-p.min)/2 + 1 }
+
+// SetLatchMode sets which sources endpoints opened afterwards accept RTP from (default
+// LatchStrict).
+func (p *PortPool) SetLatchMode(m LatchMode) error {
+	if !m.Valid() {
+		return fmt.Errorf("plainrtp: bad latch mode %q (want strict, ip or any)", m)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.latch = m
+	return nil
+}
+
+// SetOwnerLimits bounds what one owner (a user) may hold: at most perOwner pairs (0: no
+// limit), and, once no more than reserve pairs are free, no pair beyond its first two (one
+// call's worth) — so that one owner cannot take the whole range from everyone else.
+// Allocations without an owner are bounded by neither.
+func (p *PortPool) SetOwnerLimits(perOwner, reserve int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.perOwner, p.reserve = max(perOwner, 0), max(reserve, 0)
+}
+
+// Owned returns how many pairs owner holds.
+func (p *PortPool) Owned(owner string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.owned[owner]
 }
 
 // SetRTCPInterval sets how often endpoints opened afterwards send RTCP sender reports
@@ -90,41 +143,82 @@ func (p *PortPool) Close() {
 	p.mu.Unlock()
 }
 
-// allocate binds a free, non-quarantined pair.
-func (p *PortPool) allocate() (rtpConn, rtcpConn *net.UDPConn, port int, err error) {
+// admitLocked applies the owner limits.
+func (p *PortPool) admitLocked(owner string) error {
+	if owner == "" {
+		return nil
+	}
+	held := p.owned[owner]
+	if p.perOwner > 0 && held >= p.perOwner {
+		return fmt.Errorf("%w (%d)", ErrOwnerQuota, p.perOwner)
+	}
+	if p.reserve > 0 && held >= callPairs && p.freeLocked() <= p.reserve {
+		return fmt.Errorf("%w (%d kept for others)", ErrReserve, p.reserve)
+	}
+	return nil
+}
+
+// freeLocked counts the pairs neither in use nor in quarantine.
+func (p *PortPool) freeLocked() int {
+	now := time.Now()
+	n := p.Pairs() - len(p.used)
+	for _, t := range p.released {
+		if now.Sub(t) < p.quarantine {
+			n--
+		}
+	}
+	return n
+}
+
+// allocate binds a free, non-quarantined pair chosen at random.
+func (p *PortPool) allocate(owner string) (rtpConn, rtcpConn *net.UDPConn, port int, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
 		return nil, nil, 0, errors.New("plainrtp: port pool closed")
 	}
+	if err := p.admitLocked(owner); err != nil {
+		return nil, nil, 0, err
+	}
 	now := time.Now()
-	pairs := (p.max-p.min)/2 + 1
-	for range pairs {
-		port := p.next
-		p.next += 2
-		if p.next > p.max {
-			p.next = p.min
-		}
-		if p.used[port] {
-			continue
+	pairs := p.Pairs()
+	try := func(port int) (a, b *net.UDPConn, ok bool) {
+		if _, used := p.used[port]; used {
+			return nil, nil, false
 		}
 		if t, ok := p.released[port]; ok {
 			if now.Sub(t) < p.quarantine {
-				continue
+				return nil, nil, false
 			}
 			delete(p.released, port)
 		}
 		a, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ip, uint16(port))))
 		if err != nil {
-			continue
+			return nil, nil, false
 		}
-		b, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ip, uint16(port+1))))
+		b, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(p.ip, uint16(port+1))))
 		if err != nil {
 			a.Close()
-			continue
+			return nil, nil, false
 		}
-		p.used[port] = true
-		return a, b, port, nil
+		p.used[port] = owner
+		p.owned[owner]++
+		return a, b, true
+	}
+	if len(p.used) < pairs {
+		for range min(randomProbes, pairs) {
+			port := p.min + 2*rand.IntN(pairs)
+			if a, b, ok := try(port); ok {
+				return a, b, port, nil
+			}
+		}
+	}
+	start := rand.IntN(pairs)
+	for i := range pairs {
+		port := p.min + 2*((start+i)%pairs)
+		if a, b, ok := try(port); ok {
+			return a, b, port, nil
+		}
 	}
 	return nil, nil, 0, ErrNoPorts
 }
@@ -132,6 +226,11 @@ func (p *PortPool) allocate() (rtpConn, rtcpConn *net.UDPConn, port int, err err
 func (p *PortPool) release(port int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if owner, ok := p.used[port]; ok {
+		if p.owned[owner]--; p.owned[owner] <= 0 {
+			delete(p.owned, owner)
+		}
+	}
 	delete(p.used, port)
 	if p.quarantine > 0 {
 		p.released[port] = time.Now()

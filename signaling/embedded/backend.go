@@ -139,6 +139,12 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 		Media:  initial,
 		OnStop: m.engineStopped,
 		OnDTMF: m.dtmfReceived,
+		Owner:  req.User,
+		OnRecordStop: func(paths []string, reason string) {
+			if m.rep != nil {
+				m.rep.Event("info", map[string]any{"info": map[string]any{"record_stopped": paths, "reason": reason}})
+			}
+		},
 	}
 	b.mu.Lock()
 	if b.closed {
@@ -267,6 +273,8 @@ func sdpError(err error, what string) error {
 		return signaling.Errorf(signaling.CodeInvalidParameters, "Invalid %s SDP: %s", what, detail(err))
 	case errors.Is(err, media.ErrTooMany):
 		return signaling.Errorf(signaling.CodeNoMediaserver, "Media engine full: too many sessions")
+	case errors.Is(err, media.ErrPortQuota):
+		return signaling.Errorf(signaling.CodeInvalidOperation, "%s", strings.TrimPrefix(err.Error(), "media: "))
 	case errors.Is(err, plainrtp.ErrNoPorts):
 		return signaling.Errorf(signaling.CodeNoMediaserver, "Media engine full: no free RTP ports")
 	case errors.Is(err, media.ErrNoRecordDir):

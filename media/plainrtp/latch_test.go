@@ -1,0 +1,269 @@
+package plainrtp
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// latchRig is an endpoint with a peer (the address of its SDP) and a stranger, counting
+// what the endpoint delivers from each (by SSRC).
+type latchRig struct {
+	t        *testing.T
+	ep       *Endpoint
+	peer     *net.UDPConn
+	stranger *net.UDPConn
+	mu       sync.Mutex
+	got      map[uint32]int
+	seq      uint16
+}
+
+const (
+	peerSSRC     = 1111
+	strangerSSRC = 6666
+)
+
+func newLatchRig(t *testing.T, mode LatchMode, strangerIP netip.Addr) *latchRig {
+	t.Helper()
+	pool, err := NewPortPool(lo, 41100, 41200, 0, nil)
+	must(t, err)
+	must(t, pool.SetLatchMode(mode))
+	pool.relatch = 150 * time.Millisecond
+	ep, err := pool.Open()
+	must(t, err)
+	t.Cleanup(func() { ep.Close() })
+	r := &latchRig{t: t, ep: ep, got: map[uint32]int{}}
+	must(t, ep.Start(Handlers{AcceptPT: func(pt uint8) bool { return pt == 0 }, RTP: func(p *rtp.Packet) {
+		r.mu.Lock()
+		r.got[p.SSRC]++
+		r.mu.Unlock()
+	}}))
+	r.peer, err = net.ListenUDP("udp", &net.UDPAddr{IP: lo.AsSlice()})
+	must(t, err)
+	t.Cleanup(func() { r.peer.Close() })
+	r.stranger, err = net.ListenUDP("udp", &net.UDPAddr{IP: strangerIP.AsSlice()})
+	must(t, err)
+	t.Cleanup(func() { r.stranger.Close() })
+	ep.SetRemote(r.peer.LocalAddr().(*net.UDPAddr).AddrPort(), netip.AddrPort{})
+	return r
+}
+
+func (r *latchRig) send(c *net.UDPConn, ssrc uint32) {
+	r.seq++
+	b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: r.seq, SSRC: ssrc}, Payload: make([]byte, 160)}).Marshal()
+	if _, err := c.WriteToUDPAddrPort(b, r.ep.LocalAddr()); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// waitCount waits until the endpoint has seen n packets in all (delivered or dropped).
+func (r *latchRig) waitCount(n uint64) {
+	r.t.Helper()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		st := r.ep.Stats()
+		if st.PacketsIn+st.Dropped >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("endpoint saw %d of %d packets", st.PacketsIn+st.Dropped, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *latchRig) delivered(ssrc uint32) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got[ssrc]
+}
+
+// receivedAny reports whether c receives anything within d.
+func receivedAny(c *net.UDPConn, d time.Duration) bool {
+	c.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 1500)
+	_, err := c.Read(buf)
+	return err == nil
+}
+
+// TestLatchStrictStranger: in strict mode (the default) a stranger on the same host that
+// sends first, and keeps sending while the peer is silent, is never accepted nor answered.
+func TestLatchStrictStranger(t *testing.T) {
+	r := newLatchRig(t, LatchStrict, lo)
+	if r.ep.LatchMode() != LatchStrict {
+		t.Fatalf("mode %q", r.ep.LatchMode())
+	}
+	r.send(r.stranger, strangerSSRC) // first packet of all: before the fix it latched
+	r.send(r.peer, peerSSRC)
+	r.waitCount(2)
+	time.Sleep(300 * time.Millisecond) // the peer is silent longer than the relatch delay
+	for range 5 {
+		r.send(r.stranger, strangerSSRC)
+	}
+	r.waitCount(7)
+	must(t, r.ep.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2}, Payload: []byte{1}}))
+	if receivedAny(r.stranger, 200*time.Millisecond) {
+		t.Fatal("the stranger received the call's audio")
+	}
+	if !receivedAny(r.peer, time.Second) {
+		t.Fatal("the peer received nothing")
+	}
+	if r.delivered(strangerSSRC) != 0 || r.delivered(peerSSRC) != 1 {
+		t.Fatalf("delivered %v", r.got)
+	}
+	if st := r.ep.Stats(); st.Strangers != 6 || st.Remote != r.peer.LocalAddr().(*net.UDPAddr).AddrPort() {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestLatchIPNATPort: in ip mode a peer whose NAT changed its port is accepted (and
+// answered on that port), a stranger on another host never.
+func TestLatchIPNATPort(t *testing.T) {
+	r := newLatchRig(t, LatchIP, netip.MustParseAddr("127.0.0.2"))
+	natted, err := net.ListenUDP("udp", &net.UDPAddr{IP: lo.AsSlice()}) // the peer's host, another port
+	must(t, err)
+	defer natted.Close()
+	r.send(r.stranger, strangerSSRC)
+	r.send(natted, peerSSRC)
+	r.waitCount(2)
+	must(t, r.ep.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2}, Payload: []byte{1}}))
+	if !receivedAny(natted, time.Second) {
+		t.Fatal("the NATed peer received nothing")
+	}
+	time.Sleep(300 * time.Millisecond)
+	for range 5 {
+		r.send(r.stranger, strangerSSRC)
+	}
+	r.waitCount(7)
+	must(t, r.ep.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2}, Payload: []byte{1}}))
+	if receivedAny(r.stranger, 200*time.Millisecond) {
+		t.Fatal("the stranger received the call's audio")
+	}
+	if r.delivered(strangerSSRC) != 0 || r.delivered(peerSSRC) != 1 {
+		t.Fatalf("delivered %v", r.got)
+	}
+}
+
+// TestLatchAnyNoRelatchToStranger: in any mode the first source wins, but after the peer
+// goes silent a source on another host does not take over.
+func TestLatchAnyNoRelatchToStranger(t *testing.T) {
+	r := newLatchRig(t, LatchAny, netip.MustParseAddr("127.0.0.2"))
+	r.ep.SetRemote(netip.AddrPortFrom(netip.MustParseAddr("10.1.2.3"), 4000), netip.AddrPort{}) // private SDP address
+	r.send(r.peer, peerSSRC)
+	r.waitCount(1)
+	time.Sleep(300 * time.Millisecond)
+	for range 5 {
+		r.send(r.stranger, strangerSSRC)
+	}
+	r.waitCount(6)
+	must(t, r.ep.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2}, Payload: []byte{1}}))
+	if receivedAny(r.stranger, 200*time.Millisecond) {
+		t.Fatal("the stranger received the call's audio")
+	}
+	if !receivedAny(r.peer, time.Second) {
+		t.Fatal("the peer received nothing")
+	}
+	if r.delivered(strangerSSRC) != 0 || r.delivered(peerSSRC) != 1 {
+		t.Fatalf("delivered %v", r.got)
+	}
+}
+
+func TestLatchModeValid(t *testing.T) {
+	pool, err := NewPortPool(lo, 41300, 41302, 0, nil)
+	must(t, err)
+	if err := pool.SetLatchMode("sometimes"); err == nil {
+		t.Fatal("bad mode accepted")
+	}
+}
+
+// TestPortsRandomOrder: consecutive allocations are not sequential, so a port number tells
+// nothing about the next call's.
+func TestPortsRandomOrder(t *testing.T) {
+	pool, err := NewPortPool(lo, 41400, 41798, 0, nil)
+	must(t, err)
+	var ports []int
+	for range 20 {
+		ep, err := pool.Open()
+		must(t, err)
+		defer ep.Close()
+		ports = append(ports, ep.Port())
+	}
+	seq := 0
+	for i := 1; i < len(ports); i++ {
+		if ports[i]-ports[i-1] == 2 {
+			seq++
+		}
+	}
+	// Random among 200 pairs: a step of exactly one pair is rare (expected 0.1 in 19).
+	if seq > 3 {
+		t.Fatalf("ports handed out in sequence: %v", ports)
+	}
+	t.Logf("ports %v", ports)
+}
+
+// TestPortsRandomFullRange: random order still finds the last free pair.
+func TestPortsRandomFullRange(t *testing.T) {
+	pool, err := NewPortPool(lo, 41500, 41538, 0, nil)
+	must(t, err)
+	seen := map[int]bool{}
+	for range pool.Pairs() {
+		ep, err := pool.Open()
+		must(t, err)
+		defer ep.Close()
+		if seen[ep.Port()] || ep.Port()%2 != 0 || ep.Port() < 41500 || ep.Port() > 41538 {
+			t.Fatalf("port %d", ep.Port())
+		}
+		seen[ep.Port()] = true
+	}
+	if _, err := pool.Open(); !errors.Is(err, ErrNoPorts) {
+		t.Fatalf("full pool: %v", err)
+	}
+}
+
+// TestOwnerLimits: one owner cannot take more than its quota, nor eat the reserve beyond
+// one call; others (and owner-less legs) still get ports.
+func TestOwnerLimits(t *testing.T) {
+	pool, err := NewPortPool(lo, 41600, 41618, 0, nil) // 10 pairs
+	must(t, err)
+	pool.SetOwnerLimits(6, 3)
+	var eps []*Endpoint
+	defer func() {
+		for _, ep := range eps {
+			ep.Close()
+		}
+	}()
+	open := func(owner string) error {
+		ep, err := pool.OpenFor(owner)
+		if err == nil {
+			eps = append(eps, ep)
+		}
+		return err
+	}
+	for range 6 {
+		must(t, open("mallory"))
+	}
+	if err := open("mallory"); !errors.Is(err, ErrOwnerQuota) {
+		t.Fatalf("7th pair: %v", err)
+	}
+	must(t, open("bob")) // 3 free left now: the reserve
+	must(t, open("bob")) // a user's first call comes from the reserve
+	if err := open("bob"); !errors.Is(err, ErrReserve) {
+		t.Fatalf("bob's third pair from the reserve: %v", err)
+	}
+	must(t, open("carol"))
+	if pool.Owned("mallory") != 6 || pool.Owned("bob") != 2 {
+		t.Fatalf("owned %d %d", pool.Owned("mallory"), pool.Owned("bob"))
+	}
+	eps[0].Close()
+	if pool.Owned("mallory") != 5 {
+		t.Fatalf("after close: %d", pool.Owned("mallory"))
+	}
+	if err := open(""); err != nil { // no owner: not limited
+		t.Fatal(err)
+	}
+}
