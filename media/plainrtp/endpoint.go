@@ -244,9 +244,9 @@ func (e *Endpoint) readRTP() {
 
 // latch says whether a valid RTP packet from from is the peer's, and learns where to send
 // (see LatchMode).
-func (e *Endpoint) latch(from netip.AddrPort) bool {
-	from = unmap(from)
-	now := time.Now()
+func (e *Endpoint) latch(from netip.AddrPort) bool { return e.latchAt(unmap(from), time.Now()) }
+
+func (e *Endpoint) latchAt(from netip.AddrPort, now time.Time) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if !e.acceptRTPLocked(from, now) {

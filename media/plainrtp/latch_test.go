@@ -267,3 +267,45 @@ func TestOwnerLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzLatch drives the latch decision with arbitrary sources and timings and checks the rule
+// every mode keeps: strict accepts only the SDP's address, ip only the SDP's host, and any —
+// once latched — only the latched host or the SDP's address.
+func FuzzLatch(f *testing.F) {
+	f.Add(uint8(0), []byte{0x10, 0x00, 0x05, 0x20, 0x00})
+	f.Add(uint8(1), []byte{0x11, 0x01, 0x30, 0xff, 0x01, 0x02})
+	f.Add(uint8(2), []byte{0x33, 0x00, 0x22, 0xff, 0x31, 0xff, 0x00})
+	f.Fuzz(func(t *testing.T, m uint8, steps []byte) {
+		if len(steps) > 200 {
+			steps = steps[:200]
+		}
+		mode := []LatchMode{LatchStrict, LatchIP, LatchAny}[m%3]
+		hosts := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"),
+			netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::1")}
+		sdp := netip.AddrPortFrom(hosts[0], 4000)
+		e := &Endpoint{mode: mode, relatch: relatchAfter}
+		e.SetRemote(sdp, netip.AddrPort{})
+		now := time.Unix(1_700_000_000, 0)
+		var latchedHost netip.Addr
+		for _, b := range steps {
+			now = now.Add(time.Duration(b&0x0f) * 250 * time.Millisecond)
+			from := netip.AddrPortFrom(hosts[b>>4&3], uint16(4000+int(b>>6)))
+			ok := e.latchAt(from, now)
+			if !ok {
+				continue
+			}
+			switch {
+			case mode == LatchStrict && from != sdp:
+				t.Fatalf("strict accepted %v", from)
+			case mode == LatchIP && from.Addr() != sdp.Addr():
+				t.Fatalf("ip accepted %v", from)
+			case mode == LatchAny && latchedHost.IsValid() && from.Addr() != latchedHost && from != sdp:
+				t.Fatalf("any re-latched from %v to %v", latchedHost, from)
+			}
+			latchedHost = from.Addr()
+			if st := e.Stats(); st.Remote != from && mode != LatchStrict {
+				t.Fatalf("sending to %v after accepting %v", st.Remote, from)
+			}
+		}
+	})
+}
