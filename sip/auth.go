@@ -39,7 +39,11 @@ func (s *Server) authenticate(req *sip.Request, tx sip.ServerTransaction) (user 
 	case err == nil:
 		s.failures.Succeed(src)
 		return cred.Username, true
-	case errors.Is(err, digestauth.ErrStale):
+	case errors.Is(err, digestauth.ErrStale), errors.Is(err, digestauth.ErrReplay):
+		// A replayed nonce count carries the right password: a retransmission, a client that
+		// reuses its nc, or a replay by someone who captured it. None is a guess, so none
+		// counts as a failure (else a replay could lock the phone's own address out); the
+		// client gets a fresh nonce.
 		s.challenge(req, tx, proxy, true)
 		return "", false
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,10 +106,11 @@ const (
 // Call is one SIP dialog (an inbound or outbound call leg). Methods are safe for concurrent
 // use.
 type Call struct {
-	s    *Server
-	id   string
-	dir  Direction
-	info CallInfo
+	s     *Server
+	id    string
+	dir   Direction
+	info  CallInfo
+	srcIP netip.Addr // inbound from a non-trunk source: counted per source (sip.max_calls_per_source)
 
 	done    chan struct{}
 	endOnce sync.Once
@@ -253,6 +255,11 @@ func dialogKey(callID, localTag, remoteTag string) string {
 	return callID + "\x00" + localTag + "\x00" + remoteTag
 }
 
+var (
+	errTooManyCalls = errors.New("sip: too many calls (sip.max_calls)")
+	errSourceCalls  = errors.New("sip: too many calls from this address (sip.max_calls_per_source)")
+)
+
 func (s *Server) addCall(c *Call) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -260,7 +267,13 @@ func (s *Server) addCall(c *Call) error {
 		return errors.New("sip: server closed")
 	}
 	if s.callCount >= s.cfg.Limits.MaxCalls {
-		return errors.New("sip: too many calls")
+		return errTooManyCalls
+	}
+	if c.srcIP.IsValid() {
+		if s.bySource[c.srcIP] >= s.cfg.Limits.MaxCallsPerSource {
+			return errSourceCalls
+		}
+		s.bySource[c.srcIP]++
 	}
 	s.callCount++
 	if c.key != "" {
@@ -287,6 +300,11 @@ func (s *Server) removeCall(c *Call) {
 	c.mu.Unlock()
 	if key != "" && s.calls[key] == c {
 		delete(s.calls, key)
+	}
+	if c.srcIP.IsValid() {
+		if s.bySource[c.srcIP]--; s.bySource[c.srcIP] <= 0 {
+			delete(s.bySource, c.srcIP)
+		}
 	}
 	s.callCount--
 }
@@ -367,6 +385,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		authUser = u
+		if !s.admitInvite(req, tx, u) {
+			return
+		}
 	}
 	if req.Contact() == nil {
 		s.respond(req, tx, 400, "Missing Contact")
@@ -432,8 +453,16 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.key = dialogKey(c.callID, localTag, remoteTag)
 	s.negotiateInboundTimer(c, req, se, refresher)
+	if trunkName == "" {
+		c.srcIP = src // calls from trunks are bounded by max_calls only
+	}
 	if err := s.addCall(c); err != nil {
-		s.respond(req, tx, 503, "Service Unavailable")
+		reason := "Service Unavailable (sip.max_calls)"
+		if errors.Is(err, errSourceCalls) {
+			reason = "Service Unavailable (too many calls from this address: sip.max_calls_per_source)"
+		}
+		s.log.Warn("sip inbound call refused", "src", req.Source(), "user", authUser, "err", err)
+		s.respond(req, tx, 503, reason, sip.NewHeader("Retry-After", "5"))
 		return
 	}
 	_ = tx.Respond(sip.NewResponseFromRequest(req, 100, "Trying", nil))

@@ -58,6 +58,18 @@ type Limits struct {
 	Burst             int
 	// MaxCalls bounds concurrent calls (default 10000); excess INVITEs get 503.
 	MaxCalls int
+	// MaxCallsPerSource bounds the concurrent inbound calls from one address that is not a
+	// trunk (default 100); excess INVITEs get 503.
+	MaxCallsPerSource int
+	// CallerInviteRate and CallerInviteBurst limit the new calls (INVITEs) one authenticated
+	// user places (default 2/s, burst 10): excess gets 503 with Retry-After.
+	// CalleeInviteRate and CalleeInviteBurst limit the calls authenticated users place to one
+	// callee (Request-URI user; default 2/s, burst 10): excess gets 486. Calls from trunks are
+	// bounded by RequestsPerSecond only.
+	CallerInviteRate  float64
+	CallerInviteBurst int
+	CalleeInviteRate  float64
+	CalleeInviteBurst int
 	// TrackedSources bounds the per-source tables (default 4096).
 	TrackedSources int
 	// MaxConns and MaxConnsPerIP bound concurrent TCP/TLS/WS connections per listener
@@ -98,6 +110,9 @@ type Config struct {
 	MinExpires, MaxExpires, DefaultExpires time.Duration
 	// MaxContactsPerUser (default 10).
 	MaxContactsPerUser int
+	// MaxRegistrationsPerSource bounds the bindings registered from one source IP, over all
+	// users (default 1000; a NAT with many phones counts as one source); excess gets 403.
+	MaxRegistrationsPerSource int
 
 	// NonceTTL (default 5m); AuthAlgorithms offered (default MD5; "SHA-256" may be added).
 	NonceTTL       time.Duration
@@ -186,6 +201,21 @@ func (c *Config) normalize() error {
 	}
 	if l.MaxCalls <= 0 {
 		l.MaxCalls = defaults.Int("sip.max_calls")
+	}
+	if l.MaxCallsPerSource <= 0 {
+		l.MaxCallsPerSource = 100
+	}
+	if l.CallerInviteRate <= 0 {
+		l.CallerInviteRate = 2
+	}
+	if l.CallerInviteBurst <= 0 {
+		l.CallerInviteBurst = 10
+	}
+	if l.CalleeInviteRate <= 0 {
+		l.CalleeInviteRate = 2
+	}
+	if l.CalleeInviteBurst <= 0 {
+		l.CalleeInviteBurst = 10
 	}
 	if l.TrackedSources <= 0 {
 		l.TrackedSources = 4096

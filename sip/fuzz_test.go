@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +26,22 @@ func (f *fakeTx) Err() error                         { return nil }
 func (f *fakeTx) Respond(r *sip.Response) error      { f.res = append(f.res, r); return nil }
 func (f *fakeTx) Acks() <-chan *sip.Request          { return nil }
 func (f *fakeTx) OnCancel(sip.FnTxCancel) bool       { return true }
+
+// Connection is where stateless answers go: recorded like the transaction's.
+func (f *fakeTx) Connection() sip.Connection { return fakeConn{f} }
+
+type fakeConn struct{ tx *fakeTx }
+
+func (fakeConn) LocalAddr() net.Addr    { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5060} }
+func (fakeConn) Ref(int) int            { return 1 }
+func (fakeConn) TryClose() (int, error) { return 1, nil }
+func (fakeConn) Close() error           { return nil }
+func (c fakeConn) WriteMsg(m sip.Message) error {
+	if r, ok := m.(*sip.Response); ok {
+		c.tx.res = append(c.tx.res, r)
+	}
+	return nil
+}
 
 func (f *fakeTx) final() *sip.Response {
 	for _, r := range f.res {

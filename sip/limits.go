@@ -4,29 +4,32 @@ import (
 	"crypto/tls"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/nkbridge/nkbridge/internal/ratelimit"
 )
 
 func tlsListener(ln net.Listener, cfg *tls.Config) net.Listener { return tls.NewListener(ln, cfg) }
 
-// rateLimiter is a bounded table of per-source token buckets.
-type rateLimiter struct {
+// rateLimiter is a bounded table of token buckets per key (a source address, a user).
+type rateLimiter[K comparable] struct {
 	rate  float64
 	burst float64
 	max   int
 	mu    sync.Mutex
-	m     map[netip.Addr]*ratelimit.Bucket
+	m     map[K]*ratelimit.Bucket
 	now   func() time.Time
 }
 
-func newRateLimiter(rate float64, burst, max int) *rateLimiter {
-	return &rateLimiter{rate: rate, burst: float64(burst), max: max, m: make(map[netip.Addr]*ratelimit.Bucket), now: time.Now}
+func newRateLimiter[K comparable](rate float64, burst, max int) *rateLimiter[K] {
+	return &rateLimiter[K]{rate: rate, burst: float64(burst), max: max, m: make(map[K]*ratelimit.Bucket), now: time.Now}
 }
 
-func (r *rateLimiter) allow(src netip.Addr) bool {
+func (r *rateLimiter[K]) allow(src K) bool {
 	now := r.now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -53,7 +56,7 @@ func (r *rateLimiter) allow(src netip.Addr) bool {
 	return b.Allow(now)
 }
 
-func (r *rateLimiter) len() int {
+func (r *rateLimiter[K]) len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return len(r.m)
@@ -113,4 +116,25 @@ func (c *limitConn) Close() error {
 		c.l.mu.Unlock()
 	})
 	return c.Conn.Close()
+}
+
+// admitInvite applies the per-caller and per-callee invite rates to a new call from the
+// authenticated user, and answers the refusal itself (naming the setting).
+func (s *Server) admitInvite(req *sip.Request, tx sip.ServerTransaction, user string) bool {
+	caller := strings.ToLower(user)
+	if !s.callerRate.allow(caller) {
+		s.log.Warn("sip invite refused: caller over its call rate", "user", user, "src", req.Source(),
+			"setting", "sip.caller_invite_rate")
+		s.respond(req, tx, 503, "Service Unavailable (too many calls from "+user+": sip.caller_invite_rate)",
+			sip.NewHeader("Retry-After", "5"))
+		return false
+	}
+	callee := strings.ToLower(req.Recipient.User)
+	if !s.calleeRate.allow(callee) {
+		s.log.Warn("sip invite refused: callee over its call rate", "user", user, "callee", callee, "src", req.Source(),
+			"setting", "sip.callee_invite_rate")
+		s.respond(req, tx, 486, "Busy Here (too many calls to this callee: sip.callee_invite_rate)")
+		return false
+	}
+	return true
 }

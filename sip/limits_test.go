@@ -8,7 +8,7 @@ import (
 
 func TestRateLimiterBucketsAndBound(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
-	r := newRateLimiter(2, 4, 3)
+	r := newRateLimiter[netip.Addr](2, 4, 3)
 	r.now = func() time.Time { return now }
 	a := netip.MustParseAddr("127.0.0.1")
 	for i := 0; i < 4; i++ {

@@ -62,6 +62,11 @@ func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	case errors.Is(err, registrar.ErrTooManyBinds):
 		s.respond(req, tx, 403, "Too Many Contacts")
 		return
+	case errors.Is(err, registrar.ErrSourceBinds):
+		s.log.Warn("sip register refused: too many bindings from this address", "user", user, "src", req.Source(),
+			"setting", "sip.max_registrations_per_source")
+		s.respond(req, tx, 403, "Forbidden (too many registrations from this address: sip.max_registrations_per_source)")
+		return
 	case err != nil:
 		s.respond(req, tx, 500, "Server Internal Error")
 		return

@@ -83,12 +83,15 @@ type Server struct {
 
 	auth     *digestauth.Authenticator
 	failures *digestauth.FailureLimiter
-	rate     *rateLimiter
-	reg      *registrar.Registrar
+	rate     *rateLimiter[netip.Addr]
+	// invites from one authenticated caller and to one callee (limits.go)
+	callerRate, calleeRate *rateLimiter[string]
+	reg                    *registrar.Registrar
 
 	mu        sync.Mutex
 	calls     map[string]*Call // dialog key -> call
 	callCount int
+	bySource  map[netip.Addr]int  // live inbound calls per non-trunk source
 	addrs     map[string]net.Addr // transport -> bound address
 	closers   []io.Closer
 	started   bool
@@ -130,10 +133,13 @@ func New(cfg Config, opts Options) (*Server, error) {
 			MaxFailures: cfg.Limits.AuthMaxFailures, Window: cfg.Limits.AuthWindow,
 			Block: cfg.Limits.AuthBlock, MaxEntries: cfg.Limits.TrackedSources,
 		}),
-		rate: newRateLimiter(cfg.Limits.RequestsPerSecond, cfg.Limits.Burst, cfg.Limits.TrackedSources),
+		rate:       newRateLimiter[netip.Addr](cfg.Limits.RequestsPerSecond, cfg.Limits.Burst, cfg.Limits.TrackedSources),
+		callerRate: newRateLimiter[string](cfg.Limits.CallerInviteRate, cfg.Limits.CallerInviteBurst, cfg.Limits.TrackedSources),
+		calleeRate: newRateLimiter[string](cfg.Limits.CalleeInviteRate, cfg.Limits.CalleeInviteBurst, cfg.Limits.TrackedSources),
 		reg: registrar.New(registrar.Config{MinExpires: cfg.MinExpires, MaxExpires: cfg.MaxExpires,
-			DefaultExpires: cfg.DefaultExpires, MaxContacts: cfg.MaxContactsPerUser}),
+			DefaultExpires: cfg.DefaultExpires, MaxContacts: cfg.MaxContactsPerUser, MaxPerSource: cfg.MaxRegistrationsPerSource}),
 		calls:    make(map[string]*Call),
+		bySource: make(map[netip.Addr]int),
 		addrs:    make(map[string]net.Addr),
 		resolver: opts.Resolver,
 		dials:    newDialGuard(),
@@ -352,7 +358,7 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 			if r := recover(); r != nil {
 				s.log.Error("sip handler panic", "panic", r, "req", req.StartLine())
 				if tx != nil && !req.IsAck() {
-					_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
+					_ = s.send(req, tx, sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
 				}
 			}
 		}()
@@ -367,7 +373,7 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 func (s *Server) validRequest(req *sip.Request, tx sip.ServerTransaction) bool {
 	bad := func(reason string) bool {
 		if !req.IsAck() {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 400, reason, nil))
+			_ = s.send(req, tx, sip.NewResponseFromRequest(req, 400, reason, nil))
 		}
 		return false
 	}
@@ -379,17 +385,17 @@ func (s *Server) validRequest(req *sip.Request, tx sip.ServerTransaction) bool {
 	}
 	if req.SipVersion != "SIP/2.0" {
 		if !req.IsAck() {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 505, "Version Not Supported", nil))
+			_ = s.send(req, tx, sip.NewResponseFromRequest(req, 505, "Version Not Supported", nil))
 		}
 		return false
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 && req.Method != sip.OPTIONS && !req.IsAck() {
-		_ = tx.Respond(sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
+		_ = s.send(req, tx, sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
 		return false
 	}
-	if s := req.Recipient.Scheme; s != "sip" && s != "sips" {
+	if scheme := req.Recipient.Scheme; scheme != "sip" && scheme != "sips" {
 		if !req.IsAck() {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 416, "Unsupported URI Scheme", nil))
+			_ = s.send(req, tx, sip.NewResponseFromRequest(req, 416, "Unsupported URI Scheme", nil))
 		}
 		return false
 	}
@@ -419,7 +425,7 @@ func (s *Server) validRequest(req *sip.Request, tx sip.ServerTransaction) bool {
 			if len(unsup) > 0 {
 				res := sip.NewResponseFromRequest(req, 420, "Bad Extension", nil)
 				res.AppendHeader(sip.NewHeader("Unsupported", strings.Join(unsup, ", ")))
-				_ = tx.Respond(res)
+				_ = s.send(req, tx, res)
 				return false
 			}
 		}
@@ -453,9 +459,7 @@ func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
 	if s.rate.allow(sourceAddr(req)) {
 		return true
 	}
-	res := sip.NewResponseFromRequest(req, 503, "Service Unavailable", nil)
-	res.AppendHeader(sip.NewHeader("Retry-After", "5"))
-	_ = tx.Respond(res)
+	s.respond(req, tx, 503, "Service Unavailable (sip.request_rate)", sip.NewHeader("Retry-After", "5"))
 	return false
 }
 
@@ -464,9 +468,44 @@ func (s *Server) respond(req *sip.Request, tx sip.ServerTransaction, code int, r
 	for _, h := range hdrs {
 		res.AppendHeader(h)
 	}
-	if err := tx.Respond(res); err != nil {
+	if err := s.send(req, tx, res); err != nil {
 		s.log.Debug("respond failed", "code", code, "err", err)
 	}
+}
+
+// send sends res to req. A final non-2xx answer to an INVITE outside a dialog (a challenge, a
+// refusal: sent before any call exists, so possibly to a forged source) is sent statelessly:
+// once, with no transaction to retransmit it until an ACK that a spoofed victim never sends
+// (RFC 3261 §8.2.7, §17.2.1). A retransmitted INVITE gets one answer per copy, like any
+// stateless server: nkbridge never amplifies. Everything else goes through the transaction.
+func (s *Server) send(req *sip.Request, tx sip.ServerTransaction, res *sip.Response) error {
+	if tx != nil && !statelessAnswer(req, res) {
+		return tx.Respond(res)
+	}
+	s.obs.Response(string(req.Method), res.StatusCode, "out")
+	if tx == nil {
+		return s.srv.WriteResponse(res)
+	}
+	inner := tx
+	if o, ok := tx.(observedTx); ok {
+		inner = o.ServerTransaction
+	}
+	var err error
+	if c, ok := inner.(interface{ Connection() sip.Connection }); ok && c.Connection() != nil {
+		err = c.Connection().WriteMsg(res)
+	} else {
+		err = s.srv.WriteResponse(res)
+	}
+	inner.Terminate() // no retransmissions, no late 100 Trying
+	return err
+}
+
+func statelessAnswer(req *sip.Request, res *sip.Response) bool {
+	if req.Method != sip.INVITE || res.StatusCode < 300 {
+		return false
+	}
+	to := req.To()
+	return to == nil || to.Params == nil || !to.Params.Has("tag")
 }
 
 func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {

@@ -5,6 +5,7 @@ package registrar
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +19,8 @@ var (
 	ErrWildcard     = errors.New("registrar: '*' needs Expires: 0 and no other contact")
 	ErrOutOfOrder   = errors.New("registrar: CSeq not higher than the stored one for this Call-ID")
 	ErrTooManyBinds = errors.New("registrar: too many contacts for this address-of-record")
+	// ErrSourceBinds means the REGISTER's source address already holds MaxPerSource bindings.
+	ErrSourceBinds = errors.New("registrar: too many bindings from this source address")
 )
 
 // IntervalTooBriefError means a requested expiry was below the minimum (423).
@@ -32,6 +35,7 @@ type Config struct {
 	DefaultExpires time.Duration // default 3600s, used when the request names none
 	MaxContacts    int           // per address-of-record, default 10
 	MaxAORs        int           // total, default 100000
+	MaxPerSource   int           // bindings registered from one source IP (all AORs), default 1000
 	Now            func() time.Time
 }
 
@@ -105,11 +109,12 @@ type Update struct {
 
 // Registrar stores bindings. It is safe for concurrent use.
 type Registrar struct {
-	cfg  Config
-	mu   sync.Mutex
-	aors map[string]map[string]*Binding // aor -> contact -> binding
-	subs map[int]func(Change)
-	next int
+	cfg   Config
+	mu    sync.Mutex
+	aors  map[string]map[string]*Binding // aor -> contact -> binding
+	bySrc map[netip.Addr]int             // live bindings per source IP
+	subs  map[int]func(Change)
+	next  int
 }
 
 // New returns a Registrar with defaults filled in.
@@ -133,10 +138,14 @@ func New(cfg Config) *Registrar {
 	if cfg.MaxAORs <= 0 {
 		cfg.MaxAORs = 100000
 	}
+	if cfg.MaxPerSource <= 0 {
+		cfg.MaxPerSource = 1000
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Registrar{cfg: cfg, aors: make(map[string]map[string]*Binding), subs: make(map[int]func(Change))}
+	return &Registrar{cfg: cfg, aors: make(map[string]map[string]*Binding), bySrc: make(map[netip.Addr]int),
+		subs: make(map[int]func(Change))}
 }
 
 // NormalizeAOR maps an address-of-record to its key: the lower-cased user part.
@@ -198,6 +207,7 @@ func (r *Registrar) Apply(u Update) ([]Binding, error) {
 		}
 		for _, b := range r.aors[aor] {
 			changes = append(changes, Change{Kind: Removed, Binding: *b})
+			r.uncountLocked(b)
 		}
 		delete(r.aors, aor)
 		r.mu.Unlock()
@@ -249,6 +259,7 @@ func (r *Registrar) Apply(u Update) ([]Binding, error) {
 			if exists {
 				delete(set, c.Contact)
 				changes = append(changes, Change{Kind: Removed, Binding: *old})
+				r.uncountLocked(old)
 			}
 			continue
 		}
@@ -257,9 +268,21 @@ func (r *Registrar) Apply(u Update) ([]Binding, error) {
 			r.notify(changes)
 			return nil, ErrTooManyBinds
 		}
+		if ip := sourceIP(u.Source); ip.IsValid() && (!exists || sourceIP(old.Source) != ip) && r.bySrc[ip] >= r.cfg.MaxPerSource {
+			if len(set) == 0 {
+				delete(r.aors, aor)
+			}
+			r.mu.Unlock()
+			r.notify(changes)
+			return nil, ErrSourceBinds
+		}
 		b := &Binding{AOR: aor, Contact: c.Contact, Expires: now.Add(exp[i]), Q: c.Q, CallID: u.CallID,
 			CSeq: u.CSeq, Source: u.Source, Transport: u.Transport, InstanceID: c.InstanceID, UserAgent: u.UserAgent}
+		if exists {
+			r.uncountLocked(old)
+		}
 		set[c.Contact] = b
+		r.countLocked(b)
 		kind := Added
 		if exists {
 			kind = Refreshed
@@ -321,6 +344,7 @@ func (r *Registrar) Sweep() {
 			if !now.Before(b.Expires) {
 				delete(set, k)
 				changes = append(changes, Change{Kind: Expired, Binding: *b})
+				r.uncountLocked(b)
 			}
 		}
 		if len(set) == 0 {
@@ -346,4 +370,36 @@ func (r *Registrar) Run(ctx context.Context, interval time.Duration) {
 			r.Sweep()
 		}
 	}
+}
+
+// sourceIP is the address of a binding's "ip:port" source (invalid when unparsable).
+func sourceIP(source string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(source); err == nil {
+		return ap.Addr().Unmap()
+	}
+	a, _ := netip.ParseAddr(source)
+	return a.Unmap()
+}
+
+func (r *Registrar) countLocked(b *Binding) {
+	if ip := sourceIP(b.Source); ip.IsValid() {
+		r.bySrc[ip]++
+	}
+}
+
+func (r *Registrar) uncountLocked(b *Binding) {
+	ip := sourceIP(b.Source)
+	if !ip.IsValid() {
+		return
+	}
+	if r.bySrc[ip]--; r.bySrc[ip] <= 0 {
+		delete(r.bySrc, ip)
+	}
+}
+
+// FromSource returns the number of bindings registered from the source IP ip.
+func (r *Registrar) FromSource(ip netip.Addr) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.bySrc[ip.Unmap()]
 }

@@ -3,6 +3,7 @@ package registrar
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -102,3 +103,46 @@ func TestWildcard(t *testing.T) {
 		t.Fatalf("wildcard left %d", n)
 	}
 }
+
+// TestMaxPerSource: one source IP holds at most MaxPerSource bindings over all AORs; removal,
+// expiry and a refresh from the same source give the room back; other sources are unaffected.
+func TestMaxPerSource(t *testing.T) {
+	c := &clock{t: time.Unix(1_700_000_000, 0)}
+	r := New(Config{MaxPerSource: 3, Now: c.now})
+	reg := func(aor, src string, exp int) error {
+		_, err := r.Apply(Update{AOR: aor, Expires: exp, CallID: aor + src, CSeq: uint32(c.now().UnixNano() % 1e9),
+			Contacts: []ContactUpdate{{Contact: "sip:" + aor + "@" + src, Expires: -1}}, Source: src + ":5060"})
+		c.add(time.Millisecond)
+		return err
+	}
+	for _, u := range []string{"a", "b", "c"} {
+		if err := reg(u, "192.0.2.1", 120); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := reg("d", "192.0.2.1", 120); !errors.Is(err, ErrSourceBinds) {
+		t.Fatalf("4th binding from one source: %v", err)
+	}
+	if len(r.Lookup("d")) != 0 || r.FromSource(mustIP("192.0.2.1")) != 3 {
+		t.Fatalf("refused binding stored: %v %d", r.Lookup("d"), r.FromSource(mustIP("192.0.2.1")))
+	}
+	if err := reg("a", "192.0.2.1", 120); err != nil { // a refresh is not a new binding
+		t.Fatalf("refresh: %v", err)
+	}
+	if err := reg("d", "192.0.2.2", 120); err != nil {
+		t.Fatalf("another source: %v", err)
+	}
+	if err := reg("a", "192.0.2.1", 0); err != nil { // unregister frees one
+		t.Fatal(err)
+	}
+	if err := reg("e", "192.0.2.1", 120); err != nil {
+		t.Fatalf("after unregister: %v", err)
+	}
+	c.add(2 * time.Hour)
+	r.Sweep()
+	if n := r.FromSource(mustIP("192.0.2.1")); n != 0 {
+		t.Fatalf("after expiry %d", n)
+	}
+}
+
+func mustIP(s string) netip.Addr { return netip.MustParseAddr(s) }
