@@ -46,7 +46,16 @@ type SIPConfig struct {
 	AuthMaxFailures int               `yaml:"auth_max_failures"`
 	RequestRate     float64           `yaml:"request_rate"`
 	MaxCalls        int               `yaml:"max_calls"`
-	SessionExpires  time.Duration     `yaml:"session_expires"`
+	// Per-source and per-user bounds (issue 13): concurrent calls from one non-trunk address,
+	// bindings registered from one address, new calls per second (and burst) from one
+	// authenticated user and to one callee.
+	MaxCallsPerSource         int           `yaml:"max_calls_per_source"`
+	MaxRegistrationsPerSource int           `yaml:"max_registrations_per_source"`
+	CallerInviteRate          float64       `yaml:"caller_invite_rate"`
+	CallerInviteBurst         int           `yaml:"caller_invite_burst"`
+	CalleeInviteRate          float64       `yaml:"callee_invite_rate"`
+	CalleeInviteBurst         int           `yaml:"callee_invite_burst"`
+	SessionExpires            time.Duration `yaml:"session_expires"`
 	// UserFarSide: the offer inbound calls to a user ring with: webrtc, rtp or auto.
 	UserFarSide string `yaml:"user_far_side"`
 }
@@ -124,7 +133,10 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 	sc := sip.Config{
 		ExternalHost: c.ExternalHost, Domain: c.Domain, Realm: c.Realm,
 		OutboundDomains: c.OutboundDomains, MinExpires: c.MinExpires, MaxExpires: c.MaxExpires,
-		Limits: sip.Limits{AuthMaxFailures: c.AuthMaxFailures, RequestsPerSecond: c.RequestRate, MaxCalls: c.MaxCalls},
+		Limits: sip.Limits{AuthMaxFailures: c.AuthMaxFailures, RequestsPerSecond: c.RequestRate, MaxCalls: c.MaxCalls,
+			MaxCallsPerSource: c.MaxCallsPerSource, CallerInviteRate: c.CallerInviteRate, CallerInviteBurst: c.CallerInviteBurst,
+			CalleeInviteRate: c.CalleeInviteRate, CalleeInviteBurst: c.CalleeInviteBurst},
+		MaxRegistrationsPerSource: c.MaxRegistrationsPerSource,
 	}
 	if c.SessionExpires > 0 {
 		sc.SessionTimer.Expires = c.SessionExpires
