@@ -59,13 +59,14 @@ type Limits struct {
 	// MaxCalls bounds concurrent calls (default 10000); excess INVITEs get 503.
 	MaxCalls int
 	// MaxCallsPerSource bounds the concurrent inbound calls from one address that is not a
-	// trunk (default 100); excess INVITEs get 503.
+	// trunk (default sip.max_calls_per_source); excess INVITEs get 503.
 	MaxCallsPerSource int
 	// CallerInviteRate and CallerInviteBurst limit the new calls (INVITEs) one authenticated
-	// user places (default 2/s, burst 10): excess gets 503 with Retry-After.
+	// user places (default sip.caller_invite_rate, sip.caller_invite_burst): excess gets 503
+	// with Retry-After.
 	// CalleeInviteRate and CalleeInviteBurst limit the calls authenticated users place to one
-	// callee (Request-URI user; default 2/s, burst 10): excess gets 486. Calls from trunks are
-	// bounded by RequestsPerSecond only.
+	// callee (Request-URI user; default sip.callee_invite_rate, sip.callee_invite_burst): excess
+	// gets 486. Calls from trunks are bounded by RequestsPerSecond only.
 	CallerInviteRate  float64
 	CallerInviteBurst int
 	CalleeInviteRate  float64
@@ -111,7 +112,8 @@ type Config struct {
 	// MaxContactsPerUser (default 10).
 	MaxContactsPerUser int
 	// MaxRegistrationsPerSource bounds the bindings registered from one source IP, over all
-	// users (default 1000; a NAT with many phones counts as one source); excess gets 403.
+	// users (default sip.max_registrations_per_source; a NAT with many phones counts as one
+	// source); excess gets 403.
 	MaxRegistrationsPerSource int
 
 	// NonceTTL (default 5m); AuthAlgorithms offered (default MD5; "SHA-256" may be added).
@@ -203,19 +205,19 @@ func (c *Config) normalize() error {
 		l.MaxCalls = defaults.Int("sip.max_calls")
 	}
 	if l.MaxCallsPerSource <= 0 {
-		l.MaxCallsPerSource = 100
+		l.MaxCallsPerSource = defaults.Int("sip.max_calls_per_source")
 	}
 	if l.CallerInviteRate <= 0 {
-		l.CallerInviteRate = 2
+		l.CallerInviteRate = defaults.Float("sip.caller_invite_rate")
 	}
 	if l.CallerInviteBurst <= 0 {
-		l.CallerInviteBurst = 10
+		l.CallerInviteBurst = defaults.Int("sip.caller_invite_burst")
 	}
 	if l.CalleeInviteRate <= 0 {
-		l.CalleeInviteRate = 2
+		l.CalleeInviteRate = defaults.Float("sip.callee_invite_rate")
 	}
 	if l.CalleeInviteBurst <= 0 {
-		l.CalleeInviteBurst = 10
+		l.CalleeInviteBurst = defaults.Int("sip.callee_invite_burst")
 	}
 	if l.TrackedSources <= 0 {
 		l.TrackedSources = 4096

@@ -125,9 +125,11 @@ func (c *Config) checkBackends() error {
 
 // negativeAllowed are the numeric keys where a negative value means something.
 var negativeAllowed = map[string]bool{
-	"media.tcp_port":      true, // -1: any free port
-	"media.media_timeout": true, // negative: off
-	"media.quarantine":    true, // negative: off
+	"media.tcp_port":           true, // -1: any free port
+	"media.media_timeout":      true, // negative: off
+	"media.quarantine":         true, // negative: off
+	"media.rtp_ports_per_user": true, // -1: no cap
+	"media.rtp_ports_reserve":  true, // -1: no reserve
 }
 
 // checkLeaves walks the configuration: numbers and durations must not be negative (but for

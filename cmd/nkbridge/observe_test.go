@@ -114,7 +114,7 @@ func TestBinarySIPMetricsAndLogs(t *testing.T) {
 		`nkbridge_sip_responses_total{code="407",direction="out",method="INVITE"}`: 1,
 		`nkbridge_sip_responses_total{code="100",direction="out",method="INVITE"}`: 1,
 		`nkbridge_sip_responses_total{code="200",direction="out",method="INVITE"}`: 1,
-		`nkbridge_sip_requests_total{direction="in",method="ACK"}`:                 1, // the 407's ACK stays in its transaction
+		`nkbridge_sip_requests_total{direction="in",method="ACK"}`:                 2, // the 407 is stateless: its ACK is a request too
 		`nkbridge_sip_requests_total{direction="in",method="BYE"}`:                 1,
 		`nkbridge_sip_responses_total{code="200",direction="out",method="BYE"}`:    1,
 		`nkbridge_sip_requests_total{direction="out",method="INVITE"}`:             0,

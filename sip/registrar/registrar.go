@@ -35,7 +35,7 @@ type Config struct {
 	DefaultExpires time.Duration // default 3600s, used when the request names none
 	MaxContacts    int           // per address-of-record, default 10
 	MaxAORs        int           // total, default 100000
-	MaxPerSource   int           // bindings registered from one source IP (all AORs), default 1000
+	MaxPerSource   int           // bindings registered from one source IP (all AORs), default sip.max_registrations_per_source
 	Now            func() time.Time
 }
 
@@ -139,7 +139,7 @@ func New(cfg Config) *Registrar {
 		cfg.MaxAORs = 100000
 	}
 	if cfg.MaxPerSource <= 0 {
-		cfg.MaxPerSource = 1000
+		cfg.MaxPerSource = defaults.Int("sip.max_registrations_per_source")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
