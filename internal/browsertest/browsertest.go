@@ -35,6 +35,9 @@
 //	localSDP(pc, ms)                 {type, sdp}: gathered, rewritten local description
 //	installLoopbackPC()              patch RTCPeerConnection (see above)
 //	playRemote(stream)               plays it in an <audio autoplay> element
+//	keepLastStream(pc)               pc.nkbLastStream: the stream of the last ontrack event
+//	heardStream(stream, pc, freqs, ms) plays and measures stream: {audio, stats} (Heard); throws
+//	                                  when there is no stream or no audio track in it
 //	measureAudio(stream, {ms, freqs}) FFT: {dominantHz, dominantDb, rmsDb, binHz, levels{hz: dB}}
 //	audioStats(pc)                   {packetsReceived, packetsSent, bytes*, packetsLost, jitter,
 //	                                  audioLevel, totalAudioEnergy, codec}

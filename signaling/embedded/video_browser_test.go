@@ -14,21 +14,17 @@ import (
 // without naming its source, and hears its peer through the stream of its last ontrack event
 // (what a client keeping one remote stream plays).
 
-// wantVideo adds a recvonly video section to T.pc (after T.media) and records the stream of
-// every ontrack event in T.last.
+// wantVideo adds a recvonly video section to T.pc (after T.media) and keeps the stream of its
+// last ontrack event.
 const wantVideo = `async () => {
   T.pc.addTransceiver("video", {direction: "recvonly"});
-  T.pc.addEventListener("track", (e) => { T.last = e.streams[0] || null; });
+  nkb.keepLastStream(T.pc);
 }`
 
 // lastHeard measures the stream of the last ontrack event.
 const lastHeard = `async () => {
   await nkb.waitFor(() => T.pc.connectionState === "connected", 15000, 50, "connected");
-  const s = T.last;
-  if (!s) throw new Error("the last ontrack event had no stream");
-  if (s.getAudioTracks().length === 0) throw new Error("the last ontrack stream has no audio track");
-  if (T.lastPlaying !== s) { nkb.playRemote(s); T.lastPlaying = s; await nkb.sleep(500); }
-  return {audio: await nkb.measureAudio(s, {ms: 1500, freqs: [1000, 600]}), stats: await nkb.audioStats(T.pc)};
+  return nkb.heardStream(T.pc.nkbLastStream, T.pc, [1000, 600]);
 }`
 
 func lastHeardBy(ctx context.Context, t *testing.T, p *browsertest.Page) heard {
@@ -98,7 +94,7 @@ func TestBrowserAPIVideoOffered(t *testing.T) {
 		evalArg(ctx, t, pb, `async (callID) => {
 			const inv = await nkb.waitFor(() => T.invites.find((i) => i.call_id === callID), 10000, 50, "invite");
 			await T.media();
-			T.pc.addEventListener("track", (e) => { T.last = e.streams[0] || null; });
+			nkb.keepLastStream(T.pc);
 			const sdp = await T.answerTo(inv.offer.sdp);
 			await T.api.send("media", "call", "answered", {call_id: callID, answer: {sdp}});
 			return inv.offer.sdp;

@@ -16,19 +16,15 @@ import (
 // given says it sends without naming its source, and the page hears the phone through the
 // stream of its last ontrack event (what a client keeping one remote stream plays).
 
-// videoSetup makes T.pc ask for video (after T.media) and records the last ontrack stream.
+// videoSetup makes T.pc ask for video (after T.media) and keep its last ontrack stream.
 const videoSetup = `() => {
   T.pc.addTransceiver("video", {direction: "recvonly"});
-  T.pc.addEventListener("track", (e) => { T.last = e.streams[0] || null; });
+  nkb.keepLastStream(T.pc);
 }`
 
 const lastStreamHeard = `async () => {
   await nkb.waitFor(() => T.pc.connectionState === "connected", 15000, 50, "connected");
-  const s = T.last;
-  if (!s) throw new Error("the last ontrack event had no stream");
-  if (s.getAudioTracks().length === 0) throw new Error("the last ontrack stream has no audio track");
-  if (T.lastPlaying !== s) { nkb.playRemote(s); T.lastPlaying = s; await nkb.sleep(500); }
-  return {audio: await nkb.measureAudio(s, {ms: 1500, freqs: [1000, 600]}), stats: await nkb.audioStats(T.pc)};
+  return nkb.heardStream(T.pc.nkbLastStream, T.pc, [1000, 600]);
 }`
 
 func checkNoSourcelessSend(t *testing.T, who, sdp string) {
@@ -81,7 +77,7 @@ func TestBrowserVideoOfferedAndBaresip(t *testing.T) {
 		e := newEnv(t, envOpts{page: testPage})
 		p := br.NewPage(ctx, e.base+"/page.html")
 		defer p.Close(ctx)
-		evalArg(ctx, t, p, `async () => { await T.login("carol"); await T.media("pcmu"); T.pc.addEventListener("track", (e) => { T.last = e.streams[0] || null; }); T.autoAccept = true; return true; }`, nil, nil)
+		evalArg(ctx, t, p, `async () => { await T.login("carol"); await T.media("pcmu"); nkb.keepLastStream(T.pc); T.autoAccept = true; return true; }`, nil, nil)
 		bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", Codec: "pcmu", ToneHz: 600,
 			Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=0;answermode=auto;audio_codecs=%s", e.addr, bobPass, codecSpec("pcmu"))})
 		if err := bob.Dial(ctx, "sip:carol@"+e.addr); err != nil {

@@ -206,6 +206,29 @@
     return el;
   }
 
+  // keepLastStream records on pc the stream of its last ontrack event (pc.nkbLastStream, null
+  // when that event had none): what a client that keeps one remote stream (@signalwire/js) plays.
+  function keepLastStream(pc) {
+    pc.nkbLastStream = null;
+    pc.addEventListener("track", (e) => { pc.nkbLastStream = e.streams[0] || null; });
+  }
+
+  // heardStream plays stream (once) and measures it for ms (default 1500) at freqs:
+  // {audio: measureAudio(...), stats: audioStats(pc)}. It throws when there is no stream or it
+  // has no audio track (the client would play nothing).
+  async function heardStream(stream, pc, freqs, ms) {
+    if (!stream) throw new Error("no remote stream");
+    if (stream.getAudioTracks().length === 0) {
+      throw new Error("the remote stream has no audio track (" + stream.getTracks().map((t) => t.kind).join(",") + ")");
+    }
+    if (!stream.nkbPlaying) {
+      playRemote(stream);
+      stream.nkbPlaying = true;
+      await sleep(500);
+    }
+    return { audio: await measureAudio(stream, { ms: ms || 1500, freqs }), stats: await audioStats(pc) };
+  }
+
   let audioCtx = null;
   function ctx() {
     if (!audioCtx) audioCtx = new AudioContext();
@@ -479,6 +502,8 @@
     newPC,
     installLoopbackPC,
     playRemote,
+    keepLastStream,
+    heardStream,
     measureAudio,
     audioStats,
     ApiClient,

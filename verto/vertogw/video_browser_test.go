@@ -16,18 +16,15 @@ import (
 // keeps as its remote stream (the last ontrack event's stream), not the page's receivers, and
 // check every SDP a page is given: no section may say it sends without naming its source.
 
-// videoHook records every remote description a page is given (window.remoteSDPs) and the
-// stream of the last ontrack event (window.lastTrackStream, what @signalwire/js keeps);
+// videoHook records every remote description a page is given (window.remoteSDPs) and keeps
+// each PeerConnection's last ontrack stream (nkb.keepLastStream, what @signalwire/js keeps);
 // with window.offerRecvVideo set, offers ask to receive video (a recvonly video section).
 const videoHook = `<script>
 window.remoteSDPs = [];
 (function () {
   const srd = RTCPeerConnection.prototype.setRemoteDescription;
   RTCPeerConnection.prototype.setRemoteDescription = function (d) {
-    if (!this.__nkbTracks) {
-      this.__nkbTracks = true;
-      this.addEventListener("track", (e) => { window.lastTrackStream = e.streams[0] || null; });
-    }
+    if (!("nkbLastStream" in this)) nkb.keepLastStream(this);
     if (d && d.sdp) window.remoteSDPs.push({ type: d.type, sdp: d.sdp });
     return srd.apply(this, arguments);
   };
@@ -43,22 +40,10 @@ window.remoteSDPs = [];
 
 // vertoHeard measures what the Verto client plays: its own remote stream, which must exist
 // and carry audio.
-const vertoHeard = `async ({want, other}) => {
-  const s = window.call.options.remoteStream;
-  if (!s) throw new Error("the Verto client has no remote stream");
-  if (s.getAudioTracks().length === 0) throw new Error("the Verto client's remote stream has no audio track (" + s.getTracks().map((t) => t.kind) + ")");
-  if (window.playingStream !== s) { nkb.playRemote(s); window.playingStream = s; }
-  return { audio: await nkb.measureAudio(s, { ms: 1500, freqs: [want, other] }), stats: await nkb.audioStats(window.call.peer.instance) };
-}`
+const vertoHeard = `({want, other}) => nkb.heardStream(window.call.options.remoteStream, window.call.peer.instance, [want, other])`
 
 // apiHeard measures the stream of the API page's last ontrack event.
-const apiHeard = `async ({want, other}) => {
-  const s = window.lastTrackStream;
-  if (!s) throw new Error("the last ontrack event had no stream");
-  if (s.getAudioTracks().length === 0) throw new Error("the last ontrack stream has no audio track");
-  if (window.playingStream !== s) { nkb.playRemote(s); window.playingStream = s; }
-  return { audio: await nkb.measureAudio(s, { ms: 1500, freqs: [want, other] }), stats: await nkb.audioStats(window.pc) };
-}`
+const apiHeard = `({want, other}) => nkb.heardStream(window.pc.nkbLastStream, window.pc, [want, other])`
 
 // withVideoPages serves /vpage (the Verto page) and /vapipage (the API page) with videoHook.
 func (e *env) withVideoPages() {
@@ -162,14 +147,21 @@ func TestBrowserVideoVertoCallsVerto(t *testing.T) {
 	}
 }
 
-// TestBrowserVideoVertoCallsAPIUser: a Verto client offering video calls a control-API user.
-func TestBrowserVideoVertoCallsAPIUser(t *testing.T) {
+// vertoAndAPIPages starts a whole nkbridge with a Verto page logged in as alice and an API page
+// logged in as bob (accepting every invite when answer is set).
+func vertoAndAPIPages(t *testing.T, answer bool) (*env, *party, *party) {
 	e := newEnv(t, envOpts{})
 	e.withVideoPages()
 	v := e.browser(vertoTone, "/vpage")
 	a := e.browser(apiTone, "/vapipage")
 	v.vertoLogin("alice")
-	a.apiLogin("bob", true)
+	a.apiLogin("bob", answer)
+	return e, v, a
+}
+
+// TestBrowserVideoVertoCallsAPIUser: a Verto client offering video calls a control-API user.
+func TestBrowserVideoVertoCallsAPIUser(t *testing.T) {
+	e, v, a := vertoAndAPIPages(t, true)
 	v.vertoCall("bob")
 	v.waitState("active")
 	a.waitFor(`window.answeredCall`, 10*time.Second)
@@ -198,12 +190,7 @@ func TestBrowserVideoVertoCallsAPIUser(t *testing.T) {
 // TestBrowserVideoAPIUserCallsVerto: a control-API user offering audio + video recvonly calls
 // a Verto client.
 func TestBrowserVideoAPIUserCallsVerto(t *testing.T) {
-	e := newEnv(t, envOpts{})
-	e.withVideoPages()
-	v := e.browser(vertoTone, "/vpage")
-	a := e.browser(apiTone, "/vapipage")
-	v.vertoLogin("alice")
-	a.apiLogin("bob", false)
+	e, v, a := vertoAndAPIPages(t, false)
 	a.eval(`(window.offerRecvVideo = true, true)`, nil)
 	var callID string
 	if err := a.page.EvalArg(a.ctx, `(d) => window.startCall(d)`, map[string]any{"type": "verto", "user_id": "alice", "caller_id": "2000"}, &callID); err != nil {
