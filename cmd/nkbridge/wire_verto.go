@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/signaling"
-	"github.com/nkbridge/nkbridge/signaling/auth"
 	"github.com/nkbridge/nkbridge/verto"
 	"github.com/nkbridge/nkbridge/verto/vertogw"
 )
@@ -59,11 +58,7 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 	if err := c.validate(); err != nil {
 		return err
 	}
-	hashes := make(map[string]string, len(cfg.Users))
-	for _, u := range cfg.Users {
-		hashes[u.User] = u.PasswordHash
-	}
-	users, err := auth.NewUsers(hashes)
+	users, err := cfg.apiUsers()
 	if err != nil {
 		return fmt.Errorf("users: %w", err)
 	}
