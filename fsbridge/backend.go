@@ -426,7 +426,7 @@ func (b *Backend) conferenceEvent(ev *esl.Event) {
 	room := ev.Get("Conference-Name")
 	pub := func(typ string, body map[string]any) {
 		if b.opts.Rooms != nil && room != "" {
-			b.opts.Rooms.Publish(signaling.Event{Class: "media", Subclass: "room", Type: typ, ObjID: room, Body: body})
+			b.opts.Rooms.Publish(signaling.Event{Class: signaling.ClassMedia, Subclass: signaling.SubclassRoom, Type: typ, ObjID: room, Body: body})
 		}
 	}
 	// Rooms start and end with nkbridge's own bookkeeping (rooms.go), not with the

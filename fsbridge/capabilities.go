@@ -7,7 +7,7 @@ import (
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
-// Capabilities of sessions on FreeSWITCH (package signaling's DTMFSender and RTPReofferer,
+// Capabilities of sessions on FreeSWITCH (package signaling's DTMFSender, RTPReofferer and Holder,
 // which the SIP and Verto front ends use): they act on the media engine's session that
 // carries the client to FreeSWITCH. Its caller side is the client; its far side is
 // FreeSWITCH's channel, which receives DTMF as RFC 2833 events as from any phone (its
@@ -16,6 +16,7 @@ import (
 var (
 	_ signaling.DTMFSender   = (*fsSession)(nil)
 	_ signaling.RTPReofferer = (*fsSession)(nil)
+	_ signaling.Holder       = (*fsSession)(nil)
 )
 
 // engineLeg is a Leg whose media runs on the embedded media engine (SIPDialer's legs).
@@ -76,4 +77,18 @@ func (s *fsSession) ReofferRTP(side signaling.Side, sdp string) (string, error) 
 		leg.SetQuiet(true)
 	}
 	return d.SDP, nil
+}
+
+// Hold implements signaling.Holder (a Verto client's verto.modify hold): the client's audio no
+// longer reaches FreeSWITCH and no media timeout runs while held (nor ever in park).
+func (s *fsSession) Hold(ctx context.Context, held bool) error {
+	ms, place, leg, err := s.engine()
+	if err != nil {
+		return err
+	}
+	if err := leg.Update(ctx, map[string]any{"use_audio": !held}); err != nil {
+		return err
+	}
+	ms.SetHold(held || place.typ == signaling.TypePark)
+	return nil
 }

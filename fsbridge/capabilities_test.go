@@ -17,7 +17,8 @@ import (
 // TestCapabilitiesDTMFAndHold: a session on FreeSWITCH gets DTMF and hold through the same
 // capabilities of package signaling as the embedded engine's (the path the SIP and Verto front
 // ends take): digits sent toward FreeSWITCH arrive at its channel as RFC 2833, digits toward a
-// plain-RTP client reach it as telephone-events, and the client's re-offers hold and resume.
+// plain-RTP client reach it as telephone-events, hold (Verto's, outside SDP) stops the client's
+// audio toward FreeSWITCH, and the client's re-offers hold and resume.
 func TestCapabilitiesDTMFAndHold(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	phone, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -60,6 +61,45 @@ func TestCapabilitiesDTMFAndHold(t *testing.T) {
 	if !receivedEvent(t, phone, 101, 5) {
 		t.Fatal("the client got no telephone-event 5")
 	}
+
+	// Hold outside SDP (Verto's verto.modify): the client's audio stops reaching FreeSWITCH,
+	// and flows again once resumed.
+	ans, err := plainrtp.ParseSDP([]byte(res.Answer.SDP()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, stopSending := context.WithCancel(ctx)
+	sent := make(chan struct{})
+	go func() { defer close(sent); sendPCMU(sctx, phone, netip.AddrPortFrom(ans.Addr, uint16(ans.Port))) }()
+	defer func() { stopSending(); <-sent }()
+	in := func() int { n, _, _ := e.sip.RTPStats(ch.UUID); return n }
+	grows := func(what string) {
+		t.Helper()
+		from := in()
+		eventually(t, 5*time.Second, what, func() string {
+			if in() < from+25 {
+				return "FreeSWITCH received few packets"
+			}
+			return ""
+		})
+	}
+	grows("the client's audio reaching FreeSWITCH")
+	h, err := signaling.MediaAs[signaling.Holder](e.core, sid)
+	if err != nil {
+		t.Fatalf("a FreeSWITCH session has no Holder: %v", err)
+	}
+	if err := h.Hold(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	held := in()            // a packet or two may still be in flight
+	time.Sleep(time.Second) // the window in which nothing may arrive
+	if n := in(); n > held+3 {
+		t.Fatalf("FreeSWITCH received %d packets in a second while held", n-held)
+	}
+	if err := h.Hold(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	grows("the client's audio reaching FreeSWITCH again after the resume")
 
 	// Hold and resume by re-offer from the client; FreeSWITCH's side is not the client's to
 	// re-offer.
@@ -126,4 +166,23 @@ func receivedEvent(t *testing.T, conn *net.UDPConn, pt uint8, ev byte) bool {
 		}
 	}
 	return false
+}
+
+// sendPCMU sends 20 ms PCMU packets of silence from conn to to until ctx ends.
+func sendPCMU(ctx context.Context, conn *net.UDPConn, to netip.AddrPort) {
+	tk := time.NewTicker(20 * time.Millisecond)
+	defer tk.Stop()
+	payload := make([]byte, 160)
+	for i := range payload {
+		payload[i] = 0xff
+	}
+	for seq := uint16(1); ; seq++ {
+		b, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 77}, Payload: payload}).Marshal()
+		_, _ = conn.WriteToUDPAddrPort(b, to)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tk.C:
+		}
+	}
 }

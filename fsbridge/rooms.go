@@ -24,7 +24,7 @@ var _ signaling.RoomProvider = (*Backend)(nil)
 
 func (b *Backend) publishRoom(typ, room string, body map[string]any) {
 	if b.opts.Rooms != nil {
-		b.opts.Rooms.Publish(signaling.Event{Class: "media", Subclass: "room", Type: typ, ObjID: room, Body: body})
+		b.opts.Rooms.Publish(signaling.Event{Class: signaling.ClassMedia, Subclass: signaling.SubclassRoom, Type: typ, ObjID: room, Body: body})
 	}
 }
 

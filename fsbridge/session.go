@@ -267,7 +267,7 @@ func (s *fsSession) Update(ctx context.Context, kind string, opts map[string]any
 		return nil, signaling.Errorf(signaling.CodeSessionNotFound, "Session not found: %s", s.id)
 	}
 	switch kind {
-	case "session_type":
+	case signaling.UpdateSessionType:
 		typ, _ := opts["session_type"].(string)
 		if typ == "" {
 			return nil, signaling.MissingField("session_type")
@@ -293,7 +293,7 @@ func (s *fsSession) Update(ctx context.Context, kind string, opts map[string]any
 			return map[string]any{"peer": p.peer}, nil
 		}
 		return nil, nil
-	case "mcu_layout":
+	case signaling.UpdateMCULayout:
 		layout, _ := opts["mcu_layout"].(string)
 		if layout == "" {
 			return nil, signaling.MissingField("mcu_layout")
@@ -307,7 +307,7 @@ func (s *fsSession) Update(ctx context.Context, kind string, opts map[string]any
 			return nil, fsError("conference vid-layout", err)
 		}
 		return nil, nil
-	case "media":
+	case signaling.UpdateMedia:
 		return nil, leg.Update(ctx, opts)
 	}
 	return nil, signaling.Errorf(signaling.CodeNotImplemented, "Update %s is not supported by the FreeSWITCH backend", kind)

@@ -64,8 +64,8 @@ type Media interface {
 	// SetAnswer takes the far side's answer (after StartMedia returned an
 	// offer) and returns the answer for the client, if there is one.
 	SetAnswer(ctx context.Context, answer Desc) (Desc, error)
-	// Update changes the session live: kind is "media", "listen_switch",
-	// "session_type", "mcu_layout" or a backend-specific one; opts is the raw
+	// Update changes the session live: kind is UpdateMedia, UpdateListenSwitch,
+	// UpdateSessionType, UpdateMCULayout or a backend-specific one; opts is the raw
 	// request data. A non-nil result is merged into the updated_type event
 	// (for "session_type") or returned to the client.
 	Update(ctx context.Context, kind string, opts map[string]any) (map[string]any, error)

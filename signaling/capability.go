@@ -66,6 +66,13 @@ type RTPReofferer interface {
 	ReofferRTP(side Side, sdp string) (answer string, err error)
 }
 
+// Holder holds or resumes a session for a party that signals hold outside SDP (Verto's
+// verto.modify): while held the caller's audio does not reach the other side and no media
+// timeout runs.
+type Holder interface {
+	Hold(ctx context.Context, held bool) error
+}
+
 // Reattacher keeps a session through the loss of a WebRTC peer's PeerConnection (a Verto page
 // reload) and gives the side a new WebRTC leg in place, the rest of the session (the far side,
 // the echo, the room) carrying on untouched.
@@ -110,7 +117,7 @@ func (c *Core) SessionMedia(id string) (Media, error) {
 }
 
 // MediaAs returns the media of live session id as capability T (DTMFSender, DTMFObserver,
-// RTPReofferer, Reattacher), or a clear error: 1062 no such session, 1006 the session has no
+// RTPReofferer, Holder, Reattacher), or a clear error: 1062 no such session, 1006 the session has no
 // media or its backend cannot do what T does.
 func MediaAs[T any](c *Core, id string) (T, error) {
 	var zero T
@@ -139,6 +146,8 @@ func capabilityText[T any]() string {
 		return "take RTP re-offers (hold, resume)"
 	case *Reattacher:
 		return "re-attach a WebRTC leg"
+	case *Holder:
+		return "hold"
 	}
 	return "do that"
 }

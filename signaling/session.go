@@ -362,7 +362,7 @@ func (c *Core) UpdateSession(ctx context.Context, id, kind string, opts map[stri
 	if err != nil {
 		return nil, err
 	}
-	if kind == "session_type" {
+	if kind == UpdateSessionType {
 		newType, _ := opts["session_type"].(string)
 		c.mu.Lock()
 		if newType != "" {

@@ -17,11 +17,12 @@ var (
 	_ signaling.DTMFObserver = (*Media)(nil)
 	_ signaling.RTPReofferer = (*Media)(nil)
 	_ signaling.Reattacher   = (*Media)(nil)
+	_ signaling.Holder       = (*Media)(nil)
 )
 
 // Media is the embedded media of one echo or proxy session; it implements
 // signaling.Media and the capabilities signaling.DTMFSender, DTMFObserver,
-// RTPReofferer and Reattacher. Its methods are safe for concurrent use.
+// RTPReofferer, Holder and Reattacher. Its methods are safe for concurrent use.
 type Media struct {
 	b          *Backend
 	id, typ    string
@@ -64,6 +65,13 @@ func (m *Media) Done() <-chan struct{} { return m.Session().Done() }
 
 // Held reports whether the session is on hold (no media timeout runs then).
 func (m *Media) Held() bool { return m.Session().Held() }
+
+// Hold implements signaling.Holder: the caller's audio is muted toward the far side and
+// the media timeout suspended while held.
+func (m *Media) Hold(ctx context.Context, held bool) error {
+	_, err := m.Update(ctx, signaling.UpdateMedia, map[string]any{"hold": held, "use_audio": !held})
+	return err
+}
 
 // SetHold marks the call held or resumed (for hold signalled outside SDP, or
 // on a WebRTC leg).

@@ -522,7 +522,7 @@ func (m *Media) updateRoom(_ context.Context, kind string, opts map[string]any) 
 		cur = m.typ
 	}
 	switch kind {
-	case "listen_switch":
+	case signaling.UpdateListenSwitch:
 		if cur != signaling.TypeListen || rs == nil {
 			return nil, signaling.Errorf(signaling.CodeInvalidOperation, "listen_switch is for listen sessions (this one is %s)", cur)
 		}
@@ -540,14 +540,14 @@ func (m *Media) updateRoom(_ context.Context, kind string, opts map[string]any) 
 		m.room.publisher = pid
 		m.mu.Unlock()
 		return map[string]any{"publisher_id": pid}, nil
-	case "mcu_layout":
+	case signaling.UpdateMCULayout:
 		if cur != signaling.TypeMCU {
 			return nil, signaling.Errorf(signaling.CodeInvalidOperation, "mcu_layout is for mcu sessions (this one is %s)", cur)
 		}
 		// Accepted, and answered plainly: there is no video to lay out.
 		return map[string]any{"mcu_layout": "audio_only", "video": false,
 			"info": "the embedded mcu mixes audio only: there are no video layouts"}, nil
-	case "session_type":
+	case signaling.UpdateSessionType:
 		return m.switchType(rs, cur, opts)
 	}
 	return nil, signaling.Errorf(signaling.CodeNotImplemented, "Update %s is not supported for %s sessions on the embedded media engine", kind, cur)

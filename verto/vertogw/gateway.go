@@ -293,13 +293,20 @@ func (g *Gateway) publishDTMF(sid, digits string) {
 		Body: map[string]any{"info": map[string]any{"dtmf": digits, "source": "verto"}}})
 }
 
-// setHold holds or resumes session sid through the core ("media" update {hold, use_audio}):
-// while held the session's caller audio does not reach the other side and no media timeout
-// runs. Sessions without media (p2p) ignore it.
+// setHold holds or resumes session sid (signaling.Holder): while held the session's caller
+// audio does not reach the other side and no media timeout runs. Sessions without media (p2p)
+// ignore it.
 func (g *Gateway) setHold(ctx context.Context, sid string, held bool, log *slog.Logger) {
-	_, err := g.core.UpdateSession(ctx, sid, signaling.UpdateMedia, map[string]any{"hold": held, "use_audio": !held})
-	if err != nil && signaling.AsError(err).Code != signaling.CodeNotImplemented {
-		log.Info("verto hold not applied", "session_id", sid, "held", held, "err", errText(err))
+	h, err := signaling.MediaAs[signaling.Holder](g.core, sid)
+	if err == nil {
+		err = h.Hold(ctx, held)
+	}
+	if err != nil {
+		if e := signaling.AsError(err); e == nil || e.Code != signaling.CodeNotImplemented {
+			log.Info("verto hold not applied", "session_id", sid, "held", held, "err", errText(err))
+			return
+		}
+		log.Debug("verto hold not applied", "session_id", sid, "held", held, "err", errText(err))
 		return
 	}
 	log.Info("verto hold", "session_id", sid, "held", held)

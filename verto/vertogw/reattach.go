@@ -3,6 +3,7 @@ package vertogw
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -127,15 +128,20 @@ func (r recoverableInbound) ReattachOffer(ctx context.Context) (string, error) {
 // Reattached: the new page's answer replaces the old leg; the hold state is restored.
 func (r recoverableInbound) Reattached(ctx context.Context, answerSDP string) error {
 	ib := r.inbound
-	sid, err := ib.leg.answer(ctx, ib.g.core, answerSDP)
-	if err != nil {
-		return err
-	}
 	ib.mu.Lock()
 	held := ib.held
 	ib.mu.Unlock()
-	ib.g.setHold(ctx, sid, held, ib.log)
-	ib.log.Info("verto call re-attached", "session_id", sid, "held", held)
+	return ib.g.reattached(ctx, &ib.leg, answerSDP, held, ib.log)
+}
+
+// reattached applies a new page's answer to the kept leg k and restores the call's hold state.
+func (g *Gateway) reattached(ctx context.Context, k *keptLeg, answerSDP string, held bool, log *slog.Logger) error {
+	sid, err := k.answer(ctx, g.core, answerSDP)
+	if err != nil {
+		return err
+	}
+	g.setHold(ctx, sid, held, log)
+	log.Info("verto call re-attached", "session_id", sid, "held", held)
 	return nil
 }
 
@@ -185,14 +191,8 @@ func (r recoverableOut) ReattachOffer(ctx context.Context) (string, error) {
 // Reattached: the new page's answer replaces the old leg; the hold state is restored.
 func (r recoverableOut) Reattached(ctx context.Context, answerSDP string) error {
 	iv := r.invitee
-	sid, err := iv.leg.answer(ctx, iv.g.core, answerSDP)
-	if err != nil {
-		return err
-	}
 	iv.mu.Lock()
 	held := iv.held
 	iv.mu.Unlock()
-	iv.g.setHold(ctx, sid, held, iv.log)
-	iv.log.Info("verto call re-attached", "session_id", sid, "held", held)
-	return nil
+	return iv.g.reattached(ctx, &iv.leg, answerSDP, held, iv.log)
 }
