@@ -38,6 +38,8 @@ type env struct {
 	// base is the control API's http://127.0.0.1:port (with envOpts.page).
 	base    string
 	stopAPI func()
+	// closeBackends run after the core and the embedded backend closed, before the engine.
+	closeBackends []func()
 }
 
 type envOpts struct {
@@ -144,6 +146,9 @@ func (e *env) doClose() {
 	_ = e.srv.Close()
 	if e.be != nil {
 		e.be.Close()
+	}
+	for _, f := range e.closeBackends {
+		f()
 	}
 	if e.eng != nil {
 		_ = e.eng.Close()
