@@ -117,7 +117,7 @@ func wireMedia(c MediaConfig, log *slog.Logger, bus *signaling.Bus, backends *si
 	}
 	b := embedded.New(eng, log)
 	rooms, err := b.EnableRooms(embedded.RoomsConfig{EmptyGrace: c.RoomEmptyGrace, CreateMissing: c.RoomsCreateMissing,
-		ParkFile: c.ParkFile, RecordDir: mc.RecordDir, OnEvent: func(ev signaling.Event) {
+		ParkFile: c.ParkFile, RecordDir: mc.RecordDir, RecordMaxBytes: mc.RecordMaxBytes, RecordMaxDuration: mc.RecordMaxDuration, OnEvent: func(ev signaling.Event) {
 			if bus != nil {
 				bus.Publish(ev)
 			}

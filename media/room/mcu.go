@@ -3,6 +3,7 @@ package room
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path/filepath"
 	"sync"
 	"time"
@@ -76,6 +77,7 @@ type mixRoom struct {
 	order    []*participant
 	closed   bool
 	rec      *wav.Writer
+	recEnd   time.Time // when the recording reaches media.record_max_duration
 	recPaths []string
 	stop     chan struct{}
 	done     chan struct{}
@@ -126,17 +128,46 @@ func (mr *mixRoom) startRecording() error {
 		return errors.New("room: recording is not configured")
 	}
 	p := filepath.Join(dir, fmt.Sprintf("%s-mix-%s.wav", safeName(mr.r.id), time.Now().UTC().Format("20060102T150405.000")))
-	w, err := wav.Create(p, 8000, maxWAVBytes)
+	// Whole 20 ms frames of 8 kHz audio, so that the writer is Full exactly at the bound.
+	maxBytes := max(min(mr.r.m.cfg.RecordMaxBytes, math.MaxUint32-wav.HeaderLen)/recFrameBytes, 1) * recFrameBytes
+	w, err := wav.Create(p, 8000, maxBytes)
 	if err != nil {
 		return fmt.Errorf("room: record: %w", err)
 	}
 	mr.rec = w
+	mr.recEnd = time.Now().Add(mr.r.m.cfg.RecordMaxDuration)
 	mr.recPaths = append(mr.recPaths, p)
 	return nil
 }
 
-// maxWAVBytes bounds one recording (about 18 hours at 8 kHz).
-const maxWAVBytes = 1 << 30
+// recFrameBytes is one 20 ms frame of the 8 kHz 16-bit mix recording.
+const recFrameBytes = 2 * mixer.FrameSamples / 6
+
+// recordLimit ends the mix recording w if it reached a bound, and says so with an event.
+func (mr *mixRoom) recordLimit(w *wav.Writer, now time.Time) {
+	mr.mu.Lock()
+	var reason string
+	switch {
+	case mr.rec != w:
+		mr.mu.Unlock()
+		return
+	case w.Full():
+		reason = fmt.Sprintf("recording reached %d bytes (media.record_max_bytes)", mr.r.m.cfg.RecordMaxBytes)
+	case !now.Before(mr.recEnd):
+		reason = fmt.Sprintf("recording reached %s (media.record_max_duration)", mr.r.m.cfg.RecordMaxDuration)
+	default:
+		mr.mu.Unlock()
+		return
+	}
+	mr.rec = nil
+	path := mr.recPaths[len(mr.recPaths)-1]
+	mr.mu.Unlock()
+	if err := w.Close(); err != nil {
+		mr.r.m.log.Warn("room recording", "room_id", mr.r.id, "err", err)
+	}
+	mr.r.m.log.Info("room recording stopped at its limit", "room_id", mr.r.id, "reason", reason, "path", path)
+	mr.r.m.emit(mr.r, "record_stopped", map[string]any{"record_paths": []string{path}, "reason": reason})
+}
 
 func safeName(s string) string {
 	b := []byte(s)
@@ -268,6 +299,7 @@ func (mr *mixRoom) loop() {
 			}
 			down = mixer.Down6(down[:0], mix)
 			rec.Write(down)
+			mr.recordLimit(rec, time.Now())
 		}
 		for _, e := range evs {
 			mr.r.m.emit(mr.r, "talking", map[string]any{"session_id": e.id, "talking": e.talking})

@@ -70,6 +70,11 @@ type Config struct {
 	EmptyGrace time.Duration
 	// RecordDir is where mcu mixes are recorded (WAV); empty refuses recording.
 	RecordDir string
+	// RecordMaxBytes and RecordMaxDuration bound one mix recording (defaults
+	// media.record_max_bytes, media.record_max_duration); when either is reached the recording
+	// stops (not the room) with a "record_stopped" event naming the setting.
+	RecordMaxBytes    int64
+	RecordMaxDuration time.Duration
 	// MaxRooms and MaxMembers bound rooms (default 1000) and sessions per room (default 200).
 	MaxRooms, MaxMembers int
 	// OnEvent receives room events (from any goroutine; don't block).
@@ -147,6 +152,12 @@ func NewManager(cfg Config) *Manager {
 	}
 	if cfg.MaxRooms <= 0 {
 		cfg.MaxRooms = 1000
+	}
+	if cfg.RecordMaxBytes <= 0 {
+		cfg.RecordMaxBytes = int64(defaults.Int("media.record_max_bytes"))
+	}
+	if cfg.RecordMaxDuration <= 0 {
+		cfg.RecordMaxDuration = defaults.Duration("media.record_max_duration")
 	}
 	if cfg.MaxMembers <= 0 {
 		cfg.MaxMembers = 200

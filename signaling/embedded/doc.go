@@ -20,7 +20,10 @@
 // (for a proxy they apply once the far side answered). update kind "media" takes
 // {use_audio, use_video, bitrate, record, hold}; with record
 // true the reply is {record_paths: [...]} (WAV files, one per side, in the configured
-// record folder) and media/session/info {info: {record_paths}} is published.
+// record folder) and media/session/info {info: {record_paths}} is published. A recording
+// that reaches media.record_max_bytes or media.record_max_duration stops (the session goes
+// on) with media/session/info {info: {record_stopped: [paths], reason}}, the reason naming
+// the setting.
 // set_candidate / set_candidate_end trickle candidates of the API client's WebRTC leg
 // (the caller side; a far WebRTC side must send a complete SDP). DTMF received from
 // either side (RFC 4733) is published as media/session/info {info: {dtmf, side}}.

@@ -15,7 +15,9 @@ package embedded
 //   - mcu {offer, room_id?, record?, audio_codec?, bitrate?}: an audio conference: everyone
 //     hears the others (48 kHz mix, 20 ms), never themselves, in their own codec. Mute with
 //     update media use_audio false. Talk detection: media/room/talking {session_id, talking}.
-//     record: true records the room's mix (8 kHz WAV, record_paths in media/room/info).
+//     record: true records the room's mix (8 kHz WAV, record_paths in media/room/info); at
+//     media.record_max_bytes or media.record_max_duration it stops with
+//     media/room/record_stopped {record_paths, reason}.
 //     update mcu_layout is accepted and answers {mcu_layout: "audio_only", video: false}.
 //   - update session_type {session_type: echo|park|mcu, room_id?} moves a live echo, park or
 //     mcu session between those types without renegotiating; the reply carries room_id for mcu.
@@ -62,6 +64,11 @@ type RoomsConfig struct {
 	ParkFile string
 	// RecordDir is where mcu mixes are recorded (the engine's record folder).
 	RecordDir string
+	// RecordMaxBytes and RecordMaxDuration bound one mix recording (0: media.record_max_bytes,
+	// media.record_max_duration of defaults.yaml); at the bound it stops with a
+	// media/room/record_stopped event.
+	RecordMaxBytes    int64
+	RecordMaxDuration time.Duration
 	// OnEvent publishes room events (media/room/<type>, obj_id = room id); usually the
 	// core's Bus().Publish. It may also be set later with Rooms.SetEventSink.
 	OnEvent func(signaling.Event)
@@ -93,6 +100,7 @@ func (b *Backend) EnableRooms(cfg RoomsConfig) (*Rooms, error) {
 		r.park = pcm
 	}
 	r.mgr = room.NewManager(room.Config{EmptyGrace: cfg.EmptyGrace, RecordDir: cfg.RecordDir, Logger: r.log,
+		RecordMaxBytes: cfg.RecordMaxBytes, RecordMaxDuration: cfg.RecordMaxDuration,
 		OnEvent: r.onEvent, OnEvicted: r.onEvicted})
 	b.mu.Lock()
 	b.rooms = r
