@@ -44,8 +44,10 @@ func dashboardExprs(t *testing.T) []promExpr {
 		t.Fatal(err)
 	}
 	type panel struct {
+		ID         int
 		Title      string
 		Type       string
+		GridPos    struct{ H, W, X, Y int }
 		Datasource json.RawMessage
 		Targets    []struct{ Expr string }
 		Panels     json.RawMessage
@@ -67,9 +69,26 @@ func dashboardExprs(t *testing.T) []promExpr {
 		t.Fatalf("dashboard without uid or title")
 	}
 	var out []promExpr
+	ids := map[int]string{}
+	var placed []panel
 	var walk func([]panel)
 	walk = func(ps []panel) {
 		for _, p := range ps {
+			if other, dup := ids[p.ID]; dup || p.ID == 0 {
+				t.Errorf("panel %q: id %d missing or shared with %q", p.Title, p.ID, other)
+			}
+			ids[p.ID] = p.Title
+			g := p.GridPos
+			if g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
+				t.Errorf("panel %q: grid position %+v outside the 24 columns", p.Title, g)
+			}
+			for _, q := range placed {
+				h := q.GridPos
+				if g.X < h.X+h.W && h.X < g.X+g.W && g.Y < h.Y+h.H && h.Y < g.Y+g.H {
+					t.Errorf("panels %q and %q overlap: %+v %+v", p.Title, q.Title, g, h)
+				}
+			}
+			placed = append(placed, p)
 			if p.Type == "row" {
 				var nested []panel
 				_ = json.Unmarshal(p.Panels, &nested)
