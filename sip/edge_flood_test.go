@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/sip/registrar"
 )
 
 // floodRun has user flood callee with n calls from SIPp at 100 calls/s, each answered 603 by
@@ -117,5 +119,29 @@ func waitCalls(t *testing.T, s *Server, n int) {
 			t.Fatalf("%d calls, want %d", s.Calls(), n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestEdgeRegistrationsPerSource (issue 13.6): one address holds at most
+// sip.max_registrations_per_source bindings over all users; the next REGISTER gets 403 naming
+// the setting.
+func TestEdgeRegistrationsPerSource(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxRegistrationsPerSource = 1
+	s := startServer(t, cfg, newRecorder(nil))
+	// A phone on this address already holds the one binding allowed.
+	if _, err := s.Registrar().Apply(registrar.Update{AOR: "alice", Expires: 120, CallID: "held", CSeq: 1,
+		Contacts: []registrar.ContactUpdate{{Contact: "sip:alice@127.0.0.1:5999", Expires: -1}}, Source: "127.0.0.1:5999"}); err != nil {
+		t.Fatal(err)
+	}
+	bob := startSIPp(t, "register_auth.xml", s.target("udp"), "-s", "bob", "-au", "bob", "-ap", "hunter2")
+	err := <-bob.done
+	bob.done <- err
+	msgs, _ := os.ReadFile(filepath.Join(bob.dir, "msg.log"))
+	if err == nil || !strings.Contains(string(msgs), "SIP/2.0 403 Forbidden (too many registrations from this address: sip.max_registrations_per_source)") {
+		t.Fatalf("bob's REGISTER: %v\n%s", err, msgs)
+	}
+	if len(s.Registrar().Lookup("bob")) != 0 {
+		t.Fatal("bob registered")
 	}
 }
