@@ -85,7 +85,7 @@ func TestPingsAnswered(t *testing.T) {
 	srv := newServer(t, wsapi.Config{PingInterval: 30 * time.Millisecond, RequestTimeout: 200 * time.Millisecond}, false, nil)
 	c := dial(t, srv.URL, nkclient.Options{})
 	login(t, c, "alice")
-	waitFor(t, 5*time.Second, "10 pings", func() bool { return c.Counters().Pings >= 10 })
+	peers.WaitFor(t, 5*time.Second, "10 pings", func() bool { return c.Counters().Pings >= 10 })
 	if _, err := c.StartSession(context.Background(), nkclient.SessionStart{Type: "p2p", Offer: &nkclient.SDP{SDP: "v=0"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -206,8 +206,8 @@ func TestSlowSubscriberDoesNotStall(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 5*time.Second, "18 events dropped", func() bool { return slow.Dropped() == 18 })
-	waitFor(t, 5*time.Second, "20 events to the callback", func() bool { mu.Lock(); defer mu.Unlock(); return n == 20 })
+	peers.WaitFor(t, 5*time.Second, "18 events dropped", func() bool { return slow.Dropped() == 18 })
+	peers.WaitFor(t, 5*time.Second, "20 events to the callback", func() bool { mu.Lock(); defer mu.Unlock(); return n == 20 })
 	stop()
 	slow.Close()
 	if _, ok := <-slow.C; !ok {
@@ -230,7 +230,7 @@ func TestEchoSessionAudio(t *testing.T) {
 	}
 	p.SetAnswer(s.Answer.SDP)
 	go p.SendToneFor(ctx, 1000, 10*time.Second)
-	waitFor(t, 15*time.Second, "1 s of echoed audio", func() bool { pcm, _ := p.Heard(); return len(pcm) >= 8000 })
+	peers.WaitFor(t, 15*time.Second, "1 s of echoed audio", func() bool { pcm, _ := p.Heard(); return len(pcm) >= 8000 })
 	pcm, _ := p.Heard()
 	if f, ratio := audiotest.Dominant(pcm[len(pcm)-4000:], 8000, 400, 1000, 2000); f != 1000 || ratio < 5 {
 		t.Fatalf("heard %v Hz (ratio %.1f), want 1000", f, ratio)
