@@ -37,6 +37,18 @@ func checkNoSourcelessSend(t *testing.T, who, sdp string) {
 	}
 }
 
+// bothHear checks the page hears the phone's 600 Hz through its last ontrack stream, and the
+// phone hears something (its recording is checked after the call).
+func bothHear(ctx context.Context, t *testing.T, p *browsertest.Page, bob *peers.Baresip) {
+	t.Helper()
+	var h heard
+	evalArg(ctx, t, p, lastStreamHeard, nil, &h)
+	browsertest.CheckHeard(t, "browser", h, 600, 1000)
+	if err := bob.WaitHeard(ctx, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestBrowserVideoOfferedAndBaresip(t *testing.T) {
 	br := browsertest.Launch(t, browsertest.Options{ToneHz: 1000})
 
@@ -56,12 +68,7 @@ func TestBrowserVideoOfferedAndBaresip(t *testing.T) {
 		if _, _, err := bob.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
 			t.Fatal(err)
 		}
-		var h heard
-		evalArg(ctx, t, p, lastStreamHeard, nil, &h)
-		browsertest.CheckHeard(t, "browser", h, 600, 1000)
-		if err := bob.WaitHeard(ctx, 2*time.Second); err != nil {
-			t.Fatal(err)
-		}
+		bothHear(ctx, t, p, bob)
 		n := len(bob.Events())
 		evalArg(ctx, t, p, `(id) => T.api.send("media", "call", "hangup", {call_id: id})`, cid, nil)
 		if _, _, err := bob.WaitEvent(ctx, "CALL_CLOSED", n); err != nil {
@@ -94,12 +101,7 @@ func TestBrowserVideoOfferedAndBaresip(t *testing.T) {
 			t.Fatalf("no offer recorded (%q)", answered)
 		}
 		checkNoSourcelessSend(t, "offer to the browser", sdps["offer"])
-		var h heard
-		evalArg(ctx, t, p, lastStreamHeard, nil, &h)
-		browsertest.CheckHeard(t, "browser", h, 600, 1000)
-		if err := bob.WaitHeard(ctx, 2*time.Second); err != nil {
-			t.Fatal(err)
-		}
+		bothHear(ctx, t, p, bob)
 		n := len(bob.Events())
 		if err := bob.Hangup(ctx); err != nil {
 			t.Fatal(err)

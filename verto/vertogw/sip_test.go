@@ -74,6 +74,16 @@ func baresipHeard(t *testing.T, b *peers.Baresip, want, other float64) {
 	}
 }
 
+// registeredBob starts baresip (apiTone, PCMU, auto-answer) registered as SIP user bob.
+func registeredBob(t *testing.T, srv *sip.Server, addr string) *peers.Baresip {
+	t.Helper()
+	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: apiTone,
+		Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=60;answermode=auto;audio_codecs=pcmu", addr, sipBobPass)})
+	// (baresip may report REGISTER_OK before its control socket is read: watch the registrar.)
+	eventually(t, "baresip registered as bob", 20*time.Second, func() bool { return len(srv.Registrar().Lookup("bob")) == 1 })
+	return bob
+}
+
 // TestBrowserVertoAndBaresip: a Verto client calls a SIP phone registered as user bob
 // (baresip, auto-answer) and is called by it; audio is checked both ways each time, and each
 // side hangs up once.
@@ -85,10 +95,7 @@ func TestBrowserVertoAndBaresip(t *testing.T) {
 	v.vertoLogin("alice")
 	ctx := testCtx(t, 120*time.Second)
 
-	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: apiTone,
-		Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=60;answermode=auto;audio_codecs=pcmu", addr, sipBobPass)})
-	// (baresip may report REGISTER_OK before its control socket is read: watch the registrar.)
-	eventually(t, "baresip registered as bob", 20*time.Second, func() bool { return len(srv.Registrar().Lookup("bob")) == 1 })
+	bob := registeredBob(t, srv, addr)
 
 	// 1. Verto → the registered phone (call type user, plain-RTP far side), Verto hangs up.
 	v.vertoCall("bob")

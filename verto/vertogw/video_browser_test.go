@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/browsertest"
-	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // Issue 14.1: a Verto client that offers video (audio sendrecv + video recvonly: @signalwire/js
@@ -224,9 +223,7 @@ func TestBrowserVideoVertoAndSIP(t *testing.T) {
 	v := e.browser(vertoTone, "/vpage")
 	v.vertoLogin("alice")
 	ctx := testCtx(t, 120*time.Second)
-	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: apiTone,
-		Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=60;answermode=auto;audio_codecs=pcmu", addr, sipBobPass)})
-	eventually(t, "baresip registered as bob", 20*time.Second, func() bool { return len(srv.Registrar().Lookup("bob")) == 1 })
+	bob := registeredBob(t, srv, addr)
 
 	// Verto (video offered) → SIP phone.
 	v.vertoCall("bob")
