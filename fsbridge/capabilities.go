@@ -2,14 +2,15 @@ package fsbridge
 
 import (
 	"context"
+	"time"
 
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
-// Capabilities of sessions on FreeSWITCH (package signaling's DTMFSender, RTPReofferer and Holder,
-// which the SIP and Verto front ends use): they act on the media engine's session that
-// carries the client to FreeSWITCH. Its caller side is the client; its far side is
+// Capabilities of sessions on FreeSWITCH (package signaling's DTMFSender, RTPReofferer, Holder
+// and Reattacher, which the SIP and Verto front ends use): they act on the media engine's
+// session that carries the client to FreeSWITCH. Its caller side is the client; its far side is
 // FreeSWITCH's channel, which receives DTMF as RFC 2833 events as from any phone (its
 // dialplan, IVR and conference controls act on them).
 
@@ -90,5 +91,81 @@ func (s *fsSession) Hold(ctx context.Context, held bool) error {
 		return err
 	}
 	ms.SetHold(held || place.typ == signaling.TypePark)
+	return nil
+}
+
+// A WebRTC client of a session on FreeSWITCH (a Verto page) is the caller side of the engine's
+// session: it is re-attached in place after a page reload like the embedded engine's sessions,
+// FreeSWITCH's channel never noticing (signaling.Reattacher).
+var _ signaling.Reattacher = (*fsSession)(nil)
+
+// CanReattach implements signaling.Reattacher: only the client's side, when it is WebRTC.
+func (s *fsSession) CanReattach(side signaling.Side) error {
+	_, err := s.webrtcClient(side)
+	return err
+}
+
+// webrtcClient is the engine session when side is the session's WebRTC client.
+func (s *fsSession) webrtcClient(side signaling.Side) (*media.Session, error) {
+	if side != signaling.SideCaller {
+		return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: the far side of session %s is FreeSWITCH's", s.id)
+	}
+	ms, _, _, err := s.engine()
+	if err != nil {
+		return nil, err
+	}
+	if k := ms.CallerKind(); k != media.KindWebRTC {
+		return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Re-attach refused: the client of session %s is %s, not WebRTC", s.id, k)
+	}
+	return ms, nil
+}
+
+// DeferPeerClose implements signaling.Reattacher.
+func (s *fsSession) DeferPeerClose(side signaling.Side, d time.Duration) error {
+	ms, err := s.webrtcClient(side)
+	if err != nil {
+		return err
+	}
+	return mediaError(ms.DeferPeerClose(media.SideCaller, d))
+}
+
+// Detach implements signaling.Reattacher. FreeSWITCH may fall silent while the client is away
+// (echo sends back only what it gets): no media timeout runs until the re-attach.
+func (s *fsSession) Detach(side signaling.Side, grace time.Duration) error {
+	ms, err := s.webrtcClient(side)
+	if err != nil {
+		return err
+	}
+	if err := ms.Detach(media.SideCaller, grace); err != nil {
+		return mediaError(err)
+	}
+	ms.SetHold(true)
+	return nil
+}
+
+// ReattachOffer implements signaling.Reattacher.
+func (s *fsSession) ReattachOffer(ctx context.Context, side signaling.Side) (string, error) {
+	ms, err := s.webrtcClient(side)
+	if err != nil {
+		return "", err
+	}
+	d, err := ms.ReofferWebRTC(ctx, media.SideCaller)
+	if err != nil {
+		return "", mediaError(err)
+	}
+	return d.SDP, nil
+}
+
+// ReattachAnswer implements signaling.Reattacher.
+func (s *fsSession) ReattachAnswer(ctx context.Context, side signaling.Side, sdp string) error {
+	ms, err := s.webrtcClient(side)
+	if err != nil {
+		return err
+	}
+	if err := ms.SetReofferAnswer(ctx, media.SideCaller, media.Description{Kind: media.KindWebRTC, SDP: sdp}); err != nil {
+		return mediaError(err)
+	}
+	_, place, _, _ := s.engine()
+	ms.SetHold(place.typ == signaling.TypePark) // a client's own hold is restored by its front end
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/pion/rtp"
 
+	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -134,10 +136,17 @@ func TestCapabilitiesDTMFAndHold(t *testing.T) {
 		t.Fatalf("garbage re-offer: %v, want 1048", err)
 	}
 
-	// What the backend cannot do is said clearly.
-	_, err = signaling.MediaAs[signaling.Reattacher](e.core, sid)
-	if e := signaling.AsError(err); e == nil || e.Code != signaling.CodeNotImplemented || !strings.Contains(e.Text, "freeswitch backend cannot re-attach") {
-		t.Fatalf("MediaAs[Reattacher]: %v", err)
+	// What the backend or this session cannot do is said clearly.
+	_, err = signaling.MediaAs[signaling.DTMFObserver](e.core, sid)
+	if e := signaling.AsError(err); e == nil || e.Code != signaling.CodeNotImplemented || !strings.Contains(e.Text, "freeswitch backend cannot report DTMF") {
+		t.Fatalf("MediaAs[DTMFObserver]: %v", err)
+	}
+	ra, err := signaling.MediaAs[signaling.Reattacher](e.core, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ra.CanReattach(signaling.SideCaller); signaling.AsError(err) == nil || signaling.AsError(err).Code != signaling.CodeInvalidOperation {
+		t.Fatalf("CanReattach of a plain-RTP client: %v, want 1045", err)
 	}
 	if err := e.core.StopSession(sid, nil); err != nil {
 		t.Fatal(err)
@@ -185,4 +194,74 @@ func sendPCMU(ctx context.Context, conn *net.UDPConn, to netip.AddrPort) {
 		case <-tk.C:
 		}
 	}
+}
+
+// TestCapabilitiesReattachOnFreeSWITCH: a WebRTC page in echo on FreeSWITCH loses its
+// PeerConnection (a Verto page reload); the session is detached, a new page is re-attached in
+// place through signaling.Reattacher, and hears its own new tone echoed by FreeSWITCH, whose
+// channel never changed.
+func TestCapabilitiesReattachOnFreeSWITCH(t *testing.T) {
+	e := newEnv(t, envOpts{mediaTimeout: time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	page := peers.NewPCMUPeer(t, "page")
+	res, err := e.core.StartSession(ctx, signaling.SessionRequest{Type: "echo", Backend: "freeswitch",
+		Offer: signaling.Desc{"sdp": page.Offer(), "sdp_type": "webrtc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	page.SetAnswer(res.Answer.SDP())
+	sid := res.SessionID
+	ch := e.channelOf(sid)
+	e.waitCommand("api uuid_transfer " + ch.UUID + " echo inline")
+	hears := func(p *peers.PCMUPeer, what string, tone float64) {
+		t.Helper()
+		p.SendTone(ctx, tone, 1500*time.Millisecond)
+		eventually(t, 10*time.Second, what, func() string {
+			pcm, _ := p.Heard()
+			if len(pcm) < 8000 {
+				return "little heard"
+			}
+			if f, _ := audiotest.Dominant(pcm[len(pcm)-4000:], 8000, 600, 1000); f != tone {
+				return "dominant tone is not the page's own"
+			}
+			return ""
+		})
+	}
+	hears(page, "the page hears its tone echoed by FreeSWITCH", 600)
+
+	r, err := signaling.MediaAs[signaling.Reattacher](e.core, sid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CanReattach(signaling.SideFar); signaling.AsError(err) == nil || signaling.AsError(err).Code != signaling.CodeInvalidOperation {
+		t.Fatalf("CanReattach of FreeSWITCH's side: %v, want 1045", err)
+	}
+	if err := r.DeferPeerClose(signaling.SideCaller, 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	page.Close()
+	if err := r.Detach(signaling.SideCaller, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // past the media timeout: the detached session must stay
+	if _, ok := e.core.LookupSession(sid); !ok {
+		t.Fatal("the detached session stopped")
+	}
+	page2 := peers.NewPCMUPeer(t, "page2")
+	off, err := r.ReattachOffer(ctx, signaling.SideCaller)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReattachAnswer(ctx, signaling.SideCaller, page2.Answer(off)); err != nil {
+		t.Fatal(err)
+	}
+	hears(page2, "the new page hears its tone echoed by FreeSWITCH", 1000)
+	if got := e.channelOf(sid); got.UUID != ch.UUID {
+		t.Fatalf("FreeSWITCH's channel changed: %s, was %s", got.UUID, ch.UUID)
+	}
+	if err := e.core.StopSession(sid, nil); err != nil {
+		t.Fatal(err)
+	}
+	e.noLeaks()
 }

@@ -23,15 +23,15 @@
 //
 // Re-attach after a page reload (verto.attach, reattach.go) is done by the session's media in
 // place (signaling.Reattacher): the client's WebRTC leg is the caller side of the session its
-// own call started (echo, or the proxy of a routed call) or the far side of the caller's proxy
+// own call started (an extension such as echo, or the proxy of a routed call) or the far side of the caller's proxy
 // session for a call placed to it. After the answer a close of the page's PeerConnection ends
 // the session only after a few seconds; Detached detaches the leg for Config.DetachGrace;
 // verto.attach carries the media's new offer for it, and the new page's answer replaces the
 // old leg, restoring the hold state. The session, the router's call and the other party never
 // notice. Not kept (they end with NORMAL_CLEARING when the page goes, as without re-attach):
 // calls not answered yet (DESTINATION_OUT_OF_ORDER, as mod_verto), calls whose media cannot
-// re-attach the leg (p2p without a media backend, park and conference extensions, sessions on
-// a backend without signaling.Reattacher) and calls placed TO a Verto client whose offer was
+// re-attach the leg (p2p without a media backend, park and conference rooms of the embedded
+// engine, whose legs belong to the room, sessions on a backend without signaling.Reattacher) and calls placed TO a Verto client whose offer was
 // adapted for it (a plain-RTP caller: the client's leg is then the far side of the router's
 // auxiliary session, not of the caller's).
 //

@@ -37,11 +37,6 @@ func (g *Gateway) HandleInvite(_ context.Context, inv verto.Invite, call *verto.
 		done: make(chan struct{}),
 	}
 	ib.dtmf = newDTMFQueue(&g.wg)
-	var events verto.CallEvents = ib
-	if route.SessionType == signaling.TypeEcho || !route.IsExtension() {
-		ib.recoverable = true // kept if the session's media can re-attach its leg
-		events = recoverableInbound{ib}
-	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -49,7 +44,9 @@ func (g *Gateway) HandleInvite(_ context.Context, inv verto.Invite, call *verto.
 		ib.run()
 		<-ib.done
 	}()
-	return events, nil
+	// Every call may survive a page reload: its leg is kept if the session's media can
+	// re-attach it (reattach.go).
+	return recoverableInbound{ib}, nil
 }
 
 // inbound is one call a Verto client placed: its CallEvents and, for routed calls, the core's
@@ -73,8 +70,7 @@ type inbound struct {
 
 	held bool // the client's hold state (verto.modify)
 
-	recoverable bool    // the call's events are recoverableInbound
-	leg         keptLeg // the client's WebRTC leg, the caller side of the session (reattach.go)
+	leg keptLeg // the client's WebRTC leg, the caller side of the session (reattach.go)
 }
 
 func (ib *inbound) run() {
@@ -115,10 +111,8 @@ func (ib *inbound) run() {
 		return
 	}
 	sid := res.SessionID
-	if ib.recoverable {
-		if err := ib.leg.keep(ib.g.core, sid, signaling.SideCaller); err != nil {
-			ib.log.Info("verto call cannot be re-attached", "session_id", sid, "err", err)
-		}
+	if err := ib.leg.keep(ib.g.core, sid, signaling.SideCaller); err != nil {
+		ib.log.Info("verto call cannot be re-attached", "session_id", sid, "err", err)
 	}
 	// Learn when the session stops on its own (media timeout, backend gone).
 	sub := signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassSession, Type: signaling.EventStop, ObjID: sid}

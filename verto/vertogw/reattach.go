@@ -100,9 +100,9 @@ func (k *keptLeg) answer(ctx context.Context, core *signaling.Core, sdp string) 
 	return sid, r.ReattachAnswer(ctx, side, sdp)
 }
 
-// recoverableInbound is the events of a call a Verto client placed that may be re-attached
-// (verto.Recoverable): echo, and routed calls. Whether its leg is kept is decided once its
-// session has started (keptLeg.keep); calls that cannot be kept end when the page goes.
+// recoverableInbound is the events of a call a Verto client placed (verto.Recoverable). Whether
+// its leg is kept is decided once its session has started (keptLeg.keep); calls that cannot be
+// kept end when the page goes.
 type recoverableInbound struct{ *inbound }
 
 // Detached: the page went. A kept leg waits for the re-attach; otherwise the call ends
