@@ -71,10 +71,11 @@ func (p *party) rawMic() (wasProcessed bool) {
 	return st.NoiseSuppression || st.AutoGainControl
 }
 
-// swMeasure measures what the Verto call plays (FFT in the page).
+// swMeasure measures what the Verto call plays (FFT in the page): the client's own remote
+// stream, which must carry audio (issue 14.1: without it the client plays nothing).
 const swMeasure = `async (tone) => {
-  let s = window.call.options.remoteStream;
-  if (!s) s = new MediaStream(window.call.peer.instance.getReceivers().map((r) => r.track));
+  const s = window.call.options.remoteStream;
+  if (!s || s.getAudioTracks().length === 0) throw new Error("the Verto client has no remote stream with audio");
   if (window.playingCall !== window.call) { window.playing = nkb.playRemote(s); window.playingCall = window.call; }
   return await nkb.measureAudio(s, { ms: 1500, freqs: [tone] });
 }`
