@@ -490,13 +490,19 @@ func (s *Server) send(req *sip.Request, tx sip.ServerTransaction, res *sip.Respo
 	if o, ok := tx.(observedTx); ok {
 		inner = o.ServerTransaction
 	}
-	var err error
-	if c, ok := inner.(interface{ Connection() sip.Connection }); ok && c.Connection() != nil {
-		err = c.Connection().WriteMsg(res)
-	} else {
-		err = s.srv.WriteResponse(res)
+	c, ok := inner.(interface{ Connection() sip.Connection })
+	if !ok || c.Connection() == nil {
+		inner.Terminate() // no retransmissions, no late 100 Trying
+		return s.srv.WriteResponse(res)
 	}
-	inner.Terminate() // no retransmissions, no late 100 Trying
+	// End the transaction before the answer leaves, so that its ACK (if any) finds none and
+	// every copy of the request is answered alike; hold the connection meanwhile (ending the
+	// transaction releases its reference).
+	conn := c.Connection()
+	conn.Ref(1)
+	inner.Terminate()
+	err := conn.WriteMsg(res)
+	_, _ = conn.TryClose()
 	return err
 }
 
