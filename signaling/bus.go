@@ -9,6 +9,10 @@ type Event struct {
 	Type     string         `json:"type"`
 	ObjID    string         `json:"obj_id,omitempty"`
 	Body     map[string]any `json:"body,omitempty"`
+	// User is the user who owns the object (session, call), set by the core;
+	// front ends use it to deliver the event only to that user (and admins).
+	// It is not part of the event on the wire.
+	User string `json:"-"`
 }
 
 // Subscription selects events. Subclass, Type and ObjID may be "*" (or empty,

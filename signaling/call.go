@@ -401,7 +401,7 @@ func (c *Core) HangupCall(id string, err *Error) error {
 		inv.Hangup(err)
 	}
 	runAll(rels)
-	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventHangup, ObjID: id,
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventHangup, ObjID: id, User: call.req.Caller.User,
 		Body: map[string]any{"code": err.Code, "reason": err.Text, "error": err.Text}})
 	if call.req.Observer != nil {
 		call.req.Observer.CallHangup(id, err)
@@ -491,7 +491,7 @@ func (iv *invitation) Ringing(answer Desc) {
 	if len(answer) > 0 {
 		body["answer"] = answer
 	}
-	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventRinging, ObjID: call.id, Body: body})
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventRinging, ObjID: call.id, User: call.req.Caller.User, Body: body})
 	if call.req.Observer != nil {
 		call.req.Observer.CallRinging(call.id, answer)
 	}
@@ -573,8 +573,8 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 	if len(result) > 0 {
 		body["answer"] = result
 	}
-	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventAccepted, ObjID: call.id, Body: body})
-	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventAnswer, ObjID: call.id, Body: body})
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventAccepted, ObjID: call.id, User: call.req.Caller.User, Body: body})
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventAnswer, ObjID: call.id, User: call.req.Caller.User, Body: body})
 	if call.req.Observer != nil {
 		call.req.Observer.CallAnswered(call.id, result)
 	}
@@ -609,7 +609,7 @@ func (iv *invitation) Rejected(err *Error) {
 	call.log.Info("invitee rejected", "code", err.Code, "reason", err.Text)
 	if all {
 		rej := &Error{Code: CodeCallRejected, Text: err.Text}
-		c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventRejected, ObjID: call.id,
+		c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventRejected, ObjID: call.id, User: call.req.Caller.User,
 			Body: map[string]any{"code": rej.Code, "error": rej.Text}})
 		_ = c.HangupCall(call.id, rej)
 	}

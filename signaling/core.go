@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -195,6 +196,15 @@ func (c *Core) background(f func()) {
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
+		defer c.recovered("background")
 		f()
 	}()
+}
+
+// recovered, deferred in a timer or goroutine, logs a panic (a backend's,
+// usually) with its stack instead of ending the process and every call.
+func (c *Core) recovered(what string) {
+	if v := recover(); v != nil {
+		c.log.Error("panic recovered", "in", what, "panic", v, "stack", string(debug.Stack()))
+	}
 }

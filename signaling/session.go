@@ -124,6 +124,14 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 		c.mu.Unlock()
 		return SessionResult{}, e
 	}
+	if ctx.Err() != nil {
+		// The requester is gone (a front end cancels its connection's
+		// context before stopping what it owns): nothing may be created
+		// for it any more. Once registered here, the session is stopped
+		// with the rest of what its owner owns.
+		c.mu.Unlock()
+		return SessionResult{}, Errorf(CodeSessionStop, "Session requester gone")
+	}
 	if _, dup := c.sessions[s.id]; dup {
 		c.mu.Unlock()
 		return SessionResult{}, Errorf(CodeDuplicatedSessionID, "Duplicated session id: %s", s.id)
@@ -156,7 +164,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 
 	media, res, err := b.StartMedia(ctx, MediaRequest{
 		SessionID: s.id, Type: s.typ, Offer: req.Offer, Answer: req.Answer,
-		Peer: req.Peer, User: req.User, Options: req.Options, Reporter: reporter{c: c, id: s.id},
+		Peer: req.Peer, User: req.User, Options: req.Options, Reporter: reporter{c: c, id: s.id, user: s.user},
 	})
 	c.mu.Lock()
 	if err != nil || s.stopped {
@@ -214,6 +222,7 @@ func (c *Core) armLocked(s *session, d time.Duration) {
 	s.timerGen++
 	gen, id := s.timerGen, s.id
 	s.timer = time.AfterFunc(d, func() {
+		defer c.recovered("session timer")
 		c.mu.Lock()
 		cur, ok := c.sessions[id]
 		fire := ok && cur == s && s.timerGen == gen && !s.stopped
@@ -273,7 +282,7 @@ func (c *Core) StopSession(id string, err *Error) error {
 	if media != nil {
 		media.Stop(err)
 	}
-	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventStop, ObjID: id,
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventStop, ObjID: id, User: s.user,
 		Body: map[string]any{"code": err.Code, "reason": err.Text}})
 	if callID != "" {
 		_ = c.HangupCall(callID, err)
@@ -332,7 +341,7 @@ func (c *Core) SetAnswer(ctx context.Context, id string, answer Desc) (Desc, err
 	c.armLocked(s, s.readyTimeout)
 	c.mu.Unlock()
 	s.log.Info("session answered")
-	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventAnswer, ObjID: id,
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventAnswer, ObjID: id, User: s.user,
 		Body: map[string]any{"answer": result}})
 	return result, nil
 }
@@ -378,7 +387,7 @@ func (c *Core) UpdateSession(ctx context.Context, id, kind string, opts map[stri
 			body[k] = v
 		}
 		body["type"] = typ
-		c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventUpdatedType, ObjID: id, Body: body})
+		c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventUpdatedType, ObjID: id, User: s.user, Body: body})
 	}
 	return res, nil
 }
@@ -392,7 +401,7 @@ func (c *Core) SetCandidate(ctx context.Context, id string, cand Candidate) erro
 		c.mu.Unlock()
 		return Errorf(CodeSessionNotFound, "Session not found: %s", id)
 	}
-	media := s.media
+	media, user := s.media, s.user
 	c.mu.Unlock()
 	if media != nil {
 		return media.Candidate(ctx, cand)
@@ -401,7 +410,7 @@ func (c *Core) SetCandidate(ctx context.Context, id string, cand Candidate) erro
 	if cand.End {
 		body = map[string]any{"candidate_end": true}
 	}
-	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventCandidate, ObjID: id, Body: body})
+	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventCandidate, ObjID: id, User: user, Body: body})
 	return nil
 }
 
@@ -469,8 +478,8 @@ func (c *Core) LookupSession(id string) (SessionMeta, bool) {
 }
 
 type reporter struct {
-	c  *Core
-	id string
+	c        *Core
+	id, user string
 }
 
 func (r reporter) Stopped(err *Error) {
@@ -478,5 +487,5 @@ func (r reporter) Stopped(err *Error) {
 }
 
 func (r reporter) Event(evType string, body map[string]any) {
-	r.c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: evType, ObjID: r.id, Body: body})
+	r.c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: evType, ObjID: r.id, User: r.user, Body: body})
 }

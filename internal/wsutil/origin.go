@@ -3,8 +3,11 @@
 package wsutil
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -23,4 +26,32 @@ func OriginAllowed(r *http.Request, allowed []string) bool {
 	}
 	u, err := url.Parse(origin)
 	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+// LoopbackHost reports whether the request's Host header names this machine
+// by a loopback address or "localhost" (with any port). A server that
+// accepts anonymous logins (no users, loopback only) must refuse other Host
+// names: a web page on a domain that resolves to 127.0.0.1 (DNS rebinding)
+// is same-origin to itself, so the Origin check alone lets it in.
+func LoopbackHost(r *http.Request) bool {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckOrigins refuses allowed origins "*" when logins are anonymous (no
+// users): any web page could then drive the server. setting names the
+// configuration key in the error.
+func CheckOrigins(setting string, allowed []string, anonymous bool) error {
+	if anonymous && slices.Contains(allowed, "*") {
+		return fmt.Errorf("%s: \"*\" (any web page) is refused while no users are configured: list the origins, or configure users", setting)
+	}
+	return nil
 }

@@ -70,15 +70,23 @@ func (p parsed) verify(password string) bool {
 	return subtle.ConstantTimeCompare(key, p.key) == 1
 }
 
-// Users is an immutable set of users and password hashes.
+// Users is an immutable set of users, password hashes and admin roles.
 type Users struct {
-	users map[string]parsed
-	dummy parsed
+	users  map[string]parsed
+	admins map[string]bool
+	dummy  parsed
 }
 
-// NewUsers validates the hashes of users (name -> hash).
-func NewUsers(users map[string]string) (*Users, error) {
-	u := &Users{users: make(map[string]parsed, len(users))}
+// NewUsers validates the hashes of users (name -> hash); the users named in
+// admins have the admin role (they see and act on every user's objects).
+func NewUsers(users map[string]string, admins ...string) (*Users, error) {
+	u := &Users{users: make(map[string]parsed, len(users)), admins: make(map[string]bool, len(admins))}
+	for _, a := range admins {
+		if _, ok := users[a]; !ok {
+			return nil, fmt.Errorf("admin %q is not a user", a)
+		}
+		u.admins[a] = true
+	}
 	iter := 1
 	for name, h := range users {
 		if name == "" {
@@ -97,6 +105,9 @@ func NewUsers(users map[string]string) (*Users, error) {
 
 // Empty reports whether no user is configured.
 func (u *Users) Empty() bool { return u == nil || len(u.users) == 0 }
+
+// Admin reports whether user has the admin role.
+func (u *Users) Admin(user string) bool { return u != nil && u.admins[user] }
 
 // Len returns the number of users.
 func (u *Users) Len() int {

@@ -75,7 +75,7 @@ func newEnv(t testing.TB, mod func(*media.Config)) *env {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, apiTestPage)
 	})
-	srv := wsapi.New(wsapi.Config{Handler: mux}, core, log)
+	srv := wsapi.New(wsapi.Config{Handler: mux, Admins: []string{"watcher", "watch"}}, core, log)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -196,7 +196,7 @@ func TestCallSessionStopAndCancel(t *testing.T) {
 // its session stops (1012) and the callee gets hangup 1012. A callee that
 // drops while ringing is a rejection.
 func TestDisconnectCleanup(t *testing.T) {
-	env := startServer(t, wsapi.Config{}, signaling.Options{})
+	env := startServer(t, wsapi.Config{Admins: []string{"watcher"}}, signaling.Options{})
 	a := dial(t, env.url)
 	a.login("alice", "")
 	b := dial(t, env.url)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -22,13 +23,16 @@ type conn struct {
 	id     string // owner key in the core
 	remote string
 	log    *slog.Logger
+	source string // the remote address without port (quotas, login guard)
 	ctx    context.Context
 	cancel context.CancelFunc
-	send   chan []byte
+	out    sendQueue
+	slots  chan struct{} // requests in progress (api.max_in_flight)
 
 	// set once at login, in the reader goroutine, under srv.mu
-	user    string
-	loginID string
+	user          string
+	loginID       string
+	unauthCounted bool // counted in srv.unauth (guarded by srv.mu)
 
 	mu         sync.Mutex
 	closing    bool
@@ -41,10 +45,9 @@ type conn struct {
 	autoSubs   map[string]signaling.Subscription // "session:<id>"/"call:<id>" automatic subscriptions
 	pingTimer  *time.Timer
 	loginTimer *time.Timer
-	loginFails int
-	async      int
 	meta       map[string]any
 	loggedIn   bool
+	admin      bool      // the user has the admin role (set at login)
 	recent     [8]string // calls this connection was recently invited to
 	recentN    int
 
@@ -57,18 +60,18 @@ type pending struct {
 	cb    func(ok bool, data json.RawMessage)
 }
 
-const maxAsync = 16
-
 func newConn(s *Server, ws *websocket.Conn, remote, id string) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := &conn{
-		srv: s, ws: ws, id: id, remote: remote, ctx: ctx, cancel: cancel,
-		send:  make(chan []byte, s.cfg.SendQueue),
+		srv: s, ws: ws, id: id, remote: remote, source: sourceOf(remote), ctx: ctx, cancel: cancel,
+		out:   newSendQueue(s.cfg.SendQueueBytes),
+		slots: make(chan struct{}, s.cfg.MaxInFlight),
 		log:   s.log.With("conn", id, "remote", remote),
 		limit: ratelimit.New(s.cfg.RequestRate, 2*s.cfg.RequestRate),
 	}
 	ws.SetReadLimit(s.cfg.MaxFrameBytes)
 	c.loginTimer = time.AfterFunc(s.cfg.LoginTimeout, func() {
+		defer c.recovered("login timer", nil)
 		c.mu.Lock()
 		in := c.loggedIn
 		c.mu.Unlock()
@@ -77,6 +80,20 @@ func newConn(s *Server, ws *websocket.Conn, remote, id string) *conn {
 		}
 	})
 	return c
+}
+
+// recovered, deferred, turns a panic of what into an error log with the
+// stack (and, with a tid, an internal error reply): only that request,
+// timer or goroutine fails, not the process.
+func (c *conn) recovered(what string, tid json.RawMessage) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	c.log.Error("api panic recovered", "in", what, "panic", v, "stack", string(debug.Stack()))
+	if tid != nil {
+		c.replyErr(tid, signaling.Errorf(signaling.CodeInternalError, "Internal error"))
+	}
 }
 
 // closeWith starts closing the connection: the writer sends a close frame
@@ -97,23 +114,22 @@ func (c *conn) writeLoop() {
 	defer c.srv.wg.Done()
 	for {
 		select {
-		case b := <-c.send:
-			if !c.write(b) {
-				c.closeWith(websocket.CloseAbnormalClosure, "write failed")
-				c.ws.NetConn().Close()
-				return
+		case <-c.out.ready:
+			for _, b := range c.out.take() {
+				if !c.write(b) {
+					c.closeWith(websocket.CloseAbnormalClosure, "write failed")
+					c.ws.NetConn().Close()
+					return
+				}
+				c.out.done(len(b))
 			}
 		case <-c.ctx.Done():
 			// Flush what is queued (e.g. the reply that caused the close).
-			for done := false; !done; {
-				select {
-				case b := <-c.send:
-					if !c.write(b) {
-						done = true
-					}
-				default:
-					done = true
+			for _, b := range c.out.take() {
+				if !c.write(b) {
+					break
 				}
+				c.out.done(len(b))
 			}
 			c.mu.Lock()
 			code, text := c.closeCode, c.closeText
@@ -135,15 +151,41 @@ func (c *conn) write(b []byte) bool {
 	return c.ws.WriteMessage(websocket.TextMessage, b) == nil
 }
 
-// enqueue queues a frame; a full queue means the client does not read:
-// the connection is closed.
+// enqueue queues a frame the server sends on its own (an event, a ping):
+// it never waits; over the byte budget the client does not read, and the
+// connection is closed.
 func (c *conn) enqueue(b []byte) {
-	select {
-	case c.send <- b:
-	default:
-		c.log.Warn("api send queue full, closing")
-		c.closeWith(websocket.ClosePolicyViolation, "Send queue full")
+	if !c.out.put(b, nil) {
+		c.sendQueueFull()
 	}
+}
+
+// enqueueReply queues the answer to a client request: over the byte budget
+// it waits (the client's own pipelining is slowed down, not dropped) for
+// as long as a write may take.
+func (c *conn) enqueueReply(b []byte) {
+	t := time.NewTimer(writeWait)
+	defer t.Stop()
+	wait := func() bool {
+		select {
+		case <-c.out.room:
+			return true
+		case <-t.C:
+		case <-c.ctx.Done():
+		}
+		return false
+	}
+	if !c.out.put(b, wait) {
+		c.sendQueueFull()
+	}
+}
+
+func (c *conn) sendQueueFull() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	c.log.Warn("api send queue full, closing", "budget_bytes", c.srv.cfg.SendQueueBytes)
+	c.closeWith(websocket.ClosePolicyViolation, "Send queue full (api.send_queue_bytes)")
 }
 
 func (c *conn) readLoop() {
@@ -176,7 +218,7 @@ func (c *conn) readLoop() {
 			c.closeWith(websocket.CloseUnsupportedData, "Text frames only")
 			return
 		}
-		c.handleFrame(b)
+		c.handleFrameSafely(b)
 	}
 }
 
@@ -207,6 +249,13 @@ func (c *conn) cleanup() {
 	if c.user != "" {
 		c.log.Info("api connection closed")
 	}
+}
+
+// handleFrameSafely handles one frame; a panic fails that frame only (a
+// request gets an internal error).
+func (c *conn) handleFrameSafely(b []byte) {
+	defer c.recovered("api frame", nil)
+	c.handleFrame(b)
 }
 
 func (c *conn) handleFrame(b []byte) {
@@ -243,6 +292,7 @@ func (c *conn) handleFrame(b []byte) {
 			c.replyErr(f.tid, signaling.Errorf(signaling.CodeInvalidOperation, "Too many requests (limit %g/s)", c.srv.cfg.RequestRate))
 			return
 		}
+		defer c.recovered("api request", f.tid)
 		c.handleRequest(f)
 	}
 }
@@ -254,7 +304,7 @@ func (c *conn) reply(tid json.RawMessage, data any) {
 		c.replyErr(tid, signaling.Errorf(signaling.CodeInternalError, "Internal error: %v", err))
 		return
 	}
-	c.enqueue(b)
+	c.enqueueReply(b)
 }
 
 func (c *conn) replyErr(tid json.RawMessage, e *signaling.Error) {
@@ -262,12 +312,12 @@ func (c *conn) replyErr(tid json.RawMessage, e *signaling.Error) {
 		o.APIError(e.Code)
 	}
 	b, _ := json.Marshal(outResponse{Result: "error", Data: errorData{Code: e.Code, Error: e.Text}, Tid: tid})
-	c.enqueue(b)
+	c.enqueueReply(b)
 }
 
 func (c *conn) ack(tid json.RawMessage) {
 	b, _ := json.Marshal(outAck{Ack: tid})
-	c.enqueue(b)
+	c.enqueueReply(b)
 }
 
 // request sends a server request; cb (optional) gets the answer. No answer
@@ -290,6 +340,7 @@ func (c *conn) request(class, subclass, cmd string, data any, cb func(ok bool, d
 		c.pending = make(map[int64]*pending)
 	}
 	c.pending[tid] = &pending{cb: cb, timer: time.AfterFunc(c.srv.cfg.RequestTimeout, func() {
+		defer c.recovered("request timer", nil)
 		c.log.Info("api client did not answer a server request, closing", "tid", tid, "cmd", cmd)
 		c.closeWith(websocket.ClosePolicyViolation, "No answer to server request")
 	})}
@@ -298,8 +349,12 @@ func (c *conn) request(class, subclass, cmd string, data any, cb func(ok bool, d
 	return true
 }
 
-// Deliver implements signaling.Sink: the event becomes a core/event request.
+// Deliver implements signaling.Sink: the event becomes a core/event request,
+// if this connection may see it (access.go).
 func (c *conn) Deliver(ev signaling.Event) {
+	if !c.visible(ev) {
+		return
+	}
 	c.request("core", "", "event", ev, nil)
 	var key string
 	switch {
@@ -345,45 +400,73 @@ func (c *conn) startPing() {
 }
 
 func (c *conn) ping() {
+	defer c.recovered("ping timer", nil)
 	c.request("core", "", "ping", map[string]any{"time": time.Now().Unix()}, func(bool, json.RawMessage) {
 		c.startPing()
 	})
 }
 
 // runAsync acks the request and runs f on its own goroutine (for commands
-// that may wait on a backend); f's result is the final reply.
+// that may wait on a backend); f's result is the final reply. At most
+// api.max_in_flight requests run at once: a further one waits for a slot
+// (the reader stops reading meanwhile: back pressure) for up to
+// InFlightWait, then answers 1045.
 func (c *conn) runAsync(tid json.RawMessage, f func(ctx context.Context) (any, error)) {
-	c.mu.Lock()
-	if c.async >= maxAsync || c.closing {
-		c.mu.Unlock()
-		c.replyErr(tid, signaling.Errorf(signaling.CodeInvalidOperation, "Too many requests in progress"))
+	if !c.takeSlot() {
+		if c.ctx.Err() == nil {
+			c.replyErr(tid, signaling.Errorf(signaling.CodeInvalidOperation, "Too many requests in progress (max %d, api.max_in_flight)", c.srv.cfg.MaxInFlight))
+		}
 		return
 	}
 	key := string(tid)
-	if _, dup := c.clientTids[key]; dup {
+	c.mu.Lock()
+	if _, dup := c.clientTids[key]; dup || c.closing {
 		c.mu.Unlock()
-		c.replyErr(tid, signaling.Errorf(signaling.CodeInvalidParameters, "Duplicated tid: %s", key))
+		<-c.slots
+		if dup {
+			c.replyErr(tid, signaling.Errorf(signaling.CodeInvalidParameters, "Duplicated tid: %s", key))
+		}
 		return
 	}
 	if c.clientTids == nil {
 		c.clientTids = make(map[string]struct{})
 	}
 	c.clientTids[key] = struct{}{}
-	c.async++
 	c.mu.Unlock()
 	c.ack(tid)
 	c.srv.wg.Add(1)
 	go func() {
 		defer c.srv.wg.Done()
+		defer func() {
+			c.mu.Lock()
+			delete(c.clientTids, key)
+			c.mu.Unlock()
+			<-c.slots
+		}()
+		defer c.recovered("api async request", tid)
 		data, err := f(c.ctx)
-		c.mu.Lock()
-		delete(c.clientTids, key)
-		c.async--
-		c.mu.Unlock()
 		if err != nil {
 			c.replyErr(tid, signaling.AsError(err))
 			return
 		}
 		c.reply(tid, data)
 	}()
+}
+
+// takeSlot waits for a free in-flight slot.
+func (c *conn) takeSlot() bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(c.srv.cfg.InFlightWait)
+	defer t.Stop()
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-c.ctx.Done():
+	}
+	return false
 }

@@ -14,7 +14,7 @@ import (
 // concrete type), body merge, unsubscribe, get_subscriptions, event/send
 // and the automatic user/session subscriptions.
 func TestEventsSubscribe(t *testing.T) {
-	env := startServer(t, wsapi.Config{}, signaling.Options{})
+	env := startServer(t, wsapi.Config{Admins: []string{"bob"}}, signaling.Options{})
 	a := dial(t, env.url)
 	aLogin := a.login("alice", "")
 	b := dial(t, env.url)
@@ -85,10 +85,12 @@ func TestEventsSubscribe(t *testing.T) {
 	}
 }
 
-// user/list, user/get and core session/stop (which disconnects that
-// connection).
+// user/list, user/get (an admin's view) and core session/stop (which
+// disconnects that connection).
 func TestUsersAndCoreSessionStop(t *testing.T) {
-	env := startServer(t, wsapi.Config{}, signaling.Options{})
+	env := startServer(t, wsapi.Config{Admins: []string{"admin"}}, signaling.Options{})
+	adm := dial(t, env.url)
+	adm.login("admin", "")
 	a := dial(t, env.url)
 	a.login("alice", "")
 	b1 := dial(t, env.url)
@@ -96,11 +98,16 @@ func TestUsersAndCoreSessionStop(t *testing.T) {
 	b2 := dial(t, env.url)
 	b2ID := b2.login("bob", "")
 
-	r := a.req("core", "user", "list", nil)
-	if !reflect.DeepEqual(r["data"], []any{"alice", "bob"}) {
+	r := adm.req("core", "user", "list", nil)
+	if !reflect.DeepEqual(r["data"], []any{"admin", "alice", "bob"}) {
 		t.Fatalf("user/list = %v", r)
 	}
-	d := a.ok("core", "user", "get", msg{"user": "bob"})
+	// A user sees only itself.
+	if r := a.req("core", "user", "list", nil); !reflect.DeepEqual(r["data"], []any{"alice"}) {
+		t.Fatalf("alice's user/list = %v", r)
+	}
+	a.fail(signaling.CodeUserNotFound, "core", "user", "get", msg{"user": "bob"})
+	d := adm.ok("core", "user", "get", msg{"user": "bob"})
 	sessions, _ := d["sessions"].([]any)
 	if len(sessions) != 2 {
 		t.Fatalf("user/get = %v", d)
@@ -122,7 +129,7 @@ func TestUsersAndCoreSessionStop(t *testing.T) {
 		t.Fatalf("close = %v", err)
 	}
 	eventually(t, 2*time.Second, "bob has one connection", func() bool {
-		d := a.ok("core", "user", "get", msg{"user": "bob"})
+		d := adm.ok("core", "user", "get", msg{"user": "bob"})
 		return len(d["sessions"].([]any)) == 1
 	})
 }

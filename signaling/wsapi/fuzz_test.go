@@ -101,9 +101,8 @@ func FuzzRequest(f *testing.F) {
 		c.cleanup()
 		srv.Close()
 		core.Close()
-		close(c.send)
 		replies := 0
-		for b := range c.send {
+		for _, b := range c.out.take() {
 			var m map[string]any
 			if err := json.Unmarshal(b, &m); err != nil {
 				t.Fatalf("invalid JSON out: %q", b)
@@ -135,8 +134,9 @@ func FuzzRequest(f *testing.F) {
 // newTestConn is a logged-in connection without a socket.
 func newTestConn(s *Server) *conn {
 	ctx, cancel := context.WithCancel(s.ctx)
-	c := &conn{srv: s, id: "fuzz-conn", remote: "127.0.0.1:1", ctx: ctx, cancel: cancel,
-		send: make(chan []byte, 4096), log: s.log, loggedIn: true, user: "fuzz", loginID: "fuzz-login",
+	c := &conn{srv: s, id: "fuzz-conn", remote: "127.0.0.1:1", source: "127.0.0.1", ctx: ctx, cancel: cancel,
+		out: newSendQueue(s.cfg.SendQueueBytes), slots: make(chan struct{}, s.cfg.MaxInFlight),
+		log: s.log, loggedIn: true, user: "fuzz", loginID: "fuzz-login",
 		limit: ratelimit.New(s.cfg.RequestRate, 2*s.cfg.RequestRate)}
 	c.loginTimer = time.AfterFunc(time.Hour, func() {})
 	s.mu.Lock()

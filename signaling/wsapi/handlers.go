@@ -3,6 +3,7 @@ package wsapi
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"sort"
 	"time"
 
@@ -10,50 +11,6 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nkbridge/nkbridge/signaling"
 )
-
-func (c *conn) handleRequest(f frame) {
-	if !c.loggedIn {
-		if f.class == "core" && f.subclass == "user" && f.cmd == "login" {
-			c.login(f)
-			return
-		}
-		c.replyErr(f.tid, signaling.Errorf(signaling.CodeNotAuthenticated, "Not authenticated: log in first"))
-		return
-	}
-	var (
-		data  any
-		err   error
-		after func()
-	)
-	switch f.class {
-	case signaling.ClassCore:
-		data, err, after = c.coreCommand(f)
-	case signaling.ClassMedia:
-		data, err, after = c.mediaCommand(f)
-	default:
-		err = signaling.Errorf(signaling.CodeUnknownClass, "Unknown class: %s", f.class)
-	}
-	if _, async := err.(asyncReply); async {
-		return
-	}
-	if err != nil {
-		c.replyErr(f.tid, signaling.AsError(err))
-	} else {
-		c.reply(f.tid, data)
-	}
-	if after != nil {
-		after()
-	}
-}
-
-// asyncReply is returned by handlers whose reply comes from runAsync.
-type asyncReply struct{}
-
-func (asyncReply) Error() string { return "reply sent asynchronously" }
-
-func unknownCmd(f frame) error {
-	return signaling.Errorf(signaling.CodeUnknownCommand, "Unknown command: %s/%s/%s", f.class, f.subclass, f.cmd)
-}
 
 // ---- login
 
@@ -97,34 +54,7 @@ func (c *conn) login(f frame) {
 		sid = uuid.NewString()
 	}
 	c.ack(f.tid)
-	ok := c.srv.open
-	if !ok {
-		// Password hashing is deliberately slow: a few at a time, so that
-		// floods of logins cannot take every CPU.
-		select {
-		case c.srv.hashSem <- struct{}{}:
-		case <-c.ctx.Done():
-			return
-		}
-		ok = c.srv.cfg.Users.Check(d.User, *pw)
-		<-c.srv.hashSem
-	}
-	if !ok {
-		c.loginFails++
-		host := c.remote
-		if h, _, err := splitHost(c.remote); err == nil {
-			host = h
-		}
-		delay := c.srv.loginDelay(host, c.loginFails)
-		c.log.Warn("api login failed", "user", d.User, "delay", delay)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-c.ctx.Done():
-			t.Stop()
-			return
-		}
-		c.replyErr(f.tid, signaling.Errorf(signaling.CodeUnauthorized, "Unauthorized"))
+	if !c.srv.open && !c.checkPassword(f, d.User, *pw) {
 		return
 	}
 	c.log = c.log.With("user", d.User, "login_session", sid)
@@ -140,6 +70,7 @@ func (c *conn) login(f frame) {
 	}
 	c.mu.Lock()
 	c.loggedIn = true
+	c.admin = c.srv.cfg.Users.Admin(d.User) || slices.Contains(c.srv.cfg.Admins, d.User)
 	c.meta = d.Meta
 	c.mu.Unlock()
 	c.loginTimer.Stop()
@@ -149,10 +80,38 @@ func (c *conn) login(f frame) {
 		c.log.Info("api login")
 	}
 	bus := c.srv.core.Bus()
-	bus.Subscribe(c, signaling.Subscription{Class: "core", Subclass: "user_event", Type: "*", ObjID: d.User})
-	bus.Subscribe(c, signaling.Subscription{Class: "core", Subclass: "session_event", Type: "*", ObjID: sid})
+	bus.Subscribe(c, signaling.Subscription{Class: signaling.ClassCore, Subclass: "user_event", Type: "*", ObjID: d.User})
+	bus.Subscribe(c, signaling.Subscription{Class: signaling.ClassCore, Subclass: "session_event", Type: "*", ObjID: sid})
 	c.reply(f.tid, map[string]any{"session_id": sid})
 	c.startPing()
+}
+
+// checkPassword checks a login's password behind the login guard (lockout
+// and concurrency checked before any hashing); on failure it answers the
+// request (after the back-off) and returns false.
+func (c *conn) checkPassword(f frame, user, password string) bool {
+	end, err := c.srv.logins.Begin(c.ctx, c.source, user)
+	if err != nil {
+		if c.ctx.Err() == nil {
+			c.log.Warn("api login refused before the password check", "user", user, "err", err)
+			c.replyErr(f.tid, signaling.Errorf(signaling.CodeUnauthorized, "Unauthorized: %v", err))
+		}
+		return false
+	}
+	ok := c.srv.cfg.Users.Check(user, password)
+	delay := end(ok)
+	if ok {
+		return true
+	}
+	c.log.Warn("api login failed", "user", user, "delay", delay)
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		c.replyErr(f.tid, signaling.Errorf(signaling.CodeUnauthorized, "Unauthorized"))
+	case <-c.ctx.Done():
+	}
+	return false
 }
 
 // ---- core commands
@@ -165,108 +124,141 @@ type sessionIDData struct {
 	SessionID string `json:"session_id"`
 }
 
-func (c *conn) coreCommand(f frame) (any, error, func()) {
-	switch f.subclass + "/" + f.cmd {
-	case "user/login":
-		return nil, signaling.Errorf(signaling.CodeAlreadyAuthenticated, "Already authenticated"), nil
-	case "core/ping":
-		return map[string]any{"time": time.Now().Unix()}, nil, nil
-	case "user/list":
-		c.srv.mu.Lock()
-		users := make([]string, 0, len(c.srv.byUser))
-		for u := range c.srv.byUser {
-			users = append(users, u)
-		}
-		c.srv.mu.Unlock()
-		sort.Strings(users)
-		return users, nil, nil
-	case "user/get":
-		var d userData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		if d.User == "" {
-			return nil, signaling.MissingField("user"), nil
-		}
-		c.srv.mu.Lock()
-		conns := c.srv.byUser[d.User]
-		sessions := make([]map[string]any, 0, len(conns))
-		for o := range conns {
-			info := map[string]any{"session_id": o.loginID, "type": "api", "remote": o.remote}
-			o.mu.Lock()
-			if o.meta != nil {
-				info["meta"] = o.meta
-			}
-			o.mu.Unlock()
-			sessions = append(sessions, info)
-		}
-		c.srv.mu.Unlock()
-		if len(sessions) == 0 {
-			return nil, signaling.Errorf(signaling.CodeUserNotFound, "User not found: %s", d.User), nil
-		}
-		sort.Slice(sessions, func(i, j int) bool {
-			return sessions[i]["session_id"].(string) < sessions[j]["session_id"].(string)
-		})
-		return map[string]any{"user": d.User, "sessions": sessions}, nil, nil
-	case "session/stop":
-		var d sessionIDData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		if d.SessionID == "" {
-			return nil, signaling.MissingField("session_id"), nil
-		}
-		c.srv.mu.Lock()
-		o, ok := c.srv.bySession[d.SessionID]
-		c.srv.mu.Unlock()
-		if !ok || o.user != c.user {
-			return nil, signaling.Errorf(signaling.CodeSessionNotFound, "Session not found: %s", d.SessionID), nil
-		}
-		return nil, nil, func() { o.closeWith(websocket.CloseNormalClosure, "Session stopped") }
-	case "event/subscribe", "event/unsubscribe":
-		var d signaling.Subscription
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		if d.Class == "" {
-			return nil, signaling.MissingField("class"), nil
-		}
-		bus := c.srv.core.Bus()
-		if f.cmd == "unsubscribe" {
-			if !bus.Unsubscribe(c, d) {
-				return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Not subscribed: %s/%s/%s/%s", d.Class, d.Normalize().Subclass, d.Normalize().Type, d.Normalize().ObjID), nil
-			}
-			return nil, nil, nil
-		}
-		if len(bus.Subscriptions(c)) >= maxSubscriptions {
-			return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Too many subscriptions (max %d)", maxSubscriptions), nil
-		}
-		bus.Subscribe(c, d)
-		return nil, nil, nil
-	case "event/get_subscriptions":
-		subs := c.srv.core.Bus().Subscriptions(c)
-		sort.Slice(subs, func(i, j int) bool {
-			a, b := subs[i], subs[j]
-			return a.Class+"/"+a.Subclass+"/"+a.Type+"/"+a.ObjID < b.Class+"/"+b.Subclass+"/"+b.Type+"/"+b.ObjID
-		})
-		return subs, nil, nil
-	case "event/send":
-		var d signaling.Event
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		if err := checkClientEvent(d); err != nil {
-			return nil, err, nil
-		}
-		c.srv.core.Bus().Publish(d)
-		return nil, nil, nil
-	case "core/event":
-		return c.clientEvent(f)
-	}
-	return nil, unknownCmd(f), nil
+func alreadyLoggedIn(*conn, context.Context, *request) (any, error) {
+	return nil, signaling.Errorf(signaling.CodeAlreadyAuthenticated, "Already authenticated")
 }
 
-const maxSubscriptions = 1000
+func ping(*conn, context.Context, *request) (any, error) {
+	return map[string]any{"time": time.Now().Unix()}, nil
+}
+
+// listUsers lists the users with a connection: all of them for an admin,
+// the user itself for the others.
+func (c *conn) listUsers(context.Context, *request) (any, error) {
+	c.srv.mu.Lock()
+	users := make([]string, 0, len(c.srv.byUser))
+	for u := range c.srv.byUser {
+		if c.admin || u == c.user {
+			users = append(users, u)
+		}
+	}
+	c.srv.mu.Unlock()
+	sort.Strings(users)
+	return users, nil
+}
+
+// getUser describes a user's connections (remote address included): the
+// user's own, or any user's for an admin.
+func (c *conn) getUser(_ context.Context, r *request) (any, error) {
+	var d userData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	if d.User == "" {
+		return nil, signaling.MissingField("user")
+	}
+	c.srv.mu.Lock()
+	var conns map[*conn]struct{}
+	if c.admin || d.User == c.user {
+		conns = c.srv.byUser[d.User]
+	}
+	sessions := make([]map[string]any, 0, len(conns))
+	for o := range conns {
+		info := map[string]any{"session_id": o.loginID, "type": "api", "remote": o.remote}
+		o.mu.Lock()
+		if o.meta != nil {
+			info["meta"] = o.meta
+		}
+		o.mu.Unlock()
+		sessions = append(sessions, info)
+	}
+	c.srv.mu.Unlock()
+	if len(sessions) == 0 {
+		return nil, signaling.Errorf(signaling.CodeUserNotFound, "User not found: %s", d.User)
+	}
+	sort.Slice(sessions, func(i, j int) bool {
+		return sessions[i]["session_id"].(string) < sessions[j]["session_id"].(string)
+	})
+	return map[string]any{"user": d.User, "sessions": sessions}, nil
+}
+
+// stopLoginSession closes an API connection (after the reply).
+func (c *conn) stopLoginSession(_ context.Context, r *request) (any, error) {
+	var d sessionIDData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	c.srv.mu.Lock()
+	o, ok := c.srv.bySession[d.SessionID]
+	c.srv.mu.Unlock()
+	if !ok {
+		return nil, signaling.Errorf(signaling.CodeSessionNotFound, "Session not found: %s", d.SessionID)
+	}
+	r.after = func() { o.closeWith(websocket.CloseNormalClosure, "Session stopped") }
+	return nil, nil
+}
+
+func (c *conn) subscribe(_ context.Context, r *request) (any, error) {
+	d, err := subscriptionOf(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.budgetSubscription(d); err != nil {
+		return nil, err
+	}
+	c.srv.core.Bus().Subscribe(c, d)
+	return nil, nil
+}
+
+func (c *conn) unsubscribe(_ context.Context, r *request) (any, error) {
+	d, err := subscriptionOf(r)
+	if err != nil {
+		return nil, err
+	}
+	if !c.srv.core.Bus().Unsubscribe(c, d) {
+		n := d.Normalize()
+		return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Not subscribed: %s/%s/%s/%s", d.Class, n.Subclass, n.Type, n.ObjID)
+	}
+	return nil, nil
+}
+
+func subscriptionOf(r *request) (signaling.Subscription, error) {
+	var d signaling.Subscription
+	if e := decodeData(r.data, &d); e != nil {
+		return d, e
+	}
+	if d.Class == "" {
+		return d, signaling.MissingField("class")
+	}
+	return d, nil
+}
+
+func (c *conn) getSubscriptions(context.Context, *request) (any, error) {
+	subs := c.srv.core.Bus().Subscriptions(c)
+	sort.Slice(subs, func(i, j int) bool {
+		a, b := subs[i], subs[j]
+		return a.Class+"/"+a.Subclass+"/"+a.Type+"/"+a.ObjID < b.Class+"/"+b.Subclass+"/"+b.Type+"/"+b.ObjID
+	})
+	return subs, nil
+}
+
+// sendEvent publishes a client's event (core/event/send, and core/event
+// with anything but the seed's media/call progress).
+func (c *conn) sendEvent(_ context.Context, r *request) (any, error) {
+	var d signaling.Event
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	if err := checkClientEvent(d); err != nil {
+		return nil, err
+	}
+	if err := c.checkEventTarget(d); err != nil {
+		return nil, err
+	}
+	d.User = c.user
+	c.srv.core.Bus().Publish(d)
+	return nil, nil
+}
 
 func checkClientEvent(d signaling.Event) error {
 	if d.Class == "" {
@@ -281,62 +273,12 @@ func checkClientEvent(d signaling.Event) error {
 	return nil
 }
 
-type eventBody struct {
-	Answer    signaling.Desc `json:"answer"`
-	SessionID string         `json:"session_id"`
-	Code      int            `json:"code"`
-	Error     string         `json:"error"`
-	Reason    string         `json:"reason"`
-}
-
 // reason is the text of a hangup or rejection: the seed's `error`, else the later `reason`.
 func (d *callIDData) reason() string {
 	if d.Error != "" {
 		return d.Error
 	}
 	return d.Reason
-}
-
-// clientEvent handles a core/event request from the client: the seed's
-// callee progress (media/call ringing/accepted/rejected/hangup), or any
-// other event, which is published like event/send.
-func (c *conn) clientEvent(f frame) (any, error, func()) {
-	var d signaling.Event
-	if e := decodeData(f.data, &d); e != nil {
-		return nil, e, nil
-	}
-	if d.Class == signaling.ClassMedia && d.Subclass == signaling.SubclassCall {
-		if d.ObjID == "" {
-			return nil, signaling.MissingField("obj_id"), nil
-		}
-		var body eventBody
-		if d.Body != nil {
-			raw, _ := json.Marshal(d.Body)
-			if e := decodeData(raw, &body); e != nil {
-				return nil, e, nil
-			}
-		}
-		reason := body.Error
-		if reason == "" {
-			reason = body.Reason
-		}
-		switch d.Type {
-		case "ringing":
-			return nil, c.calleeRinging(d.ObjID, body.Answer), nil
-		case "accepted", "answer", "answered":
-			return c.answer(f, d.ObjID, body.Answer, body.SessionID)
-		case "rejected":
-			return nil, c.calleeRejected(d.ObjID, body.Code, reason), nil
-		case "hangup":
-			return nil, c.hangupCall(d.ObjID, body.Code, reason), nil
-		}
-		return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Unknown call event type: %s", d.Type), nil
-	}
-	if err := checkClientEvent(d); err != nil {
-		return nil, err, nil
-	}
-	c.srv.core.Bus().Publish(d)
-	return nil, nil, nil
 }
 
 // ---- media commands
@@ -414,216 +356,57 @@ func seconds(v *float64, name string) (time.Duration, *signaling.Error) {
 	return time.Duration(*v * float64(time.Second)), nil
 }
 
-// ownSession checks that the session exists and belongs to this
-// connection's user.
-func (c *conn) ownSession(id string) (signaling.SessionMeta, error) {
-	if id == "" {
-		return signaling.SessionMeta{}, signaling.MissingField("session_id")
+// ---- sessions
+
+func startIsAsync(_ *conn, r *request) bool {
+	var d struct {
+		Type    string `json:"type"`
+		Backend string `json:"backend"`
 	}
-	m, ok := c.srv.core.LookupSession(id)
-	if !ok || (m.Owner != c.id && (m.User == "" || m.User != c.user)) {
-		return m, signaling.Errorf(signaling.CodeSessionNotFound, "Session not found: %s", id)
-	}
-	return m, nil
+	_ = decodeData(r.data, &d)
+	return d.Type != signaling.TypeP2P || d.Backend != ""
 }
 
-func (c *conn) mediaCommand(f frame) (any, error, func()) {
-	core := c.srv.core
-	switch f.subclass + "/" + f.cmd {
-	case "session/start":
-		return c.startSession(f)
-	case "session/stop":
-		var d stopData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		if _, err := c.ownSession(d.SessionID); err != nil {
-			return nil, err, nil
-		}
-		reason := d.Reason
-		if reason == "" {
-			reason = d.Error
-		}
-		return nil, core.StopSession(d.SessionID, signaling.ReasonError(d.Code, reason, signaling.Err(signaling.CodeUserStop))), nil
-	case "session/set_answer":
-		var d answerData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		m, err := c.ownSession(d.SessionID)
-		if err != nil {
-			return nil, err, nil
-		}
-		if len(d.Answer) == 0 {
-			return nil, signaling.MissingField("answer"), nil
-		}
-		run := func(ctx context.Context) (any, error) {
-			ans, err := core.SetAnswer(ctx, d.SessionID, d.Answer)
-			if err != nil || m.Backend == "" {
-				return nil, err
-			}
-			return map[string]any{"answer": ans}, nil
-		}
-		if m.Backend == "" {
-			data, err := run(c.ctx)
-			return data, err, nil
-		}
-		c.runAsync(f.tid, run)
-		return nil, asyncReply{}, nil
-	case "session/update":
-		var d updateData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		m, err := c.ownSession(d.SessionID)
-		if err != nil {
-			return nil, err, nil
-		}
-		kind := d.UpdateType
-		if kind == "" {
-			kind = d.Type
-		}
-		if kind == "" {
-			return nil, signaling.MissingField("type"), nil
-		}
-		opts := rawData(f.data)
-		run := func(ctx context.Context) (any, error) {
-			res, err := core.UpdateSession(ctx, d.SessionID, kind, opts)
-			if err != nil || len(res) == 0 {
-				return nil, err
-			}
-			return res, nil
-		}
-		if m.Backend == "" {
-			data, err := run(c.ctx)
-			return data, err, nil
-		}
-		c.runAsync(f.tid, run)
-		return nil, asyncReply{}, nil
-	case "session/set_candidate", "session/set_candidate_end":
-		var d candidateData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		m, err := c.ownSession(d.SessionID)
-		if err != nil {
-			return nil, err, nil
-		}
-		cand := signaling.Candidate{End: f.cmd == "set_candidate_end", MID: d.SDPMid, MLineIndex: d.SDPMLineIndex}
-		if !cand.End {
-			switch {
-			case object(d.Candidate):
-				if e := decodeData(d.Candidate, &cand); e != nil {
-					return nil, e, nil
-				}
-			case len(d.Candidate) > 0 && d.Candidate[0] == '"':
-				cand.Candidate, _ = str(d.Candidate)
-			default:
-				return nil, signaling.MissingField("candidate"), nil
-			}
-		}
-		run := func(ctx context.Context) (any, error) { return nil, core.SetCandidate(ctx, d.SessionID, cand) }
-		if m.Backend == "" {
-			_, err := run(c.ctx)
-			return nil, err, nil
-		}
-		c.runAsync(f.tid, run)
-		return nil, asyncReply{}, nil
-	case "session/info":
-		var d sessionIDData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		if _, err := c.ownSession(d.SessionID); err != nil {
-			return nil, err, nil
-		}
-		info, err := core.SessionInfo(d.SessionID)
-		return info, err, nil
-	case "session/list":
-		return core.ListSessions(), nil, nil
-	case "call/start":
-		return c.startCall(f)
-	case "call/hangup":
-		var d callIDData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		return nil, c.hangupCall(d.CallID, d.Code, d.reason()), nil
-	case "call/ringing":
-		var d callIDData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		return nil, c.calleeRinging(d.CallID, d.Answer), nil
-	case "call/answered", "call/accepted":
-		var d callIDData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		return c.answer(f, d.CallID, d.Answer, d.SessionID)
-	case "call/rejected":
-		var d callIDData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		return nil, c.calleeRejected(d.CallID, d.Code, d.reason()), nil
-	case "call/info":
-		var d callIDData
-		if e := decodeData(f.data, &d); e != nil {
-			return nil, e, nil
-		}
-		if d.CallID == "" {
-			return nil, signaling.MissingField("call_id"), nil
-		}
-		info, err := core.CallInfo(d.CallID)
-		return info, err, nil
-	case "call/list":
-		return core.ListCalls(), nil, nil
-	}
-	switch f.subclass {
-	case "session", "call":
-		return nil, unknownCmd(f), nil
-	case "room":
-		return c.roomCommand(f)
-	}
-	return nil, signaling.Errorf(signaling.CodeUnknownCommand, "Unknown command: media/%s/%s", f.subclass, f.cmd), nil
-}
-
-func (c *conn) startSession(f frame) (any, error, func()) {
+func (c *conn) startSession(ctx context.Context, r *request) (any, error) {
 	var d startSessionData
-	if e := decodeData(f.data, &d); e != nil {
-		return nil, e, nil
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
 	}
 	if d.Type == "" {
-		return nil, signaling.MissingField("type"), nil
+		return nil, signaling.MissingField("type")
 	}
 	wait, e := seconds(d.WaitTimeout, "wait_timeout")
 	if e != nil {
-		return nil, e, nil
+		return nil, e
 	}
 	ready, e := seconds(d.ReadyTimeout, "ready_timeout")
 	if e != nil {
-		return nil, e, nil
+		return nil, e
 	}
 	sid := d.SessionID
 	if sid == "" {
 		sid = uuid.NewString()
 	} else {
 		if !signaling.ValidID(sid) {
-			return nil, signaling.Errorf(signaling.CodeInvalidSessionID, "Invalid session id: %q", sid), nil
+			return nil, signaling.Errorf(signaling.CodeInvalidSessionID, "Invalid session id: %q", sid)
 		}
 		// Checked before subscribing to the id's events.
 		if _, exists := c.srv.core.LookupSession(sid); exists {
-			return nil, signaling.Errorf(signaling.CodeDuplicatedSessionID, "Duplicated session id: %s", sid), nil
+			return nil, signaling.Errorf(signaling.CodeDuplicatedSessionID, "Duplicated session id: %s", sid)
 		}
 	}
-	if d.Peer != "" {
-		if _, err := c.ownSession(d.Peer); err != nil {
-			return nil, signaling.Errorf(signaling.CodeSessionNotFound, "Peer session not found: %s", d.Peer), nil
-		}
+	release, err := c.srv.quotas.take(c, quotaSessions)
+	if err != nil {
+		return nil, err
 	}
+	defer release()
 	subscribe := d.Subscribe == nil || *d.Subscribe
 	key := "session:" + sid
+	if subscribe && len(d.EventsBody) > 0 {
+		if err := c.budgetSubscription(signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassSession, ObjID: sid, Body: d.EventsBody}); err != nil {
+			return nil, err
+		}
+	}
 	if subscribe {
 		c.autoSubscribe(key, signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassSession, Type: "*", ObjID: sid, Body: d.EventsBody})
 	}
@@ -632,41 +415,136 @@ func (c *conn) startSession(f frame) (any, error, func()) {
 		WaitTimeout: wait, ReadyTimeout: ready, Backend: d.Backend, Peer: d.Peer,
 		Owner: c.id, User: c.user, MaxOwned: c.srv.cfg.MaxOwned,
 	}
-	run := func(ctx context.Context) (any, error) {
-		if d.Type != signaling.TypeP2P || d.Backend != "" {
-			req.Options = rawData(f.data)
-		}
-		res, err := c.srv.core.StartSession(ctx, req)
-		if err != nil {
-			if subscribe {
-				c.dropAutoSub(key)
-			}
-			return nil, err
-		}
-		out := map[string]any{"session_id": res.SessionID}
-		if res.Answer != nil {
-			out["answer"] = res.Answer
-		}
-		if res.Offer != nil {
-			out["offer"] = res.Offer
-		}
-		if res.RoomID != "" {
-			out["room_id"] = res.RoomID
-		}
-		return out, nil
+	if d.Type != signaling.TypeP2P || d.Backend != "" {
+		req.Options = r.opts
 	}
-	if d.Type == signaling.TypeP2P && d.Backend == "" {
-		data, err := run(c.ctx)
-		return data, err, nil
+	res, err := c.srv.core.StartSession(ctx, req)
+	if err != nil {
+		if subscribe {
+			c.dropAutoSub(key)
+		}
+		c.unclaimRooms(r.opts)
+		return nil, err
 	}
-	c.runAsync(f.tid, run)
-	return nil, asyncReply{}, nil
+	if res.RoomID != "" {
+		c.srv.rooms.claim(res.RoomID, c.user, c.source)
+	}
+	out := map[string]any{"session_id": res.SessionID}
+	if res.Answer != nil {
+		out["answer"] = res.Answer
+	}
+	if res.Offer != nil {
+		out["offer"] = res.Offer
+	}
+	if res.RoomID != "" {
+		out["room_id"] = res.RoomID
+	}
+	return out, nil
 }
 
-func (c *conn) startCall(f frame) (any, error, func()) {
+func (c *conn) stopSession(_ context.Context, r *request) (any, error) {
+	var d stopData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	reason := d.Reason
+	if reason == "" {
+		reason = d.Error
+	}
+	return nil, c.srv.core.StopSession(d.SessionID, signaling.ReasonError(d.Code, reason, signaling.Err(signaling.CodeUserStop)))
+}
+
+func (c *conn) setAnswer(ctx context.Context, r *request) (any, error) {
+	var d answerData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	if len(d.Answer) == 0 {
+		return nil, signaling.MissingField("answer")
+	}
+	ans, err := c.srv.core.SetAnswer(ctx, d.SessionID, d.Answer)
+	if err != nil || r.sess.Backend == "" {
+		return nil, err
+	}
+	return map[string]any{"answer": ans}, nil
+}
+
+func (c *conn) updateSession(ctx context.Context, r *request) (any, error) {
+	var d updateData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	kind := d.UpdateType
+	if kind == "" {
+		kind = d.Type
+	}
+	if kind == "" {
+		return nil, signaling.MissingField("type")
+	}
+	res, err := c.srv.core.UpdateSession(ctx, d.SessionID, kind, r.opts)
+	if err != nil {
+		c.unclaimRooms(r.opts)
+		return nil, err
+	}
+	if len(res) == 0 {
+		return nil, nil
+	}
+	if room, _ := res["room_id"].(string); room != "" {
+		c.srv.rooms.claim(room, c.user, c.source)
+	}
+	return res, nil
+}
+
+func (c *conn) setCandidate(ctx context.Context, r *request) (any, error) {
+	var d candidateData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	cand := signaling.Candidate{End: r.cmd == "set_candidate_end", MID: d.SDPMid, MLineIndex: d.SDPMLineIndex}
+	if !cand.End {
+		switch {
+		case object(d.Candidate):
+			if e := decodeData(d.Candidate, &cand); e != nil {
+				return nil, e
+			}
+		case len(d.Candidate) > 0 && d.Candidate[0] == '"':
+			cand.Candidate, _ = str(d.Candidate)
+		default:
+			return nil, signaling.MissingField("candidate")
+		}
+	}
+	return nil, c.srv.core.SetCandidate(ctx, d.SessionID, cand)
+}
+
+func (c *conn) sessionInfo(_ context.Context, r *request) (any, error) {
+	var d sessionIDData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	return c.srv.core.SessionInfo(d.SessionID)
+}
+
+// listSessions lists the user's sessions (every session for an admin).
+func (c *conn) listSessions(context.Context, *request) (any, error) {
+	all := c.srv.core.ListSessions()
+	if c.admin {
+		return all, nil
+	}
+	out := make([]string, 0, len(all))
+	for _, id := range all {
+		if m, ok := c.srv.core.LookupSession(id); ok && c.ownsSession(m) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// ---- calls
+
+func (c *conn) startCall(_ context.Context, r *request) (any, error) {
 	var d callStartData
-	if e := decodeData(f.data, &d); e != nil {
-		return nil, e, nil
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
 	}
 	callee, field := d.Callee, "callee"
 	switch d.Type {
@@ -698,19 +576,24 @@ func (c *conn) startCall(f frame) (any, error, func()) {
 		}
 	}
 	if callee == "" {
-		return nil, signaling.MissingField(field), nil
-	}
-	if d.SessionID != "" {
-		if _, err := c.ownSession(d.SessionID); err != nil {
-			return nil, err, nil
-		}
+		return nil, signaling.MissingField(field)
 	}
 	if _, n := c.srv.core.Owned(c.id); n >= c.srv.cfg.MaxOwned {
-		return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Too many calls on this connection (max %d)", c.srv.cfg.MaxOwned), nil
+		return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Too many calls on this connection (max %d, api.max_owned)", c.srv.cfg.MaxOwned)
 	}
+	release, err := c.srv.quotas.take(c, quotaCalls)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	ring, e := seconds(d.RingTime, "ring_time")
 	if e != nil {
-		return nil, e, nil
+		return nil, e
+	}
+	if len(d.EventsBody) > 0 && (d.Subscribe == nil || *d.Subscribe) {
+		if err := c.budgetSubscription(signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Body: d.EventsBody}); err != nil {
+			return nil, err
+		}
 	}
 	caller := signaling.CallerInfo{Name: d.CallerName, ID: d.CallerID, User: c.user, Owner: c.id}
 	if caller.Name == "" {
@@ -721,36 +604,34 @@ func (c *conn) startCall(f frame) (any, error, func()) {
 	}
 	call, err := c.srv.core.NewCall(signaling.CallRequest{
 		Type: d.Type, Callee: callee, SessionID: d.SessionID, Offer: d.Offer,
-		Caller: caller, Data: rawData(f.data), RingTime: ring,
+		Caller: caller, Data: rawData(r.data), RingTime: ring,
 	})
 	if err != nil {
-		return nil, err, nil
+		return nil, err
 	}
 	if d.Subscribe == nil || *d.Subscribe {
 		c.autoSubscribe("call:"+call.ID(), signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Type: "*", ObjID: call.ID(), Body: d.EventsBody})
 	}
-	return map[string]any{"call_id": call.ID()}, nil, func() { call.Start(c.srv.ctx) }
+	r.after = func() { call.Start(c.srv.ctx) }
+	return map[string]any{"call_id": call.ID()}, nil
 }
 
 // hangupCall: the caller (or the answering callee) hangs up the call; a
 // callee still ringing rejects it.
-func (c *conn) hangupCall(callID string, code int, reason string) error {
-	if callID == "" {
-		return signaling.MissingField("call_id")
+func (c *conn) hangupCall(_ context.Context, r *request) (any, error) {
+	var d callIDData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
 	}
-	err := signaling.ReasonError(code, reason, signaling.Err(signaling.CodeUserStop))
+	err := signaling.ReasonError(d.Code, d.reason(), signaling.Err(signaling.CodeUserStop))
 	c.mu.Lock()
-	inv := c.invites[callID]
+	inv := c.invites[d.CallID]
 	c.mu.Unlock()
 	if inv != nil {
 		inv.h.Hangup(err)
-		return nil
+		return nil, nil
 	}
-	owner, ok := c.srv.core.CallOwner(callID)
-	if !ok || (owner != c.id && c.srv.connUser(owner) != c.user) {
-		return signaling.Errorf(signaling.CodeCallNotFound, "Call not found: %s", callID)
-	}
-	return c.srv.core.HangupCall(callID, err)
+	return nil, c.srv.core.HangupCall(d.CallID, err)
 }
 
 func (c *conn) invitation(callID string) (*invitee, error) {
@@ -775,105 +656,164 @@ func (c *conn) invitation(callID string) (*invitee, error) {
 	return inv, nil
 }
 
-func (c *conn) calleeRinging(callID string, answer signaling.Desc) error {
-	inv, err := c.invitation(callID)
-	if err != nil {
-		return err
+func (c *conn) calleeRinging(_ context.Context, r *request) (any, error) {
+	var d callIDData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
 	}
-	inv.h.Ringing(answer)
-	return nil
+	inv, err := c.invitation(d.CallID)
+	if err != nil {
+		return nil, err
+	}
+	inv.h.Ringing(d.Answer)
+	return nil, nil
 }
 
-// answer handles a callee's acceptance; when the caller's session has a
-// media backend (which computes the caller's answer) it runs after an ack,
-// off the reader goroutine.
-func (c *conn) answer(f frame, callID string, answer signaling.Desc, sessionID string) (any, error, func()) {
-	media := false
-	if call, ok := c.srv.core.LookupCall(callID); ok && call.SessionID != "" {
+// callHasMedia: the caller's session has a media backend, which computes
+// the caller's answer (it may take a while).
+func callHasMedia(c *conn, r *request) bool {
+	var d ids
+	_ = decodeData(r.data, &d)
+	if call, ok := c.srv.core.LookupCall(d.CallID); ok && call.SessionID != "" {
 		m, _ := c.srv.core.LookupSession(call.SessionID)
-		media = m.Backend != ""
+		return m.Backend != ""
 	}
-	if !media {
-		return nil, c.calleeAnswered(callID, answer, sessionID), nil
-	}
-	c.runAsync(f.tid, func(context.Context) (any, error) {
-		return nil, c.calleeAnswered(callID, answer, sessionID)
-	})
-	return nil, asyncReply{}, nil
+	return false
 }
 
-func (c *conn) calleeAnswered(callID string, answer signaling.Desc, sessionID string) error {
-	inv, err := c.invitation(callID)
-	if err != nil {
-		return err
+// calleeAnswered handles a callee's acceptance.
+func (c *conn) calleeAnswered(_ context.Context, r *request) (any, error) {
+	var d callIDData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
 	}
-	if sessionID != "" {
-		if _, err := c.ownSession(sessionID); err != nil {
-			return err
+	inv, err := c.invitation(d.CallID)
+	if err != nil {
+		return nil, err
+	}
+	if d.SessionID != "" {
+		if _, err := c.session(d.SessionID, "session_id"); err != nil {
+			return nil, err
 		}
 	}
-	key := "call:" + callID
+	key := "call:" + d.CallID
 	c.mu.Lock()
 	inv.accepted = true
 	c.mu.Unlock()
-	c.autoSubscribe(key, signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Type: "*", ObjID: callID})
-	if err := inv.h.Accepted(answer, sessionID); err != nil {
+	c.autoSubscribe(key, signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Type: "*", ObjID: d.CallID})
+	if err := inv.h.Accepted(d.Answer, d.SessionID); err != nil {
 		c.mu.Lock()
 		inv.accepted = false
 		c.mu.Unlock()
 		c.dropAutoSub(key)
-		return err
+		return nil, err
 	}
-	return nil
+	return nil, nil
 }
 
-func (c *conn) calleeRejected(callID string, code int, reason string) error {
-	inv, err := c.invitation(callID)
+func (c *conn) calleeRejected(_ context.Context, r *request) (any, error) {
+	var d callIDData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	inv, err := c.invitation(d.CallID)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.mu.Lock()
-	delete(c.invites, callID)
+	delete(c.invites, d.CallID)
 	c.mu.Unlock()
-	inv.h.Rejected(signaling.ReasonError(code, reason, signaling.Err(signaling.CodeCallRejected)))
-	return nil
+	inv.h.Rejected(signaling.ReasonError(d.Code, d.reason(), signaling.Err(signaling.CodeCallRejected)))
+	return nil, nil
 }
+
+func (c *conn) callInfo(_ context.Context, r *request) (any, error) {
+	var d ids
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	return c.srv.core.CallInfo(d.CallID)
+}
+
+// listCalls lists the user's calls, placed or invited to (every call for
+// an admin).
+func (c *conn) listCalls(context.Context, *request) (any, error) {
+	all := c.srv.core.ListCalls()
+	if c.admin {
+		return all, nil
+	}
+	out := make([]string, 0, len(all))
+	for _, id := range all {
+		if c.ownsCall(id, false) {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// ---- rooms
 
 type roomData struct {
 	Class   string `json:"class"`
 	RoomID  string `json:"room_id"`
 	Backend string `json:"backend"`
+	Shared  bool   `json:"shared"`
 }
 
-// roomCommand handles media/room/create|destroy|list|info.
-func (c *conn) roomCommand(f frame) (any, error, func()) {
-	core := c.srv.core
+func (c *conn) createRoom(ctx context.Context, r *request) (any, error) {
 	var d roomData
-	if e := decodeData(f.data, &d); e != nil {
-		return nil, e, nil
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
 	}
-	switch f.cmd {
-	case "create":
-		opts := rawData(f.data)
-		c.runAsync(f.tid, func(ctx context.Context) (any, error) {
-			id, err := core.CreateRoom(ctx, d.Class, d.Backend, d.RoomID, opts)
-			if err != nil {
-				return nil, err
-			}
-			return map[string]any{"room_id": id}, nil
-		})
-		return nil, asyncReply{}, nil
-	case "destroy":
-		if d.RoomID == "" {
-			return nil, signaling.MissingField("room_id"), nil
+	if err := c.srv.quotas.check(c, quotaRooms); err != nil {
+		return nil, err
+	}
+	if d.RoomID != "" && c.room(d.RoomID, roomJoin) != nil && !c.srv.roomExists(d.RoomID) {
+		// Being created by another user.
+		return nil, signaling.Errorf(signaling.CodeRoomAlreadyExists, "Room already exists: %s", d.RoomID)
+	}
+	id, err := c.srv.core.CreateRoom(ctx, d.Class, d.Backend, d.RoomID, rawData(r.data))
+	if err != nil {
+		if d.RoomID != "" && !c.srv.roomExists(d.RoomID) {
+			c.srv.rooms.forget(d.RoomID)
 		}
-		c.runAsync(f.tid, func(ctx context.Context) (any, error) { return nil, core.DestroyRoom(ctx, d.RoomID) })
-		return nil, asyncReply{}, nil
-	case "list":
-		return core.ListRooms(), nil, nil
-	case "info":
-		info, err := core.RoomInfo(d.RoomID)
-		return info, err, nil
+		return nil, err
 	}
-	return nil, unknownCmd(f), nil
+	c.srv.rooms.set(id, roomOwner{user: c.user, source: c.source, shared: d.Shared, claimed: time.Now()})
+	return map[string]any{"room_id": id}, nil
+}
+
+func (c *conn) destroyRoom(ctx context.Context, r *request) (any, error) {
+	var d roomData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	if err := c.srv.core.DestroyRoom(ctx, d.RoomID); err != nil {
+		return nil, err
+	}
+	c.srv.rooms.forget(d.RoomID)
+	return nil, nil
+}
+
+// listRooms lists the rooms the user may use (every room for an admin).
+func (c *conn) listRooms(context.Context, *request) (any, error) {
+	all := c.srv.core.ListRooms()
+	if c.admin {
+		return all, nil
+	}
+	out := make([]signaling.RoomSummary, 0, len(all))
+	for _, rm := range all {
+		if o, ok := c.srv.rooms.get(rm.RoomID); ok && (o.user == c.user || o.shared) {
+			out = append(out, rm)
+		}
+	}
+	return out, nil
+}
+
+func (c *conn) roomInfo(_ context.Context, r *request) (any, error) {
+	var d roomData
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	return c.srv.core.RoomInfo(d.RoomID)
 }

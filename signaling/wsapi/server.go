@@ -36,14 +36,48 @@ type Config struct {
 	RequestTimeout time.Duration // api.request_timeout: answer deadline of server requests
 	AckTimeout     time.Duration // api.ack_timeout: deadline after a client ack
 	MaxConnections int           // api.max_connections
-	SendQueue      int           // default 256 frames per connection
 	AllowedOrigins []string      // extra allowed browser Origins ("*" = any)
 	Users          *auth.Users   // nil or empty: open logins, loopback only
-	LoginBackoff   time.Duration // default 100 ms, doubled per failure
-	MaxBackoff     time.Duration // default 30 s
-	RequestRate    float64       // api.request_rate: requests/s per connection (burst 2x)
-	MaxOwned       int           // api.max_owned: sessions (and as many calls) per connection
-	Observer       Observer      // optional: told about connections and error replies (metrics)
+	// Admins are login names with the admin role besides the users marked
+	// admin in Users (with users configured, a name still needs its
+	// password); mostly for open mode (no users) on loopback.
+	Admins       []string
+	LoginBackoff time.Duration // default 100 ms, doubled per failure
+	MaxBackoff   time.Duration // default 30 s
+	RequestRate  float64       // api.request_rate: requests/s per connection (burst 2x)
+	MaxOwned     int           // api.max_owned: sessions (and as many calls) per connection
+	// MaxInFlight bounds the requests of one connection being processed at
+	// once (default 16); further requests wait for one to finish (the
+	// reader stops reading meanwhile) for up to InFlightWait (default 5 s),
+	// then answer 1045.
+	MaxInFlight  int
+	InFlightWait time.Duration
+	// SendQueueBytes is the budget of frames queued for one client (default
+	// 4 MiB): replies wait for room (back pressure), events beyond it close
+	// the connection (the client does not read).
+	SendQueueBytes int
+	// SubscriptionBytes is the budget of one connection's subscription
+	// bodies (default 256 KiB); MaxSubscriptions bounds their number
+	// (default 1000).
+	SubscriptionBytes int
+	MaxSubscriptions  int
+	// Quotas per user and per source address (0 = default; -1 = none).
+	MaxUserSessions   int // default 2000
+	MaxSourceSessions int // default 20000
+	MaxUserCalls      int // default 2000
+	MaxSourceCalls    int // default 20000
+	MaxUserRooms      int // default 100
+	MaxSourceRooms    int // default 1000
+	// MaxUnauthPerSource bounds the connections of one source address that
+	// have not logged in yet (default 64); more get HTTP 503.
+	MaxUnauthPerSource int
+	// MaxLoginsPerSource bounds the password checks in progress for one
+	// source address (default 2); MaxLogins for all (default: the CPUs).
+	// Further logins wait; a source or user locked out after failures is
+	// answered 1030 without any password check.
+	MaxLoginsPerSource int
+	MaxLogins          int
+	Observer           Observer // optional: told about connections and error replies (metrics)
 	// Handler, if set, serves the HTTP requests that are not API upgrades
 	// (any path but "/" and "/api", and plain GETs of "/"): the demo page.
 	Handler http.Handler
@@ -83,9 +117,6 @@ func (c *Config) defaults() {
 	if c.MaxConnections <= 0 {
 		c.MaxConnections = defaults.Int("api.max_connections")
 	}
-	if c.SendQueue <= 0 {
-		c.SendQueue = 256
-	}
 	if c.LoginBackoff <= 0 {
 		c.LoginBackoff = 100 * time.Millisecond
 	}
@@ -98,6 +129,29 @@ func (c *Config) defaults() {
 	if c.MaxOwned <= 0 {
 		c.MaxOwned = defaults.Int("api.max_owned")
 	}
+	setDefault(&c.MaxInFlight, 16)
+	if c.InFlightWait <= 0 {
+		c.InFlightWait = 5 * time.Second
+	}
+	setDefault(&c.SendQueueBytes, 4<<20)
+	setDefault(&c.SubscriptionBytes, 256<<10)
+	setDefault(&c.MaxSubscriptions, 1000)
+	setDefault(&c.MaxUserSessions, 2000)
+	setDefault(&c.MaxSourceSessions, 20000)
+	setDefault(&c.MaxUserCalls, 2000)
+	setDefault(&c.MaxSourceCalls, 20000)
+	setDefault(&c.MaxUserRooms, 100)
+	setDefault(&c.MaxSourceRooms, 1000)
+	setDefault(&c.MaxUnauthPerSource, 64)
+	setDefault(&c.MaxLoginsPerSource, 2)
+	setDefault(&c.MaxLogins, max(2, runtime.NumCPU()))
+}
+
+// setDefault sets a zero limit to def (a negative one means none).
+func setDefault(v *int, def int) {
+	if *v == 0 {
+		*v = def
+	}
 }
 
 // Server serves the control API over WebSocket.
@@ -108,26 +162,24 @@ type Server struct {
 	upgrader websocket.Upgrader
 	open     bool // no users: any login accepted (loopback only)
 
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	hashSem chan struct{} // concurrent password checks
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	cmds   map[string]command // the command table
+	rooms  roomRegistry
+	quotas quotas
+	logins *wsutil.LoginGuard
 
 	mu        sync.Mutex
 	conns     map[*conn]struct{}
 	byID      map[string]*conn
 	byUser    map[string]map[*conn]struct{}
 	bySession map[string]*conn
-	fails     map[string]failRecord // per remote IP
+	unauth    map[string]int // source address -> connections not logged in
 	nextConn  uint64
 	httpSrv   *http.Server
 	closed    bool
 	draining  bool
-}
-
-type failRecord struct {
-	n    int
-	last time.Time
 }
 
 // New returns a server using core. It registers the "user" and "session"
@@ -142,9 +194,12 @@ func New(cfg Config, core *signaling.Core, log *slog.Logger) *Server {
 		cfg: cfg, core: core, log: log, open: cfg.Users.Empty(),
 		ctx: ctx, cancel: cancel,
 		conns: make(map[*conn]struct{}), byID: make(map[string]*conn),
-		byUser: make(map[string]map[*conn]struct{}), bySession: make(map[string]*conn),
-		fails: make(map[string]failRecord), hashSem: make(chan struct{}, max(2, runtime.NumCPU())),
+		byUser: make(map[string]map[*conn]struct{}), bySession: make(map[string]*conn), unauth: make(map[string]int),
+		cmds: commandTable(),
 	}
+	s.quotas.srv = s
+	s.logins = wsutil.NewLoginGuard(wsutil.LoginGuardConfig{Backoff: cfg.LoginBackoff, MaxBackoff: cfg.MaxBackoff,
+		PerSource: cfg.MaxLoginsPerSource, Global: cfg.MaxLogins})
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		ReadBufferSize:   1024,
@@ -175,6 +230,10 @@ func (s *Server) Listen() (net.Listener, error) {
 // stopped. A non-loopback listener without users is refused.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := CheckListen(ln.Addr().String(), s.cfg.Users); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := wsutil.CheckOrigins("api.allowed_origins", s.cfg.AllowedOrigins, s.open); err != nil {
 		ln.Close()
 		return err
 	}
@@ -279,11 +338,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if s.open && !wsutil.LoopbackHost(r) {
+		// Anonymous logins: only for this machine, never for a page whose
+		// domain resolves to 127.0.0.1 (DNS rebinding).
+		s.log.Warn("api upgrade refused: Host is not loopback and no users are configured", "host", r.Host, "remote", r.RemoteAddr)
+		http.Error(w, "forbidden Host (no users configured: loopback names only)", http.StatusForbidden)
+		return
+	}
+	src := sourceOf(r.RemoteAddr)
 	s.mu.Lock()
 	full := len(s.conns) >= s.cfg.MaxConnections
 	closed := s.closed || s.draining
+	unauth := s.unauth[src] >= s.cfg.MaxUnauthPerSource
 	s.mu.Unlock()
-	if closed || full {
+	if closed || full || unauth {
+		if unauth {
+			s.log.Warn("api upgrade refused: too many connections not logged in from this address (api.max_unauth_per_source)", "remote", r.RemoteAddr)
+		}
 		http.Error(w, "too many connections", http.StatusServiceUnavailable)
 		return
 	}
@@ -316,6 +387,8 @@ func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
 	s.nextConn++
 	c := newConn(s, ws, remote, fmt.Sprintf("api-%d", s.nextConn))
 	s.conns[c] = struct{}{}
+	s.unauth[c.source]++
+	c.unauthCounted = true
 	s.byID[c.id] = c
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.APIConnOpened()
@@ -329,6 +402,7 @@ func (s *Server) removeConn(c *conn) {
 	if _, ok := s.conns[c]; ok && s.cfg.Observer != nil {
 		s.cfg.Observer.APIConnClosed()
 	}
+	s.leaveUnauthLocked(c)
 	delete(s.conns, c)
 	delete(s.byID, c.id)
 	if c.user != "" {
@@ -355,6 +429,7 @@ func (s *Server) registerLogin(c *conn, user, sid string) bool {
 		return false
 	}
 	s.bySession[sid] = c
+	s.leaveUnauthLocked(c)
 	m := s.byUser[user]
 	if m == nil {
 		m = make(map[*conn]struct{})
@@ -362,6 +437,18 @@ func (s *Server) registerLogin(c *conn, user, sid string) bool {
 	}
 	m[c] = struct{}{}
 	return true
+}
+
+// leaveUnauthLocked stops counting c among its source's connections not
+// logged in (once).
+func (s *Server) leaveUnauthLocked(c *conn) {
+	if !c.unauthCounted {
+		return
+	}
+	c.unauthCounted = false
+	if s.unauth[c.source]--; s.unauth[c.source] <= 0 {
+		delete(s.unauth, c.source)
+	}
 }
 
 func (s *Server) sessionTaken(sid string) bool {
@@ -376,34 +463,6 @@ func (s *Server) ConnCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.conns)
-}
-
-// loginDelay records a failed login from ip (and the connection's own
-// count) and returns how long to wait before answering.
-func (s *Server) loginDelay(ip string, connFails int) time.Duration {
-	s.mu.Lock()
-	now := time.Now()
-	if len(s.fails) > 10000 {
-		for k, v := range s.fails {
-			if now.Sub(v.last) > 15*time.Minute {
-				delete(s.fails, k)
-			}
-		}
-	}
-	r := s.fails[ip]
-	if now.Sub(r.last) > 15*time.Minute {
-		r.n = 0
-	}
-	r.n++
-	r.last = now
-	s.fails[ip] = r
-	n := max(r.n, connFails)
-	s.mu.Unlock()
-	d := s.cfg.LoginBackoff
-	for i := 1; i < n && d < s.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	return min(d, s.cfg.MaxBackoff)
 }
 
 func (s *Server) resolveUser(_ context.Context, dest signaling.Destination) ([]signaling.Invitee, error) {

@@ -21,7 +21,7 @@ func closeCode(err error) int {
 // A client that never answers a server request (an event) is disconnected
 // after the answer deadline, and its sessions stop (1012).
 func TestServerRequestDeadline(t *testing.T) {
-	env := startServer(t, wsapi.Config{RequestTimeout: 300 * time.Millisecond, AckTimeout: 1200 * time.Millisecond}, signaling.Options{})
+	env := startServer(t, wsapi.Config{RequestTimeout: 300 * time.Millisecond, AckTimeout: 1200 * time.Millisecond, Admins: []string{"watcher"}}, signaling.Options{})
 	watch := dial(t, env.url)
 	watch.login("watcher", "")
 	watch.ok("core", "event", "subscribe", msg{"class": "media", "subclass": "session", "type": "stop", "obj_id": "*"})
