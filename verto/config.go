@@ -19,6 +19,18 @@ type Config struct {
 	// AllowedOrigins lists the Origin header values accepted on the WebSocket upgrade. Empty means
 	// same-origin requests and requests without Origin only; "*" allows every origin.
 	AllowedOrigins []string
+	// LoopbackHostOnly refuses upgrades whose Host header is not a loopback address or
+	// "localhost" (set it when logins are anonymous: a page on a domain resolving to 127.0.0.1,
+	// DNS rebinding, is same-origin to itself).
+	LoopbackHostOnly bool
+	// MaxConnectionsPerIP caps the concurrent sockets of one IP address (default 64); more get
+	// HTTP 503.
+	MaxConnectionsPerIP int
+	// MaxLoginsPerIP caps the password checks in progress for one IP address (default 2; more
+	// are refused at once), MaxLogins those in all (default 4; more wait). An address or user
+	// locked out after failures is refused before any password check.
+	MaxLoginsPerIP int
+	MaxLogins      int
 
 	// MaxFrameBytes caps one incoming frame (default verto.max_frame_bytes of internal/defaults); a bigger frame closes the socket
 	// with close code 1009.
@@ -68,6 +80,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxFrameBytes <= 0 {
 		c.MaxFrameBytes = int64(defaults.Int("verto.max_frame_bytes"))
+	}
+	if c.MaxConnectionsPerIP <= 0 {
+		c.MaxConnectionsPerIP = 64
 	}
 	if c.RequestRate <= 0 {
 		c.RequestRate = 20

@@ -3,6 +3,7 @@ package verto
 import (
 	"encoding/json"
 	"log/slog"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -113,8 +114,20 @@ func (c *conn) readLoop() {
 		if c.isDone() {
 			continue // closing: drain until the writer closes the socket
 		}
-		c.handleFrame(typ, data)
+		c.handleFrameSafely(typ, data)
 	}
+}
+
+// handleFrameSafely handles one frame; a panic in it (a handler, the call handler behind it)
+// is logged with its stack and closes this socket only, not the process.
+func (c *conn) handleFrameSafely(typ int, data []byte) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.Error("verto: panic recovered", "panic", v, "stack", string(debug.Stack()))
+			c.kill(websocket.CloseInternalServerErr, "internal error")
+		}
+	}()
+	c.handleFrame(typ, data)
 }
 
 func (c *conn) writeLoop() {

@@ -132,13 +132,20 @@ func (c *conn) login(p object) (map[string]any, *rpcError, func()) {
 		}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	end, gerr := s.logins.Begin(ctx, ip, cr.User)
+	if gerr != nil {
+		cancel()
+		c.log.Warn("verto: login refused before the password check", "login", login, "err", gerr)
+		return nil, newError(CodeAuthFailure, "Authentication Failure: "+gerr.Error()), nil
+	}
 	user, aerr := s.auth.Authenticate(ctx, cr)
 	cancel()
+	locked := end(aerr == nil && user != "")
 	s.loginResult(ip, aerr == nil && user != "")
 	if aerr != nil || user == "" {
 		c.authFails++
 		delay := s.cfg.LoginFailDelay << min(c.authFails-1, 10)
-		delay = min(delay, maxLoginFailDelay)
+		delay = max(min(delay, maxLoginFailDelay), locked) // answered when the lockout is over
 		c.log.Info("verto: login failed", "login", login, "failures", c.authFails)
 		t := time.NewTimer(delay)
 		select {
@@ -256,7 +263,10 @@ func (c *conn) reattach(calls []*Call) {
 			if call.reattachTimer != nil {
 				call.reattachTimer.Stop()
 			}
-			call.reattachTimer = time.AfterFunc(s.cfg.DetachGrace, func() { s.reattachExpired(call) })
+			call.reattachTimer = time.AfterFunc(s.cfg.DetachGrace, func() {
+				defer s.recovered("re-attach timer")
+				s.reattachExpired(call)
+			})
 		}
 		s.mu.Unlock()
 		d.run()

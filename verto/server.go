@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,11 +35,13 @@ type Server struct {
 	mu       sync.Mutex
 	closed   bool
 	active   int // ServeHTTP calls in progress (sockets, incl. upgrading)
+	perIP    map[string]int
 	conns    map[*conn]struct{}
 	sessions map[string]*session
 	calls    map[string]*Call // every live call leg by callID
 	fails    map[string]*ipFails
 	httpSrv  *http.Server
+	logins   *wsutil.LoginGuard
 }
 
 // New makes a Server. auth and handler are required; log may be nil (discard).
@@ -58,6 +61,9 @@ func New(cfg Config, auth Authenticator, handler CallHandler, log *slog.Logger) 
 		sessions: make(map[string]*session),
 		calls:    make(map[string]*Call),
 		fails:    make(map[string]*ipFails),
+		perIP:    make(map[string]int),
+		logins: wsutil.NewLoginGuard(wsutil.LoginGuardConfig{Backoff: cfg.LoginFailDelay,
+			MaxBackoff: maxLoginFailDelay, PerSource: cfg.MaxLoginsPerIP, Global: cfg.MaxLogins}),
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
@@ -74,18 +80,28 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 // ServeHTTP upgrades the request (any path) to a Verto WebSocket and serves it until it closes.
 // It echoes a requested subprotocol like libks does.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.LoopbackHostOnly && !wsutil.LoopbackHost(r) {
+		s.log.Warn("verto: upgrade refused: Host is not loopback and logins are anonymous", "host", r.Host, "remote", r.RemoteAddr)
+		http.Error(w, "forbidden Host (no users configured: loopback names only)", http.StatusForbidden)
+		return
+	}
+	ip := remoteIP(r.RemoteAddr)
 	s.mu.Lock()
-	if s.closed || s.active >= s.cfg.MaxConnections {
+	if s.closed || s.active >= s.cfg.MaxConnections || s.perIP[ip] >= s.cfg.MaxConnectionsPerIP {
 		s.mu.Unlock()
 		http.Error(w, "verto server closed or full", http.StatusServiceUnavailable)
 		return
 	}
 	s.active++
+	s.perIP[ip]++
 	s.wg.Add(1)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.active--
+		if s.perIP[ip]--; s.perIP[ip] <= 0 {
+			delete(s.perIP, ip)
+		}
 		s.mu.Unlock()
 		s.wg.Done()
 	}()
@@ -212,6 +228,14 @@ func (s *Server) Sessions(user string) []string {
 	return out
 }
 
+// recovered, deferred in a timer callback, logs a panic with its stack instead of ending the
+// process.
+func (s *Server) recovered(what string) {
+	if v := recover(); v != nil {
+		s.log.Error("verto: panic recovered", "in", what, "panic", v, "stack", string(debug.Stack()))
+	}
+}
+
 // deferred collects callbacks to run after s.mu is released.
 type deferred []func()
 
@@ -246,7 +270,10 @@ func (s *Server) detachLocked(sess *session, d *deferred) {
 	}
 	sess.graceGen++
 	gen := sess.graceGen
-	sess.grace = time.AfterFunc(s.cfg.DetachGrace, func() { s.graceExpired(sess, gen) })
+	sess.grace = time.AfterFunc(s.cfg.DetachGrace, func() {
+		defer s.recovered("detach grace timer")
+		s.graceExpired(sess, gen)
+	})
 	s.log.Debug("verto: session detached", "sessid", sess.id, "user", sess.user, "calls", kept)
 }
 
