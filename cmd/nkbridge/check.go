@@ -76,10 +76,14 @@ func (c *Config) checkSections() error {
 // apiUsers is the API's user store.
 func (c *Config) apiUsers() (*auth.Users, error) {
 	hashes := make(map[string]string, len(c.Users))
+	var admins []string
 	for _, u := range c.Users {
 		hashes[u.User] = u.PasswordHash
+		if u.Admin {
+			admins = append(admins, u.User)
+		}
 	}
-	return auth.NewUsers(hashes)
+	return auth.NewUsers(hashes, admins...)
 }
 
 // checkSIP builds the SIP server's and the SIP gateway's configurations.
@@ -189,6 +193,9 @@ func checkWebSocket(section, listen, cert, key string, origins []string, open bo
 		return fmt.Errorf("%s.listen: %w", section, err)
 	}
 	if err := checkTLS(section, cert, key); err != nil {
+		return err
+	}
+	if err := wsutil.CheckOrigins(section+".allowed_origins", origins, open); err != nil {
 		return err
 	}
 	return checkOrigins(section+".allowed_origins", origins)

@@ -54,12 +54,27 @@ type APIConfig struct {
 	RequestRate    float64       `yaml:"request_rate"`
 	MaxOwned       int           `yaml:"max_owned"`
 	AllowedOrigins []string      `yaml:"allowed_origins"`
+	// Limits against hostile clients (docs/SECURITY.md).
+	MaxInFlight        int `yaml:"max_in_flight"`
+	SendQueueBytes     int `yaml:"send_queue_bytes"`
+	SubscriptionBytes  int `yaml:"subscription_bytes"`
+	MaxSubscriptions   int `yaml:"max_subscriptions"`
+	MaxUserSessions    int `yaml:"max_user_sessions"`
+	MaxSourceSessions  int `yaml:"max_source_sessions"`
+	MaxUserCalls       int `yaml:"max_user_calls"`
+	MaxSourceCalls     int `yaml:"max_source_calls"`
+	MaxUserRooms       int `yaml:"max_user_rooms"`
+	MaxSourceRooms     int `yaml:"max_source_rooms"`
+	MaxUnauthPerSource int `yaml:"max_unauth_per_source"`
+	MaxLoginsPerSource int `yaml:"max_logins_per_source"`
+	MaxLogins          int `yaml:"max_logins"`
 }
 
 // UserConfig is one API user; the password is stored as a PBKDF2 hash.
 type UserConfig struct {
 	User         string `yaml:"user"`
 	PasswordHash string `yaml:"password_hash"`
+	Admin        bool   `yaml:"admin"` // sees and acts on every user's sessions, calls and rooms
 }
 
 // SessionsConfig configures sessions.

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/nkbridge/nkbridge/internal/wsutil"
 	"io"
 	"log/slog"
 	"net/http"
@@ -155,6 +156,9 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 	if err := wsapi.CheckListen(cfg.API.Listen, users); err != nil {
 		return err
 	}
+	if err := wsutil.CheckOrigins("api.allowed_origins", cfg.API.AllowedOrigins, users.Empty()); err != nil {
+		return err
+	}
 
 	mets := metrics.New()
 	bus := signaling.NewBus()
@@ -184,6 +188,13 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		RequestTimeout: cfg.API.RequestTimeout, AckTimeout: cfg.API.AckTimeout,
 		MaxConnections: cfg.API.MaxConnections, AllowedOrigins: cfg.API.AllowedOrigins,
 		RequestRate: cfg.API.RequestRate, MaxOwned: cfg.API.MaxOwned, Users: users,
+		MaxInFlight: cfg.API.MaxInFlight, SendQueueBytes: cfg.API.SendQueueBytes,
+		SubscriptionBytes: cfg.API.SubscriptionBytes, MaxSubscriptions: cfg.API.MaxSubscriptions,
+		MaxUserSessions: cfg.API.MaxUserSessions, MaxSourceSessions: cfg.API.MaxSourceSessions,
+		MaxUserCalls: cfg.API.MaxUserCalls, MaxSourceCalls: cfg.API.MaxSourceCalls,
+		MaxUserRooms: cfg.API.MaxUserRooms, MaxSourceRooms: cfg.API.MaxSourceRooms,
+		MaxUnauthPerSource: cfg.API.MaxUnauthPerSource,
+		MaxLoginsPerSource: cfg.API.MaxLoginsPerSource, MaxLogins: cfg.API.MaxLogins,
 		Observer: mets, Handler: page,
 	}, core, log)
 	defer core.Close() // stops what is left (idempotent)

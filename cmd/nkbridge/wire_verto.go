@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/nkbridge/nkbridge/internal/wsutil"
 	"log/slog"
 	"net"
 	"net/http"
@@ -65,6 +66,9 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 	if err := vertogw.CheckListen(c.Listen, users); err != nil {
 		return err
 	}
+	if err := wsutil.CheckOrigins("verto.allowed_origins", c.AllowedOrigins, users.Empty()); err != nil {
+		return err
+	}
 	vlog := log.With("component", "verto")
 	gw, err := vertogw.New(vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix, MaxCallsPerUser: c.MaxCallsPerUser,
 		DetachGrace: c.DetachGrace},
@@ -75,7 +79,8 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 	a := vertogw.NewAuth(users, log.With("component", "vertogw"))
 	srv, err := verto.New(verto.Config{
 		Addr: c.Listen, CertFile: c.TLSCert, KeyFile: c.TLSKey, AllowedOrigins: c.AllowedOrigins,
-		DetachGrace: c.DetachGrace, MaxConnections: c.MaxConnections, MaxFrameBytes: c.MaxFrameBytes,
+		LoopbackHostOnly: users.Empty(),
+		DetachGrace:      c.DetachGrace, MaxConnections: c.MaxConnections, MaxFrameBytes: c.MaxFrameBytes,
 	}, a, gw, vlog)
 	if err != nil {
 		return fmt.Errorf("verto: %w", err)
