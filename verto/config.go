@@ -23,12 +23,13 @@ type Config struct {
 	// "localhost" (set it when logins are anonymous: a page on a domain resolving to 127.0.0.1,
 	// DNS rebinding, is same-origin to itself).
 	LoopbackHostOnly bool
-	// MaxConnectionsPerIP caps the concurrent sockets of one IP address (default 64); more get
-	// HTTP 503.
+	// MaxConnectionsPerIP caps the concurrent sockets of one IP address
+	// (verto.max_connections_per_ip); more get HTTP 503.
 	MaxConnectionsPerIP int
-	// MaxLoginsPerIP caps the password checks in progress for one IP address (default 2; more
-	// are refused at once), MaxLogins those in all (default 4; more wait). An address or user
-	// locked out after failures is refused before any password check.
+	// MaxLoginsPerIP caps the password checks in progress for one IP address
+	// (verto.max_logins_per_ip; more are refused at once), MaxLogins those in all
+	// (verto.max_logins; more wait). An address or user locked out after failures is refused
+	// before any password check.
 	MaxLoginsPerIP int
 	MaxLogins      int
 
@@ -82,7 +83,13 @@ func (c Config) withDefaults() Config {
 		c.MaxFrameBytes = int64(defaults.Int("verto.max_frame_bytes"))
 	}
 	if c.MaxConnectionsPerIP <= 0 {
-		c.MaxConnectionsPerIP = 64
+		c.MaxConnectionsPerIP = defaults.Int("verto.max_connections_per_ip")
+	}
+	if c.MaxLoginsPerIP <= 0 {
+		c.MaxLoginsPerIP = defaults.Int("verto.max_logins_per_ip")
+	}
+	if c.MaxLogins <= 0 {
+		c.MaxLogins = defaults.Int("verto.max_logins")
 	}
 	if c.RequestRate <= 0 {
 		c.RequestRate = 20

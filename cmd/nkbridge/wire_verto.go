@@ -17,16 +17,20 @@ import (
 
 // VertoConfig configures the Verto listener and the routing of Verto calls (section verto:).
 type VertoConfig struct {
-	Listen          string            `yaml:"listen"`
-	TLSCert         string            `yaml:"tls_cert"`
-	TLSKey          string            `yaml:"tls_key"`
-	AllowedOrigins  []string          `yaml:"allowed_origins"`
-	DetachGrace     time.Duration     `yaml:"detach_grace"`
-	MaxConnections  int               `yaml:"max_connections"`
-	MaxFrameBytes   int64             `yaml:"max_frame_bytes"`
-	MaxCallsPerUser int               `yaml:"max_calls_per_user"`
-	Extensions      map[string]string `yaml:"extensions"`
-	ConfPrefix      string            `yaml:"conf_prefix"`
+	Listen          string        `yaml:"listen"`
+	TLSCert         string        `yaml:"tls_cert"`
+	TLSKey          string        `yaml:"tls_key"`
+	AllowedOrigins  []string      `yaml:"allowed_origins"`
+	DetachGrace     time.Duration `yaml:"detach_grace"`
+	MaxConnections  int           `yaml:"max_connections"`
+	MaxFrameBytes   int64         `yaml:"max_frame_bytes"`
+	MaxCallsPerUser int           `yaml:"max_calls_per_user"`
+	// Limits against hostile clients (docs/SECURITY.md).
+	MaxConnectionsPerIP int               `yaml:"max_connections_per_ip"`
+	MaxLoginsPerIP      int               `yaml:"max_logins_per_ip"`
+	MaxLogins           int               `yaml:"max_logins"`
+	Extensions          map[string]string `yaml:"extensions"`
+	ConfPrefix          string            `yaml:"conf_prefix"`
 }
 
 func (c VertoConfig) validate() error {
@@ -79,8 +83,9 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 	a := vertogw.NewAuth(users, log.With("component", "vertogw"))
 	srv, err := verto.New(verto.Config{
 		Addr: c.Listen, CertFile: c.TLSCert, KeyFile: c.TLSKey, AllowedOrigins: c.AllowedOrigins,
-		LoopbackHostOnly: users.Empty(),
-		DetachGrace:      c.DetachGrace, MaxConnections: c.MaxConnections, MaxFrameBytes: c.MaxFrameBytes,
+		LoopbackHostOnly: users.Empty(), MaxConnectionsPerIP: c.MaxConnectionsPerIP,
+		MaxLoginsPerIP: c.MaxLoginsPerIP, MaxLogins: c.MaxLogins,
+		DetachGrace: c.DetachGrace, MaxConnections: c.MaxConnections, MaxFrameBytes: c.MaxFrameBytes,
 	}, a, gw, vlog)
 	if err != nil {
 		return fmt.Errorf("verto: %w", err)

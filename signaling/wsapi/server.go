@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"sync"
 	"time"
 
@@ -47,32 +46,33 @@ type Config struct {
 	RequestRate  float64       // api.request_rate: requests/s per connection (burst 2x)
 	MaxOwned     int           // api.max_owned: sessions (and as many calls) per connection
 	// MaxInFlight bounds the requests of one connection being processed at
-	// once (default 16); further requests wait for one to finish (the
+	// once (api.max_in_flight); further requests wait for one to finish (the
 	// reader stops reading meanwhile) for up to InFlightWait (default 5 s),
 	// then answer 1045.
 	MaxInFlight  int
 	InFlightWait time.Duration
-	// SendQueueBytes is the budget of frames queued for one client (default
-	// 4 MiB): replies wait for room (back pressure), events beyond it close
+	// SendQueueBytes is the budget of frames queued for one client
+	// (api.send_queue_bytes): replies wait for room (back pressure), events beyond it close
 	// the connection (the client does not read).
 	SendQueueBytes int
 	// SubscriptionBytes is the budget of one connection's subscription
-	// bodies (default 256 KiB); MaxSubscriptions bounds their number
-	// (default 1000).
+	// bodies (api.subscription_bytes); MaxSubscriptions bounds their
+	// number (api.max_subscriptions).
 	SubscriptionBytes int
 	MaxSubscriptions  int
 	// Quotas per user and per source address (0 = default; -1 = none).
-	MaxUserSessions   int // default 2000
-	MaxSourceSessions int // default 20000
-	MaxUserCalls      int // default 2000
-	MaxSourceCalls    int // default 20000
-	MaxUserRooms      int // default 100
-	MaxSourceRooms    int // default 1000
+	MaxUserSessions   int // api.max_user_sessions
+	MaxSourceSessions int // api.max_source_sessions
+	MaxUserCalls      int // api.max_user_calls
+	MaxSourceCalls    int // api.max_source_calls
+	MaxUserRooms      int // api.max_user_rooms
+	MaxSourceRooms    int // api.max_source_rooms
 	// MaxUnauthPerSource bounds the connections of one source address that
-	// have not logged in yet (default 64); more get HTTP 503.
+	// have not logged in yet (api.max_unauth_per_source); more get HTTP 503.
 	MaxUnauthPerSource int
 	// MaxLoginsPerSource bounds the password checks in progress for one
-	// source address (default 2); MaxLogins for all (default: the CPUs).
+	// source address (api.max_logins_per_source); MaxLogins for all
+	// (api.max_logins).
 	// Further logins wait; a source or user locked out after failures is
 	// answered 1030 without any password check.
 	MaxLoginsPerSource int
@@ -129,22 +129,20 @@ func (c *Config) defaults() {
 	if c.MaxOwned <= 0 {
 		c.MaxOwned = defaults.Int("api.max_owned")
 	}
-	setDefault(&c.MaxInFlight, 16)
 	if c.InFlightWait <= 0 {
 		c.InFlightWait = 5 * time.Second
 	}
-	setDefault(&c.SendQueueBytes, 4<<20)
-	setDefault(&c.SubscriptionBytes, 256<<10)
-	setDefault(&c.MaxSubscriptions, 1000)
-	setDefault(&c.MaxUserSessions, 2000)
-	setDefault(&c.MaxSourceSessions, 20000)
-	setDefault(&c.MaxUserCalls, 2000)
-	setDefault(&c.MaxSourceCalls, 20000)
-	setDefault(&c.MaxUserRooms, 100)
-	setDefault(&c.MaxSourceRooms, 1000)
-	setDefault(&c.MaxUnauthPerSource, 64)
-	setDefault(&c.MaxLoginsPerSource, 2)
-	setDefault(&c.MaxLogins, max(2, runtime.NumCPU()))
+	for key, v := range map[string]*int{
+		"max_in_flight": &c.MaxInFlight, "send_queue_bytes": &c.SendQueueBytes,
+		"subscription_bytes": &c.SubscriptionBytes, "max_subscriptions": &c.MaxSubscriptions,
+		"max_user_sessions": &c.MaxUserSessions, "max_source_sessions": &c.MaxSourceSessions,
+		"max_user_calls": &c.MaxUserCalls, "max_source_calls": &c.MaxSourceCalls,
+		"max_user_rooms": &c.MaxUserRooms, "max_source_rooms": &c.MaxSourceRooms,
+		"max_unauth_per_source": &c.MaxUnauthPerSource,
+		"max_logins_per_source": &c.MaxLoginsPerSource, "max_logins": &c.MaxLogins,
+	} {
+		setDefault(v, defaults.Int("api."+key))
+	}
 }
 
 // setDefault sets a zero limit to def (a negative one means none).
