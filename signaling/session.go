@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"time"
 
@@ -162,7 +163,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	}
 	c.mu.Unlock()
 
-	media, res, err := b.StartMedia(ctx, MediaRequest{
+	media, res, err := c.startMedia(ctx, b, MediaRequest{
 		SessionID: s.id, Type: s.typ, Offer: req.Offer, Answer: req.Answer,
 		Peer: req.Peer, User: req.User, Options: req.Options, Reporter: reporter{c: c, id: s.id, user: s.user},
 	})
@@ -201,6 +202,18 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 		c.obs.SessionStarted(s.id, s.typ, bname)
 	}
 	return SessionResult{SessionID: s.id, Answer: res.Answer, Offer: res.Offer, RoomID: res.RoomID}, nil
+}
+
+// startMedia calls the backend; a panic in it fails this start only (the
+// session is cleaned up like after an error).
+func (c *Core) startMedia(ctx context.Context, b Backend, req MediaRequest) (m Media, res MediaResult, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			c.log.Error("panic recovered", "in", "backend StartMedia", "session_id", req.SessionID, "panic", v, "stack", string(debug.Stack()))
+			m, res, err = nil, MediaResult{}, Errorf(CodeInternalError, "Internal error")
+		}
+	}()
+	return b.StartMedia(ctx, req)
 }
 
 // activateLocked moves a starting session to wait or ready and arms its timer.

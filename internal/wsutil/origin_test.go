@@ -1,7 +1,10 @@
 package wsutil
 
 import (
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -34,4 +37,40 @@ func TestOriginAllowed(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestLoopbackHost(t *testing.T) {
+	for host, want := range map[string]bool{
+		"127.0.0.1:9010": true, "localhost": true, "LocalHost:80": true, "[::1]:9010": true, "127.8.0.1": true,
+		"rebind.example:9010": false, "10.0.0.1:9010": false, "": false, "localhost.attacker.example": false, "[::ffff:7f00:1]": true,
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Host = host
+		if got := LoopbackHost(r); got != want {
+			t.Errorf("LoopbackHost(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// FuzzLoopbackHost: any Host header is judged without panicking, and only
+// names that parse to a loopback address (or localhost) pass.
+func FuzzLoopbackHost(f *testing.F) {
+	for _, s := range []string{"127.0.0.1:9010", "localhost", "[::1]:1", "a.example:80", "[", "]:", "127.0.0.1.nip.io", "0x7f.1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.Host = host
+		if !LoopbackHost(r) {
+			return
+		}
+		h := host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			h = hh
+		}
+		h = strings.Trim(h, "[]")
+		if ip := net.ParseIP(h); !strings.EqualFold(h, "localhost") && (ip == nil || !ip.IsLoopback()) {
+			t.Fatalf("%q accepted as loopback", host)
+		}
+	})
 }
