@@ -1,6 +1,7 @@
 package securitytest
 
 import (
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"slices"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ func TestCrossUserDisclosure(t *testing.T) {
 
 	// What alice's session and call published reached root, never bob.
 	alice.ok("media", "session", "stop", map[string]any{"session_id": sid})
-	waitFor(t, 5*time.Second, "root sees alice's session stop", func() bool {
+	peers.WaitFor(t, 5*time.Second, "root sees alice's session stop", func() bool {
 		for _, ev := range root.events() {
 			if ev.Class == "media" && ev.ObjID == sid && ev.Type == "stop" {
 				return true

@@ -1,6 +1,7 @@
 package securitytest
 
 import (
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"testing"
 	"time"
 
@@ -22,7 +23,7 @@ func TestDropMidStartLeavesNoSession(t *testing.T) {
 		}
 		c.close()
 	}
-	waitFor(t, 10*time.Second, "no session left", func() bool {
+	peers.WaitFor(t, 10*time.Second, "no session left", func() bool {
 		s, _ := e.core.Counts()
 		return s == 0 && e.be.Sessions() == 0 && e.eng.Sessions() == 0
 	})

@@ -3,6 +3,7 @@ package securitytest
 import (
 	"context"
 	"errors"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"strings"
 	"testing"
 	"time"
@@ -198,7 +199,7 @@ func TestPanicsAreContained(t *testing.T) {
 	c.ok("core", "core", "ping", nil)
 	// The timer: a session whose media panics when stopped at its timeout.
 	c.ok("media", "session", "start", map[string]any{"type": "park", "backend": "boom", "offer": map[string]any{"sdp": "ok"}, "wait_timeout": 0.2})
-	waitFor(t, 5*time.Second, "the panicking session timed out", func() bool {
+	peers.WaitFor(t, 5*time.Second, "the panicking session timed out", func() bool {
 		s, _ := e.core.Counts()
 		return s == 1
 	})
