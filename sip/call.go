@@ -379,6 +379,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	var authUser, trunkName string
 	if t := s.trunkFor(src); t != nil {
 		trunkName = t.Name
+	} else if t := s.registrationTrunk(src, req.Recipient.User); t != nil {
+		trunkName = t.Name // sent by a registrar we registered at, to our contact
 	} else {
 		u, ok := s.authenticate(req, tx)
 		if !ok {

@@ -103,6 +103,8 @@ type Config struct {
 
 	Users  []User
 	Trunks []Trunk
+	// Registrations are nkbridge's own registrations at providers' registrars (regclient.go).
+	Registrations []Registration
 	// OutboundDomains are the hosts (names or IP literals, optionally host:port) that calls to
 	// SIP URLs may go to, besides trunk hosts. Empty means none: no open relay by default.
 	OutboundDomains []string
@@ -240,6 +242,17 @@ func (c *Config) normalize() error {
 	}
 	if c.UserAgent == "" {
 		c.UserAgent = "nkbridge"
+	}
+	c.Registrations = append([]Registration(nil), c.Registrations...)
+	regNames := map[string]bool{}
+	for i := range c.Registrations {
+		if err := c.Registrations[i].normalize(c.Trunks); err != nil {
+			return err
+		}
+		if regNames[c.Registrations[i].Name] {
+			return fmt.Errorf("sip: duplicate registration %q", c.Registrations[i].Name)
+		}
+		regNames[c.Registrations[i].Name] = true
 	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = 32 * time.Second

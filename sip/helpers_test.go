@@ -116,6 +116,9 @@ func sippPath(t testing.TB) string {
 }
 
 func scenario(name string) string {
+	if filepath.IsAbs(name) {
+		return name
+	}
 	p, _ := filepath.Abs(filepath.Join("..", "testdata", "sipp", name))
 	return p
 }

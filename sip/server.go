@@ -94,6 +94,7 @@ type Server struct {
 	bySource  map[netip.Addr]int  // live inbound calls per non-trunk source
 	addrs     map[string]net.Addr // transport -> bound address
 	closers   []io.Closer
+	regs      *registrations // outbound registrations (regclient.go)
 	started   bool
 	closed    bool
 
@@ -241,6 +242,7 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}
 	}()
+	s.startRegistrations(s.ctx)
 	go func() { <-s.ctx.Done(); s.Close() }()
 	return nil
 }
@@ -331,6 +333,7 @@ func (s *Server) Close() error {
 	closers := s.closers
 	cancel := s.cancel
 	s.mu.Unlock()
+	s.stopRegistrations() // un-REGISTER while the transports are still up
 
 	for _, c := range calls {
 		ctx, cn := context.WithTimeout(context.Background(), 500*time.Millisecond)
