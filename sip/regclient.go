@@ -57,9 +57,6 @@ const (
 	RegStateUnregistered = "unregistered"
 )
 
-// RegStates lists every registration state (e.g. for a gauge with one series per state).
-var RegStates = [...]string{RegStateRegistering, RegStateRegistered, RegStateFailed, RegStateRejected, RegStateUnregistered}
-
 // RegistrationObserver, when implemented by Options.Observer, hears every state change of an
 // outbound registration (Config.Registrations).
 type RegistrationObserver interface {

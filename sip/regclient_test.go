@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -260,5 +261,94 @@ func checkProxyDigests(t *testing.T, path, user, pass string, n int) {
 	}
 	if checked < n {
 		t.Fatalf("%d REGISTERs with Proxy-Authorization, want at least %d", checked, n)
+	}
+}
+
+// logBuffer is a concurrency-safe log sink for checking what was logged.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A broken registrar (no nonce, garbage and oversized expiries) gets a clear log line for
+// each answer and back-off, never a crash; a huge but valid expiry is cut to what we asked.
+func TestSIPpRegistrationHostileRegistrar(t *testing.T) {
+	sippPath(t)
+	port := freePort(t)
+	r := startSIPpPort(t, "registrar_hostile.xml", port)
+	cfg := testConfig()
+	p := freePort(t)
+	for i := range cfg.Listen {
+		cfg.Listen[i].Addr = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	cfg.Trunks = []Trunk{{Name: "provider"}}
+	cfg.Registrations = []Registration{pbxRegistration(fmt.Sprintf("127.0.0.1:%d", port))}
+	logs := &logBuffer{}
+	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	st := waitReg(t, s, "registered", func(st RegistrationStatus) bool { return st.State == RegStateRegistered })
+	if left := time.Until(st.Expires); left > time.Minute || left < 50*time.Second {
+		t.Fatalf("huge grant not cut to the 1m asked: expires in %v", left)
+	}
+	for _, want := range []string{"challenge without a nonce", `malformed expiry \"banana\"`, `malformed expiry \"9999999999`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Fatalf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+	if st.Registrations != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	s.Close()
+	r.wait(t)
+}
+
+// An INVITE from the registrar's address to our contact user is a call from the registration's
+// trunk (no digest); to another user from that address it is challenged like any other.
+func TestSIPpRegistrationInboundCallFromTrunk(t *testing.T) {
+	sippPath(t)
+	port := freePort(t)
+	startSIPpPort(t, "registrar_refresh.xml", port)
+	rec := newRecorder(answerAfterRinging)
+	s, _ := startRegServer(t, pbxRegistration(fmt.Sprintf("127.0.0.1:%d", port)), rec)
+	waitReg(t, s, "registered", func(st RegistrationStatus) bool { return st.State == RegStateRegistered })
+
+	other := startSIPp(t, "uac_call.xml", s.target("udp"), "-s", "someoneelse")
+	err := <-other.done
+	other.done <- err
+	if err == nil {
+		t.Fatal("a call to another user from the registrar's address was not challenged")
+	}
+	select {
+	case c := <-rec.calls:
+		t.Fatalf("unexpected call %+v", c.Info())
+	default:
+	}
+
+	r := startSIPp(t, "uac_call.xml", s.target("udp"), "-s", "pbxcontact")
+	c := rec.waitCall(t, r)
+	r.wait(t)
+	if e := rec.waitEnd(t); e.Cause != CauseRemoteHangup {
+		t.Fatalf("end %+v", e)
+	}
+	if info := c.Info(); info.Trunk != "provider" || info.AuthUser != "" || info.ToUser != "pbxcontact" {
+		t.Fatalf("call info %+v", info)
 	}
 }

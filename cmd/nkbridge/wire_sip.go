@@ -34,18 +34,20 @@ type SIPConfig struct {
 	// ring for call start type user.
 	Users []SIPUserConfig `yaml:"users" env:"-"`
 	// SIPCallers are API users allowed to call SIP URLs (besides SIP users with call_sip).
-	SIPCallers      []string          `yaml:"sip_callers"`
-	Trunks          []SIPTrunkConfig  `yaml:"trunks" env:"-"`
-	OutboundDomains []string          `yaml:"outbound_domains"`
-	Extensions      map[string]string `yaml:"extensions"`
-	RoomPrefixes    map[string]string `yaml:"room_prefixes"`
-	SIPPrefixes     []string          `yaml:"sip_prefixes"`
-	VertoPrefixes   []string          `yaml:"verto_prefixes"`
-	MinExpires      time.Duration     `yaml:"min_expires"`
-	MaxExpires      time.Duration     `yaml:"max_expires"`
-	AuthMaxFailures int               `yaml:"auth_max_failures"`
-	RequestRate     float64           `yaml:"request_rate"`
-	MaxCalls        int               `yaml:"max_calls"`
+	SIPCallers []string         `yaml:"sip_callers"`
+	Trunks     []SIPTrunkConfig `yaml:"trunks" env:"-"`
+	// Registrations are nkbridge's own registrations at providers' registrars.
+	Registrations   []SIPRegistrationConfig `yaml:"registrations" env:"-"`
+	OutboundDomains []string                `yaml:"outbound_domains"`
+	Extensions      map[string]string       `yaml:"extensions"`
+	RoomPrefixes    map[string]string       `yaml:"room_prefixes"`
+	SIPPrefixes     []string                `yaml:"sip_prefixes"`
+	VertoPrefixes   []string                `yaml:"verto_prefixes"`
+	MinExpires      time.Duration           `yaml:"min_expires"`
+	MaxExpires      time.Duration           `yaml:"max_expires"`
+	AuthMaxFailures int                     `yaml:"auth_max_failures"`
+	RequestRate     float64                 `yaml:"request_rate"`
+	MaxCalls        int                     `yaml:"max_calls"`
 	// Per-source and per-user bounds (issue 13): concurrent calls from one non-trunk address,
 	// bindings registered from one address, new calls per second (and burst) from one
 	// authenticated user and to one callee.
@@ -75,6 +77,24 @@ type SIPTrunkConfig struct {
 	Host     string   `yaml:"host"`
 	Username string   `yaml:"username"`
 	Password string   `yaml:"password"`
+}
+
+// SIPRegistrationConfig is one registration of nkbridge at a provider's
+// registrar (sip.Registration).
+type SIPRegistrationConfig struct {
+	Name         string        `yaml:"name"`
+	Registrar    string        `yaml:"registrar"`
+	Transport    string        `yaml:"transport"`
+	Domain       string        `yaml:"domain"`
+	Username     string        `yaml:"username"`
+	AuthUsername string        `yaml:"auth_username"`
+	Password     string        `yaml:"password"`
+	Expires      time.Duration `yaml:"expires"`
+	ContactUser  string        `yaml:"contact_user"`
+	Trunk        string        `yaml:"trunk"`
+	Timeout      time.Duration `yaml:"timeout"`
+	RetryMin     time.Duration `yaml:"retry_min"`
+	RetryMax     time.Duration `yaml:"retry_max"`
 }
 
 // sipUsers is the SIP user store: SIP accounts plus the API users allowed to
@@ -173,6 +193,12 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 	for _, tr := range c.Trunks {
 		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: tr.Name, Networks: tr.Networks, Host: tr.Host, Username: tr.Username, Password: tr.Password})
 	}
+	for _, r := range c.Registrations {
+		sc.Registrations = append(sc.Registrations, sip.Registration{Name: r.Name, Registrar: r.Registrar,
+			Transport: r.Transport, Domain: r.Domain, Username: r.Username, AuthUsername: r.AuthUsername,
+			Password: r.Password, Expires: r.Expires, ContactUser: r.ContactUser, Trunk: r.Trunk,
+			Timeout: r.Timeout, RetryMin: r.RetryMin, RetryMax: r.RetryMax})
+	}
 	return sc, us, nil
 }
 
@@ -226,6 +252,6 @@ func wireSIP(ctx context.Context, cfg *Config, log *slog.Logger, core *signaling
 		}
 	}
 	log.Info("SIP started", "listen", addrs, "domain", srv.Config().Domain, "users", len(c.Users),
-		"trunks", len(c.Trunks), "outbound_domains", c.OutboundDomains)
+		"trunks", len(c.Trunks), "registrations", len(c.Registrations), "outbound_domains", c.OutboundDomains)
 	return nil
 }

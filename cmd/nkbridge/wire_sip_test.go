@@ -76,6 +76,8 @@ func TestSIPConfigChecks(t *testing.T) {
 		{"sip:\n  trunks: [{name: t, networks: [\"10.0.0.0/33\"]}]\n", "not a CIDR"},
 		{"sip:\n  users: [{user: a, password: b}]\n  sip_callers: [zed]\nusers: [{user: x, password_hash: \"" + hash + "\"}]\n", "neither an API user nor a SIP user"},
 		{"sip:\n  user_far_side: carrier-pigeon\n", "user far side"},
+		{"sip:\n  registrations: [{name: itsp, registrar: 127.0.0.1:5070, username: u, trunk: nosuch}]\n", "unknown trunk \"nosuch\""},
+		{"sip:\n  registrations: [{name: itsp, registrar: \"sip:x@y\", username: u}]\n", "want host[:port]"},
 	} {
 		f := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(f, []byte(c.yaml), 0o600); err != nil {

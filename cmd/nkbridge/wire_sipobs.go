@@ -1,6 +1,7 @@
 package main
 
 import (
+	"sync"
 	"sync/atomic"
 
 	"github.com/nkbridge/nkbridge/sip"
@@ -11,11 +12,43 @@ import (
 // until then (and without metrics) reports are dropped.
 type sipObserver struct {
 	to atomic.Pointer[sip.Observer]
+
+	// outbound registrations' last states, replayed on bind
+	mu     sync.Mutex
+	states map[string]string
+	regTo  sip.RegistrationObserver
 }
 
-var _ sip.Observer = (*sipObserver)(nil)
+var (
+	_ sip.Observer             = (*sipObserver)(nil)
+	_ sip.RegistrationObserver = (*sipObserver)(nil)
+)
 
-func (o *sipObserver) bind(to sip.Observer) { o.to.Store(&to) }
+func (o *sipObserver) bind(to sip.Observer) {
+	o.to.Store(&to)
+	ro, ok := to.(sip.RegistrationObserver)
+	if !ok {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.regTo = ro
+	for name, state := range o.states {
+		ro.RegistrationState(name, state)
+	}
+}
+
+func (o *sipObserver) RegistrationState(name, state string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.states == nil {
+		o.states = map[string]string{}
+	}
+	o.states[name] = state
+	if o.regTo != nil {
+		o.regTo.RegistrationState(name, state)
+	}
+}
 
 func (o *sipObserver) Request(method, dir string) {
 	if p := o.to.Load(); p != nil {

@@ -225,6 +225,7 @@ type SIPMetrics struct {
 	requests   *prometheus.CounterVec
 	responses  *prometheus.CounterVec
 	registered *prometheus.CounterVec
+	regState   *prometheus.GaugeVec
 	once       sync.Once
 }
 
@@ -234,6 +235,8 @@ func newSIP(f factory) *SIPMetrics {
 		requests:   f.counterVec("nkbridge_sip_requests_total", "SIP requests, by method and direction (in, out).", "method", "direction"),
 		responses:  f.counterVec("nkbridge_sip_responses_total", "SIP final and provisional responses, by request method, status code and direction (in, out).", "method", "code", "direction"),
 		registered: f.counterVec("nkbridge_sip_register_total", "REGISTER outcomes at the registrar (ok, unauthorized, failed, unregistered).", "result"),
+		regState: f.gaugeVec("nkbridge_sip_registration_state",
+			"State of nkbridge's own registrations at providers (sip.registrations): 1 for the current state (registering, registered, failed, rejected, unregistered), 0 for the others.", "name", "state"),
 	}
 }
 
@@ -266,6 +269,18 @@ func (s *SIPMetrics) Registered(result string) {
 
 // Register is Registered under the name the SIP front end's Observer uses.
 func (s *SIPMetrics) Register(outcome string) { s.Registered(outcome) }
+
+// RegistrationState sets nkbridge_sip_registration_state for the outbound
+// registration name: 1 for state, 0 for the others.
+func (s *SIPMetrics) RegistrationState(name, state string) {
+	for _, st := range [...]string{"registering", "registered", "failed", "rejected", "unregistered"} {
+		v := 0.0
+		if st == state {
+			v = 1
+		}
+		s.regState.WithLabelValues(name, st).Set(v)
+	}
+}
 
 // RegistrationsFunc publishes nkbridge_sip_registrations, read from f at
 // scrape time (e.g. the registrar's Count). Only the first call counts.
@@ -362,4 +377,10 @@ func (f factory) counterVec(name, help string, labels ...string) *prometheus.Cou
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
 	f.reg.MustRegister(c)
 	return c
+}
+
+func (f factory) gaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	f.reg.MustRegister(g)
+	return g
 }

@@ -88,6 +88,8 @@ func TestCountersAndGauges(t *testing.T) {
 			Streams: 2, JitterMax: 0.03, JitterMean: 0.02}
 	})
 	sip.Register("unregistered")
+	sip.RegistrationState("itsp", "registering")
+	sip.RegistrationState("itsp", "registered")
 
 	esl := m.ESL()
 	esl.Connected("fs1", true)
@@ -121,6 +123,9 @@ func TestCountersAndGauges(t *testing.T) {
 		`nkbridge_sip_register_total{result="ok"}`:                                 1,
 		`nkbridge_sip_register_total{result="failed"}`:                             1,
 		`nkbridge_sip_registrations`:                                               3,
+		`nkbridge_sip_registration_state{name="itsp",state="registered"}`:          1,
+		`nkbridge_sip_registration_state{name="itsp",state="registering"}`:         0,
+		`nkbridge_sip_registration_state{name="itsp",state="failed"}`:              0,
 		`nkbridge_rtp_packets_total{direction="in"}`:                               51 + 100,
 		`nkbridge_rtp_bytes_total{direction="out"}`:                                7840 + 14400,
 		`nkbridge_rtp_bytes_total{direction="in"}`:                                 8160 + 16000,
