@@ -49,22 +49,14 @@ func TestSIPDTMFAndHoldOnFreeSWITCH(t *testing.T) {
 	defer cancel()
 	e := newEnv(t, envOpts{sip: trunkLoopback})
 	fs, agent := withFreeSWITCH(t, e)
-	type result struct {
-		res *peers.SIPpResult
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{
-			Scenario: scenario(t, "uac_info_hold.xml"), Remote: e.addr, Calls: 1, Service: "park",
-			Timeout: 45 * time.Second,
-		})
-		done <- result{res, err}
-	}()
+	done := startSIPp(ctx, t, peers.SIPpOptions{
+		Scenario: scenario(t, "uac_info_hold.xml"), Remote: e.addr, Calls: 1, Service: "park",
+		Timeout: 45 * time.Second,
+	})
 	// The digit, read from the channel while the call lasts (SIPp holds and resumes it after
 	// the INFO).
 	var digits string
-	var r *result
+	var r *sippRun
 	waitFor(t, ctx, "a digit at FreeSWITCH's channel, or the end of the call", func() bool {
 		for _, ch := range fs.Channels() {
 			if d := agent.Digits(ch.UUID); d != "" {
@@ -89,11 +81,6 @@ func TestSIPDTMFAndHoldOnFreeSWITCH(t *testing.T) {
 		x := <-done
 		r = &x
 	}
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if r.res.ExitCode != 0 || r.res.Stats.SuccessfulCalls != 1 {
-		t.Fatalf("sipp: exit %d stats %+v\n%s\n%s", r.res.ExitCode, r.res.Stats, r.res.Errors, r.res.Output)
-	}
+	r.check(t, 1)
 	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }

@@ -155,6 +155,33 @@ func (e *env) doClose() {
 	}
 }
 
+// sippRun is the outcome of a SIPp run started with startSIPp.
+type sippRun struct {
+	res *peers.SIPpResult
+	err error
+}
+
+// startSIPp runs SIPp in the background; its outcome arrives on the returned channel.
+func startSIPp(ctx context.Context, t testing.TB, o peers.SIPpOptions) <-chan sippRun {
+	done := make(chan sippRun, 1)
+	go func() {
+		res, err := peers.RunSIPp(ctx, t, o)
+		done <- sippRun{res, err}
+	}()
+	return done
+}
+
+// check fails unless SIPp ran and completed calls calls.
+func (r sippRun) check(t testing.TB, calls int) {
+	t.Helper()
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.res.ExitCode != 0 || r.res.Stats.SuccessfulCalls != calls {
+		t.Fatalf("sipp: exit %d stats %+v\n%s\n%s", r.res.ExitCode, r.res.Stats, r.res.Errors, r.res.Output)
+	}
+}
+
 // scenario is a SIPp scenario of testdata/sipp.
 func scenario(t testing.TB, name string) string {
 	return filepath.Join(peers.RepoRoot(t), "testdata", "sipp", name)

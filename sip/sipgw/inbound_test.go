@@ -22,23 +22,15 @@ func TestSIPpEchoExtension(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	e := newEnv(t, envOpts{sip: trunkLoopback})
-	type result struct {
-		res *peers.SIPpResult
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{
-			Scenario: peers.Scenario(t, "uac-pcmu-tone.xml"), Remote: e.addr, Service: "echo", Calls: 1,
-			Keys: map[string]string{"rtp_stream": peers.PCMUToneFile(t, 1000, 5) + ",-1,0"},
-			Args: []string{"-d", "3000"}, Timeout: 30 * time.Second,
-		})
-		done <- result{res, err}
-	}()
+	done := startSIPp(ctx, t, peers.SIPpOptions{
+		Scenario: peers.Scenario(t, "uac-pcmu-tone.xml"), Remote: e.addr, Service: "echo", Calls: 1,
+		Keys: map[string]string{"rtp_stream": peers.PCMUToneFile(t, 1000, 5) + ",-1,0"},
+		Args: []string{"-d", "3000"}, Timeout: 30 * time.Second,
+	})
 	// While the call is up: one echo session whose caller leg receives RTP and
 	// sends every packet back (the last counts seen before SIPp's BYE).
 	var in, out uint64
-	var r result
+	var r sippRun
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 loop:
@@ -59,12 +51,7 @@ loop:
 	if in < 100 || out+5 < in {
 		t.Fatalf("echo: %d RTP packets in, %d echoed", in, out)
 	}
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if r.res.ExitCode != 0 || r.res.Stats.SuccessfulCalls != 1 {
-		t.Fatalf("sipp: exit %d stats %+v\n%s\n%s", r.res.ExitCode, r.res.Stats, r.res.Errors, r.res.Output)
-	}
+	r.check(t, 1)
 	t.Logf("echo: %d RTP packets in, %d echoed", in, out)
 	waitFor(t, ctx, "session stopped after BYE", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }
@@ -80,19 +67,11 @@ func TestSIPpDTMFAndHoldThroughGateway(t *testing.T) {
 	defer cancel()
 	e := newEnv(t, envOpts{media: func(c *media.Config) { c.MediaTimeout = 2 * time.Second }})
 	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: 600})
-	type result struct {
-		res *peers.SIPpResult
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		res, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{
-			Scenario: scenario(t, "uac_dtmf_hold.xml"), Remote: e.addr, Calls: 1,
-			Service: fmt.Sprintf("sip-bob%%40127.0.0.1%%3A%d", bob.SIPPort()),
-			Args:    []string{"-au", "alice", "-ap", alicePass}, Timeout: 45 * time.Second,
-		})
-		done <- result{res, err}
-	}()
+	done := startSIPp(ctx, t, peers.SIPpOptions{
+		Scenario: scenario(t, "uac_dtmf_hold.xml"), Remote: e.addr, Calls: 1,
+		Service: fmt.Sprintf("sip-bob%%40127.0.0.1%%3A%d", bob.SIPPort()),
+		Args:    []string{"-au", "alice", "-ap", alicePass}, Timeout: 45 * time.Second,
+	})
 	if _, _, err := bob.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
 		t.Fatal(err)
 	}
@@ -121,13 +100,7 @@ func TestSIPpDTMFAndHoldThroughGateway(t *testing.T) {
 		t.Fatalf("held session gone or resumed early: %+v", h)
 	}
 	waitFor(t, ctx, "media resumed", func() bool { h := findHeld(e); return h != nil && !h.held })
-	r := <-done
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if r.res.ExitCode != 0 || r.res.Stats.SuccessfulCalls != 1 {
-		t.Fatalf("sipp: exit %d stats %+v\n%s\n%s", r.res.ExitCode, r.res.Stats, r.res.Errors, r.res.Output)
-	}
+	(<-done).check(t, 1)
 	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }
 
