@@ -53,6 +53,7 @@ type pipe struct {
 	forwarded, transc atomic.Uint64
 	dropped           atomic.Uint64
 	rx                rxStats // the source stream's loss and jitter (traffic.go)
+	lastIn            format  // the source's last audio/video format (not telephone-event)
 }
 
 func newPipe(s *Session, src, dst leg, k mediaKind) *pipe {
@@ -122,6 +123,7 @@ func (p *pipe) push(in format, pkt *rtp.Packet) {
 		p.s.e.traffic.received(&p.rx, 0, pkt, time.Time{})
 	} else {
 		p.s.e.traffic.received(&p.rx, in.Rate, pkt, time.Now())
+		p.lastIn = in
 	}
 	n := p.dst.negotiated()
 	if n == nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -786,6 +787,12 @@ type LegStats struct {
 	PacketsIn, PacketsOut uint64
 	// Forwarded and Transcoded count packets the bridge sent toward this leg.
 	Forwarded, Transcoded, Dropped uint64
+	// Lost counts audio packets missing from what this leg received (sequence gaps), Jitter
+	// is the RFC 3550 interarrival jitter of its live received audio stream (seconds), and
+	// AudioCodec the format it last sent ("opus/48000", "pcmu/8000"; "" before any audio).
+	Lost       uint64
+	Jitter     float64
+	AudioCodec string
 }
 
 // Stats returns the per-leg counters (index by Side; a missing leg has an empty Kind).
@@ -814,6 +821,15 @@ func (s *Session) Stats() [2]LegStats {
 					out[i].Forwarded += p.forwarded.Load()
 					out[i].Transcoded += p.transc.Load()
 					out[i].Dropped += p.dropped.Load()
+				}
+				if p != nil && p.src == l && p.k == kindAudio {
+					out[i].Lost += p.rx.lost.Load()
+					out[i].Jitter = max(out[i].Jitter, math.Float64frombits(p.rx.jitter.Load()))
+					p.mu.Lock()
+					if p.lastIn.Name != "" {
+						out[i].AudioCodec = fmt.Sprintf("%s/%d", p.lastIn.Name, p.lastIn.Rate)
+					}
+					p.mu.Unlock()
 				}
 			}
 		}

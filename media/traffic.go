@@ -42,6 +42,7 @@ type rxStats struct {
 	transit int64
 	jit     float64 // in timestamp units
 	jitter  atomic.Uint64
+	lost    atomic.Uint64 // this stream's share of traffic.lost (per-leg records)
 }
 
 // received counts an incoming packet and updates loss and, when rate is not 0 (telephone
@@ -68,6 +69,7 @@ func (t *traffic) received(r *rxStats, rate uint32, pkt *rtp.Packet, now time.Ti
 			return
 		}
 		t.lost.Add(uint64(d - 1))
+		r.lost.Add(uint64(d - 1))
 	}
 	r.maxSeq = pkt.SequenceNumber
 	if rate == 0 {

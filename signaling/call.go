@@ -124,6 +124,9 @@ type call struct {
 	sessions []string // linked sessions (caller's, callee's)
 	timer    *time.Timer
 	log      *slog.Logger
+	// for records (record.go)
+	created, rangAt, answeredAt time.Time
+	hangupBy                    string
 }
 
 type invitation struct {
@@ -200,7 +203,7 @@ func (c *Core) NewCall(req CallRequest) (*Call, error) {
 	if req.SessionID != "" {
 		lg = lg.With("session_id", req.SessionID) // one call followed across the logs
 	}
-	cl := &call{id: req.CallID, req: req, log: lg}
+	cl := &call{id: req.CallID, req: req, log: lg, created: time.Now()}
 	if err := c.addCall(cl); err != nil {
 		return nil, err
 	}
@@ -229,7 +232,7 @@ func (c *Core) addCall(cl *call) error {
 		if s.callID != "" {
 			return Errorf(CodeInvalidOperation, "Session %s already has a call", req.SessionID)
 		}
-		s.callID = cl.id
+		s.callID, s.recCall = cl.id, cl.id
 		cl.sessions = append(cl.sessions, s.id)
 		if len(s.outOffer) > 0 {
 			cl.req.Offer = farOffer(req.Offer, s.outOffer)
@@ -291,7 +294,7 @@ func (cl *Call) Start(ctx context.Context) {
 			e = AsError(firstErr)
 		}
 		call.log.Info("call has no destination", "err", e.Text)
-		_ = c.HangupCall(call.id, e)
+		_ = c.hangupCall(call.id, e, HangupBySystem)
 		return
 	}
 	c.mu.Lock()
@@ -308,7 +311,7 @@ func (cl *Call) Start(ctx context.Context) {
 		ringing := call.state == callRinging
 		c.mu.Unlock()
 		if ringing {
-			_ = c.HangupCall(id, Errorf(CodeNoAnswer, "No answer"))
+			_ = c.hangupCall(id, Errorf(CodeNoAnswer, "No answer"), HangupBySystem)
 		}
 	})
 	invs := append([]*invitation(nil), call.invs...)
@@ -354,6 +357,17 @@ func (cl *Call) Start(ctx context.Context) {
 // in it gets Hangup, media/call/hangup {code, reason} is published, the
 // observer is told and linked sessions stop.
 func (c *Core) HangupCall(id string, err *Error) error {
+	return c.hangupCall(id, err, HangupByCaller)
+}
+
+// hangupCall is HangupCall by one party (for records): a HangupBy* constant.
+func (c *Core) hangupCall(id string, err *Error, by string) error {
+	return c.hangupCallFrom(id, err, by, "")
+}
+
+// hangupCallFrom is hangupCall; when sessionID is not "" the call ends because that linked
+// session stopped, and the party is the session's (the caller's or the callee's).
+func (c *Core) hangupCallFrom(id string, err *Error, by, sessionID string) error {
 	if err == nil {
 		err = Err(CodeUserStop)
 	}
@@ -362,6 +376,16 @@ func (c *Core) HangupCall(id string, err *Error) error {
 	if !ok || call.state == callEnded {
 		c.mu.Unlock()
 		return Errorf(CodeCallNotFound, "Call not found: %s", id)
+	}
+	switch {
+	case sessionID == "":
+	case sessionID == call.req.SessionID:
+		by = HangupByCaller
+	default:
+		by = HangupByCallee
+	}
+	if call.hangupBy == "" {
+		call.hangupBy = by
 	}
 	answered := call.state == callAnswered
 	call.state = callEnded
@@ -391,11 +415,19 @@ func (c *Core) HangupCall(id string, err *Error) error {
 			s.callID = ""
 		}
 	}
+	var rec CallRecord
+	if c.rec != nil {
+		rec = call.recordLocked()
+	}
 	c.mu.Unlock()
 
 	call.log.Info("call hangup", "code", err.Code, "reason", err.Text)
 	if c.obs != nil {
 		c.obs.CallEnded(call.req.Type, callOutcome(answered, err.Code), err.Code)
+	}
+	if c.rec != nil {
+		rec.End, rec.Code, rec.Reason, rec.Outcome = time.Now(), err.Code, err.Text, callOutcome(answered, err.Code)
+		c.rec.CallEvent(CallEnded, rec)
 	}
 	for _, inv := range hang {
 		inv.Hangup(err)
@@ -483,7 +515,17 @@ func (iv *invitation) Ringing(answer Desc) {
 	if iv.finish != nil {
 		answer = nil // an early answer to an adapted offer does not fit the caller's
 	}
+	var rec CallRecord
+	if first {
+		call.rangAt = time.Now()
+		if c.rec != nil {
+			rec = call.recordLocked()
+		}
+	}
 	c.mu.Unlock()
+	if first && c.rec != nil {
+		c.rec.CallEvent(CallRinging, rec)
+	}
 	if !first && len(answer) == 0 {
 		return
 	}
@@ -518,7 +560,7 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 			c.mu.Unlock()
 			return Errorf(CodeInvalidOperation, "Session %s already has a call", calleeSession)
 		}
-		s.callID = call.id
+		s.callID, s.recCall = call.id, call.id
 		call.sessions = append(call.sessions, calleeSession)
 	}
 	call.state = callAnswered
@@ -539,11 +581,19 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 	}
 	callerSession := call.req.SessionID
 	finish := iv.finish
+	call.answeredAt = time.Now()
+	var rec CallRecord
+	if c.rec != nil {
+		rec = call.recordLocked()
+	}
 	c.mu.Unlock()
 
 	call.log.Info("call answered")
 	if c.obs != nil {
 		c.obs.CallAnswered(call.req.Type)
+	}
+	if c.rec != nil {
+		c.rec.CallEvent(CallAnswered, rec)
 	}
 	for _, o := range others {
 		o.Hangup(elsewhere)
@@ -554,7 +604,7 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 		if err != nil {
 			e := AsError(err)
 			call.log.Info("adapted answer refused", "code", e.Code, "reason", e.Text)
-			_ = c.HangupCall(call.id, e)
+			_ = c.hangupCall(call.id, e, HangupBySystem)
 			return e
 		}
 		answer = got
@@ -564,7 +614,7 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 		got, err := c.SetAnswer(context.Background(), callerSession, answer)
 		if err != nil {
 			e := AsError(err)
-			_ = c.HangupCall(call.id, e)
+			_ = c.hangupCall(call.id, e, HangupBySystem)
 			return e
 		}
 		result = got
@@ -589,7 +639,7 @@ func (iv *invitation) Rejected(err *Error) {
 	c.mu.Lock()
 	if call.state == callAnswered && call.winner == iv {
 		c.mu.Unlock()
-		_ = c.HangupCall(call.id, err)
+		_ = c.hangupCall(call.id, err, HangupByCallee)
 		return
 	}
 	if call.state != callRinging || iv.done {
@@ -611,7 +661,7 @@ func (iv *invitation) Rejected(err *Error) {
 		rej := &Error{Code: CodeCallRejected, Text: err.Text}
 		c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventRejected, ObjID: call.id, User: call.req.Caller.User,
 			Body: map[string]any{"code": rej.Code, "error": rej.Text}})
-		_ = c.HangupCall(call.id, rej)
+		_ = c.hangupCall(call.id, rej, HangupByCallee)
 	}
 }
 
@@ -624,7 +674,7 @@ func (iv *invitation) Hangup(err *Error) {
 	winner := call.state == callAnswered && call.winner == iv
 	c.mu.Unlock()
 	if winner {
-		_ = c.HangupCall(call.id, err)
+		_ = c.hangupCall(call.id, err, HangupByCallee)
 		return
 	}
 	iv.Rejected(err)

@@ -20,6 +20,7 @@ type Options struct {
 	RingTime     time.Duration // calls.ring_time
 	MaxRingTime  time.Duration // calls.max_ring_time
 	Observer     Observer      // optional: told about sessions and calls (metrics)
+	Recorder     Recorder      // optional: told about calls and sessions with details (call records)
 }
 
 // Core holds the sessions and calls of one nkbridge instance. Its methods
@@ -30,6 +31,7 @@ type Core struct {
 	bus      *Bus
 	backends *Backends
 	obs      Observer
+	rec      Recorder
 	opts     Options
 
 	mu        sync.Mutex
@@ -81,6 +83,7 @@ func New(o Options) *Core {
 		log:       o.Logger,
 		bus:       o.Bus,
 		obs:       o.Observer,
+		rec:       o.Recorder,
 		backends:  o.Backends,
 		opts:      o,
 		sessions:  make(map[string]*session),

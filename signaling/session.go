@@ -52,7 +52,9 @@ type session struct {
 	owner, user  string
 	peer         string
 	callID       string
-	busy         bool // a set_answer is in progress
+	recCall      string    // the call it was linked to (kept after the call ends), for records
+	answeredAt   time.Time // when it got its answer (records)
+	busy         bool      // a set_answer is in progress
 	stopped      bool
 	waitTimeout  time.Duration
 	readyTimeout time.Duration
@@ -221,6 +223,7 @@ func (c *Core) activateLocked(s *session, answer Desc) {
 	if len(answer) > 0 {
 		s.answer = answer
 		s.state = stateReady
+		s.answeredAt = time.Now()
 		c.armLocked(s, s.readyTimeout)
 	} else {
 		s.state = stateWait
@@ -292,13 +295,21 @@ func (c *Core) StopSession(id string, err *Error) error {
 	if started && c.obs != nil {
 		c.obs.SessionStopped(s.id, s.typ, err.Code)
 	}
+	var rec *SessionRecord
+	if started && c.rec != nil {
+		r := sessionRecord(s, media, err)
+		rec = &r
+	}
 	if media != nil {
 		media.Stop(err)
+	}
+	if rec != nil {
+		c.rec.SessionEnded(*rec)
 	}
 	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventStop, ObjID: id, User: s.user,
 		Body: map[string]any{"code": err.Code, "reason": err.Text}})
 	if callID != "" {
-		_ = c.HangupCall(callID, err)
+		_ = c.hangupCallFrom(callID, err, HangupByCaller, s.id)
 	}
 	for _, d := range dependents {
 		_ = c.StopSession(d, Errorf(CodePeerHangup, "Peer session stopped: %s", id))
@@ -351,6 +362,7 @@ func (c *Core) SetAnswer(ctx context.Context, id string, answer Desc) (Desc, err
 	}
 	s.answer = result
 	s.state = stateReady
+	s.answeredAt = time.Now()
 	c.armLocked(s, s.readyTimeout)
 	c.mu.Unlock()
 	s.log.Info("session answered")

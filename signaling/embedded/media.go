@@ -18,6 +18,7 @@ var (
 	_ signaling.RTPReofferer = (*Media)(nil)
 	_ signaling.Reattacher   = (*Media)(nil)
 	_ signaling.Holder       = (*Media)(nil)
+	_ signaling.MediaQuality = (*Media)(nil)
 )
 
 // Media is the embedded media of one echo or proxy session; it implements
@@ -79,6 +80,26 @@ func (m *Media) SetHold(held bool) { m.Session().SetHold(held) }
 
 // Stats returns the per-side counters.
 func (m *Media) Stats() [2]media.LegStats { return m.Session().Stats() }
+
+// Quality returns the per-leg figures of the session's media for its call record (nothing
+// while it is starting).
+func (m *Media) Quality() []signaling.LegQuality {
+	sess := m.Session()
+	if sess == nil {
+		return nil
+	}
+	var out []signaling.LegQuality
+	for i, st := range sess.Stats() {
+		if st.Kind == "" {
+			continue
+		}
+		out = append(out, signaling.LegQuality{
+			Side: signaling.Side(i).String(), Kind: string(st.Kind), Codec: st.AudioCodec,
+			PacketsIn: st.PacketsIn, PacketsOut: st.PacketsOut, Lost: st.Lost, JitterMS: st.Jitter * 1000,
+		})
+	}
+	return out
+}
 
 // SendDTMF sends digits as RFC 4733 events toward side (each durMS ms, 0 =
 // 100). It blocks until sent.

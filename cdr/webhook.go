@@ -1,0 +1,265 @@
+package cdr
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Headers of a webhook request.
+const (
+	HeaderSignature   = "X-Nkbridge-Signature" // v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+	HeaderTimestamp   = "X-Nkbridge-Timestamp" // Unix seconds of this attempt
+	HeaderEvent       = "X-Nkbridge-Event"     // the record's event
+	HeaderIdempotency = "Idempotency-Key"      // the record's id, the same on every attempt
+)
+
+// WebhookOptions configures one webhook endpoint.
+type WebhookOptions struct {
+	URL    string
+	Secret string   // HMAC-SHA256 key; required
+	Events []string // events sent (others are skipped); empty: only "cdr"
+	// AllowedHosts are the hosts (names or IP addresses, as in the URL) requests may go to;
+	// an address resolving to a loopback, link-local or unspecified address is refused
+	// unless such an address (or "localhost") is listed itself. http:// is allowed only to
+	// a listed loopback host.
+	AllowedHosts []string
+	RootCAs      *x509.CertPool // TLS roots (nil: the system's); certificates are always verified
+	Timeout      time.Duration  // per attempt (default 10s)
+	RetryMin     time.Duration  // first back-off (default 1s), doubled up to RetryMax
+	RetryMax     time.Duration  // default 5m
+}
+
+// SignBody returns the signature header value for body sent at timestamp ts (Unix seconds).
+func SignBody(secret string, ts int64, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(strconv.FormatInt(ts, 10)))
+	m.Write([]byte{'.'})
+	m.Write(body)
+	return "v1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifySignature checks a webhook request's signature and that its timestamp is within
+// tolerance of now (a receiver's side of the scheme, for tests and Go receivers).
+func VerifySignature(secret string, h http.Header, body []byte, tolerance time.Duration, now time.Time) error {
+	ts, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
+	if err != nil {
+		return errors.New("cdr: bad or missing " + HeaderTimestamp)
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
+		return errors.New("cdr: timestamp out of tolerance")
+	}
+	want := SignBody(secret, ts, body)
+	if !hmac.Equal([]byte(want), []byte(h.Get(HeaderSignature))) {
+		return errors.New("cdr: bad signature")
+	}
+	return nil
+}
+
+type webhook struct {
+	o      WebhookOptions
+	name   string // spool consumer
+	label  string // metrics: the URL's host
+	events map[string]bool
+	cl     *http.Client
+	spool  *Spool
+	obs    Observer
+	log    *slog.Logger
+}
+
+// CheckWebhookURL checks raw against the allow-list (the errors name the settings).
+func CheckWebhookURL(raw string, allowed []string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("cdr.webhook_urls: bad URL %q", raw)
+	}
+	host := u.Hostname()
+	if !slices.Contains(allowed, host) {
+		if len(allowed) == 0 {
+			return nil, fmt.Errorf("cdr.webhook_urls: host %q is not allowed: cdr.webhook_allowed_hosts is empty", host)
+		}
+		return nil, fmt.Errorf("cdr.webhook_urls: host %q is not in cdr.webhook_allowed_hosts", host)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if ip := net.ParseIP(host); !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+			return nil, fmt.Errorf("cdr.webhook_urls: %q: http:// only to a loopback host, use https", raw)
+		}
+	default:
+		return nil, fmt.Errorf("cdr.webhook_urls: %q: scheme must be https", raw)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("cdr.webhook_urls: %q: no credentials in the URL (the body is signed with cdr.webhook_secret)", raw)
+	}
+	return u, nil
+}
+
+// guardedAddr says whether a connection to ip is allowed by the allow-list: loopback,
+// link-local, unspecified and multicast addresses only when listed as such.
+func guardedAddr(ip net.IP, allowed []string) error {
+	if !(ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast()) {
+		return nil
+	}
+	for _, a := range allowed {
+		if a == "localhost" && ip.IsLoopback() {
+			return nil
+		}
+		if lip := net.ParseIP(a); lip != nil && lip.Equal(ip) {
+			return nil
+		}
+	}
+	return fmt.Errorf("cdr: connection to %s refused: not listed in cdr.webhook_allowed_hosts", ip)
+}
+
+func newWebhook(o WebhookOptions, sp *Spool, obs Observer, log *slog.Logger) (*webhook, error) {
+	u, err := CheckWebhookURL(o.URL, o.AllowedHosts)
+	if err != nil {
+		return nil, err
+	}
+	if o.Secret == "" {
+		return nil, errors.New("cdr.webhook_secret: required with cdr.webhook_urls (the body is signed with it)")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = time.Second
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = max(o.RetryMin, 5*time.Minute)
+	}
+	evs := map[string]bool{}
+	for _, e := range o.Events {
+		evs[e] = true
+	}
+	if len(evs) == 0 {
+		evs[EventCDR] = true
+	}
+	sum := sha256.Sum256([]byte(o.URL))
+	allowed := o.AllowedHosts
+	d := &net.Dialer{Timeout: o.Timeout, Control: func(_, address string, _ syscall.RawConn) error {
+		host, _, err := net.SplitHostPort(address)
+		if err != nil {
+			return err
+		}
+		ip := net.ParseIP(host)
+		if ip == nil {
+			return fmt.Errorf("cdr: bad address %q", address)
+		}
+		return guardedAddr(ip, allowed)
+	}}
+	tr := &http.Transport{
+		DialContext:         d.DialContext,
+		TLSClientConfig:     &tls.Config{RootCAs: o.RootCAs, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: o.Timeout,
+		MaxIdleConnsPerHost: 2,
+		IdleConnTimeout:     90 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	cl := &http.Client{Transport: tr, Timeout: o.Timeout,
+		// a redirect could lead anywhere: not followed (the attempt fails)
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &webhook{o: o, name: "hook-" + hex.EncodeToString(sum[:8]), label: u.Host, events: evs,
+		cl: cl, spool: sp, obs: obs, log: log.With("webhook", u.Redacted())}, nil
+}
+
+// run delivers the spool's records in order until ctx ends: each until the endpoint takes it
+// (2xx), retrying with exponential back-off (with jitter), then acknowledges it.
+func (h *webhook) run(ctx context.Context) {
+	cur, err := h.spool.Cursor(h.name)
+	if err != nil {
+		h.log.Error("cdr: webhook not started", "err", err)
+		return
+	}
+	defer h.cl.CloseIdleConnections()
+	for {
+		seq, body, err := cur.Next(ctx)
+		if err != nil {
+			return
+		}
+		var head struct {
+			ID    string `json:"id"`
+			Event string `json:"event"`
+		}
+		if json.Unmarshal(body, &head) == nil && h.events[head.Event] {
+			if !h.deliver(ctx, head.ID, head.Event, body) {
+				return
+			}
+		}
+		if err := cur.Ack(seq); err != nil {
+			h.log.Error("cdr: spool ack failed", "err", err)
+		}
+	}
+}
+
+// deliver posts body until it is taken (true) or ctx ends (false).
+func (h *webhook) deliver(ctx context.Context, id, event string, body []byte) bool {
+	backoff := h.o.RetryMin
+	for attempt := 1; ; attempt++ {
+		err := h.post(ctx, id, event, body)
+		if err == nil {
+			if h.obs != nil {
+				h.obs.Delivered(h.label)
+			}
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if h.obs != nil {
+			h.obs.Failed(h.label)
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		h.log.Warn("cdr: webhook delivery failed, will retry", "err", err, "id", id, "attempt", attempt, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(backoff*2, h.o.RetryMax)
+	}
+}
+
+func (h *webhook) post(ctx context.Context, id, event string, body []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.o.URL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	ts := time.Now().Unix()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "nkbridge-cdr")
+	req.Header.Set(HeaderIdempotency, id)
+	req.Header.Set(HeaderEvent, event)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(ts, 10))
+	req.Header.Set(HeaderSignature, SignBody(h.o.Secret, ts, body))
+	resp, err := h.cl.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
