@@ -70,6 +70,9 @@ func (c *Config) checkSections() error {
 			return fmt.Errorf("freeswitch.esl_addr: the FreeSWITCH backend needs the embedded media engine (media.enabled: true)")
 		}
 	}
+	if _, err := c.CDR.options(); err != nil {
+		return err
+	}
 	return nil
 }
 

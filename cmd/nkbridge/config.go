@@ -31,6 +31,7 @@ type Config struct {
 	SIP          SIPConfig      `yaml:"sip"`
 	Verto        VertoConfig    `yaml:"verto"`
 	FreeSWITCH   FSConfig       `yaml:"freeswitch"` // wire_freeswitch.go
+	CDR          CDRConfig      `yaml:"cdr"`        // wire_cdr.go
 }
 
 // LogConfig configures logging.

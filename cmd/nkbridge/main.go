@@ -171,8 +171,13 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 	for typ, name := range cfg.Sessions.Backends {
 		backends.SetDefault(typ, name)
 	}
+	recorder, stopCDR, err := wireCDR(cfg, log, bus, mets)
+	if err != nil {
+		return err
+	}
+	defer stopCDR() // after core.Close: the last calls' records are written
 	core := signaling.New(signaling.Options{
-		Logger: log, Bus: bus, Backends: backends,
+		Logger: log, Bus: bus, Backends: backends, Recorder: recorder,
 		WaitTimeout: cfg.Sessions.WaitTimeout, ReadyTimeout: cfg.Sessions.ReadyTimeout,
 		RingTime: cfg.Calls.RingTime, MaxRingTime: cfg.Calls.MaxRingTime,
 		Observer: mets, // RTP counters come from the engines (TrafficFunc), not per session
