@@ -142,6 +142,7 @@ type client struct {
 	tid  int
 	pend map[int]chan map[string]any
 	evs  []event
+	reqs map[string]int // server requests received, by cmd
 	done chan struct{}
 	err  error // why the reader ended
 }
@@ -202,8 +203,14 @@ func (c *client) read() {
 			return
 		}
 		tid, _ := m["tid"].(float64)
-		if _, isReq := m["cmd"]; isReq {
-			if m["cmd"] == "event" {
+		if cmd, isReq := m["cmd"].(string); isReq {
+			c.mu.Lock()
+			if c.reqs == nil {
+				c.reqs = map[string]int{}
+			}
+			c.reqs[cmd]++
+			c.mu.Unlock()
+			if cmd == "event" {
 				b, _ := json.Marshal(m["data"])
 				var ev event
 				_ = json.Unmarshal(b, &ev)
@@ -284,6 +291,13 @@ func (c *client) list(class, subclass, cmd string) []any {
 	c.t.Helper()
 	l, _ := c.ok(class, subclass, cmd, nil)["list"].([]any)
 	return l
+}
+
+// requests returns how many server requests of cmd were received.
+func (c *client) requests(cmd string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reqs[cmd]
 }
 
 // events returns the events received so far.

@@ -54,10 +54,23 @@ func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) I
 	if a == nil {
 		return inv
 	}
+	owner, limit := iv.call.req.Caller.Owner, iv.call.req.MaxOwned
+	if !c.takeAux(owner, limit) {
+		iv.call.log.Warn("offer not adapted for invitee: the caller owns too many sessions", "max", limit)
+		return inv
+	}
 	adapted, finish, release, err := a.Adapt(ctx, inv.CallID, inv.Offer, want)
 	if err != nil { // no worse than without an adapter: the invitee gets the offer as is
+		c.dropAux(owner)
 		iv.call.log.Warn("offer not adapted for invitee", "from", inv.Offer.SDPType(), "to", want, "err", err)
 		return inv
+	}
+	if owner != "" {
+		inner := release
+		release = func() {
+			inner()
+			c.dropAux(owner)
+		}
 	}
 	c.mu.Lock()
 	iv.finish, iv.release = finish, release // Start releases it if the call ended meanwhile
@@ -65,6 +78,32 @@ func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) I
 	iv.call.log.Info("offer adapted for invitee", "from", inv.Offer.SDPType(), "to", want)
 	inv.Offer = adapted
 	return inv
+}
+
+// takeAux counts one auxiliary (adaptation) session of owner among its
+// sessions, unless that passes limit (> 0).
+func (c *Core) takeAux(owner string, limit int) bool {
+	if owner == "" {
+		return true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if limit > 0 && len(c.byOwner[owner])+c.aux[owner] >= limit {
+		return false
+	}
+	c.aux[owner]++
+	return true
+}
+
+func (c *Core) dropAux(owner string) {
+	if owner == "" {
+		return
+	}
+	c.mu.Lock()
+	if c.aux[owner]--; c.aux[owner] <= 0 {
+		delete(c.aux, owner)
+	}
+	c.mu.Unlock()
 }
 
 // takeReleaseLocked returns the invitation's release func, once (call with c.mu held).

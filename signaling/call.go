@@ -105,6 +105,10 @@ type CallRequest struct {
 	Data     map[string]any
 	RingTime time.Duration // 0: default; capped by the maximum
 	Observer CallObserver  // optional
+	// MaxOwned, if > 0, bounds the sessions of Caller.Owner including the
+	// auxiliary sessions that adapt this call's offer for its invitees:
+	// beyond it an invitee gets the offer as is.
+	MaxOwned int
 }
 
 const (

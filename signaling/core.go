@@ -37,6 +37,7 @@ type Core struct {
 	mu        sync.Mutex
 	sessions  map[string]*session
 	byOwner   map[string]map[string]struct{} // owner -> session ids
+	aux       map[string]int                 // owner -> auxiliary (adaptation) sessions of its calls
 	peersOf   map[string]map[string]struct{} // session id -> sessions whose peer it is
 	calls     map[string]*call
 	callOwner map[string]map[string]struct{} // owner -> call ids
@@ -88,6 +89,7 @@ func New(o Options) *Core {
 		opts:      o,
 		sessions:  make(map[string]*session),
 		byOwner:   make(map[string]map[string]struct{}),
+		aux:       make(map[string]int),
 		peersOf:   make(map[string]map[string]struct{}),
 		calls:     make(map[string]*call),
 		callOwner: make(map[string]map[string]struct{}),
@@ -146,11 +148,12 @@ func (c *Core) refuseLocked() *Error {
 	return nil
 }
 
-// Owned returns how many sessions and calls owner has.
+// Owned returns how many sessions (auxiliary adaptation sessions of its
+// calls included) and calls owner has.
 func (c *Core) Owned(owner string) (sessions, calls int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.byOwner[owner]), len(c.callOwner[owner])
+	return len(c.byOwner[owner]) + c.aux[owner], len(c.callOwner[owner])
 }
 
 // Close stops every session and call (1061 "Server stopping") and waits for

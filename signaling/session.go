@@ -139,7 +139,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 		c.mu.Unlock()
 		return SessionResult{}, Errorf(CodeDuplicatedSessionID, "Duplicated session id: %s", s.id)
 	}
-	if req.MaxOwned > 0 && s.owner != "" && len(c.byOwner[s.owner]) >= req.MaxOwned {
+	if req.MaxOwned > 0 && s.owner != "" && len(c.byOwner[s.owner])+c.aux[s.owner] >= req.MaxOwned {
 		c.mu.Unlock()
 		return SessionResult{}, Errorf(CodeInvalidOperation, "Too many sessions on this connection (max %d)", req.MaxOwned)
 	}

@@ -604,7 +604,7 @@ func (c *conn) startCall(_ context.Context, r *request) (any, error) {
 	}
 	call, err := c.srv.core.NewCall(signaling.CallRequest{
 		Type: d.Type, Callee: callee, SessionID: d.SessionID, Offer: d.Offer,
-		Caller: caller, Data: rawData(r.data), RingTime: ring,
+		Caller: caller, Data: rawData(r.data), RingTime: ring, MaxOwned: c.srv.cfg.MaxOwned,
 	})
 	if err != nil {
 		return nil, err
