@@ -133,3 +133,61 @@ func TestVertoLoginFloodAndSockets(t *testing.T) {
 		t.Errorf("%d sockets from one address, want 30 (verto.max_connections_per_ip)", len(socks))
 	}
 }
+
+// panicCalls is a CallHandler that panics on every invite.
+type panicCalls struct{}
+
+func (panicCalls) HandleInvite(context.Context, verto.Invite, *verto.Call) (verto.CallEvents, error) {
+	panic("call handler exploded")
+}
+
+// #13.11 for Verto: a panic behind a Verto request rejects that call only;
+// the socket and the server go on.
+func TestVertoPanicContained(t *testing.T) {
+	a := vertogw.NewAuth(testUsers(t, 1), nil)
+	vs, err := verto.New(verto.Config{}, a, panicCalls{}, peers.TestLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- vs.Serve(context.Background(), ln) }()
+	defer func() { vs.Close(); <-done }()
+	ws, err := dialVerto(ln.Addr().String(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	if msg, err := vertoLogin(ws, "alice", testPassword); err != nil || msg != "" {
+		t.Fatalf("login: %q %v", msg, err)
+	}
+	for i := range 2 {
+		if err := ws.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 10 + i, "method": "verto.invite", "params": map[string]any{
+			"sessid": "s-alice", "sdp": rtpOffer()["sdp"],
+			"dialogParams": map[string]any{"callID": "call-" + string(rune('a'+i)), "destination_number": "echo"}}}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			var m struct {
+				ID    any `json:"id"`
+				Error *struct {
+					Message string `json:"message"`
+				} `json:"error"`
+				Method string `json:"method"`
+			}
+			if err := ws.ReadJSON(&m); err != nil {
+				t.Fatalf("invite %d: the socket died: %v", i, err)
+			}
+			if m.Method != "" {
+				continue
+			}
+			if m.Error == nil {
+				t.Fatalf("invite %d accepted", i)
+			}
+			break
+		}
+	}
+}

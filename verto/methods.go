@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -289,6 +290,17 @@ func (s *Server) reattachExpired(call *Call) {
 }
 
 // callParams reads dialogParams.callID, reporting mod_verto's errors when missing.
+// handleInvite calls the CallHandler; a panic in it rejects this call only.
+func (s *Server) handleInvite(ctx context.Context, inv Invite, call *Call) (ev CallEvents, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("verto: panic recovered", "in", "HandleInvite", "callID", inv.CallID, "panic", v, "stack", string(debug.Stack()))
+			ev, err = nil, CauseNormalTemporaryFailure
+		}
+	}()
+	return s.handler.HandleInvite(ctx, inv, call)
+}
+
 func callParams(p object) (object, string, *rpcError) {
 	dp, ok := p.obj("dialogParams")
 	if !ok {
@@ -408,7 +420,7 @@ func (c *conn) invite(p object) (map[string]any, *rpcError, func()) {
 	}
 	s.mu.Unlock()
 
-	ev, err := s.handler.HandleInvite(cctx, inv, call)
+	ev, err := s.handleInvite(cctx, inv, call)
 	var d deferred
 	s.mu.Lock()
 	if err != nil {
