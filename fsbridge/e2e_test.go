@@ -343,6 +343,9 @@ func TestParkOutlivesMediaTimeout(t *testing.T) {
 	p.waitConnected()
 	ctx, cancel := context.WithCancel(context.Background())
 	p.sendTone(ctx, clientTone)
+	// The subject: 2.5 media timeouts of park, where FreeSWITCH sends nothing back (the
+	// fake's own media_timeout is the dialplan's 300 s, so it
+	// does not end the park either).
 	time.Sleep(2500 * time.Millisecond)
 	if _, ok := e.core.LookupSession(sid); !ok {
 		t.Fatal("a parked session was ended by the media timeout")
@@ -351,6 +354,8 @@ func TestParkOutlivesMediaTimeout(t *testing.T) {
 	// echo sends nothing back.
 	cancel()
 	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
+	// 1060 from the engine's timeout, never 2302 from the hangup its BYE causes: the first
+	// reason reported wins (signaling TestFirstStoppedWins).
 	stop := c.event("session", "stop", sid, nil)
 	if num(stop["code"]) != 1060 {
 		t.Fatalf("stop: %v", stop)

@@ -45,6 +45,7 @@ type Core struct {
 	adapter   OfferAdapter // optional (adapt.go)
 	closed    bool
 	draining  bool
+	waiting   bool // Close waits for wg: no more background work (Add must not race its Wait)
 
 	wg sync.WaitGroup // asynchronous stops
 }
@@ -176,6 +177,9 @@ func (c *Core) Close() {
 	for _, id := range sids {
 		_ = c.StopSession(id, stop)
 	}
+	c.mu.Lock()
+	c.waiting = true
+	c.mu.Unlock()
 	c.wg.Wait()
 }
 
@@ -197,14 +201,25 @@ func delFrom(m map[string]map[string]struct{}, k, v string) {
 	}
 }
 
-// background runs f on a goroutine the Core waits for in Close.
-func (c *Core) background(f func()) {
+// background runs f on a goroutine the Core waits for in Close, and says
+// whether it did: once Close waits for pending work (every session and call
+// is gone by then) it starts nothing more. A backend may report while Close
+// runs or after it returned; the Add happens under the lock Close takes
+// before its Wait, so the two never race.
+func (c *Core) background(f func()) bool {
+	c.mu.Lock()
+	if c.waiting {
+		c.mu.Unlock()
+		return false
+	}
 	c.wg.Add(1)
+	c.mu.Unlock()
 	go func() {
 		defer c.wg.Done()
 		defer c.recovered("background")
 		f()
 	}()
+	return true
 }
 
 // recovered, deferred in a timer or goroutine, logs a panic (a backend's,

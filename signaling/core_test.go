@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -249,5 +250,106 @@ func TestOwnedAndTimers(t *testing.T) {
 	}
 	if _, err := c.StartSession(context.Background(), SessionRequest{Type: TypeP2P, Offer: Desc{"sdp": "x"}}); err == nil {
 		t.Fatal("start after Close")
+	}
+}
+
+// reportingMedia is media that dies by itself: report makes it report
+// Stopped from its own goroutine, as the backends do (a media timeout, a
+// hangup), here once Core.Close has begun stopping sessions.
+type reportingMedia struct {
+	rep      MediaReporter
+	b        *reportingBackend
+	reported sync.WaitGroup
+}
+
+func (m *reportingMedia) SetAnswer(context.Context, Desc) (Desc, error) { return nil, nil }
+func (m *reportingMedia) Update(context.Context, string, map[string]any) (map[string]any, error) {
+	return nil, nil
+}
+func (m *reportingMedia) Candidate(context.Context, Candidate) error { return nil }
+func (m *reportingMedia) Stop(*Error) {
+	m.b.closing.Do(func() { close(m.b.start) })
+	runtime.Gosched() // a stop takes a moment: reports overlap the rest of Close
+}
+func (m *reportingMedia) report(start <-chan struct{}) {
+	m.reported.Add(1)
+	go func() {
+		defer m.reported.Done()
+		<-start
+		m.rep.Stopped(Errorf(CodeFSChannelStop, "channel gone"))
+	}()
+}
+
+type reportingBackend struct {
+	mu      sync.Mutex
+	media   []*reportingMedia
+	start   chan struct{} // closed by the first Stop
+	closing sync.Once
+}
+
+func (b *reportingBackend) StartMedia(_ context.Context, req MediaRequest) (Media, MediaResult, error) {
+	m := &reportingMedia{rep: req.Reporter, b: b}
+	b.mu.Lock()
+	b.media = append(b.media, m)
+	b.mu.Unlock()
+	return m, MediaResult{Answer: Desc{"sdp": "ans"}}, nil
+}
+
+// Media reporting Stopped while Core.Close stops it (and after Close has
+// returned) neither races with Close's wait for pending work (run with
+// -race) nor leaves a goroutine behind (goleak in TestMain).
+func TestStoppedDuringClose(t *testing.T) {
+	for round := 0; round < 500; round++ {
+		b := &reportingBackend{start: make(chan struct{})}
+		bs := NewBackends()
+		bs.Register("fake", b, TypePark)
+		c := New(Options{Backends: bs})
+		for i := 0; i < 8; i++ {
+			if _, err := c.StartSession(context.Background(), SessionRequest{Type: TypePark, Offer: Desc{"sdp": "x"}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, m := range b.media {
+			m.report(b.start)
+		}
+		c.Close()
+		for _, m := range b.media {
+			m.reported.Wait()
+			// A late report, after Close returned, is a no-op.
+			m.rep.Stopped(Errorf(CodeFSChannelStop, "late"))
+		}
+		if s, calls := c.Counts(); s != 0 || calls != 0 {
+			t.Fatalf("after Close: %d sessions, %d calls", s, calls)
+		}
+	}
+}
+
+// A backend reporting twice (the engine's media timeout, then FreeSWITCH's
+// hangup that the timeout's BYE caused) stops the session with the first
+// reason, although each report stops it on its own goroutine.
+func TestFirstStoppedWins(t *testing.T) {
+	fb := &fakeBackend{stops: make(chan *Error, 4)}
+	bs := NewBackends()
+	bs.Register("fake", fb, TypePark)
+	c := New(Options{Backends: bs})
+	defer c.Close()
+	for round := 0; round < 100; round++ {
+		res, err := c.StartSession(context.Background(), SessionRequest{Type: TypePark, Offer: Desc{"sdp": "x"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.mu.Lock()
+		m := c.sessions[res.SessionID].media.(*fakeMedia)
+		c.mu.Unlock()
+		m.rep.Stopped(Errorf(CodeSessionTimeout, "Media stopped: timeout"))
+		m.rep.Stopped(Errorf(CodeFSChannelStop, "channel gone"))
+		select {
+		case e := <-fb.stops:
+			if e.Code != CodeSessionTimeout {
+				t.Fatalf("round %d: stopped with %v, want the first report (%d)", round, e, CodeSessionTimeout)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("media not stopped")
+		}
 	}
 }

@@ -56,6 +56,7 @@ type session struct {
 	answeredAt   time.Time // when it got its answer (records)
 	busy         bool      // a set_answer is in progress
 	stopped      bool
+	stopReported bool // its media reported Stopped: the first report's reason wins
 	waitTimeout  time.Duration
 	readyTimeout time.Duration
 	timer        *time.Timer
@@ -167,7 +168,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 
 	media, res, err := c.startMedia(ctx, b, MediaRequest{
 		SessionID: s.id, Type: s.typ, Offer: req.Offer, Answer: req.Answer,
-		Peer: req.Peer, User: req.User, Options: req.Options, Reporter: reporter{c: c, id: s.id, user: s.user},
+		Peer: req.Peer, User: req.User, Options: req.Options, Reporter: reporter{c: c, s: s, id: s.id, user: s.user},
 	})
 	c.mu.Lock()
 	if err != nil || s.stopped {
@@ -504,11 +505,27 @@ func (c *Core) LookupSession(id string) (SessionMeta, bool) {
 
 type reporter struct {
 	c        *Core
+	s        *session
 	id, user string
 }
 
+// Stopped stops the session on a goroutine (the backend may hold its own
+// locks while it reports) with the reason of the first report: a backend
+// reporting twice (the engine's media timeout, then the hangup its BYE
+// caused) must not have the two goroutines race for the reason. After Close
+// the session is gone already.
 func (r reporter) Stopped(err *Error) {
-	r.c.background(func() { _ = r.c.StopSession(r.id, err) })
+	c := r.c
+	c.mu.Lock()
+	if c.sessions[r.id] != r.s || r.s.stopped || r.s.stopReported {
+		c.mu.Unlock()
+		return
+	}
+	r.s.stopReported = true
+	c.mu.Unlock()
+	if !c.background(func() { _ = c.StopSession(r.id, err) }) {
+		c.log.Debug("media stop reported after close", "session_id", r.id)
+	}
 }
 
 func (r reporter) Event(evType string, body map[string]any) {
