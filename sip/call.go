@@ -92,6 +92,9 @@ type CallInfo struct {
 	AuthUser string
 	// Trunk is the trunk an inbound call came from (by source network).
 	Trunk string
+	// Destination is what the trunk's Destinations map the dialled user (DID) of an inbound
+	// trunk call to; empty: route the dialled user itself.
+	Destination string
 }
 
 type callState int
@@ -111,6 +114,8 @@ type Call struct {
 	dir   Direction
 	info  CallInfo
 	srcIP netip.Addr // inbound from a non-trunk source: counted per source (sip.max_calls_per_source)
+	// trunkRT counts the call against its trunk's max_calls (trunkhealth.go)
+	trunkRT *trunkRuntime
 
 	done    chan struct{}
 	endOnce sync.Once
@@ -306,6 +311,9 @@ func (s *Server) removeCall(c *Call) {
 			delete(s.bySource, c.srcIP)
 		}
 	}
+	if c.trunkRT != nil {
+		c.trunkRT.release()
+	}
 	s.callCount--
 }
 
@@ -377,10 +385,17 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	src := sourceAddr(req)
 	var authUser, trunkName string
-	if t := s.trunkFor(src); t != nil {
-		trunkName = t.Name
-	} else if t := s.registrationTrunk(src, req.Recipient.User); t != nil {
-		trunkName = t.Name // sent by a registrar we registered at, to our contact
+	tr := s.trunkFor(src)
+	if tr == nil {
+		tr = s.registrationTrunk(src, req.Recipient.User) // sent by a registrar we registered at, to our contact
+	}
+	if tr != nil {
+		trunkName = tr.Name
+		if !tr.rt.allowCall() {
+			s.log.Warn("sip invite refused: trunk over its call rate", "trunk", tr.Name, "src", req.Source(), "setting", "sip.trunks[].cps")
+			s.respond(req, tx, 503, tr.rt.errCPS(), sip.NewHeader("Retry-After", "1"))
+			return
+		}
 	} else {
 		u, ok := s.authenticate(req, tx)
 		if !ok {
@@ -457,8 +472,21 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	s.negotiateInboundTimer(c, req, se, refresher)
 	if trunkName == "" {
 		c.srcIP = src // calls from trunks are bounded by max_calls only
+	} else {
+		if d, ok := tr.Destinations[req.Recipient.User]; ok {
+			c.info.Destination = d
+		}
+		if !tr.rt.acquire() {
+			s.log.Warn("sip invite refused: trunk at its call limit", "trunk", tr.Name, "src", req.Source(), "setting", "sip.trunks[].max_calls")
+			s.respond(req, tx, 503, tr.rt.errCalls(), sip.NewHeader("Retry-After", "5"))
+			return
+		}
+		c.trunkRT = tr.rt
 	}
 	if err := s.addCall(c); err != nil {
+		if c.trunkRT != nil {
+			c.trunkRT.release()
+		}
 		reason := "Service Unavailable (sip.max_calls)"
 		if errors.Is(err, errSourceCalls) {
 			reason = "Service Unavailable (too many calls from this address: sip.max_calls_per_source)"

@@ -41,6 +41,34 @@ type Trunk struct {
 	Host     string
 	Username string
 	Password string
+	// Hosts are further host[:port]s of the trunk (Host, when set, is the first): a call to any
+	// of them goes through the trunk, to the host Balance picks among those that are up; a host
+	// that does not take the call (408, 503, no answer) passes it to the next.
+	Hosts []string
+	// Balance is failover (default: the first host that is up) or round_robin.
+	Balance string
+	// OptionsInterval > 0 sends OPTIONS to every host at that interval (default 0: off, hosts
+	// always up). A host is down after DownAfter (default 3) consecutive failures (no answer
+	// within OptionsTimeout (default 2s), or 5xx) and up again after UpAfter (default 2)
+	// answers.
+	OptionsInterval time.Duration
+	OptionsTimeout  time.Duration
+	DownAfter       int
+	UpAfter         int
+	// MaxCalls bounds the concurrent calls with this trunk, both directions (0: unbounded);
+	// over it: 503 naming sip.trunks[].max_calls.
+	MaxCalls int
+	// CPS bounds the new calls per second with this trunk, both directions (burst CPS, at
+	// least 1; 0: unbounded); over it: 503 naming sip.trunks[].cps.
+	CPS float64
+	// RequestRate is the out-of-dialog requests per second accepted from the trunk's Networks,
+	// all its addresses together (burst 2x), instead of sip.request_rate per source (default
+	// sip.trunk_request_rate).
+	RequestRate float64
+	// Destinations maps the Request-URI user (DID) of inbound calls from this trunk to what
+	// they reach, as the call router reads a dialled user: an API user, an extension, a room
+	// (conf-<room>) or a SIP URL (sip:...). Unlisted users are routed as dialled.
+	Destinations map[string]string
 }
 
 // Limits bounds what a source can make the server do.
@@ -56,6 +84,10 @@ type Limits struct {
 	// excess gets 503 with Retry-After.
 	RequestsPerSecond float64
 	Burst             int
+	// TrunkRequestRate replaces RequestsPerSecond for sources in a trunk's Networks: requests
+	// per second for the whole trunk, burst 2x (default sip.trunk_request_rate); a trunk's
+	// RequestRate overrides it.
+	TrunkRequestRate float64
 	// MaxCalls bounds concurrent calls (default 10000); excess INVITEs get 503.
 	MaxCalls int
 	// MaxCallsPerSource bounds the concurrent inbound calls from one address that is not a
@@ -137,6 +169,7 @@ type Config struct {
 type trunk struct {
 	Trunk
 	nets []netip.Prefix
+	rt   *trunkRuntime // health, balancing, limits (trunkhealth.go)
 }
 
 // Validate checks c as New does, building nothing.
@@ -145,7 +178,7 @@ func (c Config) Validate() error {
 	if err := c.normalize(); err != nil {
 		return err
 	}
-	_, err := parseTrunks(c.Trunks)
+	_, err := parseTrunks(c.Trunks, c.Limits.TrunkRequestRate)
 	return err
 }
 
@@ -199,6 +232,9 @@ func (c *Config) normalize() error {
 	}
 	if l.RequestsPerSecond <= 0 {
 		l.RequestsPerSecond = defaults.Float("sip.request_rate")
+	}
+	if l.TrunkRequestRate <= 0 {
+		l.TrunkRequestRate = defaults.Float("sip.trunk_request_rate")
 	}
 	if l.Burst <= 0 {
 		l.Burst = int(2 * l.RequestsPerSecond)
@@ -263,10 +299,13 @@ func (c *Config) normalize() error {
 	return nil
 }
 
-func parseTrunks(ts []Trunk) ([]trunk, error) {
+func parseTrunks(ts []Trunk, requestRate float64) ([]trunk, error) {
 	out := make([]trunk, 0, len(ts))
 	for _, t := range ts {
-		tr := trunk{Trunk: t}
+		if err := t.normalizeHealth(requestRate); err != nil {
+			return nil, err
+		}
+		tr := trunk{Trunk: t, rt: newTrunkRuntime(t)}
 		for _, n := range t.Networks {
 			if !strings.Contains(n, "/") {
 				a, err := netip.ParseAddr(n)

@@ -80,8 +80,10 @@ func (s *Server) Authorize(caller, target string) (*sip.Uri, error) {
 
 func (s *Server) trunkForHost(host string, port int) *trunk {
 	for i := range s.trunks {
-		if s.trunks[i].Host != "" && hostMatches(s.trunks[i].Host, host, port) {
-			return &s.trunks[i]
+		for _, h := range s.trunks[i].Hosts { // Host is Hosts[0]
+			if hostMatches(h, host, port) {
+				return &s.trunks[i]
+			}
 		}
 	}
 	return nil
@@ -91,6 +93,15 @@ func (s *Server) trunkForHost(host string, port int) *trunk {
 // response returns *StatusError with the code and reason. Canceling ctx before the answer sends
 // CANCEL and returns ctx's error.
 func (s *Server) Dial(ctx context.Context, o DialOptions) (*Call, error) {
+	if o.Binding == nil && o.Target != "" {
+		if c, err, ok := s.dialTrunk(ctx, o); ok { // trunkhealth.go: cps, balance, failover
+			return c, err
+		}
+	}
+	return s.dial(ctx, o)
+}
+
+func (s *Server) dial(ctx context.Context, o DialOptions) (*Call, error) {
 	var target sip.Uri
 	switch {
 	case o.Binding != nil:
@@ -155,7 +166,17 @@ func (s *Server) Dial(ctx context.Context, o DialOptions) (*Call, error) {
 	}
 	c.info = CallInfo{CallID: c.callID, From: from.Address.String(), FromUser: fromUser, FromDisplay: o.FromDisplay,
 		To: toURI.String(), ToUser: toURI.User, RequestURI: target.String(), Transport: strings.ToLower(tp), AuthUser: o.Caller}
+	if t := s.trunkForHost(target.Host, target.Port); t != nil && o.Binding == nil {
+		if !t.rt.acquire() {
+			s.log.Warn("sip outbound call refused: trunk at its call limit", "trunk", t.Name, "setting", "sip.trunks[].max_calls")
+			return nil, &StatusError{Code: 503, Reason: t.rt.errCalls()}
+		}
+		c.trunkRT = t.rt
+	}
 	if err := s.addCall(c); err != nil {
+		if c.trunkRT != nil {
+			c.trunkRT.release()
+		}
 		return nil, err
 	}
 	res, err := c.invite(ctx, o)

@@ -112,7 +112,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	trunks, err := parseTrunks(cfg.Trunks)
+	trunks, err := parseTrunks(cfg.Trunks, cfg.Limits.TrunkRequestRate)
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +242,9 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}
 	}()
+	s.waitUDPServing() // requests sent from the UDP listener need it in sipgo's pool
 	s.startRegistrations(s.ctx)
+	s.startTrunkHealth(s.ctx)
 	go func() { <-s.ctx.Done(); s.Close() }()
 	return nil
 }
@@ -459,7 +461,15 @@ func (s *Server) trunkFor(src netip.Addr) *trunk {
 
 // admit applies the per-source rate limit to out-of-dialog requests.
 func (s *Server) admit(req *sip.Request, tx sip.ServerTransaction) bool {
-	if s.rate.allow(sourceAddr(req)) {
+	src := sourceAddr(req)
+	if t := s.trunkFor(src); t != nil { // a trunk's SBC gets the trunk's own rate
+		if t.rt.allowRequest() {
+			return true
+		}
+		s.respond(req, tx, 503, "Service Unavailable (trunk "+t.Name+": sip.trunks[].request_rate)", sip.NewHeader("Retry-After", "1"))
+		return false
+	}
+	if s.rate.allow(src) {
 		return true
 	}
 	s.respond(req, tx, 503, "Service Unavailable (sip.request_rate)", sip.NewHeader("Retry-After", "5"))

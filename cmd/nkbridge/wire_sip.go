@@ -47,7 +47,9 @@ type SIPConfig struct {
 	MaxExpires      time.Duration           `yaml:"max_expires"`
 	AuthMaxFailures int                     `yaml:"auth_max_failures"`
 	RequestRate     float64                 `yaml:"request_rate"`
-	MaxCalls        int                     `yaml:"max_calls"`
+	// TrunkRequestRate replaces request_rate for a trunk's networks (the whole trunk).
+	TrunkRequestRate float64 `yaml:"trunk_request_rate"`
+	MaxCalls         int     `yaml:"max_calls"`
 	// Per-source and per-user bounds (issue 13): concurrent calls from one non-trunk address,
 	// bindings registered from one address, new calls per second (and burst) from one
 	// authenticated user and to one callee.
@@ -77,6 +79,18 @@ type SIPTrunkConfig struct {
 	Host     string   `yaml:"host"`
 	Username string   `yaml:"username"`
 	Password string   `yaml:"password"`
+	// Several hosts, their health (OPTIONS keep-alive) and the choice among them.
+	Hosts           []string      `yaml:"hosts"`
+	Balance         string        `yaml:"balance"`
+	OptionsInterval time.Duration `yaml:"options_interval"`
+	OptionsTimeout  time.Duration `yaml:"options_timeout"`
+	DownAfter       int           `yaml:"down_after"`
+	UpAfter         int           `yaml:"up_after"`
+	// Per-trunk limits and inbound destination mapping (DID -> what it reaches).
+	MaxCalls     int               `yaml:"max_calls"`
+	CPS          float64           `yaml:"cps"`
+	RequestRate  float64           `yaml:"request_rate"`
+	Destinations map[string]string `yaml:"destinations"`
 }
 
 // SIPRegistrationConfig is one registration of nkbridge at a provider's
@@ -141,7 +155,7 @@ func (c SIPConfig) check(apiUsers map[string]bool) error {
 				return fmt.Errorf("sip.trunks[%d].networks: %q is not a CIDR range", i, n)
 			}
 		}
-		if len(tr.Networks) == 0 && tr.Host == "" {
+		if len(tr.Networks) == 0 && tr.Host == "" && len(tr.Hosts) == 0 {
 			return fmt.Errorf("sip.trunks[%d]: needs networks or host", i)
 		}
 	}
@@ -153,7 +167,7 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 	sc := sip.Config{
 		ExternalHost: c.ExternalHost, Domain: c.Domain, Realm: c.Realm,
 		OutboundDomains: c.OutboundDomains, MinExpires: c.MinExpires, MaxExpires: c.MaxExpires,
-		Limits: sip.Limits{AuthMaxFailures: c.AuthMaxFailures, RequestsPerSecond: c.RequestRate, MaxCalls: c.MaxCalls,
+		Limits: sip.Limits{AuthMaxFailures: c.AuthMaxFailures, RequestsPerSecond: c.RequestRate, TrunkRequestRate: c.TrunkRequestRate, MaxCalls: c.MaxCalls,
 			MaxCallsPerSource: c.MaxCallsPerSource, CallerInviteRate: c.CallerInviteRate, CallerInviteBurst: c.CallerInviteBurst,
 			CalleeInviteRate: c.CalleeInviteRate, CalleeInviteBurst: c.CalleeInviteBurst},
 		MaxRegistrationsPerSource: c.MaxRegistrationsPerSource,
@@ -191,7 +205,10 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 		us.callers[n] = true
 	}
 	for _, tr := range c.Trunks {
-		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: tr.Name, Networks: tr.Networks, Host: tr.Host, Username: tr.Username, Password: tr.Password})
+		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: tr.Name, Networks: tr.Networks, Host: tr.Host, Username: tr.Username, Password: tr.Password,
+			Hosts: tr.Hosts, Balance: tr.Balance, OptionsInterval: tr.OptionsInterval, OptionsTimeout: tr.OptionsTimeout,
+			DownAfter: tr.DownAfter, UpAfter: tr.UpAfter, MaxCalls: tr.MaxCalls, CPS: tr.CPS, RequestRate: tr.RequestRate,
+			Destinations: tr.Destinations})
 	}
 	for _, r := range c.Registrations {
 		sc.Registrations = append(sc.Registrations, sip.Registration{Name: r.Name, Registrar: r.Registrar,

@@ -17,24 +17,44 @@ type sipObserver struct {
 	mu     sync.Mutex
 	states map[string]string
 	regTo  sip.RegistrationObserver
+	// trunk hosts' last health, replayed on bind
+	hosts   map[[2]string]bool
+	trunkTo sip.TrunkObserver
 }
 
 var (
 	_ sip.Observer             = (*sipObserver)(nil)
 	_ sip.RegistrationObserver = (*sipObserver)(nil)
+	_ sip.TrunkObserver        = (*sipObserver)(nil)
 )
 
 func (o *sipObserver) bind(to sip.Observer) {
 	o.to.Store(&to)
-	ro, ok := to.(sip.RegistrationObserver)
-	if !ok {
-		return
-	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.regTo = ro
-	for name, state := range o.states {
-		ro.RegistrationState(name, state)
+	if ro, ok := to.(sip.RegistrationObserver); ok {
+		o.regTo = ro
+		for name, state := range o.states {
+			ro.RegistrationState(name, state)
+		}
+	}
+	if tobs, ok := to.(sip.TrunkObserver); ok {
+		o.trunkTo = tobs
+		for k, up := range o.hosts {
+			tobs.TrunkHostState(k[0], k[1], up)
+		}
+	}
+}
+
+func (o *sipObserver) TrunkHostState(trunk, host string, up bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.hosts == nil {
+		o.hosts = map[[2]string]bool{}
+	}
+	o.hosts[[2]string{trunk, host}] = up
+	if o.trunkTo != nil {
+		o.trunkTo.TrunkHostState(trunk, host, up)
 	}
 }
 

@@ -226,6 +226,7 @@ type SIPMetrics struct {
 	responses  *prometheus.CounterVec
 	registered *prometheus.CounterVec
 	regState   *prometheus.GaugeVec
+	trunkUp    *prometheus.GaugeVec
 	once       sync.Once
 }
 
@@ -237,6 +238,8 @@ func newSIP(f factory) *SIPMetrics {
 		registered: f.counterVec("nkbridge_sip_register_total", "REGISTER outcomes at the registrar (ok, unauthorized, failed, unregistered).", "result"),
 		regState: f.gaugeVec("nkbridge_sip_registration_state",
 			"State of nkbridge's own registrations at providers (sip.registrations): 1 for the current state (registering, registered, failed, rejected, unregistered), 0 for the others.", "name", "state"),
+		trunkUp: f.gaugeVec("nkbridge_sip_trunk_host_up",
+			"Health of each SIP trunk host (OPTIONS keep-alive): 1 up, 0 down.", "trunk", "host"),
 	}
 }
 
@@ -280,6 +283,15 @@ func (s *SIPMetrics) RegistrationState(name, state string) {
 		}
 		s.regState.WithLabelValues(name, st).Set(v)
 	}
+}
+
+// TrunkHostState sets nkbridge_sip_trunk_host_up for a trunk's host.
+func (s *SIPMetrics) TrunkHostState(trunk, host string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	s.trunkUp.WithLabelValues(trunk, host).Set(v)
 }
 
 // RegistrationsFunc publishes nkbridge_sip_registrations, read from f at

@@ -90,6 +90,8 @@ func TestCountersAndGauges(t *testing.T) {
 	sip.Register("unregistered")
 	sip.RegistrationState("itsp", "registering")
 	sip.RegistrationState("itsp", "registered")
+	sip.TrunkHostState("carrier", "192.0.2.1:5060", true)
+	sip.TrunkHostState("carrier", "192.0.2.2:5060", false)
 
 	esl := m.ESL()
 	esl.Connected("fs1", true)
@@ -126,6 +128,8 @@ func TestCountersAndGauges(t *testing.T) {
 		`nkbridge_sip_registration_state{name="itsp",state="registered"}`:          1,
 		`nkbridge_sip_registration_state{name="itsp",state="registering"}`:         0,
 		`nkbridge_sip_registration_state{name="itsp",state="failed"}`:              0,
+		`nkbridge_sip_trunk_host_up{host="192.0.2.1:5060",trunk="carrier"}`:        1,
+		`nkbridge_sip_trunk_host_up{host="192.0.2.2:5060",trunk="carrier"}`:        0,
 		`nkbridge_rtp_packets_total{direction="in"}`:                               51 + 100,
 		`nkbridge_rtp_bytes_total{direction="out"}`:                                7840 + 14400,
 		`nkbridge_rtp_bytes_total{direction="in"}`:                                 8160 + 16000,

@@ -71,8 +71,11 @@ func (g *Gateway) HandleInvite(call *sip.Call) {
 }
 
 // requestUser is the user part of the Request-URI (the dialled number), else
-// of the To URI.
+// of the To URI; for a trunk call, what the trunk's destinations map it to.
 func requestUser(info sip.CallInfo) string {
+	if info.Destination != "" {
+		return info.Destination
+	}
 	if u, _ := uriUserHost(info.RequestURI); u != "" {
 		return u
 	}
