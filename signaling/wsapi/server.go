@@ -348,6 +348,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	full := len(s.conns) >= s.cfg.MaxConnections
 	closed := s.closed || s.draining
 	unauth := s.unauth[src] >= s.cfg.MaxUnauthPerSource
+	if !closed && !full && !unauth {
+		s.unauth[src]++ // reserved before the upgrade: the new connection is not logged in
+	}
 	s.mu.Unlock()
 	if closed || full || unauth {
 		if unauth {
@@ -357,13 +360,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ws, err := s.upgrader.Upgrade(w, r, nil)
-	if err != nil {
-		s.log.Debug("api upgrade failed", "remote", r.RemoteAddr, "err", err)
-		return
+	var c *conn
+	if err == nil {
+		c = s.newConn(ws, r.RemoteAddr)
 	}
-	c := s.newConn(ws, r.RemoteAddr)
 	if c == nil {
-		ws.Close()
+		if err != nil {
+			s.log.Debug("api upgrade failed", "remote", r.RemoteAddr, "err", err)
+		} else {
+			ws.Close()
+		}
+		s.mu.Lock()
+		if s.unauth[src]--; s.unauth[src] <= 0 {
+			delete(s.unauth, src)
+		}
+		s.mu.Unlock()
 		return
 	}
 	s.wg.Add(2)
@@ -385,8 +396,7 @@ func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
 	s.nextConn++
 	c := newConn(s, ws, remote, fmt.Sprintf("api-%d", s.nextConn))
 	s.conns[c] = struct{}{}
-	s.unauth[c.source]++
-	c.unauthCounted = true
+	c.unauthCounted = true // reserved by ServeHTTP
 	s.byID[c.id] = c
 	if s.cfg.Observer != nil {
 		s.cfg.Observer.APIConnOpened()
