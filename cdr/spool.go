@@ -346,6 +346,15 @@ func (c *Cursor) closeFile() {
 	}
 }
 
+// Available reports whether Next has a record to return without waiting.
+func (c *Cursor) Available() bool {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.segs[len(s.segs)-1]
+	return c.next < cur.base+cur.n
+}
+
 // Next returns the next record (its sequence and payload), waiting for one until ctx ends.
 func (c *Cursor) Next(ctx context.Context) (uint64, []byte, error) {
 	for {

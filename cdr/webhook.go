@@ -190,7 +190,22 @@ func (h *webhook) run(ctx context.Context) {
 		return
 	}
 	defer h.cl.CloseIdleConnections()
-	for {
+	// records this endpoint does not take are acknowledged together, when the cursor has
+	// caught up or before the next delivery (one ack file write, not one per record)
+	var skipped uint64
+	flush := func() {
+		if skipped != 0 {
+			if err := cur.Ack(skipped); err != nil {
+				h.log.Error("cdr: spool ack failed", "err", err)
+			}
+			skipped = 0
+		}
+	}
+	defer flush()
+	for ctx.Err() == nil {
+		if !cur.Available() {
+			flush()
+		}
 		seq, body, err := cur.Next(ctx)
 		if err != nil {
 			return
@@ -199,11 +214,14 @@ func (h *webhook) run(ctx context.Context) {
 			ID    string `json:"id"`
 			Event string `json:"event"`
 		}
-		if json.Unmarshal(body, &head) == nil && h.events[head.Event] {
-			if !h.deliver(ctx, head.ID, head.Event, body) {
-				return
-			}
+		if json.Unmarshal(body, &head) != nil || !h.events[head.Event] {
+			skipped = seq
+			continue
 		}
+		if !h.deliver(ctx, head.ID, head.Event, body) {
+			return
+		}
+		skipped = 0
 		if err := cur.Ack(seq); err != nil {
 			h.log.Error("cdr: spool ack failed", "err", err)
 		}
