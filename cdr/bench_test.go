@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"testing"
+
+	"github.com/nkbridge/nkbridge/signaling"
 )
 
 // BenchmarkSpool: records per second through the spool: appended in batches of 64 (one
@@ -55,16 +57,21 @@ func BenchmarkSpool(b *testing.B) {
 // encoding, the writer goroutine, batches, fsync), no endpoint.
 func BenchmarkServiceToSpool(b *testing.B) {
 	sp := b.TempDir()
-	svc, err := New(Options{SpoolDir: sp, QueueSize: 1 << 16, Spool: SpoolOptions{Fsync: true},
+	obs := &countObs{}
+	// a queue that holds every record: none dropped, the writer's rate is measured
+	svc, err := New(Options{SpoolDir: sp, QueueSize: 2*b.N + 1, Observer: obs, Spool: SpoolOptions{Fsync: true},
 		Webhooks: []WebhookOptions{{URL: "http://127.0.0.1:9/", Secret: "x", AllowedHosts: []string{"127.0.0.1"}, Events: []string{"none"}}}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		svc.CallEvent("ended", endedCall(i))
+		svc.CallEvent(signaling.CallEnded, endedCall(i))
 	}
 	// two records per call (call.ended and cdr) once written
 	svc.Close()
+	if n := obs.dropped.Load(); n > 0 {
+		b.Fatalf("%d records dropped", n)
+	}
 	b.ReportMetric(float64(2*b.N)/b.Elapsed().Seconds(), "records/s")
 }

@@ -386,5 +386,5 @@ func (s *Service) publish(r Record, b []byte) {
 	if r.Kind == KindSession {
 		obj = r.SessionID
 	}
-	s.o.Publisher.Publish(signaling.Event{Class: signaling.ClassCore, Subclass: "cdr", Type: "record", ObjID: obj, Body: body})
+	s.o.Publisher.Publish(signaling.Event{Class: signaling.ClassCore, Subclass: signaling.SubclassCDR, Type: "record", ObjID: obj, Body: body})
 }

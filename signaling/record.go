@@ -18,6 +18,10 @@ type Recorder interface {
 	SessionEnded(r SessionRecord)
 }
 
+// SubclassCDR is the subclass of the core/cdr/record events that carry call records (for
+// admins only).
+const SubclassCDR = "cdr"
+
 // Who ended a call (CallRecord.HangupBy).
 const (
 	HangupByCaller = "caller" // the originator (its API connection, SIP or Verto peer, session)

@@ -278,9 +278,12 @@ func (c *conn) visible(ev signaling.Event) bool {
 }
 
 // ownsCoreTarget: core/user_event/<user> and core/session_event/<login
-// session> belong to that user.
+// session> belong to that user; core/cdr (call records, every call's parties) is
+// for admins only.
 func (c *conn) ownsCoreTarget(subclass, objID string) bool {
 	switch subclass {
+	case signaling.SubclassCDR:
+		return false
 	case "user_event":
 		return objID == c.user
 	case "session_event":
