@@ -44,57 +44,29 @@ func readRecords(t *testing.T, path string) []cdr.Record {
 // about 2 s billed, the BYE's code, PCMU on both legs, packets each way, a MOS.
 func TestCDRRealSIPCall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs SIPp")
+		t.Skip("builds the binary and runs SIPp")
 	}
 	peers.Need(t, "sipp")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 20)
-	dir := t.TempDir()
-	cfgFile := filepath.Join(dir, "nkb.yaml")
-	if err := os.WriteFile(cfgFile, []byte("sip:\n  users:\n    - {user: alice, password: alice-pw}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	recFile := filepath.Join(dir, "cdr", "calls.jsonl")
-	env := testEnv(map[string]string{
-		"NKB_SIP_ENABLED": "true", "NKB_SIP_LISTEN": fmt.Sprintf("127.0.0.1:%d", sipPort),
-		"NKB_SIP_OUTBOUND_DOMAINS": "127.0.0.1", "NKB_SIP_SIP_CALLERS": "alice",
-		"NKB_MEDIA_RTP_PORT_MIN": fmt.Sprint(rtp), "NKB_MEDIA_RTP_PORT_MAX": fmt.Sprint(rtp + 19),
-		"NKB_CDR_ENABLED": "true", "NKB_CDR_FILE": recFile, "NKB_CDR_NODE": "node-a",
-	})
-	logs := &syncBuf{}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(runCtx, nil, []string{"-config", cfgFile, "-api-listen", "127.0.0.1:0", "-metrics-listen", ""}, nil, &syncBuf{}, logs, env)
-	}()
-	stopped := false
-	stopDaemon := func() {
-		if !stopped {
-			stopped = true
-			stop()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		}
-	}
-	defer stopDaemon()
-	peers.WaitFor(t, 20*time.Second, "SIP started", func() bool { return strings.Contains(logs.String(), "SIP started") })
+	recFile := filepath.Join(t.TempDir(), "cdr", "calls.jsonl")
+	d, sipAddr := sipDaemon(t, "NKB_SIP_OUTBOUND_DOMAINS=127.0.0.1", "NKB_SIP_SIP_CALLERS=alice",
+		"NKB_CDR_ENABLED=true", "NKB_CDR_FILE="+recFile, "NKB_CDR_NODE=node-a")
 
 	uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: filepath.Join("testdata", "uas_answer_wait_bye.xml"), Calls: 1,
 		Args: []string{"-rtp_echo"}, Timeout: 60 * time.Second})
 	tone := peers.PCMUToneFile(t, 1000, 5)
 	res, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{
-		Scenario: filepath.Join("testdata", "uac_auth_rtp.xml"), Remote: fmt.Sprintf("127.0.0.1:%d", sipPort), Calls: 1,
+		Scenario: filepath.Join("testdata", "uac_auth_rtp.xml"), Remote: sipAddr, Calls: 1,
 		Service: fmt.Sprintf("sip-bob%%40127.0.0.1:%d", uas.Port()),
 		Keys:    map[string]string{"rtp_stream": tone + ",-1,0"},
 		Args:    []string{"-au", "alice", "-ap", "alice-pw", "-d", "2000", "-cid_str", "nkb-cdr-%u@sipp.test"}, Timeout: 30 * time.Second,
 	})
 	if err != nil || res.ExitCode != 0 || res.Stats.SuccessfulCalls != 1 {
-		t.Fatalf("sipp caller: %v %+v\n%s\n%s", err, res, res.Errors, logs.String())
+		t.Fatalf("sipp caller: %v %+v\n%s\n%s", err, res, res.Errors, d.logs.String())
 	}
 	if r, err := uas.Wait(ctx); err != nil || r.ExitCode != 0 {
-		t.Fatalf("sipp callee: %v %+v\n%s", err, r, logs.String())
+		t.Fatalf("sipp callee: %v %+v\n%s", err, r, d.logs.String())
 	}
 	var call *cdr.Record
 	peers.WaitFor(t, 10*time.Second, "the call record", func() bool {
@@ -106,7 +78,6 @@ func TestCDRRealSIPCall(t *testing.T) {
 		}
 		return false
 	})
-	stopDaemon()
 	recs := readRecords(t, recFile)
 	b, _ := json.MarshalIndent(call, "", "  ")
 	t.Logf("record:\n%s", b)

@@ -15,16 +15,17 @@ import (
 )
 
 // sipDaemon starts the real binary with SIP on a free port, SIP user alice
-// (digest) and the embedded media engine on a private RTP range.
-func sipDaemon(t *testing.T) (*daemon, string) {
+// (digest) and the embedded media engine on a private RTP range; env adds variables.
+func sipDaemon(t *testing.T, env ...string) (*daemon, string) {
 	t.Helper()
 	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 20)
 	conf := filepath.Join(t.TempDir(), "nkbridge.yaml")
 	if err := os.WriteFile(conf, []byte("sip:\n  users: [{user: alice, password: alice-pw}]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := startBinary(t, "NKB_CONFIG="+conf, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
-		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+19))
+	env = append([]string{"NKB_CONFIG=" + conf, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
+		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+19)}, env...)
+	d := startBinary(t, env...)
 	return d, fmt.Sprintf("127.0.0.1:%d", sipPort)
 }
 
