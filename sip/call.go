@@ -92,6 +92,9 @@ type CallInfo struct {
 	AuthUser string
 	// Trunk is the trunk an inbound call came from (by source network).
 	Trunk string
+	// CallerID and CallerName identify an inbound call's caller: a trunk's asserted identity
+	// (P-Asserted-Identity, Remote-Party-ID; "anonymous" with Privacy: id), else From's.
+	CallerID, CallerName string
 	// Destination is what the trunk's Destinations map the dialled user (DID) of an inbound
 	// trunk call to; empty: route the dialled user itself.
 	Destination string
@@ -470,6 +473,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.key = dialogKey(c.callID, localTag, remoteTag)
 	s.negotiateInboundTimer(c, req, se, refresher)
+	c.info.CallerID, c.info.CallerName = callerIdentity(req, tr != nil)
 	if trunkName == "" {
 		c.srcIP = src // calls from trunks are bounded by max_calls only
 	} else {

@@ -69,6 +69,12 @@ type Trunk struct {
 	// they reach, as the call router reads a dialled user: an API user, an extension, a room
 	// (conf-<room>) or a SIP URL (sip:...). Unlisted users are routed as dialled.
 	Destinations map[string]string
+	// FromUser replaces the From user of calls through the trunk (e.g. the account number the
+	// carrier expects); AssertIdentity sends the caller's identity in P-Asserted-Identity;
+	// Privacy "id" adds "Privacy: id" (the carrier withholds the caller id). identity.go.
+	FromUser       string
+	AssertIdentity bool
+	Privacy        string
 }
 
 // Limits bounds what a source can make the server do.

@@ -48,6 +48,7 @@ type DialOptions struct {
 	OnProgress func(Progress)
 
 	sessionExpires time.Duration // raised after a 422
+	headers        []sip.Header  // identity headers of trunk calls (identity.go)
 }
 
 // Errors of Dial besides *StatusError.
@@ -216,6 +217,9 @@ func (c *Call) buildInvite(o DialOptions, cseq uint32) *sip.Request {
 		req.AppendHeader(sip.NewHeader("Min-SE", fmt.Sprintf("%d", int(s.cfg.SessionTimer.MinSE/time.Second))))
 	}
 	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.UserAgent))
+	for _, h := range o.headers {
+		req.AppendHeader(sip.HeaderClone(h))
+	}
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(o.Offer)
 	req.SetTransport(c.transport)

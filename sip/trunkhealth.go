@@ -83,6 +83,12 @@ func (t *Trunk) normalizeHealth(defaultRequestRate float64) error {
 	if t.OptionsInterval < 0 || t.MaxCalls < 0 || t.CPS < 0 || t.RequestRate < 0 || t.DownAfter < 0 || t.UpAfter < 0 {
 		return fmt.Errorf("sip: trunk %s: negative options_interval, max_calls, cps, request_rate, down_after or up_after", t.Name)
 	}
+	if t.Privacy != "" && t.Privacy != "id" && t.Privacy != "none" {
+		return fmt.Errorf("sip: trunk %s: privacy %q: want id or none", t.Name, t.Privacy)
+	}
+	if t.FromUser != "" && !validCallerID(t.FromUser) {
+		return fmt.Errorf("sip: trunk %s: from_user %q: want a number or SIP user", t.Name, t.FromUser)
+	}
 	if t.OptionsTimeout <= 0 {
 		t.OptionsTimeout = 2 * time.Second
 	}
@@ -331,6 +337,10 @@ func (s *Server) dialTrunk(ctx context.Context, o DialOptions) (c *Call, err err
 	if _, err := s.Authorize(o.Caller, o.Target); err != nil {
 		return nil, err, true
 	}
+	caller, display := o.FromUser, o.FromDisplay
+	if caller == "" {
+		caller = "nkbridge"
+	}
 	if !t.rt.allowCall() {
 		s.log.Warn("sip outbound call refused: trunk over its call rate", "trunk", t.Name, "setting", "sip.trunks[].cps")
 		return nil, &StatusError{Code: 503, Reason: t.rt.errCPS()}, true
@@ -340,6 +350,10 @@ func (s *Server) dialTrunk(ctx context.Context, o DialOptions) (c *Call, err err
 		s.log.Warn("sip outbound call refused: every host of the trunk is down", "trunk", t.Name)
 		return nil, &StatusError{Code: 503, Reason: "Service Unavailable (trunk " + t.Name + ": every host is down)"}, true
 	}
+	if t.FromUser != "" {
+		o.FromUser = t.FromUser
+	}
+	o.headers = s.identityHeaders(t, caller, display)
 	for i, h := range hosts {
 		try := o
 		tu := *u.Clone()

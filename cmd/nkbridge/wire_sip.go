@@ -91,6 +91,10 @@ type SIPTrunkConfig struct {
 	CPS          float64           `yaml:"cps"`
 	RequestRate  float64           `yaml:"request_rate"`
 	Destinations map[string]string `yaml:"destinations"`
+	// Outbound caller identity through the trunk.
+	FromUser       string `yaml:"from_user"`
+	AssertIdentity bool   `yaml:"assert_identity"`
+	Privacy        string `yaml:"privacy"`
 }
 
 // SIPRegistrationConfig is one registration of nkbridge at a provider's
@@ -208,7 +212,7 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: tr.Name, Networks: tr.Networks, Host: tr.Host, Username: tr.Username, Password: tr.Password,
 			Hosts: tr.Hosts, Balance: tr.Balance, OptionsInterval: tr.OptionsInterval, OptionsTimeout: tr.OptionsTimeout,
 			DownAfter: tr.DownAfter, UpAfter: tr.UpAfter, MaxCalls: tr.MaxCalls, CPS: tr.CPS, RequestRate: tr.RequestRate,
-			Destinations: tr.Destinations})
+			Destinations: tr.Destinations, FromUser: tr.FromUser, AssertIdentity: tr.AssertIdentity, Privacy: tr.Privacy})
 	}
 	for _, r := range c.Registrations {
 		sc.Registrations = append(sc.Registrations, sip.Registration{Name: r.Name, Registrar: r.Registrar,

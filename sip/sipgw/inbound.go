@@ -57,11 +57,11 @@ func (g *Gateway) HandleInvite(call *sip.Call) {
 	owner := ownerPrefix + call.ID()
 	log := g.log.With("sip_call", call.ID(), "sip_call_id", info.CallID, "from", info.From, "to", user)
 	desc := signaling.Desc{"sdp": string(offer), "sdp_type": "rtp"}
-	if n := displayName(info.FromDisplay); n != "" {
+	if n := displayName(info.CallerName); n != "" { // asserted identity from trunks, else From
 		desc["caller_name"] = n
 	}
-	if isUserName(info.FromUser) {
-		desc["caller_id"] = info.FromUser
+	if isUserName(info.CallerID) {
+		desc["caller_id"] = info.CallerID
 	}
 	if rt.SessionType != "" {
 		g.inboundSession(call, rt, desc, owner, log)
