@@ -49,11 +49,11 @@ func TestCapabilitiesDTMFAndHold(t *testing.T) {
 	if err := d.SendDTMF(ctx, signaling.SideFar, "12#", 60); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "digits at FreeSWITCH", func() string {
+	peers.WaitFor(t, 5*time.Second, "digits at FreeSWITCH", func() bool {
 		if got := e.sip.Digits(ch.UUID); got != "12#" {
-			return "channel received " + got
+			return false
 		}
-		return ""
+		return true
 	})
 
 	// DTMF toward the plain-RTP client: telephone-event 5, end bit set.
@@ -78,11 +78,11 @@ func TestCapabilitiesDTMFAndHold(t *testing.T) {
 	grows := func(what string) {
 		t.Helper()
 		from := in()
-		eventually(t, 5*time.Second, what, func() string {
+		peers.WaitFor(t, 5*time.Second, what, func() bool {
 			if in() < from+25 {
-				return "FreeSWITCH received few packets"
+				return false
 			}
-			return ""
+			return true
 		})
 	}
 	grows("the client's audio reaching FreeSWITCH")
@@ -217,15 +217,15 @@ func TestCapabilitiesReattachOnFreeSWITCH(t *testing.T) {
 	hears := func(p *peers.PCMUPeer, what string, tone float64) {
 		t.Helper()
 		p.SendTone(ctx, tone, 1500*time.Millisecond)
-		eventually(t, 10*time.Second, what, func() string {
+		peers.WaitFor(t, 10*time.Second, what, func() bool {
 			pcm, _ := p.Heard()
 			if len(pcm) < 8000 {
-				return "little heard"
+				return false
 			}
 			if f, _ := audiotest.Dominant(pcm[len(pcm)-4000:], 8000, 600, 1000); f != tone {
-				return "dominant tone is not the page's own"
+				return false
 			}
-			return ""
+			return true
 		})
 	}
 	hears(page, "the page hears its tone echoed by FreeSWITCH", 600)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 const (
@@ -62,14 +64,14 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	}
 
 	// Park: FreeSWITCH receives the client's audio and sends nothing back.
-	eventually(t, 5*time.Second, "RTP reaching FreeSWITCH", func() string {
+	peers.WaitFor(t, 5*time.Second, "RTP reaching FreeSWITCH", func() bool {
 		if in, _, _ := e.sip.RTPStats(ch.UUID); in < 50 {
-			return "few packets"
+			return false
 		}
-		return ""
+		return true
 	})
 	m := p.mark()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the subject: a second in which park sends nothing
 	if _, out, _ := e.sip.RTPStats(ch.UUID); out != 0 {
 		t.Fatalf("parked channel sent %d packets", out)
 	}
@@ -99,18 +101,18 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	// Media options apply to nkbridge's leg: muting the client stops its audio to
 	// FreeSWITCH.
 	c.ok("media", "session", "update", msg{"session_id": sid, "type": "media", "use_audio": false})
-	time.Sleep(300 * time.Millisecond)
+	// The update's reply comes once the engine applied it: at most a packet or two in flight.
 	in1, _, _ := e.sip.RTPStats(ch.UUID)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the subject: a second in which nothing may arrive
 	if in2, _, _ := e.sip.RTPStats(ch.UUID); in2-in1 > 5 {
 		t.Fatalf("muted client still reaches FreeSWITCH: %d packets in 1s", in2-in1)
 	}
 	c.ok("media", "session", "update", msg{"session_id": sid, "type": "media", "use_audio": true})
-	eventually(t, 5*time.Second, "unmuted audio reaching FreeSWITCH", func() string {
+	peers.WaitFor(t, 5*time.Second, "unmuted audio reaching FreeSWITCH", func() bool {
 		if in3, _, _ := e.sip.RTPStats(ch.UUID); in3-in1 < 20 {
-			return "few packets"
+			return false
 		}
-		return ""
+		return true
 	})
 
 	// MCU: conference:<room>@nkbridge; the client hears the room (600 Hz), not itself.
@@ -244,13 +246,13 @@ func TestBridgeTwoSessions(t *testing.T) {
 		t.Fatalf("not bridged: %+v", got)
 	}
 	c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "park"})
-	eventually(t, 5*time.Second, "both parked", func() string {
+	peers.WaitFor(t, 5*time.Second, "both parked", func() bool {
 		ga, _ := e.fs.Channel(cha.UUID)
 		gb, _ := e.fs.Channel(chb.UUID)
 		if ga.Application != "park" || gb.Application != "park" || ga.BridgedTo != "" {
-			return "a=" + ga.Application + " b=" + gb.Application
+			return false
 		}
-		return ""
+		return true
 	})
 	// A session can also start as a bridge to a parked one.
 	p3 := newRTCPeer(t)
@@ -259,11 +261,11 @@ func TestBridgeTwoSessions(t *testing.T) {
 	ch3 := e.channelOf(d["session_id"].(string))
 	e.waitCommand("api uuid_bridge " + ch3.UUID + " " + chb.UUID)
 	c.ok("media", "session", "stop", msg{"session_id": d["session_id"]})
-	eventually(t, 5*time.Second, "partner parked again", func() string {
+	peers.WaitFor(t, 5*time.Second, "partner parked again", func() bool {
 		if gb, _ := e.fs.Channel(chb.UUID); gb.Application != "park" {
-			return "b in " + gb.Application
+			return false
 		}
-		return ""
+		return true
 	})
 	if _, ok := e.core.LookupSession(b); !ok {
 		t.Fatal("stopping one side of a bridge stopped the other")

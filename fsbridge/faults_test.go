@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // FreeSWITCH answering -ERR to the transfer: a clear 2301 error, and the call, channel
@@ -71,11 +72,11 @@ func TestSlowFreeSWITCH(t *testing.T) {
 	}
 	e.noLeaks()
 	e.fs.ClearDelays()
-	eventually(t, 10*time.Second, "Event Socket usable again", func() string {
+	peers.WaitFor(t, 10*time.Second, "Event Socket usable again", func() bool {
 		if !e.svc.Client().Connected() {
-			return "disconnected"
+			return false
 		}
-		return ""
+		return true
 	})
 	sid := startPark(t, e, c, newRTCPeer(t), nil)
 	c.ok("media", "session", "stop", msg{"session_id": sid})
@@ -87,11 +88,11 @@ func TestFreeSWITCHDown(t *testing.T) {
 	e := newEnv(t, envOpts{commandTimeout: 500 * time.Millisecond})
 	c := e.dial()
 	e.fs.StopListening()
-	eventually(t, 5*time.Second, "disconnect noticed", func() string {
+	peers.WaitFor(t, 5*time.Second, "disconnect noticed", func() bool {
 		if e.svc.Client().Connected() {
-			return "connected"
+			return false
 		}
-		return ""
+		return true
 	})
 	text := c.fail(2300, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
@@ -120,11 +121,11 @@ func TestESLDropAndReconcile(t *testing.T) {
 	if err := e.fs.WaitSubscribed(ctxT(t, 5*time.Second), 1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "reconciled after reconnect", func() string {
+	peers.WaitFor(t, 5*time.Second, "reconciled after reconnect", func() bool {
 		if e.countCommands("api show channels as json") < 2 {
-			return "no show channels"
+			return false
 		}
-		return ""
+		return true
 	})
 	if ids := e.core.ListSessions(); len(ids) != 2 {
 		t.Fatalf("sessions after a reconnect: %v", ids)
@@ -132,11 +133,11 @@ func TestESLDropAndReconcile(t *testing.T) {
 
 	// Longer outage with changes behind nkbridge's back.
 	e.fs.StopListening()
-	eventually(t, 5*time.Second, "disconnect noticed", func() string {
+	peers.WaitFor(t, 5*time.Second, "disconnect noticed", func() bool {
 		if e.svc.Client().Connected() {
-			return "connected"
+			return false
 		}
-		return ""
+		return true
 	})
 	if err := e.fs.Execute(cha.UUID, "echo", ""); err != nil {
 		t.Fatal(err)
@@ -162,12 +163,12 @@ func TestESLDropAndReconcile(t *testing.T) {
 		t.Fatalf("vanished channel: stop %v", stop)
 	}
 	e.waitCommand("api uuid_kill " + stray.UUID)
-	eventually(t, 5*time.Second, "kept session moved back to park", func() string {
+	peers.WaitFor(t, 5*time.Second, "kept session moved back to park", func() bool {
 		ch, _ := e.fs.Channel(cha.UUID)
 		if ch.Application != "park" {
-			return "in " + ch.Application
+			return false
 		}
-		return ""
+		return true
 	})
 	if _, ok := e.fs.Channel(other.UUID); !ok {
 		t.Fatal("reconcile killed a channel that is not nkbridge's")
@@ -209,17 +210,19 @@ func TestEventFlood(t *testing.T) {
 	for i := 0; i < 2000; i++ {
 		e.fs.Fire("HEARTBEAT", "", []fakefs.Header{{Name: "Event-Info", Value: "System Ready"}}, "")
 	}
-	time.Sleep(200 * time.Millisecond) // let the reader take (and drop) them
+	// Let the reader take (and drop) them. No condition to wait on: the fake's own
+	// per-connection queue drops an unknown part of the flood before the reader sees it.
+	time.Sleep(200 * time.Millisecond)
 	close(gate)
 	stop := c.event("session", "stop", b, nil)
 	if num(stop["code"]) != 2302 {
 		t.Fatalf("stop: %v", stop)
 	}
-	eventually(t, 10*time.Second, "reconciliation after lost events", func() string {
+	peers.WaitFor(t, 10*time.Second, "reconciliation after lost events", func() bool {
 		if e.countCommands("api show channels as json") <= shows {
-			return "no reconciliation"
+			return false
 		}
-		return ""
+		return true
 	})
 	if _, ok := e.core.LookupSession(a); !ok {
 		t.Fatal("a session without any change did not survive the flood")
@@ -309,7 +312,7 @@ func TestChannelAdoptedAfterReconnect(t *testing.T) {
 					time.Sleep(5 * time.Millisecond)
 				}
 				go func() {
-					time.Sleep(c.outage)
+					time.Sleep(c.outage) // the subject: FreeSWITCH away for this long
 					relisten <- e.fs.Listen()
 				}()
 			})

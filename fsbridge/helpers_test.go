@@ -137,11 +137,11 @@ func newEnv(t testing.TB, o envOpts) *env {
 	if err := fs.WaitSubscribed(ctxT(t, 5*time.Second), 1); err != nil {
 		t.Fatalf("nkbridge did not subscribe to the fake's events: %v", err)
 	}
-	eventually(t, 5*time.Second, "Event Socket client ready", func() string {
+	peers.WaitFor(t, 5*time.Second, "Event Socket client ready", func() bool {
 		if !svc.Client().Connected() {
-			return "not connected"
+			return false
 		}
-		return ""
+		return true
 	})
 	return e
 }
@@ -195,8 +195,14 @@ func (e *env) channelOf(sid string) fakefs.Channel {
 // noLeaks waits until no call, channel, media session or tracked session is left.
 func (e *env) noLeaks() {
 	e.t.Helper()
-	eventually(e.t, 5*time.Second, "nothing left behind", func() string {
-		var left []string
+	var left []string
+	defer func() {
+		if e.t.Failed() && len(left) > 0 {
+			e.t.Logf("left behind: %s", strings.Join(left, ", "))
+		}
+	}()
+	peers.WaitFor(e.t, 5*time.Second, "nothing left behind", func() bool {
+		left = left[:0]
 		if n := e.sip.Calls(); n > 0 {
 			left = append(left, fmt.Sprintf("%d SIP calls on the FreeSWITCH side", n))
 		}
@@ -215,24 +221,8 @@ func (e *env) noLeaks() {
 		if ids := e.core.ListSessions(); len(ids) > 0 {
 			left = append(left, fmt.Sprintf("core sessions %v", ids))
 		}
-		return strings.Join(left, ", ")
+		return len(left) == 0
 	})
-}
-
-// eventually polls f until it returns "" (f says what is still wrong).
-func eventually(t testing.TB, d time.Duration, what string, f func() string) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		bad := f()
-		if bad == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still %s after %s", what, bad, d)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // ---- control API client over a real WebSocket ------------------------------------------
@@ -536,29 +526,24 @@ func (p *rtcPeer) mark() int {
 func (p *rtcPeer) heardSince(mark int, d time.Duration, candidates ...float64) (float64, float64, float64) {
 	p.t.Helper()
 	need := int(d.Seconds() * 8000)
-	deadline := time.Now().Add(d + 20*time.Second) // slow, shared CI machines
-	for {
+	var got []int16
+	peers.WaitFor(p.t, d+20*time.Second, fmt.Sprintf("%d samples heard", need), func() bool { // slow, shared CI machines
 		p.mu.Lock()
-		got := append([]int16(nil), p.pcm[min(mark, len(p.pcm)):]...)
+		got = append(got[:0], p.pcm[min(mark, len(p.pcm)):]...)
 		p.mu.Unlock()
-		if len(got) >= need {
-			got = got[len(got)-need/2:] // the last half: past any switch-over
-			f, r := audiotest.Dominant(got, 8000, candidates...)
-			return f, r, audiotest.RMS(got)
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("heard only %d samples of %d", len(got), need)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return len(got) >= need
+	})
+	got = got[len(got)-need/2:] // the last half: past any switch-over
+	f, r := audiotest.Dominant(got, 8000, candidates...)
+	return f, r, audiotest.RMS(got)
 }
 
 func (p *rtcPeer) waitConnected() {
 	p.t.Helper()
-	eventually(p.t, 10*time.Second, "WebRTC connection", func() string {
+	peers.WaitFor(p.t, 10*time.Second, "WebRTC connection", func() bool {
 		if s := p.pc.ConnectionState(); s != webrtc.PeerConnectionStateConnected {
-			return s.String()
+			return false
 		}
-		return ""
+		return true
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -52,13 +53,13 @@ func TestRoomMemberEventsVerboseOrNot(t *testing.T) {
 // the channel running app.
 func (e *env) inTable(channel, app string) {
 	e.t.Helper()
-	eventually(e.t, 5*time.Second, "channel "+channel+" in show channels running "+app, func() string {
+	peers.WaitFor(e.t, 5*time.Second, "channel "+channel+" in show channels running "+app, func() bool {
 		for _, c := range e.fs.ShowChannels() {
 			if c.UUID == channel && c.Application == app {
-				return ""
+				return true
 			}
 		}
-		return "not"
+		return false
 	})
 }
 
@@ -86,11 +87,11 @@ func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
 	e.inTable(chf.UUID, "park")
 	e.inTable(chm.UUID, "echo")
 	shows := e.countCommands("api show channels as json")
-	eventually(t, 5*time.Second, "show channels read again", func() string {
+	peers.WaitFor(t, 5*time.Second, "show channels read again", func() bool {
 		if e.countCommands("api show channels as json") < shows+2 {
-			return "not yet"
+			return false
 		}
-		return ""
+		return true
 	})
 	for _, sid := range []string{moved, fresh} {
 		if _, ok := e.core.LookupSession(sid); !ok {
@@ -207,11 +208,11 @@ func TestReconnectDuringBurstOfStarts(t *testing.T) {
 		e.inTable(e.channelOf(sid).UUID, "park")
 	}
 	shows := e.countCommands("api show channels as json")
-	eventually(t, 5*time.Second, "show channels read again", func() string {
+	peers.WaitFor(t, 5*time.Second, "show channels read again", func() bool {
 		if e.countCommands("api show channels as json") < shows+2 {
-			return "not yet"
+			return false
 		}
-		return ""
+		return true
 	})
 	for _, sid := range sids {
 		if _, ok := e.core.LookupSession(sid); !ok {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nkbridge/nkbridge/fsbridge/esl"
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"go.uber.org/goleak"
 )
 
@@ -439,9 +440,7 @@ func TestDisconnectNotices(t *testing.T) {
 	if _, err := c.API(ctx5(t), "status"); err != nil {
 		t.Fatalf("after linger: %v", err)
 	}
-	for i := 0; lingers.Load() == 0 && i < 500; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	peers.WaitFor(t, 5*time.Second, "OnLinger", func() bool { return lingers.Load() > 0 })
 	if lingers.Load() != 1 {
 		t.Fatal("OnLinger not called")
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nkbridge/nkbridge/fsbridge/esl"
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // A slow FreeSWITCH: the command times out cleanly, the late reply is consumed, and the
@@ -165,12 +166,7 @@ func TestClientReconnectReconciles(t *testing.T) {
 	// FreeSWITCH goes away mid-call.
 	s.StopListening()
 	before := dials.Load()
-	for i := 0; dials.Load() < before+2 && i < 500; i++ {
-		time.Sleep(10 * time.Millisecond) // wait for failed attempts
-	}
-	if dials.Load() < before+2 {
-		t.Fatal("client is not retrying")
-	}
+	peers.WaitFor(t, 5*time.Second, "the client retrying", func() bool { return dials.Load() >= before+2 })
 	// Commands while disconnected fail cleanly after their own timeout.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	_, err := cl.API(ctx, "status")
@@ -216,7 +212,7 @@ func TestClientRetriesRejections(t *testing.T) {
 	s.FailCommand("event", "-ERR no keywords supplied")
 	rec := &reconciles{ch: make(chan struct{}, 1)}
 	cl := runClient(t, s, rec, newEvents(), nil)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the subject: a window in which it must not connect
 	if cl.Connected() {
 		t.Fatal("connected through a rude rejection")
 	}
@@ -279,13 +275,9 @@ func TestEventFlood(t *testing.T) {
 			t.Fatalf("api during flood: %v", err)
 		}
 	}
-	for i := 0; c.DroppedEvents() < n-65 && i < 1000; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	peers.WaitFor(t, 10*time.Second, "the flood dropped", func() bool { return c.DroppedEvents() >= n-65 })
 	close(release)
-	for i := 0; got.Load()+lost.Load() < n && i < 1000; i++ {
-		time.Sleep(10 * time.Millisecond)
-	}
+	peers.WaitFor(t, 10*time.Second, "every event delivered or counted lost", func() bool { return got.Load()+lost.Load() >= n })
 	if got.Load()+lost.Load() != n || lost.Load() != c.DroppedEvents() || lost.Load() == 0 {
 		t.Fatalf("got %d + lost %d != %d (dropped %d)", got.Load(), lost.Load(), n, c.DroppedEvents())
 	}
@@ -357,7 +349,7 @@ func TestIdleTimeout(t *testing.T) {
 	// Heartbeats keep it alive well past the timeout.
 	for i := 0; i < 10; i++ {
 		s.Fire("HEARTBEAT", "", []fakefs.Header{{Name: "Up-Time", Value: "0 years, 0 days"}}, "")
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // the subject: heartbeats spread past the timeout
 	}
 	if c.Err() != nil {
 		t.Fatalf("closed despite heartbeats: %v", c.Err())

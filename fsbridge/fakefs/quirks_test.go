@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // conferenceFrames joins a channel to a room of profile and returns the plain add-member
@@ -89,7 +91,7 @@ func TestShowChannelsLag(t *testing.T) {
 	if s.apis["uuid_exists"](ch.UUID) != "true" {
 		t.Fatal("uuid_exists does not know a live channel")
 	}
-	waitFor(t, "the channel in show channels", func() bool { return strings.Contains(rows(), `"application":"park"`) })
+	peers.WaitFor(t, 5*time.Second, "the channel in show channels", func() bool { return strings.Contains(rows(), `"application":"park"`) })
 	if d := time.Since(created); d < lag {
 		t.Fatalf("in show channels after %s, lag %s", d, lag)
 	}
@@ -103,14 +105,14 @@ func TestShowChannelsLag(t *testing.T) {
 	if v, _ := s.Channel(ch.UUID); v.Var("current_application") != "echo" {
 		t.Fatalf("current_application %q, want echo", v.Var("current_application"))
 	}
-	waitFor(t, "echo in show channels", func() bool { return strings.Contains(rows(), `"application":"echo"`) })
+	peers.WaitFor(t, 5*time.Second, "echo in show channels", func() bool { return strings.Contains(rows(), `"application":"echo"`) })
 	if err := s.Hangup(ch.UUID, ""); err != nil {
 		t.Fatal(err)
 	}
 	if s.apis["uuid_exists"](ch.UUID) != "false" {
 		t.Fatal("uuid_exists knows a hung-up channel")
 	}
-	waitFor(t, "the channel gone from show channels", func() bool { return rows() == "{\"row_count\":0}\n" })
+	peers.WaitFor(t, 5*time.Second, "the channel gone from show channels", func() bool { return rows() == "{\"row_count\":0}\n" })
 }
 
 // switch_core_session_request counts down from sessions-per-second each second and
@@ -123,7 +125,7 @@ func TestSessionsPerSecond(t *testing.T) {
 	defer s.Close()
 	for try := 0; ; try++ {
 		// Start right after a second boundary so the burst stays in one window.
-		waitFor(t, "a new second", func() bool { return time.Since(s.started)%time.Second < 100*time.Millisecond })
+		peers.WaitFor(t, 5*time.Second, "a new second", func() bool { return time.Since(s.started)%time.Second < 100*time.Millisecond })
 		w := time.Since(s.started) / time.Second
 		ok := 0
 		var last error
@@ -145,7 +147,7 @@ func TestSessionsPerSecond(t *testing.T) {
 		}
 		break
 	}
-	waitFor(t, "the next second", func() bool {
+	peers.WaitFor(t, 5*time.Second, "the next second", func() bool {
 		_, err := s.NewChannel(ChannelSpec{})
 		return err == nil
 	})
@@ -160,17 +162,6 @@ func TestSIPAgentSessionRate(t *testing.T) {
 	}
 	if n := len(fs.Channels()); n != 0 {
 		t.Fatalf("%d channels after a refused call", n)
-	}
-}
-
-func waitFor(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
