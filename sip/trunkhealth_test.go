@@ -255,3 +255,56 @@ func TestSIPpTrunkInboundDestination(t *testing.T) {
 		}
 	}
 }
+
+// Inbound calls from a trunk count against its max_calls: while one call rings, a second
+// INVITE from the trunk gets 503 naming sip.trunks[].max_calls.
+func TestSIPpTrunkInboundMaxCalls(t *testing.T) {
+	sippPath(t)
+	release := make(chan struct{})
+	rec := newRecorder(func(c *Call) {
+		_ = c.Ringing(nil)
+		<-release
+		_ = c.Reject(486, "Busy Here")
+	})
+	cfg := testConfig()
+	cfg.Trunks = []Trunk{{Name: "carrier", Networks: []string{"127.0.0.1/32"}, MaxCalls: 1}}
+	s := startServer(t, cfg, rec)
+	defer close(release)
+	first := startSIPp(t, "uac_call.xml", s.target("udp"), "-s", "echo")
+	rec.waitCall(t, first)
+
+	conn, err := net.Dial("udp", s.target("udp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	inv := fmt.Sprintf("INVITE sip:echo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s;rport;branch=z9hG4bKmax2\r\n"+
+		"From: <sip:carrier@127.0.0.1>;tag=m2\r\nTo: <sip:echo@127.0.0.1>\r\nCall-ID: max2\r\nCSeq: 1 INVITE\r\n"+
+		"Contact: <sip:carrier@%s>\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s",
+		conn.LocalAddr(), conn.LocalAddr(), len(body), body)
+	if _, err := conn.Write([]byte(inv)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 65536)
+	for {
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, err := conn.Read(buf)
+		if err != nil {
+			t.Fatalf("no final answer to the second call: %v", err)
+		}
+		res := string(buf[:n])
+		if strings.HasPrefix(res, "SIP/2.0 1") {
+			continue
+		}
+		if !strings.HasPrefix(res, "SIP/2.0 503") || !strings.Contains(res, "sip.trunks[].max_calls") {
+			t.Fatalf("second call answered %q", strings.SplitN(res, "\r\n", 2)[0])
+		}
+		break
+	}
+	select {
+	case c := <-rec.calls:
+		t.Fatalf("second call reached the handler: %+v", c.Info())
+	default:
+	}
+}
