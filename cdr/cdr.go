@@ -255,10 +255,16 @@ func (s *Service) callEnded(rec Record) {
 	s.mu.Unlock()
 }
 
+// SessionAnswered implements signaling.Recorder.
+func (s *Service) SessionAnswered(r signaling.SessionRecord) {
+	s.enqueue(sessionRecord(EventSessionAnswered, r))
+}
+
 // SessionEnded implements signaling.Recorder.
 func (s *Service) SessionEnded(r signaling.SessionRecord) {
+	s.enqueue(sessionRecord(EventSessionEnded, r))
 	if r.CallID == "" {
-		s.enqueue(sessionRecord(r))
+		s.enqueue(sessionRecord(EventCDR, r))
 		return
 	}
 	s.mu.Lock()
@@ -277,7 +283,7 @@ func (s *Service) SessionEnded(r signaling.SessionRecord) {
 	}
 	if len(s.early) >= maxEarly {
 		s.mu.Unlock()
-		s.enqueue(sessionRecord(r))
+		s.enqueue(sessionRecord(EventCDR, r))
 		return
 	}
 	s.early[r.CallID] = append(s.early[r.CallID], r)

@@ -176,3 +176,41 @@ func TestEModel(t *testing.T) {
 		t.Fatalf("total loss MOS %v", m)
 	}
 }
+
+type eventObs struct {
+	countObs
+	mu     sync.Mutex
+	events map[string]int
+}
+
+func (o *eventObs) Recorded(e string) { o.mu.Lock(); o.events[e]++; o.mu.Unlock() }
+
+// TestLifeCycleEvents: every call and session step makes its event; the file gets the cdr
+// records only.
+func TestLifeCycleEvents(t *testing.T) {
+	obs := &eventObs{events: map[string]int{}}
+	path := filepath.Join(t.TempDir(), "calls.jsonl")
+	svc, err := New(Options{File: FileOptions{Path: path}, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := endedCall(1)
+	c.SessionIDs = []string{"s1"}
+	svc.CallEvent(signaling.CallRinging, c)
+	svc.SessionAnswered(signaling.SessionRecord{ID: "s1", CallID: c.ID})
+	svc.CallEvent(signaling.CallAnswered, c)
+	svc.CallEvent(signaling.CallEnded, c)
+	svc.SessionEnded(signaling.SessionRecord{ID: "s1", CallID: c.ID})
+	svc.Close()
+	want := map[string]int{EventCallRinging: 1, EventSessionAnswered: 1, EventCallAnswered: 1, EventCallEnded: 1, EventSessionEnded: 1, EventCDR: 1}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	for e, n := range want {
+		if obs.events[e] != n {
+			t.Fatalf("events %v, want %v", obs.events, want)
+		}
+	}
+	if _, recs := fileRecords(t, path); len(recs) != 1 || recs[0].Event != EventCDR || len(recs[0].SessionIDs) != 1 {
+		t.Fatalf("file records %+v", recs)
+	}
+}

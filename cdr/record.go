@@ -14,7 +14,13 @@ const (
 	EventCallRinging  = "call.ringing"  // life-cycle: the call rings
 	EventCallAnswered = "call.answered" // life-cycle: the call was answered
 	EventCallEnded    = "call.ended"    // life-cycle: the call ended (its cdr follows)
+	// life-cycle of sessions: answered (at start or by set_answer), ended (with its legs)
+	EventSessionAnswered = "session.answered"
+	EventSessionEnded    = "session.ended"
 )
+
+// Events lists every event, for configuration checks.
+var Events = []string{EventCDR, EventCallRinging, EventCallAnswered, EventCallEnded, EventSessionAnswered, EventSessionEnded}
 
 // Record kinds.
 const (
@@ -109,10 +115,11 @@ func callRecord(event string, r signaling.CallRecord) Record {
 	return rec
 }
 
-// sessionRecord builds a session's record (kind session, when no call holds it).
-func sessionRecord(r signaling.SessionRecord) Record {
+// sessionRecord builds a session's record of event (kind session; a cdr when no call holds
+// it).
+func sessionRecord(event string, r signaling.SessionRecord) Record {
 	rec := Record{
-		Event: EventCDR, Kind: KindSession, SessionID: r.ID, SessionType: r.Type, Backend: r.Backend,
+		Event: event, Kind: KindSession, SessionID: r.ID, SessionType: r.Type, Backend: r.Backend,
 		User: r.User, CallID: r.CallID, Start: tp(r.Start), Answer: tp(r.Answer), End: tp(r.End),
 		Code: r.Code, Reason: r.Reason, Legs: legs(r),
 	}

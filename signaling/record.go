@@ -13,6 +13,8 @@ type Recorder interface {
 	// CallEvent: a call rang (CallRinging, once), was answered (CallAnswered) or ended
 	// (CallEnded). The record holds what is known so far.
 	CallEvent(state string, r CallRecord)
+	// SessionAnswered: a session got its answer (at start or by set_answer).
+	SessionAnswered(r SessionRecord)
 	// SessionEnded: a session that had started ended. Its media figures were read just
 	// before the backend released it.
 	SessionEnded(r SessionRecord)
@@ -99,7 +101,25 @@ func (cl *call) recordLocked() CallRecord {
 	}
 }
 
-// sessionRecord is a stopped session's record; media figures are read from m.
+// answeredLocked is the record of a session that has just been answered, for the recorder
+// (nil: no recorder or not answered). c.mu must be held.
+func (c *Core) answeredLocked(s *session) *SessionRecord {
+	if c.rec == nil || s.state != stateReady {
+		return nil
+	}
+	return &SessionRecord{ID: s.id, Type: s.typ, Backend: s.backend, User: s.user, CallID: s.recCall,
+		Start: s.created, Answer: s.answeredAt}
+}
+
+// tellAnswered gives the recorder r (from answeredLocked), outside the lock.
+func (c *Core) tellAnswered(r *SessionRecord) {
+	if r != nil {
+		c.rec.SessionAnswered(*r)
+	}
+}
+
+// sessionRecord is a stopped session's record; media figures are read from m. The session
+// is out of the core: its fields no longer change.
 func sessionRecord(s *session, m Media, err *Error) SessionRecord {
 	r := SessionRecord{ID: s.id, Type: s.typ, Backend: s.backend, User: s.user, CallID: s.recCall,
 		Start: s.created, Answer: s.answeredAt, End: time.Now(), Code: err.Code, Reason: err.Text}

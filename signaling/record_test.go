@@ -12,6 +12,13 @@ type recorder struct {
 	calls    []CallRecord
 	states   []string
 	sessions []SessionRecord
+	answered []SessionRecord
+}
+
+func (r *recorder) SessionAnswered(s SessionRecord) {
+	r.mu.Lock()
+	r.answered = append(r.answered, s)
+	r.mu.Unlock()
 }
 
 func (r *recorder) CallEvent(state string, c CallRecord) {
@@ -92,6 +99,11 @@ func TestRecorderCallLife(t *testing.T) {
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
+	// the callee's session was answered at start, the caller's by the call's answer
+	if len(rec.answered) != 2 || rec.answered[0].ID != callee.SessionID || rec.answered[1].ID != caller.SessionID ||
+		rec.answered[1].CallID != callID || rec.answered[1].Answer.IsZero() {
+		t.Fatalf("answered sessions %+v", rec.answered)
+	}
 	if len(rec.sessions) != 2 {
 		t.Fatalf("session records %+v", rec.sessions)
 	}

@@ -157,11 +157,13 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	}
 	if b == nil {
 		c.activateLocked(s, req.Answer)
+		ans := c.answeredLocked(s)
 		c.mu.Unlock()
 		s.log.Info("session started")
 		if c.obs != nil {
 			c.obs.SessionStarted(s.id, s.typ, "")
 		}
+		c.tellAnswered(ans)
 		return SessionResult{SessionID: s.id}, nil
 	}
 	c.mu.Unlock()
@@ -199,11 +201,13 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 		answer = res.Answer
 	}
 	c.activateLocked(s, answer)
+	ans := c.answeredLocked(s)
 	c.mu.Unlock()
 	s.log.Info("session started", "backend", bname)
 	if c.obs != nil {
 		c.obs.SessionStarted(s.id, s.typ, bname)
 	}
+	c.tellAnswered(ans)
 	return SessionResult{SessionID: s.id, Answer: res.Answer, Offer: res.Offer, RoomID: res.RoomID}, nil
 }
 
@@ -365,8 +369,10 @@ func (c *Core) SetAnswer(ctx context.Context, id string, answer Desc) (Desc, err
 	s.state = stateReady
 	s.answeredAt = time.Now()
 	c.armLocked(s, s.readyTimeout)
+	ans := c.answeredLocked(s)
 	c.mu.Unlock()
 	s.log.Info("session answered")
+	c.tellAnswered(ans)
 	c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassSession, Type: EventAnswer, ObjID: id, User: s.user,
 		Body: map[string]any{"answer": result}})
 	return result, nil

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -97,8 +98,25 @@ func TestCDRKillDuringDelivery(t *testing.T) {
 	}
 	t.Logf("%d of %d delivered when killed", before, n)
 
-	startBinary(t, env...)
+	d2 := startBinary(t, env...)
 	peers.WaitFor(t, 30*time.Second, "all records after the restart", func() bool { got, _ := hook.state(); return got == n })
+	// the metrics of the restarted daemon: what it delivered, nothing left queued or dropped
+	ep := strings.TrimPrefix(srv.URL, "http://")
+	peers.WaitFor(t, 5*time.Second, "queue empty in the metrics", func() bool {
+		return d2.scrape()[`nkbridge_cdr_webhook_queued{endpoint="`+ep+`"}`] == 0
+	})
+	m := d2.scrape()
+	if got := m[`nkbridge_cdr_webhook_delivered_total{endpoint="`+ep+`"}`]; got < float64(n-before) || got > n {
+		t.Errorf("delivered_total %v after the restart, want %d..%d", got, n-before, n)
+	}
+	if _, ok := m["nkbridge_cdr_spool_bytes"]; !ok {
+		t.Error("no nkbridge_cdr_spool_bytes")
+	}
+	for k, v := range m {
+		if strings.HasPrefix(k, "nkbridge_cdr_dropped_total") && v != 0 {
+			t.Errorf("%s = %v", k, v)
+		}
+	}
 	hook.mu.Lock()
 	defer hook.mu.Unlock()
 	if len(hook.bad) > 0 || hook.dupKeys > 0 {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nkbridge/nkbridge/cdr"
@@ -53,10 +55,8 @@ func (c CDRConfig) options() (cdr.Options, error) {
 		return o, nil
 	}
 	for _, e := range c.WebhookEvents {
-		switch e {
-		case cdr.EventCDR, cdr.EventCallRinging, cdr.EventCallAnswered, cdr.EventCallEnded:
-		default:
-			return o, fmt.Errorf("cdr.webhook_events: unknown event %q (cdr, call.ringing, call.answered, call.ended)", e)
+		if !slices.Contains(cdr.Events, e) {
+			return o, fmt.Errorf("cdr.webhook_events: unknown event %q (%s)", e, strings.Join(cdr.Events, ", "))
 		}
 	}
 	if len(c.WebhookURLs) == 0 {
