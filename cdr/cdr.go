@@ -364,8 +364,18 @@ func (s *Service) write(batch []Record) {
 		return
 	}
 	_, err := s.spool.Append(payloads...)
-	if err == nil {
-		err = s.spool.Sync()
+	lost := len(payloads)
+	if errors.Is(err, ErrSpoolFull) {
+		// the batch does not fit: keep the records that do, one by one
+		for i, p := range payloads {
+			if _, err = s.spool.Append(p); err != nil {
+				lost = len(payloads) - i
+				break
+			}
+		}
+	}
+	if serr := s.spool.Sync(); err == nil {
+		err = serr
 	}
 	if err != nil {
 		reason := "spool_error"
@@ -374,9 +384,9 @@ func (s *Service) write(batch []Record) {
 			reason = "spool_full"
 			msg = fmt.Sprintf("cdr: records not spooled, spool full (cdr.spool_max_bytes %d)", s.o.Spool.MaxBytes)
 		}
-		s.log.Error(msg, "err", err, "records", len(payloads))
+		s.log.Error(msg, "err", err, "records", lost)
 		if s.o.Observer != nil {
-			for range payloads {
+			for range lost {
 				s.o.Observer.Dropped(reason)
 			}
 		}

@@ -236,3 +236,57 @@ func TestWebhookAllowList(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A slow endpoint (slower than the attempt timeout) fails the attempt; the record is retried
+// and taken once the endpoint answers in time.
+func TestWebhookSlowEndpointRetried(t *testing.T) {
+	rc := newReceiver(t)
+	var calls atomic.Int64
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			select { // the first attempt hangs past the client's timeout
+			case <-release:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		rc.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	defer close(release)
+	obs := &countObs{}
+	svc, err := New(Options{SpoolDir: t.TempDir(), Observer: obs,
+		Webhooks: []WebhookOptions{{URL: srv.URL, Secret: testSecret, AllowedHosts: []string{"127.0.0.1"},
+			Timeout: 200 * time.Millisecond, RetryMin: 10 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	svc.CallEvent(signaling.CallEnded, endedCall(7))
+	waitFor(t, "delivery after the slow attempt", 10*time.Second, func() bool { return rc.distinct() == 1 })
+	if obs.failed.Load() < 1 || calls.Load() < 2 {
+		t.Fatalf("failed %d, attempts %d", obs.failed.Load(), calls.Load())
+	}
+}
+
+// A full spool drops new records (counted, reason spool_full) and keeps the earlier ones.
+func TestSpoolFullDropsCounted(t *testing.T) {
+	obs := &countObs{}
+	svc, err := New(Options{SpoolDir: t.TempDir(), Observer: obs, Spool: SpoolOptions{MaxBytes: 3000},
+		Webhooks: []WebhookOptions{{URL: "http://127.0.0.1:9/", Secret: "x", AllowedHosts: []string{"127.0.0.1"}, RetryMin: time.Hour}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		svc.CallEvent(signaling.CallEnded, endedCall(i))
+	}
+	waitFor(t, "drops counted", 5*time.Second, func() bool { return obs.dropped.Load() > 0 })
+	svc.Close()
+	if b := svc.SpoolBytes(); b == 0 || b > 3000 {
+		t.Fatalf("spool %d bytes", b)
+	}
+	if obs.recorded.Load() != 40 {
+		t.Fatalf("recorded %d, want 40", obs.recorded.Load())
+	}
+}
