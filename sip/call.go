@@ -1030,10 +1030,15 @@ var errTxEnded = errors.New("sip: transaction ended")
 // await waits for the final response of tx, noting each provisional one on the way.
 // It returns errTxEnded when the transaction ends first, ctx's error when ctx ends first.
 func (c *Call) await(ctx context.Context, tx sip.ClientTransaction) (*sip.Response, error) {
+	return c.s.await(ctx, tx)
+}
+
+// await is Call.await for requests outside a call (REGISTER, OPTIONS keep-alives).
+func (s *Server) await(ctx context.Context, tx sip.ClientTransaction) (*sip.Response, error) {
 	for {
 		select {
 		case res := <-tx.Responses():
-			c.s.gotResponse(res)
+			s.gotResponse(res)
 			if res.IsProvisional() {
 				continue
 			}

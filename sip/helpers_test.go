@@ -85,6 +85,12 @@ func testConfig() Config {
 
 func startServer(t *testing.T, cfg Config, h CallHandler) *Server {
 	t.Helper()
+	return startServerWith(t, cfg, Options{Logger: testLogger(t), Handler: h})
+}
+
+// startServerWith is startServer with every option given.
+func startServerWith(t *testing.T, cfg Config, opts Options) *Server {
+	t.Helper()
 	// Listen on one port for both UDP and TCP so SIPp's [remote_port] works for either.
 	if cfg.Listen[0].Addr == "127.0.0.1:0" {
 		p := freePort(t)
@@ -92,7 +98,7 @@ func startServer(t *testing.T, cfg Config, h CallHandler) *Server {
 			cfg.Listen[i].Addr = fmt.Sprintf("127.0.0.1:%d", p)
 		}
 	}
-	s, err := New(cfg, Options{Logger: testLogger(t), Handler: h})
+	s, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

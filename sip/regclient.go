@@ -516,26 +516,18 @@ func (rc *regClient) transact(ctx context.Context, req *sip.Request) (*sip.Respo
 		return nil, &regError{msg: "sending REGISTER: " + err.Error()}
 	}
 	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			rc.s.gotResponse(res)
-			if res.IsProvisional() {
-				continue
-			}
-			return res, nil
-		case <-tx.Done():
-			if err := tx.Err(); err != nil {
-				return nil, &regError{msg: "no answer from registrar: " + err.Error()}
-			}
-			return nil, &regError{msg: "no answer from registrar"}
-		case <-tctx.Done():
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			return nil, &regError{msg: fmt.Sprintf("no answer from registrar within %s", rc.r.Timeout)}
-		}
+	res, err := rc.s.await(tctx, tx)
+	switch {
+	case err == nil:
+		return res, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, errTxEnded) && tx.Err() != nil:
+		return nil, &regError{msg: "no answer from registrar: " + tx.Err().Error()}
+	case errors.Is(err, errTxEnded):
+		return nil, &regError{msg: "no answer from registrar"}
 	}
+	return nil, &regError{msg: fmt.Sprintf("no answer from registrar within %s", rc.r.Timeout)}
 }
 
 // registrations runs the configured outbound registrations.

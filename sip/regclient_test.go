@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"context"
 	"crypto/md5"
 	"fmt"
 	"log/slog"
@@ -72,22 +71,10 @@ func registrarScenario(t *testing.T, code string) string {
 func startRegServer(t *testing.T, reg Registration, h CallHandler) (*Server, *regObserver) {
 	t.Helper()
 	cfg := testConfig()
-	p := freePort(t)
-	for i := range cfg.Listen {
-		cfg.Listen[i].Addr = fmt.Sprintf("127.0.0.1:%d", p)
-	}
 	cfg.Trunks = []Trunk{{Name: "provider"}}
 	cfg.Registrations = []Registration{reg}
 	obs := &regObserver{}
-	s, err := New(cfg, Options{Logger: testLogger(t), Handler: h, Observer: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, obs
+	return startServerWith(t, cfg, Options{Logger: testLogger(t), Handler: h, Observer: obs}), obs
 }
 
 func pbxRegistration(registrar string) Registration {
@@ -289,21 +276,10 @@ func TestSIPpRegistrationHostileRegistrar(t *testing.T) {
 	port := freePort(t)
 	r := startSIPpPort(t, "registrar_hostile.xml", port)
 	cfg := testConfig()
-	p := freePort(t)
-	for i := range cfg.Listen {
-		cfg.Listen[i].Addr = fmt.Sprintf("127.0.0.1:%d", p)
-	}
 	cfg.Trunks = []Trunk{{Name: "provider"}}
 	cfg.Registrations = []Registration{pbxRegistration(fmt.Sprintf("127.0.0.1:%d", port))}
 	logs := &logBuffer{}
-	s, err := New(cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := startServerWith(t, cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	st := waitReg(t, s, "registered", func(st RegistrationStatus) bool { return st.State == RegStateRegistered })
 	if left := time.Until(st.Expires); left > time.Minute || left < 50*time.Second {
 		t.Fatalf("huge grant not cut to the 1m asked: expires in %v", left)

@@ -299,23 +299,16 @@ func (s *Server) ping(ctx context.Context, h *trunkHost, timeout time.Duration) 
 		return err
 	}
 	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			s.gotResponse(res)
-			if res.IsProvisional() {
-				continue
-			}
-			if res.StatusCode >= 500 {
-				return fmt.Errorf("OPTIONS answered %d %s", res.StatusCode, res.Reason)
-			}
-			return nil
-		case <-tx.Done():
-			return errors.New("no answer to OPTIONS")
-		case <-tctx.Done():
-			return fmt.Errorf("no answer to OPTIONS within %s", timeout)
-		}
+	res, err := s.await(tctx, tx)
+	switch {
+	case errors.Is(err, errTxEnded):
+		return errors.New("no answer to OPTIONS")
+	case err != nil:
+		return fmt.Errorf("no answer to OPTIONS within %s", timeout)
+	case res.StatusCode >= 500:
+		return fmt.Errorf("OPTIONS answered %d %s", res.StatusCode, res.Reason)
 	}
+	return nil
 }
 
 // dialTrunk places a call whose target is at one of a trunk's hosts: the trunk's cps applies,

@@ -53,21 +53,9 @@ func startTrunkHost(t *testing.T, port int) *peers.SIPp {
 func startTrunkServer(t *testing.T, tr Trunk) (*Server, *trunkObserver) {
 	t.Helper()
 	cfg := testConfig()
-	p := freePort(t)
-	for i := range cfg.Listen {
-		cfg.Listen[i].Addr = fmt.Sprintf("127.0.0.1:%d", p)
-	}
 	cfg.Trunks = []Trunk{tr}
 	obs := &trunkObserver{}
-	s, err := New(cfg, Options{Logger: testLogger(t), Observer: obs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s, obs
+	return startServerWith(t, cfg, Options{Logger: testLogger(t), Observer: obs}), obs
 }
 
 // callVia places a call to the trunk (target host: its first host), hangs it up, and returns
