@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"context"
 	"crypto/md5"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // regObserver records registration state changes (and ignores the traffic counts).
@@ -104,11 +107,21 @@ func waitReg(t *testing.T, s *Server, what string, cond func(RegistrationStatus)
 // must see the binding removed (Expires: 0, authenticated).
 func TestSIPpRegistrationRefreshAndUnregister(t *testing.T) {
 	sippPath(t)
-	for _, code := range []string{"401", "407"} {
-		t.Run(code, func(t *testing.T) {
+	for _, v := range []struct{ code, transport string }{{"401", "udp"}, {"407", "udp"}, {"401", "tcp"}} {
+		code := v.code
+		t.Run(code+"/"+v.transport, func(t *testing.T) {
 			port := freePort(t)
-			r := startSIPpPort(t, registrarScenario(t, code), port)
-			s, obs := startRegServer(t, pbxRegistration(fmt.Sprintf("127.0.0.1:%d", port)), nil)
+			var r *sippRun
+			var tcp *peers.SIPp
+			if v.transport == "tcp" {
+				tcp = peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(registrarScenario(t, code)), Port: port,
+					Transport: "t1", Calls: 1, Timeout: 30 * time.Second, Logger: testLogger(t)})
+			} else {
+				r = startSIPpPort(t, registrarScenario(t, code), port)
+			}
+			reg := pbxRegistration(fmt.Sprintf("127.0.0.1:%d", port))
+			reg.Transport = v.transport
+			s, obs := startRegServer(t, reg, nil)
 			st := waitReg(t, s, "refreshed twice", func(st RegistrationStatus) bool { return st.Registrations >= 3 })
 			if st.State != RegStateRegistered || time.Until(st.Expires) > 2*time.Second {
 				t.Fatalf("status %+v: want registered for at most the 2 s granted", st)
@@ -116,7 +129,16 @@ func TestSIPpRegistrationRefreshAndUnregister(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			r.wait(t) // SIPp saw every refresh in time and the authenticated un-REGISTER
+			// SIPp saw every refresh in time and the authenticated un-REGISTER.
+			if tcp != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				if res, err := tcp.Wait(ctx); err != nil || res.ExitCode != 0 {
+					t.Fatalf("registrar over TCP: %v %+v", err, res)
+				}
+			} else {
+				r.wait(t)
+			}
 			if code == "407" {
 				checkProxyDigests(t, filepath.Join(r.dir, "msg.log"), "pbxuser", "pbxsecret", 4)
 			}
