@@ -311,7 +311,7 @@ func TestP2PEarlyMediaDTMFHold(t *testing.T) {
 	}
 	waitInvited(t, callee)
 	inv, h := callee.handle()
-	if inv.Offer.SDP() != fakeSDP || inv.Caller.ID != "1008" || inv.Caller.User != "alice" || inv.Callee != "dave" {
+	if inv.Offer.SDP() != fakeSDP || inv.Caller.ID != "1008" || inv.Caller.User != "alice" || inv.Callee != "dave" || inv.Data["verto_call_id"] != id {
 		t.Fatalf("invitation %+v", inv)
 	}
 	media := next(t, c, "verto.media")

@@ -142,6 +142,7 @@ func (ib *inbound) run() {
 		CallID: callIDFor(ib.inv.CallID), Type: ib.route.CallType, Callee: ib.route.Callee, SessionID: sid,
 		Offer:    offer,
 		Caller:   signaling.CallerInfo{Name: name, ID: number, User: ib.inv.User, Owner: owner},
+		Data:     map[string]any{"verto_call_id": ib.inv.CallID}, // for call records
 		Observer: ib,
 	})
 	if err != nil {
