@@ -60,7 +60,8 @@ type Config struct {
 	// number (api.max_subscriptions).
 	SubscriptionBytes int
 	MaxSubscriptions  int
-	// Quotas per user and per source address (0 = default; -1 = none).
+	// Quotas per user and per source address, and unauthenticated sockets
+	// (0 = the default; negative = no limit).
 	MaxUserSessions   int // api.max_user_sessions
 	MaxSourceSessions int // api.max_source_sessions
 	MaxUserCalls      int // api.max_user_calls
@@ -135,6 +136,12 @@ func (c *Config) defaults() {
 	for key, v := range map[string]*int{
 		"max_in_flight": &c.MaxInFlight, "send_queue_bytes": &c.SendQueueBytes,
 		"subscription_bytes": &c.SubscriptionBytes, "max_subscriptions": &c.MaxSubscriptions,
+	} {
+		if *v <= 0 {
+			*v = defaults.Int("api." + key)
+		}
+	}
+	for key, v := range map[string]*int{
 		"max_user_sessions": &c.MaxUserSessions, "max_source_sessions": &c.MaxSourceSessions,
 		"max_user_calls": &c.MaxUserCalls, "max_source_calls": &c.MaxSourceCalls,
 		"max_user_rooms": &c.MaxUserRooms, "max_source_rooms": &c.MaxSourceRooms,
@@ -347,7 +354,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	full := len(s.conns) >= s.cfg.MaxConnections
 	closed := s.closed || s.draining
-	unauth := s.unauth[src] >= s.cfg.MaxUnauthPerSource
+	unauth := s.cfg.MaxUnauthPerSource > 0 && s.unauth[src] >= s.cfg.MaxUnauthPerSource
 	if !closed && !full && !unauth {
 		s.unauth[src]++ // reserved before the upgrade: the new connection is not logged in
 	}
