@@ -81,7 +81,7 @@ func TestCallHijackByOptions(t *testing.T) {
 	}
 	// A listener of another user's publisher, a room of another user.
 	bob.fails(signaling.CodeUnknownPublisher, "media", "session", "start", map[string]any{"type": "listen", "publisher_id": victim})
-	alice.ok("media", "room", "create", map[string]any{"class": "mcu", "room_id": "alices"})
+	alice.ok("media", "room", "create", map[string]any{"class": "mcu", "room_id": "alices", "private": true})
 	bob.fails(signaling.CodeRoomNotFound, "media", "session", "start", map[string]any{"type": "mcu", "room_id": "alices", "offer": rtpOffer()})
 	if got := fs.joined(); len(got) != 0 {
 		t.Fatalf("the backend was asked to bridge to %v", got)

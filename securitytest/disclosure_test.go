@@ -22,8 +22,8 @@ func TestCrossUserDisclosure(t *testing.T) {
 	alice2 := login(t, e, "alice")
 	callID := alice.ok("media", "call", "start", map[string]any{"type": "user", "user": "alice", "session_id": sid})["call_id"].(string)
 	_ = alice2
-	alice.ok("media", "room", "create", map[string]any{"class": "mcu", "room_id": "private"})
-	alice.ok("media", "room", "create", map[string]any{"class": "mcu", "room_id": "lobby", "shared": true})
+	alice.ok("media", "room", "create", map[string]any{"class": "mcu", "room_id": "private", "private": true})
+	alice.ok("media", "room", "create", map[string]any{"class": "mcu", "room_id": "lobby"})
 
 	// Lists and info.
 	if l := bob.list("media", "session", "list"); len(l) != 0 {
@@ -38,13 +38,21 @@ func TestCrossUserDisclosure(t *testing.T) {
 	bob.fails(signaling.CodeCallNotFound, "media", "call", "info", map[string]any{"call_id": callID})
 	bob.fails(signaling.CodeCallNotFound, "media", "call", "hangup", map[string]any{"call_id": callID})
 	root.ok("media", "call", "info", map[string]any{"call_id": callID})
-	bob.fails(signaling.CodeRoomNotFound, "media", "room", "info", map[string]any{"room_id": "private"})
-	bob.fails(signaling.CodeRoomNotFound, "media", "room", "destroy", map[string]any{"room_id": "private"})
-	bob.ok("media", "room", "info", map[string]any{"room_id": "lobby"}) // shared: visible...
+	for _, room := range []string{"private", "lobby"} {
+		bob.fails(signaling.CodeRoomNotFound, "media", "room", "info", map[string]any{"room_id": room})
+		bob.fails(signaling.CodeRoomNotFound, "media", "room", "destroy", map[string]any{"room_id": room})
+	}
+	if rooms := bob.list("media", "room", "list"); len(rooms) != 0 {
+		t.Errorf("bob's room list %v", rooms)
+	}
+	// A room is a meeting place: bob joins the lobby by its id and then sees
+	// it, but not the private room; only alice destroys the lobby.
+	bob.fails(signaling.CodeRoomNotFound, "media", "session", "start", map[string]any{"type": "mcu", "room_id": "private", "offer": rtpOffer()})
+	bob.ok("media", "session", "start", map[string]any{"type": "mcu", "room_id": "lobby", "offer": rtpOffer()})
+	bob.ok("media", "room", "info", map[string]any{"room_id": "lobby"})
 	bob.fails(signaling.CodeRoomNotFound, "media", "room", "destroy", map[string]any{"room_id": "lobby"})
-	rooms := bob.list("media", "room", "list")
-	if len(rooms) != 1 {
-		t.Errorf("bob's room list %v, want only the shared lobby", rooms)
+	if rooms := bob.list("media", "room", "list"); len(rooms) != 1 {
+		t.Errorf("bob's room list %v, want only the lobby", rooms)
 	}
 	if l := bob.list("core", "user", "list"); !slices.Equal(l, []any{"bob"}) {
 		t.Errorf("bob's user list %v", l)
@@ -78,7 +86,7 @@ func TestCrossUserDisclosure(t *testing.T) {
 	root.ok("core", "core", "ping", nil)
 	bob.ok("core", "core", "ping", nil)
 	for _, ev := range bob.events() {
-		if ev.Class == "media" && ev.Subclass != "room" || ev.Class == "media" && ev.ObjID == "private" {
+		if ev.Class == "media" && ev.Subclass != "room" && ev.Subclass != "session" || ev.Class == "media" && ev.ObjID == "private" || ev.ObjID == sid {
 			t.Errorf("bob received %s/%s/%s %s", ev.Class, ev.Subclass, ev.Type, ev.ObjID)
 		}
 	}

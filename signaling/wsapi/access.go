@@ -13,9 +13,11 @@ import (
 // its connections start, and the rooms it creates (with media/room/create, or
 // by starting a session into a room that did not exist). A user sees and acts
 // on its own objects only; an admin user (users[].admin in the
-// configuration) sees and acts on everything. A room created with
-// "shared": true may be joined and inspected by every user, but only its
-// owner (or an admin) destroys it.
+// configuration) sees and acts on everything. Rooms are meeting places: a
+// user who knows a room's id may join it (publish, listen, mcu), unless its
+// owner created it with "private": true; the users who joined it are its
+// members and see it (info, list, events); only its owner (or an admin)
+// destroys it.
 
 // ownsSession reports whether c may act on the session: it is the
 // connection's own, or its user's, or c is an admin.
@@ -62,9 +64,13 @@ func (c *conn) ownsCall(callID string, recent bool) bool {
 type roomOwner struct {
 	user    string
 	source  string // the creator's address (quotas)
-	shared  bool
+	private bool   // only the owner joins
+	members map[string]bool
 	claimed time.Time // when the id was taken
 }
+
+// sees: the owner and the members see a room.
+func (o roomOwner) sees(user string) bool { return o.user == user || o.members[user] }
 
 // roomClaimGrace is how long a claimed room id may exist only in the registry
 // (its creation under way) before it is forgotten.
@@ -93,6 +99,29 @@ func (r *roomRegistry) claim(id, user, source string) bool {
 	}
 	r.setLocked(id, roomOwner{user: user, source: source, claimed: time.Now()})
 	return true
+}
+
+// join records user as a member of a room it joined; created says the room
+// was made for this request (its id chosen by the backend): user owns it.
+func (r *roomRegistry) join(id, user, source string, created bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	o, ok := r.rooms[id]
+	if !ok {
+		o = roomOwner{claimed: time.Now()} // a room made elsewhere (SIP, Verto): no owner
+		if created {
+			o.user, o.source = user, source
+		}
+	}
+	if o.user != user {
+		m := make(map[string]bool, len(o.members)+1)
+		for k := range o.members {
+			m[k] = true
+		}
+		m[user] = true
+		o.members = m
+	}
+	r.setLocked(id, o)
 }
 
 func (r *roomRegistry) set(id string, o roomOwner) {
@@ -147,9 +176,9 @@ func (s *Server) roomExists(id string) bool {
 type roomAccess int
 
 const (
-	roomUse     roomAccess = iota // join, listen, see: owner, or anyone if shared
+	roomUse     roomAccess = iota // see (info): owner and members
 	roomDestroy                   // owner only
-	roomJoin                      // roomUse, or create it (it does not exist yet)
+	roomJoin                      // join or create: anyone unless private (then the owner)
 )
 
 // room checks that c may act on room id; 2030 otherwise. A registry entry of
@@ -172,9 +201,14 @@ func (c *conn) room(id string, want roomAccess) error {
 		if reg.claim(id, c.user, c.source) || c.admin {
 			return nil
 		}
-	case owned && o.user == c.user && exists:
+	case !exists:
+	case want == roomJoin:
+		if !owned || !o.private || o.user == c.user {
+			return nil
+		}
+	case want == roomUse && owned && o.sees(c.user):
 		return nil
-	case owned && o.shared && exists && want != roomDestroy:
+	case want == roomDestroy && owned && o.user == c.user:
 		return nil
 	}
 	return signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s", id)
@@ -231,14 +265,14 @@ func (c *conn) unclaimRooms(opts map[string]any) {
 }
 
 // publisher checks a publisher id: the user's own session, or a publisher in
-// a room the user may use (or an unknown id).
+// a room the user may join (or an unknown id).
 func (c *conn) publisher(id string) error {
 	m, ok := c.srv.core.LookupSession(id)
 	if !ok || c.ownsSession(m) {
 		return nil // unknown ones are the backend's to report
 	}
 	if info, err := c.srv.core.SessionInfo(id); err == nil {
-		if r, _ := info["room_id"].(string); r != "" && c.room(r, roomUse) == nil {
+		if r, _ := info["room_id"].(string); r != "" && c.room(r, roomJoin) == nil {
 			return nil
 		}
 	}
@@ -268,7 +302,7 @@ func (c *conn) visible(ev signaling.Event) bool {
 			// Room events are emitted under the room's locks: only the
 			// registry is asked, never the backend.
 			o, ok := c.srv.rooms.get(ev.ObjID)
-			return ok && (o.user == c.user || o.shared)
+			return ok && o.sees(c.user)
 		}
 		return ev.User != "" && ev.User == c.user
 	case signaling.ClassCore:

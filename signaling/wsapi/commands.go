@@ -18,7 +18,7 @@ const (
 	ruleCall                        // data.call_id: a call the user placed, or is invited to now
 	ruleCallSeen                    // ruleCall, or a call the connection was recently invited to
 	ruleInvited                     // data.call_id: a call this connection is invited to now
-	ruleRoomUse                     // data.room_id: a room the user owns, or a shared one
+	ruleRoomUse                     // data.room_id: a room the user owns or joined
 	ruleRoomOwn                     // data.room_id: a room the user owns
 	ruleOwnLoginSession             // data.session_id: a login session (API connection) of the user
 )

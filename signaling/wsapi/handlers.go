@@ -427,7 +427,8 @@ func (c *conn) startSession(ctx context.Context, r *request) (any, error) {
 		return nil, err
 	}
 	if res.RoomID != "" {
-		c.srv.rooms.claim(res.RoomID, c.user, c.source)
+		asked, _ := r.opts["room_id"].(string)
+		c.srv.rooms.join(res.RoomID, c.user, c.source, asked == "")
 	}
 	out := map[string]any{"session_id": res.SessionID}
 	if res.Answer != nil {
@@ -490,7 +491,8 @@ func (c *conn) updateSession(ctx context.Context, r *request) (any, error) {
 		return nil, nil
 	}
 	if room, _ := res["room_id"].(string); room != "" {
-		c.srv.rooms.claim(room, c.user, c.source)
+		asked, _ := r.opts["room_id"].(string)
+		c.srv.rooms.join(room, c.user, c.source, asked == "")
 	}
 	return res, nil
 }
@@ -757,7 +759,7 @@ type roomData struct {
 	Class   string `json:"class"`
 	RoomID  string `json:"room_id"`
 	Backend string `json:"backend"`
-	Shared  bool   `json:"shared"`
+	Private bool   `json:"private"`
 }
 
 func (c *conn) createRoom(ctx context.Context, r *request) (any, error) {
@@ -779,7 +781,7 @@ func (c *conn) createRoom(ctx context.Context, r *request) (any, error) {
 		}
 		return nil, err
 	}
-	c.srv.rooms.set(id, roomOwner{user: c.user, source: c.source, shared: d.Shared, claimed: time.Now()})
+	c.srv.rooms.set(id, roomOwner{user: c.user, source: c.source, private: d.Private, claimed: time.Now()})
 	return map[string]any{"room_id": id}, nil
 }
 
@@ -803,7 +805,7 @@ func (c *conn) listRooms(context.Context, *request) (any, error) {
 	}
 	out := make([]signaling.RoomSummary, 0, len(all))
 	for _, rm := range all {
-		if o, ok := c.srv.rooms.get(rm.RoomID); ok && (o.user == c.user || o.shared) {
+		if o, ok := c.srv.rooms.get(rm.RoomID); ok && o.sees(c.user) {
 			out = append(out, rm)
 		}
 	}
