@@ -103,7 +103,7 @@ func callRecord(event string, r signaling.CallRecord) Record {
 	rec := Record{
 		Event: event, Kind: KindCall, CallID: r.ID, CallType: r.Type, Callee: r.Callee,
 		SessionIDs: r.SessionIDs, SIPCallID: r.Data["sip_call_id"], VertoCallID: r.Data["verto_call_id"],
-		Trunk:  r.Data["trunk"],
+		Trunk:  r.Data["sip_trunk"],
 		Caller: &Party{Name: r.Caller.Name, Number: r.Caller.ID, User: r.Caller.User, URI: r.Data["sip_from"]},
 		Start:  tp(r.Start), Ringing: tp(r.Ringing), Answer: tp(r.Answer), End: tp(r.End),
 		HangupBy: r.HangupBy, Code: r.Code, Reason: r.Reason, Outcome: r.Outcome,

@@ -38,8 +38,8 @@ type CallRecord struct {
 	// SessionIDs are the sessions linked to the call: the caller's first (if it has one),
 	// then the callee's.
 	SessionIDs []string
-	// Data are the call's string data from its originator whose keys start with "sip_",
-	// "verto_" or "trunk" (sip_call_id, sip_from, ...).
+	// Data are the call's string data from its originator whose keys start with "sip_" or
+	// "verto_" (sip_call_id, sip_from, sip_trunk, verto_call_id).
 	Data                        map[string]string
 	Start, Ringing, Answer, End time.Time // zero when it did not happen
 	Code                        int       // ended: the hangup code
@@ -79,7 +79,7 @@ func recordData(d map[string]any) map[string]string {
 	var out map[string]string
 	for k, v := range d {
 		s, ok := v.(string)
-		if !ok || !(strings.HasPrefix(k, "sip_") || strings.HasPrefix(k, "verto_") || strings.HasPrefix(k, "trunk")) {
+		if !ok || !(strings.HasPrefix(k, "sip_") || strings.HasPrefix(k, "verto_")) {
 			continue
 		}
 		if out == nil {

@@ -236,11 +236,14 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller})
 	obs := newInObserver()
 	caller := signaling.CallerInfo{Name: offer.String("caller_name"), ID: offer.String("caller_id"), User: info.AuthUser, Owner: owner}
+	data := map[string]any{"sip_from": info.From, "sip_call_id": info.CallID}
+	if info.Trunk != "" {
+		data["sip_trunk"] = info.Trunk // for call records
+	}
 	ctx, cancel = context.WithTimeout(g.ctx, 15*time.Second)
 	callID, err := g.core.StartCall(ctx, signaling.CallRequest{
 		Type: rt.CallType, Callee: rt.Callee, SessionID: sid, Offer: res.Offer,
-		Caller: caller, RingTime: g.cfg.RingTime, Observer: obs,
-		Data: map[string]any{"sip_from": info.From, "sip_call_id": info.CallID},
+		Caller: caller, RingTime: g.cfg.RingTime, Observer: obs, Data: data,
 	})
 	cancel()
 	if err != nil {

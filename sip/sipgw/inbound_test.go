@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
+	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/sip"
 	"github.com/nkbridge/nkbridge/sip/sipgw"
 )
@@ -145,6 +147,15 @@ func TestSIPpInboundToRegisteredUser(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			e := newEnv(t, envOpts{sip: trunkLoopback, gw: func(g *sipgw.Config) { g.UserFarSide = "auto" }})
+			// the call's data (kept in call records): the SIP dialog and the trunk
+			var dataMu sync.Mutex
+			var data map[string]any
+			e.core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(func(_ context.Context, d signaling.Destination) ([]signaling.Invitee, error) {
+				dataMu.Lock()
+				data = d.Data
+				dataMu.Unlock()
+				return nil, nil
+			}))
 			uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, c.uas), Calls: 1, Timeout: 30 * time.Second})
 			registerAt(t, ctx, e, "bob", bobPass, uas.Port())
 			uac, err := peers.RunSIPp(ctx, t, peers.SIPpOptions{Scenario: scenario(t, c.uac), Remote: e.addr,
@@ -159,6 +170,11 @@ func TestSIPpInboundToRegisteredUser(t *testing.T) {
 				s, cl := e.core.Counts()
 				return s == 0 && cl == 0 && e.srv.Calls() == 0
 			})
+			dataMu.Lock()
+			defer dataMu.Unlock()
+			if data["sip_trunk"] != "loopback" || data["sip_call_id"] == "" || data["sip_from"] == "" {
+				t.Fatalf("call data %v", data)
+			}
 		})
 	}
 }
