@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -294,5 +296,37 @@ func TestSIPpTrunkInboundMaxCalls(t *testing.T) {
 	case c := <-rec.calls:
 		t.Fatalf("second call reached the handler: %+v", c.Info())
 	default:
+	}
+}
+
+// A host that refuses the call with 503 (an overloaded SBC) passes it to the next host, even
+// without keep-alives; a callee's refusal (486) does not.
+func TestSIPpTrunkFailoverOn503(t *testing.T) {
+	sippPath(t)
+	b, err := os.ReadFile(scenario("uas_busy.xml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	overloaded := filepath.Join(t.TempDir(), "uas_503.xml")
+	if err := os.WriteFile(overloaded, []byte(strings.Replace(string(b), "SIP/2.0 486 Busy Here", "SIP/2.0 503 Service Unavailable", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	pa, pb := freePort(t), freePort(t)
+	a := startSIPpPort(t, overloaded, pa)
+	startTrunkHost(t, pb)
+	ha, hb := fmt.Sprintf("127.0.0.1:%d", pa), fmt.Sprintf("127.0.0.1:%d", pb)
+	s, _ := startTrunkServer(t, Trunk{Name: "carrier", Hosts: []string{ha, hb}})
+	if got := callVia(t, s, ha); got != hb {
+		t.Fatalf("call answered by %s, want %s after %s's 503", got, hb, ha)
+	}
+	a.wait(t) // the first host did get (and refuse) the call
+
+	busy := startSIPpPort(t, "uas_busy.xml", freePort(t))
+	s2, _ := startTrunkServer(t, Trunk{Name: "carrier", Hosts: []string{fmt.Sprintf("127.0.0.1:%d", busy.port), hb}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var se *StatusError
+	if _, err := s2.Dial(ctx, DialOptions{Target: fmt.Sprintf("sip:+15550100@127.0.0.1:%d", busy.port), Caller: "alice", Offer: []byte(testSDP)}); !errors.As(err, &se) || se.Code != 486 {
+		t.Fatalf("busy callee: %v, want 486 (no failover)", err)
 	}
 }
