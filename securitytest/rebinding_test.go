@@ -60,18 +60,8 @@ func TestDNSRebindingOpenMode(t *testing.T) {
 		t.Errorf("API with users: status %d", st)
 	}
 
-	vs, err := verto.New(verto.Config{LoopbackHostOnly: true}, openAuth{}, refuseCalls{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- vs.Serve(context.Background(), ln) }()
-	defer func() { vs.Close(); <-done }()
-	if st := dialHost(t, "ws://"+ln.Addr().String()+"/", rebindHeaders(ln.Addr().String())); st != http.StatusForbidden {
+	vaddr := startVerto(t, verto.Config{LoopbackHostOnly: true}, openAuth{}, refuseCalls{})
+	if st := dialHost(t, "ws://"+vaddr+"/", rebindHeaders(vaddr)); st != http.StatusForbidden {
 		t.Errorf("Verto upgrade from a rebinding page: status %d, want 403", st)
 	}
 }

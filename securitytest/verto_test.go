@@ -14,12 +14,14 @@ import (
 	"github.com/nkbridge/nkbridge/verto/vertogw"
 )
 
-// startVerto runs the Verto server with nkbridge's authenticator over the
-// API users on 127.0.0.1:0.
-func startVerto(t *testing.T, cfg verto.Config, iterations int) string {
+// startVerto runs a Verto server on 127.0.0.1:0 with the given
+// authenticator (nil: nkbridge's over the test users) and call handler.
+func startVerto(t *testing.T, cfg verto.Config, a verto.Authenticator, h verto.CallHandler) string {
 	t.Helper()
-	a := vertogw.NewAuth(testUsers(t, iterations), nil)
-	vs, err := verto.New(cfg, a, refuseCalls{}, peers.TestLogger(t))
+	if a == nil {
+		a = vertogw.NewAuth(testUsers(t, 0), nil)
+	}
+	vs, err := verto.New(cfg, a, h, peers.TestLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +74,7 @@ func vertoLogin(ws *websocket.Conn, user, pass string) (string, error) {
 // time (the rest refused before hashing), and one address holds a bounded
 // number of sockets.
 func TestVertoLoginFloodAndSockets(t *testing.T) {
-	addr := startVerto(t, verto.Config{MaxConnectionsPerIP: 30}, 0)
+	addr := startVerto(t, verto.Config{MaxConnectionsPerIP: 30}, nil, refuseCalls{})
 	var socks []*websocket.Conn
 	for range 24 {
 		ws, err := dialVerto(addr, "127.0.0.2")
@@ -144,19 +146,8 @@ func (panicCalls) HandleInvite(context.Context, verto.Invite, *verto.Call) (vert
 // #13.11 for Verto: a panic behind a Verto request rejects that call only;
 // the socket and the server go on.
 func TestVertoPanicContained(t *testing.T) {
-	a := vertogw.NewAuth(testUsers(t, 1), nil)
-	vs, err := verto.New(verto.Config{}, a, panicCalls{}, peers.TestLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- vs.Serve(context.Background(), ln) }()
-	defer func() { vs.Close(); <-done }()
-	ws, err := dialVerto(ln.Addr().String(), "127.0.0.1")
+	addr := startVerto(t, verto.Config{}, vertogw.NewAuth(testUsers(t, 1), nil), panicCalls{})
+	ws, err := dialVerto(addr, "127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
