@@ -47,8 +47,8 @@ type Config struct {
 	MaxOwned     int           // api.max_owned: sessions (and as many calls) per connection
 	// MaxInFlight bounds the requests of one connection being processed at
 	// once (api.max_in_flight); further requests wait for one to finish (the
-	// reader stops reading meanwhile) for up to InFlightWait (default 5 s),
-	// then answer 1045.
+	// reader stops reading meanwhile) for up to InFlightWait (default: half
+	// of RequestTimeout), then answer 1045.
 	MaxInFlight  int
 	InFlightWait time.Duration
 	// SendQueueBytes is the budget of frames queued for one client
@@ -131,7 +131,9 @@ func (c *Config) defaults() {
 		c.MaxOwned = defaults.Int("api.max_owned")
 	}
 	if c.InFlightWait <= 0 {
-		c.InFlightWait = 5 * time.Second
+		// Half the answer deadline of server requests: a reader that
+		// waits for a slot must still read the client's answers in time.
+		c.InFlightWait = c.RequestTimeout / 2
 	}
 	for key, v := range map[string]*int{
 		"max_in_flight": &c.MaxInFlight, "send_queue_bytes": &c.SendQueueBytes,
