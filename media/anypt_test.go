@@ -61,7 +61,7 @@ func TestAnswerOpusPeerSendsPCMU(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller.setAnswer(callerAns.SDP)
-	bothTones(func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) })
+	bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) }, caller.heard, far.heard)
 	pc, n := caller.heard()
 	if n < 50 {
 		t.Fatalf("caller got %d packets from a far peer sending PCMU", n)

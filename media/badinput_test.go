@@ -152,7 +152,7 @@ func TestGarbageUDPDropped(t *testing.T) {
 	go c.sendTone(ctx, 1000, 1500*time.Millisecond)
 	p.sendTone(ctx, plainrtp.PCMU, 600, 1500*time.Millisecond)
 	<-done
-	time.Sleep(300 * time.Millisecond)
+	settle(t, c.heard)
 	pc, _ := c.heard()
 	assertTone(t, "webrtc echo under junk", pc, 1000, 600)
 	pr, _ := p.heard()

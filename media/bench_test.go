@@ -15,6 +15,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/codec"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 )
@@ -203,12 +204,12 @@ func BenchmarkSRTPToRTP(b *testing.B) {
 	callerAns, err := s.SetAnswer(ctx, Description{Kind: KindRTP, SDP: ans.String()})
 	must(b, err)
 	cl.setAnswer(callerAns.SDP)
-	waitFor(b, 5*time.Second, "DTLS", func() bool {
+	peers.WaitFor(b, 5*time.Second, "DTLS", func() bool {
 		return s.legs[SideCaller].ready(kindAudio) && s.legs[SideCaller].(*webrtcLeg).tracks[0].isBoundNow()
 	})
 	// warm up until packets flow
 	pkt := rtp.Packet{Header: rtp.Header{Version: 2}, Payload: make([]byte, 160)}
-	waitFor(b, 5*time.Second, "first packet", func() bool {
+	peers.WaitFor(b, 5*time.Second, "first packet", func() bool {
 		pkt.SequenceNumber++
 		_ = cl.track.WriteRTP(&pkt)
 		n := peer.count()
@@ -228,7 +229,7 @@ func BenchmarkSRTPToRTP(b *testing.B) {
 			}
 		}
 	}
-	waitFor(b, 2*time.Second, "drain", func() bool { n := peer.count(); return n-base >= b.N*9/10 })
+	peers.WaitFor(b, 2*time.Second, "drain", func() bool { n := peer.count(); return n-base >= b.N*9/10 })
 	el := time.Since(start)
 	n := peer.count()
 	b.ReportMetric(float64(n-base)/el.Seconds(), "pkts/s")

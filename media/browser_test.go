@@ -12,6 +12,7 @@ import (
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/browsertest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 )
 
@@ -230,7 +231,7 @@ func TestBrowserProxyToRTP(t *testing.T) {
 			if err := p.Eval(ctx, `pc.getSenders()[0].dtmf.insertDTMF("159#", 100, 70)`, nil); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 5*time.Second, "DTMF at the RTP peer", func() bool {
+			peers.WaitFor(t, 5*time.Second, "DTMF at the RTP peer", func() bool {
 				peer.mu.Lock()
 				defer peer.mu.Unlock()
 				return len(peer.te) >= 4

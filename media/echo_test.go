@@ -20,7 +20,7 @@ func TestEchoWebRTC(t *testing.T) {
 	defer s.Close()
 	c.setAnswer(ans.SDP)
 	c.sendTone(ctx, 1000, 2*time.Second)
-	time.Sleep(200 * time.Millisecond)
+	settle(t, c.heard)
 	pcm, pkts := c.heard()
 	if pkts < 50 {
 		t.Fatalf("client received %d packets", pkts)
@@ -48,7 +48,7 @@ func TestEchoRTP(t *testing.T) {
 	}
 	p.use(ad)
 	p.sendTone(ctx, plainrtp.PCMA, 600, time.Second)
-	time.Sleep(100 * time.Millisecond)
+	settle(t, p.heard)
 	pcm, _ := p.heard()
 	assertTone(t, "rtp echo", pcm, 600, 1000)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 )
 
@@ -43,7 +44,7 @@ func TestEdgeRecordMaxBytes(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	p.sendTone(ctx, plainrtp.PCMU, 1000, 1500*time.Millisecond)
-	waitFor(t, 2*time.Second, "the recording to stop", func() bool { _, r := stops.get(); return len(r) > 0 })
+	peers.WaitFor(t, 2*time.Second, "the recording to stop", func() bool { _, r := stops.get(); return len(r) > 0 })
 	paths, reasons := stops.get()
 	if len(reasons) != 1 || !strings.Contains(reasons[0], "media.record_max_bytes") || len(paths) != 1 {
 		t.Fatalf("stops %v %v", paths, reasons)
@@ -56,7 +57,7 @@ func TestEdgeRecordMaxBytes(t *testing.T) {
 	// The call is untouched: the echo goes on after the recording stopped.
 	_, before := p.heard()
 	p.sendTone(ctx, plainrtp.PCMU, 1000, 500*time.Millisecond)
-	waitFor(t, 2*time.Second, "echo after the recording stopped", func() bool { _, n := p.heard(); return n > before+10 })
+	peers.WaitFor(t, 2*time.Second, "echo after the recording stopped", func() bool { _, n := p.heard(); return n > before+10 })
 	select {
 	case <-s.Done():
 		t.Fatal("the session stopped with its recording")
@@ -77,7 +78,7 @@ func TestEdgeRecordMaxDuration(t *testing.T) {
 	var stops recordStops
 	s := startRTPEcho(t, e, p, SessionOptions{Media: MediaOptions{Record: ptr(true)}, OnRecordStop: stops.on})
 	defer s.Close()
-	waitFor(t, 3*time.Second, "the recording to stop", func() bool { _, r := stops.get(); return len(r) > 0 })
+	peers.WaitFor(t, 3*time.Second, "the recording to stop", func() bool { _, r := stops.get(); return len(r) > 0 })
 	if _, reasons := stops.get(); !strings.Contains(reasons[0], "media.record_max_duration") {
 		t.Fatalf("reason %q", reasons[0])
 	}
@@ -89,7 +90,7 @@ func TestEdgeRecordMaxDuration(t *testing.T) {
 	// A recording stopped by hand before its limit gets no event later.
 	must(t, s.Update(MediaOptions{Record: ptr(true)}))
 	must(t, s.Update(MediaOptions{Record: ptr(false)}))
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the subject: a window in which no stop event may come
 	if _, reasons := stops.get(); len(reasons) != 1 {
 		t.Fatalf("stops %v", reasons)
 	}

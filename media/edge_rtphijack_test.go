@@ -60,7 +60,8 @@ func TestEdgeRTPHijackStranger(t *testing.T) {
 		phone.sendTone(ctx, plainrtp.PCMU, 600, 1500*time.Millisecond)
 	}()
 	wg.Wait()
-	time.Sleep(200 * time.Millisecond)
+	settle(t, phone.heard)
+	settle(t, browser.Heard)
 
 	if n := stranger.count(); n != 0 {
 		t.Errorf("the stranger received %d packets of the call", n)

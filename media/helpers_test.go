@@ -87,7 +87,7 @@ func (c *rtcClient) sendVideo(ctx context.Context, n int) {
 		_ = c.vtrack.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: ts}, Payload: payload})
 		seq++
 		ts += 3000
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // real-time pacing: 50 frames a second
 	}
 }
 
@@ -419,7 +419,7 @@ func (p *rtpPeer) sendDigit(digit rune, te plainrtp.Codec) {
 	for _, x := range pk {
 		p.write(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: te.PT, Marker: x.Marker, SequenceNumber: seq, Timestamp: ts}, Payload: x.Payload})
 		seq++
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // real-time pacing: one packet per 20 ms
 	}
 }
 
@@ -451,16 +451,11 @@ func assertTone(t testing.TB, who string, pcm []int16, want float64, others ...f
 	}
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+// settle waits for the last echoed packets of what was sent: until the packet count
+// heard stops moving.
+func settle(t testing.TB, heard func() ([]int16, int)) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	peers.WaitFor(t, 5*time.Second, "the last echoed packets", peers.Settled(func() int { _, n := heard(); return n }))
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }

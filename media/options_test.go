@@ -11,6 +11,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 )
 
@@ -38,7 +39,7 @@ func TestEchoMuteAndRecord(t *testing.T) {
 	s := startRTPEcho(t, e, p, SessionOptions{ID: "rec/../1", Media: MediaOptions{UseAudio: ptr(false), Record: ptr(true)}})
 	defer s.Close()
 	p.sendTone(ctx, plainrtp.PCMU, 1000, 600*time.Millisecond)
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the subject: the echo of the last packets would be back by now
 	if _, n := p.heard(); n != 0 {
 		t.Fatalf("muted echo returned %d packets", n)
 	}
@@ -46,7 +47,7 @@ func TestEchoMuteAndRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.sendTone(ctx, plainrtp.PCMU, 1000, time.Second)
-	time.Sleep(100 * time.Millisecond)
+	settle(t, p.heard)
 	pcm, _ := p.heard()
 	assertTone(t, "unmuted echo", pcm, 1000, 600)
 	if err := s.Update(MediaOptions{Record: ptr(false)}); err != nil {
@@ -152,10 +153,10 @@ func TestEchoVideoPLIAndREMB(t *testing.T) {
 	go func() { defer wg.Done(); c.sendVideo(ctx, 75) }()
 	c.sendTone(ctx, 600, 1500*time.Millisecond)
 	wg.Wait()
-	time.Sleep(200 * time.Millisecond)
+	settle(t, c.heard)
 	pcm, _ := c.heard()
 	assertTone(t, "echo with video", pcm, 600, 1000)
-	waitFor(t, 3*time.Second, "REMB", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.remb) > 0 })
+	peers.WaitFor(t, 3*time.Second, "REMB", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.remb) > 0 })
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.videoIn < 50 {
@@ -221,7 +222,7 @@ func TestTrickleICE(t *testing.T) {
 		t.Fatal("garbage candidate accepted")
 	}
 	c.sendTone(ctx, 1000, 1500*time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
+	settle(t, c.heard)
 	pcm, _ := c.heard()
 	assertTone(t, "trickle echo", pcm, 1000, 600)
 }
@@ -241,7 +242,7 @@ func TestICELiteAndNAT(t *testing.T) {
 	}
 	c.setAnswer(ans.SDP)
 	c.sendTone(ctx, 1000, 1500*time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
+	settle(t, c.heard)
 	pcm, _ := c.heard()
 	assertTone(t, "ice-lite echo", pcm, 1000, 600)
 
@@ -289,7 +290,7 @@ func TestICETCP(t *testing.T) {
 	}
 	c.setAnswer(ans.SDP)
 	c.sendTone(ctx, 1000, 1500*time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
+	settle(t, c.heard)
 	pcm, _ := c.heard()
 	assertTone(t, "ICE-TCP echo", pcm, 1000, 600)
 	pair, err := c.pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
@@ -378,7 +379,7 @@ func TestReofferRTP(t *testing.T) {
 	}
 	p2.use(ad)
 	p2.sendTone(ctx, plainrtp.PCMU, 600, time.Second)
-	time.Sleep(100 * time.Millisecond)
+	settle(t, p2.heard)
 	pcm, _ := p2.heard()
 	assertTone(t, "moved peer", pcm, 600, 1000)
 
@@ -440,7 +441,16 @@ func TestProxyVideoWebRTC(t *testing.T) {
 	go func() { defer wg.Done(); far.sendVideo(ctx, 60) }()
 	caller.sendTone(ctx, 1000, 1200*time.Millisecond)
 	wg.Wait()
-	time.Sleep(200 * time.Millisecond)
+	peers.WaitFor(t, 5*time.Second, "video both ways and a PLI to the caller", func() bool {
+		far.mu.Lock()
+		fv := far.videoIn
+		far.mu.Unlock()
+		caller.mu.Lock()
+		cv, pli := caller.videoIn, caller.pli
+		caller.mu.Unlock()
+		return fv >= 40 && cv >= 40 && pli > 0
+	})
+	settle(t, far.heard)
 	far.mu.Lock()
 	fv := far.videoIn
 	far.mu.Unlock()
@@ -499,7 +509,7 @@ func TestCloseFromCallbacks(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			time.Sleep(time.Duration(i) * 3 * time.Millisecond)
+			time.Sleep(time.Duration(i) * 3 * time.Millisecond) // the subject: starts spread over the shutdown
 			if s, _, err := e2.StartEcho(context.Background(), offers[i], SessionOptions{}); err == nil {
 				ok.Add(1)
 				<-s.Done()
@@ -508,7 +518,7 @@ func TestCloseFromCallbacks(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(10 * time.Millisecond)
+	time.Sleep(10 * time.Millisecond) // the subject: Close while the first starts are under way
 	e2.Close()
 	wg.Wait()
 	t.Logf("starts racing shutdown: %d succeeded (then stopped), %d refused", ok.Load(), failed.Load())

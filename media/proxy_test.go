@@ -6,17 +6,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 )
 
-// bothTones runs two senders at once.
-func bothTones(a, b func()) {
+// bothTones runs two senders at once, then waits for the last packets the sides hear.
+func bothTones(t testing.TB, a, b func(), heard ...func() ([]int16, int)) {
+	t.Helper()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); a() }()
 	go func() { defer wg.Done(); b() }()
 	wg.Wait()
-	time.Sleep(200 * time.Millisecond)
+	for _, h := range heard {
+		settle(t, h)
+	}
 }
 
 func TestProxyWebRTCToWebRTC(t *testing.T) {
@@ -44,7 +48,7 @@ func TestProxyWebRTCToWebRTC(t *testing.T) {
 	if _, err := s.SetAnswer(ctx, Description{Kind: KindWebRTC, SDP: farOffer.SDP}); err != ErrState {
 		t.Fatalf("second SetAnswer: %v", err)
 	}
-	bothTones(func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) })
+	bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) }, caller.heard, far.heard)
 	pc, _ := caller.heard()
 	pf, _ := far.heard()
 	assertTone(t, "caller", pc, 600, 1000)
@@ -82,7 +86,7 @@ func proxyToRTP(t *testing.T, clientCodec string, farCodec plainrtp.Codec) [2]Le
 		t.Fatal(err)
 	}
 	caller.setAnswer(callerAns.SDP)
-	bothTones(func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { peer.sendTone(ctx, farCodec, 600, 2*time.Second) })
+	bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { peer.sendTone(ctx, farCodec, 600, 2*time.Second) }, caller.heard, peer.heard)
 	pc, _ := caller.heard()
 	pf, _ := peer.heard()
 	assertTone(t, "webrtc caller", pc, 600, 1000)
@@ -144,7 +148,7 @@ func TestProxyRTPToWebRTC(t *testing.T) {
 		t.Fatalf("caller answer codec %v", c)
 	}
 	peer.use(ad)
-	bothTones(func() { peer.sendTone(ctx, plainrtp.PCMU, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) })
+	bothTones(t, func() { peer.sendTone(ctx, plainrtp.PCMU, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) }, peer.heard, far.heard)
 	pc, _ := peer.heard()
 	pf, _ := far.heard()
 	assertTone(t, "rtp caller", pc, 600, 1000)
@@ -154,7 +158,7 @@ func TestProxyRTPToWebRTC(t *testing.T) {
 	// telephone-event/48000 (PT 110 in the engine's offer), and is reported.
 	peer.sendDigit('7', plainrtp.TelEvent8)
 	peer.sendDigit('#', plainrtp.TelEvent8)
-	waitFor(t, 3*time.Second, "digits at the WebRTC side", func() bool { d, _ := far.digits(); return len(d) == 2 })
+	peers.WaitFor(t, 3*time.Second, "digits at the WebRTC side", func() bool { d, _ := far.digits(); return len(d) == 2 })
 	d, pts := far.digits()
 	if d != "7#" {
 		t.Fatalf("webrtc side got digits %q", d)
@@ -174,7 +178,7 @@ func TestProxyRTPToWebRTC(t *testing.T) {
 	if err := s.SendDTMF(ctx, SideCaller, "19", 80); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 2*time.Second, "digits at the RTP side", func() bool {
+	peers.WaitFor(t, 2*time.Second, "digits at the RTP side", func() bool {
 		peer.mu.Lock()
 		defer peer.mu.Unlock()
 		return len(peer.te) == 2
@@ -235,7 +239,7 @@ func TestProxyRTPToRTPConcurrentAnswers(t *testing.T) {
 		t.Fatalf("caller answer codec %v (only PCMA was offered)", c)
 	}
 	a.use(ad)
-	bothTones(func() { a.sendTone(ctx, plainrtp.PCMA, 1000, time.Second) }, func() { b.sendTone(ctx, plainrtp.PCMU, 600, time.Second) })
+	bothTones(t, func() { a.sendTone(ctx, plainrtp.PCMA, 1000, time.Second) }, func() { b.sendTone(ctx, plainrtp.PCMU, 600, time.Second) }, a.heard, b.heard)
 	pa, _ := a.heard()
 	pb, _ := b.heard()
 	assertTone(t, "PCMA caller", pa, 600, 1000)

@@ -117,7 +117,7 @@ func TestReattachProxyFarUntouched(t *testing.T) {
 	go func() { defer close(farDone); far.sendTone(farCtx, 600, 15*time.Second) }()
 	defer func() { farStop(); <-farDone }()
 	caller.sendTone(ctx, 1000, time.Second)
-	time.Sleep(200 * time.Millisecond)
+	settle(t, far.heard)
 	pf, farPkts := far.heard()
 	assertTone(t, "far", pf, 1000, 600)
 
@@ -134,7 +134,7 @@ func TestReattachProxyFarUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	caller2.sendTone(ctx, 1400, 1500*time.Millisecond)
-	time.Sleep(200 * time.Millisecond)
+	settle(t, far.heard) // the far side hears only the caller; the caller hears the far's endless tone
 	pc2, n2 := caller2.heard()
 	t.Logf("new caller: %d packets; stats %+v", n2, s.Stats())
 	assertTone(t, "new caller", pc2, 600, 1400)

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/nkbridge/nkbridge/internal/browsertest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 )
 
@@ -139,7 +140,7 @@ func TestSourcelessVideoProxyToRTP(t *testing.T) {
 	}
 	checkVideo(t, "caller answer", callerAns.SDP, "inactive")
 	caller.setAnswer(callerAns.SDP)
-	bothTones(func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { peer.sendTone(ctx, plainrtp.PCMU, 600, 2*time.Second) })
+	bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { peer.sendTone(ctx, plainrtp.PCMU, 600, 2*time.Second) }, caller.heard, peer.heard)
 	pc, _ := caller.heard()
 	pf, _ := peer.heard()
 	assertTone(t, "caller", pc, 600, 1000)
@@ -166,7 +167,7 @@ func TestSourcelessVideoProxyToWebRTC(t *testing.T) {
 		}
 		checkVideo(t, "caller answer", callerAns.SDP, "inactive")
 		caller.setAnswer(callerAns.SDP)
-		bothTones(func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) })
+		bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) }, caller.heard, far.heard)
 		pc, _ := caller.heard()
 		pf, _ := far.heard()
 		assertTone(t, "caller", pc, 600, 1000)
@@ -199,7 +200,7 @@ func TestSourcelessVideoProxyToWebRTC(t *testing.T) {
 		caller.sendTone(ctx, 1000, 2*time.Second)
 		pc, _ := caller.heard()
 		assertTone(t, "caller", pc, 600, 1000)
-		waitFor(t, 5*time.Second, "the far side's video at the caller", func() bool {
+		peers.WaitFor(t, 5*time.Second, "the far side's video at the caller", func() bool {
 			caller.mu.Lock()
 			defer caller.mu.Unlock()
 			return caller.videoIn > 10
@@ -243,7 +244,7 @@ func TestSourcelessVideoEcho(t *testing.T) {
 			checkVideo(t, "echo answer", ans.SDP, c.want)
 			caller.setAnswer(ans.SDP)
 			caller.sendTone(ctx, 1000, 2*time.Second)
-			time.Sleep(200 * time.Millisecond) // the last echoed packets
+			settle(t, caller.heard)
 			pc, _ := caller.heard()
 			assertTone(t, "caller", pc, 1000)
 			if strings.Contains(ans.SDP, "a=sendonly") && !c.sending {

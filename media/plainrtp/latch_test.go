@@ -2,6 +2,7 @@ package plainrtp
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // latchRig is an endpoint with a peer (the address of its SDP) and a stranger, counting
@@ -64,17 +67,10 @@ func (r *latchRig) send(c *net.UDPConn, ssrc uint32) {
 // waitCount waits until the endpoint has seen n packets in all (delivered or dropped).
 func (r *latchRig) waitCount(n uint64) {
 	r.t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
+	peers.WaitFor(r.t, 2*time.Second, fmt.Sprintf("the endpoint to see %d packets", n), func() bool {
 		st := r.ep.Stats()
-		if st.PacketsIn+st.Dropped >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("endpoint saw %d of %d packets", st.PacketsIn+st.Dropped, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return st.PacketsIn+st.Dropped >= n
+	})
 }
 
 func (r *latchRig) delivered(ssrc uint32) int {

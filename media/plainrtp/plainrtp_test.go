@@ -12,6 +12,8 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"go.uber.org/goleak"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 var lo = netip.MustParseAddr("127.0.0.1")
@@ -112,11 +114,8 @@ func TestQuarantine(t *testing.T) {
 	if _, err := pool.Open(); !errors.Is(err, ErrNoPorts) {
 		t.Fatalf("open during quarantine: %v", err)
 	}
-	time.Sleep(350 * time.Millisecond)
-	ep2, err := pool.Open()
-	if err != nil {
-		t.Fatalf("open after quarantine: %v", err)
-	}
+	var ep2 *Endpoint
+	peers.WaitFor(t, 5*time.Second, "the port out of quarantine", func() bool { ep2, err = pool.Open(); return err == nil })
 	ep2.Close()
 }
 
@@ -166,10 +165,13 @@ func TestLatchingGarbageAndRTCP(t *testing.T) {
 	peer.WriteToUDP([]byte{0x80}, to)
 	send(peer, 1, 96) // wrong payload type
 	send(peer, 2, 0)  // latches
-	time.Sleep(50 * time.Millisecond)
+	seen := func(n uint64) func() bool {
+		return func() bool { st := ep.Stats(); return st.PacketsIn+st.Dropped >= n }
+	}
+	peers.WaitFor(t, 5*time.Second, "the latching packet", seen(4))
 	send(other, 3, 0) // another source while the latched one is alive: dropped
 	send(peer, 4, 0)
-	time.Sleep(50 * time.Millisecond)
+	peers.WaitFor(t, 5*time.Second, "the last two packets", seen(6))
 	mu.Lock()
 	if len(got) != 2 || got[0] != 2 || got[1] != 4 {
 		t.Fatalf("delivered %v", got)
@@ -207,19 +209,11 @@ func TestLatchingGarbageAndRTCP(t *testing.T) {
 		}
 		rr, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.ReceiverReport{SSRC: 5}})
 		peerRTCP.WriteToUDP(rr, &net.UDPAddr{IP: lo.AsSlice(), Port: ep.Port() + 1})
-		deadline := time.Now().Add(time.Second)
-		for {
+		peers.WaitFor(t, 2*time.Second, "the receiver report at our RTCP handler", func() bool {
 			mu.Lock()
-			n := rtcpIn
-			mu.Unlock()
-			if n > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("our RTCP handler got nothing")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			defer mu.Unlock()
+			return rtcpIn > 0
+		})
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/internal/wav"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/codec"
@@ -61,7 +62,11 @@ func TestParkLoopsFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(600 * time.Millisecond)
+	peers.WaitFor(t, 5*time.Second, "25 packets of the parked file", func() bool {
+		ep.mu.Lock()
+		defer ep.mu.Unlock()
+		return len(ep.got) >= 25
+	})
 	pk.Stop()
 	ep.mu.Lock()
 	var heard []int16
@@ -80,7 +85,7 @@ func TestParkLoopsFile(t *testing.T) {
 	last := ep.got[n-1]
 	ep.mu.Unlock()
 	if n < 15 {
-		t.Fatalf("%d packets in 600 ms", n)
+		t.Fatalf("%d packets", n)
 	}
 	if p, q := power(heard, 400, 8000), power(heard, 1000, 8000); p < 1e6 || p < 100*q {
 		t.Errorf("parked caller does not hear the 400 Hz file: %.0f (1 kHz %.0f)", p, q)

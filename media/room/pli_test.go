@@ -11,6 +11,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/room"
 )
@@ -111,14 +112,14 @@ func TestSFUVideoAndPLI(t *testing.T) {
 		ts += 3000
 		payload := append([]byte{0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a}, make([]byte, 100)...)
 		_ = vtrack.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, Marker: true, SequenceNumber: seq, Timestamp: ts}, Payload: payload})
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // real-time pacing: 50 frames a second
 	}
 	if videoIn.Load() < 20 {
 		t.Fatalf("listener received %d video packets", videoIn.Load())
 	}
 	// Control: no keyframe requests arrive on their own in steady state.
 	before := plis.Load()
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the subject: a window in which no PLI may come
 	if plis.Load() != before {
 		t.Fatalf("PLIs arrive without the listener asking (%d -> %d): the check below would prove nothing", before, plis.Load())
 	}
@@ -126,12 +127,9 @@ func TestSFUVideoAndPLI(t *testing.T) {
 		if err := lis.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: vssrc.Load()}}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // three PLIs spread as a receiver would send them
 	}
-	waitUntil := time.Now().Add(3 * time.Second)
-	for plis.Load() <= before && time.Now().Before(waitUntil) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	peers.WaitFor(t, 3*time.Second, "the listener's PLI at the publisher", func() bool { return plis.Load() > before })
 	if plis.Load() <= before {
 		t.Errorf("the listener's PLI did not reach the publisher (%d before, %d after)", before, plis.Load())
 	}
