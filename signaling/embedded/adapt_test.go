@@ -82,14 +82,9 @@ func newAdEnv(t *testing.T) *adEnv {
 // adapter's engine aux ones (in the engines and the backends).
 func (e *adEnv) waitSessions(what string, n, aux int) {
 	e.t.Helper()
-	end := time.Now().Add(5 * time.Second)
-	for e.be.Sessions() != n || e.eng.Sessions() != n || e.auxB.Sessions() != aux || e.aux.Sessions() != aux {
-		if time.Now().After(end) {
-			e.t.Fatalf("%s: main backend %d / engine %d sessions, want %d; aux backend %d / engine %d, want %d", what,
-				e.be.Sessions(), e.eng.Sessions(), n, e.auxB.Sessions(), e.aux.Sessions(), aux)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	peers.WaitFor(e.t, 5*time.Second, fmt.Sprintf("%s: %d sessions in the main backend and engine, %d in the aux ones", what, n, aux), func() bool {
+		return e.be.Sessions() == n && e.eng.Sessions() == n && e.auxB.Sessions() == aux && e.aux.Sessions() == aux
+	})
 }
 
 // adInvitee is a test invitee declaring a media kind ("" = none).
@@ -262,13 +257,10 @@ func (p *adRTP) heard() ([]int16, int) {
 // half is freq, not other.
 func adWaitTone(t *testing.T, who string, heard func() ([]int16, int), freq, other float64) {
 	t.Helper()
-	end := time.Now().Add(10 * time.Second)
-	pcm, n := heard()
-	for len(pcm) < 12000 && time.Now().Before(end) {
-		time.Sleep(20 * time.Millisecond)
-		pcm, n = heard()
-	}
-	if n < 40 || len(pcm) < 12000 {
+	var pcm []int16
+	var n int
+	peers.WaitFor(t, 10*time.Second, who+": 1.5 s of audio", func() bool { pcm, n = heard(); return len(pcm) >= 12000 })
+	if n < 40 {
 		t.Fatalf("%s got %d packets (%d samples)", who, n, len(pcm))
 	}
 	f, ratio := audiotest.Dominant(pcm[len(pcm)/2:], 8000, freq, other)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -71,7 +72,7 @@ func TestEchoRTP(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond) // what was in flight
 	peer.reset()
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // the subject: a muted second
 	pcm, n = peer.heard()
 	if rms := audiotest.RMS(pcm); n > 5 && rms > 100 {
 		t.Errorf("muted echo still returns audio: %d packets, rms %.0f", n, rms)
@@ -97,7 +98,7 @@ func TestEchoRTP(t *testing.T) {
 	if ip, _ := info.Body["info"].(map[string]any); ip == nil || ip["record_paths"] == nil {
 		t.Errorf("info event %v has no record_paths", info.Body)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(1500 * time.Millisecond) // the subject: 1.5 s recorded
 	if _, err := c.media("session/update", map[string]any{"session_id": id, "type": "media", "record": false}); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +121,7 @@ func TestEchoRTP(t *testing.T) {
 
 	// DTMF from the caller: media/session/info {info: {dtmf, side}}.
 	peer.sendDigit('7')
-	waitFor(t, 3*time.Second, "DTMF info event", func() bool {
+	peers.WaitFor(t, 3*time.Second, "DTMF info event", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, ev := range c.evs {
@@ -149,7 +150,7 @@ func TestEchoRTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	dcancel()
-	waitFor(t, 2*time.Second, "digits at the caller", func() bool { return peer.digits() == "742#" }) // its own 7 echoed, then 42#
+	peers.WaitFor(t, 2*time.Second, "digits at the caller", func() bool { return peer.digits() == "742#" }) // its own 7 echoed, then 42#
 	t.Logf("caller received digits %q", peer.digits())
 
 	// stop: the stop event, and nothing left in the engine.
@@ -294,7 +295,7 @@ func TestMediaTimeoutAndHold(t *testing.T) {
 	if _, err := c.media("session/update", map[string]any{"session_id": id, "type": "media", "hold": true}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // the subject: held, silent past the media timeout
 	c.mu.Lock()
 	for _, ev := range c.evs {
 		if ev.Type == "stop" && ev.ObjID == id {
@@ -493,7 +494,7 @@ func TestHoldByReofferNoTimeout(t *testing.T) {
 	if _, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendonly")); err != nil || !m.Held() {
 		t.Fatalf("hold: %v held %v", err, m.Held())
 	}
-	time.Sleep(2500 * time.Millisecond) // nobody sends anything
+	time.Sleep(2500 * time.Millisecond) // the subject: nobody sends anything, past the media timeout
 	select {
 	case <-m.Done():
 		t.Fatal("held call stopped by the media timeout")

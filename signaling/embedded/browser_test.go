@@ -174,7 +174,7 @@ func TestBrowserAPI(t *testing.T) {
 			Paths []string `json:"record_paths"`
 		}
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", record: true})`, &rec)
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the subject: 2 s recorded
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", record: false})`, nil)
 		if len(rec.Paths) != 1 {
 			t.Fatalf("record_paths %v, want one file (echo has one side)", rec.Paths)

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -25,7 +26,7 @@ func TestEdgeRecordStoppedEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reason string
-	waitFor(t, 5*time.Second, "record_stopped", func() bool {
+	peers.WaitFor(t, 5*time.Second, "record_stopped", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, ev := range c.evs {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/embedded"
@@ -83,12 +84,8 @@ func FuzzStart(f *testing.F) {
 			check(t, "candidate", m.Candidate(ctx, signaling.Candidate{Candidate: c}))
 		}
 		m.Stop(nil)
-		deadline := time.Now().Add(5 * time.Second)
-		for b.Sessions() != 0 || eng.Sessions() != 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("session not released: backend %d engine %d", b.Sessions(), eng.Sessions())
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		peers.WaitFor(t, 5*time.Second, "the session released by the backend and the engine", func() bool {
+			return b.Sessions() == 0 && eng.Sessions() == 0
+		})
 	})
 }

@@ -103,20 +103,9 @@ func newEnv(t testing.TB, mod func(*media.Config)) *env {
 // waitIdle waits until the engine and the backend hold no session.
 func (e *env) waitIdle(what string) {
 	e.t.Helper()
-	waitFor(e.t, 5*time.Second, what+": engine and backend idle", func() bool {
+	peers.WaitFor(e.t, 5*time.Second, what+": engine and backend idle", func() bool {
 		return e.eng.Sessions() == 0 && e.be.Sessions() == 0
 	})
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, f func() bool) {
-	t.Helper()
-	end := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(end) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // ---- a Go control-API client (gorilla/websocket) ----
@@ -252,7 +241,7 @@ func (c *apiClient) media(cmd string, data map[string]any) (map[string]any, erro
 func (c *apiClient) waitEvent(typ, objID string, d time.Duration) apiEvent {
 	c.t.Helper()
 	var got apiEvent
-	waitFor(c.t, d, "event "+typ+" "+objID, func() bool {
+	peers.WaitFor(c.t, d, "event "+typ+" "+objID, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, ev := range c.evs {
@@ -415,7 +404,7 @@ func (p *rtpPeer) sendDigit(d rune) {
 	p.mu.Unlock()
 	start := time.Now()
 	for _, k := range pkts {
-		time.Sleep(time.Until(start.Add(time.Duration(k.SendMS) * time.Millisecond)))
+		time.Sleep(time.Until(start.Add(time.Duration(k.SendMS) * time.Millisecond))) // real-time pacing of the digit's packets
 		p.write(101, k.Marker, ts, k.Payload)
 	}
 }

@@ -74,7 +74,7 @@ func TestReattachWebRTCCaller(t *testing.T) {
 	if err := m.Detach(signaling.SideCaller, 20*time.Second); err != nil || !m.Detached(signaling.SideCaller) {
 		t.Fatalf("detach: %v", err)
 	}
-	time.Sleep(3 * time.Second) // past the peer-close delay and the media timeout
+	time.Sleep(3 * time.Second) // the subject: past the peer-close delay and the media timeout
 	select {
 	case <-m.Done():
 		t.Fatal("detached call stopped")

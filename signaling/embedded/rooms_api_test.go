@@ -50,7 +50,7 @@ func hears(pcm []int16, freq float64) bool { return tonePower(pcm, freq) > 1e5 }
 // listenWindow resets p, waits d and returns what it heard then (minus the first 100 ms).
 func listenWindow(p *rtpPeer, d time.Duration) []int16 {
 	p.reset()
-	time.Sleep(d)
+	time.Sleep(d) // the subject: the listening window
 	pcm, _ := p.heard()
 	if len(pcm) > 800 {
 		pcm = pcm[800:]

@@ -227,7 +227,7 @@ func TestBrowserRooms(t *testing.T) {
 			Paths []string `json:"record_paths"`
 		}
 		eval(ctx, t, pubA, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", record: true})`, &rec)
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the subject: 2 s recorded
 		eval(ctx, t, pubA, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", record: false})`, nil)
 		if len(rec.Paths) == 0 {
 			t.Fatal("no recording")
