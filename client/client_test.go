@@ -166,7 +166,7 @@ func TestInvites(t *testing.T) {
 	}
 
 	// 3. both accept: one wins
-	call, err = alice.StartCall(ctx, nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
+	_, err = alice.StartCall(ctx, nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
 	if err != nil {
 		t.Fatal(err)
 	}

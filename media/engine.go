@@ -257,7 +257,10 @@ func (e *Engine) openWebRTC() error {
 		se.SetIncludeLoopbackCandidate(true)
 	}
 	if cfg.PublicIP.IsValid() {
-		se.SetNAT1To1IPs([]string{cfg.PublicIP.String()}, webrtc.ICECandidateTypeHost)
+		if err := se.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{External: []string{cfg.PublicIP.String()},
+			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}); err != nil {
+			return err
+		}
 	}
 
 	me := &webrtc.MediaEngine{}

@@ -26,11 +26,11 @@ type Format struct {
 func (f Format) IsTelephoneEvent() bool { return f.Name == "telephone-event" }
 
 func exportFormat(f format) Format {
-	return Format{PT: f.PT, Name: f.Name, Rate: f.Rate, Channels: f.Channels, Fmtp: f.Fmtp}
+	return Format(f)
 }
 
 func importFormat(f Format) format {
-	return format{PT: f.PT, Name: f.Name, Rate: f.Rate, Channels: f.Channels, Fmtp: f.Fmtp}
+	return format(f)
 }
 
 // Tap receives the caller's media of a session it is attached to (Session.Attach).

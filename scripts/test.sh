@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The nkbridge test command (see README): installs the real peers the tests drive (Debian
-# packages, npm packages, the Verto client bundle), then runs go vet, a gofmt check and the
-# whole Go test suite with the race detector. Real-peer tests fail instead of skipping here
+# packages, npm packages, the Verto client bundle), then runs go vet, a gofmt check, staticcheck
+# and the whole Go test suite with the race detector. Real-peer tests fail instead of skipping here
 # (NKB_REQUIRE_PEERS=1). Idempotent: what is already installed is not installed again.
 # Exits non-zero if any step fails.
 set -euo pipefail
@@ -82,6 +82,11 @@ elif [[ -n $unformatted ]]; then
 	echo "$unformatted"
 	failed+=("gofmt")
 fi
+
+# staticcheck, pinned, run through go run (the module proxy fetches it once; no go.mod entry).
+STATICCHECK="honnef.co/go/tools/cmd/staticcheck@v0.8.2"
+phase "staticcheck"
+go run "$STATICCHECK" ./... || failed+=("staticcheck")
 
 phase "go test"
 go test -race -timeout 25m ./... || failed+=("go test")

@@ -2,8 +2,6 @@ package signaling_test
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -23,8 +21,7 @@ var frontEnds = map[string][]string{
 // signaling/embedded, ...) is a violation.
 func importViolations(t *testing.T, pkg string, own []string) []string {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	out, err := exec.Command(goTool, "list", "-deps", "-f", "{{.ImportPath}}", module+"/"+pkg).Output()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", module+"/"+pkg).Output()
 	if err != nil {
 		t.Fatalf("go list -deps %s: %v", pkg, err)
 	}

@@ -20,7 +20,7 @@ func TestRateLimiterBucketsAndBound(t *testing.T) {
 		t.Fatal("request beyond burst allowed")
 	}
 	now = now.Add(time.Second) // refills 2 tokens
-	if !r.allow(a) || !r.allow(a) || r.allow(a) {
+	if a1, a2, a3 := r.allow(a), r.allow(a), r.allow(a); !a1 || !a2 || a3 {
 		t.Fatal("refill rate wrong")
 	}
 	for i := 0; i < 20; i++ {

@@ -92,6 +92,11 @@ func (s *Server) replyBindings(req *sip.Request, tx sip.ServerTransaction, bs []
 	}
 }
 
+// badRequest is why a REGISTER is refused with 400: its text is the response's reason phrase.
+type badRequest string
+
+func (b badRequest) Error() string { return string(b) }
+
 // registerUpdate extracts the registrar update from a REGISTER.
 func registerUpdate(req *sip.Request) (registrar.Update, error) {
 	u := registrar.Update{
@@ -107,7 +112,7 @@ func registerUpdate(req *sip.Request) (registrar.Update, error) {
 	if h := req.GetHeader("Expires"); h != nil {
 		n, err := strconv.ParseUint(strings.TrimSpace(h.Value()), 10, 32)
 		if err != nil {
-			return u, errors.New("Bad Expires")
+			return u, badRequest("Bad Expires")
 		}
 		u.Expires = int(min(n, 1<<31-1))
 	}
@@ -115,35 +120,35 @@ func registerUpdate(req *sip.Request) (registrar.Update, error) {
 	for _, h := range hs {
 		ch, ok := h.(*sip.ContactHeader)
 		if !ok {
-			return u, errors.New("Bad Contact")
+			return u, badRequest("Bad Contact")
 		}
 		{
 			c := ch
 			if c.Address.Wildcard || c.Address.Host == "*" {
 				if len(hs) != 1 {
-					return u, errors.New("Invalid Wildcard")
+					return u, badRequest("Invalid Wildcard")
 				}
 				u.Wildcard = true
 				continue
 			}
 			if len(u.Contacts) >= maxContactsPerRequest {
-				return u, errors.New("Too Many Contacts")
+				return u, badRequest("Too Many Contacts")
 			}
 			if c.Address.Host == "" || (c.Address.Scheme != "sip" && c.Address.Scheme != "sips" && c.Address.Scheme != "") {
-				return u, errors.New("Bad Contact URI")
+				return u, badRequest("Bad Contact URI")
 			}
 			cu := registrar.ContactUpdate{Contact: contactKey(&c.Address), Expires: -1, Q: 1}
 			if v, ok := c.Params.Get("expires"); ok {
 				n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 32)
 				if err != nil {
-					return u, errors.New("Bad Contact Expires")
+					return u, badRequest("Bad Contact Expires")
 				}
 				cu.Expires = int(min(n, 1<<31-1))
 			}
 			if v, ok := c.Params.Get("q"); ok {
 				q, err := strconv.ParseFloat(v, 64)
 				if err != nil || q < 0 || q > 1 {
-					return u, errors.New("Bad Contact q")
+					return u, badRequest("Bad Contact q")
 				}
 				cu.Q = q
 			}
@@ -154,7 +159,7 @@ func registerUpdate(req *sip.Request) (registrar.Update, error) {
 		}
 	}
 	if u.Wildcard && u.Expires != 0 {
-		return u, errors.New("Invalid Wildcard")
+		return u, badRequest("Invalid Wildcard")
 	}
 	return u, nil
 }

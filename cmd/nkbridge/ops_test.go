@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -76,21 +77,16 @@ func TestCPUMeter(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { m.run(ctx, 200*time.Millisecond); close(done) }()
-	stop := make(chan struct{})
+	var stop atomic.Bool
 	go func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
+		for !stop.Load() { // burn CPU until told to stop
 		}
 	}()
 	deadline := time.Now().Add(5 * time.Second)
 	for m.Percent() <= 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	close(stop)
+	stop.Store(true)
 	cancel()
 	<-done
 	if p := m.Percent(); p <= 0 || p > 200 { // percent of all cores; sampling jitter can pass 100 a little

@@ -39,7 +39,6 @@ type participant struct {
 	talk     mixer.TalkDetector
 	in, out  []int16
 	encBuf   []byte
-	mixed    uint64
 	sentPkts uint64
 }
 

@@ -7,7 +7,6 @@
 package room
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -517,16 +516,6 @@ func (r *Room) leave(id string) {
 	}
 	if r.mix != nil && r.mix.remove(id, m) {
 		m.emit(r, "stopped_publisher", map[string]any{"session_id": id})
-	}
-}
-
-// ctxDone is a helper for callers that start things with a context.
-func ctxDone(ctx context.Context) bool {
-	select {
-	case <-ctx.Done():
-		return true
-	default:
-		return false
 	}
 }
 

@@ -134,11 +134,10 @@ type listener struct {
 	pub  atomic.Pointer[publisher]
 	fmts atomic.Pointer[[2][]media.Format]
 
-	mu     sync.Mutex
-	rw     [2]Rewriter
-	ka     time.Time
-	hdr    rtp.Header
-	waitKF bool
+	mu  sync.Mutex
+	rw  [2]Rewriter
+	ka  time.Time
+	hdr rtp.Header
 }
 
 func (l *listener) publisherID() string {

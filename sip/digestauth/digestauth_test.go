@@ -147,7 +147,7 @@ func TestFailureLimiter(t *testing.T) {
 	c := &clock{t: time.Unix(1_700_000_000, 0)}
 	l := NewFailureLimiter(LimiterConfig{MaxFailures: 3, Window: time.Minute, Block: time.Minute, MaxEntries: 2, Now: c.now})
 	ip := netip.MustParseAddr("127.0.0.1")
-	if l.Fail(ip) || l.Fail(ip) {
+	if first, second := l.Fail(ip), l.Fail(ip); first || second {
 		t.Fatal("blocked too early")
 	}
 	if !l.Fail(ip) || !l.Blocked(ip) {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -235,16 +234,6 @@ func (r *recorder) wait(t testing.TB, ctx context.Context, typ, obj string) sign
 			t.Fatalf("no %s event for %q; got %+v", typ, obj, r.evs)
 		}
 	}
-}
-
-func (r *recorder) types() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var s []string
-	for _, ev := range r.evs {
-		s = append(s, ev.Subclass+"/"+ev.Type)
-	}
-	return strings.Join(s, ",")
 }
 
 // waitFor polls cond until it holds or ctx ends.

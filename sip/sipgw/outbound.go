@@ -25,7 +25,6 @@ type outInvitee struct {
 	early     bool // a 183/180 answer was applied to the caller's session
 	sessionID string
 	h         signaling.InviteHandle
-	stopDTMF  func()
 	log       *slog.Logger // with call_id, session_id and the target
 }
 

@@ -427,7 +427,8 @@ func TestOutboundRaceAndReject(t *testing.T) {
 
 	// 3. The other device answers first: both Verto logins stop ringing with LOSE_RACE.
 	o = start("user", nil)
-	i1, i2 = next(t, c1, "verto.invite"), next(t, c2, "verto.invite")
+	next(t, c1, "verto.invite")
+	next(t, c2, "verto.invite")
 	waitInvited(t, other)
 	_, h := other.handle()
 	if err := h.Accepted(signaling.Desc{"sdp": "answer-other", "sdp_type": "webrtc"}, ""); err != nil {
@@ -444,7 +445,8 @@ func TestOutboundRaceAndReject(t *testing.T) {
 
 	// 4. The caller gives up while the logins ring: ORIGINATOR_CANCEL.
 	o = start("verto", nil)
-	i1, i2 = next(t, c1, "verto.invite"), next(t, c2, "verto.invite")
+	next(t, c1, "verto.invite")
+	next(t, c2, "verto.invite")
 	_ = e.core.HangupCall(e.core.ListCalls()[0], nil)
 	for _, c := range []*vertotest.Client{c1, c2} {
 		if bye := next(t, c, "verto.bye"); bye.Str("cause") != "ORIGINATOR_CANCEL" {

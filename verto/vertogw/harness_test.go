@@ -49,7 +49,6 @@ type envOpts struct {
 	open         bool          // no users at all
 	verto        verto.Config
 	gw           Config
-	assets       bool // serve browser assets (needs the Verto bundle)
 }
 
 func testUsers(t testing.TB, names []string) *auth.Users {
