@@ -70,6 +70,8 @@ func TestCheckConfigRefusesBadValues(t *testing.T) {
 		{"verto origin", "verto:\n  allowed_origins: [\"https://a.example/path\"]\n", nil, "verto.allowed_origins"},
 		{"verto extension type", "verto:\n  extensions: {x: nosuchtype}\n", nil, "nosuchtype"},
 		{"log level", "log:\n  level: loud\n", nil, "log.level"},
+		{"cdr webhook without spool", "cdr:\n  enabled: true\n  webhook_urls: [\"https://127.0.0.1:9/cdr\"]\n  webhook_secret: s\n", nil, "cdr.spool_dir"},
+		{"cdr event", "cdr:\n  enabled: true\n  webhook_events: [bogus]\n", nil, "cdr.webhook_events"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			file := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".yaml")
