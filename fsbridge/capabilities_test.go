@@ -79,10 +79,7 @@ func TestCapabilitiesDTMFAndHold(t *testing.T) {
 		t.Helper()
 		from := in()
 		peers.WaitFor(t, 5*time.Second, what, func() bool {
-			if in() < from+25 {
-				return false
-			}
-			return true
+			return in() >= from+25
 		})
 	}
 	grows("the client's audio reaching FreeSWITCH")

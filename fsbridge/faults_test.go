@@ -73,10 +73,7 @@ func TestSlowFreeSWITCH(t *testing.T) {
 	e.noLeaks()
 	e.fs.ClearDelays()
 	peers.WaitFor(t, 10*time.Second, "Event Socket usable again", func() bool {
-		if !e.svc.Client().Connected() {
-			return false
-		}
-		return true
+		return e.svc.Client().Connected()
 	})
 	sid := startPark(t, e, c, newRTCPeer(t), nil)
 	c.ok("media", "session", "stop", msg{"session_id": sid})
@@ -89,10 +86,7 @@ func TestFreeSWITCHDown(t *testing.T) {
 	c := e.dial()
 	e.fs.StopListening()
 	peers.WaitFor(t, 5*time.Second, "disconnect noticed", func() bool {
-		if e.svc.Client().Connected() {
-			return false
-		}
-		return true
+		return !e.svc.Client().Connected()
 	})
 	text := c.fail(2300, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
@@ -122,10 +116,7 @@ func TestESLDropAndReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	peers.WaitFor(t, 5*time.Second, "reconciled after reconnect", func() bool {
-		if e.countCommands("api show channels as json") < 2 {
-			return false
-		}
-		return true
+		return e.countCommands("api show channels as json") >= 2
 	})
 	if ids := e.core.ListSessions(); len(ids) != 2 {
 		t.Fatalf("sessions after a reconnect: %v", ids)
@@ -134,10 +125,7 @@ func TestESLDropAndReconcile(t *testing.T) {
 	// Longer outage with changes behind nkbridge's back.
 	e.fs.StopListening()
 	peers.WaitFor(t, 5*time.Second, "disconnect noticed", func() bool {
-		if e.svc.Client().Connected() {
-			return false
-		}
-		return true
+		return !e.svc.Client().Connected()
 	})
 	if err := e.fs.Execute(cha.UUID, "echo", ""); err != nil {
 		t.Fatal(err)
@@ -165,10 +153,7 @@ func TestESLDropAndReconcile(t *testing.T) {
 	e.waitCommand("api uuid_kill " + stray.UUID)
 	peers.WaitFor(t, 5*time.Second, "kept session moved back to park", func() bool {
 		ch, _ := e.fs.Channel(cha.UUID)
-		if ch.Application != "park" {
-			return false
-		}
-		return true
+		return ch.Application == "park"
 	})
 	if _, ok := e.fs.Channel(other.UUID); !ok {
 		t.Fatal("reconcile killed a channel that is not nkbridge's")
@@ -219,10 +204,7 @@ func TestEventFlood(t *testing.T) {
 		t.Fatalf("stop: %v", stop)
 	}
 	peers.WaitFor(t, 10*time.Second, "reconciliation after lost events", func() bool {
-		if e.countCommands("api show channels as json") <= shows {
-			return false
-		}
-		return true
+		return e.countCommands("api show channels as json") > shows
 	})
 	if _, ok := e.core.LookupSession(a); !ok {
 		t.Fatal("a session without any change did not survive the flood")

@@ -138,10 +138,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		t.Fatalf("nkbridge did not subscribe to the fake's events: %v", err)
 	}
 	peers.WaitFor(t, 5*time.Second, "Event Socket client ready", func() bool {
-		if !svc.Client().Connected() {
-			return false
-		}
-		return true
+		return svc.Client().Connected()
 	})
 	return e
 }

@@ -88,10 +88,7 @@ func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
 	e.inTable(chm.UUID, "echo")
 	shows := e.countCommands("api show channels as json")
 	peers.WaitFor(t, 5*time.Second, "show channels read again", func() bool {
-		if e.countCommands("api show channels as json") < shows+2 {
-			return false
-		}
-		return true
+		return e.countCommands("api show channels as json") >= shows+2
 	})
 	for _, sid := range []string{moved, fresh} {
 		if _, ok := e.core.LookupSession(sid); !ok {
@@ -209,10 +206,7 @@ func TestReconnectDuringBurstOfStarts(t *testing.T) {
 	}
 	shows := e.countCommands("api show channels as json")
 	peers.WaitFor(t, 5*time.Second, "show channels read again", func() bool {
-		if e.countCommands("api show channels as json") < shows+2 {
-			return false
-		}
-		return true
+		return e.countCommands("api show channels as json") >= shows+2
 	})
 	for _, sid := range sids {
 		if _, ok := e.core.LookupSession(sid); !ok {

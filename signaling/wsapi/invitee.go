@@ -3,7 +3,6 @@ package wsapi
 import (
 	"context"
 	"encoding/json"
-	"net"
 
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -91,5 +90,3 @@ func (i *invitee) Hangup(err *signaling.Error) {
 			Body: map[string]any{"code": err.Code, "reason": err.Text, "error": err.Text}}, nil)
 	}
 }
-
-func splitHost(addr string) (string, string, error) { return net.SplitHostPort(addr) }
