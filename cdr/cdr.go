@@ -72,6 +72,7 @@ type Service struct {
 
 	mu      sync.Mutex
 	early   map[string][]signaling.SessionRecord // sessions ended before their call
+	swept   time.Time                            // last look for orphans in early
 	pending map[string]*pendingCall              // calls waiting for their sessions
 	closed  bool
 
@@ -287,7 +288,30 @@ func (s *Service) SessionEnded(r signaling.SessionRecord) {
 		return
 	}
 	s.early[r.CallID] = append(s.early[r.CallID], r)
+	orphans := s.sweepLocked(time.Now())
 	s.mu.Unlock()
+	for _, o := range orphans {
+		s.enqueue(sessionRecord(EventCDR, o))
+	}
+}
+
+// sweepLocked takes out of early the sessions whose call has not ended 10 join timeouts
+// after them: their call's record went out without them (a linked session's stop ends its
+// call at once, so this is a safety net); they get records of their own. It looks at most
+// once per join timeout.
+func (s *Service) sweepLocked(now time.Time) []signaling.SessionRecord {
+	if now.Sub(s.swept) < s.o.JoinTimeout {
+		return nil
+	}
+	s.swept = now
+	var out []signaling.SessionRecord
+	for id, rs := range s.early {
+		if len(rs) > 0 && !rs[0].End.IsZero() && now.Sub(rs[0].End) > 10*s.o.JoinTimeout {
+			out = append(out, rs...)
+			delete(s.early, id)
+		}
+	}
+	return out
 }
 
 // enqueue stamps a record and hands it to the writer without blocking.

@@ -214,3 +214,20 @@ func TestLifeCycleEvents(t *testing.T) {
 		t.Fatalf("file records %+v", recs)
 	}
 }
+
+// A session whose call never reports its end gets a record of its own, later.
+func TestOrphanSessionRecorded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "calls.jsonl")
+	svc, err := New(Options{File: FileOptions{Path: path}, JoinTimeout: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// ended a second ago (200 join timeouts): its call's record went out long ago
+	svc.SessionEnded(signaling.SessionRecord{ID: "orphan", CallID: "gone", End: time.Now().Add(-time.Second)})
+	svc.SessionEnded(signaling.SessionRecord{ID: "other", CallID: "live", End: time.Now()})
+	svc.Close()
+	_, recs := fileRecords(t, path)
+	if len(recs) != 1 || recs[0].SessionID != "orphan" || recs[0].Kind != KindSession || recs[0].CallID != "gone" {
+		t.Fatalf("records %+v", recs)
+	}
+}

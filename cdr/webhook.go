@@ -178,7 +178,7 @@ func newWebhook(o WebhookOptions, sp *Spool, obs Observer, log *slog.Logger) (*w
 		// a redirect could lead anywhere: not followed (the attempt fails)
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return &webhook{o: o, name: "hook-" + hex.EncodeToString(sum[:8]), label: u.Host, events: evs,
-		cl: cl, spool: sp, obs: obs, log: log.With("webhook", u.Redacted())}, nil
+		cl: cl, spool: sp, obs: obs, log: log.With("webhook", u.Scheme+"://"+u.Host+u.Path)}, nil // no query: it may hold a token
 }
 
 // run delivers the spool's records in order until ctx ends: each until the endpoint takes it
