@@ -302,6 +302,11 @@ func (s *Spool) Cursor(name string) (*Cursor, error) {
 			c.next = n
 		}
 	}
+	// an ack past the end (segments lost: removed by hand, or cut after a machine crash
+	// without fsync) would skip the records written from now on
+	if last := s.segs[len(s.segs)-1]; c.next > last.base+last.n {
+		c.next = last.base + last.n
+	}
 	c.acked = c.next
 	s.cursors[name] = c
 	return c, nil

@@ -202,3 +202,29 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// Segments removed by hand (the ack file kept): records written afterwards are still read.
+func TestSpoolAckPastEnd(t *testing.T) {
+	dir := t.TempDir()
+	sp, _ := OpenSpool(dir, SpoolOptions{})
+	c, _ := sp.Cursor("a")
+	for i := range 5 {
+		sp.Append(rec(i))
+	}
+	readN(t, c, 5)
+	sp.Close()
+	segs, _ := filepath.Glob(filepath.Join(dir, "seg-*"))
+	for _, s := range segs {
+		os.Remove(s)
+	}
+	sp, err := OpenSpool(dir, SpoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	c, _ = sp.Cursor("a")
+	sp.Append(rec(42))
+	if got := readN(t, c, 1); got[0] != string(rec(42)) {
+		t.Fatalf("got %v", got)
+	}
+}
