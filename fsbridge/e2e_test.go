@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
@@ -16,13 +17,13 @@ const (
 
 // startPark starts a park session on the FreeSWITCH backend from a real WebRTC offer and
 // completes the client's side. It returns the session id.
-func startPark(t *testing.T, e *env, c *apiClient, p *rtcPeer, extra msg) string {
+func startPark(t *testing.T, e *env, c *apitest.Conn, p *rtcPeer, extra msg) string {
 	t.Helper()
 	data := msg{"type": "park", "backend": "freeswitch", "offer": msg{"sdp": p.offer(), "sdp_type": "webrtc"}}
 	for k, v := range extra {
 		data[k] = v
 	}
-	d := c.ok("media", "session", "start", data)
+	d := c.OK("media", "session", "start", data)
 	sid, _ := d["session_id"].(string)
 	ans, _ := d["answer"].(map[string]any)
 	sdp, _ := ans["sdp"].(string)
@@ -40,7 +41,7 @@ func startPark(t *testing.T, e *env, c *apiClient, p *rtcPeer, extra msg) string
 func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c := e.dial()
-	c.ok("core", "event", "subscribe", msg{"class": "media", "subclass": "room"})
+	c.OK("core", "event", "subscribe", msg{"class": "media", "subclass": "room"})
 	p := newRTCPeer(t)
 	sid := startPark(t, e, c, p, msg{"session_id": "e2e-1"})
 	p.waitConnected()
@@ -58,7 +59,7 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	if got, _ := e.fs.Channel(ch.UUID); got.Application != "park" {
 		t.Fatalf("channel runs %q, want park", got.Application)
 	}
-	info := c.ok("media", "session", "info", msg{"session_id": sid})
+	info := c.OK("media", "session", "info", msg{"session_id": sid})
 	if info["backend"] != "freeswitch" || info["type"] != "park" || info["state"] != "ready" {
 		t.Fatalf("session info: %v", info)
 	}
@@ -85,11 +86,11 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	}
 
 	// Echo: the client hears its own tone, through FreeSWITCH.
-	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
+	c.OK("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
 	if cmd := e.waitCommand("api uuid_transfer " + ch.UUID + " echo"); cmd.Line != "api uuid_transfer "+ch.UUID+" echo inline" {
 		t.Fatalf("echo transfer: %q", cmd.Line)
 	}
-	ev := c.event("session", "updated_type", sid, nil)
+	ev := c.Event(apitest.Media("session", "updated_type", sid), nil)
 	if ev["type"] != "echo" {
 		t.Fatalf("updated_type: %v", ev)
 	}
@@ -100,14 +101,14 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 
 	// Media options apply to nkbridge's leg: muting the client stops its audio to
 	// FreeSWITCH.
-	c.ok("media", "session", "update", msg{"session_id": sid, "type": "media", "use_audio": false})
+	c.OK("media", "session", "update", msg{"session_id": sid, "type": "media", "use_audio": false})
 	// The update's reply comes once the engine applied it: at most a packet or two in flight.
 	in1, _, _ := e.sip.RTPStats(ch.UUID)
 	time.Sleep(time.Second) // the subject: a second in which nothing may arrive
 	if in2, _, _ := e.sip.RTPStats(ch.UUID); in2-in1 > 5 {
 		t.Fatalf("muted client still reaches FreeSWITCH: %d packets in 1s", in2-in1)
 	}
-	c.ok("media", "session", "update", msg{"session_id": sid, "type": "media", "use_audio": true})
+	c.OK("media", "session", "update", msg{"session_id": sid, "type": "media", "use_audio": true})
 	peers.WaitFor(t, 5*time.Second, "unmuted audio reaching FreeSWITCH", func() bool {
 		if in3, _, _ := e.sip.RTPStats(ch.UUID); in3-in1 < 20 {
 			return false
@@ -117,23 +118,23 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 
 	// MCU: conference:<room>@nkbridge; the client hears the room (600 Hz), not itself.
 	// The room must exist first.
-	c.fail(2030, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "room-1"})
-	c.ok("media", "room", "create", msg{"class": "mcu", "room_id": "room-1", "backend": "freeswitch"})
-	c.event("room", "started", "room-1", nil)
-	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "room-1"})
+	c.Fail(2030, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "room-1"})
+	c.OK("media", "room", "create", msg{"class": "mcu", "room_id": "room-1", "backend": "freeswitch"})
+	c.Event(apitest.Media("room", "started", "room-1"), nil)
+	c.OK("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "room-1"})
 	want := "api uuid_transfer " + ch.UUID + " conference:room-1@nkbridge inline"
 	if cmd := e.waitCommand("api uuid_transfer " + ch.UUID + " conference"); cmd.Line != want {
 		t.Fatalf("conference transfer: %q, want %q", cmd.Line, want)
 	}
-	ev = c.event("session", "updated_type", sid, func(b msg) bool { return b["type"] == "mcu" })
+	ev = c.Event(apitest.Media("session", "updated_type", sid), func(b msg) bool { return b["type"] == "mcu" })
 	if ev["room_id"] != "room-1" {
 		t.Fatalf("updated_type mcu without room: %v", ev)
 	}
-	mem := c.event("room", "started_member", "room-1", nil)
+	mem := c.Event(apitest.Media("room", "started_member", "room-1"), nil)
 	if mem["session_id"] != sid || mem["member_id"] == "" {
 		t.Fatalf("started_member: %v", mem)
 	}
-	inf := c.event("session", "info", sid, func(b msg) bool {
+	inf := c.Event(apitest.Media("session", "info", sid), func(b msg) bool {
 		i, _ := b["info"].(map[string]any)
 		return i["event"] == "room_joined"
 	})
@@ -144,11 +145,11 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	if f != confTone || ratio < 10 || rms < 500 {
 		t.Fatalf("mcu: heard %.0f Hz (ratio %.1f, RMS %.0f), want the room's %v Hz", f, ratio, rms, confTone)
 	}
-	info = c.ok("media", "session", "info", msg{"session_id": sid})
+	info = c.OK("media", "session", "info", msg{"session_id": sid})
 	if info["type"] != "mcu" || info["room_id"] != "room-1" {
 		t.Fatalf("session info after update: %v", info)
 	}
-	rinfo := c.ok("media", "room", "info", msg{"room_id": "room-1"})
+	rinfo := c.OK("media", "room", "info", msg{"room_id": "room-1"})
 	members, _ := rinfo["members"].(map[string]any)
 	if rinfo["backend"] != "freeswitch" || rinfo["class"] != "mcu" || members[sid] == nil {
 		t.Fatalf("room info: %v", rinfo)
@@ -158,32 +159,32 @@ func TestEndToEndParkEchoMCUStop(t *testing.T) {
 	if err := e.fs.Talk(ch.UUID, true); err != nil {
 		t.Fatal(err)
 	}
-	tk := c.event("room", "talking", "room-1", nil)
+	tk := c.Event(apitest.Media("room", "talking", "room-1"), nil)
 	if tk["talking"] != true || tk["session_id"] != sid {
 		t.Fatalf("talking: %v", tk)
 	}
-	c.ok("media", "session", "update", msg{"session_id": sid, "type": "mcu_layout", "mcu_layout": "2x2"})
+	c.OK("media", "session", "update", msg{"session_id": sid, "type": "mcu_layout", "mcu_layout": "2x2"})
 	if l := e.fs.Layout("room-1"); l != "2x2" {
 		t.Fatalf("layout %q", l)
 	}
-	c.fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "mcu_layout", "mcu_layout": "2x2\napi status"})
-	c.fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "a@b"})
-	c.fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "proxy"})
+	c.Fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "mcu_layout", "mcu_layout": "2x2\napi status"})
+	c.Fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "mcu", "room_id": "a@b"})
+	c.Fail(1048, "media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "proxy"})
 
 	// Stop: uuid_kill, BYE, nothing left.
-	c.ok("media", "session", "stop", msg{"session_id": sid})
-	stop := c.event("session", "stop", sid, nil)
+	c.OK("media", "session", "stop", msg{"session_id": sid})
+	stop := c.Event(apitest.Media("session", "stop", sid), nil)
 	if num(stop["code"]) != 1013 {
 		t.Fatalf("stop: %v", stop)
 	}
 	e.waitCommand("api uuid_kill " + ch.UUID)
-	c.event("room", "stopped_member", "room-1", nil)
+	c.Event(apitest.Media("room", "stopped_member", "room-1"), nil)
 	// The room was created explicitly: it outlives its members until destroyed.
 	if _, err := e.core.RoomInfo("room-1"); err != nil {
 		t.Fatalf("explicit room gone with its last member: %v", err)
 	}
-	c.ok("media", "room", "destroy", msg{"room_id": "room-1"})
-	c.event("room", "destroyed", "room-1", nil)
+	c.OK("media", "room", "destroy", msg{"room_id": "room-1"})
+	c.Event(apitest.Media("room", "destroyed", "room-1"), nil)
 	e.noLeaks()
 }
 
@@ -220,7 +221,7 @@ func TestFreeSWITCHHangupStopsSession(t *testing.T) {
 	if err := e.fs.Hangup(ch.UUID, "CALL_REJECTED"); err != nil {
 		t.Fatal(err)
 	}
-	stop := c.event("session", "stop", sid, nil)
+	stop := c.Event(apitest.Media("session", "stop", sid), nil)
 	if num(stop["code"]) != 2302 || !strings.Contains(stop["reason"].(string), "FreeSWITCH") {
 		t.Fatalf("stop: %v", stop)
 	}
@@ -237,7 +238,7 @@ func TestBridgeTwoSessions(t *testing.T) {
 	a := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "bridge-a"})
 	b := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "bridge-b"})
 	cha, chb := e.channelOf(a), e.channelOf(b)
-	res := c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "bridge", "peer": b})
+	res := c.OK("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "bridge", "peer": b})
 	if res["peer"] != b {
 		t.Fatalf("bridge update reply: %v", res)
 	}
@@ -245,7 +246,7 @@ func TestBridgeTwoSessions(t *testing.T) {
 	if got, _ := e.fs.Channel(cha.UUID); got.BridgedTo != chb.UUID {
 		t.Fatalf("not bridged: %+v", got)
 	}
-	c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "park"})
+	c.OK("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "park"})
 	peers.WaitFor(t, 5*time.Second, "both parked", func() bool {
 		ga, _ := e.fs.Channel(cha.UUID)
 		gb, _ := e.fs.Channel(chb.UUID)
@@ -256,11 +257,11 @@ func TestBridgeTwoSessions(t *testing.T) {
 	})
 	// A session can also start as a bridge to a parked one.
 	p3 := newRTCPeer(t)
-	d := c.ok("media", "session", "start", msg{"type": "bridge", "backend": "freeswitch", "peer": b,
+	d := c.OK("media", "session", "start", msg{"type": "bridge", "backend": "freeswitch", "peer": b,
 		"offer": msg{"sdp": p3.offer(), "sdp_type": "webrtc"}})
 	ch3 := e.channelOf(d["session_id"].(string))
 	e.waitCommand("api uuid_bridge " + ch3.UUID + " " + chb.UUID)
-	c.ok("media", "session", "stop", msg{"session_id": d["session_id"]})
+	c.OK("media", "session", "stop", msg{"session_id": d["session_id"]})
 	peers.WaitFor(t, 5*time.Second, "partner parked again", func() bool {
 		if gb, _ := e.fs.Channel(chb.UUID); gb.Application != "park" {
 			return false
@@ -271,9 +272,9 @@ func TestBridgeTwoSessions(t *testing.T) {
 		t.Fatal("stopping one side of a bridge stopped the other")
 	}
 	// Bridging to something that is not a FreeSWITCH session fails cleanly.
-	c.fail(1062, "media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "bridge", "peer": "nope"})
-	c.ok("media", "session", "stop", msg{"session_id": a})
-	c.ok("media", "session", "stop", msg{"session_id": b})
+	c.Fail(1062, "media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "bridge", "peer": "nope"})
+	c.OK("media", "session", "stop", msg{"session_id": a})
+	c.OK("media", "session", "stop", msg{"session_id": b})
 	e.noLeaks()
 }
 
@@ -284,13 +285,13 @@ func TestMCUStartAndOwnerGone(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c := e.dial()
 	p := newRTCPeer(t)
-	d := c.ok("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "offer": msg{"sdp": p.offer(), "sdp_type": "webrtc"}})
+	d := c.OK("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "offer": msg{"sdp": p.offer(), "sdp_type": "webrtc"}})
 	sid, _ := d["session_id"].(string)
 	room, _ := d["room_id"].(string)
 	if sid == "" || room == "" {
 		t.Fatalf("mcu start reply: %v", d)
 	}
-	c.event("session", "info", sid, func(b msg) bool {
+	c.Event(apitest.Media("session", "info", sid), func(b msg) bool {
 		i, _ := b["info"].(map[string]any)
 		return i["event"] == "room_joined" && i["room_id"] == room
 	})
@@ -300,7 +301,7 @@ func TestMCUStartAndOwnerGone(t *testing.T) {
 		t.Fatalf("channel is in conference %q, want %q", got.Conference, room)
 	}
 	// A second session joins the same room by id.
-	d2 := c.ok("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": room,
+	d2 := c.OK("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": room,
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
 	if d2["room_id"] != room {
 		t.Fatalf("second member: %v", d2)
@@ -310,25 +311,25 @@ func TestMCUStartAndOwnerGone(t *testing.T) {
 		t.Fatalf("second member channel: %+v", got)
 	}
 	// Destroying a room stops its member sessions with 2032.
-	c.ok("media", "room", "create", msg{"class": "mcu", "room_id": "doomed", "backend": "freeswitch"})
-	c.fail(2031, "media", "room", "create", msg{"class": "mcu", "room_id": "doomed", "backend": "freeswitch"})
-	d3 := c.ok("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "doomed",
+	c.OK("media", "room", "create", msg{"class": "mcu", "room_id": "doomed", "backend": "freeswitch"})
+	c.Fail(2031, "media", "room", "create", msg{"class": "mcu", "room_id": "doomed", "backend": "freeswitch"})
+	d3 := c.OK("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "doomed",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
 	sid3, _ := d3["session_id"].(string)
 	ch3 := e.channelOf(sid3)
-	c.ok("media", "room", "destroy", msg{"room_id": "doomed"})
-	if stop := c.event("session", "stop", sid3, nil); num(stop["code"]) != 2032 {
+	c.OK("media", "room", "destroy", msg{"room_id": "doomed"})
+	if stop := c.Event(apitest.Media("session", "stop", sid3), nil); num(stop["code"]) != 2032 {
 		t.Fatalf("member of a destroyed room: %v", stop)
 	}
 	e.waitCommand("api uuid_kill " + ch3.UUID)
-	c.fail(2030, "media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "doomed",
+	c.Fail(2030, "media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "doomed",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
-	list := c.req("media", "room", "list", nil)
-	if rooms, _ := list["data"].([]any); len(rooms) != 1 {
-		t.Fatalf("room list: %v", list)
+	var rooms []any
+	if err := c.Req("media", "room", "list", nil, &rooms); err != nil || len(rooms) != 1 {
+		t.Fatalf("room list: %v, %v", rooms, err)
 	}
 
-	c.ws.Close()
+	_ = c.C.Close()
 	e.waitCommand("api uuid_kill " + ch.UUID)
 	e.waitCommand("api uuid_kill " + ch2.UUID)
 	e.noLeaks()
@@ -355,10 +356,10 @@ func TestParkOutlivesMediaTimeout(t *testing.T) {
 	// Out of park, silence from FreeSWITCH counts again: the client stops sending, so the
 	// echo sends nothing back.
 	cancel()
-	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
+	c.OK("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
 	// 1060 from the engine's timeout, never 2302 from the hangup its BYE causes: the first
 	// reason reported wins (signaling TestFirstStoppedWins).
-	stop := c.event("session", "stop", sid, nil)
+	stop := c.Event(apitest.Media("session", "stop", sid), nil)
 	if num(stop["code"]) != 1060 {
 		t.Fatalf("stop: %v", stop)
 	}

@@ -1,12 +1,15 @@
 package fsbridge_test
 
 import (
+	"errors"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
+	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
@@ -17,7 +20,7 @@ func TestStartTransferERR(t *testing.T) {
 	c := e.dial()
 	e.fs.FailAPI("uuid_transfer", "-ERR No such channel!\n")
 	p := newRTCPeer(t)
-	text := c.fail(2301, "media", "session", "start", msg{"type": "echo", "backend": "freeswitch", "session_id": "err-1",
+	text := c.Fail(2301, "media", "session", "start", msg{"type": "echo", "backend": "freeswitch", "session_id": "err-1",
 		"offer": msg{"sdp": p.offer(), "sdp_type": "webrtc"}})
 	if !strings.Contains(text, "No such channel") {
 		t.Fatalf("error text does not say what FreeSWITCH said: %q", text)
@@ -26,7 +29,7 @@ func TestStartTransferERR(t *testing.T) {
 	// The same id can be used again once FreeSWITCH behaves.
 	e.fs.FailAPI("uuid_transfer", "")
 	sid := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "err-1"})
-	c.ok("media", "session", "stop", msg{"session_id": sid})
+	c.OK("media", "session", "stop", msg{"session_id": sid})
 	e.noLeaks()
 }
 
@@ -35,19 +38,19 @@ func TestStartRefusedBySIP(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c := e.dial()
 	e.sip.SetReject(503)
-	text := c.fail(2301, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+	text := c.Fail(2301, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
 	if !strings.Contains(text, "503") {
 		t.Fatalf("error text: %q", text)
 	}
 	e.sip.SetReject(0)
 	// A session id the shipped dialplan would refuse is refused before any call is made.
-	c.fail(1035, "media", "session", "start", msg{"type": "park", "backend": "freeswitch", "session_id": "a@b",
+	c.Fail(1035, "media", "session", "start", msg{"type": "park", "backend": "freeswitch", "session_id": "a@b",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
-	c.fail(2010, "media", "session", "start", msg{"type": "park", "backend": "freeswitch"})
-	c.fail(1048, "media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "x y",
+	c.Fail(2010, "media", "session", "start", msg{"type": "park", "backend": "freeswitch"})
+	c.Fail(1048, "media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "x y",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
-	c.fail(1048, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+	c.Fail(1048, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
 		"offer": msg{"sdp": "v=0\r\ngarbage", "sdp_type": "webrtc"}})
 	if n := e.sip.Invites(); n != 1 {
 		t.Fatalf("%d INVITEs reached FreeSWITCH, want only the refused one", n)
@@ -62,7 +65,7 @@ func TestSlowFreeSWITCH(t *testing.T) {
 	c := e.dial()
 	e.fs.Delay("api uuid_transfer", 1500*time.Millisecond)
 	start := time.Now()
-	text := c.fail(2300, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+	text := c.Fail(2300, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
 	if !strings.Contains(text, "in time") {
 		t.Fatalf("error text: %q", text)
@@ -76,7 +79,7 @@ func TestSlowFreeSWITCH(t *testing.T) {
 		return e.svc.Client().Connected()
 	})
 	sid := startPark(t, e, c, newRTCPeer(t), nil)
-	c.ok("media", "session", "stop", msg{"session_id": sid})
+	c.OK("media", "session", "stop", msg{"session_id": sid})
 	e.noLeaks()
 }
 
@@ -88,7 +91,7 @@ func TestFreeSWITCHDown(t *testing.T) {
 	peers.WaitFor(t, 5*time.Second, "disconnect noticed", func() bool {
 		return !e.svc.Client().Connected()
 	})
-	text := c.fail(2300, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+	text := c.Fail(2300, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
 	if !strings.Contains(text, "not connected") || e.sip.Invites() != 0 {
 		t.Fatalf("error %q, %d INVITEs", text, e.sip.Invites())
@@ -146,7 +149,7 @@ func TestESLDropAndReconcile(t *testing.T) {
 	if err := e.fs.Listen(); err != nil {
 		t.Fatal(err)
 	}
-	stop := c.event("session", "stop", b, nil)
+	stop := c.Event(apitest.Media("session", "stop", b), nil)
 	if num(stop["code"]) != 2302 {
 		t.Fatalf("vanished channel: stop %v", stop)
 	}
@@ -162,10 +165,10 @@ func TestESLDropAndReconcile(t *testing.T) {
 		t.Fatalf("%d uuid_kill after reconnect, want 1 (the stray)", n)
 	}
 	// The surviving session is fully usable.
-	c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "echo"})
+	c.OK("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "echo"})
 	e.waitCommand("api uuid_transfer " + cha.UUID + " echo inline")
 	e.sip.SetDropBYE(false)
-	c.ok("media", "session", "stop", msg{"session_id": a})
+	c.OK("media", "session", "stop", msg{"session_id": a})
 	if err := e.fs.Hangup(other.UUID, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +202,7 @@ func TestEventFlood(t *testing.T) {
 	// per-connection queue drops an unknown part of the flood before the reader sees it.
 	time.Sleep(200 * time.Millisecond)
 	close(gate)
-	stop := c.event("session", "stop", b, nil)
+	stop := c.Event(apitest.Media("session", "stop", b), nil)
 	if num(stop["code"]) != 2302 {
 		t.Fatalf("stop: %v", stop)
 	}
@@ -213,8 +216,8 @@ func TestEventFlood(t *testing.T) {
 		t.Fatalf("the Event Socket reconnected (%d auths): the reconciliation must come from the lost events", n)
 	}
 	e.sip.SetDropBYE(false)
-	c.ok("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "echo"})
-	c.ok("media", "session", "stop", msg{"session_id": a})
+	c.OK("media", "session", "update", msg{"session_id": a, "type": "session_type", "session_type": "echo"})
+	c.OK("media", "session", "stop", msg{"session_id": a})
 	e.noLeaks()
 }
 
@@ -251,7 +254,7 @@ func TestStrangerBYEIgnored(t *testing.T) {
 	if _, ok := e.core.LookupSession(sid); !ok || e.sip.Calls() != 1 {
 		t.Fatal("a stranger's BYE ended the session")
 	}
-	c.ok("media", "session", "stop", msg{"session_id": sid})
+	c.OK("media", "session", "stop", msg{"session_id": sid})
 	e.noLeaks()
 }
 
@@ -265,11 +268,11 @@ func TestHangupDuringStart(t *testing.T) {
 		_ = e.fs.Hangup(id, "DESTINATION_OUT_OF_ORDER")
 		return "-ERR No such channel!\n"
 	})
-	r := c.req("media", "session", "start", msg{"type": "park", "backend": "freeswitch",
-		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
-	d, _ := r["data"].(map[string]any)
-	if r["result"] != "error" || (num(d["code"]) != 2301 && num(d["code"]) != 2302) {
-		t.Fatalf("start during a hangup: %v", r)
+	err := c.Req("media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}}, nil)
+	var ae *nkclient.APIError
+	if !errors.As(err, &ae) || (ae.Code != 2301 && ae.Code != 2302) {
+		t.Fatalf("start during a hangup: %v", err)
 	}
 	e.noLeaks()
 }
@@ -310,7 +313,7 @@ func TestChannelAdoptedAfterReconnect(t *testing.T) {
 			e.waitCommand("api uuid_getvar " + ch.UUID + " sip_h_X-NKB-Leg")
 			e.waitCommand("api uuid_transfer " + ch.UUID + " park inline")
 			e.sip.SetBeforeRoute(nil)
-			api.ok("media", "session", "stop", msg{"session_id": sid})
+			api.OK("media", "session", "stop", msg{"session_id": sid})
 			e.noLeaks()
 		})
 	}

@@ -2,7 +2,6 @@ package fsbridge_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,14 +14,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	pionmedia "github.com/pion/webrtc/v4/pkg/media"
 	"go.uber.org/goleak"
 
+	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/fsbridge"
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
@@ -226,135 +226,12 @@ func (e *env) noLeaks() {
 
 type msg = map[string]any
 
-type apiClient struct {
-	t      testing.TB
-	ws     *websocket.Conn
-	wmu    sync.Mutex
-	tid    int
-	in     chan msg
-	closed chan struct{}
-	buf    []msg
-}
-
-func (e *env) dial() *apiClient {
+// dial opens a logged-in API connection.
+func (e *env) dial() *apitest.Conn {
 	e.t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(e.url, nil)
-	if err != nil {
-		e.t.Fatalf("dial: %v", err)
-	}
-	c := &apiClient{t: e.t, ws: ws, in: make(chan msg, 4096), closed: make(chan struct{})}
-	go c.readLoop()
-	e.t.Cleanup(func() { ws.Close(); <-c.closed })
-	c.ok("core", "user", "login", msg{"user": "tester@nkbridge", "password": "x"})
+	c := apitest.Dial(e.t, e.url, nkclient.Options{})
+	c.Login("tester@nkbridge", "x")
 	return c
-}
-
-func (c *apiClient) readLoop() {
-	defer close(c.closed)
-	for {
-		_, b, err := c.ws.ReadMessage()
-		if err != nil {
-			return
-		}
-		var m msg
-		if json.Unmarshal(b, &m) != nil {
-			continue
-		}
-		if m["cmd"] != nil && m["tid"] != nil && m["result"] == nil {
-			c.send(msg{"result": "ok", "tid": m["tid"]})
-		}
-		select {
-		case c.in <- m:
-		default:
-		}
-	}
-}
-
-func (c *apiClient) send(v any) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.ws.WriteJSON(v)
-}
-
-func (c *apiClient) next(pred func(msg) bool, d time.Duration, what string) msg {
-	c.t.Helper()
-	for i, m := range c.buf {
-		if pred(m) {
-			c.buf = append(c.buf[:i], c.buf[i+1:]...)
-			return m
-		}
-	}
-	deadline := time.After(d)
-	for {
-		select {
-		case m := <-c.in:
-			if pred(m) {
-				return m
-			}
-			c.buf = append(c.buf, m)
-		case <-deadline:
-			c.t.Fatalf("timeout waiting for %s; got meanwhile: %v", what, c.buf)
-		case <-c.closed:
-			c.t.Fatalf("API connection closed while waiting for %s", what)
-		}
-	}
-}
-
-func (c *apiClient) req(class, subclass, cmd string, data any) msg {
-	c.t.Helper()
-	c.tid++
-	tid := float64(c.tid)
-	m := msg{"class": class, "subclass": subclass, "cmd": cmd, "tid": c.tid}
-	if data != nil {
-		m["data"] = data
-	}
-	c.send(m)
-	return c.next(func(m msg) bool { return m["result"] != nil && m["tid"] == tid }, 20*time.Second,
-		fmt.Sprintf("reply to %s/%s/%s", class, subclass, cmd))
-}
-
-func (c *apiClient) ok(class, subclass, cmd string, data any) msg {
-	c.t.Helper()
-	r := c.req(class, subclass, cmd, data)
-	if r["result"] != "ok" {
-		c.t.Fatalf("%s/%s/%s: want ok, got %v", class, subclass, cmd, r)
-	}
-	d, _ := r["data"].(map[string]any)
-	return d
-}
-
-// fail sends a request that must fail with code and returns the error text.
-func (c *apiClient) fail(code int, class, subclass, cmd string, data any) string {
-	c.t.Helper()
-	r := c.req(class, subclass, cmd, data)
-	d, _ := r["data"].(map[string]any)
-	if r["result"] != "error" || num(d["code"]) != code {
-		c.t.Fatalf("%s/%s/%s: want error %d, got %v", class, subclass, cmd, code, r)
-	}
-	text, _ := d["error"].(string)
-	if text == "" {
-		c.t.Fatalf("error %d without text", code)
-	}
-	return text
-}
-
-// event waits for a media event and returns its body.
-func (c *apiClient) event(subclass, typ, objID string, match func(body msg) bool) msg {
-	c.t.Helper()
-	m := c.next(func(m msg) bool {
-		if m["class"] != "core" || m["cmd"] != "event" {
-			return false
-		}
-		d, _ := m["data"].(map[string]any)
-		if d["class"] != "media" || d["subclass"] != subclass || d["type"] != typ || (objID != "" && d["obj_id"] != objID) {
-			return false
-		}
-		b, _ := d["body"].(map[string]any)
-		return match == nil || match(b)
-	}, 10*time.Second, fmt.Sprintf("event media/%s/%s/%s", subclass, typ, objID))
-	d, _ := m["data"].(map[string]any)
-	b, _ := d["body"].(map[string]any)
-	return b
 }
 
 func num(v any) int {

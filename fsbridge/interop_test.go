@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -21,29 +22,29 @@ func TestRoomMemberEventsVerboseOrNot(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, envOpts{fake: fakefs.Options{NoVerboseEvents: noVerbose}})
 			c := e.dial()
-			c.ok("core", "event", "subscribe", msg{"class": "media", "subclass": "room"})
-			c.ok("media", "room", "create", msg{"class": "mcu", "room_id": "members", "backend": "freeswitch"})
-			d := c.ok("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "members",
+			c.OK("core", "event", "subscribe", msg{"class": "media", "subclass": "room"})
+			c.OK("media", "room", "create", msg{"class": "mcu", "room_id": "members", "backend": "freeswitch"})
+			d := c.OK("media", "session", "start", msg{"type": "mcu", "backend": "freeswitch", "room_id": "members",
 				"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
 			sid, _ := d["session_id"].(string)
 			ch := e.channelOf(sid)
-			joined := c.event("room", "started_member", "members", nil)
+			joined := c.Event(apitest.Media("room", "started_member", "members"), nil)
 			if joined["session_id"] != sid || joined["member_id"] != "1" {
 				t.Fatalf("started_member: %v", joined)
 			}
 			if err := e.fs.Talk(ch.UUID, true); err != nil {
 				t.Fatal(err)
 			}
-			if tk := c.event("room", "talking", "members", nil); tk["session_id"] != sid || tk["talking"] != true {
+			if tk := c.Event(apitest.Media("room", "talking", "members"), nil); tk["session_id"] != sid || tk["talking"] != true {
 				t.Fatalf("talking: %v", tk)
 			}
-			c.ok("media", "session", "stop", msg{"session_id": sid})
+			c.OK("media", "session", "stop", msg{"session_id": sid})
 			e.waitCommand("api uuid_kill " + ch.UUID)
-			left := c.event("room", "stopped_member", "members", nil)
+			left := c.Event(apitest.Media("room", "stopped_member", "members"), nil)
 			if left["session_id"] != sid || left["member_id"] != "1" {
 				t.Fatalf("stopped_member: %v", left)
 			}
-			c.ok("media", "room", "destroy", msg{"room_id": "members"})
+			c.OK("media", "room", "destroy", msg{"room_id": "members"})
 			e.noLeaks()
 		})
 	}
@@ -74,7 +75,7 @@ func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
 	moved := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "moved"})
 	chm := e.channelOf(moved)
 	e.inTable(chm.UUID, "park")
-	c.ok("media", "session", "update", msg{"session_id": moved, "type": "session_type", "session_type": "echo"})
+	c.OK("media", "session", "update", msg{"session_id": moved, "type": "session_type", "session_type": "echo"})
 	fresh := startPark(t, e, c, newRTCPeer(t), msg{"session_id": "fresh"})
 	chf := e.channelOf(fresh)
 	parks := e.countCommands("api uuid_transfer " + chm.UUID + " park inline")
@@ -95,17 +96,9 @@ func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
 			t.Fatalf("session %s stopped by the reconciliation", sid)
 		}
 	}
-	for drained := false; !drained; {
-		select {
-		case m := <-c.in:
-			c.buf = append(c.buf, m)
-		default:
-			drained = true
-		}
-	}
-	for _, m := range c.buf {
-		if d, _ := m["data"].(map[string]any); d["type"] == "stop" {
-			t.Fatalf("stop event after the reconnect: %v", m)
+	for _, ev := range c.Pending() {
+		if ev.Type == "stop" {
+			t.Fatalf("stop event after the reconnect: %+v", ev)
 		}
 	}
 	if n := e.countCommands("api uuid_transfer " + chm.UUID + " park inline"); n != parks {
@@ -114,8 +107,8 @@ func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
 	if got, _ := e.fs.Channel(chm.UUID); got.Application != "echo" {
 		t.Fatalf("moved session's channel runs %q, want echo", got.Application)
 	}
-	c.ok("media", "session", "stop", msg{"session_id": moved})
-	c.ok("media", "session", "stop", msg{"session_id": fresh})
+	c.OK("media", "session", "stop", msg{"session_id": moved})
+	c.OK("media", "session", "stop", msg{"session_id": fresh})
 	e.noLeaks()
 }
 
@@ -124,7 +117,7 @@ func TestReconnectDuringBurstKeepsSessions(t *testing.T) {
 func TestSessionRateErrorNamesSetting(t *testing.T) {
 	e := newEnv(t, envOpts{fake: fakefs.Options{SessionsPerSecond: 1}}) // 1: FreeSWITCH refuses every session
 	c := e.dial()
-	text := c.fail(2301, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
+	text := c.Fail(2301, "media", "session", "start", msg{"type": "park", "backend": "freeswitch",
 		"offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}})
 	for _, want := range []string{"503 Maximum Calls In Progress", "sessions-per-second", "switch.conf.xml", "30"} {
 		if !strings.Contains(text, want) {
@@ -151,7 +144,7 @@ func TestEchoWithEveryPacketMarked(t *testing.T) {
 	if ch.Var("rtp_manual_rtp_bugs") != "" {
 		t.Fatalf("the channel has rtp_manual_rtp_bugs=%s", ch.Var("rtp_manual_rtp_bugs"))
 	}
-	c.ok("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
+	c.OK("media", "session", "update", msg{"session_id": sid, "type": "session_type", "session_type": "echo"})
 	f, ratio, rms := p.heardSince(p.mark(), 2*time.Second, clientTone, confTone)
 	if f != clientTone || ratio < 10 || rms < 500 {
 		t.Fatalf("echo: heard %.0f Hz (ratio %.1f, RMS %.0f), want the client's own %v Hz", f, ratio, rms, clientTone)
@@ -160,7 +153,7 @@ func TestEchoWithEveryPacketMarked(t *testing.T) {
 	if n := e.sip.Flushed(ch.UUID); n*10 > in {
 		t.Fatalf("FreeSWITCH discarded %d of %d packets for their marker bit", n, in)
 	}
-	c.ok("media", "session", "stop", msg{"session_id": sid})
+	c.OK("media", "session", "stop", msg{"session_id": sid})
 	e.noLeaks()
 }
 
@@ -230,19 +223,22 @@ func TestTransferResentAfterDrop(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	c := e.dial()
 	e.fs.Delay("api uuid_transfer", -1) // FreeSWITCH never answers this one
-	c.send(msg{"class": "media", "subclass": "session", "cmd": "start", "tid": 99,
-		"data": msg{"type": "park", "backend": "freeswitch", "session_id": "resent", "offer": msg{"sdp": newRTCPeer(t).offer(), "sdp_type": "webrtc"}}})
+	offer := newRTCPeer(t).offer()
+	started := make(chan error, 1)
+	go func() {
+		started <- c.Req("media", "session", "start", msg{"type": "park", "backend": "freeswitch", "session_id": "resent",
+			"offer": msg{"sdp": offer, "sdp_type": "webrtc"}}, nil)
+	}()
 	e.waitCommand("api uuid_transfer ")
 	e.fs.ClearDelays()
 	e.fs.DropConnections()
-	r := c.next(func(m msg) bool { return m["tid"] == float64(99) && m["result"] != nil }, 10*time.Second, "start reply")
-	if r["result"] != "ok" {
-		t.Fatalf("start with its transfer lost in a drop: %v", r)
+	if err := <-started; err != nil { // bounded by apitest.RequestTimeout
+		t.Fatalf("start with its transfer lost in a drop: %v", err)
 	}
 	if n := e.countCommands("api uuid_transfer "); n != 2 {
 		t.Fatalf("%d uuid_transfer, want 2 (the lost one, then again)", n)
 	}
-	c.ok("media", "session", "stop", msg{"session_id": "resent"})
+	c.OK("media", "session", "stop", msg{"session_id": "resent"})
 	e.noLeaks()
 }
 
@@ -255,7 +251,7 @@ func TestFreeSWITCHMediaTimeout(t *testing.T) {
 	c := e.dial()
 	p := newRTCPeer(t) // sends no audio
 	sid := startPark(t, e, c, p, nil)
-	if stop := c.event("session", "stop", sid, nil); num(stop["code"]) != 2302 {
+	if stop := c.Event(apitest.Media("session", "stop", sid), nil); num(stop["code"]) != 2302 {
 		t.Fatalf("stop: %v", stop)
 	}
 	if cause := <-causes; cause != "MEDIA_TIMEOUT" {
