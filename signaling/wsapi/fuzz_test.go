@@ -81,6 +81,11 @@ func FuzzRequest(f *testing.F) {
 		{"core", "session", "stop", `{"session_id":"fuzz-login"}`},
 		{"media", "room", "create", `{"class":"sfu","room_id":"r1"}`},
 		{"media", "room", "info", `{"room_id":"r1"}`},
+		{"media", "room", "create", `{"class":"mcu","private":true}`},
+		{"media", "session", "update", `{"session_id":"s","type":"session_type","session_type":"bridge","peer_id":"x"}`},
+		{"media", "session", "start", `{"type":"listen","publisher_id":["x"],"room_id":7}`},
+		{"core", "", "event", `{"class":"media","subclass":"call","type":"hangup","obj_id":"c","body":{"code":"x"}}`},
+		{"core", "event", "send", `{"class":"core","subclass":"session_event","type":"t","obj_id":"fuzz-login"}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.class, s.subclass, s.cmd, []byte(s.data))
