@@ -18,7 +18,7 @@ import (
 // connections; one address cannot hold every unauthenticated socket.
 // Each refusal names the setting.
 func TestQuotasPerUserAndSource(t *testing.T) {
-	e := newAPIEnv(t, wsapi.Config{Users: testUsers(t, 1), MaxUserRooms: 3, MaxUserSessions: 4, MaxUnauthPerSource: 3}, nil)
+	e := newAPIEnv(t, wsapi.Config{Users: testUsers(t, 1), MaxUserRooms: 3, MaxUserSessions: 4, MaxUserCalls: 2, MaxUnauthPerSource: 3}, nil)
 	a1, a2, bob := login(t, e, "alice"), login(t, e, "alice"), login(t, e, "bob")
 	for i := range 3 {
 		c := []*client{a1, a2}[i%2]
@@ -36,6 +36,13 @@ func TestQuotasPerUserAndSource(t *testing.T) {
 		t.Errorf("5th session: %q does not name api.max_user_sessions", txt)
 	}
 	bob.ok("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})
+	// Calls placed (bob's connection is rung and lets them ring).
+	for i := range 2 {
+		[]*client{a1, a2}[i].ok("media", "call", "start", map[string]any{"type": "user", "user": "bob", "offer": rtpOffer()})
+	}
+	if txt := a1.fails(signaling.CodeInvalidOperation, "media", "call", "start", map[string]any{"type": "user", "user": "bob", "offer": rtpOffer()}); !strings.Contains(txt, "api.max_user_calls") {
+		t.Errorf("3rd call: %q does not name api.max_user_calls", txt)
+	}
 
 	// Sockets that never log in, from one address.
 	var idle []*client
