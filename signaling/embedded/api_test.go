@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
@@ -94,7 +95,7 @@ func TestEchoRTP(t *testing.T) {
 	if len(paths) == 0 {
 		t.Fatalf("record reply %v has no record_paths", r)
 	}
-	info := c.waitEvent("info", id, 2*time.Second)
+	info := c.waitEvent("info", id)
 	if ip, _ := info.Body["info"].(map[string]any); ip == nil || ip["record_paths"] == nil {
 		t.Errorf("info event %v has no record_paths", info.Body)
 	}
@@ -121,15 +122,9 @@ func TestEchoRTP(t *testing.T) {
 
 	// DTMF from the caller: media/session/info {info: {dtmf, side}}.
 	peer.sendDigit('7')
-	peers.WaitFor(t, 3*time.Second, "DTMF info event", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, ev := range c.evs {
-			if inf, _ := ev.Body["info"].(map[string]any); ev.ObjID == id && inf["dtmf"] == "7" && inf["side"] == "caller" {
-				return true
-			}
-		}
-		return false
+	c.Event(nkclient.Selector{Type: "info", ObjID: id}, func(body map[string]any) bool {
+		inf, _ := body["info"].(map[string]any)
+		return inf["dtmf"] == "7" && inf["side"] == "caller"
 	})
 
 	time.Sleep(400 * time.Millisecond) // let the echoed '7' end before sending more digits
@@ -157,7 +152,7 @@ func TestEchoRTP(t *testing.T) {
 	if _, err := c.media("session/stop", map[string]any{"session_id": id}); err != nil {
 		t.Fatal(err)
 	}
-	st := c.waitEvent("stop", id, 2*time.Second)
+	st := c.waitEvent("stop", id)
 	if code, _ := st.Body["code"].(float64); code != signaling.CodeUserStop {
 		t.Errorf("stop event %v, want code 1013", st.Body)
 	}
@@ -199,7 +194,7 @@ func TestProxyRTPToRTP(t *testing.T) {
 	}
 	ans, _ := sdpOf(t, r, "answer")
 	caller.use(ans)
-	if ev := c.waitEvent("answer", id, 2*time.Second); ev.Body["answer"] == nil {
+	if ev := c.waitEvent("answer", id); ev.Body["answer"] == nil {
 		t.Errorf("answer event %v", ev.Body)
 	}
 	if _, err := c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.sdp(""), "sdp_type": "rtp"}}); codeOf(err) != signaling.CodeAnswerAlreadySet {
@@ -256,7 +251,7 @@ func TestProxyRTPToRTP(t *testing.T) {
 	if _, err := m.ReofferRTP(signaling.SideFar, "garbage"); codeOf2(err) != signaling.CodeInvalidParameters {
 		t.Errorf("bad re-offer: %v, want 1048", err)
 	}
-	c.close()
+	_ = c.C.Close()
 	e.waitIdle("after disconnect")
 }
 
@@ -282,7 +277,7 @@ func TestMediaTimeoutAndHold(t *testing.T) {
 	}
 	id := start()
 	t0 := time.Now()
-	ev := c.waitEvent("stop", id, 5*time.Second)
+	ev := c.waitEvent("stop", id)
 	code, _ := ev.Body["code"].(float64)
 	reason, _ := ev.Body["reason"].(string)
 	t.Logf("stopped after %v: %v %q", time.Since(t0).Round(100*time.Millisecond), code, reason)
@@ -296,17 +291,15 @@ func TestMediaTimeoutAndHold(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond) // the subject: held, silent past the media timeout
-	c.mu.Lock()
-	for _, ev := range c.evs {
+	for _, ev := range c.Pending() {
 		if ev.Type == "stop" && ev.ObjID == id {
-			t.Errorf("held session stopped: %v", ev.Body)
+			t.Errorf("held session stopped: %s", ev.Body)
 		}
 	}
-	c.mu.Unlock()
 	if _, err := c.media("session/update", map[string]any{"session_id": id, "type": "media", "hold": false}); err != nil {
 		t.Fatal(err)
 	}
-	ev = c.waitEvent("stop", id, 5*time.Second)
+	ev = c.waitEvent("stop", id)
 	if code, _ := ev.Body["code"].(float64); code != signaling.CodeTimeout {
 		t.Errorf("resumed session stop %v, want 1005", ev.Body)
 	}
@@ -402,7 +395,7 @@ func TestBadInputThroughAPI(t *testing.T) {
 		t.Errorf("engine has %d sessions, want only the live one", got)
 	}
 	cancel()
-	c.close()
+	_ = c.C.Close()
 	e.waitIdle("after disconnect")
 	if st := e.eng.Stats(); st.RTPPortsInUse != 0 {
 		t.Errorf("RTP ports still in use: %+v", st)
@@ -435,9 +428,9 @@ func TestDisconnectReleases(t *testing.T) {
 	if e.eng.Sessions() != 4 || e.be.Sessions() != 4 || e.eng.Stats().RTPPortsInUse != 6 {
 		t.Fatalf("engine %+v, backend %d sessions", e.eng.Stats(), e.be.Sessions())
 	}
-	c.close()
+	_ = c.C.Close()
 	for _, id := range ids {
-		ev := watcher.waitEvent("stop", id, 3*time.Second)
+		ev := watcher.waitEvent("stop", id)
 		if code, _ := ev.Body["code"].(float64); code != signaling.CodeRegisteredDown {
 			t.Errorf("session %s stop %v, want 1012", id, ev.Body)
 		}
@@ -456,7 +449,7 @@ func TestDisconnectReleases(t *testing.T) {
 	}
 	id := r["session_id"].(string)
 	_ = e.eng.Close()
-	ev := c2.waitEvent("stop", id, 3*time.Second)
+	ev := c2.waitEvent("stop", id)
 	if code, _ := ev.Body["code"].(float64); code != signaling.CodeSessionStop || ev.Body["reason"] != "Media engine stopped" {
 		t.Errorf("stop on engine shutdown: %v", ev.Body)
 	}
@@ -503,7 +496,7 @@ func TestHoldByReofferNoTimeout(t *testing.T) {
 	if _, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendrecv")); err != nil || m.Held() {
 		t.Fatalf("resume: %v held %v", err, m.Held())
 	}
-	ev := c.waitEvent("stop", id, 5*time.Second)
+	ev := c.waitEvent("stop", id)
 	if code, _ := ev.Body["code"].(float64); code != signaling.CodeTimeout {
 		t.Errorf("resumed silent call stop %v, want 1005", ev.Body)
 	}

@@ -443,7 +443,7 @@ func TestBrowserAPI(t *testing.T) {
 			const sdp = await T.answerTo(codec ? T.only(inv.offer.sdp, codec) : inv.offer.sdp);
 			await T.api.send("media", "call", "answered", {call_id: callID, answer: {sdp}});
 		}`, []string{callID, tc.codec}, nil)
-			ev := gw.waitEvent("answer", sid, 10*time.Second)
+			ev := gw.waitEvent("answer", sid)
 			ans, _ := ev.Body["answer"].(map[string]any)
 			sdp, _ := ans["sdp"].(string)
 			if ans["sdp_type"] != "rtp" {
@@ -469,7 +469,7 @@ func TestBrowserAPI(t *testing.T) {
 			if !tc.transcoded {
 				// The browser hangs up: the call ends and the session stops.
 				evalArg(ctx, t, pb, `(id) => T.api.send("media", "call", "hangup", {call_id: id})`, callID, nil)
-				st := gw.waitEvent("stop", sid, 5*time.Second)
+				st := gw.waitEvent("stop", sid)
 				b, _ := json.Marshal(st.Body)
 				t.Logf("session stop after the callee hung up: %s", b)
 				if code, _ := st.Body["code"].(float64); code == 0 {
@@ -479,7 +479,7 @@ func TestBrowserAPI(t *testing.T) {
 				// The browser's media dies (its PeerConnection closes, DTLS close_notify): the
 				// engine stops the session with a clear reason.
 				eval(ctx, t, pb, `T.pc.close()`, nil)
-				st := gw.waitEvent("stop", sid, 10*time.Second)
+				st := gw.waitEvent("stop", sid)
 				b, _ := json.Marshal(st.Body)
 				t.Logf("session stop after the browser closed its PeerConnection: %s", b)
 				reason, _ := st.Body["reason"].(string)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nkbridge/nkbridge/internal/peers"
+	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -26,16 +26,10 @@ func TestEdgeRecordStoppedEvent(t *testing.T) {
 		t.Fatal(err)
 	}
 	var reason string
-	peers.WaitFor(t, 5*time.Second, "record_stopped", func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, ev := range c.evs {
-			if info, _ := ev.Body["info"].(map[string]any); ev.ObjID == id && info != nil && info["record_stopped"] != nil {
-				reason, _ = info["reason"].(string)
-				return true
-			}
-		}
-		return false
+	c.Event(nkclient.Selector{Type: "info", ObjID: id}, func(body map[string]any) bool {
+		info, _ := body["info"].(map[string]any)
+		reason, _ = info["reason"].(string)
+		return info != nil && info["record_stopped"] != nil
 	})
 	if !strings.Contains(reason, "media.record_max_duration") {
 		t.Fatalf("reason %q", reason)

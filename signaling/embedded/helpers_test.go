@@ -18,10 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
+	nkclient "github.com/nkbridge/nkbridge/client"
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/media/codec"
@@ -110,126 +111,31 @@ func (e *env) waitIdle(what string) {
 
 // ---- a Go control-API client (gorilla/websocket) ----
 
-type apiError struct {
-	Code int    `json:"code"`
-	Text string `json:"error"`
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.Code, e.Text) }
-
+// apiEvent is an event the API connection received.
 type apiEvent struct {
-	Class    string         `json:"class"`
-	Subclass string         `json:"subclass"`
-	Type     string         `json:"type"`
-	ObjID    string         `json:"obj_id"`
-	Body     map[string]any `json:"body"`
+	Type, ObjID string
+	Body        map[string]any
 }
 
-type apiClient struct {
-	t    testing.TB
-	ws   *websocket.Conn
-	wmu  sync.Mutex
-	mu   sync.Mutex
-	tid  int
-	pend map[int]chan map[string]any
-	evs  []apiEvent
-	done chan struct{}
-}
+// apiClient is an API connection (apitest) with the request helpers these tests use.
+type apiClient struct{ *apitest.Conn }
 
 func dialAPI(t testing.TB, e *env, user string) *apiClient {
 	t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial(e.ws, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &apiClient{t: t, ws: ws, pend: map[int]chan map[string]any{}, done: make(chan struct{})}
-	go c.read()
-	t.Cleanup(c.close)
-	if _, err := c.send("core", "user", "login", map[string]any{"user": user, "password": "x"}); err != nil {
-		t.Fatalf("login: %v", err)
-	}
-	return c
+	c := apitest.Dial(t, e.ws, nkclient.Options{})
+	c.Login(user, "x")
+	return &apiClient{c}
 }
 
-func (c *apiClient) close() {
-	_ = c.ws.Close()
-	<-c.done
-}
-
-func (c *apiClient) write(v any) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	_ = c.ws.WriteJSON(v)
-}
-
-func (c *apiClient) read() {
-	defer close(c.done)
-	for {
-		var m map[string]any
-		if err := c.ws.ReadJSON(&m); err != nil {
-			c.mu.Lock()
-			for _, ch := range c.pend {
-				close(ch)
-			}
-			c.pend = map[int]chan map[string]any{}
-			c.mu.Unlock()
-			return
-		}
-		tid, _ := m["tid"].(float64)
-		if _, isReq := m["cmd"]; isReq {
-			if m["cmd"] == "event" {
-				b, _ := json.Marshal(m["data"])
-				var ev apiEvent
-				_ = json.Unmarshal(b, &ev)
-				c.mu.Lock()
-				c.evs = append(c.evs, ev)
-				c.mu.Unlock()
-			}
-			c.write(map[string]any{"result": "ok", "tid": tid})
-			continue
-		}
-		if _, isAck := m["ack"]; isAck {
-			continue
-		}
-		c.mu.Lock()
-		ch := c.pend[int(tid)]
-		delete(c.pend, int(tid))
-		c.mu.Unlock()
-		if ch != nil {
-			ch <- m
-		}
-	}
-}
-
-// send makes a request and returns its data, or an *apiError.
+// send makes a request and returns its data (nil if not an object), or an *nkclient.APIError.
 func (c *apiClient) send(class, subclass, cmd string, data map[string]any) (map[string]any, error) {
-	c.mu.Lock()
-	c.tid++
-	tid := c.tid
-	ch := make(chan map[string]any, 1)
-	c.pend[tid] = ch
-	c.mu.Unlock()
-	req := map[string]any{"class": class, "cmd": cmd, "data": data, "tid": tid}
-	if subclass != "" {
-		req["subclass"] = subclass
+	var raw json.RawMessage
+	if err := c.Req(class, subclass, cmd, data, &raw); err != nil {
+		return nil, err
 	}
-	c.write(req)
-	select {
-	case m, ok := <-ch:
-		if !ok {
-			return nil, errors.New("connection closed")
-		}
-		d, _ := m["data"].(map[string]any)
-		if m["result"] != "ok" {
-			b, _ := json.Marshal(d)
-			var e apiError
-			_ = json.Unmarshal(b, &e)
-			return nil, &e
-		}
-		return d, nil
-	case <-time.After(20 * time.Second):
-		return nil, fmt.Errorf("no reply to %s/%s/%s", class, subclass, cmd)
-	}
+	var d map[string]any
+	_ = json.Unmarshal(raw, &d)
+	return d, nil
 }
 
 func (c *apiClient) media(cmd string, data map[string]any) (map[string]any, error) {
@@ -237,26 +143,13 @@ func (c *apiClient) media(cmd string, data map[string]any) (map[string]any, erro
 	return c.send("media", sub, cmd, data)
 }
 
-// waitEvent returns the first event matching typ and objID.
-func (c *apiClient) waitEvent(typ, objID string, d time.Duration) apiEvent {
-	c.t.Helper()
-	var got apiEvent
-	peers.WaitFor(c.t, d, "event "+typ+" "+objID, func() bool {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		for _, ev := range c.evs {
-			if ev.Type == typ && ev.ObjID == objID {
-				got = ev
-				return true
-			}
-		}
-		return false
-	})
-	return got
+// waitEvent takes the next event of type typ about objID (apitest.EventTimeout).
+func (c *apiClient) waitEvent(typ, objID string) apiEvent {
+	return apiEvent{Type: typ, ObjID: objID, Body: c.Event(nkclient.Selector{Type: typ, ObjID: objID}, nil)}
 }
 
 func codeOf(err error) int {
-	var e *apiError
+	var e *nkclient.APIError
 	if errors.As(err, &e) {
 		return e.Code
 	}

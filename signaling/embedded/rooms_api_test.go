@@ -164,7 +164,7 @@ func TestMCURTPConference(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		checkHears(t, fmt.Sprintf("participant %.0f Hz", freqs[i]), peers[i], others(freqs, 3, i), freqs[i:i+1])
 	}
-	watch.waitEvent("talking", roomID, 3*time.Second)
+	watch.waitEvent("talking", roomID)
 	info, err := c.media("room/info", map[string]any{"room_id": roomID})
 	if err != nil {
 		t.Fatal(err)
@@ -214,7 +214,7 @@ func TestMCURTPConference(t *testing.T) {
 	if res["room_id"] != roomID {
 		t.Errorf("update reply %v", res)
 	}
-	c.waitEvent("updated_type", ids[3], 2*time.Second)
+	c.waitEvent("updated_type", ids[3])
 	time.Sleep(300 * time.Millisecond)
 	checkHears(t, "joined from park", peers[3], freqs[:3], freqs[3:])
 	checkHears(t, "participant 500 Hz after the join", peers[0], []float64{800, 1200, 1700}, []float64{500})
@@ -240,12 +240,12 @@ func TestMCURTPConference(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 3; i++ {
-		ev := c.waitEvent("stop", ids[i], 3*time.Second)
+		ev := c.waitEvent("stop", ids[i])
 		if code, _ := ev.Body["code"].(float64); code != 2032 {
 			t.Errorf("session %d stopped with %v, want 2032", i, ev.Body)
 		}
 	}
-	watch.waitEvent("destroyed", roomID, 2*time.Second)
+	watch.waitEvent("destroyed", roomID)
 	rec := readWAV8k(t, paths[0].(string))
 	if len(rec) < 8000*2 {
 		t.Fatalf("recording has %d samples", len(rec))

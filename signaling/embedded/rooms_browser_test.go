@@ -166,7 +166,7 @@ func TestBrowserRooms(t *testing.T) {
 			}
 			lids[i] = l.SessionID
 		}
-		watch.waitEvent("started_listener", a.RoomID, 3*time.Second)
+		watch.waitEvent("started_listener", a.RoomID)
 		var wg sync.WaitGroup
 		res := make([]roomHeard, 5)
 		for i := range listeners {
@@ -220,7 +220,7 @@ func TestBrowserRooms(t *testing.T) {
 		if code, _ := stop["code"].(float64); code != 2036 {
 			t.Errorf("listener of a stopped publisher: %v, want 2036", stop)
 		}
-		watch.waitEvent("stopped_publisher", a.RoomID, 3*time.Second)
+		watch.waitEvent("stopped_publisher", a.RoomID)
 
 		// Recording of a publisher.
 		var rec struct {
@@ -249,7 +249,7 @@ func TestBrowserRooms(t *testing.T) {
 				t.Errorf("listener %d: %v, want 2036", i+1, stop)
 			}
 		}
-		watch.waitEvent("destroyed", a.RoomID, 5*time.Second)
+		watch.waitEvent("destroyed", a.RoomID)
 		e.waitIdle("sfu done")
 	})
 
