@@ -76,7 +76,7 @@ func TestAdaptedOfferToRegisteredPhone(t *testing.T) {
 	}))
 	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: 600,
 		Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=60;answermode=auto;audio_codecs=%s", e.addr, bobPass, codecSpec("pcmu"))})
-	waitFor(t, ctx, "bob registered", func() bool { return len(e.srv.Registrar().Lookup("bob")) == 1 })
+	peers.WaitFor(t, waitLimit, "bob registered", func() bool { return len(e.srv.Registrar().Lookup("bob")) == 1 })
 	alice := peers.StartBaresip(t, peers.BaresipOptions{User: "alice", ToneHz: 1000,
 		Account: fmt.Sprintf("<sip:alice@%s>;auth_pass=%s;regint=0;answermode=manual;audio_codecs=%s", e.addr, alicePass, codecSpec("pcmu"))})
 	if err := alice.Dial(ctx, "sip:bob@"+e.addr); err != nil {
@@ -119,7 +119,7 @@ func TestAdaptedOfferToRegisteredPhone(t *testing.T) {
 	if _, _, err := bob.WaitEvent(ctx, "CALL_CLOSED", n); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ctx, "nothing left", func() bool {
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool {
 		s, c := e.core.Counts()
 		return s == 0 && c == 0 && e.srv.Calls() == 0 && auxB.Sessions() == 0 && aux.Sessions() == 0 && e.eng.Sessions() == 0
 	})

@@ -190,9 +190,7 @@ func cpuTime() time.Duration {
 }
 
 func waitIdle(b *testing.B, e *env) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	waitFor(b, ctx, "everything ended", func() bool {
+	peers.WaitFor(b, 30*time.Second, "everything ended", func() bool {
 		s, c := e.core.Counts()
 		return s == 0 && c == 0 && e.srv.Calls() == 0
 	})

@@ -157,7 +157,7 @@ func TestBrowserAndBaresip(t *testing.T) {
 				t.Fatal(err)
 			}
 			baresipHeard(t, bob, 1000, 600)
-			waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+			peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
 		})
 
 		// (2) baresip (authenticating as bob) calls a logged-in web user.
@@ -193,7 +193,7 @@ func TestBrowserAndBaresip(t *testing.T) {
 				t.Fatal(err)
 			}
 			baresipHeard(t, bob, 1000, 600)
-			waitFor(t, ctx, "nothing left after BYE", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+			peers.WaitFor(t, waitLimit, "nothing left after BYE", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
 		})
 	}
 
@@ -240,7 +240,7 @@ func TestBrowserAndBaresip(t *testing.T) {
 		bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: 600,
 			Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=60;answermode=auto;audio_codecs=%s", e.addr, bobPass, codecSpec("pcmu"))})
 		// (baresip may register before its control socket is connected: watch the registrar.)
-		waitFor(t, ctx, "bob registered", func() bool { return len(e.srv.Registrar().Lookup("bob")) == 1 })
+		peers.WaitFor(t, waitLimit, "bob registered", func() bool { return len(e.srv.Registrar().Lookup("bob")) == 1 })
 		p := br.NewPage(ctx, e.base+"/page.html")
 		defer p.Close(ctx)
 		var cid string

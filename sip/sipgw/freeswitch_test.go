@@ -34,9 +34,7 @@ func withFreeSWITCH(t *testing.T, e *env) (*fakefs.Server, *fakefs.SIPAgent) {
 	e.closeBackends = append(e.closeBackends, func() { svc.Close(); agent.Close(); fs.Close() })
 	e.core.Backends().Register("freeswitch", svc.Backend, fsbridge.Types()...)
 	e.core.Backends().SetDefault(signaling.TypePark, "freeswitch")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	waitFor(t, ctx, "Event Socket connected", svc.Client().Connected)
+	peers.WaitFor(t, 5*time.Second, "Event Socket connected", svc.Client().Connected)
 	return fs, agent
 }
 
@@ -57,7 +55,7 @@ func TestSIPDTMFAndHoldOnFreeSWITCH(t *testing.T) {
 	// the INFO).
 	var digits string
 	var r *sippRun
-	waitFor(t, ctx, "a digit at FreeSWITCH's channel, or the end of the call", func() bool {
+	peers.WaitFor(t, waitLimit, "a digit at FreeSWITCH's channel, or the end of the call", func() bool {
 		for _, ch := range fs.Channels() {
 			if d := agent.Digits(ch.UUID); d != "" {
 				digits = d
@@ -82,5 +80,5 @@ func TestSIPDTMFAndHoldOnFreeSWITCH(t *testing.T) {
 		r = &x
 	}
 	r.check(t, 1)
-	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }

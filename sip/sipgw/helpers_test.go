@@ -236,14 +236,6 @@ func (r *recorder) wait(t testing.TB, ctx context.Context, typ, obj string) sign
 	}
 }
 
-// waitFor polls cond until it holds or ctx ends.
-func waitFor(t testing.TB, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
+// waitLimit bounds the conditions the tests poll with peers.WaitFor (each
+// returns as soon as its condition holds).
+const waitLimit = 20 * time.Second

@@ -55,7 +55,7 @@ loop:
 	}
 	r.check(t, 1)
 	t.Logf("echo: %d RTP packets in, %d echoed", in, out)
-	waitFor(t, ctx, "session stopped after BYE", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
+	peers.WaitFor(t, waitLimit, "session stopped after BYE", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }
 
 // TestSIPpDTMFAndHoldThroughGateway: SIPp (authenticated as alice) calls
@@ -87,12 +87,13 @@ func TestSIPpDTMFAndHoldThroughGateway(t *testing.T) {
 	if _, err := bob.Command(ctx, "sndcode", "7"); err != nil {
 		t.Fatal(err)
 	}
+	// The subject: the key held down for 200 ms.
 	time.Sleep(200 * time.Millisecond)
 	if _, err := bob.Command(ctx, "sndcode", ""); err != nil { // key release
 		t.Logf("sndcode release: %v", err)
 	}
 	var held *embeddedMediaHeld
-	waitFor(t, ctx, "media on hold", func() bool {
+	peers.WaitFor(t, waitLimit, "media on hold", func() bool {
 		held = findHeld(e)
 		return held != nil && held.held
 	})
@@ -101,9 +102,9 @@ func TestSIPpDTMFAndHoldThroughGateway(t *testing.T) {
 	if h := findHeld(e); h == nil || !h.held {
 		t.Fatalf("held session gone or resumed early: %+v", h)
 	}
-	waitFor(t, ctx, "media resumed", func() bool { h := findHeld(e); return h != nil && !h.held })
+	peers.WaitFor(t, waitLimit, "media resumed", func() bool { h := findHeld(e); return h != nil && !h.held })
 	(<-done).check(t, 1)
-	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }
 
 type embeddedMediaHeld struct {
@@ -166,7 +167,7 @@ func TestSIPpInboundToRegisteredUser(t *testing.T) {
 			if r, err := uas.Wait(ctx); err != nil || r.ExitCode != 0 || r.Stats.SuccessfulCalls != 1 {
 				t.Fatalf("uas: %v %+v\n%s", err, r, r.Errors)
 			}
-			waitFor(t, ctx, "nothing left", func() bool {
+			peers.WaitFor(t, waitLimit, "nothing left", func() bool {
 				s, cl := e.core.Counts()
 				return s == 0 && cl == 0 && e.srv.Calls() == 0
 			})
@@ -227,7 +228,7 @@ func TestInboundRejections(t *testing.T) {
 		!strings.Contains(err.Error(), "488") {
 		t.Errorf("bad SDP to echo: %v, want 488", err)
 	}
-	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }
 
 // TestBaresipEchoExtension: baresip (authenticating as bob) calls the echo
@@ -264,5 +265,5 @@ func TestBaresipEchoExtension(t *testing.T) {
 	if f != 600 || ratio < 10 || audiotest.RMS(tail) < 300 {
 		t.Fatalf("echo: heard %.0f Hz (ratio %.1f, rms %.0f), want its own 600 Hz", f, ratio, audiotest.RMS(tail))
 	}
-	waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
 }

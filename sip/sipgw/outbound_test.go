@@ -60,7 +60,7 @@ func TestSIPpOutboundCallEarlyMediaAndBye(t *testing.T) {
 	if r, err := uas.Wait(ctx); err != nil || r.ExitCode != 0 {
 		t.Fatalf("sipp uas: %v %+v", err, r)
 	}
-	waitFor(t, ctx, "session stopped", func() bool { _, ok := e.core.LookupSession(sid); return !ok })
+	peers.WaitFor(t, waitLimit, "session stopped", func() bool { _, ok := e.core.LookupSession(sid); return !ok })
 }
 
 // TestSIPpOutboundBusy: a 486 from the phone is the call's rejection, with
@@ -163,8 +163,8 @@ func TestSIPpPhoneHoldsCaller(t *testing.T) {
 	id, sid, rec := proxyCall(t, ctx, e, "alice", "sip", "sip:bob@"+uas.Addr())
 	rec.wait(t, ctx, "accepted", id)
 	held := func() bool { m, ok := e.be.Media(sid); return ok && m.Held() }
-	waitFor(t, ctx, "media held", held)
-	waitFor(t, ctx, "media resumed", func() bool { return !held() })
+	peers.WaitFor(t, waitLimit, "media held", held)
+	peers.WaitFor(t, waitLimit, "media resumed", func() bool { return !held() })
 	if h := rec.wait(t, ctx, "hangup", id); h.Body["code"] != signaling.CodeSIPBye {
 		t.Fatalf("hangup %+v", h.Body)
 	}

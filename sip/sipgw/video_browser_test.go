@@ -75,7 +75,7 @@ func TestBrowserVideoOfferedAndBaresip(t *testing.T) {
 			t.Fatal(err)
 		}
 		baresipHeard(t, bob, 1000, 600)
-		waitFor(t, ctx, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+		peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
 	})
 
 	t.Run("sip-calls-web-user", func(t *testing.T) {
@@ -110,6 +110,6 @@ func TestBrowserVideoOfferedAndBaresip(t *testing.T) {
 			t.Fatal(err)
 		}
 		baresipHeard(t, bob, 1000, 600)
-		waitFor(t, ctx, "nothing left after BYE", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+		peers.WaitFor(t, waitLimit, "nothing left after BYE", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
 	})
 }

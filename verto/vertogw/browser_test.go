@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/browsertest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // These tests run the real @signalwire/js 1.5.0 Verto client (and, for the other party, a
@@ -471,15 +472,15 @@ func TestBrowserVertoCallsRTPPeerDTMF(t *testing.T) {
 	v.vertoCall("sip-phone@127.0.0.1")
 	v.waitState("active")
 	v.hears(swMeasure, apiTone)
-	eventually(t, "the RTP phone hears the Verto tone", 10*time.Second, func() bool {
+	peers.WaitFor(t, 10*time.Second, "the RTP phone hears the Verto tone", func() bool {
 		f, r, _ := peer.heard(vertoTone, apiTone, 1000)
 		return f == vertoTone && r > 0.5
 	})
 	for _, d := range []string{"1", "5", "#"} {
 		v.eval(`window.call.dtmf("`+d+`"), true`, nil)
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond) // digits keyed apart, as a person would
 	}
-	eventually(t, "RFC 4733 digits at the RTP phone", 10*time.Second, func() bool { return peer.gotDigits() == "15#" })
+	peers.WaitFor(t, 10*time.Second, "RFC 4733 digits at the RTP phone", func() bool { return peer.gotDigits() == "15#" })
 
 	// The page reloads: the call survives. The new page logs in with the same sessid, gets
 	// verto.attach with a new server offer, and both tones cross again; DTMF still arrives.
@@ -505,14 +506,14 @@ func TestBrowserVertoCallsRTPPeerDTMF(t *testing.T) {
 	peer.mu.Lock()
 	peer.pcm = nil
 	peer.mu.Unlock()
-	eventually(t, "the RTP phone hears the Verto tone again", 10*time.Second, func() bool {
+	peers.WaitFor(t, 10*time.Second, "the RTP phone hears the Verto tone again", func() bool {
 		f, r, _ := peer.heard(vertoTone, apiTone, 1000)
 		return f == vertoTone && r > 0.5
 	})
 	v.eval(`window.call.dtmf("7"), true`, nil)
-	eventually(t, "DTMF after re-attach", 10*time.Second, func() bool { return peer.gotDigits() == "15#7" })
+	peers.WaitFor(t, 10*time.Second, "DTMF after re-attach", func() bool { return peer.gotDigits() == "15#7" })
 	v.eval(`window.call.hangup(), true`, nil)
-	eventually(t, "the phone hung up", 10*time.Second, func() bool { return len(peer.hangupCodes()) == 1 })
+	peers.WaitFor(t, 10*time.Second, "the phone hung up", func() bool { return len(peer.hangupCodes()) == 1 })
 	if codes := peer.hangupCodes(); codes[0] != 2130 {
 		t.Fatalf("phone hangup %v, want 2130", codes)
 	}
@@ -625,7 +626,7 @@ func TestBrowserVertoIsCalledReload(t *testing.T) {
 		t.Fatalf("the hold was lost by the re-attach: %+v", held)
 	}
 	v.eval(`window.call.unhold().then(() => true)`, nil)
-	eventually(t, "unheld", 10*time.Second, func() bool {
+	peers.WaitFor(t, 10*time.Second, "unheld", func() bool {
 		return v.measure(swMeasure, apiTone).level(apiTone) > active-10
 	})
 	a.hears(apiMeasure, vertoTone)

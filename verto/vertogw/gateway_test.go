@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/verto"
 	"github.com/nkbridge/nkbridge/verto/vertotest"
@@ -358,7 +359,7 @@ func TestP2PEarlyMediaDTMFHold(t *testing.T) {
 	if m, err := c.Bye(ctx, id, ""); err != nil || m.Code() != 0 {
 		t.Fatalf("bye: %v %+v", err, m)
 	}
-	eventually(t, "callee hung up with 2130", 5*time.Second, func() bool {
+	peers.WaitFor(t, 5*time.Second, "callee hung up with 2130", func() bool {
 		codes := callee.hangupCodes()
 		return len(codes) == 1 && codes[0] == signaling.CodeVertoBye
 	})
@@ -403,7 +404,7 @@ func TestOutboundRaceAndReject(t *testing.T) {
 	if bye := next(t, c2, "verto.bye"); bye.Str("callID") != i2.Str("callID") || bye.Str("cause") != "LOSE_RACE" {
 		t.Fatalf("loser got %+v", bye.Params)
 	}
-	eventually(t, "the other device cancelled", 5*time.Second, func() bool {
+	peers.WaitFor(t, 5*time.Second, "the other device cancelled", func() bool {
 		codes := other.hangupCodes()
 		return len(codes) == 1 && codes[0] == signaling.CodeOriginatorCancel
 	})
@@ -459,7 +460,7 @@ func TestOutboundRaceAndReject(t *testing.T) {
 	// A user calling themselves does not ring the calling login: the "verto" type has nobody
 	// else to ring when only that login is up.
 	c2.Close()
-	eventually(t, "one login left", 5*time.Second, func() bool { return len(e.srv.Sessions("alice")) == 1 })
+	peers.WaitFor(t, 5*time.Second, "one login left", func() bool { return len(e.srv.Sessions("alice")) == 1 })
 	id := uuid.NewString()
 	if m, err := c1.Invite(ctx, id, "verto:alice", fakeSDP); err != nil || m.Code() != 0 {
 		t.Fatalf("invite: %v %+v", err, m)
@@ -526,7 +527,7 @@ func TestAnswerLosesRace(t *testing.T) {
 		t.Fatalf("handle saw %v", got)
 	}
 	invs[0].Hangup(signaling.Errorf(signaling.CodeOriginatorCancel, "Answered elsewhere")) // the router's own cleanup
-	eventually(t, "no calls held", 5*time.Second, func() bool { return e.gw.Calls() == 0 })
+	peers.WaitFor(t, 5*time.Second, "no calls held", func() bool { return e.gw.Calls() == 0 })
 
 	// Offers a Verto client cannot take are refused before ringing.
 	for _, bad := range []signaling.Desc{nil, {"sdp": fakeSDP, "sdp_type": "rtp"}} {
@@ -582,7 +583,7 @@ func TestClientGoneWhileRinging(t *testing.T) {
 		t.Fatalf("%d of 100 DTMF requests answered SENT", n)
 	}
 	c.Close()
-	eventually(t, "callee hung up", 5*time.Second, func() bool {
+	peers.WaitFor(t, 5*time.Second, "callee hung up", func() bool {
 		codes := callee.hangupCodes()
 		return len(codes) == 1 && codes[0] == signaling.CodeVertoBye
 	})

@@ -141,21 +141,10 @@ func (e *env) apiURL() string   { return "ws" + strings.TrimPrefix(e.ts.URL, "ht
 // idle waits until the core holds no session or call and the gateway no call.
 func (e *env) idle() {
 	e.t.Helper()
-	eventually(e.t, "everything ended", 10*time.Second, func() bool {
+	peers.WaitFor(e.t, 10*time.Second, "everything ended", func() bool {
 		s, c := e.core.Counts()
 		return s == 0 && c == 0 && e.gw.Calls() == 0 && (e.emb == nil || e.emb.Sessions() == 0)
 	})
-}
-
-func eventually(t testing.TB, what string, d time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout waiting for: %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func testCtx(t *testing.T, d time.Duration) context.Context {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/embedded"
@@ -48,7 +49,7 @@ func TestBrowserVertoIsCalledAdaptedNotKept(t *testing.T) {
 	v.waitState("ringing")
 	v.eval(`window.call.answer(), true`, nil)
 	v.waitState("active")
-	eventually(t, "the call answered", 10*time.Second, func() bool {
+	peers.WaitFor(t, 10*time.Second, "the call answered", func() bool {
 		info, err := e.core.CallInfo(callID)
 		return err == nil && info["state"] == "answered"
 	})

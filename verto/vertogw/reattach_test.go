@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/verto"
 	"github.com/nkbridge/nkbridge/verto/vertotest"
@@ -67,7 +68,7 @@ func TestEchoDetachGraceExpires(t *testing.T) {
 		t.Fatalf("engine sessions %d", e.emb.Sessions())
 	}
 	c.Drop()
-	eventually(t, "the leg detached", 5*time.Second, func() bool {
+	peers.WaitFor(t, 5*time.Second, "the leg detached", func() bool {
 		sid := e.core.ListSessions()
 		if len(sid) != 1 {
 			return false

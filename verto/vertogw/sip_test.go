@@ -80,7 +80,7 @@ func registeredBob(t *testing.T, srv *sip.Server, addr string) *peers.Baresip {
 	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: apiTone,
 		Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=60;answermode=auto;audio_codecs=pcmu", addr, sipBobPass)})
 	// (baresip may report REGISTER_OK before its control socket is read: watch the registrar.)
-	eventually(t, "baresip registered as bob", 20*time.Second, func() bool { return len(srv.Registrar().Lookup("bob")) == 1 })
+	peers.WaitFor(t, 20*time.Second, "baresip registered as bob", func() bool { return len(srv.Registrar().Lookup("bob")) == 1 })
 	return bob
 }
 
