@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -116,24 +115,15 @@ func newEnv(t testing.TB, o envOpts) *env {
 	backends.Register("freeswitch", svc.Backend, fsbridge.Types()...)
 	backends.RegisterRooms("freeswitch", svc.Backend, signaling.RoomMCU)
 	core := signaling.New(signaling.Options{Logger: log, Bus: bus, Backends: backends})
-	api := wsapi.New(wsapi.Config{}, core, log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { defer close(served); _ = api.Serve(ctx, ln) }()
-	e := &env{t: t, fs: fs, sip: agent, engine: engine, svc: svc, core: core, url: "ws://" + ln.Addr().String() + "/"}
+	e := &env{t: t, fs: fs, sip: agent, engine: engine, svc: svc, core: core}
 	t.Cleanup(func() {
-		cancel()
-		<-served
 		core.Close()
 		svc.Close()
 		engine.Close()
 		agent.Close()
 		fs.Close()
 	})
+	e.url = apitest.Serve(t, core, wsapi.Config{}, log) // stops before the cleanup above
 	if err := fs.WaitSubscribed(ctxT(t, 5*time.Second), 1); err != nil {
 		t.Fatalf("nkbridge did not subscribe to the fake's events: %v", err)
 	}

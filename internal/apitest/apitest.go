@@ -12,10 +12,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"testing"
 	"time"
 
 	nkclient "github.com/nkbridge/nkbridge/client"
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
 
 // RequestTimeout bounds one request's wait for its reply.
@@ -167,4 +171,21 @@ func (c *Conn) describeBuf() string {
 		s += fmt.Sprintf(" %s/%s/%s/%s %s", ev.Class, ev.Subclass, ev.Type, ev.ObjID, ev.Body)
 	}
 	return s
+}
+
+// Serve serves the control API (wsapi with cfg) over core on a loopback port
+// until the test ends, and returns its ws:// URL. It stops serving before the
+// cleanups registered earlier run (core.Close among them).
+func Serve(t testing.TB, core *signaling.Core, cfg wsapi.Config, log *slog.Logger) string {
+	t.Helper()
+	api := wsapi.New(cfg, core, log)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	go func() { defer close(served); _ = api.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-served })
+	return "ws://" + ln.Addr().String() + "/"
 }

@@ -1,8 +1,6 @@
 package apitest_test
 
 import (
-	"context"
-	"net"
 	"strings"
 	"testing"
 
@@ -21,17 +19,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // leaves the others for Pending.
 func TestConn(t *testing.T) {
 	core := signaling.New(signaling.Options{})
-	api := wsapi.New(wsapi.Config{}, core, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { defer close(served); _ = api.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-served; core.Close() })
-
-	c := apitest.Dial(t, "ws://"+ln.Addr().String()+"/", nkclient.Options{})
+	t.Cleanup(core.Close)
+	c := apitest.Dial(t, apitest.Serve(t, core, wsapi.Config{}, nil), nkclient.Options{})
 	c.Login("tester@nkbridge", "x")
 	start := func() string {
 		t.Helper()
