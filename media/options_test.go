@@ -441,26 +441,18 @@ func TestProxyVideoWebRTC(t *testing.T) {
 	go func() { defer wg.Done(); far.sendVideo(ctx, 60) }()
 	caller.sendTone(ctx, 1000, 1200*time.Millisecond)
 	wg.Wait()
+	var fv, cv, pli int
 	peers.WaitFor(t, 5*time.Second, "video both ways and a PLI to the caller", func() bool {
 		far.mu.Lock()
-		fv := far.videoIn
+		fv = far.videoIn
 		far.mu.Unlock()
 		caller.mu.Lock()
-		cv, pli := caller.videoIn, caller.pli
+		cv, pli = caller.videoIn, caller.pli
 		caller.mu.Unlock()
 		return fv >= 40 && cv >= 40 && pli > 0
 	})
 	settle(t, far.heard)
-	far.mu.Lock()
-	fv := far.videoIn
-	far.mu.Unlock()
-	caller.mu.Lock()
-	cv, pli := caller.videoIn, caller.pli
-	caller.mu.Unlock()
 	t.Logf("video caller->far %d, far->caller %d, PLIs to caller %d", fv, cv, pli)
-	if fv < 40 || cv < 40 || pli == 0 {
-		t.Fatalf("video caller->far %d, far->caller %d, PLI %d", fv, cv, pli)
-	}
 	pcm, _ := far.heard()
 	assertTone(t, "far (with video)", pcm, 1000, 600)
 }

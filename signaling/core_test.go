@@ -56,12 +56,17 @@ func TestBackendsLookup(t *testing.T) {
 	check(TypeMCU, "", "", CodeNoMediaserver)
 }
 
+// parkCore is a Core whose park sessions go to b.
+func parkCore(b Backend) *Core {
+	bs := NewBackends()
+	bs.Register("fake", b, TypePark)
+	return New(Options{Backends: bs})
+}
+
 // A backend reporting that the media died stops the session with its code.
 func TestMediaReporterStops(t *testing.T) {
 	fb := &fakeBackend{stops: make(chan *Error, 4)}
-	bs := NewBackends()
-	bs.Register("fake", fb, TypePark)
-	c := New(Options{Backends: bs})
+	c := parkCore(fb)
 	defer c.Close()
 	sink := &recSink{}
 	res, err := c.StartSession(context.Background(), SessionRequest{Type: TypePark, Offer: Desc{"sdp": "x"}})
@@ -301,9 +306,7 @@ func (b *reportingBackend) StartMedia(_ context.Context, req MediaRequest) (Medi
 func TestStoppedDuringClose(t *testing.T) {
 	for round := 0; round < 500; round++ {
 		b := &reportingBackend{start: make(chan struct{})}
-		bs := NewBackends()
-		bs.Register("fake", b, TypePark)
-		c := New(Options{Backends: bs})
+		c := parkCore(b)
 		for i := 0; i < 8; i++ {
 			if _, err := c.StartSession(context.Background(), SessionRequest{Type: TypePark, Offer: Desc{"sdp": "x"}}); err != nil {
 				t.Fatal(err)
@@ -329,9 +332,7 @@ func TestStoppedDuringClose(t *testing.T) {
 // reason, although each report stops it on its own goroutine.
 func TestFirstStoppedWins(t *testing.T) {
 	fb := &fakeBackend{stops: make(chan *Error, 4)}
-	bs := NewBackends()
-	bs.Register("fake", fb, TypePark)
-	c := New(Options{Backends: bs})
+	c := parkCore(fb)
 	defer c.Close()
 	for round := 0; round < 100; round++ {
 		res, err := c.StartSession(context.Background(), SessionRequest{Type: TypePark, Offer: Desc{"sdp": "x"}})
