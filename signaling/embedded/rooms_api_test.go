@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/embedded"
 )
@@ -58,22 +60,34 @@ func listenWindow(p *rtpPeer, d time.Duration) []int16 {
 	return pcm
 }
 
+// checkHears listens in 1.2 s windows until p hears every tone of want and none of
+// notWant (a change of the mix reaches the ear after the mixer's and the peer's delays).
 func checkHears(t *testing.T, what string, p *rtpPeer, want, notWant []float64) {
 	t.Helper()
-	pcm := listenWindow(p, 1200*time.Millisecond)
-	if len(pcm) < 4000 {
-		t.Fatalf("%s: heard only %d samples", what, len(pcm))
-	}
-	for _, f := range want {
-		if !hears(pcm, f) {
-			t.Errorf("%s: does not hear %.0f Hz (power %.0f)", what, f, tonePower(pcm, f))
+	var wrong []string
+	defer func() {
+		if t.Failed() && len(wrong) > 0 {
+			t.Logf("%s, last window: %s", what, strings.Join(wrong, "; "))
 		}
-	}
-	for _, f := range notWant {
-		if hears(pcm, f) {
-			t.Errorf("%s: hears %.0f Hz (power %.0f), it must not", what, f, tonePower(pcm, f))
+	}()
+	peers.WaitFor(t, 10*time.Second, what, func() bool {
+		pcm := listenWindow(p, 1200*time.Millisecond)
+		wrong = wrong[:0]
+		if len(pcm) < 4000 {
+			wrong = append(wrong, fmt.Sprintf("heard only %d samples", len(pcm)))
 		}
-	}
+		for _, f := range want {
+			if !hears(pcm, f) {
+				wrong = append(wrong, fmt.Sprintf("does not hear %.0f Hz (power %.0f)", f, tonePower(pcm, f)))
+			}
+		}
+		for _, f := range notWant {
+			if hears(pcm, f) {
+				wrong = append(wrong, fmt.Sprintf("hears %.0f Hz (power %.0f), it must not", f, tonePower(pcm, f)))
+			}
+		}
+		return len(wrong) == 0
+	})
 }
 
 func others(freqs []float64, n, self int) []float64 {
@@ -186,7 +200,6 @@ func TestMCURTPConference(t *testing.T) {
 	if _, err := c.media("session/update", map[string]any{"session_id": ids[1], "type": "media", "use_audio": false}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
 	checkHears(t, "participant 500 Hz with 800 muted", peers[0], []float64{1200}, []float64{500, 800})
 	if _, err := c.media("session/update", map[string]any{"session_id": ids[1], "type": "media", "use_audio": true}); err != nil {
 		t.Fatal(err)
@@ -201,7 +214,6 @@ func TestMCURTPConference(t *testing.T) {
 	ids[3] = res["session_id"].(string)
 	peers[3].use(res["answer"].(map[string]any)["sdp"].(string))
 	send(3)
-	time.Sleep(300 * time.Millisecond)
 	checkHears(t, "parked", peers[3], nil, freqs)
 	if _, n := peers[3].heard(); n == 0 {
 		t.Error("parked caller gets no packets (silence must still be sent)")
@@ -215,14 +227,12 @@ func TestMCURTPConference(t *testing.T) {
 		t.Errorf("update reply %v", res)
 	}
 	c.waitEvent("updated_type", ids[3])
-	time.Sleep(300 * time.Millisecond)
 	checkHears(t, "joined from park", peers[3], freqs[:3], freqs[3:])
 	checkHears(t, "participant 500 Hz after the join", peers[0], []float64{800, 1200, 1700}, []float64{500})
 	// mcu -> echo: it hears itself only.
 	if _, err := c.media("session/update", map[string]any{"session_id": ids[3], "type": "session_type", "session_type": "echo"}); err != nil {
 		t.Fatalf("mcu -> echo: %v", err)
 	}
-	time.Sleep(200 * time.Millisecond)
 	checkHears(t, "moved to echo", peers[3], []float64{1700}, freqs[:3])
 	if _, err := c.media("session/update", map[string]any{"session_id": ids[3], "type": "session_type", "session_type": "listen"}); codeOf(err) != 1045 {
 		t.Errorf("to listen: %v, want 1045", err)
