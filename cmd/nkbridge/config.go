@@ -95,6 +95,7 @@ type CallsConfig struct {
 type MetricsConfig struct {
 	Listen string `yaml:"listen"`
 	Path   string `yaml:"path"`
+	Pprof  bool   `yaml:"pprof"` // /debug/pprof/ on this listener
 }
 
 // HealthConfig sets when /health reports overload (429).
@@ -151,6 +152,9 @@ func (c *Config) validate() error {
 	}
 	if c.Metrics.Path == "/health" {
 		return fmt.Errorf("metrics.path: /health is the health check")
+	}
+	if c.Metrics.Pprof && strings.HasPrefix(c.Metrics.Path, "/debug/pprof/") {
+		return fmt.Errorf("metrics.path %q: /debug/pprof/ is the profiler's with metrics.pprof on", c.Metrics.Path)
 	}
 	if c.Health.MaxSessions < 0 || c.Health.MaxCPU < 0 || c.Health.MaxCPU > 100 {
 		return fmt.Errorf("health: max_sessions must be >= 0 and max_cpu within 0..100")

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -353,4 +354,42 @@ func TestBinaryESLMetric(t *testing.T) {
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGINT)
 	d.waitExit(10 * time.Second)
+}
+
+// metrics.pprof: off by default (/debug/pprof/ is 404 on the metrics
+// listener); on, the goroutine profile answers there, and never on the API
+// port.
+func TestBinaryPprof(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	get := func(url string) (int, string) {
+		t.Helper()
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	off := startBinary(t, "NKB_MEDIA_ENABLED=false")
+	if code, body := get("http://" + off.ops + "/debug/pprof/goroutine?debug=1"); code != 404 {
+		t.Fatalf("pprof off: %d %.200s", code, body)
+	}
+	on := startBinary(t, "NKB_MEDIA_ENABLED=false", "NKB_METRICS_PPROF=true")
+	code, body := get("http://" + on.ops + "/debug/pprof/goroutine?debug=1")
+	if code != 200 || !strings.HasPrefix(body, "goroutine profile: total ") || !strings.Contains(body, "main.run") {
+		t.Fatalf("pprof on: %d %.300s", code, body)
+	}
+	if code, _ := get("http://" + on.ops + "/metrics"); code != 200 {
+		t.Fatalf("/metrics beside pprof: %d", code)
+	}
+	if code, _ := get("http://" + on.addr + "/debug/pprof/goroutine?debug=1"); code == 200 {
+		t.Fatal("pprof served on the API port")
+	}
+	if !strings.Contains(on.logs.String(), `"pprof":true`) || !strings.Contains(off.logs.String(), `"pprof":false`) {
+		t.Fatalf("listening line does not say pprof; logs:\n%s", on.logs.String())
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"runtime/debug"
 	"sync"
@@ -147,13 +148,20 @@ func startOps(ctx context.Context, cfg *Config, log *slog.Logger, m *metrics.Met
 	mux := http.NewServeMux()
 	mux.Handle(cfg.Metrics.Path, m.Handler())
 	mux.Handle("/health", healthHandler(core, cfg.Health, meter.Percent, log))
+	writeTimeout := 30 * time.Second
+	if cfg.Metrics.Pprof {
+		handlePprof(mux)
+		// /debug/pprof/profile?seconds=N answers an error for N at or
+		// above the server's WriteTimeout: leave room for long profiles.
+		writeTimeout = pprofWriteTimeout
+	}
 	m.HealthFunc(func() string {
 		status, _, _, _, _ := healthNow(core, cfg.Health, meter.Percent)
 		return status
 	})
 	o := &opsServer{cancel: cancel,
 		hs: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-			WriteTimeout: 30 * time.Second, MaxHeaderBytes: 16 << 10,
+			WriteTimeout: writeTimeout, MaxHeaderBytes: 16 << 10,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}}
 	o.wg.Add(2)
 	go func() {
@@ -166,8 +174,25 @@ func startOps(ctx context.Context, cfg *Config, log *slog.Logger, m *metrics.Met
 			log.Error("metrics listener failed", "err", err)
 		}
 	}()
-	log.Info("metrics listening", "addr", ln.Addr().String(), "path", cfg.Metrics.Path, "health", "/health")
+	log.Info("metrics listening", "addr", ln.Addr().String(), "path", cfg.Metrics.Path, "health", "/health", "pprof", cfg.Metrics.Pprof)
+	if cfg.Metrics.Pprof {
+		log.Warn("pprof on the metrics listener: /debug/pprof/ exposes the process's internals; keep metrics.listen on loopback", "addr", ln.Addr().String())
+	}
 	return o, nil
+}
+
+// pprofWriteTimeout is the metrics listener's write deadline with pprof on:
+// CPU profiles and traces of up to two minutes fit.
+const pprofWriteTimeout = 125 * time.Second
+
+// handlePprof serves net/http/pprof's handlers under /debug/pprof/ on mux
+// (metrics.pprof; the metrics listener only, never the API port).
+func handlePprof(mux *http.ServeMux) {
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // also the named profiles: goroutine, heap, allocs, block, mutex, threadcreate
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 }
 
 // stop closes the listener and waits for the server.
