@@ -17,6 +17,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/nkbridge/nkbridge/internal/defaults"
+	"github.com/nkbridge/nkbridge/internal/sockbuf"
 	"github.com/nkbridge/nkbridge/media/plainrtp"
 )
 
@@ -86,6 +87,11 @@ type Config struct {
 	RecordMaxDuration time.Duration
 	// MaxSessions caps concurrent sessions (default media.max_sessions).
 	MaxSessions int
+	// UDPReadBuffer is the kernel receive buffer (SO_RCVBUF) asked for on the WebRTC UDP
+	// port, in bytes (default media.udp_read_buffer); RTPReadBuffer likewise for each plain
+	// RTP socket (default media.rtp_read_buffer). Negative: the kernel default. A cap by
+	// net.core.rmem_max is logged as a warning.
+	UDPReadBuffer, RTPReadBuffer int
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
 }
@@ -166,6 +172,12 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.RTPPortsReserve == 0 {
 		cfg.RTPPortsReserve = defaults.Int("media.rtp_ports_reserve")
 	}
+	if cfg.UDPReadBuffer == 0 {
+		cfg.UDPReadBuffer = defaults.Int("media.udp_read_buffer")
+	}
+	if cfg.RTPReadBuffer == 0 {
+		cfg.RTPReadBuffer = defaults.Int("media.rtp_read_buffer")
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -194,6 +206,7 @@ func New(cfg Config) (*Engine, error) {
 		reserve = pool.Pairs() / 10
 	}
 	pool.SetOwnerLimits(perUser, reserve)
+	pool.SetReadBuffer(cfg.RTPReadBuffer)
 	e.cfg.RTPPortsPerUser, e.cfg.RTPPortsReserve = perUser, reserve
 	e.pool = pool
 	if err := e.openWebRTC(); err != nil {
@@ -209,6 +222,7 @@ func (e *Engine) openWebRTC() error {
 	if err != nil {
 		return fmt.Errorf("media: WebRTC UDP port: %w", err)
 	}
+	sockbuf.Apply(udp, cfg.UDPReadBuffer, "media.udp_read_buffer", "webrtc udp "+udp.LocalAddr().String(), e.log)
 	e.udpConn = udp
 	lf := &pionLogFactory{log: e.log}
 	e.udpMux = webrtc.NewICEUDPMux(lf.NewLogger("udpmux"), udp)

@@ -130,6 +130,10 @@ type SessionTimer struct {
 type Config struct {
 	// Listen sockets; default one UDP and one TCP on 127.0.0.1:5060.
 	Listen []Listen
+	// UDPReadBuffer is the kernel receive buffer (SO_RCVBUF) asked for on UDP listeners,
+	// in bytes (default sip.udp_read_buffer; negative: the kernel default). A cap by
+	// net.core.rmem_max is logged as a warning.
+	UDPReadBuffer int
 	// TLS is used for tls and wss listeners.
 	TLS *tls.Config
 	// ExternalHost is the address advertised in Via, Contact and used by media for SDP
@@ -208,6 +212,9 @@ func (c *Config) normalize() error {
 		if _, _, err := net.SplitHostPort(l.Addr); err != nil {
 			return fmt.Errorf("sip: listen address %q: %w", l.Addr, err)
 		}
+	}
+	if c.UDPReadBuffer == 0 {
+		c.UDPReadBuffer = defaults.Int("sip.udp_read_buffer")
 	}
 	if c.ExternalHost == "" {
 		h, _, _ := net.SplitHostPort(c.Listen[0].Addr)

@@ -20,6 +20,7 @@ import (
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/nkbridge/nkbridge/internal/sockbuf"
 	"github.com/nkbridge/nkbridge/sip/digestauth"
 	"github.com/nkbridge/nkbridge/sip/registrar"
 )
@@ -260,6 +261,9 @@ func (s *Server) listen(l Listen) error {
 		pc, err := net.ListenPacket("udp", l.Addr)
 		if err != nil {
 			return fmt.Errorf("sip: listen udp %s: %w", l.Addr, err)
+		}
+		if uc, ok := pc.(*net.UDPConn); ok {
+			sockbuf.Apply(uc, s.cfg.UDPReadBuffer, "sip.udp_read_buffer", "sip udp "+pc.LocalAddr().String(), s.log)
 		}
 		addr, c, serve = pc.LocalAddr(), pc, func() error { return s.srv.ServeUDP(pc) }
 	case "tcp", "ws":

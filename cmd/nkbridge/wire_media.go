@@ -43,6 +43,20 @@ type MediaConfig struct {
 	ParkFile           string        `yaml:"park_file"`
 	RoomEmptyGrace     time.Duration `yaml:"room_empty_grace"`
 	RoomsCreateMissing bool          `yaml:"rooms_create_missing"`
+	// Kernel receive buffers (SO_RCVBUF) of the WebRTC UDP port and of each plain RTP
+	// socket, bytes; 0: the kernel default.
+	UDPReadBuffer int `yaml:"udp_read_buffer"`
+	RTPReadBuffer int `yaml:"rtp_read_buffer"`
+}
+
+// kernelDefaultIfZero maps a socket buffer setting to the packages' convention:
+// 0 in the file means the kernel default, which the packages spell negative
+// (their 0 takes the embedded default).
+func kernelDefaultIfZero(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // engineConfig checks c and turns it into the engine's configuration.
@@ -88,6 +102,7 @@ func (c MediaConfig) engineConfig(log *slog.Logger) (media.Config, error) {
 		MaxSessions: c.MaxSessions, Logger: log.With("component", "media"),
 		RTPLatch: plainrtp.LatchMode(c.RTPLatch), RTPPortsPerUser: c.RTPPortsPerUser, RTPPortsReserve: c.RTPPortsReserve,
 		RecordMaxBytes: c.RecordMaxBytes, RecordMaxDuration: c.RecordMaxDuration,
+		UDPReadBuffer: kernelDefaultIfZero(c.UDPReadBuffer), RTPReadBuffer: kernelDefaultIfZero(c.RTPReadBuffer),
 	}, nil
 }
 

@@ -62,6 +62,8 @@ type SIPConfig struct {
 	SessionExpires            time.Duration `yaml:"session_expires"`
 	// UserFarSide: the offer inbound calls to a user ring with: webrtc, rtp or auto.
 	UserFarSide string `yaml:"user_far_side"`
+	// UDPReadBuffer is the SIP UDP socket's kernel receive buffer, bytes; 0: the kernel default.
+	UDPReadBuffer int `yaml:"udp_read_buffer"`
 }
 
 // SIPUserConfig is one SIP account.
@@ -175,6 +177,7 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 			MaxCallsPerSource: c.MaxCallsPerSource, CallerInviteRate: c.CallerInviteRate, CallerInviteBurst: c.CallerInviteBurst,
 			CalleeInviteRate: c.CalleeInviteRate, CalleeInviteBurst: c.CalleeInviteBurst},
 		MaxRegistrationsPerSource: c.MaxRegistrationsPerSource,
+		UDPReadBuffer:             kernelDefaultIfZero(c.UDPReadBuffer),
 	}
 	if c.SessionExpires > 0 {
 		sc.SessionTimer.Expires = c.SessionExpires

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/sockbuf"
 )
 
 // Errors of PortPool.Open.
@@ -43,12 +45,14 @@ type PortPool struct {
 	relatch    time.Duration
 	perOwner   int // 0: no limit
 	reserve    int
+	readBuf    int // SO_RCVBUF of RTP sockets; <= 0: kernel default
 
 	mu       sync.Mutex
 	used     map[int]string // port -> owner ("" for none)
 	owned    map[string]int // owner -> pairs held
 	released map[int]time.Time
 	closed   bool
+	bufCheck bool // the first RTP socket's buffer was checked (and a cap logged)
 }
 
 // NewPortPool returns a pool binding on ip with RTP ports in [min, max] (min is rounded up to
@@ -68,6 +72,15 @@ func NewPortPool(ip netip.Addr, min, max int, quarantine time.Duration, log *slo
 	}
 	return &PortPool{ip: ip, min: min, max: max, quarantine: quarantine, log: log, rtcpEvery: 5 * time.Second,
 		latch: LatchStrict, relatch: relatchAfter, used: map[int]string{}, owned: map[string]int{}, released: map[int]time.Time{}}, nil
+}
+
+// SetReadBuffer sets the kernel receive buffer (SO_RCVBUF) asked for on the RTP socket of
+// pairs opened afterwards, in bytes; <= 0: the kernel default (the default). The first
+// socket's grant is checked: a cap by net.core.rmem_max is logged once.
+func (p *PortPool) SetReadBuffer(bytes int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.readBuf, p.bufCheck = bytes, false
 }
 
 // Pairs returns how many port pairs the range holds.
@@ -200,6 +213,14 @@ func (p *PortPool) allocate(owner string) (rtpConn, rtcpConn *net.UDPConn, port 
 		if err != nil {
 			a.Close()
 			return nil, nil, false
+		}
+		if p.readBuf > 0 {
+			if !p.bufCheck {
+				p.bufCheck = true
+				sockbuf.Apply(a, p.readBuf, "media.rtp_read_buffer", "rtp udp", p.log)
+			} else {
+				_ = a.SetReadBuffer(p.readBuf)
+			}
 		}
 		p.used[port] = owner
 		p.owned[owner]++
