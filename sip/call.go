@@ -38,8 +38,11 @@ const (
 	CauseRejected      Cause = "rejected"        // a final non-2xx response ended the INVITE
 	CauseSessionExpiry Cause = "session_expired" // RFC 4028 session timer ran out
 	CauseAckTimeout    Cause = "ack_timeout"     // answered inbound call never got ACK
-	CauseTransport     Cause = "transport_error"
-	CauseShutdown      Cause = "shutdown"
+	// CauseBadAnswer: a delayed-offer INVITE (or offerless re-INVITE) got our offer in the 200
+	// and its ACK carried no usable SDP answer; we sent BYE (Code 488).
+	CauseBadAnswer Cause = "bad_answer"
+	CauseTransport Cause = "transport_error"
+	CauseShutdown  Cause = "shutdown"
 )
 
 // End describes the end of a call; Code/Reason carry the SIP status when one applies.
@@ -62,6 +65,10 @@ type Reoffer struct {
 	Info sdpdir.Info
 	// Hold is true when the offer puts us on hold (sendonly, inactive or c=0.0.0.0).
 	Hold bool
+	// Answer is true when SDP is the peer's answer to our offer, carried in the ACK of a
+	// delayed-offer INVITE or offerless re-INVITE: it is applied like a re-offer, the SDP
+	// returned is not sent, and an error ends the call (CauseBadAnswer).
+	Answer bool
 }
 
 // CallEvents receives a call's in-dialog events. Methods are called from SIP goroutines and
@@ -152,6 +159,10 @@ type Call struct {
 	finalSet bool
 	ackedSet bool
 	reAcked  chan struct{} // current inbound re-INVITE awaiting ACK
+	// delayed: the INVITE had no offer; our 200 carries the offer and its ACK the answer.
+	delayed bool
+	// reAnswer: the pending re-INVITE (reAcked) had no offer; its ACK carries the answer.
+	reAnswer bool
 
 	// outbound
 	ack      *sip.Request
@@ -190,6 +201,11 @@ func (c *Call) End() End {
 		return End{}
 	}
 }
+
+// DelayedOffer reports whether an inbound call's INVITE came without an SDP offer: the SDP
+// given to Answer is then our offer, and the peer's answer (in the ACK) reaches
+// CallEvents.Reoffer with Reoffer.Answer set.
+func (c *Call) DelayedOffer() bool { return c.delayed }
 
 // SetEvents sets the receiver of in-dialog events. Set it before Answer.
 func (c *Call) SetEvents(ev CallEvents) {
@@ -414,17 +430,16 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	body := req.Body()
-	if len(body) == 0 {
-		s.respond(req, tx, 488, "Not Acceptable Here (offer required)")
-		return
-	}
-	if ct := req.ContentType(); ct == nil || !strings.HasPrefix(strings.ToLower(ct.Value()), "application/sdp") {
-		s.respond(req, tx, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))
-		return
-	}
-	if info, err := sdpdir.Parse(body); err != nil || !info.HasAudio {
-		s.respond(req, tx, 488, "Not Acceptable Here")
-		return
+	delayed := len(body) == 0 // delayed offer: we offer in the 200, the ACK answers
+	if !delayed {
+		if ct := req.ContentType(); ct == nil || !strings.HasPrefix(strings.ToLower(ct.Value()), "application/sdp") {
+			s.respond(req, tx, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))
+			return
+		}
+		if info, err := sdpdir.Parse(body); err != nil || !info.HasAudio {
+			s.respond(req, tx, 488, "Not Acceptable Here")
+			return
+		}
 	}
 	se, refresher, err := parseSessionExpires(req)
 	if err != nil {
@@ -453,7 +468,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		localHdr: sip.HeaderClone(inv.To()), remoteHdr: sip.HeaderClone(from),
 		target: *req.Contact().Address.Clone(), transport: req.Transport(),
 		remoteCSeq: req.CSeq().SeqNo, localCSeq: 0, remoteSDP: body,
-		inv: inv, tx: tx, lastSeen: time.Now(),
+		inv: inv, tx: tx, lastSeen: time.Now(), delayed: delayed,
+	}
+	if delayed {
+		c.remoteSDP = nil
 	}
 	for _, rr := range req.GetHeaders("Record-Route") {
 		c.routes = append(c.routes, rr.Value())
@@ -708,17 +726,54 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	c.mu.Lock()
+	wantAnswer := false
 	if c.dir == Inbound && !c.ackedSet && req.CSeq().SeqNo == c.inv.CSeq().SeqNo {
 		c.ackedSet = true
 		close(c.acked)
 		if c.state == stateAnswered {
 			c.state = stateConfirmed
 		}
+		wantAnswer = c.delayed
 	} else if c.reAcked != nil {
 		close(c.reAcked)
 		c.reAcked = nil
+		wantAnswer = c.reAnswer
+		c.reAnswer = false
 	}
 	c.lastSeen = time.Now()
+	c.mu.Unlock()
+	if wantAnswer {
+		c.s.goTracked(func() { c.ackAnswer(req.Body()) })
+	}
+}
+
+// ackAnswer applies the SDP answer an ACK carries to our offer (delayed offer); a missing or
+// unusable one ends the call with BYE.
+func (c *Call) ackAnswer(body []byte) {
+	bad := func(why string) {
+		c.s.log.Info("sip: ACK without a usable SDP answer, hanging up", "call", c.id, "sip_call_id", c.callID, "why", why)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = c.sendBye(ctx)
+		cancel()
+		c.finish(End{Cause: CauseBadAnswer, Code: 488, Reason: "ACK without a usable SDP answer: " + why})
+	}
+	if len(body) == 0 {
+		bad("no SDP")
+		return
+	}
+	info, err := sdpdir.Parse(body)
+	if err != nil || !info.HasAudio || info.Port == 0 {
+		bad("not an SDP answer with audio")
+		return
+	}
+	if ev := c.events0(); ev != nil {
+		if _, err := ev.Reoffer(c, Reoffer{SDP: body, Info: info, Hold: info.OnHold(), Answer: true}); err != nil {
+			bad(err.Error())
+			return
+		}
+	}
+	c.mu.Lock()
+	c.remoteSDP = body
 	c.mu.Unlock()
 }
 
@@ -833,7 +888,18 @@ func (s *Server) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		answer = a
 	} else {
-		answer = c.LocalSDP() // offerless re-INVITE: we offer, the ACK carries the answer
+		// Offerless re-INVITE: we offer our current SDP (sendrecv, new version), the ACK
+		// carries the answer (ackAnswer).
+		local := c.LocalSDP()
+		a, err := sdpdir.Set(local, sdpdir.SendRecv)
+		if err != nil {
+			s.respond(req, tx, 500, "Server Internal Error (no local SDP)")
+			return
+		}
+		answer = sdpdir.BumpVersion(a)
+		c.mu.Lock()
+		c.localSDP = answer
+		c.mu.Unlock()
 	}
 	if h := req.Contact(); h != nil {
 		c.mu.Lock()
@@ -849,6 +915,7 @@ func (s *Server) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 	acked := make(chan struct{})
 	c.mu.Lock()
 	c.reAcked = acked
+	c.reAnswer = len(req.Body()) == 0
 	c.mu.Unlock()
 	if err := tx.Respond(res); err != nil {
 		return

@@ -26,14 +26,16 @@ type legEvents struct {
 // Reoffer applies a re-INVITE/UPDATE (hold, resume, a new address) to the
 // leg's media and answers with its SDP. When the session's media takes no
 // re-offers (p2p, a backend without signaling.RTPReofferer) the SIP stack
-// answers with the mirrored direction.
+// answers with the mirrored direction. The caller's answer to our offer
+// (r.Answer: the ACK of a delayed-offer INVITE) must reach the media: a
+// session that takes no re-offers refuses it, and the call ends.
 func (l *legEvents) Reoffer(_ *sip.Call, r sip.Reoffer) ([]byte, error) {
 	if l.sessionID == "" {
 		return nil, nil
 	}
 	m, err := signaling.MediaAs[signaling.RTPReofferer](l.g.core, l.sessionID)
 	if err != nil {
-		if e := signaling.AsError(err); e != nil && e.Code == signaling.CodeNotImplemented {
+		if e := signaling.AsError(err); e != nil && e.Code == signaling.CodeNotImplemented && !r.Answer {
 			l.g.log.Debug("SIP re-offer answered by the SIP stack", "session_id", l.sessionID, "why", e.Text)
 			return nil, nil
 		}

@@ -289,6 +289,8 @@ func sipEndError(e sip.End) *signaling.Error {
 		return signaling.Errorf(signaling.CodeSIPSendError, "SIP ACK not received")
 	case sip.CauseTransport:
 		return signaling.Errorf(signaling.CodeSIPSendError, "SIP transport error: %s", e.Reason)
+	case sip.CauseBadAnswer:
+		return signaling.Errorf(signaling.CodeSIPNoSDP, "SIP %s", e.Reason)
 	case sip.CauseShutdown:
 		return signaling.Errorf(signaling.CodeSessionStop, "SIP server stopping")
 	case sip.CauseRejected:

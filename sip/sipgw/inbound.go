@@ -3,6 +3,7 @@ package sipgw
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,9 @@ func (g *Gateway) HandleInvite(call *sip.Call) {
 		return
 	}
 	offer := call.RemoteSDP()
+	if len(offer) == 0 && call.DelayedOffer() {
+		offer = placeholderOffer(info.Source)
+	}
 	if len(offer) == 0 {
 		_ = call.Reject(488, "Not Acceptable Here (an SDP offer is required)")
 		return
@@ -68,6 +72,34 @@ func (g *Gateway) HandleInvite(call *sip.Call) {
 		return
 	}
 	g.inboundCall(call, rt, desc, owner, log)
+}
+
+// placeholderOffer stands in for the offer of a delayed-offer INVITE (one without SDP): every
+// codec the media engine speaks, at the caller's address on the discard port 9. The media's
+// answer to it becomes our offer in the 200; the caller's answer in the ACK then reaches the
+// media as a re-offer (legEvents.Reoffer) and sets its real address and codec.
+func placeholderOffer(source string) []byte {
+	ip := "127.0.0.1"
+	if ap, err := netip.ParseAddrPort(source); err == nil {
+		ip = ap.Addr().Unmap().String()
+	}
+	family := "IP4"
+	if strings.Contains(ip, ":") {
+		family = "IP6"
+	}
+	return []byte("v=0\r\n" +
+		"o=- 1 1 IN " + family + " " + ip + "\r\n" +
+		"s=-\r\n" +
+		"c=IN " + family + " " + ip + "\r\n" +
+		"t=0 0\r\n" +
+		"m=audio 9 RTP/AVP 0 8 111 101\r\n" +
+		"a=rtpmap:0 PCMU/8000\r\n" +
+		"a=rtpmap:8 PCMA/8000\r\n" +
+		"a=rtpmap:111 opus/48000/2\r\n" +
+		"a=rtpmap:101 telephone-event/8000\r\n" +
+		"a=fmtp:101 0-16\r\n" +
+		"a=ptime:20\r\n" +
+		"a=sendrecv\r\n")
 }
 
 // requestUser is the user part of the Request-URI (the dialled number), else

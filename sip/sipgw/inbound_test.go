@@ -32,23 +32,11 @@ func TestSIPpEchoExtension(t *testing.T) {
 	// While the call is up: one echo session whose caller leg receives RTP and
 	// sends every packet back (the last counts seen before SIPp's BYE).
 	var in, out uint64
-	var r sippRun
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-loop:
-	for {
-		select {
-		case r = <-done:
-			break loop
-		case <-tick.C:
-			for _, sid := range e.core.ListSessions() {
-				if m, ok := e.be.Media(sid); ok && m.Type() == "echo" {
-					st := m.Stats()[media.SideCaller]
-					in, out = st.PacketsIn, st.PacketsOut
-				}
-			}
+	r := whileRunning(done, 50*time.Millisecond, func() {
+		if _, st, _, ok := echoSession(e); ok {
+			in, out = st.PacketsIn, st.PacketsOut
 		}
-	}
+	})
 	// 3 s of 20 ms packets: about 150 (the last 50 ms may be missed).
 	if in < 100 || out+5 < in {
 		t.Fatalf("echo: %d RTP packets in, %d echoed", in, out)
