@@ -2,6 +2,7 @@ package sipgw_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/sip/sipgw"
 )
 
 // echoSession returns the id and caller-side stats of the (one) echo session.
@@ -109,6 +111,43 @@ func TestSIPpReinviteWithoutSDP(t *testing.T) {
 	}).check(t, 1)
 	if !sawHeld || !resumed {
 		t.Fatalf("media held %v, resumed after %v: want both", sawHeld, resumed)
+	}
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool {
+		s, c := e.core.Counts()
+		return s == 0 && c == 0 && e.srv.Calls() == 0 && e.eng.Stats().RTPPortsInUse == 0
+	})
+}
+
+// TestSIPpDelayedOfferToRegisteredPhone: a trunk's delayed-offer call (SIPp,
+// PCMU 1000 Hz) to user bob rings bob's registered phone (baresip, 600 Hz)
+// through a proxy session: the phone hears SIPp's tone, and the phone's audio
+// goes out to SIPp's address from the ACK's answer.
+func TestSIPpDelayedOfferToRegisteredPhone(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := newEnv(t, envOpts{sip: trunkLoopback, gw: func(c *sipgw.Config) { c.UserFarSide = "rtp" }})
+	bob := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: 600,
+		Account: fmt.Sprintf("<sip:bob@%s>;auth_pass=%s;regint=60;answermode=auto;audio_codecs=%s", e.addr, bobPass, codecSpec("pcmu"))})
+	peers.WaitFor(t, waitLimit, "bob registered", func() bool { return len(e.srv.Registrar().Lookup("bob")) == 1 })
+	done := startSIPp(ctx, t, peers.SIPpOptions{
+		Scenario: scenario(t, "uac_delayed_offer.xml"), Remote: e.addr, Service: "bob", Calls: 1,
+		Keys: map[string]string{"rtp_stream": peers.PCMUToneFile(t, 1000, 5) + ",-1,0"},
+		Args: []string{"-d", "4000"}, Timeout: 30 * time.Second,
+	})
+	var toSIPp uint64
+	whileRunning(done, 50*time.Millisecond, func() {
+		for _, sid := range e.core.ListSessions() {
+			if m, ok := e.be.Media(sid); ok && m.Type() == "proxy" {
+				toSIPp = m.Stats()[media.SideCaller].PacketsOut
+			}
+		}
+	}).check(t, 1)
+	if _, _, err := bob.WaitEvent(ctx, "CALL_CLOSED", 0); err != nil {
+		t.Fatal(err)
+	}
+	adaptHeard(t, "bob's phone", bob, 1000, 600)
+	if toSIPp < 100 {
+		t.Errorf("%d RTP packets sent to SIPp, want the phone's audio (about 200)", toSIPp)
 	}
 	peers.WaitFor(t, waitLimit, "nothing left", func() bool {
 		s, c := e.core.Counts()
