@@ -14,7 +14,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -28,6 +27,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/sockbuf"
 )
 
 func main() {
@@ -68,8 +69,8 @@ func run(bin string, bursts, buffers []int, wait time.Duration, verbose bool) er
 			return fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}
-	rmemMax, _ := os.ReadFile("/proc/sys/net/core/rmem_max")
-	fmt.Printf("net.core.rmem_max = %s; %d CPUs\n\n", strings.TrimSpace(string(rmemMax)), numCPU())
+	rmemMax, _ := sockbuf.RmemMax()
+	fmt.Printf("net.core.rmem_max = %d; %d CPUs\n\n", rmemMax, numCPU())
 	fmt.Println("| sip.udp_read_buffer | socket rb (ss) | burst | sent in (ms) | answered | server socket drops | answers dropped at sender |")
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for _, buf := range buffers {
@@ -141,8 +142,8 @@ func runDaemon(bin string, buf int, bursts []int, wait time.Duration, verbose bo
 	waitQuiet(&answered, wait)
 	granted := grantedRcvbuf(cmd.Process.Pid, port)
 	for i, n := range bursts {
-		d0, _ := udpDrops(port)
-		s0, _ := udpDrops(c.LocalAddr().(*net.UDPAddr).Port)
+		d0, _ := sockbuf.Drops(port)
+		s0, _ := sockbuf.Drops(c.LocalAddr().(*net.UDPAddr).Port)
 		a0 := answered.Load()
 		start := time.Now()
 		for k := range n {
@@ -152,11 +153,11 @@ func runDaemon(bin string, buf int, bursts []int, wait time.Duration, verbose bo
 		}
 		sent := time.Since(start)
 		waitQuiet(&answered, wait)
-		d1, err := udpDrops(port)
+		d1, err := sockbuf.Drops(port)
 		if err != nil {
 			return err
 		}
-		s1, _ := udpDrops(c.LocalAddr().(*net.UDPAddr).Port)
+		s1, _ := sockbuf.Drops(c.LocalAddr().(*net.UDPAddr).Port)
 		label := strconv.Itoa(buf)
 		if buf == 0 {
 			label = "0 (kernel default)"
@@ -190,24 +191,6 @@ func options(c *net.UDPConn, port int, tag string, k int) []byte {
 		"Contact: <sip:bench@%s>\r\n"+
 		"Accept: application/sdp\r\n"+
 		"Content-Length: 0\r\n\r\n", port, local, tag, k, tag, k, port, tag, k, local))
-}
-
-// udpDrops reads the drops column of the 127.0.0.1:port line of /proc/net/udp.
-func udpDrops(port int) (int64, error) {
-	f, err := os.Open("/proc/net/udp")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	want := fmt.Sprintf("0100007F:%04X", port)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fs := strings.Fields(sc.Text())
-		if len(fs) > 12 && fs[1] == want {
-			return strconv.ParseInt(fs[len(fs)-1], 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no socket %s in /proc/net/udp", want)
 }
 
 // grantedRcvbuf returns the receive buffer limit of the daemon's socket as ss

@@ -4,6 +4,7 @@
 package sockbuf
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
@@ -98,4 +99,36 @@ func TestSizes() (fits, capped int, ok bool) {
 		return 0, 0, false
 	}
 	return 300000, 2 * max, true
+}
+
+// Drops returns the kernel's count of datagrams dropped (receive queue full,
+// among others) by the UDP sockets bound to local port port, summed over
+// /proc/net/udp and /proc/net/udp6 (Linux; for benchmarks and operators'
+// tools). An error when no such socket exists.
+func Drops(port int) (int64, error) {
+	want := fmt.Sprintf(":%04X", port)
+	var sum int64
+	found := false
+	for _, f := range []string{"/proc/net/udp", "/proc/net/udp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line)
+			if len(fs) < 13 || !strings.HasSuffix(fs[1], want) {
+				continue
+			}
+			n, err := strconv.ParseInt(fs[len(fs)-1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("%s: drops %q: %w", f, fs[len(fs)-1], err)
+			}
+			sum += n
+			found = true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("no UDP socket on port %d", port)
+	}
+	return sum, nil
 }

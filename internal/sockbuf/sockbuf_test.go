@@ -68,3 +68,32 @@ func TestSetRead(t *testing.T) {
 		t.Fatalf("0 = kernel default: %+v, logged %q", r, logs.String())
 	}
 }
+
+// Drops counts what the kernel dropped on a socket whose queue is full.
+func TestDrops(t *testing.T) {
+	c := listen(t)
+	port := c.LocalAddr().(*net.UDPAddr).Port
+	if n, err := Drops(port); err != nil || n != 0 {
+		t.Fatalf("Drops of a new socket = %d, %v", n, err)
+	}
+	if err := c.SetReadBuffer(4096); err != nil { // the kernel's minimum: a few datagrams
+		t.Fatal(err)
+	}
+	s, err := net.DialUDP("udp", nil, c.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for range 200 { // nobody reads c
+		if _, err := s.Write(make([]byte, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := Drops(port); err != nil || n == 0 {
+		t.Fatalf("Drops after 200 unread datagrams = %d, %v", n, err)
+	}
+	c.Close()
+	if _, err := Drops(port); err == nil {
+		t.Fatal("Drops of a closed socket: no error")
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/peers"
+	"github.com/nkbridge/nkbridge/internal/sockbuf"
 	"github.com/nkbridge/nkbridge/media"
 	"github.com/nkbridge/nkbridge/sip"
 )
@@ -43,11 +44,19 @@ func benchEnv(b *testing.B, ports int) *env {
 		sip: func(c *sip.Config) {
 			trunkLoopback(c)
 			c.Limits.RequestsPerSecond, c.Limits.Burst = 1e6, 1e6
+			c.Limits.TrunkRequestRate = 1e6 // the trunk's default 1000/s would answer 503 above it
 			c.AckTimeout = 5 * time.Second
+			// sip.udp_read_buffer: unset = its default, -1 = the kernel default.
+			if v, err := strconv.Atoi(os.Getenv("NKB_SIPGW_BENCH_UDP_READ_BUFFER")); err == nil {
+				c.UDPReadBuffer = v
+			}
 		},
 		media: func(c *media.Config) {
 			c.RTPPortMin, c.RTPPortMax, c.Quarantine = base, base+ports-1, -1
 			c.MaxSessions = ports
+			// One owner places every call: the per-user RTP port quota (a quarter of the
+			// range by default) would refuse calls beyond it.
+			c.RTPPortsPerUser, c.RTPPortsReserve = -1, -1
 			c.Logger = nil
 		},
 	})
@@ -67,6 +76,7 @@ func BenchmarkSIPpEchoRate(b *testing.B) {
 	e := benchEnv(b, 2*concurrent+64)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(secs*4+60)*time.Second)
 	defer cancel()
+	drops0, _ := sockbuf.Drops(e.port)
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
@@ -98,6 +108,11 @@ func BenchmarkSIPpEchoRate(b *testing.B) {
 	b.ReportMetric(mean, "rtt-mean-ms")
 	b.ReportMetric(p99, "rtt-p99-ms")
 	b.ReportMetric(worst, "rtt-max-ms")
+	drops1, _ := sockbuf.Drops(e.port)
+	b.ReportMetric(float64(drops1-drops0), "udp-drops") // the SIP UDP socket's, /proc/net/udp
+	if res.Stats.FailedCalls > 0 {
+		b.Logf("SIPp errors (first 1500 bytes): %.1500s", res.Errors)
+	}
 	b.Logf("offered %d calls at %d/s (hold %d ms): %d ok, %d failed, %d rtt samples, exit %d, %.1fs",
 		calls, rate, hold, res.Stats.SuccessfulCalls, res.Stats.FailedCalls, len(rtts), res.ExitCode, elapsed.Seconds())
 	if res.Stats.SuccessfulCalls+res.Stats.FailedCalls != calls {
