@@ -12,11 +12,15 @@ import (
 // slowBackend blocks StartMedia until released or the request's context ends.
 type slowBackend struct {
 	release  chan struct{}
+	entered  chan struct{} // told (if not nil) when a StartMedia begins
 	canceled chan struct{}
 	stopped  chan *signaling.Error
 }
 
 func (b *slowBackend) StartMedia(ctx context.Context, req signaling.MediaRequest) (signaling.Media, signaling.MediaResult, error) {
+	if b.entered != nil {
+		b.entered <- struct{}{}
+	}
 	select {
 	case <-b.release:
 		return slowMedia{b}, signaling.MediaResult{Answer: signaling.Desc{"sdp": "slow-answer"}}, nil
@@ -63,12 +67,19 @@ func TestSlowBackendAckAndCancel(t *testing.T) {
 		t.Fatalf("media stop = %v", e)
 	}
 
-	sb2 := &slowBackend{release: make(chan struct{}), canceled: make(chan struct{}, 1), stopped: make(chan *signaling.Error, 1)}
+	sb2 := &slowBackend{release: make(chan struct{}), entered: make(chan struct{}, 1), canceled: make(chan struct{}, 1), stopped: make(chan *signaling.Error, 1)}
 	bs.Register("slow", sb2, signaling.TypePark)
 	c2 := dial(t, env.url)
 	c2.login("u2", "")
 	c2.sendRaw(msg{"class": "media", "subclass": "session", "cmd": "start", "tid": 99, "data": msg{"type": "park", "offer": msg{"sdp": "x"}}})
 	c2.next(func(m msg) bool { return num(m["ack"]) == 99 }, 2*time.Second, "ack")
+	// The ack may come before the start reaches the backend (a start whose
+	// connection is already gone never does): leave once the backend waits.
+	select {
+	case <-sb2.entered:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the start did not reach the backend")
+	}
 	c2.ws.Close()
 	select {
 	case <-sb2.canceled:

@@ -528,17 +528,25 @@ func (c *conn) sessionInfo(_ context.Context, r *request) (any, error) {
 
 // listSessions lists the user's sessions (every session for an admin).
 func (c *conn) listSessions(context.Context, *request) (any, error) {
-	all := c.srv.core.ListSessions()
+	return c.onlyMine(c.srv.core.ListSessions(), func(id string) bool {
+		m, ok := c.srv.core.LookupSession(id)
+		return ok && c.ownsSession(m)
+	}), nil
+}
+
+// onlyMine is ids as this connection may see them: all of them for an
+// admin, else those mine says are the user's.
+func (c *conn) onlyMine(ids []string, mine func(id string) bool) []string {
 	if c.admin {
-		return all, nil
+		return ids
 	}
-	out := make([]string, 0, len(all))
-	for _, id := range all {
-		if m, ok := c.srv.core.LookupSession(id); ok && c.ownsSession(m) {
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if mine(id) {
 			out = append(out, id)
 		}
 	}
-	return out, nil
+	return out
 }
 
 // ---- calls
@@ -740,17 +748,7 @@ func (c *conn) callInfo(_ context.Context, r *request) (any, error) {
 // listCalls lists the user's calls, placed or invited to (every call for
 // an admin).
 func (c *conn) listCalls(context.Context, *request) (any, error) {
-	all := c.srv.core.ListCalls()
-	if c.admin {
-		return all, nil
-	}
-	out := make([]string, 0, len(all))
-	for _, id := range all {
-		if c.ownsCall(id, false) {
-			out = append(out, id)
-		}
-	}
-	return out, nil
+	return c.onlyMine(c.srv.core.ListCalls(), func(id string) bool { return c.ownsCall(id, false) }), nil
 }
 
 // ---- rooms
