@@ -124,6 +124,8 @@ type Call struct {
 	dir   Direction
 	info  CallInfo
 	srcIP netip.Addr // inbound from a non-trunk source: counted per source (sip.max_calls_per_source)
+	// tcpFallback is the size of an outbound INVITE moved from UDP to TCP (RFC 3261 §18.1.1).
+	tcpFallback int
 	// trunkRT counts the call against its trunk's max_calls (trunkhealth.go)
 	trunkRT *trunkRuntime
 

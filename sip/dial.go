@@ -232,13 +232,16 @@ func (c *Call) buildInvite(o DialOptions, cseq uint32) *sip.Request {
 func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error) {
 	s := c.s
 	cseq := uint32(1)
-	req := c.buildInvite(o, cseq)
+	req, err := c.fitInvite(func() *sip.Request { return c.buildInvite(o, cseq) })
+	if err != nil {
+		return nil, err
+	}
 	txCtx, txCancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer txCancel()
 	if err := c.route(ctx, req); err != nil {
 		return nil, err
 	}
-	tx, err := s.sendTx(txCtx, req)
+	tx, err := c.sendInvite(txCtx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -295,11 +298,13 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				tx.Terminate()
 				o.sessionExpires = time.Duration(n) * time.Second
 				cseq++
-				req = c.buildInvite(o, cseq)
+				if req, err = c.fitInvite(func() *sip.Request { return c.buildInvite(o, cseq) }); err != nil {
+					return nil, err
+				}
 				if err := c.route(ctx, req); err != nil {
 					return nil, err
 				}
-				if tx, err = s.sendTx(txCtx, req); err != nil {
+				if tx, err = c.sendInvite(txCtx, req); err != nil {
 					return nil, err
 				}
 				gotProvisional = false
@@ -312,9 +317,17 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				}
 				authTries++
 				tx.Terminate()
-				next, err := c.authorizedInvite(o, res, creds, cseq+1)
-				if err != nil {
+				var authErr error
+				next, err := c.fitInvite(func() *sip.Request {
+					r, err := c.authorizedInvite(o, res, creds, cseq+1)
+					authErr = err
+					return r
+				})
+				if authErr != nil {
 					return nil, &StatusError{Code: res.StatusCode, Reason: res.Reason}
+				}
+				if err != nil {
+					return nil, err
 				}
 
 				cseq++
@@ -322,7 +335,7 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				if err := c.route(ctx, req); err != nil {
 					return nil, err
 				}
-				if tx, err = s.sendTx(txCtx, req); err != nil {
+				if tx, err = c.sendInvite(txCtx, req); err != nil {
 					return nil, err
 				}
 				gotProvisional = false
