@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -60,16 +61,29 @@ func freePort(t testing.TB) int {
 // waitBound waits until something (SIPp) has bound UDP port p on 127.0.0.1.
 func waitBound(t testing.TB, p int) {
 	t.Helper()
+	waitBoundNet(t, "udp", p)
+}
+
+// waitBoundNet waits until something is bound to port p of 127.0.0.1 on network (udp or tcp).
+func waitBoundNet(t testing.TB, network string, p int) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", p)
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", p))
+		var c io.Closer
+		var err error
+		if network == "tcp" {
+			c, err = net.Listen("tcp", addr)
+		} else {
+			c, err = net.ListenPacket(network, addr)
+		}
 		if err != nil {
 			return
 		}
-		u.Close()
+		c.Close()
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatalf("nothing listens on udp port %d", p)
+	t.Fatalf("nothing listens on %s port %d", network, p)
 }
 
 func testConfig() Config {

@@ -50,21 +50,6 @@ func webrtcSizedSDP() []byte {
 	return []byte(b.String())
 }
 
-// waitBoundTCP waits until something listens on TCP port p of 127.0.0.1.
-func waitBoundTCP(t testing.TB, p int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-		if err != nil {
-			return
-		}
-		l.Close()
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on tcp port %d", p)
-}
-
 // A call to a UDP target (a SIP URL without transport parameter, or a phone registered over
 // UDP) with a WebRTC-sized offer goes over TCP to the same host:port (RFC 3261 §18.1.1) and is
 // established there; nothing is sent over UDP.
@@ -104,7 +89,7 @@ func largeInviteOverTCP(t *testing.T, opts func(*testing.T, *Server, int) DialOp
 	}
 	defer udp.Close()
 	r := startSIPpPort(t, "uas_answer.xml", port, "-t", "t1")
-	waitBoundTCP(t, port)
+	waitBoundNet(t, "tcp", port)
 
 	rec := newRecorder(nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
