@@ -438,8 +438,11 @@ func (c *Conn) write(ctx context.Context, p *pending, wire []byte) error {
 	dl, _ := ctx.Deadline()
 	c.nc.SetWriteDeadline(dl)
 	if _, err := c.nc.Write(wire); err != nil {
-		c.closeWith(fmt.Errorf("%w: write: %w", ErrClosed, err))
-		return fmt.Errorf("esl: %s: %w", p.verb, ctxErr(ctx, err))
+		closed := fmt.Errorf("%w: write: %w", ErrClosed, err)
+		c.closeWith(closed)
+		// The connection is gone (callers may retry on the next one), unless
+		// the caller's own deadline is what stopped the write.
+		return fmt.Errorf("esl: %s: %w", p.verb, ctxErr(ctx, closed))
 	}
 	return nil
 }
