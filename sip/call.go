@@ -1193,24 +1193,26 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 		return nil, errors.New("sip: dialog not ready for re-INVITE")
 	}
 	c.busy = true
+	tp := c.transport
 	c.mu.Unlock()
 	defer func() { c.mu.Lock(); c.busy = false; c.mu.Unlock() }()
 
-	req := c.newRequest(sip.INVITE)
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
-	req.AppendHeader(sip.NewHeader("Supported", "timer"))
-	c.mu.Lock()
-	if c.se > 0 {
-		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(c.se/time.Second), c.ourRefresherRole())))
+	// Over 1300 bytes to a UDP peer, the re-INVITE (and the rest of the dialog) goes over TCP
+	// (RFC 3261 §18.1.1, mtu.go).
+	req, err := c.fitInvite(func() *sip.Request { return c.buildReinvite(sdp) })
+	if err != nil {
+		return nil, err
 	}
-	c.mu.Unlock()
-	req.SetBody(sdp)
 	if err := c.route(ctx, req); err != nil {
 		return nil, err
 	}
-	tx, err := c.s.sendTx(ctx, req)
+	tx, err := c.sendInvite(ctx, req)
 	if err != nil {
+		c.mu.Lock()
+		if c.tcpFallback > 0 && tp != c.transport { // TCP failed: small requests still go as before
+			c.transport, c.info.Transport = tp, strings.ToLower(tp)
+		}
+		c.mu.Unlock()
 		return nil, err
 	}
 	defer tx.Terminate()
@@ -1243,6 +1245,21 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 	c.mu.Unlock()
 	c.refreshedByResponse(res)
 	return res.Body(), nil
+}
+
+// buildReinvite is a re-INVITE of the dialog carrying sdp.
+func (c *Call) buildReinvite(sdp []byte) *sip.Request {
+	req := c.newRequest(sip.INVITE)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	req.AppendHeader(sip.NewHeader("Allow", allowedMethods))
+	req.AppendHeader(sip.NewHeader("Supported", "timer"))
+	c.mu.Lock()
+	if c.se > 0 {
+		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=%s", int(c.se/time.Second), c.ourRefresherRole())))
+	}
+	c.mu.Unlock()
+	req.SetBody(sdp)
+	return req
 }
 
 // StatusError is a final SIP failure status (3xx–6xx) of a request we sent. Contacts holds
