@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/verto/vertotest"
 )
 
@@ -284,7 +285,7 @@ func TestDisconnectEndsUnansweredCall(t *testing.T) {
 	ic := e.inbound()
 	c.Drop()
 	ic.rec.expect(t, "hangup:DESTINATION_OUT_OF_ORDER")
-	eventually(t, "session gone", func() bool { s, calls := e.counts(); return s == 0 && calls == 0 })
+	peers.WaitFor(t, 5*time.Second, "session gone", func() bool { s, calls := e.counts(); return s == 0 && calls == 0 })
 	if err := ic.call.Answer(answerSDP); !errors.Is(err, ErrCallEnded) {
 		t.Fatalf("Answer on ended call: %v", err)
 	}
@@ -313,7 +314,7 @@ func TestDisconnectEndsNonRecoverableCall(t *testing.T) {
 	}
 	c2.Close()
 	ic.rec.expect(t, "hangup:NORMAL_CLEARING")
-	eventually(t, "session gone", func() bool { s, calls := e.counts(); return s == 0 && calls == 0 })
+	peers.WaitFor(t, 5*time.Second, "session gone", func() bool { s, calls := e.counts(); return s == 0 && calls == 0 })
 }
 
 func TestReattachWithinGrace(t *testing.T) {
@@ -389,7 +390,7 @@ func TestReattachGraceExpires(t *testing.T) {
 	c.Close()
 	ic.rec.expect(t, "detached")
 	ic.rec.expect(t, "hangup:RECOVERY_ON_TIMER_EXPIRE")
-	eventually(t, "session gone", func() bool { s, calls := e.counts(); return s == 0 && calls == 0 })
+	peers.WaitFor(t, 5*time.Second, "session gone", func() bool { s, calls := e.counts(); return s == 0 && calls == 0 })
 	// Logging in with the old sessid afterwards re-attaches nothing.
 	n := e.login("alice", "secret", sid)
 	if n.SessID != sid {

@@ -254,15 +254,3 @@ func (e *env) counts() (sessions, calls int) {
 	defer e.srv.mu.Unlock()
 	return len(e.srv.sessions), len(e.srv.calls)
 }
-
-// eventually polls cond for up to 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

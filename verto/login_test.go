@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/verto/vertotest"
 )
 
@@ -175,7 +176,7 @@ func TestSeveralLoginsOfOneUser(t *testing.T) {
 		t.Fatalf("Sessions %v", got)
 	}
 	b.Close()
-	eventually(t, "session removed", func() bool { return len(e.srv.Sessions("alice")) == 2 })
+	peers.WaitFor(t, 5*time.Second, "session removed", func() bool { return len(e.srv.Sessions("alice")) == 2 })
 }
 
 func TestSessidTakeoverPunt(t *testing.T) {

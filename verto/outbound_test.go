@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 func (e *env) invite(req OutboundRequest) (*OutboundCall, *recorder) {
@@ -199,7 +201,7 @@ func TestOutboundCancelAndContext(t *testing.T) {
 		t.Fatalf("%+v", bye.Params)
 	}
 	rec2.none(t, 30*time.Millisecond)
-	eventually(t, "calls gone", func() bool { _, calls := e.counts(); return calls == 0 })
+	peers.WaitFor(t, 5*time.Second, "calls gone", func() bool { _, calls := e.counts(); return calls == 0 })
 }
 
 func TestOutboundNotLoggedIn(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/verto/vertotest"
 )
 
@@ -185,7 +186,7 @@ func TestFrameTooLarge(t *testing.T) {
 	if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
 		t.Fatalf("want 1009 close, got %v", err)
 	}
-	eventually(t, "session gone", func() bool { s, _ := e.counts(); return s == 0 })
+	peers.WaitFor(t, 5*time.Second, "session gone", func() bool { s, _ := e.counts(); return s == 0 })
 }
 
 func TestInviteFloodRateLimited(t *testing.T) {
@@ -223,7 +224,7 @@ func TestInviteFloodRateLimited(t *testing.T) {
 	// Disconnecting ends every call the flood created; nothing is left behind.
 	c.Close()
 	c2.Close()
-	eventually(t, "all gone", func() bool { s, calls := e.counts(); return s == 0 && calls == 0 })
+	peers.WaitFor(t, 5*time.Second, "all gone", func() bool { s, calls := e.counts(); return s == 0 && calls == 0 })
 }
 
 func TestMaxCallsPerSession(t *testing.T) {
@@ -363,7 +364,7 @@ func TestMaxConnections(t *testing.T) {
 	}
 	resp.Body.Close()
 	a.Close()
-	eventually(t, "slot freed", func() bool {
+	peers.WaitFor(t, 5*time.Second, "slot freed", func() bool {
 		c, _, err := websocket.DefaultDialer.DialContext(e.ctx, e.url, nil)
 		if err != nil {
 			return false
@@ -371,6 +372,7 @@ func TestMaxConnections(t *testing.T) {
 		c.Close()
 		return true
 	})
+
 	_ = b
 }
 

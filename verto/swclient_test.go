@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/browsertest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/pion/ice/v4"
 	"github.com/pion/webrtc/v4"
 )
@@ -364,7 +365,7 @@ func TestSWClientCallsEchoDTMFHoldHangup(t *testing.T) {
 		t.Fatal(err)
 	}
 	ec.echo.rec.expect(t, "hangup:NORMAL_CLEARING")
-	eventually(t, "call gone", func() bool { e.srv.mu.Lock(); defer e.srv.mu.Unlock(); return len(e.srv.calls) == 0 })
+	peers.WaitFor(t, 5*time.Second, "call gone", func() bool { e.srv.mu.Lock(); defer e.srv.mu.Unlock(); return len(e.srv.calls) == 0 })
 
 	// A second call, hung up by the server this time.
 	if err := e.page.Eval(e.ctx, `(window.client.newCall({ destinationNumber: "echo", audio: true, video: false }), true)`, nil); err != nil {
