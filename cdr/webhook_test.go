@@ -68,17 +68,6 @@ func (o *countObs) Dropped(string)   { o.dropped.Add(1) }
 func (o *countObs) Delivered(string) { o.delivered.Add(1) }
 func (o *countObs) Failed(string)    { o.failed.Add(1) }
 
-func waitFor(t *testing.T, what string, d time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func endedCall(i int) signaling.CallRecord {
 	now := time.Now()
 	return signaling.CallRecord{ID: fmt.Sprintf("call-%d", i), Type: "user", Callee: "bob",
@@ -106,7 +95,7 @@ func TestWebhookEndpointDown(t *testing.T) {
 	for i := range 100 {
 		svc.CallEvent(signaling.CallEnded, endedCall(i))
 	}
-	waitFor(t, "failed attempts", 10*time.Second, func() bool { return obs.failed.Load() >= 3 })
+	peers.WaitFor(t, 10*time.Second, "failed attempts", func() bool { return obs.failed.Load() >= 3 })
 	if obs.delivered.Load() != 0 {
 		t.Fatal("delivered while down")
 	}
@@ -124,8 +113,8 @@ func TestWebhookEndpointDown(t *testing.T) {
 	srv.Listener = ln2
 	srv.Start()
 	defer srv.Close()
-	waitFor(t, "100 records delivered", 20*time.Second, func() bool { return rc.distinct() == 100 })
-	waitFor(t, "queue empty", 5*time.Second, func() bool { return svc.Pending()[addr] == 0 })
+	peers.WaitFor(t, 20*time.Second, "100 records delivered", func() bool { return rc.distinct() == 100 })
+	peers.WaitFor(t, 5*time.Second, "queue empty", func() bool { return svc.Pending()[addr] == 0 })
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if len(rc.bad) > 0 {
@@ -168,7 +157,7 @@ func TestWebhookSignatureAndTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc.CallEvent(signaling.CallEnded, endedCall(1))
-	waitFor(t, "TLS failures", 5*time.Second, func() bool { return obs.failed.Load() >= 2 })
+	peers.WaitFor(t, 5*time.Second, "TLS failures", func() bool { return obs.failed.Load() >= 2 })
 	svc.Close()
 	if rc.distinct() != 0 {
 		t.Fatal("delivered to a server whose certificate is not trusted")
@@ -183,7 +172,7 @@ func TestWebhookSignatureAndTLS(t *testing.T) {
 	}
 	svc.CallEvent(signaling.CallRinging, signaling.CallRecord{ID: "c2", Start: time.Now(), Ringing: time.Now()})
 	svc.CallEvent(signaling.CallEnded, endedCall(2))
-	waitFor(t, "2 records", 5*time.Second, func() bool { return rc.distinct() == 2 })
+	peers.WaitFor(t, 5*time.Second, "2 records", func() bool { return rc.distinct() == 2 })
 	svc.Close()
 	body := []byte(`{"id":"x"}`)
 	h := http.Header{}
@@ -264,7 +253,7 @@ func TestWebhookSlowEndpointRetried(t *testing.T) {
 	}
 	defer svc.Close()
 	svc.CallEvent(signaling.CallEnded, endedCall(7))
-	waitFor(t, "delivery after the slow attempt", 10*time.Second, func() bool { return rc.distinct() == 1 })
+	peers.WaitFor(t, 10*time.Second, "delivery after the slow attempt", func() bool { return rc.distinct() == 1 })
 	if obs.failed.Load() < 1 || calls.Load() < 2 {
 		t.Fatalf("failed %d, attempts %d", obs.failed.Load(), calls.Load())
 	}
@@ -281,7 +270,7 @@ func TestSpoolFullDropsCounted(t *testing.T) {
 	for i := range 20 {
 		svc.CallEvent(signaling.CallEnded, endedCall(i))
 	}
-	waitFor(t, "drops counted", 5*time.Second, func() bool { return obs.dropped.Load() > 0 })
+	peers.WaitFor(t, 5*time.Second, "drops counted", func() bool { return obs.dropped.Load() > 0 })
 	svc.Close()
 	if b := svc.SpoolBytes(); b == 0 || b > 3000 {
 		t.Fatalf("spool %d bytes", b)
