@@ -78,17 +78,6 @@ func callVia(t *testing.T, s *Server, host string) string {
 	return src
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // Failover: calls go to the first host while its OPTIONS are answered; when that SIPp is
 // stopped the host goes down (after down_after failures) and calls go to the second; both
 // down: 503 naming the trunk; the first restarted: up again (after up_after answers) and
@@ -107,12 +96,12 @@ func TestSIPpTrunkFailoverWithKeepAlive(t *testing.T) {
 		}
 	}
 	a.Stop()
-	waitFor(t, "host a down", func() bool { return obs.count("carrier "+ha+" down") == 1 })
+	peers.WaitFor(t, 15*time.Second, "host a down", func() bool { return obs.count("carrier "+ha+" down") == 1 })
 	if got := callVia(t, s, ha); got != hb {
 		t.Fatalf("with host a down, call answered by %s, want %s", got, hb)
 	}
 	b.Stop()
-	waitFor(t, "host b down", func() bool { return obs.count("carrier "+hb+" down") == 1 })
+	peers.WaitFor(t, 15*time.Second, "host b down", func() bool { return obs.count("carrier "+hb+" down") == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := s.Dial(ctx, DialOptions{Target: "sip:+15550100@" + ha, Caller: "alice", Offer: []byte(testSDP)})
@@ -121,7 +110,7 @@ func TestSIPpTrunkFailoverWithKeepAlive(t *testing.T) {
 		t.Fatalf("all hosts down: %v, want 503 naming the trunk", err)
 	}
 	startTrunkHost(t, pa)
-	waitFor(t, "host a up", func() bool { return obs.count("carrier "+ha+" up") == 2 })
+	peers.WaitFor(t, 15*time.Second, "host a up", func() bool { return obs.count("carrier "+ha+" up") == 2 })
 	if got := callVia(t, s, hb); got != ha {
 		t.Fatalf("after host a came back, call answered by %s", got)
 	}
