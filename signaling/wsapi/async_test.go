@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -86,5 +87,5 @@ func TestSlowBackendAckAndCancel(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("backend context not cancelled")
 	}
-	eventually(t, 2*time.Second, "no session left", func() bool { return len(env.core.ListSessions()) == 0 })
+	peers.WaitFor(t, 2*time.Second, "no session left", func() bool { return len(env.core.ListSessions()) == 0 })
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -54,7 +55,7 @@ func TestCallLaterStyleToSession(t *testing.T) {
 	}
 	a.event("media", "session", "stop", sid)
 	b.event("media", "session", "stop", bs)
-	eventually(t, 2*time.Second, "sessions gone", func() bool { return len(env.core.ListSessions()) == 0 })
+	peers.WaitFor(t, 2*time.Second, "sessions gone", func() bool { return len(env.core.ListSessions()) == 0 })
 }
 
 // Rejection in both styles: when every invitee rejects, the caller gets
@@ -223,7 +224,7 @@ func TestDisconnectCleanup(t *testing.T) {
 			t.Fatalf("stop = %v", ev)
 		}
 	}
-	eventually(t, 2*time.Second, "sessions and calls cleaned", func() bool {
+	peers.WaitFor(t, 2*time.Second, "sessions and calls cleaned", func() bool {
 		return len(env.core.ListSessions()) == 0 && len(env.core.ListCalls()) == 0 && env.srv.ConnCount() == 2
 	})
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -128,8 +129,9 @@ func TestUsersAndCoreSessionStop(t *testing.T) {
 	if closeCode(err) != websocket.CloseNormalClosure {
 		t.Fatalf("close = %v", err)
 	}
-	eventually(t, 2*time.Second, "bob has one connection", func() bool {
+	peers.WaitFor(t, 2*time.Second, "bob has one connection", func() bool {
 		d := adm.ok("core", "user", "get", msg{"user": "bob"})
 		return len(d["sessions"].([]any)) == 1
 	})
+
 }

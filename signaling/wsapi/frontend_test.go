@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -54,7 +55,7 @@ func TestAPICallToGoResolver(t *testing.T) {
 	a.login("alice", "")
 	sid := a.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "A"}})["session_id"].(string)
 	callID := a.ok("media", "call", "start", msg{"type": "sip", "url": "sip:bob@127.0.0.1", "session_id": sid, "offer": msg{"sdp": "A"}})["call_id"].(string)
-	eventually(t, 2*time.Second, "invited", func() bool { gi.mu.Lock(); defer gi.mu.Unlock(); return gi.h != nil })
+	peers.WaitFor(t, 2*time.Second, "invited", func() bool { gi.mu.Lock(); defer gi.mu.Unlock(); return gi.h != nil })
 	if dest.Callee != "sip:bob@127.0.0.1" || dest.Caller.User != "alice" || gi.inv.CallID != callID || gi.inv.Offer.SDP() != "A" {
 		t.Fatalf("dest = %+v inv = %+v", dest, gi.inv)
 	}

@@ -307,15 +307,3 @@ func num(v any) int {
 	f, _ := v.(float64)
 	return int(f)
 }
-
-// eventually polls cond until it holds or fails after d.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timeout: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -48,9 +49,9 @@ func TestObserverAndHandler(t *testing.T) {
 	c.fail(signaling.CodeNoMediaserver, "media", "session", "start", msg{"type": "echo", "offer": msg{"sdp": "x"}})
 	c2 := dial(t, strings.TrimSuffix(env.url, "/")+"/api")
 	c2.login("bob", "pw")
-	eventually(t, 2*time.Second, "two connections", func() bool { op, _, _ := o.get(); return op == 2 })
+	peers.WaitFor(t, 2*time.Second, "two connections", func() bool { op, _, _ := o.get(); return op == 2 })
 	c2.ws.Close()
-	eventually(t, 2*time.Second, "one closed", func() bool { _, cl, _ := o.get(); return cl == 1 })
+	peers.WaitFor(t, 2*time.Second, "one closed", func() bool { _, cl, _ := o.get(); return cl == 1 })
 	if _, _, errs := o.get(); errs[signaling.CodeNoMediaserver] != 2 || errs[signaling.CodeUnknownSessionType] != 1 || len(errs) != 2 {
 		t.Fatalf("errors = %v", errs)
 	}
