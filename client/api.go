@@ -140,6 +140,25 @@ func (c *Client) Hangup(ctx context.Context, callID string, code int, reason str
 	return c.Request(ctx, "media", "call", "hangup", d, nil)
 }
 
+// TransferCall connects the other party of an answered call (one this client placed or
+// accepted) to target instead of this client: a user name, a "sip:…" URL or "verto:login";
+// typ ("user", "sip", "verto"), when not "", forces the target's type. It returns the new call's
+// id once that call is answered (the old call then ends with 1013 "Transferred"); on failure
+// (an *Error: 1030 a target this user may not call, 2022, 2021, 2023) the old call goes on.
+func (c *Client) TransferCall(ctx context.Context, callID, target, typ string) (string, error) {
+	d := map[string]any{"call_id": callID, "target": target}
+	if typ != "" {
+		d["type"] = typ
+	}
+	var r struct {
+		CallID string `json:"call_id"`
+	}
+	if err := c.Request(ctx, "media", "call", "transfer", d, &r); err != nil {
+		return "", err
+	}
+	return r.CallID, nil
+}
+
 // Hangup is the body of a call's hangup event.
 type Hangup struct {
 	Code   int    `json:"code"`

@@ -85,6 +85,7 @@ func commandTable() map[string]command {
 		"media/call/accepted": {rule: ruleInvited, async: callHasMedia, run: (*conn).calleeAnswered},
 		"media/call/rejected": {rule: ruleInvited, run: (*conn).calleeRejected},
 		"media/call/info":     {rule: ruleCallSeen, run: (*conn).callInfo},
+		"media/call/transfer": {rule: ruleCall, async: always, run: (*conn).transferCall},
 		"media/call/list":     {run: (*conn).listCalls},
 
 		"media/room/create":  {async: always, run: (*conn).createRoom},

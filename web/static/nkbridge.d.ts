@@ -133,6 +133,18 @@ export interface HangupOptions {
   reason?: string;
 }
 
+/** media/call/transfer options. */
+export interface TransferOptions {
+  /** Forces the target's type (default: "sip:…" URLs are sip, "verto:x" verto, else any). */
+  type?: "user" | "sip" | "verto";
+}
+
+/** The reply to media/call/transfer. */
+export interface TransferReply {
+  /** The new call (the transferee with the target). */
+  call_id: string;
+}
+
 /** The body of a call's hangup (or the client's own "Connection closed"). */
 export interface HangupBody {
   code?: number;
@@ -201,6 +213,8 @@ export class Invite extends EventTarget {
   reject(opts?: { code?: number; reason?: string; style?: InviteStyle }): Promise<void>;
   /** Ends the call (accepted) or declines it (still ringing). */
   hangup(opts?: HangupOptions): Promise<any>;
+  /** Transfers the caller of this accepted call to target (NkbClient.transferCall). */
+  transfer(target: string, opts?: TransferOptions): Promise<TransferReply>;
 
   addEventListener<K extends keyof InviteEventMap>(
     type: K, listener: (this: Invite, ev: InviteEventMap[K]) => any, options?: boolean | AddEventListenerOptions): void;
@@ -267,6 +281,10 @@ export class NkbClient extends EventTarget {
   startCall(data: StartCallData): Promise<StartCallReply>;
   /** Ends a call (ours, or one we were invited to). */
   hangup(callId: string, opts?: HangupOptions): Promise<any>;
+  /** Connects the other party of an answered call (ours, or one we accepted) to target
+   *  instead of us; resolves with the new call's id once it is answered (the old call ends
+   *  with 1013 "Transferred"), rejects with an ApiError when it fails (the old call goes on). */
+  transferCall(callId: string, target: string, opts?: TransferOptions): Promise<TransferReply>;
   callInfo(callId: string): Promise<any>;
   listCalls(): Promise<any>;
 

@@ -95,6 +95,11 @@ export class Invite extends EventTarget {
     return this.client.hangup(this.callId, { code, reason });
   }
 
+  /** transfer moves the caller of this accepted call to target (see NkbClient.transferCall). */
+  transfer(target, opts = {}) {
+    return this.client.transferCall(this.callId, target, opts);
+  }
+
   _ended(body) {
     if (this.state === "ended") return;
     this.state = "ended";
@@ -446,6 +451,20 @@ export class NkbClient extends EventTarget {
     if (reason) d.reason = reason;
     this._calls.delete(callId);
     return this.request("media", "call", "hangup", d);
+  }
+  /**
+   * transferCall connects the other party of an answered call (ours, or one we accepted) to
+   * target instead of us: a user name, "sip:…" URL or "verto:login" (opts.type forces user,
+   * sip or verto). Resolves with {call_id} of the new call once it is answered (the old call
+   * then ends with 1013 "Transferred"); rejects with the new call's error (1030 a target we may
+   * not call, 2022 no destination, 2021 rejected, 2023 no answer), the old call going on.
+   */
+  async transferCall(callId, target, { type } = {}) {
+    const d = { call_id: callId, target };
+    if (type) d.type = type;
+    const r = await this.request("media", "call", "transfer", d);
+    this._calls.delete(callId);
+    return r;
   }
   callInfo(callId) {
     return this.request("media", "call", "info", { call_id: callId });
