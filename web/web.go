@@ -1,6 +1,10 @@
 // Package web holds nkbridge's browser side, embedded in the binary: the
 // ES-module JavaScript client of the control API (static/nkbridge.js, usable
-// on its own) and the demo page built on it (static/index.html, demo.js).
+// on its own) and the demo pages built on it: index.html (demo.js: log in,
+// echo, calls, DTMF), room.html (conference room: sfu video grid, mcu audio,
+// participants, talking, mute), agent.html (agent console for calls from SIP
+// trunks and phones) and operator.html (an admin's live view of sessions,
+// calls, rooms and SIP registrations), sharing pages.js and demo.css.
 // Handler serves them under /demo/ on the API port; no build step.
 package web
 
@@ -14,7 +18,7 @@ import (
 //go:embed static
 var static embed.FS
 
-// Files returns the embedded files (index.html, demo.js, demo.css, nkbridge.js and its
+// Files returns the embedded files (the pages, their scripts, demo.css, nkbridge.js and its
 // TypeScript declarations nkbridge.d.ts and npm package.json).
 func Files() fs.FS {
 	sub, err := fs.Sub(static, "static")
