@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
@@ -50,20 +51,19 @@ func TestSlowBackendAckAndCancel(t *testing.T) {
 	bs.Register("slow", sb, signaling.TypePark)
 	env := startServer(t, wsapi.Config{}, signaling.Options{Backends: bs})
 	c := dial(t, env.url)
-	c.login("u", "")
-	c.tid++
-	startTid := c.tid
-	c.sendRaw(msg{"class": "media", "subclass": "session", "cmd": "start", "tid": startTid, "data": msg{"type": "park", "offer": msg{"sdp": "x"}}})
-	c.next(func(m msg) bool { return m["ack"] != nil && num(m["ack"]) == startTid }, 2*time.Second, "ack")
-	c.ok("core", "user", "list", nil) // served while the start waits
+	c.Login("u", "")
+	startTid := c.NewTID()
+	c.Send(msg{"class": "media", "subclass": "session", "cmd": "start", "tid": startTid, "data": msg{"type": "park", "offer": msg{"sdp": "x"}}})
+	c.Next(func(m msg) bool { return m["ack"] != nil && num(m["ack"]) == startTid }, 2*time.Second, "ack")
+	c.OK("core", "user", "list", nil) // served while the start waits
 	close(sb.release)
-	r := c.next(tidIs(startTid), 2*time.Second, "start reply")
+	r := c.Next(apitest.TIDIs(startTid), 2*time.Second, "start reply")
 	d, _ := r["data"].(map[string]any)
 	if r["result"] != "ok" || d["answer"].(map[string]any)["sdp"] != "slow-answer" {
 		t.Fatalf("start = %v", r)
 	}
 	sid := d["session_id"].(string)
-	c.ok("media", "session", "stop", msg{"session_id": sid})
+	c.OK("media", "session", "stop", msg{"session_id": sid})
 	if e := <-sb.stopped; e.Code != signaling.CodeUserStop {
 		t.Fatalf("media stop = %v", e)
 	}
@@ -71,9 +71,9 @@ func TestSlowBackendAckAndCancel(t *testing.T) {
 	sb2 := &slowBackend{release: make(chan struct{}), entered: make(chan struct{}, 1), canceled: make(chan struct{}, 1), stopped: make(chan *signaling.Error, 1)}
 	bs.Register("slow", sb2, signaling.TypePark)
 	c2 := dial(t, env.url)
-	c2.login("u2", "")
-	c2.sendRaw(msg{"class": "media", "subclass": "session", "cmd": "start", "tid": 99, "data": msg{"type": "park", "offer": msg{"sdp": "x"}}})
-	c2.next(func(m msg) bool { return num(m["ack"]) == 99 }, 2*time.Second, "ack")
+	c2.Login("u2", "")
+	c2.Send(msg{"class": "media", "subclass": "session", "cmd": "start", "tid": 99, "data": msg{"type": "park", "offer": msg{"sdp": "x"}}})
+	c2.Next(func(m msg) bool { return num(m["ack"]) == 99 }, 2*time.Second, "ack")
 	// The ack may come before the start reaches the backend (a start whose
 	// connection is already gone never does): leave once the backend waits.
 	select {
@@ -81,7 +81,7 @@ func TestSlowBackendAckAndCancel(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatal("the start did not reach the backend")
 	}
-	c2.ws.Close()
+	c2.WS.Close()
 	select {
 	case <-sb2.canceled:
 	case <-time.After(2 * time.Second):

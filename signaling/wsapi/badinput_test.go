@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -17,11 +18,11 @@ import (
 func TestBadInput(t *testing.T) {
 	env := startServer(t, wsapi.Config{MaxFrameBytes: 4096}, signaling.Options{})
 	good := dial(t, env.url)
-	good.login("good", "")
-	sid := good.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})["session_id"].(string)
+	good.Login("good", "")
+	sid := good.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})["session_id"].(string)
 
 	bad := dial(t, env.url)
-	bad.login("bad", "")
+	bad.Login("bad", "")
 	// Frames with a readable tid get a 1046/1047/1048 reply; the connection stays.
 	replies := []struct {
 		frame string
@@ -41,24 +42,24 @@ func TestBadInput(t *testing.T) {
 		{`{"tid":12,"class":"media","subclass":"","cmd":"x"}`, signaling.CodeSyntaxError},
 	}
 	for _, r := range replies {
-		bad.sendRaw([]byte(r.frame))
+		bad.Send([]byte(r.frame))
 		var probe struct{ Tid any }
 		_ = json.Unmarshal([]byte(r.frame), &probe)
 		tid := probe.Tid
-		m := bad.next(tidIs(tid), 3*time.Second, "error for "+r.frame)
-		expectErr(t, m, r.code)
+		m := bad.Next(apitest.TIDIs(tid), 3*time.Second, "error for "+r.frame)
+		apitest.ExpectErr(t, m, r.code)
 	}
 	// Responses to unknown server tids are ignored; still alive.
-	bad.sendRaw([]byte(`{"result":"ok","tid":999}`))
-	bad.sendRaw([]byte(`{"ack":999}`))
-	bad.ok("core", "user", "list", nil)
+	bad.Send([]byte(`{"result":"ok","tid":999}`))
+	bad.Send([]byte(`{"ack":999}`))
+	bad.OK("core", "user", "list", nil)
 
 	// Unreadable frames close the connection with a reason.
 	for _, frame := range []string{`{"class":`, `[1,2]`, `"str"`, `{"class":"core","cmd":"x"}`, "\x00\xff"} {
 		c := dial(t, env.url)
-		c.login("x", "")
-		c.sendRaw([]byte(frame))
-		err := c.waitClosed(2 * time.Second)
+		c.Login("x", "")
+		c.Send([]byte(frame))
+		err := c.WaitClosed(2 * time.Second)
 		var ce *websocket.CloseError
 		if !errors.As(err, &ce) || ce.Code != websocket.CloseProtocolError || ce.Text == "" {
 			t.Fatalf("frame %q: close = %v", frame, err)
@@ -66,27 +67,25 @@ func TestBadInput(t *testing.T) {
 	}
 	// A huge frame: close 1009.
 	huge := dial(t, env.url)
-	huge.login("h", "")
-	huge.sendRaw([]byte(`{"tid":1,"class":"core","cmd":"x","data":{"pad":"` + strings.Repeat("a", 10000) + `"}}`))
-	if err := huge.waitClosed(2 * time.Second); closeCode(err) != websocket.CloseMessageTooBig {
+	huge.Login("h", "")
+	huge.Send([]byte(`{"tid":1,"class":"core","cmd":"x","data":{"pad":"` + strings.Repeat("a", 10000) + `"}}`))
+	if err := huge.WaitClosed(2 * time.Second); closeCode(err) != websocket.CloseMessageTooBig {
 		t.Fatalf("huge frame: close = %v", err)
 	}
 	// Binary frames are refused.
 	bin := dial(t, env.url)
-	bin.wmu.Lock()
-	_ = bin.ws.WriteMessage(websocket.BinaryMessage, []byte(`{"tid":1}`))
-	bin.wmu.Unlock()
-	if err := bin.waitClosed(2 * time.Second); closeCode(err) != websocket.CloseUnsupportedData {
+	_ = bin.WriteFrame(websocket.BinaryMessage, []byte(`{"tid":1}`))
+	if err := bin.WaitClosed(2 * time.Second); closeCode(err) != websocket.CloseUnsupportedData {
 		t.Fatalf("binary: close = %v", err)
 	}
 
 	// The good connection and its session are untouched.
-	if info := good.ok("media", "session", "info", msg{"session_id": sid}); info["state"] != "wait" {
+	if info := good.OK("media", "session", "info", msg{"session_id": sid}); info["state"] != "wait" {
 		t.Fatalf("good session = %v", info)
 	}
-	good.ok("core", "user", "list", nil)
-	good.buf = nil // acks of earlier requests
-	if good.has(func(msg) bool { return true }, 100*time.Millisecond) {
+	good.OK("core", "user", "list", nil)
+	good.Forget() // acks of earlier requests
+	if good.Has(func(msg) bool { return true }, 100*time.Millisecond) {
 		t.Fatal("good connection got something unexpected")
 	}
 }

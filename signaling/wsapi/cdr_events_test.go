@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -13,18 +14,18 @@ import (
 func TestCDREventsOnlyForAdmins(t *testing.T) {
 	env := startServer(t, wsapi.Config{Admins: []string{"admin"}}, signaling.Options{})
 	adm := dial(t, env.url)
-	adm.login("admin", "")
+	adm.Login("admin", "")
 	a := dial(t, env.url)
-	a.login("alice", "")
+	a.Login("alice", "")
 	for _, c := range []*client{adm, a} {
-		c.ok("core", "event", "subscribe", msg{"class": "core", "subclass": signaling.SubclassCDR})
+		c.OK("core", "event", "subscribe", msg{"class": "core", "subclass": signaling.SubclassCDR})
 	}
 	env.core.Bus().Publish(signaling.Event{Class: signaling.ClassCore, Subclass: signaling.SubclassCDR, Type: "record", ObjID: "call-1",
 		Body: map[string]any{"call_id": "call-1", "callee": "bob"}})
-	if d := adm.event("core", signaling.SubclassCDR, "record", "call-1"); d == nil {
+	if d := adm.Event("core", signaling.SubclassCDR, "record", "call-1"); d == nil {
 		t.Fatal("admin got no record")
 	}
-	if a.has(isEvent("core", signaling.SubclassCDR, "record", "call-1"), 300*time.Millisecond) {
+	if a.Has(apitest.IsEvent("core", signaling.SubclassCDR, "record", "call-1"), 300*time.Millisecond) {
 		t.Fatal("a non-admin user received another call's record")
 	}
 }

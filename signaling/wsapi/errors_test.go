@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/auth"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
@@ -19,86 +20,86 @@ func TestErrorCodes(t *testing.T) {
 	c := dial(t, env.url)
 
 	// Before login only login works.
-	if txt := c.fail(signaling.CodeNotAuthenticated, "media", "session", "start", msg{"type": "p2p"}); !strings.Contains(txt, "Not authenticated") {
+	if txt := c.Fail(signaling.CodeNotAuthenticated, "media", "session", "start", msg{"type": "p2p"}); !strings.Contains(txt, "Not authenticated") {
 		t.Errorf("1031 text %q", txt)
 	}
-	c.fail(signaling.CodeNotAuthenticated, "core", "user", "list", nil)
-	c.fail(signaling.CodeNotAuthenticated, "core", "", "ping", nil)
-	c.fail(signaling.CodeNotAuthenticated, "nonsense", "", "x", nil)
-	c.fail(signaling.CodeMissingField, "core", "user", "login", msg{"password": "x"})
-	c.fail(signaling.CodeInvalidSessionID, "core", "user", "login", msg{"user": "u", "password": "x", "session_id": "not-a-uuid"})
+	c.Fail(signaling.CodeNotAuthenticated, "core", "user", "list", nil)
+	c.Fail(signaling.CodeNotAuthenticated, "core", "", "ping", nil)
+	c.Fail(signaling.CodeNotAuthenticated, "nonsense", "", "x", nil)
+	c.Fail(signaling.CodeMissingField, "core", "user", "login", msg{"password": "x"})
+	c.Fail(signaling.CodeInvalidSessionID, "core", "user", "login", msg{"user": "u", "password": "x", "session_id": "not-a-uuid"})
 	other := dial(t, env.url)
-	otherID := other.login("o", "")
-	c.fail(signaling.CodeDuplicatedSessionID, "core", "user", "login", msg{"user": "u", "password": "x", "session_id": otherID})
+	otherID := other.Login("o", "")
+	c.Fail(signaling.CodeDuplicatedSessionID, "core", "user", "login", msg{"user": "u", "password": "x", "session_id": otherID})
 	own := "5f0c8c52-4b7e-4a8e-9a49-3c2b0a6f1e11"
-	if got := c.ok("core", "user", "login", msg{"user": "u", "pass": "x", "session_id": own})["session_id"]; got != own {
+	if got := c.OK("core", "user", "login", msg{"user": "u", "pass": "x", "session_id": own})["session_id"]; got != own {
 		t.Fatalf("own session id not used: %v", got)
 	}
-	c.fail(signaling.CodeAlreadyAuthenticated, "core", "user", "login", msg{"user": "u", "password": "x"})
+	c.Fail(signaling.CodeAlreadyAuthenticated, "core", "user", "login", msg{"user": "u", "password": "x"})
 
-	c.fail(signaling.CodeUserNotFound, "core", "user", "get", msg{"user": "ghost"})
-	if txt := c.fail(signaling.CodeUnknownCommand, "media", "session", "explode", nil); !strings.Contains(txt, "explode") {
+	c.Fail(signaling.CodeUserNotFound, "core", "user", "get", msg{"user": "ghost"})
+	if txt := c.Fail(signaling.CodeUnknownCommand, "media", "session", "explode", nil); !strings.Contains(txt, "explode") {
 		t.Errorf("1041 text %q", txt)
 	}
-	c.fail(signaling.CodeUnknownCommand, "core", "user", "fly", nil)
-	c.fail(signaling.CodeUnknownCommand, "media", "nothing", "start", nil)
-	if txt := c.fail(signaling.CodeUnknownClass, "weird", "", "x", nil); !strings.Contains(txt, "weird") {
+	c.Fail(signaling.CodeUnknownCommand, "core", "user", "fly", nil)
+	c.Fail(signaling.CodeUnknownCommand, "media", "nothing", "start", nil)
+	if txt := c.Fail(signaling.CodeUnknownClass, "weird", "", "x", nil); !strings.Contains(txt, "weird") {
 		t.Errorf("1042 text %q", txt)
 	}
-	c.fail(signaling.CodeInvalidOperation, "core", "event", "send", msg{"class": "media", "subclass": "session", "type": "stop", "obj_id": "x"})
-	if txt := c.fail(signaling.CodeMissingField, "media", "session", "start", msg{"offer": msg{"sdp": "x"}}); txt != "Missing field: type" {
+	c.Fail(signaling.CodeInvalidOperation, "core", "event", "send", msg{"class": "media", "subclass": "session", "type": "stop", "obj_id": "x"})
+	if txt := c.Fail(signaling.CodeMissingField, "media", "session", "start", msg{"offer": msg{"sdp": "x"}}); txt != "Missing field: type" {
 		t.Errorf("1047 text %q", txt)
 	}
-	c.fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": 5})
-	c.fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": "p2p", "offer": "sdp"})
-	c.fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "wait_timeout": -1})
-	c.fail(signaling.CodeSessionNotFound, "media", "session", "stop", msg{"session_id": "nope"})
-	c.fail(signaling.CodeSessionNotFound, "media", "session", "info", msg{"session_id": "nope"})
-	c.fail(signaling.CodeMissingField, "media", "session", "stop", nil)
-	c.fail(signaling.CodeSessionNotFound, "core", "session", "stop", msg{"session_id": "nope"})
+	c.Fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": 5})
+	c.Fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": "p2p", "offer": "sdp"})
+	c.Fail(signaling.CodeInvalidParameters, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "wait_timeout": -1})
+	c.Fail(signaling.CodeSessionNotFound, "media", "session", "stop", msg{"session_id": "nope"})
+	c.Fail(signaling.CodeSessionNotFound, "media", "session", "info", msg{"session_id": "nope"})
+	c.Fail(signaling.CodeMissingField, "media", "session", "stop", nil)
+	c.Fail(signaling.CodeSessionNotFound, "core", "session", "stop", msg{"session_id": "nope"})
 
 	// Session types: known without backend, unknown, forced backend.
-	if txt := c.fail(signaling.CodeNoMediaserver, "media", "session", "start", msg{"type": "mcu", "offer": msg{"sdp": "x"}}); !strings.Contains(txt, "mcu") {
+	if txt := c.Fail(signaling.CodeNoMediaserver, "media", "session", "start", msg{"type": "mcu", "offer": msg{"sdp": "x"}}); !strings.Contains(txt, "mcu") {
 		t.Errorf("2001 text %q", txt)
 	}
-	c.fail(signaling.CodeNoMediaserver, "media", "session", "start", msg{"type": "echo", "offer": msg{"sdp": "x"}, "backend": "janus"})
-	if txt := c.fail(signaling.CodeUnknownSessionType, "media", "session", "start", msg{"type": "foo", "offer": msg{"sdp": "x"}}); txt != "Unknown session type: foo" {
+	c.Fail(signaling.CodeNoMediaserver, "media", "session", "start", msg{"type": "echo", "offer": msg{"sdp": "x"}, "backend": "janus"})
+	if txt := c.Fail(signaling.CodeUnknownSessionType, "media", "session", "start", msg{"type": "foo", "offer": msg{"sdp": "x"}}); txt != "Unknown session type: foo" {
 		t.Errorf("2002 text %q", txt)
 	}
-	c.fail(signaling.CodeMissingOffer, "media", "session", "start", msg{"type": "p2p"})
-	c.fail(signaling.CodeMissingOffer, "media", "session", "start", msg{"type": "echo"})
+	c.Fail(signaling.CodeMissingOffer, "media", "session", "start", msg{"type": "p2p"})
+	c.Fail(signaling.CodeMissingOffer, "media", "session", "start", msg{"type": "echo"})
 
-	sid := c.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": "my-session-1"})["session_id"].(string)
+	sid := c.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": "my-session-1"})["session_id"].(string)
 	if sid != "my-session-1" {
 		t.Fatalf("client session id not used: %s", sid)
 	}
-	c.fail(signaling.CodeDuplicatedSessionID, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": sid})
-	c.fail(signaling.CodeInvalidSessionID, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": "bad id!"})
-	c.fail(signaling.CodeAnswerNotSet, "media", "session", "update", msg{"session_id": sid, "type": "media"})
-	c.fail(signaling.CodeMissingField, "media", "session", "set_answer", msg{"session_id": sid})
-	c.ok("media", "session", "set_answer", msg{"session_id": sid, "answer": msg{"sdp": "y"}})
-	c.event("media", "session", "answer", sid)
-	c.fail(signaling.CodeAnswerAlreadySet, "media", "session", "set_answer", msg{"session_id": sid, "answer": msg{"sdp": "y"}})
-	c.fail(signaling.CodeNotImplemented, "media", "session", "update", msg{"session_id": sid, "type": "media"})
+	c.Fail(signaling.CodeDuplicatedSessionID, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": sid})
+	c.Fail(signaling.CodeInvalidSessionID, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "session_id": "bad id!"})
+	c.Fail(signaling.CodeAnswerNotSet, "media", "session", "update", msg{"session_id": sid, "type": "media"})
+	c.Fail(signaling.CodeMissingField, "media", "session", "set_answer", msg{"session_id": sid})
+	c.OK("media", "session", "set_answer", msg{"session_id": sid, "answer": msg{"sdp": "y"}})
+	c.Event("media", "session", "answer", sid)
+	c.Fail(signaling.CodeAnswerAlreadySet, "media", "session", "set_answer", msg{"session_id": sid, "answer": msg{"sdp": "y"}})
+	c.Fail(signaling.CodeNotImplemented, "media", "session", "update", msg{"session_id": sid, "type": "media"})
 	// Another user's session is not reachable.
-	other.fail(signaling.CodeSessionNotFound, "media", "session", "stop", msg{"session_id": sid})
+	other.Fail(signaling.CodeSessionNotFound, "media", "session", "stop", msg{"session_id": sid})
 
-	c.fail(signaling.CodeCallNotFound, "media", "call", "hangup", msg{"call_id": "nope"})
-	c.fail(signaling.CodeCallNotFound, "media", "call", "ringing", msg{"call_id": "nope"})
-	c.fail(signaling.CodeCallNotFound, "core", "", "event", msg{"class": "media", "subclass": "call", "type": "accepted", "obj_id": "nope"})
-	c.fail(signaling.CodeMissingField, "media", "call", "start", msg{"type": "user"})
-	c.fail(signaling.CodeSessionNotFound, "media", "call", "start", msg{"type": "user", "user": "o", "session_id": "nope"})
-	c.fail(signaling.CodeNoMediaserver, "media", "room", "create", msg{"class": "sfu"})
-	c.fail(signaling.CodeRoomNotFound, "media", "room", "info", msg{"room_id": "r"})
+	c.Fail(signaling.CodeCallNotFound, "media", "call", "hangup", msg{"call_id": "nope"})
+	c.Fail(signaling.CodeCallNotFound, "media", "call", "ringing", msg{"call_id": "nope"})
+	c.Fail(signaling.CodeCallNotFound, "core", "", "event", msg{"class": "media", "subclass": "call", "type": "accepted", "obj_id": "nope"})
+	c.Fail(signaling.CodeMissingField, "media", "call", "start", msg{"type": "user"})
+	c.Fail(signaling.CodeSessionNotFound, "media", "call", "start", msg{"type": "user", "user": "o", "session_id": "nope"})
+	c.Fail(signaling.CodeNoMediaserver, "media", "room", "create", msg{"class": "sfu"})
+	c.Fail(signaling.CodeRoomNotFound, "media", "room", "info", msg{"room_id": "r"})
 
 	// Session timeout: covered with its event in TestSessionTimeouts.
 	// Proxy via backend: set_answer returns the backend's answer for the caller.
-	d := c.ok("media", "session", "start", msg{"type": "proxy", "offer": msg{"sdp": "x"}})
+	d := c.OK("media", "session", "start", msg{"type": "proxy", "offer": msg{"sdp": "x"}})
 	if off, _ := d["offer"].(map[string]any); off["sdp"] != "v=0 proxy-offer" {
 		t.Fatalf("proxy start = %v", d)
 	}
 	psid := d["session_id"].(string)
-	d = c.ok("media", "session", "set_answer", msg{"session_id": psid, "answer": msg{"sdp": "far"}})
+	d = c.OK("media", "session", "set_answer", msg{"session_id": psid, "answer": msg{"sdp": "far"}})
 	if ans, _ := d["answer"].(map[string]any); ans["sdp"] != "v=0 answer-for-caller" || ans["far"] != "far" {
 		t.Fatalf("proxy set_answer = %v", d)
 	}
@@ -111,18 +112,18 @@ func TestCallFromProxySession(t *testing.T) {
 	opts, _ := withRecBackend()
 	env := startServer(t, wsapi.Config{}, opts)
 	a := dial(t, env.url)
-	a.login("alice", "")
+	a.Login("alice", "")
 	b := dial(t, env.url)
-	b.login("bob", "")
-	sid := a.ok("media", "session", "start", msg{"type": "proxy", "offer": msg{"sdp": "webrtc-offer"}})["session_id"].(string)
-	callID := a.ok("media", "call", "start", msg{"type": "user", "user": "bob", "session_id": sid,
+	b.Login("bob", "")
+	sid := a.OK("media", "session", "start", msg{"type": "proxy", "offer": msg{"sdp": "webrtc-offer"}})["session_id"].(string)
+	callID := a.OK("media", "call", "start", msg{"type": "user", "user": "bob", "session_id": sid,
 		"offer": msg{"sdp": "webrtc-offer", "caller_name": "Alice"}})["call_id"].(string)
-	inv := b.next(isRequest("media", "call", "invite"), 5*time.Second, "invite")["data"].(map[string]any)
+	inv := b.Next(apitest.IsRequest("media", "call", "invite"), 5*time.Second, "invite")["data"].(map[string]any)
 	if off, _ := inv["offer"].(map[string]any); off["sdp"] != "v=0 proxy-offer" || off["caller_name"] != "Alice" {
 		t.Fatalf("invite offer = %v", inv["offer"])
 	}
-	b.ok("media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "rtp-answer"}})
-	ev := a.event("media", "session", "answer", sid)
+	b.OK("media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "rtp-answer"}})
+	ev := a.Event("media", "session", "answer", sid)
 	if ans, _ := body(ev)["answer"].(map[string]any); ans["sdp"] != "v=0 answer-for-caller" || ans["far"] != "rtp-answer" {
 		t.Fatalf("caller answer = %v", ev)
 	}
@@ -145,14 +146,14 @@ func TestLoginBackoff(t *testing.T) {
 	var took []time.Duration
 	for range 3 {
 		start := time.Now()
-		c.tid++
-		c.sendRaw(msg{"class": "core", "subclass": "user", "cmd": "login", "tid": c.tid, "data": msg{"user": "alice", "password": "wrong"}})
-		ack := c.next(func(m msg) bool { return m["ack"] != nil }, 5*time.Second, "ack")
-		if num(ack["ack"]) != c.tid {
+		tid := c.NewTID()
+		c.Send(msg{"class": "core", "subclass": "user", "cmd": "login", "tid": tid, "data": msg{"user": "alice", "password": "wrong"}})
+		ack := c.Next(func(m msg) bool { return m["ack"] != nil }, 5*time.Second, "ack")
+		if num(ack["ack"]) != tid {
 			t.Fatalf("ack = %v", ack)
 		}
-		r := c.next(tidIs(c.tid), 10*time.Second, "login reply")
-		expectErr(t, r, signaling.CodeUnauthorized)
+		r := c.Next(apitest.TIDIs(tid), 10*time.Second, "login reply")
+		apitest.ExpectErr(t, r, signaling.CodeUnauthorized)
 		took = append(took, time.Since(start))
 	}
 	t.Logf("back-off: %v", took)
@@ -161,12 +162,12 @@ func TestLoginBackoff(t *testing.T) {
 			t.Errorf("failure %d answered after %v, want about %v ms", i+1, took[i], want)
 		}
 	}
-	c.fail(signaling.CodeUnauthorized, "core", "user", "login", msg{"user": "nobody", "password": "right"})
-	c.fail(signaling.CodeMissingField, "core", "user", "login", msg{"user": "alice"})
-	c.ok("core", "user", "login", msg{"user": "alice", "pass": "right"})
-	c.ok("core", "user", "list", nil)
+	c.Fail(signaling.CodeUnauthorized, "core", "user", "login", msg{"user": "nobody", "password": "right"})
+	c.Fail(signaling.CodeMissingField, "core", "user", "login", msg{"user": "alice"})
+	c.OK("core", "user", "login", msg{"user": "alice", "pass": "right"})
+	c.OK("core", "user", "list", nil)
 	d := dial(t, env.url)
-	d.ok("core", "user", "login", msg{"user": "alice", "password": "right"})
+	d.OK("core", "user", "login", msg{"user": "alice", "password": "right"})
 }
 
 // A listener off loopback without users is refused.
@@ -229,39 +230,39 @@ func TestOriginCheck(t *testing.T) {
 func TestRequestRateLimit(t *testing.T) {
 	env := startServer(t, wsapi.Config{RequestRate: 20}, signaling.Options{})
 	c := dial(t, env.url)
-	c.login("u", "")
+	c.Login("u", "")
 	other := dial(t, env.url)
-	other.login("o", "")
+	other.Login("o", "")
 	limited := 0
 	for range 100 {
-		r := c.req("core", "user", "list", nil)
+		r := c.Req("core", "user", "list", nil)
 		if r["result"] == "error" {
-			expectErr(t, r, signaling.CodeInvalidOperation)
+			apitest.ExpectErr(t, r, signaling.CodeInvalidOperation)
 			limited++
 		}
 	}
 	if limited < 40 {
 		t.Fatalf("only %d of 100 requests limited at 20/s", limited)
 	}
-	other.ok("core", "user", "list", nil)
+	other.OK("core", "user", "list", nil)
 	time.Sleep(200 * time.Millisecond)
-	c.ok("core", "user", "list", nil) // tokens come back
+	c.OK("core", "user", "list", nil) // tokens come back
 }
 
 // Sessions and calls per connection are bounded.
 func TestOwnedLimit(t *testing.T) {
 	env := startServer(t, wsapi.Config{MaxOwned: 3}, signaling.Options{})
 	c := dial(t, env.url)
-	c.login("u", "")
+	c.Login("u", "")
 	for range 3 {
-		c.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
+		c.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
 	}
-	c.fail(signaling.CodeInvalidOperation, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
+	c.Fail(signaling.CodeInvalidOperation, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
 	other := dial(t, env.url)
-	other.login("o", "")
-	other.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
+	other.Login("o", "")
+	other.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})
 	for range 3 {
-		c.ok("media", "call", "start", msg{"type": "user", "user": "o", "ring_time": 30})
+		c.OK("media", "call", "start", msg{"type": "user", "user": "o", "ring_time": 30})
 	}
-	c.fail(signaling.CodeInvalidOperation, "media", "call", "start", msg{"type": "user", "user": "o"})
+	c.Fail(signaling.CodeInvalidOperation, "media", "call", "start", msg{"type": "user", "user": "o"})
 }

@@ -2,22 +2,13 @@ package wsapi_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
@@ -52,23 +43,23 @@ func TestAPICallToGoResolver(t *testing.T) {
 		return []signaling.Invitee{gi}, nil
 	}))
 	a := dial(t, env.url)
-	a.login("alice", "")
-	sid := a.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "A"}})["session_id"].(string)
-	callID := a.ok("media", "call", "start", msg{"type": "sip", "url": "sip:bob@127.0.0.1", "session_id": sid, "offer": msg{"sdp": "A"}})["call_id"].(string)
+	a.Login("alice", "")
+	sid := a.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "A"}})["session_id"].(string)
+	callID := a.OK("media", "call", "start", msg{"type": "sip", "url": "sip:bob@127.0.0.1", "session_id": sid, "offer": msg{"sdp": "A"}})["call_id"].(string)
 	peers.WaitFor(t, 2*time.Second, "invited", func() bool { gi.mu.Lock(); defer gi.mu.Unlock(); return gi.h != nil })
 	if dest.Callee != "sip:bob@127.0.0.1" || dest.Caller.User != "alice" || gi.inv.CallID != callID || gi.inv.Offer.SDP() != "A" {
 		t.Fatalf("dest = %+v inv = %+v", dest, gi.inv)
 	}
 	gi.h.Ringing(nil)
-	a.event("media", "call", "ringing", callID)
+	a.Event("media", "call", "ringing", callID)
 	if err := gi.h.Accepted(signaling.Desc{"sdp": "phone"}, ""); err != nil {
 		t.Fatal(err)
 	}
-	ev := a.event("media", "session", "answer", sid)
+	ev := a.Event("media", "session", "answer", sid)
 	if ans, _ := body(ev)["answer"].(map[string]any); ans["sdp"] != "phone" {
 		t.Fatalf("answer = %v", ev)
 	}
-	a.ok("media", "call", "hangup", msg{"call_id": callID})
+	a.OK("media", "call", "hangup", msg{"call_id": callID})
 	select {
 	case e := <-gi.hungup:
 		if e.Code != signaling.CodeUserStop {
@@ -94,7 +85,7 @@ func (o *goObserver) CallHangup(_ string, e *signaling.Error) { o.hangup <- e }
 func TestGoOriginatedCallToAPIUser(t *testing.T) {
 	env := startServer(t, wsapi.Config{}, signaling.Options{})
 	b := dial(t, env.url)
-	b.login("bob", "")
+	b.Login("bob", "")
 	ctx := context.Background()
 	res, err := env.core.StartSession(ctx, signaling.SessionRequest{Type: "p2p", Offer: signaling.Desc{"sdp": "trunk"}, Owner: "sip:call-1"})
 	if err != nil {
@@ -106,17 +97,17 @@ func TestGoOriginatedCallToAPIUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv := b.next(isRequest("media", "call", "invite"), 5*time.Second, "invite")["data"].(map[string]any)
+	inv := b.Next(apitest.IsRequest("media", "call", "invite"), 5*time.Second, "invite")["data"].(map[string]any)
 	if inv["call_id"] != callID || inv["caller_id"] != "+123" {
 		t.Fatalf("invite = %v", inv)
 	}
-	b.ok("media", "call", "ringing", msg{"call_id": callID})
+	b.OK("media", "call", "ringing", msg{"call_id": callID})
 	<-o.ringing
-	b.ok("media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "web"}})
+	b.OK("media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "web"}})
 	if a := <-o.answered; a.SDP() != "web" {
 		t.Fatalf("answered = %v", a)
 	}
-	b.ok("media", "call", "hangup", msg{"call_id": callID, "code": 1013})
+	b.OK("media", "call", "hangup", msg{"call_id": callID, "code": 1013})
 	if e := <-o.hangup; e.Code != signaling.CodeUserStop {
 		t.Fatalf("hangup = %v", e)
 	}
@@ -127,45 +118,14 @@ func TestGoOriginatedCallToAPIUser(t *testing.T) {
 
 // With a certificate configured the API is served over wss.
 func TestTLS(t *testing.T) {
-	dir := t.TempDir()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-
+	certFile, keyFile, pool := peers.SelfSignedCert(t)
 	env := startServer(t, wsapi.Config{TLSCert: certFile, TLSKey: keyFile}, signaling.Options{})
-	pool := x509.NewCertPool()
-	cert, _ := x509.ParseCertificate(der)
-	pool.AddCert(cert)
-	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool}}
 	wss := "wss" + env.url[len("ws"):]
-	ws, _, err := d.Dial(wss, nil)
+	c, err := apitest.DialRawWith(t, wss, apitest.RawOptions{TLSConfig: &tls.Config{RootCAs: pool}})
 	if err != nil {
 		t.Fatalf("wss dial: %v", err)
 	}
-	defer ws.Close()
-	if err := ws.WriteJSON(msg{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": msg{"user": "u", "password": "p"}}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		var m msg
-		if err := ws.ReadJSON(&m); err != nil {
-			t.Fatal(err)
-		}
-		if m["result"] != nil {
-			if m["result"] != "ok" {
-				t.Fatalf("login = %v", m)
-			}
-			break
-		}
-	}
+	c.Login("u", "p")
 	// Plain ws is not served on the TLS port.
 	if ws2, _, err := websocket.DefaultDialer.Dial(env.url, nil); err == nil {
 		ws2.Close()

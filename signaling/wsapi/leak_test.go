@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 	"go.uber.org/goleak"
@@ -15,13 +16,13 @@ func TestServerStopNoLeak(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	env := startServer(t, wsapi.Config{PingInterval: 50 * time.Millisecond}, signaling.Options{})
 	a := dial(t, env.url)
-	a.login("alice", "")
+	a.Login("alice", "")
 	b := dial(t, env.url)
-	b.login("bob", "")
-	b.setAutoReply(false)
-	sid := a.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})["session_id"].(string)
-	a.ok("media", "call", "start", msg{"type": "user", "user": "bob", "session_id": sid})
-	b.next(isRequest("media", "call", "invite"), 2*time.Second, "invite")
+	b.Login("bob", "")
+	b.SetAutoReply(false)
+	sid := a.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})["session_id"].(string)
+	a.OK("media", "call", "start", msg{"type": "user", "user": "bob", "session_id": sid})
+	b.Next(apitest.IsRequest("media", "call", "invite"), 2*time.Second, "invite")
 	pre := dial(t, env.url) // not logged in
 
 	env.stop()
@@ -32,7 +33,7 @@ func TestServerStopNoLeak(t *testing.T) {
 		t.Errorf("%d calls after stop", n)
 	}
 	for _, c := range []*client{a, b, pre} {
-		c.waitClosed(2 * time.Second)
+		c.WaitClosed(2 * time.Second)
 	}
 	goleak.VerifyNone(t, before)
 }

@@ -33,14 +33,14 @@ func TestInviteeMediaKind(t *testing.T) {
 	ad := &kindAdapter{}
 	env.core.SetOfferAdapter(ad)
 	a := dial(t, env.url)
-	a.login("alice", "")
+	a.Login("alice", "")
 	login := func(user string, meta msg) *client {
 		c := dial(t, env.url)
 		d := msg{"user": user, "password": ""}
 		if meta != nil {
 			d["meta"] = meta
 		}
-		c.ok("core", "user", "login", d)
+		c.OK("core", "user", "login", d)
 		return c
 	}
 	callees := map[string]*client{
@@ -59,7 +59,7 @@ func TestInviteeMediaKind(t *testing.T) {
 		{"dave", "rtp", "rtp", false},
 		{"dave", "webrtc", "webrtc", false},
 	} {
-		callID := a.ok("media", "call", "start", msg{"type": "user", "user": c.user,
+		callID := a.OK("media", "call", "start", msg{"type": "user", "user": c.user,
 			"offer": msg{"sdp": "O", "sdp_type": c.offerKind}})["call_id"].(string)
 		cl := callees[c.user]
 		inv := inviteOf(t, cl)
@@ -71,8 +71,8 @@ func TestInviteeMediaKind(t *testing.T) {
 		if off["sdp_type"] != c.wantKind || off["sdp"] != wantSDP {
 			t.Errorf("%s, %s offer: invited with %v, want %s %q", c.user, c.offerKind, off, c.wantKind, wantSDP)
 		}
-		cl.ok("media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "A", "sdp_type": c.wantKind}})
-		ev := a.event("media", "call", "answer", callID)
+		cl.OK("media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "A", "sdp_type": c.wantKind}})
+		ev := a.Event("media", "call", "answer", callID)
 		ans, _ := body(ev)["answer"].(map[string]any)
 		wantAns := "A"
 		if c.adapted {
@@ -81,8 +81,8 @@ func TestInviteeMediaKind(t *testing.T) {
 		if ans["sdp"] != wantAns || ans["sdp_type"] != c.offerKind {
 			t.Errorf("%s, %s offer: caller got answer %v, want %s %q", c.user, c.offerKind, ans, c.offerKind, wantAns)
 		}
-		a.ok("media", "call", "hangup", msg{"call_id": callID})
-		a.event("media", "call", "hangup", callID)
+		a.OK("media", "call", "hangup", msg{"call_id": callID})
+		a.Event("media", "call", "hangup", callID)
 	}
 	ad.mu.Lock()
 	defer ad.mu.Unlock()

@@ -67,23 +67,23 @@ func TestRooms(t *testing.T) {
 	bs.RegisterRooms("media", &fakeRooms{rooms: map[string]string{}}, signaling.RoomSFU, signaling.RoomMCU)
 	env := startServer(t, wsapi.Config{}, signaling.Options{Backends: bs})
 	c := dial(t, env.url)
-	c.login("u", "")
-	id := c.ok("media", "room", "create", msg{"class": "sfu"})["room_id"].(string)
-	c.ok("media", "room", "create", msg{"class": "mcu", "room_id": "conf1", "bitrate": 64000})
-	c.fail(signaling.CodeRoomAlreadyExists, "media", "room", "create", msg{"class": "mcu", "room_id": "conf1"})
-	c.fail(signaling.CodeMissingField, "media", "room", "create", msg{})
-	c.fail(signaling.CodeInvalidParameters, "media", "room", "create", msg{"class": "huge"})
-	c.fail(signaling.CodeNoMediaserver, "media", "room", "create", msg{"class": "sfu", "backend": "freeswitch"})
-	r := c.req("media", "room", "list", nil)
+	c.Login("u", "")
+	id := c.OK("media", "room", "create", msg{"class": "sfu"})["room_id"].(string)
+	c.OK("media", "room", "create", msg{"class": "mcu", "room_id": "conf1", "bitrate": 64000})
+	c.Fail(signaling.CodeRoomAlreadyExists, "media", "room", "create", msg{"class": "mcu", "room_id": "conf1"})
+	c.Fail(signaling.CodeMissingField, "media", "room", "create", msg{})
+	c.Fail(signaling.CodeInvalidParameters, "media", "room", "create", msg{"class": "huge"})
+	c.Fail(signaling.CodeNoMediaserver, "media", "room", "create", msg{"class": "sfu", "backend": "freeswitch"})
+	r := c.Req("media", "room", "list", nil)
 	want := []any{map[string]any{"room_id": "conf1", "class": "mcu"}, map[string]any{"room_id": id, "class": "sfu"}}
 	if !reflect.DeepEqual(r["data"], want) {
 		t.Fatalf("list = %v", r["data"])
 	}
-	if info := c.ok("media", "room", "info", msg{"room_id": "conf1"}); info["class"] != "mcu" || info["backend"] != "media" {
+	if info := c.OK("media", "room", "info", msg{"room_id": "conf1"}); info["class"] != "mcu" || info["backend"] != "media" {
 		t.Fatalf("info = %v", info)
 	}
-	c.ok("media", "room", "destroy", msg{"room_id": "conf1"})
-	c.fail(signaling.CodeRoomNotFound, "media", "room", "destroy", msg{"room_id": "conf1"})
-	c.fail(signaling.CodeRoomNotFound, "media", "room", "info", msg{"room_id": "conf1"})
-	c.fail(signaling.CodeUnknownCommand, "media", "room", "explode", nil)
+	c.OK("media", "room", "destroy", msg{"room_id": "conf1"})
+	c.Fail(signaling.CodeRoomNotFound, "media", "room", "destroy", msg{"room_id": "conf1"})
+	c.Fail(signaling.CodeRoomNotFound, "media", "room", "info", msg{"room_id": "conf1"})
+	c.Fail(signaling.CodeUnknownCommand, "media", "room", "explode", nil)
 }

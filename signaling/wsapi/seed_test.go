@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -22,10 +23,10 @@ func TestSeedSessionStartUpdateStop(t *testing.T) {
 	opts, rb := withRecBackend()
 	env := startServer(t, wsapi.Config{}, opts)
 	c := dial(t, env.url)
-	c.login("user@domain.com", "any")
+	c.Login("user@domain.com", "any")
 
 	// start: the reply carries session_id and the backend's answer.
-	d := c.ok("media", "session", "start", msg{"type": "echo", "offer": msg{"sdp": "v=0..", "x_custom": 7}})
+	d := c.OK("media", "session", "start", msg{"type": "echo", "offer": msg{"sdp": "v=0..", "x_custom": 7}})
 	sid, _ := d["session_id"].(string)
 	if len(sid) != 36 {
 		t.Fatalf("session_id %q is not a UUID", sid)
@@ -41,29 +42,29 @@ func TestSeedSessionStartUpdateStop(t *testing.T) {
 	}
 
 	// update, seed spelling (type) and later spelling (update_type).
-	c.ok("media", "session", "update", msg{"type": "media", "session_id": sid, "record": true, "use_audio": false, "bitrate": 100000})
-	c.ok("media", "session", "update", msg{"update_type": "media", "session_id": sid, "bitrate": 5000})
+	c.OK("media", "session", "update", msg{"type": "media", "session_id": sid, "record": true, "use_audio": false, "bitrate": 100000})
+	c.OK("media", "session", "update", msg{"update_type": "media", "session_id": sid, "bitrate": 5000})
 	if _, ups, _ := rb.snapshot(); len(ups) != 2 || ups[0] != "media" || ups[1] != "media" {
 		t.Fatalf("backend updates = %v", ups)
 	}
-	c.fail(signaling.CodeInvalidParameters, "media", "session", "update", msg{"type": "bad", "session_id": sid})
-	c.fail(signaling.CodeMissingField, "media", "session", "update", msg{"session_id": sid})
+	c.Fail(signaling.CodeInvalidParameters, "media", "session", "update", msg{"type": "bad", "session_id": sid})
+	c.Fail(signaling.CodeMissingField, "media", "session", "update", msg{"session_id": sid})
 
-	info := c.ok("media", "session", "info", msg{"session_id": sid})
+	info := c.OK("media", "session", "info", msg{"session_id": sid})
 	if info["type"] != "echo" || info["state"] != "ready" || info["backend"] != "rec" {
 		t.Fatalf("info = %v", info)
 	}
 
 	// stop with code and reason: both travel in the stop event.
-	c.ok("media", "session", "stop", msg{"session_id": sid, "code": 2302, "reason": "bye now"})
-	ev := c.event("media", "session", "stop", sid)
+	c.OK("media", "session", "stop", msg{"session_id": sid, "code": 2302, "reason": "bye now"})
+	ev := c.Event("media", "session", "stop", sid)
 	if b := body(ev); num(b["code"]) != 2302 || b["reason"] != "bye now" {
 		t.Fatalf("stop event body = %v", b)
 	}
 	if _, _, stops := rb.snapshot(); len(stops) != 1 || stops[0].Code != 2302 {
 		t.Fatalf("backend stops = %v", stops)
 	}
-	c.fail(signaling.CodeSessionNotFound, "media", "session", "stop", msg{"session_id": sid})
+	c.Fail(signaling.CodeSessionNotFound, "media", "session", "stop", msg{"session_id": sid})
 }
 
 // The seed's "Start a call" to a user with two logged-in connections, as a
@@ -73,18 +74,18 @@ func TestSeedSessionStartUpdateStop(t *testing.T) {
 func TestSeedCallToUserTwoConnections(t *testing.T) {
 	env := startServer(t, wsapi.Config{}, signaling.Options{})
 	caller := dial(t, env.url)
-	caller.login("myuser@domain.com", "x")
+	caller.Login("myuser@domain.com", "x")
 	b1 := dial(t, env.url)
-	b1.login("user@domain.com", "x")
+	b1.Login("user@domain.com", "x")
 	b2 := dial(t, env.url)
-	b2.login("user@domain.com", "x")
+	b2.Login("user@domain.com", "x")
 
-	d := caller.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "v=0..", "caller_name": "My Name", "caller_id": "myuser@domain.com"}})
+	d := caller.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "v=0..", "caller_name": "My Name", "caller_id": "myuser@domain.com"}})
 	sid := d["session_id"].(string)
 	if _, has := d["answer"]; has {
 		t.Fatalf("p2p start must not carry an answer: %v", d)
 	}
-	d = caller.ok("media", "call", "start", msg{"type": "user", "session_id": sid, "user": "user@domain.com",
+	d = caller.OK("media", "call", "start", msg{"type": "user", "session_id": sid, "user": "user@domain.com",
 		"offer": msg{"sdp": "v=0..", "caller_name": "My Name", "caller_id": "myuser@domain.com"}})
 	callID, _ := d["call_id"].(string)
 	if len(callID) != 36 {
@@ -92,7 +93,7 @@ func TestSeedCallToUserTwoConnections(t *testing.T) {
 	}
 
 	for i, b := range []*client{b1, b2} {
-		inv := b.next(isRequest("media", "call", "invite"), 5*time.Second, "invite")
+		inv := b.Next(apitest.IsRequest("media", "call", "invite"), 5*time.Second, "invite")
 		id := inv["data"].(map[string]any)
 		if id["call_id"] != callID || id["type"] != "user" || id["user"] != "user@domain.com" {
 			t.Fatalf("invite %d = %v", i, inv)
@@ -106,46 +107,46 @@ func TestSeedCallToUserTwoConnections(t *testing.T) {
 	}
 
 	// b1 rings (seed: a core/event request from the callee).
-	b1.ok("core", "", "event", msg{"class": "media", "subclass": "call", "type": "ringing", "obj_id": callID})
-	caller.event("media", "call", "ringing", callID)
+	b1.OK("core", "", "event", msg{"class": "media", "subclass": "call", "type": "ringing", "obj_id": callID})
+	caller.Event("media", "call", "ringing", callID)
 
 	// b2 accepts with its answer.
-	b2.ok("core", "", "event", msg{"class": "media", "subclass": "call", "type": "accepted", "obj_id": callID,
+	b2.OK("core", "", "event", msg{"class": "media", "subclass": "call", "type": "accepted", "obj_id": callID,
 		"body": msg{"answer": msg{"sdp": "v=0 callee"}}})
-	ev := caller.event("media", "session", "answer", sid)
+	ev := caller.Event("media", "session", "answer", sid)
 	if a, _ := body(ev)["answer"].(map[string]any); a["sdp"] != "v=0 callee" {
 		t.Fatalf("session answer event = %v", ev)
 	}
-	ev = caller.event("media", "call", "accepted", callID)
+	ev = caller.Event("media", "call", "accepted", callID)
 	if a, _ := body(ev)["answer"].(map[string]any); a["sdp"] != "v=0 callee" {
 		t.Fatalf("call accepted event = %v", ev)
 	}
-	caller.event("media", "call", "answer", callID)
-	info := caller.ok("media", "session", "info", msg{"session_id": sid})
+	caller.Event("media", "call", "answer", callID)
+	info := caller.OK("media", "session", "info", msg{"session_id": sid})
 	if info["state"] != "ready" || info["call_id"] != callID {
 		t.Fatalf("caller session info = %v", info)
 	}
 
 	// b1 was answered elsewhere.
-	ev = b1.event("media", "call", "hangup", callID)
+	ev = b1.Event("media", "call", "hangup", callID)
 	if num(body(ev)["code"]) != signaling.CodeOriginatorCancel {
 		t.Fatalf("b1 hangup = %v", ev)
 	}
 	// b1 is out of the call now.
-	b1.fail(signaling.CodeAlreadyAnswered, "media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "late"}})
+	b1.Fail(signaling.CodeAlreadyAnswered, "media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "late"}})
 
 	// The caller hangs up (seed sample fields).
-	caller.ok("media", "call", "hangup", msg{"call_id": callID, "code": 0, "error": "User hangup"})
-	ev = b2.event("media", "call", "hangup", callID)
+	caller.OK("media", "call", "hangup", msg{"call_id": callID, "code": 0, "error": "User hangup"})
+	ev = b2.Event("media", "call", "hangup", callID)
 	if b := body(ev); b["reason"] != "User hangup" || b["error"] != "User hangup" {
 		t.Fatalf("b2 hangup = %v", ev)
 	}
-	caller.event("media", "call", "hangup", callID)
-	ev = caller.event("media", "session", "stop", sid)
+	caller.Event("media", "call", "hangup", callID)
+	ev = caller.Event("media", "session", "stop", sid)
 	if body(ev)["reason"] != "User hangup" {
 		t.Fatalf("session stop = %v", ev)
 	}
-	caller.fail(signaling.CodeCallNotFound, "media", "call", "hangup", msg{"call_id": callID})
+	caller.Fail(signaling.CodeCallNotFound, "media", "call", "hangup", msg{"call_id": callID})
 	if n := len(env.core.ListSessions()); n != 0 {
 		t.Fatalf("%d sessions left", n)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -23,45 +24,45 @@ func closeCode(err error) int {
 func TestServerRequestDeadline(t *testing.T) {
 	env := startServer(t, wsapi.Config{RequestTimeout: 300 * time.Millisecond, AckTimeout: 1200 * time.Millisecond, Admins: []string{"watcher"}}, signaling.Options{})
 	watch := dial(t, env.url)
-	watch.login("watcher", "")
-	watch.ok("core", "event", "subscribe", msg{"class": "media", "subclass": "session", "type": "stop", "obj_id": "*"})
+	watch.Login("watcher", "")
+	watch.OK("core", "event", "subscribe", msg{"class": "media", "subclass": "session", "type": "stop", "obj_id": "*"})
 
 	mute := dial(t, env.url)
-	mute.login("mute", "")
-	mute.setAutoReply(false)
-	sid := mute.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})["session_id"].(string)
+	mute.Login("mute", "")
+	mute.SetAutoReply(false)
+	sid := mute.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}})["session_id"].(string)
 	// An event the client will not answer.
-	watch.ok("core", "event", "send", msg{"class": "core", "subclass": "user_event", "type": "hello", "obj_id": "mute"})
+	watch.OK("core", "event", "send", msg{"class": "core", "subclass": "user_event", "type": "hello", "obj_id": "mute"})
 	start := time.Now()
-	mute.next(isEvent("core", "user_event", "hello", "mute"), 2*time.Second, "user event")
-	err := mute.waitClosed(3 * time.Second)
+	mute.Next(apitest.IsEvent("core", "user_event", "hello", "mute"), 2*time.Second, "user event")
+	err := mute.WaitClosed(3 * time.Second)
 	if el := time.Since(start); el < 250*time.Millisecond {
 		t.Fatalf("closed after %v, before the deadline", el)
 	}
 	if code := closeCode(err); code != websocket.ClosePolicyViolation {
 		t.Fatalf("close = %v", err)
 	}
-	ev := watch.event("media", "session", "stop", sid)
+	ev := watch.Event("media", "session", "stop", sid)
 	if num(body(ev)["code"]) != signaling.CodeRegisteredDown {
 		t.Fatalf("stop = %v", ev)
 	}
 
 	// An ack buys time: 180 s in production, 1.2 s here.
 	slow := dial(t, env.url)
-	slow.login("slow", "")
-	slow.setAutoReply(false)
-	watch.ok("core", "event", "send", msg{"class": "core", "subclass": "user_event", "type": "hello", "obj_id": "slow"})
-	req := slow.next(isEvent("core", "user_event", "hello", "slow"), 2*time.Second, "user event")
-	slow.sendRaw(msg{"ack": req["tid"]})
+	slow.Login("slow", "")
+	slow.SetAutoReply(false)
+	watch.OK("core", "event", "send", msg{"class": "core", "subclass": "user_event", "type": "hello", "obj_id": "slow"})
+	req := slow.Next(apitest.IsEvent("core", "user_event", "hello", "slow"), 2*time.Second, "user event")
+	slow.Send(msg{"ack": req["tid"]})
 	time.Sleep(600 * time.Millisecond) // past the 300 ms deadline
-	slow.sendRaw(msg{"result": "ok", "tid": req["tid"]})
-	slow.ok("core", "user", "list", nil) // still connected
+	slow.Send(msg{"result": "ok", "tid": req["tid"]})
+	slow.OK("core", "user", "list", nil) // still connected
 	// Acked but never answered: closed after the ack deadline.
-	watch.ok("core", "event", "send", msg{"class": "core", "subclass": "user_event", "type": "again", "obj_id": "slow"})
-	req2 := slow.next(isEvent("core", "user_event", "again", "slow"), 2*time.Second, "user event")
+	watch.OK("core", "event", "send", msg{"class": "core", "subclass": "user_event", "type": "again", "obj_id": "slow"})
+	req2 := slow.Next(apitest.IsEvent("core", "user_event", "again", "slow"), 2*time.Second, "user event")
 	acked := time.Now()
-	slow.sendRaw(msg{"ack": req2["tid"]})
-	err = slow.waitClosed(4 * time.Second)
+	slow.Send(msg{"ack": req2["tid"]})
+	err = slow.WaitClosed(4 * time.Second)
 	if el := time.Since(acked); el < time.Second {
 		t.Fatalf("closed %v after the ack, want ~1.2 s", el)
 	}
@@ -75,10 +76,10 @@ func TestServerRequestDeadline(t *testing.T) {
 func TestPing(t *testing.T) {
 	env := startServer(t, wsapi.Config{PingInterval: 100 * time.Millisecond, RequestTimeout: 300 * time.Millisecond}, signaling.Options{})
 	c := dial(t, env.url)
-	c.login("u", "")
+	c.Login("u", "")
 	var last float64
 	for i := range 3 {
-		m := c.next(isRequest("core", "", "ping"), 2*time.Second, "ping")
+		m := c.Next(apitest.IsRequest("core", "", "ping"), 2*time.Second, "ping")
 		d, _ := m["data"].(map[string]any)
 		tm, _ := d["time"].(float64)
 		if tm < float64(time.Now().Add(-time.Minute).Unix()) || tm < last {
@@ -86,18 +87,18 @@ func TestPing(t *testing.T) {
 		}
 		last = tm
 	}
-	c.ok("core", "user", "list", nil)
+	c.OK("core", "user", "list", nil)
 
 	// Before login nothing is pinged.
 	pre := dial(t, env.url)
-	if pre.has(isRequest("core", "", "ping"), 300*time.Millisecond) {
+	if pre.Has(apitest.IsRequest("core", "", "ping"), 300*time.Millisecond) {
 		t.Fatal("ping before login")
 	}
 	mute := dial(t, env.url)
-	mute.login("m", "")
-	mute.setAutoReply(false)
-	mute.next(isRequest("core", "", "ping"), 2*time.Second, "ping")
-	if err := mute.waitClosed(3 * time.Second); closeCode(err) != websocket.ClosePolicyViolation {
+	mute.Login("m", "")
+	mute.SetAutoReply(false)
+	mute.Next(apitest.IsRequest("core", "", "ping"), 2*time.Second, "ping")
+	if err := mute.WaitClosed(3 * time.Second); closeCode(err) != websocket.ClosePolicyViolation {
 		t.Fatalf("close = %v", err)
 	}
 }
@@ -106,9 +107,9 @@ func TestPing(t *testing.T) {
 func TestIdleAndLoginTimeout(t *testing.T) {
 	env := startServer(t, wsapi.Config{IdleTimeout: 600 * time.Millisecond, LoginTimeout: 2 * time.Second}, signaling.Options{})
 	c := dial(t, env.url)
-	c.login("u", "")
+	c.Login("u", "")
 	start := time.Now()
-	err := c.waitClosed(3 * time.Second)
+	err := c.WaitClosed(3 * time.Second)
 	if el := time.Since(start); el < 550*time.Millisecond {
 		t.Fatalf("idle close after %v", el)
 	}
@@ -118,15 +119,15 @@ func TestIdleAndLoginTimeout(t *testing.T) {
 	}
 	// Traffic keeps it open.
 	k := dial(t, env.url)
-	k.login("k", "")
+	k.Login("k", "")
 	for range 8 {
 		time.Sleep(100 * time.Millisecond)
-		k.ok("core", "user", "list", nil)
+		k.OK("core", "user", "list", nil)
 	}
 
 	env2 := startServer(t, wsapi.Config{LoginTimeout: 300 * time.Millisecond}, signaling.Options{})
 	n := dial(t, env2.url)
-	err = n.waitClosed(3 * time.Second)
+	err = n.WaitClosed(3 * time.Second)
 	if !errors.As(err, &ce) || ce.Text != "Login timeout" {
 		t.Fatalf("login timeout close = %v", err)
 	}
@@ -137,34 +138,34 @@ func TestIdleAndLoginTimeout(t *testing.T) {
 func TestSessionTimeoutsAndPeer(t *testing.T) {
 	env := startServer(t, wsapi.Config{}, signaling.Options{})
 	c := dial(t, env.url)
-	c.login("u", "")
+	c.Login("u", "")
 
-	w := c.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "wait_timeout": 0.2})["session_id"].(string)
-	r := c.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "answer": msg{"sdp": "y"}, "ready_timeout": 0.3})["session_id"].(string)
-	if info := c.ok("media", "session", "info", msg{"session_id": r}); info["state"] != "ready" {
+	w := c.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "wait_timeout": 0.2})["session_id"].(string)
+	r := c.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "answer": msg{"sdp": "y"}, "ready_timeout": 0.3})["session_id"].(string)
+	if info := c.OK("media", "session", "info", msg{"session_id": r}); info["state"] != "ready" {
 		t.Fatalf("info = %v", info)
 	}
-	mv := c.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "wait_timeout": 0.3, "ready_timeout": 30})["session_id"].(string)
-	if info := c.ok("media", "session", "info", msg{"session_id": mv}); info["state"] != "wait" {
+	mv := c.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "wait_timeout": 0.3, "ready_timeout": 30})["session_id"].(string)
+	if info := c.OK("media", "session", "info", msg{"session_id": mv}); info["state"] != "wait" {
 		t.Fatalf("info = %v", info)
 	}
-	c.ok("media", "session", "set_answer", msg{"session_id": mv, "answer": msg{"sdp": "y"}})
+	c.OK("media", "session", "set_answer", msg{"session_id": mv, "answer": msg{"sdp": "y"}})
 	for _, id := range []string{w, r} {
-		ev := c.event("media", "session", "stop", id)
+		ev := c.Event("media", "session", "stop", id)
 		if b := body(ev); num(b["code"]) != signaling.CodeSessionTimeout || b["reason"] != "Session timeout" {
 			t.Fatalf("stop = %v", ev)
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	if info := c.ok("media", "session", "info", msg{"session_id": mv}); info["state"] != "ready" {
+	if info := c.OK("media", "session", "info", msg{"session_id": mv}); info["state"] != "ready" {
 		t.Fatalf("moved session = %v", info)
 	}
 
 	// Peer: b has peer mv; stopping mv stops b with 2026.
-	b := c.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "peer": mv})["session_id"].(string)
-	c.fail(signaling.CodeSessionNotFound, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "peer": "ghost"})
-	c.ok("media", "session", "stop", msg{"session_id": mv})
-	ev := c.event("media", "session", "stop", b)
+	b := c.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "peer": mv})["session_id"].(string)
+	c.Fail(signaling.CodeSessionNotFound, "media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "x"}, "peer": "ghost"})
+	c.OK("media", "session", "stop", msg{"session_id": mv})
+	ev := c.Event("media", "session", "stop", b)
 	if num(body(ev)["code"]) != signaling.CodePeerHangup {
 		t.Fatalf("peer stop = %v", ev)
 	}

@@ -15,37 +15,37 @@ import (
 func TestCallTransferRules(t *testing.T) {
 	env := startServer(t, wsapi.Config{}, signaling.Options{})
 	a := dial(t, env.url)
-	a.login("alice", "")
+	a.Login("alice", "")
 	b := dial(t, env.url)
-	bLogin := b.login("bob", "")
+	bLogin := b.Login("bob", "")
 	c := dial(t, env.url)
-	c.login("carol", "")
+	c.Login("carol", "")
 
-	sid := a.ok("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "A"}})["session_id"].(string)
-	callID := a.ok("media", "call", "start", msg{"type": "session", "session_id": sid, "callee": bLogin, "offer": msg{"sdp": "A"}})["call_id"].(string)
+	sid := a.OK("media", "session", "start", msg{"type": "p2p", "offer": msg{"sdp": "A"}})["session_id"].(string)
+	callID := a.OK("media", "call", "start", msg{"type": "session", "session_id": sid, "callee": bLogin, "offer": msg{"sdp": "A"}})["call_id"].(string)
 	inviteOf(t, b)
 	// Not answered yet.
-	a.fail(signaling.CodeInvalidOperation, "media", "call", "transfer", msg{"call_id": callID, "target": "dave"})
-	b.ok("media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "B"}})
-	a.event("media", "call", "accepted", callID)
+	a.Fail(signaling.CodeInvalidOperation, "media", "call", "transfer", msg{"call_id": callID, "target": "dave"})
+	b.OK("media", "call", "answered", msg{"call_id": callID, "answer": msg{"sdp": "B"}})
+	a.Event("media", "call", "accepted", callID)
 
 	// Somebody else's call does not exist for carol.
-	c.fail(signaling.CodeCallNotFound, "media", "call", "transfer", msg{"call_id": callID, "target": "dave"})
-	b.fail(signaling.CodeMissingField, "media", "call", "transfer", msg{"call_id": callID})
+	c.Fail(signaling.CodeCallNotFound, "media", "call", "transfer", msg{"call_id": callID, "target": "dave"})
+	b.Fail(signaling.CodeMissingField, "media", "call", "transfer", msg{"call_id": callID})
 	for _, bad := range []string{"dave\r\nVia: x", "sip:dave@h?Via=evil", "sip:<dave>", strings.Repeat("d", 300), "da ve", "sip:d@h\x00"} {
-		b.fail(signaling.CodeInvalidParameters, "media", "call", "transfer", msg{"call_id": callID, "target": bad})
+		b.Fail(signaling.CodeInvalidParameters, "media", "call", "transfer", msg{"call_id": callID, "target": bad})
 	}
-	b.fail(signaling.CodeInvalidParameters, "media", "call", "transfer", msg{"call_id": callID, "target": "dave", "type": "session"})
+	b.Fail(signaling.CodeInvalidParameters, "media", "call", "transfer", msg{"call_id": callID, "target": "dave", "type": "session"})
 	// Either party: the other one is an API connection, which cannot be moved.
-	if txt := b.fail(signaling.CodeNotImplemented, "media", "call", "transfer", msg{"call_id": callID, "target": "dave"}); !strings.Contains(txt, "caller") {
+	if txt := b.Fail(signaling.CodeNotImplemented, "media", "call", "transfer", msg{"call_id": callID, "target": "dave"}); !strings.Contains(txt, "caller") {
 		t.Errorf("callee's transfer error %q does not name the caller", txt)
 	}
-	if txt := a.fail(signaling.CodeNotImplemented, "media", "call", "transfer", msg{"call_id": callID, "target": "sip:dave@127.0.0.1"}); !strings.Contains(txt, "callee") {
+	if txt := a.Fail(signaling.CodeNotImplemented, "media", "call", "transfer", msg{"call_id": callID, "target": "sip:dave@127.0.0.1"}); !strings.Contains(txt, "callee") {
 		t.Errorf("caller's transfer error %q does not name the callee", txt)
 	}
 	// The call went on.
 	if m, ok := env.core.LookupCall(callID); !ok || m.State != signaling.CallAnswered {
 		t.Fatalf("call after refused transfers: %+v %v", m, ok)
 	}
-	a.ok("media", "call", "hangup", msg{"call_id": callID})
+	a.OK("media", "call", "hangup", msg{"call_id": callID})
 }
