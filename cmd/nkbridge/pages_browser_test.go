@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/browsertest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // openPage opens path of the daemon's demo pages in browser b (one browser serves several
@@ -167,5 +170,119 @@ func TestRoomPageBrowser(t *testing.T) {
 		if s := p.text("room-error"); s != "" {
 			p.fail("error shown: %s", s)
 		}
+	}
+}
+
+// The agent console answers a SIP phone (baresip, G.711, 600 Hz, digest-authenticated as
+// carol) calling the agent: the call rings in the page with the caller's name, the agent
+// answers; each side hears the other's tone (the page's 1000 Hz test tone in the phone's
+// recording); hold silences the agent toward the phone (the newest audio the phone recorded
+// loses the tone) and mutes the caller in the page, resume brings both back; keypad digits
+// reach the phone as DTMF; the agent hangs up (the phone sees the BYE). A second call the
+// agent rejects. The history lists both.
+func TestAgentPageBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs Chromium and baresip")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	phone := peers.StartBaresip(t, peers.BaresipOptions{User: "carol", ToneHz: 600, Codec: "pcmu", AccountParams: ";auth_pass=carol-secret", ToneSeconds: 120})
+	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 20)
+	conf := filepath.Join(t.TempDir(), "nkbridge.yaml")
+	if err := os.WriteFile(conf, []byte("sip:\n  users: [{user: carol, password: carol-secret}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startBinary(t, "NKB_CONFIG="+conf, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
+		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+19))
+	b := browsertest.Launch(t, browsertest.Options{LoopbackPC: true})
+	ag := openPage(ctx, t, b, d, "agent.html", "agent", `window.agent !== undefined`)
+	ag.loginAs("agent7", "any", 1000)
+
+	// phoneHears checks the newest 400 ms the phone recorded: the page's tone or silence.
+	phoneHears := func(tone bool, what string) {
+		t.Helper()
+		var last string
+		peers.WaitFor(t, 15*time.Second, what, func() bool {
+			s, rate, err := phone.Heard()
+			if err != nil || len(s) < rate {
+				last = fmt.Sprint(err)
+				return false
+			}
+			w := s[len(s)-rate*4/10:]
+			f, ratio := audiotest.Dominant(w, float64(rate), 1000, 600)
+			lvl := audiotest.Goertzel(w, float64(rate), 1000)
+			last = fmt.Sprintf("dominant %v ratio %.1f rms %.0f 1 kHz %.3g", f, ratio, audiotest.RMS(w), lvl)
+			if tone {
+				return f == 1000 && ratio > 10
+			}
+			return audiotest.RMS(w) < 100
+		})
+		t.Logf("%s: %s", what, last)
+	}
+
+	if err := phone.Dial(ctx, fmt.Sprintf("sip:agent7@127.0.0.1:%d", sipPort)); err != nil {
+		t.Fatal(err)
+	}
+	ag.wait(`document.querySelectorAll("#ringing li").length === 1 && document.getElementById("ringing-count").textContent === "1"`, "the call rings")
+	if w := ag.text("ringing"); !strings.Contains(w, "carol") {
+		ag.fail("ringing shows %q, want carol", w)
+	}
+	ag.click("#ringing li .answer")
+	ag.wait(`document.getElementById("call-status").textContent === "in call"`, "answered")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
+		t.Fatal(err)
+	}
+	ag.hearsUntil(`agent.call.remote`, []float64{600}, []float64{1000}, "agent hears the phone")
+	ag.wait(`Number(document.getElementById("call-level").value) > 0.05`, "caller meter moving")
+	phoneHears(true, "phone hears the agent")
+
+	// Hold: the phone hears silence, the page stops playing the caller.
+	ag.click("#hold")
+	ag.wait(`agent.call.held && document.getElementById("call-audio").muted && document.getElementById("call-status").textContent === "on hold"`, "on hold")
+	phoneHears(false, "phone hears silence on hold")
+	ag.click("#hold")
+	ag.wait(`!agent.call.held && !document.getElementById("call-audio").muted`, "resumed")
+	phoneHears(true, "phone hears the agent again")
+
+	// DTMF from the keypad reaches the phone.
+	n := len(phone.Events())
+	for _, k := range []string{"4", "2", "#"} {
+		ag.click(fmt.Sprintf(`#keypad button[data-digit=%q]`, k))
+	}
+	ag.wait(`agent.dtmf === "42#"`, "digits played out")
+	var got []string
+	for len(got) < 3 {
+		ev, next, err := phone.WaitEvent(ctx, "CALL_DTMF_START", n)
+		if err != nil {
+			t.Fatalf("phone got DTMF %v: %v", got, err)
+		}
+		got, n = append(got, ev.Param), next+1
+	}
+	if strings.Join(got, "") != "42#" {
+		t.Fatalf("phone got DTMF %v, want 4 2 #", got)
+	}
+	if err := ag.p.Screenshot(ctx, filepath.Join(browsertest.ArtifactDir(t), "agent-in-call.png")); err != nil {
+		t.Fatal(err)
+	}
+
+	ag.click("#hangup")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_CLOSED", 0); err != nil {
+		t.Fatal(err)
+	}
+	ag.wait(`agent.call === null && agent.history.length === 1 && agent.history[0].outcome === "answered" && agent.history[0].talked > 0`, "history: answered")
+
+	// A second call, rejected by the agent.
+	n = len(phone.Events())
+	if err := phone.Dial(ctx, fmt.Sprintf("sip:agent7@127.0.0.1:%d", sipPort)); err != nil {
+		t.Fatal(err)
+	}
+	ag.wait(`document.querySelectorAll("#ringing li").length === 1`, "second call rings")
+	ag.click("#ringing li .reject")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_CLOSED", n); err != nil {
+		t.Fatal(err)
+	}
+	ag.wait(`agent.history.length === 2 && agent.history[1].outcome === "rejected" && document.querySelectorAll("#history tr").length === 2`, "history: rejected")
+	if s := ag.text("call-error"); s != "" {
+		ag.fail("error shown: %s", s)
 	}
 }
