@@ -267,6 +267,7 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 	sid := res.SessionID
 	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller})
 	obs := newInObserver()
+	leg := newSIPLeg(g, call, info.AuthUser, "", sid, signaling.SideCaller, obs, log)
 	caller := signaling.CallerInfo{Name: offer.String("caller_name"), ID: offer.String("caller_id"), User: info.AuthUser, Owner: owner}
 	data := map[string]any{"sip_from": info.From, "sip_call_id": info.CallID}
 	if info.Trunk != "" {
@@ -275,7 +276,7 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 	ctx, cancel = context.WithTimeout(g.ctx, 15*time.Second)
 	callID, err := g.core.StartCall(ctx, signaling.CallRequest{
 		Type: rt.CallType, Callee: rt.Callee, SessionID: sid, Offer: res.Offer,
-		Caller: caller, RingTime: g.cfg.RingTime, Observer: obs, Data: data,
+		Caller: caller, RingTime: g.cfg.RingTime, Observer: legObserver{inObserver: obs, leg: leg}, Data: data,
 	})
 	cancel()
 	if err != nil {
@@ -287,20 +288,13 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 		return
 	}
 	log = log.With("call_id", callID, "session_id", sid)
-	answered := false
+	leg.mu.Lock()
+	leg.callID, leg.log = callID, log
+	leg.mu.Unlock()
 	var earlySDP string
-	var stopDTMF func()
-	defer func() {
-		if stopDTMF != nil {
-			stopDTMF()
-		}
-	}()
 	for {
 		select {
 		case a := <-obs.ringing:
-			if answered {
-				continue
-			}
 			if sdp := a.SDP(); sdp != "" && a.SDPType() == "rtp" && earlySDP == "" {
 				earlySDP = sdp
 				_ = call.Progress([]byte(sdp))
@@ -321,18 +315,14 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 				_ = g.core.HangupCall(callID, sipEndError(call.End()))
 				continue
 			}
-			answered = true
 			log.Debug("SIP offer and answer", "offer", string(call.RemoteSDP()), "answer", sdp)
-			stopDTMF = g.watchDTMF(call, sid, signaling.SideCaller)
 			log.Info("inbound SIP call answered")
+			g.serveLeg(leg) // until the leg ends, through transfers
+			return
 		case e := <-obs.hangup:
-			if !answered {
-				code, reason := sipStatus(e)
-				log.Info("inbound SIP call not answered", "err", fmtErr(e), "sip", code)
-				if call.Reject(code, reason) != nil {
-					hangup(call)
-				}
-			} else {
+			code, reason := sipStatus(e)
+			log.Info("inbound SIP call not answered", "err", fmtErr(e), "sip", code)
+			if call.Reject(code, reason) != nil {
 				hangup(call)
 			}
 			_ = g.core.StopSession(sid, e)
@@ -341,17 +331,13 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 			e := sipEndError(call.End())
 			_ = g.core.HangupCall(callID, e)
 			_ = g.core.StopSession(sid, e)
-			log.Info("inbound SIP call ended", "answered", answered)
+			log.Info("inbound SIP call ended", "answered", false)
 			return
 		case <-g.ctx.Done():
 			e := signaling.Errorf(signaling.CodeSessionStop, "SIP gateway stopping")
 			_ = g.core.HangupCall(callID, e)
 			_ = g.core.StopSession(sid, e)
-			if answered {
-				hangup(call)
-			} else {
-				_ = call.Reject(503, "Service Unavailable")
-			}
+			_ = call.Reject(503, "Service Unavailable")
 			return
 		}
 	}

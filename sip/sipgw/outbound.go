@@ -24,6 +24,9 @@ type outInvitee struct {
 	ended     bool
 	early     bool // a 183/180 answer was applied to the caller's session
 	sessionID string
+	callID    string
+	leg       *sipLeg // once answered
+	movedAway bool    // the leg was transferred into another call
 	h         signaling.InviteHandle
 	log       *slog.Logger // with call_id, session_id and the target
 }
@@ -50,7 +53,7 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 	sid := call.SessionID
 	ctx, cancel := context.WithCancel(g.ctx)
 	o.mu.Lock()
-	o.cancel, o.sessionID, o.h = cancel, sid, h
+	o.cancel, o.sessionID, o.callID, o.h = cancel, sid, inv.CallID, h
 	o.log = g.log.With("call_id", inv.CallID, "session_id", sid, "to", o.dest())
 	o.mu.Unlock()
 	fromUser := inv.Caller.ID
@@ -118,7 +121,7 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 		return
 	}
 	o.call = call
-	early, sid := o.early, o.sessionID
+	early, sid, callID := o.early, o.sessionID, o.callID
 	o.mu.Unlock()
 	log = log.With("sip_call_id", call.Info().CallID)
 	log.Info("outbound SIP call answered")
@@ -128,6 +131,20 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	if !early {
 		answer = signaling.Desc{"sdp": string(call.RemoteSDP()), "sdp_type": "rtp"}
 	}
+	var user string
+	if o.binding != nil {
+		user = o.binding.AOR
+	}
+	l := newSIPLeg(g, call, user, callID, sid, signaling.SideFar, nil, log)
+	l.onMove = func() {
+		o.mu.Lock()
+		o.movedAway = true
+		o.mu.Unlock()
+	}
+	_, _, _, _, moved := l.current()
+	o.mu.Lock()
+	o.leg = l
+	o.mu.Unlock()
 	if err := h.Accepted(answer, ""); err != nil {
 		log.Info("SIP answer not taken", "err", err)
 		hangup(call)
@@ -137,6 +154,10 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	case <-call.Done():
 	case <-ctx.Done():
 		hangup(call)
+	case <-moved: // transferred: the leg now serves its new call
+		stopDTMF()
+		g.serveLeg(l)
+		return
 	}
 	log.Info("outbound SIP call ended")
 }
@@ -185,10 +206,16 @@ func (o *outInvitee) ended2(e sip.End) {
 // Hangup takes the leg out of the call: CANCEL before the answer, BYE after.
 func (o *outInvitee) Hangup(_ *signaling.Error) {
 	o.mu.Lock()
-	if o.ended {
+	if o.ended || o.movedAway {
 		o.mu.Unlock()
 		return
 	}
+	l := o.leg
+	o.mu.Unlock()
+	if l != nil && l.holdForTransfer() {
+		return // the transfer under way decides (a failure hangs the leg up)
+	}
+	o.mu.Lock()
 	o.ended = true
 	cancel := o.cancel
 	o.mu.Unlock()

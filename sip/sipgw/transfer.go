@@ -1,0 +1,317 @@
+package sipgw
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/sip"
+)
+
+// Transfer of a SIP leg (signaling.Transferer): the leg is the party that moves. The gateway
+// starts a new proxy session from the leg's SDP and a call from it through the router (the
+// target is whatever a call reaches: a user, a SIP URL, a Verto login), placed with the
+// transferor's permissions. When that call is answered the leg is re-INVITEd with the new
+// session's SDP (its origin line continued, so the peer sees one session), the leg's
+// in-dialog events follow it into the new session, and the old call is hung up, which releases
+// the transferor. A failure at any step hangs up what was started and leaves the old call as
+// it was.
+
+// sipLeg is one answered SIP dialog served by the gateway and the call and session it is in
+// now (they change when it is transferred).
+type sipLeg struct {
+	g    *Gateway
+	call *sip.Call
+	// user is the leg's own user (digest user of an inbound call, the registered user of a
+	// device we called), the permissions it transfers its calls with.
+	user string
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	callID string
+	sid    string
+	side   signaling.Side
+	obs    *inObserver   // progress of callID when the leg is its caller (nil for a callee)
+	moved  chan struct{} // closed (and replaced) when the leg moves to another call
+	busy   bool          // a transfer is under way
+	// orphan: the old call ended while the transfer was under way (a transferor that hangs
+	// up right after its REFER); a failed transfer then hangs the leg up.
+	orphan bool
+	// onMove runs when the leg has moved, before the old call is hung up (an outbound leg
+	// stops being that call's invitee).
+	onMove func()
+}
+
+func newSIPLeg(g *Gateway, call *sip.Call, user, callID, sid string, side signaling.Side, obs *inObserver, log *slog.Logger) *sipLeg {
+	return &sipLeg{g: g, call: call, user: user, callID: callID, sid: sid, side: side, obs: obs, moved: make(chan struct{}), log: log}
+}
+
+func (l *sipLeg) current() (callID, sid string, side signaling.Side, obs *inObserver, moved chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.callID, l.sid, l.side, l.obs, l.moved
+}
+
+// holdForTransfer reports whether a transfer is under way, noting that the leg's call ended
+// meanwhile: the leg then waits for the transfer's outcome instead of hanging up.
+func (l *sipLeg) holdForTransfer() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.busy {
+		l.orphan = true
+	}
+	return l.busy
+}
+
+// legObserver is the CallObserver of a call whose caller is a SIP leg: it passes progress to
+// the leg's owner and moves the leg when the call is transferred by its callee.
+type legObserver struct {
+	*inObserver
+	leg *sipLeg
+}
+
+// Transfer moves the caller's SIP leg (signaling.Transferer).
+func (o legObserver) Transfer(ctx context.Context, t signaling.Transfer) (string, error) {
+	return o.leg.transfer(ctx, t)
+}
+
+// Transfer moves the callee's SIP leg (signaling.Transferer).
+func (o *outInvitee) Transfer(ctx context.Context, t signaling.Transfer) (string, error) {
+	o.mu.Lock()
+	l := o.leg
+	o.mu.Unlock()
+	if l == nil {
+		return "", signaling.Errorf(signaling.CodeInvalidOperation, "The SIP leg of call %s is not answered", t.CallID)
+	}
+	return l.transfer(ctx, t)
+}
+
+// farKind is the far side of the session a transferred leg moves into: RTP toward SIP URLs,
+// the user far side toward users, WebRTC toward Verto (the router adapts offers to invitees
+// of the other kind anyway).
+func (g *Gateway) farKind(d signaling.Destination) string {
+	switch d.Type {
+	case signaling.CallTypeSIP:
+		return "rtp"
+	case signaling.CallTypeVerto:
+		return "webrtc"
+	}
+	if isSIPURL(d.Callee) {
+		return "rtp"
+	}
+	return g.farSide(Route{CallType: signaling.CallTypeUser, Callee: d.Callee})
+}
+
+// transfer moves the leg into a new call to t.Dest (see the file comment).
+func (l *sipLeg) transfer(ctx context.Context, t signaling.Transfer) (_ string, err error) {
+	g := l.g
+	l.mu.Lock()
+	if l.busy {
+		l.mu.Unlock()
+		return "", signaling.Errorf(signaling.CodeInvalidOperation, "Call %s: a transfer is already under way", t.CallID)
+	}
+	if l.callID != t.CallID {
+		l.mu.Unlock()
+		return "", signaling.Errorf(signaling.CodeCallNotFound, "Call not found: %s", t.CallID)
+	}
+	l.busy = true
+	oldCall, oldSID := l.callID, l.sid
+	l.mu.Unlock()
+	call := l.call
+	defer func() {
+		l.mu.Lock()
+		l.busy = false
+		orphan := l.orphan
+		l.orphan = false
+		l.mu.Unlock()
+		if err != nil && orphan { // nothing to go back to
+			hangup(call)
+			_ = g.core.StopSession(oldSID, signaling.AsError(err))
+		}
+	}()
+	offer := call.RemoteSDP()
+	if len(offer) == 0 {
+		return "", signaling.Errorf(signaling.CodeSIPNoSDP, "The SIP leg of call %s has no SDP to move", t.CallID)
+	}
+	info := call.Info()
+	log := l.log.With("transfer_from", oldCall, "to_type", t.Dest.Type, "to", t.Dest.Callee)
+	owner := ownerPrefix + call.ID()
+	desc := signaling.Desc{"sdp": string(offer), "sdp_type": "rtp"}
+	name, id := displayName(info.CallerName), info.CallerID
+	if call.Direction() == sip.Outbound { // the party we called: To's identity
+		name, id = "", info.ToUser
+	}
+	if !isUserName(id) {
+		id = ""
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	res, err := g.core.StartSession(sctx, signaling.SessionRequest{
+		Type: signaling.TypeProxy, Offer: desc, Owner: owner, User: t.Dest.Caller.User,
+		Options: map[string]any{"proxy_type": g.farKind(t.Dest)},
+	})
+	cancel()
+	if err != nil {
+		log.Info("transfer: session refused", "err", err)
+		return "", err
+	}
+	sid := res.SessionID
+	obs := newInObserver()
+	caller := signaling.CallerInfo{Name: name, ID: id, User: t.Dest.Caller.User, Owner: owner}
+	sctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+	newCall, err := g.core.StartCall(sctx, signaling.CallRequest{
+		Type: t.Dest.Type, Callee: t.Dest.Callee, SessionID: sid, Offer: res.Offer, Caller: caller,
+		RingTime: g.cfg.RingTime, Observer: legObserver{inObserver: obs, leg: l},
+		Data: map[string]any{"sip_call_id": info.CallID, "transferred_from": oldCall},
+	})
+	cancel()
+	if err != nil {
+		_ = g.core.StopSession(sid, signaling.AsError(err))
+		log.Info("transfer: call refused", "err", err)
+		return "", err
+	}
+	log = log.With("new_call_id", newCall, "new_session_id", sid)
+	fail := func(e *signaling.Error) (string, error) {
+		_ = g.core.HangupCall(newCall, e)
+		_ = g.core.StopSession(sid, e)
+		log.Info("transfer failed", "err", fmtErr(e))
+		return "", e
+	}
+	var answer signaling.Desc
+wait:
+	for {
+		select {
+		case <-obs.ringing:
+		case answer = <-obs.answered:
+			break wait
+		case e := <-obs.hangup:
+			_ = g.core.StopSession(sid, e)
+			log.Info("transfer: new call not answered", "err", fmtErr(e))
+			return "", e
+		case <-call.Done():
+			return fail(signaling.Errorf(signaling.CodeSIPBye, "The transferred SIP party hung up"))
+		case <-ctx.Done():
+			return fail(signaling.Errorf(signaling.CodeTimeout, "Transfer abandoned: %v", ctx.Err()))
+		}
+	}
+	sdp := answer.SDP()
+	if sdp == "" {
+		return fail(signaling.Errorf(signaling.CodeSIPNoSDP, "The transfer target answered without SDP"))
+	}
+	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
+	peerAnswer, err := call.Reinvite(rctx, ContinueOrigin(call.LocalSDP(), []byte(sdp)))
+	cancel()
+	if err != nil {
+		return fail(signaling.Errorf(signaling.CodeSIPSendError, "The transferred SIP party refused the new media: %v", err))
+	}
+	if len(peerAnswer) > 0 {
+		if m, err := signaling.MediaAs[signaling.RTPReofferer](g.core, sid); err == nil {
+			if _, err := m.ReofferRTP(signaling.SideCaller, string(peerAnswer)); err != nil {
+				log.Info("transfer: the SIP party's answer not applied", "err", err)
+			}
+		}
+	}
+	l.mu.Lock()
+	l.callID, l.sid, l.side, l.obs = newCall, sid, signaling.SideCaller, obs
+	l.orphan = false
+	close(l.moved)
+	l.moved = make(chan struct{})
+	onMove := l.onMove
+	l.onMove = nil
+	l.mu.Unlock()
+	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller})
+	if onMove != nil {
+		onMove()
+	}
+	log.Info("SIP leg transferred")
+	if t.Answered != nil {
+		t.Answered()
+	}
+	e := signaling.Errorf(signaling.CodeUserStop, "Transferred to %s", t.Dest.Callee)
+	_ = g.core.HangupCall(oldCall, e)
+	_ = g.core.StopSession(oldSID, e)
+	return newCall, nil
+}
+
+// serveLeg owns an answered SIP leg until it ends, following it through transfers: the end of
+// the SIP dialog ends its call and session, the end of its call (as caller) hangs the dialog
+// up, and RFC 4733 digits from the other side go out as SIP INFO where needed.
+func (g *Gateway) serveLeg(l *sipLeg) {
+	call := l.call
+	for {
+		callID, sid, side, obs, moved := l.current()
+		stopDTMF := g.watchDTMF(call, sid, side)
+		var hangupCh chan *signaling.Error
+		if obs != nil {
+			hangupCh = obs.hangup
+		}
+		select {
+		case <-moved:
+			stopDTMF()
+			continue
+		case e := <-hangupCh:
+			stopDTMF()
+			if cur, _, _, _, _ := l.current(); cur != callID || l.holdForTransfer() {
+				continue // the call we left behind, or one we are leaving
+			}
+			hangup(call)
+			_ = g.core.StopSession(sid, e)
+			l.log.Info("SIP call ended by its call", "call_id", callID, "err", fmtErr(e))
+			return
+		case <-call.Done():
+			stopDTMF()
+			e := sipEndError(call.End())
+			_ = g.core.HangupCall(callID, e)
+			_ = g.core.StopSession(sid, e)
+			l.log.Info("SIP call ended", "call_id", callID)
+			return
+		case <-g.ctx.Done():
+			stopDTMF()
+			e := signaling.Errorf(signaling.CodeSessionStop, "SIP gateway stopping")
+			_ = g.core.HangupCall(callID, e)
+			_ = g.core.StopSession(sid, e)
+			hangup(call)
+			return
+		}
+	}
+}
+
+// ContinueOrigin returns next (an SDP for the same peer from a new session) with the origin
+// line of prev, its version one higher, so that the peer sees a modification of the session
+// it has (RFC 3264 §8) rather than a new one. Without an o= line in either, next is returned
+// as is.
+func ContinueOrigin(prev, next []byte) []byte {
+	po := originLine(prev)
+	no := originLine(next)
+	if po == nil || no == nil {
+		return next
+	}
+	f := bytes.Fields(po)
+	if len(f) < 6 {
+		return next
+	}
+	var v uint64
+	if _, err := fmt.Sscan(string(f[2]), &v); err != nil {
+		return next
+	}
+	f[2] = []byte(fmt.Sprint(v + 1))
+	out := make([]byte, 0, len(next)+len(po))
+	i := bytes.Index(next, no)
+	out = append(out, next[:i]...)
+	out = append(out, bytes.Join(f, []byte(" "))...)
+	out = append(out, next[i+len(no):]...)
+	return out
+}
+
+// originLine is the content of sdp's o= line (without the line end), or nil.
+func originLine(sdp []byte) []byte {
+	for line := range bytes.Lines(sdp) {
+		if bytes.HasPrefix(line, []byte("o=")) {
+			return bytes.TrimRight(line, "\r\n")
+		}
+	}
+	return nil
+}
