@@ -36,11 +36,11 @@ func TestAdaptationSessionsCountInMaxOwned(t *testing.T) {
 	for range 6 {
 		bobs = append(bobs, login(t, e, "bob")) // browsers: they want WebRTC offers
 	}
-	callID := alice.ok("media", "call", "start", map[string]any{"type": "user", "user": "bob", "offer": rtpOffer()})["call_id"].(string)
+	callID := alice.OK("media", "call", "start", map[string]any{"type": "user", "user": "bob", "offer": rtpOffer()})["call_id"].(string)
 	peers.WaitFor(t, 5*time.Second, "every connection of bob invited", func() bool {
 		n := 0
 		for _, b := range bobs {
-			n += b.requests("invite")
+			n += b.Requests("invite")
 		}
 		return n == len(bobs)
 	})
@@ -50,6 +50,6 @@ func TestAdaptationSessionsCountInMaxOwned(t *testing.T) {
 	if n, _ := e.core.Owned(""); n != 0 {
 		t.Fatalf("sessions owned by nobody: %d", n)
 	}
-	alice.ok("media", "call", "hangup", map[string]any{"call_id": callID})
+	alice.OK("media", "call", "hangup", map[string]any{"call_id": callID})
 	peers.WaitFor(t, 5*time.Second, "adaptation sessions released", func() bool { return be2.Sessions() == 0 })
 }

@@ -65,35 +65,35 @@ func TestCallHijackByOptions(t *testing.T) {
 		b.Register("fs", fs, signaling.TypePark, signaling.TypeBridge)
 	})
 	alice, bob := login(t, e, "alice"), login(t, e, "bob")
-	victim := alice.ok("media", "session", "start", map[string]any{"type": "park", "backend": "fs", "offer": rtpOffer()})["session_id"].(string)
-	own := bob.ok("media", "session", "start", map[string]any{"type": "park", "backend": "fs", "offer": rtpOffer()})["session_id"].(string)
+	victim := alice.OK("media", "session", "start", map[string]any{"type": "park", "backend": "fs", "offer": rtpOffer()})["session_id"].(string)
+	own := bob.OK("media", "session", "start", map[string]any{"type": "park", "backend": "fs", "offer": rtpOffer()})["session_id"].(string)
 
 	for _, k := range []string{"peer", "peer_id"} {
-		bob.fails(signaling.CodeSessionNotFound, "media", "session", "start",
+		bob.Fail(signaling.CodeSessionNotFound, "media", "session", "start",
 			map[string]any{"type": "bridge", "backend": "fs", "offer": rtpOffer(), k: victim})
-		bob.fails(signaling.CodeSessionNotFound, "media", "session", "update",
+		bob.Fail(signaling.CodeSessionNotFound, "media", "session", "update",
 			map[string]any{"session_id": own, "type": "session_type", "session_type": "bridge", k: victim})
 	}
 	// Acting on the session itself, by any command.
 	for _, cmd := range []string{"info", "stop", "set_answer", "set_candidate", "update"} {
-		bob.fails(signaling.CodeSessionNotFound, "media", "session", cmd,
+		bob.Fail(signaling.CodeSessionNotFound, "media", "session", cmd,
 			map[string]any{"session_id": victim, "type": "media", "answer": map[string]any{"sdp": "x"}, "candidate": "c"})
 	}
 	// A listener of another user's publisher, a room of another user.
-	bob.fails(signaling.CodeUnknownPublisher, "media", "session", "start", map[string]any{"type": "listen", "publisher_id": victim})
-	alice.ok("media", "room", "create", map[string]any{"class": "mcu", "room_id": "alices", "private": true})
-	bob.fails(signaling.CodeRoomNotFound, "media", "session", "start", map[string]any{"type": "mcu", "room_id": "alices", "offer": rtpOffer()})
+	bob.Fail(signaling.CodeUnknownPublisher, "media", "session", "start", map[string]any{"type": "listen", "publisher_id": victim})
+	alice.OK("media", "room", "create", map[string]any{"class": "mcu", "room_id": "alices", "private": true})
+	bob.Fail(signaling.CodeRoomNotFound, "media", "session", "start", map[string]any{"type": "mcu", "room_id": "alices", "offer": rtpOffer()})
 	if got := fs.joined(); len(got) != 0 {
 		t.Fatalf("the backend was asked to bridge to %v", got)
 	}
 	// The owner may, and the session is untouched.
-	bob.ok("media", "session", "update", map[string]any{"session_id": own, "type": "session_type", "session_type": "bridge", "peer_id": own})
-	alice.ok("media", "session", "info", map[string]any{"session_id": victim})
+	bob.OK("media", "session", "update", map[string]any{"session_id": own, "type": "session_type", "session_type": "bridge", "peer_id": own})
+	alice.OK("media", "session", "info", map[string]any{"session_id": victim})
 	if got := fs.joined(); !slices.Equal(got, []string{own}) {
 		t.Fatalf("bridged to %v, want only bob's own %s", got, own)
 	}
 	// An admin acts on anything.
 	root := login(t, e, "root")
-	root.ok("media", "session", "info", map[string]any{"session_id": victim})
-	root.ok("media", "session", "stop", map[string]any{"session_id": victim})
+	root.OK("media", "session", "info", map[string]any{"session_id": victim})
+	root.OK("media", "session", "stop", map[string]any{"session_id": victim})
 }

@@ -1,9 +1,10 @@
 package securitytest
 
 import (
-	"github.com/nkbridge/nkbridge/internal/peers"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 )
@@ -15,20 +16,20 @@ func TestDropMidStartLeavesNoSession(t *testing.T) {
 	for i := range 20 {
 		c := login(t, e, "alice")
 		for j := range 10 {
-			_ = c.write(map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 100 + j,
+			_ = c.Write(map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 100 + j,
 				"data": map[string]any{"type": "echo", "offer": rtpOffer()}})
 		}
 		if i%2 == 1 {
 			time.Sleep(time.Duration(i) * time.Millisecond) // vary where the drop lands
 		}
-		c.close()
+		_ = c.WS.Close()
 	}
 	peers.WaitFor(t, 10*time.Second, "no session left", func() bool {
 		s, _ := e.core.Counts()
 		return s == 0 && e.be.Sessions() == 0 && e.eng.Sessions() == 0
 	})
 	// Nothing is created later either (a start still on its way).
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // an absence has no condition to wait on: a window
 	if s, _ := e.core.Counts(); s != 0 || e.eng.Sessions() != 0 {
 		t.Fatalf("%d sessions (%d in the engine) outlived their connections", s, e.eng.Sessions())
 	}

@@ -3,10 +3,11 @@ package securitytest
 import (
 	"context"
 	"errors"
-	"github.com/nkbridge/nkbridge/internal/peers"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 
 	"github.com/gorilla/websocket"
 
@@ -22,25 +23,25 @@ func TestQuotasPerUserAndSource(t *testing.T) {
 	a1, a2, bob := login(t, e, "alice"), login(t, e, "alice"), login(t, e, "bob")
 	for i := range 3 {
 		c := []*client{a1, a2}[i%2]
-		c.ok("media", "room", "create", map[string]any{"class": "mcu"})
+		c.OK("media", "room", "create", map[string]any{"class": "mcu"})
 	}
-	if txt := a2.fails(signaling.CodeInvalidOperation, "media", "room", "create", map[string]any{"class": "mcu"}); !strings.Contains(txt, "api.max_user_rooms") {
+	if txt := a2.Fail(signaling.CodeInvalidOperation, "media", "room", "create", map[string]any{"class": "mcu"}); !strings.Contains(txt, "api.max_user_rooms") {
 		t.Errorf("4th room: %q does not name api.max_user_rooms", txt)
 	}
-	bob.ok("media", "room", "create", map[string]any{"class": "mcu"}) // another user is not affected
+	bob.OK("media", "room", "create", map[string]any{"class": "mcu"}) // another user is not affected
 	for i := range 4 {
 		c := []*client{a1, a2}[i%2]
-		c.ok("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})
+		c.OK("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})
 	}
-	if txt := a1.fails(signaling.CodeInvalidOperation, "media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()}); !strings.Contains(txt, "api.max_user_sessions") {
+	if txt := a1.Fail(signaling.CodeInvalidOperation, "media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()}); !strings.Contains(txt, "api.max_user_sessions") {
 		t.Errorf("5th session: %q does not name api.max_user_sessions", txt)
 	}
-	bob.ok("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})
+	bob.OK("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})
 	// Calls placed (bob's connection is rung and lets them ring).
 	for i := range 2 {
-		[]*client{a1, a2}[i].ok("media", "call", "start", map[string]any{"type": "user", "user": "bob", "offer": rtpOffer()})
+		[]*client{a1, a2}[i].OK("media", "call", "start", map[string]any{"type": "user", "user": "bob", "offer": rtpOffer()})
 	}
-	if txt := a1.fails(signaling.CodeInvalidOperation, "media", "call", "start", map[string]any{"type": "user", "user": "bob", "offer": rtpOffer()}); !strings.Contains(txt, "api.max_user_calls") {
+	if txt := a1.Fail(signaling.CodeInvalidOperation, "media", "call", "start", map[string]any{"type": "user", "user": "bob", "offer": rtpOffer()}); !strings.Contains(txt, "api.max_user_calls") {
 		t.Errorf("3rd call: %q does not name api.max_user_calls", txt)
 	}
 
@@ -61,7 +62,7 @@ func TestQuotasPerUserAndSource(t *testing.T) {
 		t.Error("a 4th unauthenticated socket from one address was accepted (api.max_unauth_per_source 3)")
 	}
 	// Logging in frees the slot.
-	idle[0].ok("core", "user", "login", map[string]any{"user": "bob", "password": testPassword})
+	idle[0].OK("core", "user", "login", map[string]any{"user": "bob", "password": testPassword})
 	if _, err := dialFrom(t, e.addr, "127.0.0.4", nil); err != nil {
 		t.Errorf("after a login: %v", err)
 	}
@@ -72,16 +73,16 @@ func TestSubscriptionBodiesBudgetedInBytes(t *testing.T) {
 	e := newAPIEnv(t, wsapi.Config{Users: testUsers(t, 1), SubscriptionBytes: 64 << 10}, nil)
 	c := login(t, e, "alice")
 	body := map[string]any{"pad": strings.Repeat("x", 30<<10)}
-	c.ok("core", "event", "subscribe", map[string]any{"class": "app", "subclass": "a", "body": body})
-	c.ok("core", "event", "subscribe", map[string]any{"class": "app", "subclass": "b", "body": body})
-	if txt := c.fails(signaling.CodeInvalidOperation, "core", "event", "subscribe", map[string]any{"class": "app", "subclass": "c", "body": body}); !strings.Contains(txt, "api.subscription_bytes") {
+	c.OK("core", "event", "subscribe", map[string]any{"class": "app", "subclass": "a", "body": body})
+	c.OK("core", "event", "subscribe", map[string]any{"class": "app", "subclass": "b", "body": body})
+	if txt := c.Fail(signaling.CodeInvalidOperation, "core", "event", "subscribe", map[string]any{"class": "app", "subclass": "c", "body": body}); !strings.Contains(txt, "api.subscription_bytes") {
 		t.Errorf("3rd 30 KiB body: %q does not name api.subscription_bytes", txt)
 	}
 	// events_body of a session start counts too.
-	c.fails(signaling.CodeInvalidOperation, "media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer(), "events_body": body})
+	c.Fail(signaling.CodeInvalidOperation, "media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer(), "events_body": body})
 	// Replacing a subscription's body is fine.
-	c.ok("core", "event", "subscribe", map[string]any{"class": "app", "subclass": "b", "body": map[string]any{"small": 1}})
-	c.ok("core", "event", "subscribe", map[string]any{"class": "app", "subclass": "c", "body": body})
+	c.OK("core", "event", "subscribe", map[string]any{"class": "app", "subclass": "b", "body": map[string]any{"small": 1}})
+	c.OK("core", "event", "subscribe", map[string]any{"class": "app", "subclass": "c", "body": body})
 }
 
 // #13.7: a client that does not read for a moment is judged by the bytes
@@ -112,13 +113,13 @@ func TestSlowReaderBudgetedInBytes(t *testing.T) {
 	}
 	for i := range n {
 		s := senders[i%len(senders)]
-		if err := s.write(map[string]any{"class": "core", "subclass": "event", "cmd": "send", "tid": 1000 + i,
+		if err := s.Write(map[string]any{"class": "core", "subclass": "event", "cmd": "send", "tid": 1000 + i,
 			"data": map[string]any{"class": "app", "type": "tick", "body": map[string]any{"pad": pad}}}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, s := range senders {
-		s.ok("core", "core", "ping", nil) // every event was published
+		s.OK("core", "core", "ping", nil) // every event was published
 	}
 	got := 0
 	_ = slow.SetReadDeadline(time.Now().Add(30 * time.Second))
@@ -143,7 +144,7 @@ func TestPipelinedBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.ok("core", "user", "login", map[string]any{"user": "alice", "password": testPassword})
+	c.OK("core", "user", "login", map[string]any{"user": "alice", "password": testPassword})
 	// Raw pipelining: write everything first, read afterwards.
 	raw, _, err := websocket.DefaultDialer.Dial("ws://"+e.addr+"/", nil)
 	if err != nil {
@@ -177,7 +178,7 @@ func TestPipelinedBurst(t *testing.T) {
 	errs := make(chan error, 20)
 	for range 20 {
 		go func() {
-			_, err := c.send("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})
+			_, err := c.Call("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})
 			errs <- err
 		}()
 	}
@@ -199,18 +200,18 @@ func TestPanicsAreContained(t *testing.T) {
 		panic("resolver exploded")
 	}))
 	c := login(t, e, "alice")
-	keep := c.ok("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})["session_id"].(string)
+	keep := c.OK("media", "session", "start", map[string]any{"type": "echo", "offer": rtpOffer()})["session_id"].(string)
 
-	c.fails(signaling.CodeInternalError, "media", "session", "start", map[string]any{"type": "park", "backend": "boom", "offer": rtpOffer()})
-	c.ok("media", "call", "start", map[string]any{"type": "boom", "callee": "x"})
-	c.ok("core", "core", "ping", nil)
+	c.Fail(signaling.CodeInternalError, "media", "session", "start", map[string]any{"type": "park", "backend": "boom", "offer": rtpOffer()})
+	c.OK("media", "call", "start", map[string]any{"type": "boom", "callee": "x"})
+	c.OK("core", "core", "ping", nil)
 	// The timer: a session whose media panics when stopped at its timeout.
-	c.ok("media", "session", "start", map[string]any{"type": "park", "backend": "boom", "offer": map[string]any{"sdp": "ok"}, "wait_timeout": 0.2})
+	c.OK("media", "session", "start", map[string]any{"type": "park", "backend": "boom", "offer": map[string]any{"sdp": "ok"}, "wait_timeout": 0.2})
 	peers.WaitFor(t, 5*time.Second, "the panicking session timed out", func() bool {
 		s, _ := e.core.Counts()
 		return s == 1
 	})
-	c.ok("media", "session", "info", map[string]any{"session_id": keep})
+	c.OK("media", "session", "info", map[string]any{"session_id": keep})
 }
 
 // panicBackend panics in StartMedia, unless the offer's sdp is "ok": then

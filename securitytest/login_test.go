@@ -35,7 +35,7 @@ func TestLoginFloodBeforeHashing(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := c.send("core", "user", "login", map[string]any{"user": "alice", "password": "guess"})
+			_, err := c.Call("core", "user", "login", map[string]any{"user": "alice", "password": "guess"})
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -61,5 +61,5 @@ func TestLoginFloodBeforeHashing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	good.ok("core", "user", "login", map[string]any{"user": "bob", "password": testPassword})
+	good.OK("core", "user", "login", map[string]any{"user": "bob", "password": testPassword})
 }

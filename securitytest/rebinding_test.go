@@ -7,8 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gorilla/websocket"
-
+	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
 	"github.com/nkbridge/nkbridge/verto"
@@ -28,16 +27,10 @@ func rebindHeaders(addr string) http.Header {
 // HTTP status of a refusal (0 when the upgrade succeeded).
 func dialHost(t *testing.T, url string, hdr http.Header) int {
 	t.Helper()
-	d := *websocket.DefaultDialer
-	ws, resp, err := d.Dial(url, hdr)
-	if err == nil {
-		ws.Close()
-		return 0
+	if st := apitest.UpgradeStatus(t, url, hdr); st != http.StatusSwitchingProtocols {
+		return st
 	}
-	if resp == nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	return resp.StatusCode
+	return 0
 }
 
 // #13.2: in open mode (no users, loopback) the API and Verto accept only

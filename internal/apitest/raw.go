@@ -286,6 +286,17 @@ func (c *Raw) OK(class, subclass, cmd string, data any) Msg {
 	return d
 }
 
+// List sends a request that must succeed with a list and returns it.
+func (c *Raw) List(class, subclass, cmd string) []any {
+	c.t.Helper()
+	r := c.Req(class, subclass, cmd, nil)
+	l, ok := r["data"].([]any)
+	if r["result"] != "ok" || (!ok && r["data"] != nil) {
+		c.t.Fatalf("%s/%s/%s: want a list, got %v", class, subclass, cmd, r)
+	}
+	return l
+}
+
 // Fail sends a request that must be refused with code and returns the
 // error's text.
 func (c *Raw) Fail(code int, class, subclass, cmd string, data any) string {
@@ -379,3 +390,19 @@ func (c *Raw) WaitClosed(d time.Duration) error {
 
 // Closed is closed when the connection has ended.
 func (c *Raw) Closed() <-chan struct{} { return c.closed }
+
+// UpgradeStatus tries a WebSocket upgrade of url with hdr (Host and Origin
+// included) and returns the HTTP status of its refusal, or 101 when it was
+// accepted (the connection is closed again).
+func UpgradeStatus(t testing.TB, url string, hdr http.Header) int {
+	t.Helper()
+	ws, resp, err := websocket.DefaultDialer.Dial(url, hdr)
+	if err == nil {
+		_ = ws.Close()
+		return http.StatusSwitchingProtocols
+	}
+	if resp == nil {
+		t.Fatalf("apitest: dial %s: %v", url, err)
+	}
+	return resp.StatusCode
+}

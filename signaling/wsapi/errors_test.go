@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/auth"
@@ -196,15 +195,7 @@ func TestOriginCheck(t *testing.T) {
 	try := func(origin string) int {
 		hdr := http.Header{}
 		hdr.Set("Origin", origin)
-		ws, resp, err := websocket.DefaultDialer.Dial(env.url, hdr)
-		if err == nil {
-			ws.Close()
-			return 101
-		}
-		if resp == nil {
-			t.Fatalf("dial %s: %v", origin, err)
-		}
-		return resp.StatusCode
+		return apitest.UpgradeStatus(t, env.url, hdr)
 	}
 	if code := try("http://" + host); code != 101 {
 		t.Errorf("same host refused: %d", code)
@@ -216,14 +207,12 @@ func TestOriginCheck(t *testing.T) {
 		t.Errorf("foreign origin: %d", code)
 	}
 	// Other paths are not the API.
-	if _, resp, err := websocket.DefaultDialer.Dial(strings.TrimSuffix(env.url, "/")+"/other", nil); err == nil || resp.StatusCode != 404 {
+	if apitest.UpgradeStatus(t, strings.TrimSuffix(env.url, "/")+"/other", nil) != http.StatusNotFound {
 		t.Errorf("/other served")
 	}
-	ws, _, err := websocket.DefaultDialer.Dial(env.url+"api", nil)
-	if err != nil {
-		t.Fatalf("/api: %v", err)
+	if st := apitest.UpgradeStatus(t, env.url+"api", nil); st != http.StatusSwitchingProtocols {
+		t.Fatalf("/api: %d", st)
 	}
-	ws.Close()
 }
 
 // Requests over the per-connection rate are refused; others are unaffected.
