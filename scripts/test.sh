@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
 
 # Exact versions: bump here and in package.json together.
-APT_PACKAGES=(chromium sip-tester baresip-core sox libopus-dev pkg-config prometheus systemd)
+APT_PACKAGES=(chromium sip-tester baresip-core sox libopus-dev pkg-config prometheus systemd nats-server kamailio)
 VERTO_PKG="@signalwire/js@1.5.0"
 VERTO_SHA256="5745f21618519245a7cf6fbb59e03edcd0ce4a9e2dad2e7be31d1328929e3cb6"
 VENDOR_DIR="$ROOT/.tmp/vendor"
