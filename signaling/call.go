@@ -663,6 +663,9 @@ func (iv *invitation) Rejected(err *Error) {
 	call.log.Info("invitee rejected", "code", err.Code, "reason", err.Text)
 	if all {
 		rej := &Error{Code: CodeCallRejected, Text: err.Text}
+		if err.Code == CodeNodeLost {
+			rej.Code = CodeNodeLost // the last invitee's node died: say so
+		}
 		c.bus.Publish(Event{Class: ClassMedia, Subclass: SubclassCall, Type: EventRejected, ObjID: call.id, User: call.req.Caller.User,
 			Body: map[string]any{"code": rej.Code, "error": rej.Text}})
 		_ = c.hangupCall(call.id, rej, HangupByCallee)

@@ -43,6 +43,8 @@ type Core struct {
 	callOwner map[string]map[string]struct{} // owner -> call ids
 	resolvers []resolverEntry
 	adapter   OfferAdapter // optional (adapt.go)
+	dir       Directory    // optional: the other nodes of a cluster (presence.go)
+	presence  Presence
 	closed    bool
 	draining  bool
 	waiting   bool // Close waits for wg: no more background work (Add must not race its Wait)

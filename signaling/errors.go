@@ -48,6 +48,8 @@ const (
 	CodeRoomDestroyed      = 2032
 	CodeUnknownPublisher   = 2034
 	CodePublisherStopped   = 2036
+	CodeNodeLost           = 2040 // cluster: the node holding the session, call leg or user died
+	CodeClusterUnavailable = 2041 // cluster: NATS unreachable, or the other node did not answer
 
 	CodeSIPBye        = 2110
 	CodeSIPCancel     = 2111
@@ -143,6 +145,10 @@ func CodeName(code int) string {
 		return "unknown_publisher"
 	case CodePublisherStopped:
 		return "publisher_stopped"
+	case CodeNodeLost:
+		return "node_lost"
+	case CodeClusterUnavailable:
+		return "cluster_unavailable"
 	case CodeSIPBye:
 		return "sip_bye"
 	case CodeSIPCancel:

@@ -73,7 +73,7 @@ func (c *Config) checkSections() error {
 	if _, err := c.CDR.options(); err != nil {
 		return err
 	}
-	return nil
+	return c.Cluster.check()
 }
 
 // apiUsers is the API's user store.

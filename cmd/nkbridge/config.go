@@ -32,6 +32,7 @@ type Config struct {
 	Verto        VertoConfig    `yaml:"verto"`
 	FreeSWITCH   FSConfig       `yaml:"freeswitch"` // wire_freeswitch.go
 	CDR          CDRConfig      `yaml:"cdr"`        // wire_cdr.go
+	Cluster      ClusterConfig  `yaml:"cluster"`    // wire_cluster.go
 }
 
 // LogConfig configures logging.

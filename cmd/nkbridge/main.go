@@ -182,6 +182,12 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		RingTime: cfg.Calls.RingTime, MaxRingTime: cfg.Calls.MaxRingTime,
 		Observer: mets, // RTP counters come from the engines (TrafficFunc), not per session
 	})
+	clusterHooks, err := wireCluster(ctx, cfg, log, core) // wire_cluster.go; nothing without cluster.nats_url
+	if err != nil {
+		core.Close()
+		return err
+	}
+	defer clusterHooks.stop() // after core.Close: the ends of forwarded calls reach the other nodes
 	var page http.Handler
 	if cfg.Demo.Enabled {
 		page = web.Handler()
@@ -232,7 +238,7 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		return err
 	case <-ctx.Done():
 	case <-drain:
-		waitDrained(ctx, cfg.DrainTimeout, log, api, core, fronts.drain)
+		waitDrained(ctx, cfg.DrainTimeout, log, api, core, fronts.drain, clusterHooks.drain)
 	}
 	stopServe()
 	err = <-errc

@@ -23,7 +23,7 @@ func redactedYAML(cfg *Config) ([]byte, error) {
 // secretKey reports whether a config key holds a secret.
 func secretKey(k string) bool {
 	k = strings.ToLower(k)
-	return strings.Contains(k, "password") || strings.Contains(k, "secret")
+	return strings.Contains(k, "password") || strings.Contains(k, "secret") || k == "token"
 }
 
 func redact(v any) any {

@@ -61,6 +61,9 @@ func (c *conn) login(f frame) {
 	c.srv.mu.Lock()
 	c.user, c.loginID = d.User, sid
 	c.srv.mu.Unlock()
+	c.mu.Lock()
+	c.meta = d.Meta // before registerLogin: the contact it publishes carries it
+	c.mu.Unlock()
 	if !c.srv.registerLogin(c, d.User, sid) {
 		c.srv.mu.Lock()
 		c.user, c.loginID = "", ""
@@ -71,7 +74,6 @@ func (c *conn) login(f frame) {
 	c.mu.Lock()
 	c.loggedIn = true
 	c.admin = c.srv.cfg.Users.Admin(d.User) || slices.Contains(c.srv.cfg.Admins, d.User)
-	c.meta = d.Meta
 	c.mu.Unlock()
 	c.loginTimer.Stop()
 	if c.srv.open {
@@ -134,7 +136,7 @@ func ping(*conn, context.Context, *request) (any, error) {
 
 // listUsers lists the users with a connection: all of them for an admin,
 // the user itself for the others.
-func (c *conn) listUsers(context.Context, *request) (any, error) {
+func (c *conn) listUsers(ctx context.Context, _ *request) (any, error) {
 	c.srv.mu.Lock()
 	users := make([]string, 0, len(c.srv.byUser))
 	for u := range c.srv.byUser {
@@ -143,13 +145,24 @@ func (c *conn) listUsers(context.Context, *request) (any, error) {
 		}
 	}
 	c.srv.mu.Unlock()
+	if dir := c.srv.core.Directory(); dir != nil {
+		remote, err := dir.Users(ctx)
+		if err != nil {
+			c.log.Warn("user list: other nodes not reached", "err", err)
+		}
+		for _, u := range remote {
+			if (c.admin || u == c.user) && !slices.Contains(users, u) {
+				users = append(users, u)
+			}
+		}
+	}
 	sort.Strings(users)
 	return users, nil
 }
 
 // getUser describes a user's connections (remote address included): the
 // user's own, or any user's for an admin.
-func (c *conn) getUser(_ context.Context, r *request) (any, error) {
+func (c *conn) getUser(ctx context.Context, r *request) (any, error) {
 	var d userData
 	if e := decodeData(r.data, &d); e != nil {
 		return nil, e
@@ -173,6 +186,24 @@ func (c *conn) getUser(_ context.Context, r *request) (any, error) {
 		sessions = append(sessions, info)
 	}
 	c.srv.mu.Unlock()
+	if dir := c.srv.core.Directory(); dir != nil && (c.admin || d.User == c.user) {
+		remote, err := dir.Contacts(ctx, d.User)
+		if err != nil {
+			c.log.Warn("user get: other nodes not reached", "err", err)
+		}
+		for _, rc := range remote {
+			if rc.Kind != signaling.ContactAPI {
+				continue
+			}
+			info := map[string]any{"session_id": rc.ID, "type": "api", "node": rc.Node}
+			for k, v := range rc.Info {
+				if k == "remote" || k == "meta" {
+					info[k] = v
+				}
+			}
+			sessions = append(sessions, info)
+		}
+	}
 	if len(sessions) == 0 {
 		return nil, signaling.Errorf(signaling.CodeUserNotFound, "User not found: %s", d.User)
 	}

@@ -432,6 +432,8 @@ func (s *Server) removeConn(c *conn) {
 	}
 	if c.loginID != "" && s.bySession[c.loginID] == c {
 		delete(s.bySession, c.loginID)
+		// Under s.mu: a login registered under it too, so its Add came first.
+		s.core.Presence().Remove(signaling.ContactAPI, c.loginID)
 	}
 }
 
@@ -453,6 +455,13 @@ func (s *Server) registerLogin(c *conn, user, sid string) bool {
 		s.byUser[user] = m
 	}
 	m[c] = struct{}{}
+	info := map[string]any{"remote": c.remote}
+	c.mu.Lock()
+	if c.meta != nil {
+		info["meta"] = c.meta
+	}
+	c.mu.Unlock()
+	s.core.Presence().Add(signaling.Contact{User: user, Kind: signaling.ContactAPI, ID: sid, Info: info})
 	return true
 }
 
