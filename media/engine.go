@@ -92,6 +92,12 @@ type Config struct {
 	// RTP socket (default media.rtp_read_buffer). Negative: the kernel default. A cap by
 	// net.core.rmem_max is logged as a warning.
 	UDPReadBuffer, RTPReadBuffer int
+	// SDESOffers puts SDES keys (a=crypto, RFC 4568) for every suite nkbridge speaks in the
+	// plain-RTP offers of proxy sessions' far sides, profile RTP/AVP (best-effort SRTP): a
+	// far side that answers with one gets SRTP, one that ignores them plain RTP. The SIP front
+	// end strips them, or requires SRTP, per trunk and user (sip.trunks[].srtp). Answers to
+	// offers with SDES keys always use SRTP, whatever this says.
+	SDESOffers bool
 	// Logger receives the engine's logs (default: discard).
 	Logger *slog.Logger
 }

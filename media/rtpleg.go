@@ -76,10 +76,14 @@ func plainMedia(d *plainrtp.Description) *sdpMedia {
 }
 
 // setNegotiated records the result of an offer/answer exchange and points the endpoint at
-// the peer.
-func (l *rtpLeg) setNegotiated(offer, answer, remote *plainrtp.Description) {
+// the peer (remote is offer or answer: the peer's); SDES keys in them turn SRTP on (srtp.go).
+func (l *rtpLeg) setNegotiated(offer, answer, remote *plainrtp.Description) error {
+	if err := l.setSRTP(offer, answer, remote != offer); err != nil {
+		return err
+	}
 	l.neg.Store(negotiatedFrom(plainMedia(answer), plainMedia(offer)))
 	l.ep.SetRemoteFromSDP(remote)
+	return nil
 }
 
 func (l *rtpLeg) kind() Kind              { return KindRTP }

@@ -257,7 +257,9 @@ func (s *Session) startEcho(ctx context.Context, offer Description) (Description
 		if err != nil {
 			return Description{}, plainErr(err)
 		}
-		l.setNegotiated(off, a, off)
+		if err := l.setNegotiated(off, a, off); err != nil {
+			return Description{}, plainErr(err)
+		}
 		ans = a.String()
 	}
 	ps := &[2][2]*pipe{}
@@ -404,6 +406,11 @@ func (s *Session) startProxy(ctx context.Context, caller Description, farKind Ki
 		// Offer the caller's codecs first, in its order.
 		codecs = orderLike(codecs, callerAudio)
 		d := plainrtp.Offer(s.e.advertise, fl.ep.Port(), codecs, uint64(time.Now().UnixNano()&0x7fffffff))
+		if s.e.cfg.SDESOffers { // best-effort SRTP (srtp.go)
+			if err := d.AddSDES(); err != nil {
+				return Description{}, err
+			}
+		}
 		fl.offer = d
 		s.farOffP = d
 		offer = d.String()
@@ -479,7 +486,9 @@ func (s *Session) SetAnswer(ctx context.Context, far Description) (Description, 
 		if _, err := plainrtp.Negotiated(fl.offer, a); err != nil {
 			return Description{}, plainErr(err)
 		}
-		fl.setNegotiated(fl.offer, a, a)
+		if err := fl.setNegotiated(fl.offer, a, a); err != nil {
+			return Description{}, plainErr(err)
+		}
 	}
 	for _, f := range fl.negotiated().audio {
 		if !f.isTE() {
@@ -500,7 +509,9 @@ func (s *Session) SetAnswer(ctx context.Context, far Description) (Description, 
 		if err != nil {
 			return Description{}, plainErr(err)
 		}
-		cl.setNegotiated(s.callerOffP, a, s.callerOffP)
+		if err := cl.setNegotiated(s.callerOffP, a, s.callerOffP); err != nil {
+			return Description{}, plainErr(err)
+		}
 		ans = a.String()
 	}
 	ps := &[2][2]*pipe{}
@@ -563,11 +574,17 @@ func (s *Session) ReofferRTP(side Side, offer Description) (Description, error) 
 		return Description{}, plainErr(err)
 	}
 	held := off.Direction == plainrtp.SendOnly || off.Direction == plainrtp.Inactive || off.Addr.IsUnspecified()
+	l.keepLocalKey(ans) // our SRTP key stays unless the suite changes (srtp.go)
 	if off.Addr.IsUnspecified() {
+		if err := l.setSRTP(off, ans, false); err != nil {
+			return Description{}, plainErr(err)
+		}
 		l.neg.Store(negotiatedFrom(plainMedia(ans), plainMedia(off)))
 	} else {
 		l.ep.ResetLatch()
-		l.setNegotiated(off, ans, off)
+		if err := l.setNegotiated(off, ans, off); err != nil {
+			return Description{}, plainErr(err)
+		}
 	}
 	s.SetHold(held)
 	return Description{Kind: KindRTP, SDP: ans.String()}, nil

@@ -91,6 +91,8 @@ type Endpoint struct {
 	handlers   Handlers
 	started    bool
 	wbuf       []byte
+	sbuf       []byte     // SRTP output
+	srtp       *srtpState // nil: plain RTP (srtp_endpoint.go)
 	lastTS     uint32
 	octets     uint32
 	sent       uint32
@@ -117,7 +119,7 @@ func (p *PortPool) OpenFor(owner string) (*Endpoint, error) {
 	every, mode, relatch := p.rtcpEvery, p.latch, p.relatch
 	p.mu.Unlock()
 	return &Endpoint{pool: p, rtpConn: a, rtcpConn: b, port: port, ssrc: rand.Uint32(), rtcpEvery: every,
-		mode: mode, relatch: relatch, wbuf: make([]byte, 1500), done: make(chan struct{})}, nil
+		mode: mode, relatch: relatch, wbuf: make([]byte, 1500), sbuf: make([]byte, 1600), done: make(chan struct{})}, nil
 }
 
 // Port returns the RTP port (RTCP is Port()+1).
@@ -207,6 +209,7 @@ func (e *Endpoint) Start(h Handlers) error {
 func (e *Endpoint) readRTP() {
 	defer e.wg.Done()
 	buf := make([]byte, 1500)
+	plain := make([]byte, 1500)
 	var pkt rtp.Packet
 	for {
 		n, from, err := e.rtpConn.ReadFromUDPAddrPort(buf)
@@ -224,6 +227,13 @@ func (e *Endpoint) readRTP() {
 		if n < 12 || b[0]>>6 != 2 || pkt.Unmarshal(b) != nil {
 			e.dropped.Add(1)
 			continue
+		}
+		if st := e.srtpNow(); st != nil {
+			d, err := st.unprotectRTP(plain[:0], b, &pkt.Header)
+			if err != nil || pkt.Unmarshal(d) != nil {
+				e.dropped.Add(1) // not authenticated with the peer's key, or replayed
+				continue
+			}
 		}
 		if e.handlers.AcceptPT != nil && !e.handlers.AcceptPT(pkt.PayloadType) {
 			e.dropped.Add(1)
@@ -316,6 +326,14 @@ func (e *Endpoint) readRTCP() {
 }
 
 func (e *Endpoint) handleRTCP(b []byte, from netip.AddrPort) {
+	if st := e.srtpNow(); st != nil {
+		d, err := st.unprotectRTCP(nil, b)
+		if err != nil {
+			e.dropped.Add(1)
+			return
+		}
+		b = d
+	}
 	pkts, err := rtcp.Unmarshal(b)
 	if err != nil {
 		e.dropped.Add(1)
@@ -379,7 +397,13 @@ func (e *Endpoint) WriteRTP(p *rtp.Packet) error {
 	if err != nil {
 		return fmt.Errorf("plainrtp: marshal: %w", err)
 	}
-	if _, err := e.rtpConn.WriteToUDPAddrPort(e.wbuf[:n], e.remote); err != nil {
+	out := e.wbuf[:n]
+	if e.srtp != nil {
+		if out, err = e.srtp.protectRTP(e.sbuf[:0], out, &p.Header); err != nil {
+			return fmt.Errorf("plainrtp: SRTP: %w", err)
+		}
+	}
+	if _, err := e.rtpConn.WriteToUDPAddrPort(out, e.remote); err != nil {
 		return err
 	}
 	e.sent++
@@ -397,10 +421,15 @@ func (e *Endpoint) WriteRTCP(pkts []rtcp.Packet) error {
 		return err
 	}
 	e.mu.Lock()
-	to, rtpTo := e.remoteRTCP, e.remote
+	to, rtpTo, st := e.remoteRTCP, e.remote, e.srtp
 	e.mu.Unlock()
 	if !to.IsValid() || to.Port() == 0 {
 		return nil
+	}
+	if st != nil {
+		if b, err = st.protectRTCP(nil, b); err != nil {
+			return fmt.Errorf("plainrtp: SRTCP: %w", err)
+		}
 	}
 	conn := e.rtcpConn
 	if to == rtpTo { // rtcp-mux

@@ -1,7 +1,7 @@
-// Package plainrtp provides plain (unencrypted) RTP endpoints for SIP-style call legs: a port
-// pool with quarantine, a UDP endpoint with symmetric RTP latching and RTCP, and SDP offer/answer
-// generation and parsing for the audio codecs nkbridge speaks (PCMU, PCMA, Opus and RFC 4733
-// telephone-event).
+// Package plainrtp provides RTP endpoints for SIP-style call legs: a port pool with
+// quarantine, a UDP endpoint with symmetric RTP latching and RTCP, optionally SRTP with SDES
+// keys (RFC 4568, srtp.go), and SDP offer/answer generation and parsing for the audio codecs
+// nkbridge speaks (PCMU, PCMA, Opus and RFC 4733 telephone-event).
 package plainrtp
 
 import (
@@ -67,6 +67,11 @@ type Description struct {
 	Direction string  // SendRecv if absent
 	SessionID uint64  // o= line session id and version
 	Version   uint64
+	// Profile is the m= line's transport (RTP/AVP when empty; RTP/SAVP for SRTP).
+	Profile string
+	// Crypto are the stream's usable SDES attributes (srtp.go), in the order given; an offer
+	// may carry several, an answer one.
+	Crypto []Crypto
 }
 
 // Errors returned by ParseSDP.
@@ -76,7 +81,8 @@ var (
 )
 
 // ParseSDP parses an SDP and extracts its first active audio stream. It refuses oversized
-// input, SRTP profiles, host names (no DNS lookups are ever made) and absurd ports.
+// input, host names (no DNS lookups are ever made), absurd ports, DTLS-SRTP profiles and
+// malformed a=crypto attributes; RTP/SAVP needs a usable one (srtp.go).
 func ParseSDP(b []byte) (*Description, error) {
 	if len(b) > MaxSDPSize {
 		return nil, fmt.Errorf("%w (%d bytes, limit %d)", ErrTooLarge, len(b), MaxSDPSize)
@@ -114,10 +120,11 @@ func ParseSDP(b []byte) (*Description, error) {
 			return nil, fmt.Errorf("plainrtp: audio port %d out of range", port)
 		}
 		proto := strings.Join(m.MediaName.Protos, "/")
-		if proto != "RTP/AVP" && proto != "RTP/AVPF" {
-			return nil, fmt.Errorf("plainrtp: audio profile %q not supported (plain RTP/AVP only)", proto)
+		if proto != "RTP/AVP" && proto != "RTP/AVPF" && !IsSecure(proto) {
+			return nil, fmt.Errorf("plainrtp: audio profile %q not supported (RTP/AVP, or RTP/SAVP with SDES)", proto)
 		}
 		d.Port = port
+		d.Profile = proto
 		d.Addr = sessAddr
 		if m.ConnectionInformation != nil {
 			a, err := parseConn(m.ConnectionInformation)
@@ -134,6 +141,9 @@ func ParseSDP(b []byte) (*Description, error) {
 		}
 		if len(d.Codecs) == 0 {
 			return nil, fmt.Errorf("%w: no payload formats", ErrNoAudio)
+		}
+		if IsSecure(proto) && len(d.Crypto) == 0 {
+			return nil, ErrNoCrypto
 		}
 		return d, nil
 	}
@@ -165,8 +175,26 @@ func parseConn(c *sdp.ConnectionInformation) (netip.Addr, error) {
 func parseFormats(d *Description, m *sdp.MediaDescription) error {
 	rtpmap := map[uint8]Codec{}
 	fmtp := map[uint8]string{}
+	cryptoLines := 0
+	tags := map[int]bool{}
 	for _, a := range m.Attributes {
 		switch {
+		case a.Key == "crypto":
+			if cryptoLines++; cryptoLines > MaxCryptoLines {
+				return fmt.Errorf("%w: more than %d in one stream", ErrBadCrypto, MaxCryptoLines)
+			}
+			c, err := ParseCrypto(a.Value)
+			if errors.Is(err, ErrCryptoUnsupported) {
+				continue // the offerer may have offered others we speak
+			}
+			if err != nil {
+				return err
+			}
+			if tags[c.Tag] {
+				return fmt.Errorf("%w: tag %d used twice", ErrBadCrypto, c.Tag)
+			}
+			tags[c.Tag] = true
+			d.Crypto = append(d.Crypto, c)
 		case a.Key == "rtpmap":
 			pt, rest, ok := ptPrefix(a.Value)
 			if !ok {
@@ -252,7 +280,11 @@ func (d *Description) Marshal() []byte {
 	}
 	fmt.Fprintf(&b, "v=0\r\no=nkbridge %d %d IN %s %s\r\ns=nkbridge\r\nc=IN %s %s\r\nt=0 0\r\n",
 		d.SessionID, d.Version, ipv, d.Addr, ipv, d.Addr)
-	b.WriteString("m=audio " + strconv.Itoa(d.Port) + " RTP/AVP")
+	profile := d.Profile
+	if profile == "" {
+		profile = "RTP/AVP"
+	}
+	b.WriteString("m=audio " + strconv.Itoa(d.Port) + " " + profile)
 	for _, c := range d.Codecs {
 		b.WriteString(" " + strconv.Itoa(int(c.PT)))
 	}
@@ -269,6 +301,9 @@ func (d *Description) Marshal() []byte {
 	}
 	if d.PTime > 0 {
 		fmt.Fprintf(&b, "a=ptime:%d\r\n", d.PTime)
+	}
+	for _, c := range d.Crypto {
+		b.WriteString("a=crypto:" + c.String() + "\r\n")
 	}
 	if d.RTCPMux {
 		b.WriteString("a=rtcp-mux\r\n")
@@ -344,6 +379,14 @@ func Answer(offer *Description, addr netip.Addr, port int, supported, prefer []C
 	}
 	if te, ok := offer.TelephoneEvent(chosen.Rate); ok && hasCodec(supported, te) {
 		ans.Codecs = append(ans.Codecs, te)
+	}
+	if len(offer.Crypto) > 0 { // SDES: the first attribute of the offer, with a key of ours
+		c, err := NewCrypto(offer.Crypto[0].Tag, offer.Crypto[0].Suite)
+		if err != nil {
+			return nil, err
+		}
+		ans.Crypto = []Crypto{c}
+		ans.Profile = offer.Profile
 	}
 	switch offer.Direction {
 	case SendOnly:
