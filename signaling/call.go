@@ -214,6 +214,7 @@ func (c *Core) NewCall(req CallRequest) (*Call, error) {
 	if c.obs != nil {
 		c.obs.CallStarted(req.Type)
 	}
+	c.monitorCall(cl)
 	return &Call{c: c, cl: cl}, nil
 }
 

@@ -42,6 +42,7 @@ type Core struct {
 	calls     map[string]*call
 	callOwner map[string]map[string]struct{} // owner -> call ids
 	resolvers []resolverEntry
+	listers   listers      // monitor.go
 	adapter   OfferAdapter // optional (adapt.go)
 	dir       Directory    // optional: the other nodes of a cluster (presence.go)
 	presence  Presence

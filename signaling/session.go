@@ -163,6 +163,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 		if c.obs != nil {
 			c.obs.SessionStarted(s.id, s.typ, "")
 		}
+		c.monitorSession(s, "")
 		c.tellAnswered(ans)
 		return SessionResult{SessionID: s.id}, nil
 	}
@@ -207,6 +208,7 @@ func (c *Core) StartSession(ctx context.Context, req SessionRequest) (SessionRes
 	if c.obs != nil {
 		c.obs.SessionStarted(s.id, s.typ, bname)
 	}
+	c.monitorSession(s, res.RoomID)
 	c.tellAnswered(ans)
 	return SessionResult{SessionID: s.id, Answer: res.Answer, Offer: res.Offer, RoomID: res.RoomID}, nil
 }

@@ -312,11 +312,11 @@ func (c *conn) visible(ev signaling.Event) bool {
 }
 
 // ownsCoreTarget: core/user_event/<user> and core/session_event/<login
-// session> belong to that user; core/cdr (call records, every call's parties) is
-// for admins only.
+// session> belong to that user; core/cdr (call records, every call's parties) and
+// core/monitor (every session and call started, SIP registrations) are for admins only.
 func (c *conn) ownsCoreTarget(subclass, objID string) bool {
 	switch subclass {
-	case signaling.SubclassCDR:
+	case signaling.SubclassCDR, signaling.SubclassMonitor:
 		return false
 	case "user_event":
 		return objID == c.user
@@ -332,6 +332,9 @@ func (c *conn) ownsCoreTarget(subclass, objID string) bool {
 // checkEventTarget refuses a client event aimed at another user's user,
 // login session, session, call or room.
 func (c *conn) checkEventTarget(ev signaling.Event) error {
+	if !c.admin && ev.Class == signaling.ClassCore && (ev.Subclass == signaling.SubclassCDR || ev.Subclass == signaling.SubclassMonitor) {
+		return signaling.Errorf(signaling.CodeInvalidOperation, "Events core/%s come from the server only", ev.Subclass)
+	}
 	if c.admin || ev.ObjID == "" {
 		return nil
 	}

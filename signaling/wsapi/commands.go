@@ -68,6 +68,7 @@ func commandTable() map[string]command {
 		"core/event/get_subscriptions": {run: (*conn).getSubscriptions},
 		"core/event/send":              {run: (*conn).sendEvent},
 		"core/core/event":              {run: (*conn).sendEvent}, // media/call events are rewritten by seedCallEvent
+		"core/monitor/list":            {run: (*conn).monitorList},
 
 		"media/session/start":             {refs: true, async: startIsAsync, run: (*conn).startSession},
 		"media/session/stop":              {rule: ruleSession, run: (*conn).stopSession},

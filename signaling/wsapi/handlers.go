@@ -848,3 +848,22 @@ func (c *conn) roomInfo(_ context.Context, r *request) (any, error) {
 	}
 	return c.srv.core.RoomInfo(d.RoomID)
 }
+
+// monitorList answers core/monitor/list {what} for admins: a front end's snapshot
+// (signaling.Core.AddLister: "registrations" with SIP enabled).
+func (c *conn) monitorList(_ context.Context, r *request) (any, error) {
+	if !c.admin {
+		return nil, signaling.Errorf(signaling.CodeInvalidOperation,
+			"Admin only: core/monitor/list needs a user with admin: true in the users setting (users[].admin)")
+	}
+	var d struct {
+		What string `json:"what"`
+	}
+	if e := decodeData(r.data, &d); e != nil {
+		return nil, e
+	}
+	if d.What == "" {
+		return nil, signaling.MissingField("what")
+	}
+	return c.srv.core.List(d.What)
+}

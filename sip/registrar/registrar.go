@@ -323,6 +323,23 @@ func (r *Registrar) Lookup(aor string) []Binding {
 	return r.listLocked(NormalizeAOR(aor), r.cfg.Now())
 }
 
+// All returns every live binding, by address-of-record, then as Lookup orders them.
+func (r *Registrar) All() []Binding {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.cfg.Now()
+	aors := make([]string, 0, len(r.aors))
+	for aor := range r.aors {
+		aors = append(aors, aor)
+	}
+	sort.Strings(aors)
+	var out []Binding
+	for _, aor := range aors {
+		out = append(out, r.listLocked(aor, now)...)
+	}
+	return out
+}
+
 // Count returns the number of live bindings in total.
 func (r *Registrar) Count() int {
 	r.mu.Lock()

@@ -63,6 +63,7 @@ type Gateway struct {
 	closed   bool
 	inbound  int
 	sources  map[string]string // inbound call id -> source ip:port
+	unsubReg func()            // registrar change subscription (Attach)
 }
 
 // Validate checks c as New does (routes, user far side), building nothing.
@@ -117,6 +118,35 @@ func (g *Gateway) Attach(srv *sip.Server) {
 	g.cfg.Domains = append(g.cfg.Domains, c.Domain, c.ExternalHost)
 	g.core.AddResolver(signaling.CallTypeSIP, signaling.ResolverFunc(g.resolveSIP))
 	g.core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(g.resolveUser))
+	// Operators (admins) see the registrations: core/monitor/list {what: "registrations"}
+	// and core/monitor/registration events.
+	reg := srv.Registrar()
+	g.core.AddLister("registrations", func() []map[string]any {
+		bs := reg.All()
+		out := make([]map[string]any, len(bs))
+		for i, b := range bs {
+			out[i] = bindingInfo(b)
+		}
+		return out
+	})
+	unsub := reg.Subscribe(func(ch registrar.Change) {
+		body := bindingInfo(ch.Binding)
+		body["change"] = ch.Kind.String()
+		g.core.PublishMonitor(signaling.MonitorRegistration, ch.Binding.AOR, body)
+	})
+	g.mu.Lock()
+	g.unsubReg = unsub
+	g.mu.Unlock()
+}
+
+// bindingInfo describes a registration for operators.
+func bindingInfo(b registrar.Binding) map[string]any {
+	m := map[string]any{"aor": b.AOR, "contact": b.Contact, "expires": b.Expires.UTC().Format(time.RFC3339),
+		"source": b.Source, "transport": b.Transport}
+	if b.UserAgent != "" {
+		m["user_agent"] = b.UserAgent
+	}
+	return m
 }
 
 // Drain makes the gateway refuse new inbound calls (503) while calls in
@@ -132,7 +162,12 @@ func (g *Gateway) Drain() {
 func (g *Gateway) Close() {
 	g.mu.Lock()
 	g.closed = true
+	unsub := g.unsubReg
+	g.unsubReg = nil
 	g.mu.Unlock()
+	if unsub != nil {
+		unsub()
+	}
 	g.cancel()
 	g.wg.Wait()
 }
