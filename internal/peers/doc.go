@@ -1,5 +1,6 @@
-// Package peers runs the real peers of nkbridge's tests — SIPp and baresip — as child
-// processes bound to a test's lifetime, and holds the rules every real-peer test shares.
+// Package peers runs the real peers of nkbridge's tests — SIPp, baresip, nats-server and
+// nkbridge itself — as child processes bound to a test's lifetime, and holds the rules every
+// real-peer test shares.
 //
 // # The rules
 //
@@ -69,6 +70,24 @@
 // It is driven over ctrl_tcp (netstring JSON): Command(ctx, "dial"|"hangup"|"accept"|
 // "hold"|"resume"|"sndcode"|"reginfo"|..., params); events (CALL_INCOMING, CALL_RINGING,
 // CALL_ESTABLISHED, CALL_CLOSED, REGISTER_OK, ...) are collected for Events and WaitEvent.
+//
+// # nats-server and nkbridge nodes
+//
+//	srv := peers.StartNATS(t, peers.NATSOptions{})     // Debian nats-server, JetStream, loopback
+//	cl := peers.StartNATSCluster(t, 3)                 // three servers routed to each other
+//	srv.Restart()                                      // same ports and store directory
+//	var nkb peers.NkbridgeBuild                        // a package variable: go build once
+//	nodes := peers.NewNodes(t, nkb.Path(t))
+//	n1 := nodes.Start(peers.NodeOptions{NodeID: "n1", NATSURL: srv.URL(), SIP: true})
+//	// n1.APIURL(), n1.SIPAddr, n1.VertoAddr, n1.MetricsAddr; n1.Kill() (SIGKILL), n1.Restart()
+//
+// Each nats-server gets -a 127.0.0.1, its own client port (and route port in a cluster), -js
+// with -sd in a directory of the test, and no monitoring port; StartNATS returns once it logs
+// that it is ready. Each node runs the real binary with a config file (NodeOptions.Config) and
+// NKB_* variables for its listeners on 127.0.0.1 (API, metrics and Verto on free ports, SIP on
+// a free UDP+TCP port when asked), any free WebRTC port, an RTP range of 64 ports that no
+// other node of the test shares, and cluster.nats_url / cluster.node_id; Start returns once
+// its listeners are up.
 //
 // # The network rule
 //
