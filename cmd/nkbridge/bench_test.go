@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // rssBytes reads a process's resident set size from /proc.
@@ -78,17 +79,13 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			cmd.Process.Kill()
 		}
 	}()
-	for i := 0; ; i++ {
+	peers.WaitFor(b, 30*time.Second, "the server listening", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			break
 		}
-		if i > 300 {
-			b.Fatalf("server did not start: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil
+	})
 	url := "ws://" + addr + "/"
 	dialer := &websocket.Dialer{HandshakeTimeout: 10 * time.Second, ReadBufferSize: 512, WriteBufferSize: 512}
 	login := func(i int) *websocket.Conn {
@@ -117,7 +114,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 	for i := range 10 {
 		warm = append(warm, login(i))
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the measurement: let the heap settle before the baseline
 	before, err := rssBytes(cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)
@@ -128,7 +125,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 		conns = append(conns, login(10+i))
 	}
 	b.StopTimer()
-	time.Sleep(2 * time.Second)
+	time.Sleep(2 * time.Second) // the measurement: let the heap settle before reading RSS
 	after, err := rssBytes(cmd.Process.Pid)
 	if err != nil {
 		b.Fatal(err)

@@ -26,7 +26,7 @@ type slowHook struct {
 
 func (h *slowHook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(20 * time.Millisecond) // the subject: a slow endpoint
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := cdr.VerifySignature("kill-test-secret", r.Header, body, time.Minute, time.Now()); err != nil {
@@ -70,19 +70,17 @@ func TestCDRKillDuringDelivery(t *testing.T) {
 		"NKB_CDR_WEBHOOK_SECRET=kill-test-secret", "NKB_CDR_WEBHOOK_ALLOWED_HOSTS=127.0.0.1", "NKB_CDR_WEBHOOK_RETRY_MIN=50ms"}
 	d := startBinary(t, env...)
 	ws := d.dial()
-	if r := send(t, ws, map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}}); r["result"] != "ok" {
+	if r := ws.Req("core", "user", "login", map[string]any{"user": "u", "password": "p"}); r["result"] != "ok" {
 		t.Fatalf("login = %v", r)
 	}
 	const n = 100
-	for i := range n {
-		r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 10 + 2*i,
-			"data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	for range n {
+		r := ws.Req("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}})
 		sid, _ := r["data"].(map[string]any)["session_id"].(string)
 		if sid == "" {
 			t.Fatalf("start = %v", r)
 		}
-		if r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "stop", "tid": 11 + 2*i,
-			"data": map[string]any{"session_id": sid}}); r["result"] != "ok" {
+		if r := ws.Req("media", "session", "stop", map[string]any{"session_id": sid}); r["result"] != "ok" {
 			t.Fatalf("stop = %v", r)
 		}
 	}

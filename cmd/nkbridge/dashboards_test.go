@@ -329,17 +329,12 @@ func TestDashboardAndAlertsUseExportedMetrics(t *testing.T) {
 	}
 
 	var body string
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !peers.PollEvery(20*time.Second, 50*time.Millisecond, func() bool {
 		body = d.scrapeText()
-		if strings.Contains(body, `nkbridge_esl_up{backend="freeswitch"} 1`) && strings.Contains(body, `nkbridge_calls_ended_total{`) &&
-			strings.Contains(body, `nkbridge_calls{state="ringing"} 1`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ESL never up or the call never ended:\n%s", body)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return strings.Contains(body, `nkbridge_esl_up{backend="freeswitch"} 1`) && strings.Contains(body, `nkbridge_calls_ended_total{`) &&
+			strings.Contains(body, `nkbridge_calls{state="ringing"} 1`)
+	}) {
+		t.Fatalf("ESL never up or the call never ended:\n%s", body)
 	}
 	fams := metricFamilies(t, body)
 	for _, problem := range checkMetricNames(exprs, fams) {
@@ -394,13 +389,9 @@ func startPrometheus(t *testing.T, target string) *prometheus {
 		_ = cmd.Wait()
 	})
 	p := &prometheus{t: t, base: "http://" + addr}
-	deadline := time.Now().Add(30 * time.Second)
 	// Ready, and at least 5 scrapes of the target (rates need two).
-	for p.tryQuery(`count_over_time(up{job="nkbridge"}[1m]) >= 5`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("Prometheus did not scrape %s 5 times; its log:\n%s", target, logs.String())
-		}
-		time.Sleep(200 * time.Millisecond)
+	if !peers.PollEvery(30*time.Second, 200*time.Millisecond, func() bool { return p.tryQuery(`count_over_time(up{job="nkbridge"}[1m]) >= 5`) != 0 }) {
+		t.Fatalf("Prometheus did not scrape %s 5 times; its log:\n%s", target, logs.String())
 	}
 	return p
 }
@@ -454,8 +445,8 @@ func (p *prometheus) instant(q string) (int, error) {
 // at run time).
 func (p *prometheus) rulesHealthy() {
 	p.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	n, pending := 0, 0
+	if !peers.PollEvery(15*time.Second, 200*time.Millisecond, func() bool {
 		resp, err := http.Get(p.base + "/api/v1/rules")
 		if err != nil {
 			p.t.Fatal(err)
@@ -475,7 +466,8 @@ func (p *prometheus) rulesHealthy() {
 		if err != nil {
 			p.t.Fatal(err)
 		}
-		n, pending, bad := 0, 0, []string{}
+		bad := []string{}
+		n, pending = 0, 0
 		for _, g := range r.Data.Groups {
 			for _, rule := range g.Rules {
 				n++
@@ -490,13 +482,9 @@ func (p *prometheus) rulesHealthy() {
 		if len(bad) > 0 {
 			p.t.Fatalf("alert rules failing in Prometheus: %v", bad)
 		}
-		if n > 0 && pending == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%d of %d rules never evaluated", pending, n)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return n > 0 && pending == 0
+	}) {
+		p.t.Fatalf("%d of %d rules never evaluated", pending, n)
 	}
 }
 

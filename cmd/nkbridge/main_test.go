@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/nkbridge/nkbridge/internal/apitest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling/auth"
 	"go.uber.org/goleak"
 )
@@ -176,44 +178,17 @@ func startCommand(t *testing.T, cmd *exec.Cmd) *daemon {
 	return d
 }
 
-func (d *daemon) dial() *websocket.Conn {
+func (d *daemon) dial() *apitest.Raw {
 	d.t.Helper()
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+d.addr+"/", nil)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	d.t.Cleanup(func() { ws.Close() })
-	return ws
+	return apitest.DialRaw(d.t, "ws://"+d.addr+"/")
 }
 
-// send writes a request and returns the response (events are answered).
-func send(t *testing.T, ws *websocket.Conn, v any) map[string]any {
+func loginStart(t *testing.T, ws *apitest.Raw) string {
 	t.Helper()
-	if err := ws.WriteJSON(v); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var m map[string]any
-		if err := ws.ReadJSON(&m); err != nil {
-			t.Fatal(err)
-		}
-		if m["cmd"] != nil {
-			ws.WriteJSON(map[string]any{"result": "ok", "tid": m["tid"]})
-			continue
-		}
-		if m["result"] != nil {
-			return m
-		}
-	}
-}
-
-func loginStart(t *testing.T, ws *websocket.Conn) string {
-	t.Helper()
-	if r := send(t, ws, map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}}); r["result"] != "ok" {
+	if r := ws.Req("core", "user", "login", map[string]any{"user": "u", "password": "p"}); r["result"] != "ok" {
 		t.Fatalf("login = %v", r)
 	}
-	r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 2, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	r := ws.Req("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}})
 	sid, _ := r["data"].(map[string]any)["session_id"].(string)
 	if sid == "" {
 		t.Fatalf("start = %v", r)
@@ -264,7 +239,7 @@ func TestBinarySIGINT(t *testing.T) {
 	d := startBinary(t)
 	ws := d.dial()
 	sid := loginStart(t, ws)
-	if r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 3, "data": map[string]any{"type": "echo", "offer": map[string]any{"sdp": "v=0"}}}); r["result"] != "error" {
+	if r := ws.Req("media", "session", "start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": "v=0"}}); r["result"] != "error" {
 		t.Fatalf("echo without backend = %v", r)
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGINT)
@@ -285,29 +260,24 @@ func TestBinarySIGTERMDrains(t *testing.T) {
 	ws := d.dial()
 	sid := loginStart(t, ws)
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(5 * time.Second)
-	for !d.logged(map[string]any{"msg": "nkbridge draining"}) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not draining; logs:\n%s", d.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !peers.Poll(5*time.Second, func() bool { return d.logged(map[string]any{"msg": "nkbridge draining"}) }) {
+		t.Fatalf("not draining; logs:\n%s", d.logs.String())
 	}
-	r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 3, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	r := ws.Req("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}})
 	if e, _ := r["data"].(map[string]any); r["result"] != "error" || e["code"] != float64(1061) || e["error"] != "Server draining" {
 		t.Fatalf("start while draining = %v", r)
 	}
-	if ws2, _, err := websocket.DefaultDialer.Dial("ws://"+d.addr+"/", nil); err == nil {
-		ws2.Close()
+	if _, err := apitest.DialRawWith(t, "ws://"+d.addr+"/", apitest.RawOptions{}); err == nil {
 		t.Fatal("new connection accepted while draining")
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // an absence (no exit) has no condition to wait on: a window
 	select {
 	case err := <-d.done:
 		d.done <- err
 		t.Fatalf("exited while a session was running: %v", err)
 	default:
 	}
-	if r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "stop", "tid": 4, "data": map[string]any{"session_id": sid}}); r["result"] != "ok" {
+	if r := ws.Req("media", "session", "stop", map[string]any{"session_id": sid}); r["result"] != "ok" {
 		t.Fatalf("stop = %v", r)
 	}
 	d.waitExit(10 * time.Second)
@@ -341,28 +311,12 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	go func() {
 		done <- run(ctx, nil, []string{"-api-listen", addr, "-metrics-listen", "127.0.0.1:0"}, nil, io.Discard, logs, testEnv(nil))
 	}()
-	var ws *websocket.Conn
-	for i := 0; ; i++ {
-		ws, _, err = websocket.DefaultDialer.Dial("ws://"+addr+"/api", nil)
-		if err == nil {
-			break
-		}
-		if i > 100 {
-			t.Fatalf("dial: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	defer ws.Close()
-	ws.WriteJSON(map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}})
-	for {
-		var m map[string]any
-		if err := ws.ReadJSON(&m); err != nil {
-			t.Fatal(err)
-		}
-		if m["result"] == "ok" {
-			break
-		}
-	}
+	var ws *apitest.Raw
+	peers.WaitFor(t, 5*time.Second, "the API listening", func() bool {
+		ws, err = apitest.DialRawWith(t, "ws://"+addr+"/api", apitest.RawOptions{})
+		return err == nil
+	})
+	ws.Login("u", "p")
 	cancel()
 	select {
 	case err := <-done:
@@ -373,8 +327,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 		t.Fatal("run did not return")
 	}
 	var ce *websocket.CloseError
-	var m map[string]any
-	if err := ws.ReadJSON(&m); !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+	if err := ws.WaitClosed(5 * time.Second); !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
 		t.Fatalf("after stop: %v", err)
 	}
 	if !strings.Contains(logs.String(), "nkbridge stopped") {

@@ -87,15 +87,14 @@ func TestBinarySIPMetricsAndLogs(t *testing.T) {
 		bout = `nkbridge_rtp_bytes_total{direction="out"}`
 	)
 	var during []map[string]float64
-	deadline := time.Now().Add(20 * time.Second)
-	for len(during) < 2 && time.Now().Before(deadline) {
-		time.Sleep(200 * time.Millisecond)
+	peers.PollEvery(20*time.Second, 200*time.Millisecond, func() bool { // checked below
 		m := d.scrape()
 		if m[`nkbridge_media_sessions{backend="media"}`] == 1 && m[pin]-mid[pin] >= 25 && m[pout]-mid[pout] >= 25 &&
 			(len(during) == 0 || m[pin]-during[0][pin] >= 25) {
 			during = append(during, m)
 		}
-	}
+		return len(during) >= 2
+	})
 	if len(during) < 2 {
 		t.Fatalf("RTP counters did not move during the call: %v -> %v in, %v -> %v out", mid[pin], d.scrape()[pin], mid[pout], d.scrape()[pout])
 	}
@@ -104,12 +103,10 @@ func TestBinarySIPMetricsAndLogs(t *testing.T) {
 		t.Fatalf("sipp call: %v %+v\n%s\n%s", err, res, res.Errors, d.logs.String())
 	}
 	var after map[string]float64
-	for i := 0; i < 50; i++ { // the session stops just after the BYE's 200
-		if after = d.scrape(); after[`nkbridge_media_sessions{backend="media"}`] == 0 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	peers.PollEvery(5*time.Second, 100*time.Millisecond, func() bool { // the session stops just after the BYE's 200
+		after = d.scrape()
+		return after[`nkbridge_media_sessions{backend="media"}`] == 0
+	})
 	checkDelta(t, mid, after, map[string]float64{
 		`nkbridge_sip_requests_total{direction="in",method="INVITE"}`:              2,
 		`nkbridge_sip_responses_total{code="407",direction="out",method="INVITE"}`: 1,

@@ -13,10 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/apitest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 type fakeLoad struct {
@@ -83,10 +83,7 @@ func TestCPUMeter(t *testing.T) {
 		for !stop.Load() { // burn CPU until told to stop
 		}
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for m.Percent() <= 0 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	peers.Poll(5*time.Second, func() bool { return m.Percent() > 0 }) // checked below
 	stop.Store(true)
 	cancel()
 	<-done
@@ -161,66 +158,54 @@ func TestBinarySIGTERMDrainsCall(t *testing.T) {
 	}
 	d := startBinary(t, "NKB_DRAIN_TIMEOUT=60s")
 	alice, bob := d.dial(), d.dial()
-	login := func(ws *websocket.Conn, user string) {
-		if r := send(t, ws, map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": user, "password": "x"}}); r["result"] != "ok" {
+	login := func(ws *apitest.Raw, user string) {
+		if r := ws.Req("core", "user", "login", map[string]any{"user": user, "password": "x"}); r["result"] != "ok" {
 			t.Fatalf("login = %v", r)
 		}
 	}
 	login(alice, "alice")
 	login(bob, "bob")
-	r := send(t, alice, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 2, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0 alice"}}})
+	r := alice.Req("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0 alice"}})
 	sid, _ := r["data"].(map[string]any)["session_id"].(string)
-	if err := alice.WriteJSON(map[string]any{"class": "media", "subclass": "call", "cmd": "start", "tid": 3, "data": map[string]any{"type": "user", "user": "bob", "session_id": sid, "offer": map[string]any{"sdp": "v=0 alice"}}}); err != nil {
+	if err := alice.Write(map[string]any{"class": "media", "subclass": "call", "cmd": "start", "tid": alice.NewTID(), "data": map[string]any{"type": "user", "user": "bob", "session_id": sid, "offer": map[string]any{"sdp": "v=0 alice"}}}); err != nil {
 		t.Fatal(err)
 	}
-	inv := readUntil(t, bob, func(m map[string]any) bool { return m["cmd"] == "invite" })
-	bob.WriteJSON(map[string]any{"result": "ok", "tid": inv["tid"]})
+	inv := bob.Next(func(m map[string]any) bool { return m["cmd"] == "invite" }, 10*time.Second, "a frame")
 	callID, _ := inv["data"].(map[string]any)["call_id"].(string)
-	if r := send(t, bob, map[string]any{"class": "media", "subclass": "call", "cmd": "answered", "tid": 2, "data": map[string]any{"call_id": callID, "answer": map[string]any{"sdp": "v=0 bob"}}}); r["result"] != "ok" {
+	if r := bob.Req("media", "call", "answered", map[string]any{"call_id": callID, "answer": map[string]any{"sdp": "v=0 bob"}}); r["result"] != "ok" {
 		t.Fatalf("answered = %v", r)
 	}
-	readUntil(t, alice, isEvent("session", "answer", sid))
+	alice.Next(apitest.IsEvent("media", "session", "answer", sid), 10*time.Second, "a frame")
 	// Carol's session keeps the daemon up after the call, for the last scrape.
 	carol := d.dial()
 	carolSession := loginStart(t, carol)
 	before := d.scrape()
 
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if c, s := d.health(); c == 503 && s == "draining" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health not 503 after SIGTERM; logs:\n%s", d.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !peers.Poll(5*time.Second, func() bool { c, s := d.health(); return c == 503 && s == "draining" }) {
+		t.Fatalf("health not 503 after SIGTERM; logs:\n%s", d.logs.String())
 	}
 	if m := d.scrape(); m[`nkbridge_health_status{status="draining"}`] != 1 || m[`nkbridge_health_status{status="ok"}`] != 0 {
 		t.Fatalf("nkbridge_health_status while draining: draining=%v ok=%v", m[`nkbridge_health_status{status="draining"}`], m[`nkbridge_health_status{status="ok"}`])
 	}
-	for !d.logged(map[string]any{"msg": "nkbridge draining"}) {
-		if time.Now().After(deadline) {
-			t.Fatalf("not draining; logs:\n%s", d.logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !peers.Poll(5*time.Second, func() bool { return d.logged(map[string]any{"msg": "nkbridge draining"}) }) {
+		t.Fatalf("not draining; logs:\n%s", d.logs.String())
 	}
 	// Refused: new sessions and calls (1061), new connections.
-	r = send(t, bob, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 5, "data": map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}})
+	r = bob.Req("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}})
 	if e, _ := r["data"].(map[string]any); r["result"] != "error" || e["code"] != float64(1061) {
 		t.Fatalf("session start while draining = %v", r)
 	}
-	r = send(t, bob, map[string]any{"class": "media", "subclass": "call", "cmd": "start", "tid": 6, "data": map[string]any{"type": "user", "user": "alice", "offer": map[string]any{"sdp": "v=0"}}})
+	r = bob.Req("media", "call", "start", map[string]any{"type": "user", "user": "alice", "offer": map[string]any{"sdp": "v=0"}})
 	if e, _ := r["data"].(map[string]any); r["result"] != "error" || e["code"] != float64(1061) {
 		t.Fatalf("call start while draining = %v", r)
 	}
-	if ws, _, err := websocket.DefaultDialer.Dial("ws://"+d.addr+"/", nil); err == nil {
-		ws.Close()
+	if _, err := apitest.DialRawWith(t, "ws://"+d.addr+"/", apitest.RawOptions{}); err == nil {
 		t.Fatal("new connection accepted while draining")
 	}
 	// The answered call is intact: info works, and it is still there after a while.
-	time.Sleep(500 * time.Millisecond)
-	r = send(t, alice, map[string]any{"class": "media", "subclass": "call", "cmd": "info", "tid": 7, "data": map[string]any{"call_id": callID}})
+	time.Sleep(500 * time.Millisecond) // "still there after a while": a window, no condition
+	r = alice.Req("media", "call", "info", map[string]any{"call_id": callID})
 	if data, _ := r["data"].(map[string]any); r["result"] != "ok" || data["state"] != "answered" {
 		t.Fatalf("call info while draining = %v", r)
 	}
@@ -231,21 +216,21 @@ func TestBinarySIGTERMDrainsCall(t *testing.T) {
 	default:
 	}
 	// Bob hangs up; alice gets the hangup with bob's code (not a server stop).
-	if r := send(t, bob, map[string]any{"class": "media", "subclass": "call", "cmd": "hangup", "tid": 8, "data": map[string]any{"call_id": callID, "code": 0, "reason": "Bye from bob"}}); r["result"] != "ok" {
+	if r := bob.Req("media", "call", "hangup", map[string]any{"call_id": callID, "code": 0, "reason": "Bye from bob"}); r["result"] != "ok" {
 		t.Fatalf("hangup = %v", r)
 	}
-	ev := readUntil(t, alice, isEvent("call", "hangup", callID))
+	ev := alice.Next(apitest.IsEvent("media", "call", "hangup", callID), 10*time.Second, "a frame")
 	if b, _ := ev["data"].(map[string]any)["body"].(map[string]any); b["reason"] != "Bye from bob" {
 		t.Fatalf("hangup event = %v", ev)
 	}
-	readUntil(t, alice, isEvent("session", "stop", sid))
+	alice.Next(apitest.IsEvent("media", "session", "stop", sid), 10*time.Second, "a frame")
 	after := d.scrape() // still answering while draining
 	checkDelta(t, before, after, map[string]float64{
 		`nkbridge_calls_ended_total{outcome="answered",target="user"}`: 1,
 		`nkbridge_api_errors_total{code="1061",name="session_stop"}`:   2,
 		`nkbridge_draining`: 1,
 	})
-	if r := send(t, carol, map[string]any{"class": "media", "subclass": "session", "cmd": "stop", "tid": 9, "data": map[string]any{"session_id": carolSession}}); r["result"] != "ok" {
+	if r := carol.Req("media", "session", "stop", map[string]any{"session_id": carolSession}); r["result"] != "ok" {
 		t.Fatalf("stop = %v", r)
 	}
 	d.waitExit(10 * time.Second)
@@ -255,31 +240,6 @@ func TestBinarySIGTERMDrainsCall(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + d.ops + "/health"); err == nil {
 		t.Fatal("health still answering after exit")
-	}
-}
-
-// readUntil reads frames (answering server requests) until pred matches.
-func readUntil(t *testing.T, ws *websocket.Conn, pred func(map[string]any) bool) map[string]any {
-	t.Helper()
-	for {
-		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
-		var m map[string]any
-		if err := ws.ReadJSON(&m); err != nil {
-			t.Fatal(err)
-		}
-		if pred(m) {
-			return m
-		}
-		if m["cmd"] != nil {
-			ws.WriteJSON(map[string]any{"result": "ok", "tid": m["tid"]})
-		}
-	}
-}
-
-func isEvent(subclass, typ, obj string) func(map[string]any) bool {
-	return func(m map[string]any) bool {
-		d, _ := m["data"].(map[string]any)
-		return m["cmd"] == "event" && d["subclass"] == subclass && d["type"] == typ && d["obj_id"] == obj
 	}
 }
 
@@ -307,11 +267,8 @@ func TestBinaryDrainDeadline(t *testing.T) {
 	loginStart(t, d.dial())
 	start = time.Now()
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	for !d.logged(map[string]any{"msg": "nkbridge draining"}) {
-		if time.Since(start) > 5*time.Second {
-			t.Fatalf("not draining:\n%s", d.logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !peers.Poll(5*time.Second, func() bool { return d.logged(map[string]any{"msg": "nkbridge draining"}) }) {
+		t.Fatalf("not draining:\n%s", d.logs.String())
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	d.waitExit(10 * time.Second)
@@ -334,23 +291,16 @@ func TestBinaryESLMetric(t *testing.T) {
 	defer fs.Close()
 	d := startBinary(t, "NKB_FREESWITCH_ESL_ADDR="+fs.Addr(), "NKB_FREESWITCH_ESL_PASSWORD=pw")
 	up := func() float64 { return d.scrape()[`nkbridge_esl_up{backend="freeswitch"}`] }
-	deadline := time.Now().Add(10 * time.Second)
-	for up() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("esl_up never 1; logs:\n%s", d.logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !peers.PollEvery(10*time.Second, 50*time.Millisecond, func() bool { return up() == 1 }) {
+		t.Fatalf("esl_up never 1; logs:\n%s", d.logs.String())
 	}
 	if v, ok := d.scrape()[`nkbridge_media_sessions{backend="freeswitch"}`]; !ok || v != 0 {
 		t.Fatalf("freeswitch sessions gauge = %v %v", v, ok)
 	}
 	fs.StopListening()
 	fs.DropConnections()
-	for up() != 0 {
-		if time.Now().After(deadline.Add(10 * time.Second)) {
-			t.Fatal("esl_up still 1 after FreeSWITCH went away")
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !peers.PollEvery(20*time.Second, 50*time.Millisecond, func() bool { return up() == 0 }) {
+		t.Fatal("esl_up still 1 after FreeSWITCH went away")
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGINT)
 	d.waitExit(10 * time.Second)

@@ -145,7 +145,7 @@ func TestBinaryEchoRTP(t *testing.T) {
 	base := 30000 + 2*rand.IntN(15000)
 	d := startBinary(t, fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", base), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", base+20))
 	ws := d.dial()
-	if r := send(t, ws, map[string]any{"class": "core", "subclass": "user", "cmd": "login", "tid": 1, "data": map[string]any{"user": "u", "password": "p"}}); r["result"] != "ok" {
+	if r := ws.Req("core", "user", "login", map[string]any{"user": "u", "password": "p"}); r["result"] != "ok" {
 		t.Fatalf("login = %v", r)
 	}
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -155,8 +155,7 @@ func TestBinaryEchoRTP(t *testing.T) {
 	defer conn.Close()
 	port := conn.LocalAddr().(*net.UDPAddr).Port
 	offer := fmt.Sprintf("v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n", port)
-	r := send(t, ws, map[string]any{"class": "media", "subclass": "session", "cmd": "start", "tid": 2,
-		"data": map[string]any{"type": "echo", "offer": map[string]any{"sdp": offer, "sdp_type": "rtp"}}})
+	r := ws.Req("media", "session", "start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": offer, "sdp_type": "rtp"}})
 	data, _ := r["data"].(map[string]any)
 	ans, _ := data["answer"].(map[string]any)
 	sdp, _ := ans["sdp"].(string)

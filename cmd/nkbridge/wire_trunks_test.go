@@ -42,22 +42,16 @@ func TestBinaryRegistrationAndTrunkHealthMetrics(t *testing.T) {
 		`nkbridge_sip_registration_state{name="itsp",state="registering"}`:                        0,
 		fmt.Sprintf(`nkbridge_sip_trunk_host_up{host="127.0.0.1:%d",trunk="provider"}`, deadPort): 0,
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	if !peers.PollEvery(20*time.Second, 100*time.Millisecond, func() bool {
 		got := d.scrape()
-		ok := true
 		for k, v := range want {
 			if g, present := got[k]; !present || g != v {
-				ok = false
+				return false
 			}
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics never showed %v; logs:\n%s", want, d.logs.String())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return true
+	}) {
+		t.Fatalf("metrics never showed %v; logs:\n%s", want, d.logs.String())
 	}
 	_ = d.cmd.Process.Signal(syscall.SIGTERM)
 	res, err := registrar.Wait(ctx)
