@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 )
 
@@ -57,15 +58,39 @@ func (c *Core) TransferCall(ctx context.Context, callID string, by Party, dest D
 	if err := CheckTransferTarget(dest); err != nil {
 		return "", err
 	}
+	tr, lg, err := c.transferee(callID, by)
+	if err != nil {
+		return "", err
+	}
+	lg.Info("call transfer", "by", by.String(), "to_type", dest.Type, "to", dest.Callee)
+	id, err := tr.Transfer(ctx, Transfer{CallID: callID, Dest: dest, Answered: answered})
+	if err != nil {
+		e := AsError(err)
+		lg.Info("call transfer failed", "code", e.Code, "reason", e.Text)
+		return "", e
+	}
+	lg.Info("call transferred", "new_call_id", id)
+	return id, nil
+}
+
+// Transferable checks, without doing anything, that TransferCall(callID, by, ...) would reach
+// a transferee: the errors are TransferCall's (2020, 1045, 1006).
+func (c *Core) Transferable(callID string, by Party) error {
+	_, _, err := c.transferee(callID, by)
+	return err
+}
+
+// transferee is the party of call callID other than by, as a Transferer.
+func (c *Core) transferee(callID string, by Party) (Transferer, *slog.Logger, error) {
 	c.mu.Lock()
 	call, ok := c.calls[callID]
 	if !ok || call.state == callEnded {
 		c.mu.Unlock()
-		return "", Errorf(CodeCallNotFound, "Call not found: %s", callID)
+		return nil, nil, Errorf(CodeCallNotFound, "Call not found: %s", callID)
 	}
 	if call.state != callAnswered || call.winner == nil {
 		c.mu.Unlock()
-		return "", Errorf(CodeInvalidOperation, "Call %s is not answered: only answered calls can be transferred", callID)
+		return nil, nil, Errorf(CodeInvalidOperation, "Call %s is not answered: only answered calls can be transferred", callID)
 	}
 	var other any
 	if by == PartyCaller {
@@ -77,17 +102,9 @@ func (c *Core) TransferCall(ctx context.Context, callID string, by Party, dest D
 	c.mu.Unlock()
 	tr, ok := other.(Transferer)
 	if !ok || other == nil {
-		return "", Errorf(CodeNotImplemented, "Not implemented: the %s of call %s cannot be transferred", (1 - by).String(), callID)
+		return nil, nil, Errorf(CodeNotImplemented, "Not implemented: the %s of call %s cannot be transferred", (1 - by).String(), callID)
 	}
-	lg.Info("call transfer", "by", by.String(), "to_type", dest.Type, "to", dest.Callee)
-	id, err := tr.Transfer(ctx, Transfer{CallID: callID, Dest: dest, Answered: answered})
-	if err != nil {
-		e := AsError(err)
-		lg.Info("call transfer failed", "code", e.Code, "reason", e.Text)
-		return "", e
-	}
-	lg.Info("call transferred", "new_call_id", id)
-	return id, nil
+	return tr, lg, nil
 }
 
 // maxTransferTarget bounds a transfer target's length.

@@ -55,7 +55,7 @@ type Options struct {
 }
 
 // allowedMethods is the Allow header value.
-const allowedMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+const allowedMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER, REFER"
 
 type configUsers map[string]User
 
@@ -153,7 +153,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if s.obs == nil {
 		s.obs = nopObserver{}
 	}
-	parser := sip.NewParser()
+	parser := sip.NewParser(sip.WithHeadersParsers(headerParsers()))
 	parser.MaxMessageLength = cfg.Limits.MaxMessageSize
 	sipLog := slog.New(quietHandler{log.Handler()}).With("component", "sipgo")
 	maxSize := cfg.Limits.MaxMessageSize
@@ -201,6 +201,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.srv.OnCancel(s.guard(s.onCancel))
 	s.srv.OnInfo(s.guard(s.onInfo))
 	s.srv.OnUpdate(s.guard(s.onUpdate))
+	s.srv.OnRefer(s.guard(s.onRefer))
 	s.srv.OnNoRoute(s.guard(s.onNoRoute))
 	return s, nil
 }
@@ -426,7 +427,7 @@ func (s *Server) validRequest(req *sip.Request, tx sip.ServerTransaction) bool {
 			for _, h := range reqs {
 				for _, opt := range strings.Split(h.Value(), ",") {
 					opt = strings.TrimSpace(opt)
-					if opt != "" && !strings.EqualFold(opt, "timer") {
+					if opt != "" && !strings.EqualFold(opt, "timer") && !(req.Method == sip.REFER && strings.EqualFold(opt, "norefersub")) {
 						unsup = append(unsup, opt)
 					}
 				}

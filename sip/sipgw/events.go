@@ -19,6 +19,7 @@ type legEvents struct {
 	onEnd     func(sip.End)
 
 	mu    sync.Mutex
+	leg   *sipLeg       // the answered leg (REFER), set once it is
 	q     chan sip.DTMF // digits to play, in order (one worker per leg)
 	ended chan struct{}
 }

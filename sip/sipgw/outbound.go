@@ -25,6 +25,7 @@ type outInvitee struct {
 	early     bool // a 183/180 answer was applied to the caller's session
 	sessionID string
 	callID    string
+	events    *legEvents
 	leg       *sipLeg // once answered
 	movedAway bool    // the leg was transferred into another call
 	h         signaling.InviteHandle
@@ -54,6 +55,7 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 	ctx, cancel := context.WithCancel(g.ctx)
 	o.mu.Lock()
 	o.cancel, o.sessionID, o.callID, o.h = cancel, sid, inv.CallID, h
+	o.events = &legEvents{g: g, sessionID: sid, side: signaling.SideFar, onEnd: o.ended2}
 	o.log = g.log.With("call_id", inv.CallID, "session_id", sid, "to", o.dest())
 	o.mu.Unlock()
 	fromUser := inv.Caller.ID
@@ -66,7 +68,7 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 	opts := sip.DialOptions{
 		Target: o.target, Binding: o.binding, Caller: inv.Caller.User,
 		FromUser: fromUser, FromDisplay: displayName(inv.Caller.Name),
-		Offer: []byte(sdp), Events: &legEvents{g: g, sessionID: sid, side: signaling.SideFar, onEnd: o.ended2},
+		Offer: []byte(sdp), Events: o.events,
 		OnProgress: func(p sip.Progress) { o.progress(ctx, p) },
 	}
 	if !g.spawn(func() {
@@ -144,7 +146,11 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	_, _, _, _, moved := l.current()
 	o.mu.Lock()
 	o.leg = l
+	ev := o.events
 	o.mu.Unlock()
+	ev.mu.Lock()
+	ev.leg = l
+	ev.mu.Unlock()
 	if err := h.Accepted(answer, ""); err != nil {
 		log.Info("SIP answer not taken", "err", err)
 		hangup(call)

@@ -222,7 +222,7 @@ wait:
 	onMove := l.onMove
 	l.onMove = nil
 	l.mu.Unlock()
-	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller})
+	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller, leg: l})
 	if onMove != nil {
 		onMove()
 	}

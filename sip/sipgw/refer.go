@@ -1,0 +1,101 @@
+package sipgw
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/sip"
+)
+
+// REFER from a SIP party (sip.ReferHandler): the party is the transferor, the other party of
+// its call is moved to the Refer-To target by signaling.Core.TransferCall. The target is
+// routed like an inbound Request-URI when it names nkbridge (a user, sip-/verto- prefixes),
+// else it is a SIP URL; either way with the REFERing party's permissions: a target it may not
+// call is refused 403 before anything starts. Progress goes back as NOTIFY: 100 Trying, then
+// 200 OK once the other party is in the new call (before the BYE that releases the
+// transferor) or the failure's SIP status (the call goes on).
+
+// referTimeout bounds a REFER's transfer (ring time and re-INVITE included).
+const referTimeout = 3 * time.Minute
+
+// Refer takes a REFER on the leg (sip.ReferHandler).
+func (l *legEvents) Refer(_ *sip.Call, r sip.Refer) error {
+	g := l.g
+	l.mu.Lock()
+	leg := l.leg
+	l.mu.Unlock()
+	if leg == nil {
+		return &sip.ReferError{Code: 403, Reason: "the call is not answered"}
+	}
+	if r.Target.Replaces != nil {
+		return &sip.ReferError{Code: 501, Reason: "attended transfer (Refer-To with Replaces) is not implemented"}
+	}
+	dest, err := g.referDest(r.Target, leg.user)
+	if err != nil {
+		return err
+	}
+	callID, _, side, _, _ := leg.current()
+	by := signaling.PartyCaller
+	if side == signaling.SideFar {
+		by = signaling.PartyCallee
+	}
+	if err := g.core.Transferable(callID, by); err != nil {
+		e := signaling.AsError(err)
+		code := 488
+		if e.Code == signaling.CodeCallNotFound {
+			code = 481
+		}
+		return &sip.ReferError{Code: code, Reason: oneLine(e.Text)}
+	}
+	log := leg.log.With("refer_to", r.Target.URI, "referred_by", r.ReferredBy)
+	if !g.spawn(func() {
+		ctx, cancel := context.WithTimeout(g.ctx, referTimeout)
+		defer cancel()
+		_, err := g.core.TransferCall(ctx, callID, by, dest, func() { r.Notify(200, "OK") })
+		if err != nil {
+			code, reason := sipStatus(signaling.AsError(err))
+			log.Info("REFER failed", "err", err, "sip", code)
+			r.Notify(code, reason)
+		}
+	}) {
+		return &sip.ReferError{Code: 503, Reason: "SIP gateway stopping"}
+	}
+	return nil
+}
+
+// referDest is the destination of a Refer-To: the route of its user when it names nkbridge,
+// else the SIP URL, which user must be allowed to call (403 otherwise).
+func (g *Gateway) referDest(t sip.ReferTarget, user string) (signaling.Destination, error) {
+	var dest signaling.Destination
+	if g.isLocalHost(t.Host) {
+		rt, err := g.router.Route(t.User)
+		if err != nil {
+			return dest, &sip.ReferError{Code: 404, Reason: "no route for the Refer-To user"}
+		}
+		if rt.SessionType != "" {
+			return dest, &sip.ReferError{Code: 488, Reason: "transfer to extension " + rt.SessionType + " is not supported"}
+		}
+		dest = signaling.Destination{Type: rt.CallType, Callee: rt.Callee}
+	} else {
+		dest = signaling.Destination{Type: signaling.CallTypeSIP, Callee: t.URI}
+	}
+	if dest.Type == signaling.CallTypeSIP {
+		if user == "" {
+			return dest, &sip.ReferError{Code: 403, Reason: "only authenticated SIP users may transfer to SIP URLs"}
+		}
+		if _, err := g.server().Authorize(user, dest.Callee); err != nil {
+			reason := "user " + user + " may not call " + dest.Callee
+			if errors.Is(err, sip.ErrForbiddenTarget) {
+				reason = "SIP domain not allowed: " + dest.Callee
+			}
+			return dest, &sip.ReferError{Code: 403, Reason: reason}
+		}
+	}
+	dest.Caller = signaling.CallerInfo{User: user}
+	if err := signaling.CheckTransferTarget(dest); err != nil {
+		return dest, &sip.ReferError{Code: 400, Reason: signaling.AsError(err).Text}
+	}
+	return dest, nil
+}

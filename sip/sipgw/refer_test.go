@@ -1,0 +1,37 @@
+package sipgw_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
+)
+
+// TestSIPpReferBlind: a SIP caller transfers its call (RFC 3515 REFER, blind). SIPp "alice"
+// (digest) calls a SIPp phone through nkbridge (the sip- prefix) and REFERs the call to
+// another SIPp phone. nkbridge challenges the REFER, accepts it (202), sends NOTIFY 100
+// Trying, rings the target with alice's permissions, re-INVITEs the phone into the new call
+// when the target answers, sends NOTIFY 200 OK and then BYE to alice. The moved phone hangs
+// up the new call and the target gets BYE. Each scenario checks its side (the NOTIFY bodies
+// and subscription states in uac_refer_blind.xml). Without REFER support nkbridge answers
+// 405 and alice's scenario fails.
+func TestSIPpReferBlind(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := newEnv(t, envOpts{})
+	target := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, "uas_transfer_target.xml"), Calls: 1, Timeout: 45 * time.Second})
+	phone := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, "uas_transferee.xml"), Calls: 1, Timeout: 45 * time.Second})
+	a := <-startSIPp(ctx, t, peers.SIPpOptions{
+		Scenario: scenario(t, "uac_refer_blind.xml"), Remote: e.addr, Service: "sip-bob%40" + phone.Addr(), Calls: 1,
+		Keys: map[string]string{"refer_to": "sip:carol@" + target.Addr()},
+		Args: []string{"-au", "alice", "-ap", alicePass}, Timeout: 40 * time.Second,
+	})
+	a.check(t, 1)
+	for name, p := range map[string]*peers.SIPp{"moved phone": phone, "target": target} {
+		if r, err := p.Wait(ctx); err != nil || r.ExitCode != 0 || r.Stats.SuccessfulCalls != 1 {
+			t.Fatalf("sipp %s: %v %+v", name, err, r)
+		}
+	}
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+}
