@@ -552,6 +552,11 @@ func (m *Media) updateRoom(_ context.Context, kind string, opts map[string]any) 
 		if cur != signaling.TypeMCU {
 			return nil, signaling.Errorf(signaling.CodeInvalidOperation, "mcu_layout is for mcu sessions (this one is %s)", cur)
 		}
+		if v, ok := opts["mcu_layout"]; ok && v != nil {
+			if _, ok := v.(string); !ok {
+				return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid field: mcu_layout (want a string)")
+			}
+		}
 		// Accepted, and answered plainly: there is no video to lay out.
 		return map[string]any{"mcu_layout": "audio_only", "video": false,
 			"info": "the embedded mcu mixes audio only: there are no video layouts"}, nil

@@ -3,6 +3,7 @@ package wsapi
 import (
 	"context"
 	"encoding/json"
+	"sort"
 
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -226,4 +227,16 @@ func seedCallEvent(f frame) (frame, error) {
 
 func unknownCmd(f frame) error {
 	return signaling.Errorf(signaling.CodeUnknownCommand, "Unknown command: %s/%s/%s", f.class, f.subclass, f.cmd)
+}
+
+// Commands returns every command of the API as "class/subclass/cmd", sorted
+// (docs/api.schema.json describes each; internal/apischema checks it).
+func Commands() []string {
+	t := commandTable()
+	out := make([]string, 0, len(t))
+	for k := range t {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
