@@ -128,6 +128,7 @@ type call struct {
 	sessions []string // linked sessions (caller's, callee's)
 	timer    *time.Timer
 	log      *slog.Logger
+	early    earlyState // early.go
 	// for records (record.go)
 	created, rangAt, answeredAt time.Time
 	hangupBy                    string
@@ -144,6 +145,8 @@ type invitation struct {
 	// set when the invitee was rung with an adapted offer (adapt.go)
 	finish  func(ctx context.Context, answer Desc) (Desc, error)
 	release func()
+	// earlyFinished is finish's result for the invitee's early answer (early.go)
+	earlyFinished Desc
 }
 
 // endLocked takes an invitation out of the call and returns the invitee to
@@ -510,6 +513,9 @@ func (c *Core) CallOwner(id string) (string, bool) {
 
 func (iv *invitation) Ringing(answer Desc) {
 	c, call := iv.c, iv.call
+	if len(answer) > 0 {
+		answer = c.applyEarly(iv, answer) // early media for the caller, or nothing (early.go)
+	}
 	c.mu.Lock()
 	if call.state != callRinging || iv.done {
 		c.mu.Unlock()
@@ -517,9 +523,6 @@ func (iv *invitation) Ringing(answer Desc) {
 	}
 	first := !call.rang
 	call.rang = true
-	if iv.finish != nil {
-		answer = nil // an early answer to an adapted offer does not fit the caller's
-	}
 	var rec CallRecord
 	if first {
 		call.rangAt = time.Now()
@@ -604,7 +607,11 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 		o.Hangup(elsewhere)
 	}
 	runAll(rels)
-	if finish != nil && len(answer) > 0 {
+	finished, earlyAns, otherEarly := c.earlyFor(iv)
+	switch {
+	case finished != nil: // the adapter took this invitee's early answer already
+		answer = earlyWith(finished, answer)
+	case finish != nil && len(answer) > 0:
 		got, err := finish(context.Background(), answer)
 		if err != nil {
 			e := AsError(err)
@@ -615,7 +622,15 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 		answer = got
 	}
 	result := answer
-	if callerSession != "" && len(answer) > 0 {
+	switch {
+	case earlyAns != nil:
+		result = earlyWith(earlyAns, answer) // the caller has this invitee's answer since its early media
+	case callerSession != "" && otherEarly:
+		e := Errorf(CodeAnswerAlreadySet, "Call answered by another invitee than the one whose early media the caller has")
+		call.log.Info("call answered after another invitee's early media")
+		_ = c.hangupCall(call.id, e, HangupBySystem)
+		return e
+	case callerSession != "" && len(answer) > 0:
 		got, err := c.SetAnswer(context.Background(), callerSession, answer)
 		if err != nil {
 			e := AsError(err)

@@ -17,10 +17,10 @@
 // to allowed domains or trunks; an AOR of our own domain rings its registered
 // contacts) and "user" (one invitee per registered contact of the user, ringing
 // in parallel with the user's API connections). Each invitee dials with the
-// invitation's offer: 180/183 become ringing (183 SDP is applied to the
-// caller's session as early media), 200 acceptance, 3xx–6xx a rejection whose
-// text keeps the SIP status ("486 Busy Here"), a remote BYE a hangup with
-// 2110 sip_bye.
+// invitation's offer: 180/183 become ringing (a 183's SDP is the early answer
+// the router passes to the caller: signaling/early.go), 200 acceptance, 3xx–6xx
+// a rejection whose text keeps the SIP status ("486 Busy Here"), a remote BYE a
+// hangup with 2110 sip_bye.
 //
 // In dialog: re-INVITEs (hold/resume) and DTMF are passed to the session's
 // media through the capabilities of package signaling (signaling.MediaAs:

@@ -22,7 +22,6 @@ type outInvitee struct {
 	cancel    context.CancelFunc
 	call      *sip.Call
 	ended     bool
-	early     bool // a 183/180 answer was applied to the caller's session
 	sessionID string
 	callID    string
 	events    *legEvents
@@ -69,7 +68,7 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 		Target: o.target, Binding: o.binding, Caller: inv.Caller.User,
 		FromUser: fromUser, FromDisplay: displayName(inv.Caller.Name),
 		Offer: []byte(sdp), Events: o.events,
-		OnProgress: func(p sip.Progress) { o.progress(ctx, p) },
+		OnProgress: o.progress,
 	}
 	if !g.spawn(func() {
 		defer cancel()
@@ -123,16 +122,14 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 		return
 	}
 	o.call = call
-	early, sid, callID := o.early, o.sessionID, o.callID
+	sid, callID := o.sessionID, o.callID
 	o.mu.Unlock()
 	log = log.With("sip_call_id", call.Info().CallID)
 	log.Info("outbound SIP call answered")
 	stopDTMF := g.watchDTMF(call, sid, signaling.SideFar)
 	defer stopDTMF()
-	var answer signaling.Desc
-	if !early {
-		answer = signaling.Desc{"sdp": string(call.RemoteSDP()), "sdp_type": "rtp"}
-	}
+	// (After early media the router keeps the answer the caller has from the 183.)
+	answer := signaling.Desc{"sdp": string(call.RemoteSDP()), "sdp_type": "rtp"}
 	var user string
 	if o.binding != nil {
 		user = o.binding.AOR
@@ -168,34 +165,18 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	log.Info("outbound SIP call ended")
 }
 
-// progress turns a 1xx into ringing; an SDP in it is early media, applied to
-// the caller's session so the caller hears it.
-func (o *outInvitee) progress(ctx context.Context, p sip.Progress) {
-	g := o.g
+// progress turns a 1xx into ringing; an SDP in it is the callee's early answer, which the
+// router applies for the caller (signaling/early.go: through the adapter, on the caller's
+// session) so that the caller hears the early media.
+func (o *outInvitee) progress(p sip.Progress) {
 	o.mu.Lock()
-	h, sid, early := o.h, o.sessionID, o.early
+	h := o.h
 	o.mu.Unlock()
-	if len(p.SDP) == 0 || early {
+	if len(p.SDP) == 0 {
 		h.Ringing(nil)
 		return
 	}
-	far := signaling.Desc{"sdp": string(p.SDP), "sdp_type": "rtp"}
-	if sid == "" {
-		h.Ringing(far)
-		return
-	}
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	ans, err := g.core.SetAnswer(sctx, sid, far)
-	cancel()
-	if err != nil {
-		g.log.Info("early media not applied", "session_id", sid, "err", err)
-		h.Ringing(nil)
-		return
-	}
-	o.mu.Lock()
-	o.early = true
-	o.mu.Unlock()
-	h.Ringing(ans)
+	h.Ringing(signaling.Desc{"sdp": string(p.SDP), "sdp_type": "rtp"})
 }
 
 // ended2 is told when the answered SIP leg ends.
