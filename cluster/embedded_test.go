@@ -184,7 +184,9 @@ func TestEmbeddedRouteAuth(t *testing.T) {
 	}
 	intruder.Shutdown()
 	b := join("b", "s3cret")
-	peers.WaitFor(t, 10*time.Second, "the route with the right password", func() bool { return slices.Equal(a.RoutedServers(), []string{"b"}) && slices.Equal(b.RoutedServers(), []string{"a"}) })
+	peers.WaitFor(t, 10*time.Second, "the route with the right password", func() bool {
+		return slices.Equal(a.RoutedServers(), []string{"b"}) && slices.Equal(b.RoutedServers(), []string{"a"})
+	})
 }
 
 // logSink is a slog.Handler keeping the messages it gets.
