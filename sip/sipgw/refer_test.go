@@ -2,10 +2,12 @@ package sipgw_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/peers"
+	"github.com/nkbridge/nkbridge/signaling"
 )
 
 // TestSIPpReferBlind: a SIP caller transfers its call (RFC 3515 REFER, blind). SIPp "alice"
@@ -34,4 +36,32 @@ func TestSIPpReferBlind(t *testing.T) {
 		}
 	}
 	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+}
+
+// TestSIPpReferHostile: REFERs that must not transfer anything get a clear SIP error and leave
+// the call alone (uac_refer_hostile.xml lists them: a forged dialog 481, tel: 416, a smuggled
+// Via 400, an escaped CRLF 400, a huge user 400, two Refer-To 400, a target the REFERing user
+// may not call 403). No call is placed meanwhile; the call then ends normally.
+func TestSIPpReferHostile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := newEnv(t, envOpts{})
+	rec := newRecorder(e.core, signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Type: signaling.EventHangup})
+	phone := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, "uas_transfer_target.xml"), Calls: 1, Timeout: 45 * time.Second})
+	a := <-startSIPp(ctx, t, peers.SIPpOptions{
+		Scenario: scenario(t, "uac_refer_hostile.xml"), Remote: e.addr, Service: "sip-bob%40" + phone.Addr(), Calls: 1,
+		Keys: map[string]string{"huge": strings.Repeat("a", 1100)},
+		Args: []string{"-au", "alice", "-ap", alicePass}, Timeout: 40 * time.Second,
+	})
+	a.check(t, 1)
+	if r, err := phone.Wait(ctx); err != nil || r.ExitCode != 0 || r.Stats.SuccessfulCalls != 1 {
+		t.Fatalf("sipp phone: %v %+v", err, r)
+	}
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+	rec.mu.Lock()
+	n := len(rec.evs)
+	rec.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d calls ended, want only the original", n)
+	}
 }

@@ -16,7 +16,8 @@ import (
 // (600 Hz) calls carol's page (Chromium at 1000 Hz), carol transfers the call to dave (another
 // Chromium, at 800 Hz). nkbridge re-INVITEs baresip into a new session whose far side is
 // dave's; dave hears the caller's 600 Hz, baresip hears dave's 800 Hz at the end of its
-// recording, carol's call ends with "Transferred to dave" and carol no longer receives audio.
+// recording, carol's call ends with "Transferred to dave". Before that, a transfer to a SIP URL
+// carol may not call is refused (1030) and the call goes on.
 // Without the feature the transfer command is unknown (1041).
 func TestBrowserAgentTransfersSIPCaller(t *testing.T) {
 	brCarol := browsertest.Launch(t, browsertest.Options{ToneHz: 1000})
@@ -45,6 +46,18 @@ func TestBrowserAgentTransfersSIPCaller(t *testing.T) {
 	}
 	var oldCall string
 	evalArg(ctx, t, carol, `() => nkb.waitFor(() => T.answered || T.acceptError, 10000).then(() => T.answered || T.acceptError)`, nil, &oldCall)
+	browserHears(ctx, t, carol, 600, 1000)
+
+	// A target carol may not call (she is no SIP user with the right to call SIP URLs): 1030,
+	// and the call goes on.
+	var refused struct {
+		Code int    `json:"code"`
+		Text string `json:"error"`
+	}
+	evalArg(ctx, t, carol, `(id) => T.api.send("media", "call", "transfer", {call_id: id, target: "sip:nobody@127.0.0.1:9"}).then(() => ({code: 0}), (e) => ({code: e.code, error: String(e.message || e)}))`, oldCall, &refused)
+	if refused.Code != signaling.CodeUnauthorized {
+		t.Fatalf("transfer to a SIP URL carol may not call: %+v, want 1030", refused)
+	}
 	browserHears(ctx, t, carol, 600, 1000)
 
 	var reply struct {
