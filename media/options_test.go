@@ -378,14 +378,22 @@ func TestReofferRTP(t *testing.T) {
 		t.Fatalf("re-answer moved our port %d -> %d", port, ad.Port)
 	}
 	p2.use(ad)
-	p2.sendTone(ctx, plainrtp.PCMU, 600, time.Second)
-	settle(t, p2.heard)
+	// The tone goes on until the hold is in place: a pause longer than the
+	// media timeout (400 ms, easily reached on a loaded machine) would end
+	// the call before the hold.
+	sendCtx, stopSending := context.WithCancel(ctx)
+	sending := make(chan struct{})
+	go func() { defer close(sending); p2.sendTone(sendCtx, plainrtp.PCMU, 600, 20*time.Second) }()
+	peers.WaitFor(t, 5*time.Second, "a second of the moved peer's echo", func() bool { pcm, _ := p2.heard(); return len(pcm) >= 8000 })
 	pcm, _ := p2.heard()
 	assertTone(t, "moved peer", pcm, 600, 1000)
 
 	hold := p2.description(plainrtp.PCMU)
 	hold.Direction = plainrtp.SendOnly
-	if _, err := s.ReofferRTP(SideCaller, Description{Kind: KindRTP, SDP: hold.String()}); err != nil {
+	_, err = s.ReofferRTP(SideCaller, Description{Kind: KindRTP, SDP: hold.String()})
+	stopSending()
+	<-sending
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !s.Held() {
