@@ -278,4 +278,3 @@ func TestMessagesPerCall(t *testing.T) {
 		t.Fatalf("%.1f messages per call, want at most 6", perCall)
 	}
 }
-

@@ -55,11 +55,11 @@ type Node struct {
 	pq presenceQueue
 
 	mu        sync.Mutex
-	rev       uint64              // revision of our node key
-	alive     map[string]bool     // other nodes seen alive
-	graceTill time.Time           // no node is declared lost before (after a reconnect)
-	out       map[string]*outLeg  // callID + "/" + node: invitations this node forwarded
-	in        map[string]*inCall  // callID: calls placed on other nodes ringing here
+	rev       uint64             // revision of our node key
+	alive     map[string]bool    // other nodes seen alive
+	graceTill time.Time          // no node is declared lost before (after a reconnect)
+	out       map[string]*outLeg // callID + "/" + node: invitations this node forwarded
+	in        map[string]*inCall // callID: calls placed on other nodes ringing here
 	draining  bool
 	closed    bool
 }

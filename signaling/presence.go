@@ -42,13 +42,18 @@ type Presence struct {
 
 func contactKey(kind, id string) string { return kind + "\x00" + id }
 
-// Add records a contact (replacing one of the same kind and id).
+// Add records a contact (replacing one of the same kind and id of another user; one of the
+// same user stays as it is).
 func (p *Presence) Add(c Contact) {
 	p.order.Lock()
 	defer p.order.Unlock()
 	p.mu.Lock()
 	if p.contacts == nil {
 		p.contacts = make(map[string]Contact)
+	}
+	if old, ok := p.contacts[contactKey(c.Kind, c.ID)]; ok && old.User == c.User {
+		p.mu.Unlock()
+		return // a refresh (a SIP re-REGISTER, a Verto takeover): nothing new for the watchers
 	}
 	p.contacts[contactKey(c.Kind, c.ID)] = c
 	ws := append([]PresenceWatcher(nil), p.watchers...)

@@ -73,6 +73,9 @@ type Config struct {
 	// KeepDomain passes the whole "user@domain" login as Credentials.User; by default the
 	// "@domain" part is chopped off (mod_verto chop-domain).
 	KeepDomain bool
+	// OnPresence, if set, is told when a login of user (sessid) gets a live socket (online) and
+	// when it loses it; called without the server's locks, it must not block.
+	OnPresence func(user, sessid string, online bool)
 }
 
 func (c Config) withDefaults() Config {

@@ -219,6 +219,9 @@ func (c *conn) login(p object) (map[string]any, *rpcError, func()) {
 		}
 	}
 	sess.conn = c
+	if f := s.cfg.OnPresence; f != nil {
+		d.add(func() { f(user, sessid, true) })
+	}
 	sess.vars = p.stringMap("userVariables", 64)
 	c.sess, c.user = sess, user
 	c.authed.Store(true)

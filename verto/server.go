@@ -263,6 +263,10 @@ type session struct {
 // answered recoverable ones are kept for the grace period, the rest end with NORMAL_CLEARING.
 func (s *Server) detachLocked(sess *session, d *deferred) {
 	sess.conn = nil
+	if f := s.cfg.OnPresence; f != nil {
+		user, id := sess.user, sess.id
+		d.add(func() { f(user, id, false) })
+	}
 	kept := s.detachCallsLocked(sess, d)
 	if kept == 0 {
 		delete(s.sessions, sess.id)

@@ -86,6 +86,7 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 		LoopbackHostOnly: users.Empty(), MaxConnectionsPerIP: c.MaxConnectionsPerIP,
 		MaxLoginsPerIP: c.MaxLoginsPerIP, MaxLogins: c.MaxLogins,
 		DetachGrace: c.DetachGrace, MaxConnections: c.MaxConnections, MaxFrameBytes: c.MaxFrameBytes,
+		OnPresence: gw.Presence,
 	}, a, gw, vlog)
 	if err != nil {
 		return fmt.Errorf("verto: %w", err)

@@ -133,6 +133,15 @@ func (g *Gateway) Attach(srv *sip.Server) {
 		body := bindingInfo(ch.Binding)
 		body["change"] = ch.Kind.String()
 		g.core.PublishMonitor(signaling.MonitorRegistration, ch.Binding.AOR, body)
+		// Other nodes of a cluster find the phone through the core's presence registry.
+		id := ch.Binding.AOR + " " + ch.Binding.Contact
+		switch ch.Kind {
+		case registrar.Added, registrar.Refreshed:
+			g.core.Presence().Add(signaling.Contact{User: ch.Binding.AOR, Kind: signaling.ContactSIP, ID: id,
+				Info: map[string]any{"transport": ch.Binding.Transport}})
+		case registrar.Removed, registrar.Expired:
+			g.core.Presence().Remove(signaling.ContactSIP, id)
+		}
 	})
 	g.mu.Lock()
 	g.unsubReg = unsub

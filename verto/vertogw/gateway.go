@@ -53,6 +53,16 @@ func (g *Gateway) Attach(srv *verto.Server) {
 	g.core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(g.resolveUser))
 }
 
+// Presence reports a Verto login's socket coming and going to the core's presence registry
+// (verto.Config.OnPresence), so that other nodes of a cluster find the user.
+func (g *Gateway) Presence(user, sessid string, online bool) {
+	if online {
+		g.core.Presence().Add(signaling.Contact{User: user, Kind: signaling.ContactVerto, ID: sessid})
+		return
+	}
+	g.core.Presence().Remove(signaling.ContactVerto, sessid)
+}
+
 // Drain refuses new calls from Verto clients (SYSTEM_SHUTDOWN); calls in progress go on.
 func (g *Gateway) Drain() {
 	g.mu.Lock()
