@@ -30,10 +30,17 @@ func TestHandler(t *testing.T) {
 		}
 	}
 	files := map[string][2]string{
-		"/demo/":            {"text/html", `<script type="module" src="demo.js">`},
-		"/demo/nkbridge.js": {"javascript", "export class NkbClient"},
-		"/demo/demo.js":     {"javascript", `from "./nkbridge.js"`},
-		"/demo/demo.css":    {"text/css", ".keypad"},
+		"/demo/":              {"text/html", `<script type="module" src="demo.js">`},
+		"/demo/nkbridge.js":   {"javascript", "export class NkbClient"},
+		"/demo/demo.js":       {"javascript", `from "./nkbridge.js"`},
+		"/demo/demo.css":      {"text/css", ".keypad"},
+		"/demo/room.html":     {"text/html", `<script type="module" src="room.js">`},
+		"/demo/room.js":       {"javascript", `from "./pages.js"`},
+		"/demo/agent.html":    {"text/html", `<script type="module" src="agent.js">`},
+		"/demo/agent.js":      {"javascript", `from "./pages.js"`},
+		"/demo/operator.html": {"text/html", `<script type="module" src="operator.js">`},
+		"/demo/operator.js":   {"javascript", `from "./pages.js"`},
+		"/demo/pages.js":      {"javascript", `from "./nkbridge.js"`},
 	}
 	for p, want := range files {
 		r, body := get(p)

@@ -13,6 +13,7 @@ import (
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/browsertest"
 	"github.com/nkbridge/nkbridge/internal/peers"
+	"github.com/nkbridge/nkbridge/signaling/auth"
 )
 
 // openPage opens path of the daemon's demo pages in browser b (one browser serves several
@@ -284,5 +285,107 @@ func TestAgentPageBrowser(t *testing.T) {
 	ag.wait(`agent.history.length === 2 && agent.history[1].outcome === "rejected" && document.querySelectorAll("#history tr").length === 2`, "history: rejected")
 	if s := ag.text("call-error"); s != "" {
 		ag.fail("error shown: %s", s)
+	}
+}
+
+// The operator view, for an admin (users with password hashes; root is admin): a SIP phone
+// (baresip, dave) registering appears in the page's registrations and disappears when it
+// un-registers; alice's echo test (the demo page, same Chromium) appears as a session of
+// hers and disappears when she stops it; her call to dave (ringing his phone) appears with
+// its state and disappears when she hangs up; a room she creates appears and goes when she
+// destroys it. Alice opening the operator view gets the server's refusal naming the setting.
+func TestOperatorPageBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs Chromium and baresip")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	hash, err := auth.HashPassword("root-pw", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahash, err := auth.HashPassword("alice-pw", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 20)
+	conf := filepath.Join(t.TempDir(), "nkbridge.yaml")
+	cfg := fmt.Sprintf("users:\n  - {user: root, password_hash: %q, admin: true}\n  - {user: alice, password_hash: %q}\n"+
+		"sip:\n  users: [{user: dave, password: dave-secret}]\n", hash, ahash)
+	if err := os.WriteFile(conf, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startBinary(t, "NKB_CONFIG="+conf, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
+		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+19))
+	b := browsertest.Launch(t, browsertest.Options{LoopbackPC: true})
+	op := openPage(ctx, t, b, d, "operator.html", "operator", `window.op !== undefined`)
+	op.loginAs("root", "root-pw", 0)
+	op.wait(`op.ready && document.getElementById("live").textContent === "live"`, "operator view live")
+	rowWith := func(table, text string) string {
+		return fmt.Sprintf(`[...document.querySelectorAll("#%s tr")].some((tr) => tr.textContent.includes(%q))`, table, text)
+	}
+
+	// A phone registers, then un-registers.
+	phone := peers.StartBaresip(t, peers.BaresipOptions{User: "dave", AnswerMode: "manual",
+		Account: fmt.Sprintf("<sip:dave@127.0.0.1:%d>;auth_pass=dave-secret;regint=300;answermode=manual;audio_codecs=pcmu", sipPort)})
+	op.wait(rowWith("registrations", "dave")+` && document.getElementById("registrations-count").textContent === "1"`, "registration shown")
+
+	// Alice's echo test: a session of hers appears, then goes.
+	al := openPage(ctx, t, b, d, "", "alice", `window.demo !== undefined`)
+	al.set("user", "alice")
+	al.set("password", "alice-pw")
+	al.click("#login")
+	al.wait(`document.getElementById("conn-status").textContent === "logged in as alice"`, "alice logged in")
+	al.click("#echo-start")
+	al.wait(`document.getElementById("echo-status").textContent.startsWith("running")`, "echo running")
+	var sid string
+	al.eval(`demo.echo.sessionId`, &sid)
+	op.wait(fmt.Sprintf(`document.querySelector('#sessions tr[data-id=%q]') && document.querySelector('#sessions tr[data-id=%q]').textContent.includes("echo") && document.querySelector('#sessions tr[data-id=%q]').textContent.includes("alice")`, sid, sid, sid), "echo session shown")
+	al.click("#echo-stop")
+	op.wait(fmt.Sprintf(`!document.querySelector('#sessions tr[data-id=%q]')`, sid), "echo session gone")
+
+	// Alice calls dave: his phone rings, the call shows ringing; she hangs up.
+	n := len(phone.Events())
+	al.set("call-type", "user")
+	al.set("callee", "dave")
+	al.click("#call")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_INCOMING", n); err != nil {
+		t.Fatal(err)
+	}
+	var callID string
+	al.wait(`demo.call && demo.call.callId`, "call id")
+	al.eval(`demo.call.callId`, &callID)
+	op.wait(fmt.Sprintf(`document.querySelector('#calls tr[data-id=%q]') && document.querySelector('#calls tr[data-id=%q]').textContent.includes("dave") && document.querySelector('#calls tr[data-id=%q]').textContent.includes("ringing")`, callID, callID, callID), "ringing call shown")
+	if err := op.p.Screenshot(ctx, filepath.Join(browsertest.ArtifactDir(t), "operator.png")); err != nil {
+		t.Fatal(err)
+	}
+	al.click("#hangup")
+	op.wait(fmt.Sprintf(`!document.querySelector('#calls tr[data-id=%q]') && document.getElementById("calls-count").textContent === "0"`, callID), "call gone")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_CLOSED", n); err != nil {
+		t.Fatal(err)
+	}
+
+	// A room comes and goes.
+	al.eval(`demo.client.request("media", "room", "create", {class: "mcu", room_id: "ops-check"})`, nil)
+	op.wait(rowWith("rooms", "ops-check"), "room shown")
+	al.eval(`demo.client.request("media", "room", "destroy", {room_id: "ops-check"})`, nil)
+	op.wait(`!(`+rowWith("rooms", "ops-check")+`)`, "room gone")
+
+	// The phone un-registers.
+	if _, err := phone.Command(ctx, "uadel", fmt.Sprintf("sip:dave@127.0.0.1:%d", sipPort)); err != nil {
+		t.Fatal(err)
+	}
+	op.wait(`!(`+rowWith("registrations", "dave")+`) && document.getElementById("registrations-count").textContent === "0"`, "registration gone")
+	op.wait(`document.getElementById("sessions-count").textContent === "0"`, "no session left")
+
+	// Alice is no admin: the view shows the server's refusal naming the setting.
+	al2 := openPage(ctx, t, b, d, "operator.html", "alice-operator", `window.op !== undefined`)
+	al2.loginAs("alice", "alice-pw", 0)
+	al2.wait(`!document.getElementById("op-error").hidden`, "refusal shown")
+	if s := al2.text("op-error"); !strings.Contains(s, "for admins") || !strings.Contains(s, "users[].admin") || !strings.Contains(s, "1045") {
+		al2.fail("refusal %q", s)
+	}
+	if op.text("op-error") != "" {
+		op.fail("admin view shows an error: %s", op.text("op-error"))
 	}
 }
