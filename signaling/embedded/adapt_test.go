@@ -8,23 +8,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
-	"net"
 	"net/netip"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
-	"github.com/nkbridge/nkbridge/media/codec"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -152,107 +145,6 @@ func (o *adObserver) CallHangup(_ string, err *signaling.Error) {
 // newAdPC is a PCMU pion peer (loopback only).
 func newAdPC(t *testing.T) *peers.PCMUPeer { return peers.NewPCMUPeer(t, "adpc") }
 
-func adTone(freq float64, n int) []byte {
-	payload := make([]byte, 160)
-	for i := range payload {
-		payload[i] = codec.LinearToUlaw(int16(8000 * math.Sin(2*math.Pi*freq*float64(n*160+i)/8000)))
-	}
-	return payload
-}
-
-// ---- a plain RTP peer (UDP socket, PCMU) ----
-
-type adRTP struct {
-	t    *testing.T
-	conn *net.UDPConn
-	done chan struct{}
-	mu   sync.Mutex
-	to   netip.AddrPort
-	pcm  []int16
-	pkts int
-}
-
-func newAdRTP(t *testing.T) *adRTP {
-	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &adRTP{t: t, conn: conn, done: make(chan struct{})}
-	go func() {
-		defer close(p.done)
-		buf := make([]byte, 1500)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			var pkt rtp.Packet
-			if pkt.Unmarshal(buf[:n]) != nil || pkt.PayloadType != 0 {
-				continue
-			}
-			p.mu.Lock()
-			p.pkts++
-			for _, b := range pkt.Payload {
-				p.pcm = append(p.pcm, codec.UlawToLinear(b))
-			}
-			p.mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-p.done })
-	return p
-}
-
-func (p *adRTP) sdp() string {
-	return fmt.Sprintf("v=0\r\no=phone 7 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
-		"m=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n", p.conn.LocalAddr().(*net.UDPAddr).Port)
-}
-
-var (
-	adReM = regexp.MustCompile(`(?m)^m=audio (\d+) `)
-	adReC = regexp.MustCompile(`(?m)^c=IN IP4 (\S+)`)
-)
-
-func (p *adRTP) use(sdp string) {
-	m, c := adReM.FindStringSubmatch(sdp), adReC.FindStringSubmatch(sdp)
-	if m == nil || c == nil || c[1] != "127.0.0.1" {
-		p.t.Fatalf("no loopback audio address in SDP:\n%s", sdp)
-	}
-	port, _ := strconv.Atoi(m[1])
-	p.mu.Lock()
-	p.to = netip.AddrPortFrom(netip.MustParseAddr(c[1]), uint16(port))
-	p.mu.Unlock()
-}
-
-func (p *adRTP) sendTone(ctx context.Context, freq float64, d time.Duration) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	end := time.Now().Add(d)
-	seq, ts, ssrc := uint16(rand.Uint32()), rand.Uint32(), rand.Uint32()
-	for n := 0; time.Now().Before(end); n++ {
-		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: ts, SSRC: ssrc, Marker: n == 0},
-			Payload: adTone(freq, n)}
-		b, _ := pkt.Marshal()
-		p.mu.Lock()
-		to := p.to
-		p.mu.Unlock()
-		_, _ = p.conn.WriteToUDPAddrPort(b, to)
-		seq++
-		ts += 160
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-func (p *adRTP) heard() ([]int16, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]int16(nil), p.pcm...), p.pkts
-}
-
 // adWaitTone waits (up to 10 s) for 1.5 s of audio and asserts its second
 // half is freq, not other.
 func adWaitTone(t *testing.T, who string, heard func() ([]int16, int), freq, other float64) {
@@ -334,13 +226,14 @@ func TestAdaptRTPInviteeWins(t *testing.T) {
 	e.waitSessions("ringing (caller's proxy + 2 aux)", 1, 2)
 
 	// The phone answers in RTP; the caller gets a WebRTC answer.
-	rtpPeer := newAdRTP(t)
-	rtpPeer.use(ph.inv.Offer.SDP())
-	if err := ph.h.Accepted(signaling.Desc{"sdp": rtpPeer.sdp(), "sdp_type": "rtp"}, ""); err != nil {
+	rtpPeer := peers.NewRTPPeer(t)
+	rtpPeer.Learn(0, "pcmu")
+	rtpPeer.UseSDP(ph.inv.Offer.SDP())
+	if err := ph.h.Accepted(signaling.Desc{"sdp": rtpPeer.SDP(""), "sdp_type": "rtp"}, ""); err != nil {
 		t.Fatalf("Accepted: %v", err)
 	}
 	// A late acceptance from the desk phone is refused.
-	if err := dk.h.Accepted(signaling.Desc{"sdp": rtpPeer.sdp(), "sdp_type": "rtp"}, ""); err == nil {
+	if err := dk.h.Accepted(signaling.Desc{"sdp": rtpPeer.SDP(""), "sdp_type": "rtp"}, ""); err == nil {
 		t.Error("second acceptance taken")
 	}
 	var ans signaling.Desc
@@ -363,8 +256,8 @@ func TestAdaptRTPInviteeWins(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go caller.SendToneFor(ctx, 1000, 10*time.Second)
-	go rtpPeer.sendTone(ctx, 600, 10*time.Second)
-	adWaitTone(t, "RTP phone", rtpPeer.heard, 1000, 600)
+	go rtpPeer.SendToneFor(ctx, 0, "pcmu", 600, 10*time.Second)
+	adWaitTone(t, "RTP phone", rtpPeer.Heard, 1000, 600)
 	adWaitTone(t, "WebRTC caller", caller.Heard, 600, 1000)
 	cancel()
 

@@ -50,7 +50,7 @@ func TestEchoRTP(t *testing.T) {
 	e := newEnv(t, nil)
 	c := dialAPI(t, e, "alice")
 	peer := newRTPPeer(t)
-	r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}})
+	r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,12 +59,12 @@ func TestEchoRTP(t *testing.T) {
 	if typ != "rtp" {
 		t.Errorf("answer sdp_type %q, want rtp", typ)
 	}
-	peer.use(ans)
+	peer.UseSDP(ans)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go peer.sendTone(ctx, 1000, 30*time.Second)
+	go peer.SendToneFor(ctx, 0, "pcmu", 1000, 30*time.Second)
 
-	pcm, n := peer.waitHeard(16000)
+	pcm, n := peer.WaitHeard(16000, 10*time.Second)
 	checkTone(t, "echo caller", pcm, n, 1000, 600)
 
 	// use_audio false: nothing comes back; true: the tone again.
@@ -72,9 +72,9 @@ func TestEchoRTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(500 * time.Millisecond) // what was in flight
-	peer.reset()
+	peer.Reset()
 	time.Sleep(time.Second) // the subject: a muted second
-	pcm, n = peer.heard()
+	pcm, n = peer.Heard()
 	if rms := audiotest.RMS(pcm); n > 5 && rms > 100 {
 		t.Errorf("muted echo still returns audio: %d packets, rms %.0f", n, rms)
 	}
@@ -82,8 +82,8 @@ func TestEchoRTP(t *testing.T) {
 	if _, err := c.media("session/update", map[string]any{"session_id": id, "update_type": "media", "use_audio": true}); err != nil {
 		t.Fatal(err)
 	}
-	peer.reset()
-	pcm, n = peer.waitHeard(12000)
+	peer.Reset()
+	pcm, n = peer.WaitHeard(12000, 10*time.Second)
 	checkTone(t, "unmuted echo caller", pcm, n, 1000, 600)
 
 	// record: the reply and an info event name the files; the caller's file holds the tone.
@@ -121,7 +121,7 @@ func TestEchoRTP(t *testing.T) {
 	}
 
 	// DTMF from the caller: media/session/info {info: {dtmf, side}}.
-	peer.sendDigit('7')
+	peer.SendDigit('7', 101, 8000)
 	c.Event(nkclient.Selector{Type: "info", ObjID: id}, func(body map[string]any) bool {
 		inf, _ := body["info"].(map[string]any)
 		return inf["dtmf"] == "7" && inf["side"] == "caller"
@@ -145,8 +145,8 @@ func TestEchoRTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	dcancel()
-	peers.WaitFor(t, 2*time.Second, "digits at the caller", func() bool { return peer.digits() == "742#" }) // its own 7 echoed, then 42#
-	t.Logf("caller received digits %q", peer.digits())
+	peers.WaitFor(t, 2*time.Second, "digits at the caller", func() bool { return peer.Digits() == "742#" }) // its own 7 echoed, then 42#
+	t.Logf("caller received digits %q", peer.Digits())
 
 	// stop: the stop event, and nothing left in the engine.
 	if _, err := c.media("session/stop", map[string]any{"session_id": id}); err != nil {
@@ -169,7 +169,7 @@ func TestProxyRTPToRTP(t *testing.T) {
 	c := dialAPI(t, e, "alice")
 	caller, far := newRTPPeer(t), newRTPPeer(t)
 	r, err := c.media("session/start", map[string]any{"type": "proxy", "proxy_type": "rtp",
-		"offer": map[string]any{"sdp": caller.sdp(""), "sdp_type": "rtp", "caller_id": "1001", "caller_name": "Alice", "record": true}})
+		"offer": map[string]any{"sdp": caller.SDP(""), "sdp_type": "rtp", "caller_id": "1001", "caller_name": "Alice", "record": true}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,32 +183,32 @@ func TestProxyRTPToRTP(t *testing.T) {
 		t.Errorf("update before answer: %v, want 2015", err)
 	}
 	// A WebRTC answer to an RTP offer is refused clearly, and the session survives.
-	if _, err := c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.sdp(""), "sdp_type": "webrtc"}}); codeOf(err) != signaling.CodeInvalidParameters || !strings.Contains(err.Error(), "sdp_type") {
+	if _, err := c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.SDP(""), "sdp_type": "webrtc"}}); codeOf(err) != signaling.CodeInvalidParameters || !strings.Contains(err.Error(), "sdp_type") {
 		t.Errorf("answer of the wrong kind: %v, want 1048 about sdp_type", err)
 	}
-	far.use(farOffer)
+	far.UseSDP(farOffer)
 	// No sdp_type in the answer: the kind of the far offer (rtp) is assumed.
-	r, err = c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.sdp("")}})
+	r, err = c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.SDP("")}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ans, _ := sdpOf(t, r, "answer")
-	caller.use(ans)
+	caller.UseSDP(ans)
 	if ev := c.waitEvent("answer", id); ev.Body["answer"] == nil {
 		t.Errorf("answer event %v", ev.Body)
 	}
-	if _, err := c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.sdp(""), "sdp_type": "rtp"}}); codeOf(err) != signaling.CodeAnswerAlreadySet {
+	if _, err := c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.SDP(""), "sdp_type": "rtp"}}); codeOf(err) != signaling.CodeAnswerAlreadySet {
 		t.Errorf("second set_answer: %v, want 2016", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go caller.sendTone(ctx, 1000, 10*time.Second)
-	go far.sendTone(ctx, 600, 10*time.Second)
-	far.waitHeard(12000)
-	caller.waitHeard(12000)
-	pcm, n := far.heard()
+	go caller.SendToneFor(ctx, 0, "pcmu", 1000, 10*time.Second)
+	go far.SendToneFor(ctx, 0, "pcmu", 600, 10*time.Second)
+	far.WaitHeard(12000, 10*time.Second)
+	caller.WaitHeard(12000, 10*time.Second)
+	pcm, n := far.Heard()
 	checkTone(t, "far side", pcm, n, 1000, 600)
-	pcm, n = caller.heard()
+	pcm, n = caller.Heard()
 	checkTone(t, "caller", pcm, n, 600, 1000)
 
 	// record: true in the offer recorded each side from the answer on.
@@ -241,11 +241,11 @@ func TestProxyRTPToRTP(t *testing.T) {
 	if m.FarKind() != media.KindRTP || m.Held() {
 		t.Fatalf("far kind %q held %v", m.FarKind(), m.Held())
 	}
-	sdp, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendonly"))
+	sdp, err := m.ReofferRTP(signaling.SideFar, far.SDP("sendonly"))
 	if err != nil || !m.Held() || !strings.Contains(sdp, "recvonly") {
 		t.Errorf("hold re-offer: held %v err %v answer:\n%s", m.Held(), err, sdp)
 	}
-	if _, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendrecv")); err != nil || m.Held() {
+	if _, err := m.ReofferRTP(signaling.SideFar, far.SDP("sendrecv")); err != nil || m.Held() {
 		t.Errorf("resume re-offer: held %v err %v", m.Held(), err)
 	}
 	if _, err := m.ReofferRTP(signaling.SideFar, "garbage"); codeOf2(err) != signaling.CodeInvalidParameters {
@@ -269,7 +269,7 @@ func TestMediaTimeoutAndHold(t *testing.T) {
 	c := dialAPI(t, e, "alice")
 	peer := newRTPPeer(t)
 	start := func() string {
-		r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}})
+		r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,16 +312,16 @@ func TestBadInputThroughAPI(t *testing.T) {
 	e := newEnv(t, func(c *media.Config) { c.RecordDir = "" })
 	c := dialAPI(t, e, "alice")
 	peer := newRTPPeer(t)
-	r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}})
+	r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	live, _ := r["session_id"].(string)
 	ans, _ := sdpOf(t, r, "answer")
-	peer.use(ans)
+	peer.UseSDP(ans)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go peer.sendTone(ctx, 1000, 60*time.Second)
+	go peer.SendToneFor(ctx, 0, "pcmu", 1000, 60*time.Second)
 
 	var huge strings.Builder
 	huge.WriteString("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n")
@@ -347,15 +347,15 @@ func TestBadInputThroughAPI(t *testing.T) {
 		{"rtp no audio", map[string]any{"type": "echo", "offer": map[string]any{"sdp": videoOnly, "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "no audio"},
 		{"webrtc no audio", map[string]any{"type": "proxy", "offer": map[string]any{"sdp": webrtcNoAudio}}, signaling.CodeInvalidParameters, "Invalid offer"},
 		{"bad fingerprint", map[string]any{"type": "echo", "offer": map[string]any{"sdp": badFP}}, signaling.CodeInvalidParameters, "Invalid offer"},
-		{"absurd port", map[string]any{"type": "echo", "offer": map[string]any{"sdp": strings.Replace(peer.sdp(""), fmt.Sprintf("m=audio %d", peer.port()), "m=audio 99999", 1), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "Invalid offer"},
+		{"absurd port", map[string]any{"type": "echo", "offer": map[string]any{"sdp": strings.Replace(peer.SDP(""), fmt.Sprintf("m=audio %d", peer.Port()), "m=audio 99999", 1), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "Invalid offer"},
 		{"10k lines", map[string]any{"type": "echo", "offer": map[string]any{"sdp": huge.String(), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "Invalid offer"},
-		{"no common codec", map[string]any{"type": "echo", "offer": map[string]any{"sdp": strings.NewReplacer(" 0 101", " 18", "a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000").Replace(peer.sdp("")), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "codec"},
-		{"bad sdp_type", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "sip"}}, signaling.CodeInvalidParameters, "sdp_type"},
-		{"bad proxy_type", map[string]any{"type": "proxy", "proxy_type": "carrier-pigeon", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "proxy_type"},
-		{"proxy_type not a string", map[string]any{"type": "proxy", "proxy_type": 7, "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "proxy_type"},
-		{"answer given", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}, "answer": map[string]any{"sdp": peer.sdp("")}}, signaling.CodeInvalidParameters, "answer"},
-		{"record without record dir", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp", "record": true}}, signaling.CodeNotImplemented, "record_dir"},
-		{"bad use_audio", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp", "use_audio": "yes"}}, signaling.CodeInvalidParameters, "use_audio"},
+		{"no common codec", map[string]any{"type": "echo", "offer": map[string]any{"sdp": strings.NewReplacer(" 0 101", " 18", "a=rtpmap:0 PCMU/8000", "a=rtpmap:18 G729/8000").Replace(peer.SDP("")), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "codec"},
+		{"bad sdp_type", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "sip"}}, signaling.CodeInvalidParameters, "sdp_type"},
+		{"bad proxy_type", map[string]any{"type": "proxy", "proxy_type": "carrier-pigeon", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "proxy_type"},
+		{"proxy_type not a string", map[string]any{"type": "proxy", "proxy_type": 7, "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}}, signaling.CodeInvalidParameters, "proxy_type"},
+		{"answer given", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}, "answer": map[string]any{"sdp": peer.SDP("")}}, signaling.CodeInvalidParameters, "answer"},
+		{"record without record dir", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp", "record": true}}, signaling.CodeNotImplemented, "record_dir"},
+		{"bad use_audio", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp", "use_audio": "yes"}}, signaling.CodeInvalidParameters, "use_audio"},
 	}
 	for _, tc := range cases {
 		_, err := c.media("session/start", tc.data)
@@ -381,15 +381,15 @@ func TestBadInputThroughAPI(t *testing.T) {
 			t.Errorf("update %v: %v, want %d", tc.data, err, tc.code)
 		}
 	}
-	if _, err := c.media("session/set_answer", map[string]any{"session_id": live, "answer": map[string]any{"sdp": peer.sdp("")}}); codeOf(err) != signaling.CodeAnswerAlreadySet {
+	if _, err := c.media("session/set_answer", map[string]any{"session_id": live, "answer": map[string]any{"sdp": peer.SDP("")}}); codeOf(err) != signaling.CodeAnswerAlreadySet {
 		t.Errorf("set_answer on echo: %v, want 2016", err)
 	}
 	if _, err := c.media("session/set_candidate", map[string]any{"session_id": live, "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"}); codeOf(err) != signaling.CodeInvalidOperation {
 		t.Errorf("candidate on an RTP leg: %v, want 1045", err)
 	}
 	// The live session still echoes, and is the only one.
-	peer.reset()
-	pcm, n := peer.waitHeard(12000)
+	peer.Reset()
+	pcm, n := peer.WaitHeard(12000, 10*time.Second)
 	checkTone(t, "live echo after bad input", pcm, n, 1000, 600)
 	if got := e.eng.Sessions(); got != 1 {
 		t.Errorf("engine has %d sessions, want only the live one", got)
@@ -415,9 +415,9 @@ func TestDisconnectReleases(t *testing.T) {
 	var ids []string
 	for i := 0; i < 4; i++ {
 		p := newRTPPeer(t)
-		data := map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.sdp(""), "sdp_type": "rtp"}}
+		data := map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.SDP(""), "sdp_type": "rtp"}}
 		if i%2 == 1 {
-			data = map[string]any{"type": "proxy", "proxy_type": "rtp", "offer": map[string]any{"sdp": p.sdp(""), "sdp_type": "rtp"}}
+			data = map[string]any{"type": "proxy", "proxy_type": "rtp", "offer": map[string]any{"sdp": p.SDP(""), "sdp_type": "rtp"}}
 		}
 		r, err := c.media("session/start", data)
 		if err != nil {
@@ -443,7 +443,7 @@ func TestDisconnectReleases(t *testing.T) {
 	// Engine shutdown: a live session stops with 1061 "Media engine stopped".
 	c2 := dialAPI(t, e, "bob")
 	p := newRTPPeer(t)
-	r, err := c2.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.sdp(""), "sdp_type": "rtp"}})
+	r, err := c2.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -454,7 +454,7 @@ func TestDisconnectReleases(t *testing.T) {
 		t.Errorf("stop on engine shutdown: %v", ev.Body)
 	}
 	e.waitIdle("after engine close")
-	if _, err := c2.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.sdp(""), "sdp_type": "rtp"}}); codeOf(err) != signaling.CodeNoMediaserver {
+	if _, err := c2.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.SDP(""), "sdp_type": "rtp"}}); codeOf(err) != signaling.CodeNoMediaserver {
 		t.Errorf("start on a closed engine: %v, want 2001", err)
 	}
 }
@@ -467,24 +467,24 @@ func TestHoldByReofferNoTimeout(t *testing.T) {
 	c := dialAPI(t, e, "alice")
 	caller, far := newRTPPeer(t), newRTPPeer(t)
 	r, err := c.media("session/start", map[string]any{"type": "proxy", "proxy_type": "rtp",
-		"offer": map[string]any{"sdp": caller.sdp(""), "sdp_type": "rtp"}})
+		"offer": map[string]any{"sdp": caller.SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	id := r["session_id"].(string)
 	farOffer, _ := sdpOf(t, r, "offer")
-	far.use(farOffer)
-	r, err = c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.sdp(""), "sdp_type": "rtp"}})
+	far.UseSDP(farOffer)
+	r, err = c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": far.SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ans, _ := sdpOf(t, r, "answer")
-	caller.use(ans)
+	caller.UseSDP(ans)
 	m, ok := e.be.Media(id)
 	if !ok {
 		t.Fatal("no media")
 	}
-	if _, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendonly")); err != nil || !m.Held() {
+	if _, err := m.ReofferRTP(signaling.SideFar, far.SDP("sendonly")); err != nil || !m.Held() {
 		t.Fatalf("hold: %v held %v", err, m.Held())
 	}
 	time.Sleep(2500 * time.Millisecond) // the subject: nobody sends anything, past the media timeout
@@ -493,7 +493,7 @@ func TestHoldByReofferNoTimeout(t *testing.T) {
 		t.Fatal("held call stopped by the media timeout")
 	default:
 	}
-	if _, err := m.ReofferRTP(signaling.SideFar, far.sdp("sendrecv")); err != nil || m.Held() {
+	if _, err := m.ReofferRTP(signaling.SideFar, far.SDP("sendrecv")); err != nil || m.Held() {
 		t.Fatalf("resume: %v held %v", err, m.Held())
 	}
 	ev := c.waitEvent("stop", id)

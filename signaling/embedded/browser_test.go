@@ -376,17 +376,17 @@ func TestBrowserAPI(t *testing.T) {
 			if far.Offer.SDPType != "rtp" || !strings.Contains(far.Offer.SDP, "RTP/AVP") {
 				t.Fatalf("far offer is not plain RTP: %+v", far.Offer)
 			}
-			peer.use(far.Offer.SDP)
+			peer.UseSDP(far.Offer.SDP)
 			evalArg(ctx, t, p, `async (sdp) => {
 				const r = await T.api.send("media", "session", "set_answer", {session_id: T.sid, answer: {sdp, sdp_type: "rtp"}});
 				await T.pc.setRemoteDescription({type: "answer", sdp: r.answer.sdp});
-			}`, peer.sdp(""), nil)
+			}`, peer.SDP(""), nil)
 			tctx, tcancel := context.WithCancel(ctx)
 			defer tcancel()
-			go peer.sendTone(tctx, 600, 20*time.Second)
+			go peer.SendToneFor(tctx, 0, "pcmu", 600, 20*time.Second)
 			r := measure(ctx, t, p)
 			browsertest.CheckHeard(t, "browser", r, 600, 1000)
-			pcm, n := peer.heard()
+			pcm, n := peer.Heard()
 			checkTone(t, "RTP peer", pcm, n, 1000, 600)
 			wantCodec := map[bool]string{false: "pcmu", true: "opus"}[tc.transcoded]
 			if !strings.Contains(strings.ToLower(r.Stats.Codec), wantCodec) {
@@ -420,7 +420,7 @@ func TestBrowserAPI(t *testing.T) {
 			gw := dialAPI(t, e, "sipgw")
 			peer := newRTPPeer(t)
 			r, err := gw.media("session/start", map[string]any{"type": "proxy", "proxy_type": "webrtc",
-				"offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp", "caller_id": "sip:1001@127.0.0.1"}})
+				"offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp", "caller_id": "sip:1001@127.0.0.1"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -449,13 +449,13 @@ func TestBrowserAPI(t *testing.T) {
 			if ans["sdp_type"] != "rtp" {
 				t.Fatalf("caller's answer %v is not plain RTP", ans)
 			}
-			peer.use(sdp)
+			peer.UseSDP(sdp)
 			tctx, tcancel := context.WithCancel(ctx)
 			defer tcancel()
-			go peer.sendTone(tctx, 1000, 20*time.Second)
+			go peer.SendToneFor(tctx, 0, "pcmu", 1000, 20*time.Second)
 			rb := measure(ctx, t, pb)
 			browsertest.CheckHeard(t, "browser callee", rb, 1000, 600)
-			pcm, n := peer.heard()
+			pcm, n := peer.Heard()
 			checkTone(t, "RTP caller", pcm, n, 600, 1000)
 			if m, ok := e.be.Media(sid); !ok || m.CallerKind() != media.KindRTP || m.FarKind() != media.KindWebRTC {
 				t.Errorf("session kinds: %v", ok)

@@ -17,7 +17,7 @@ func TestEdgeRecordStoppedEvent(t *testing.T) {
 	e := newEnv(t, func(c *media.Config) { c.RecordMaxDuration = 300 * time.Millisecond })
 	c := dialAPI(t, e, "alice")
 	peer := newRTPPeer(t)
-	r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}})
+	r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestEdgeRTPPortsPerUser(t *testing.T) {
 	e := newEnv(t, func(c *media.Config) { c.RTPPortsPerUser, c.RTPPortsReserve = 2, -1 })
 	alice, bob := dialAPI(t, e, "alice"), dialAPI(t, e, "bob")
 	start := func(c *apiClient) error {
-		_, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": newRTPPeer(t).sdp(""), "sdp_type": "rtp"}})
+		_, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": newRTPPeer(t).SDP(""), "sdp_type": "rtp"}})
 		return err
 	}
 	for range 2 {

@@ -6,27 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
 	"go.uber.org/goleak"
 
 	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/media"
-	"github.com/nkbridge/nkbridge/media/codec"
-	"github.com/nkbridge/nkbridge/media/dtmf"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/embedded"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
@@ -156,180 +150,14 @@ func codeOf(err error) int {
 	return 0
 }
 
-// ---- a plain RTP peer (a UDP socket and pion/rtp; PCMU + telephone-event) ----
+// ---- a plain RTP peer: peers.RTPPeer, PCMU + telephone-event (PT 101) ----
 
-type rtpPeer struct {
-	t    testing.TB
-	conn *net.UDPConn
-	ssrc uint32
-
-	mu   sync.Mutex
-	to   netip.AddrPort
-	pcm  []int16 // PCMU received, decoded
-	pkts int
-	te   []rune
-	det  dtmf.Detector
-	done chan struct{}
-	seq  uint16
-	ts   uint32
-}
+type rtpPeer = peers.RTPPeer
 
 func newRTPPeer(t testing.TB) *rtpPeer {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &rtpPeer{t: t, conn: conn, ssrc: rand.Uint32(), seq: uint16(rand.Uint32()), ts: rand.Uint32(), done: make(chan struct{})}
-	go p.read()
-	t.Cleanup(func() { conn.Close(); <-p.done })
+	p := peers.NewRTPPeer(t)
+	p.Learn(0, "pcmu")
+	p.Learn(101, "telephone-event")
 	return p
-}
-
-func (p *rtpPeer) port() int { return p.conn.LocalAddr().(*net.UDPAddr).Port }
-
-// sdp is the peer's offer or answer: PCMU and telephone-event/8000 (PT 101).
-func (p *rtpPeer) sdp(direction string) string {
-	if direction == "" {
-		direction = "sendrecv"
-	}
-	return fmt.Sprintf("v=0\r\no=peer 42 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
-		"m=audio %d RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"+
-		"a=fmtp:101 0-15\r\na=ptime:20\r\na=%s\r\n", p.port(), direction)
-}
-
-var (
-	reMAudio = regexp.MustCompile(`(?m)^m=audio (\d+) `)
-	reConn   = regexp.MustCompile(`(?m)^c=IN IP4 (\S+)`)
-)
-
-// use points the peer at the address of nkbridge's SDP.
-func (p *rtpPeer) use(sdp string) {
-	p.t.Helper()
-	m, c := reMAudio.FindStringSubmatch(sdp), reConn.FindStringSubmatch(sdp)
-	if m == nil || c == nil {
-		p.t.Fatalf("no audio address in SDP:\n%s", sdp)
-	}
-	port, _ := strconv.Atoi(m[1])
-	ip, err := netip.ParseAddr(c[1])
-	if err != nil || ip != loopback {
-		p.t.Fatalf("SDP address %q is not 127.0.0.1", c[1])
-	}
-	p.mu.Lock()
-	p.to = netip.AddrPortFrom(ip, uint16(port))
-	p.mu.Unlock()
-}
-
-func (p *rtpPeer) read() {
-	defer close(p.done)
-	buf := make([]byte, 1500)
-	for {
-		n, err := p.conn.Read(buf)
-		if err != nil {
-			return
-		}
-		var pkt rtp.Packet
-		if pkt.Unmarshal(buf[:n]) != nil {
-			continue
-		}
-		p.mu.Lock()
-		p.pkts++
-		switch pkt.PayloadType {
-		case 0:
-			for _, b := range pkt.Payload {
-				p.pcm = append(p.pcm, codec.UlawToLinear(b))
-			}
-		case 101:
-			if d, ok := p.det.Push(pkt.Timestamp, pkt.Payload); ok {
-				p.te = append(p.te, d)
-			}
-		}
-		p.mu.Unlock()
-	}
-}
-
-func (p *rtpPeer) write(pt uint8, marker bool, ts uint32, payload []byte) {
-	p.mu.Lock()
-	to := p.to
-	p.seq++
-	pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, Marker: marker, SequenceNumber: p.seq,
-		Timestamp: ts, SSRC: p.ssrc}, Payload: payload}
-	p.mu.Unlock()
-	b, _ := pkt.Marshal()
-	_, _ = p.conn.WriteToUDPAddrPort(b, to)
-}
-
-// sendTone sends a PCMU sine at freq for d (or until ctx ends), 20 ms packets.
-func (p *rtpPeer) sendTone(ctx context.Context, freq float64, d time.Duration) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	end := time.Now().Add(d)
-	n := 0
-	for time.Now().Before(end) {
-		payload := make([]byte, 160)
-		for i := range payload {
-			s := 8000 * math.Sin(2*math.Pi*freq*float64(n*160+i)/8000)
-			payload[i] = codec.LinearToUlaw(int16(s))
-		}
-		p.mu.Lock()
-		p.ts += 160
-		ts := p.ts
-		p.mu.Unlock()
-		p.write(0, n == 0, ts, payload)
-		n++
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// sendDigit sends one RFC 4733 event (PT 101).
-func (p *rtpPeer) sendDigit(d rune) {
-	pkts, err := dtmf.Generate(d, 100, 20, 8000)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ts += 160
-	ts := p.ts
-	p.mu.Unlock()
-	start := time.Now()
-	for _, k := range pkts {
-		time.Sleep(time.Until(start.Add(time.Duration(k.SendMS) * time.Millisecond))) // real-time pacing of the digit's packets
-		p.write(101, k.Marker, ts, k.Payload)
-	}
-}
-
-// heard returns a copy of the decoded audio and the packet count.
-func (p *rtpPeer) heard() ([]int16, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]int16(nil), p.pcm...), p.pkts
-}
-
-// waitHeard waits (up to 10 s) until the peer has decoded at least samples
-// samples and returns them.
-func (p *rtpPeer) waitHeard(samples int) ([]int16, int) {
-	end := time.Now().Add(10 * time.Second)
-	for {
-		pcm, n := p.heard()
-		if len(pcm) >= samples || time.Now().After(end) {
-			return pcm, n
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (p *rtpPeer) digits() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return string(p.te)
-}
-
-func (p *rtpPeer) reset() {
-	p.mu.Lock()
-	p.pcm, p.pkts = nil, 0
-	p.mu.Unlock()
 }

@@ -31,8 +31,8 @@ func TestReattachWebRTCCaller(t *testing.T) {
 	}
 	id := r["session_id"].(string)
 	farOffer, _ := sdpOf(t, r, "offer")
-	phone.use(farOffer)
-	r, err = c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": phone.sdp(""), "sdp_type": "rtp"}})
+	phone.UseSDP(farOffer)
+	r, err = c.media("session/set_answer", map[string]any{"session_id": id, "answer": map[string]any{"sdp": phone.SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +58,11 @@ func TestReattachWebRTCCaller(t *testing.T) {
 	phoneCtx, phoneStop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); phone.sendTone(phoneCtx, 600, 20*time.Second) }()
+	go func() { defer wg.Done(); phone.SendToneFor(phoneCtx, 0, "pcmu", 600, 20*time.Second) }()
 	defer wg.Wait()
 	defer phoneStop()
 	page.SendTone(ctx, 1000, 1500*time.Millisecond)
-	pcm, n := phone.waitHeard(8000)
+	pcm, n := phone.WaitHeard(8000, 10*time.Second)
 	checkTone(t, "phone", pcm, n, 1000, 600)
 
 	// The page's PeerConnection goes first; the signalling notices the reload a bit later.
@@ -88,9 +88,9 @@ func TestReattachWebRTCCaller(t *testing.T) {
 	if err := m.ReattachAnswer(ctx, signaling.SideCaller, page2.Answer(off)); err != nil {
 		t.Fatal(err)
 	}
-	phone.reset()
+	phone.Reset()
 	page2.SendTone(ctx, 1400, 2*time.Second)
-	pcm, n = phone.waitHeard(8000)
+	pcm, n = phone.WaitHeard(8000, 10*time.Second)
 	checkTone(t, "phone after re-attach", pcm, n, 1400, 600)
 	pcm, n = page2.Heard()
 	checkTone(t, "new page", pcm, n, 600, 1400)

@@ -51,9 +51,9 @@ func hears(pcm []int16, freq float64) bool { return tonePower(pcm, freq) > 1e5 }
 
 // listenWindow resets p, waits d and returns what it heard then (minus the first 100 ms).
 func listenWindow(p *rtpPeer, d time.Duration) []int16 {
-	p.reset()
+	p.Reset()
 	time.Sleep(d) // the subject: the listening window
-	pcm, _ := p.heard()
+	pcm, _ := p.Heard()
 	if len(pcm) > 800 {
 		pcm = pcm[800:]
 	}
@@ -139,7 +139,7 @@ func TestMCURTPConference(t *testing.T) {
 	roomID := ""
 	for i := 0; i < 3; i++ {
 		peers[i] = newRTPPeer(t)
-		req := map[string]any{"type": "mcu", "offer": map[string]any{"sdp": peers[i].sdp(""), "sdp_type": "rtp"}}
+		req := map[string]any{"type": "mcu", "offer": map[string]any{"sdp": peers[i].SDP(""), "sdp_type": "rtp"}}
 		if i == 0 {
 			req["record"] = true
 		} else {
@@ -158,10 +158,10 @@ func TestMCURTPConference(t *testing.T) {
 		} else if res["room_id"] != roomID {
 			t.Fatalf("room %v, want %s", res["room_id"], roomID)
 		}
-		peers[i].use(res["answer"].(map[string]any)["sdp"].(string))
+		peers[i].UseSDP(res["answer"].(map[string]any)["sdp"].(string))
 	}
 	if _, err := c.media("session/start", map[string]any{"type": "mcu", "room_id": "no-such-room",
-		"offer": map[string]any{"sdp": newRTPPeer(t).sdp(""), "sdp_type": "rtp"}}); codeOf(err) != 2030 {
+		"offer": map[string]any{"sdp": newRTPPeer(t).SDP(""), "sdp_type": "rtp"}}); codeOf(err) != 2030 {
 		t.Errorf("mcu in an unknown room: %v, want 2030", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -169,7 +169,7 @@ func TestMCURTPConference(t *testing.T) {
 	defer func() { cancel(); wg.Wait() }()
 	send := func(i int) {
 		wg.Add(1)
-		go func() { defer wg.Done(); peers[i].sendTone(ctx, freqs[i], 30*time.Second) }()
+		go func() { defer wg.Done(); peers[i].SendToneFor(ctx, 0, "pcmu", freqs[i], 30*time.Second) }()
 	}
 	for i := 0; i < 3; i++ {
 		send(i)
@@ -207,15 +207,15 @@ func TestMCURTPConference(t *testing.T) {
 
 	// A parked caller hears nobody, then joins the room by session_type.
 	peers[3] = newRTPPeer(t)
-	res, err := c.media("session/start", map[string]any{"type": "park", "offer": map[string]any{"sdp": peers[3].sdp(""), "sdp_type": "rtp"}})
+	res, err := c.media("session/start", map[string]any{"type": "park", "offer": map[string]any{"sdp": peers[3].SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatalf("park: %v", err)
 	}
 	ids[3] = res["session_id"].(string)
-	peers[3].use(res["answer"].(map[string]any)["sdp"].(string))
+	peers[3].UseSDP(res["answer"].(map[string]any)["sdp"].(string))
 	send(3)
 	checkHears(t, "parked", peers[3], nil, freqs)
-	if _, n := peers[3].heard(); n == 0 {
+	if _, n := peers[3].Heard(); n == 0 {
 		t.Error("parked caller gets no packets (silence must still be sent)")
 	}
 	checkHears(t, "participant 500 Hz while 1700 is parked", peers[0], []float64{800, 1200}, []float64{500, 1700})
@@ -277,7 +277,7 @@ func TestMCURTPConference(t *testing.T) {
 func TestRoomsBadInput(t *testing.T) {
 	e, rs := newRoomEnv(t)
 	c := dialAPI(t, e, "alice")
-	rtpOffer := func() map[string]any { return map[string]any{"sdp": newRTPPeer(t).sdp(""), "sdp_type": "rtp"} }
+	rtpOffer := func() map[string]any { return map[string]any{"sdp": newRTPPeer(t).SDP(""), "sdp_type": "rtp"} }
 	cases := []struct {
 		what string
 		cmd  string
@@ -313,12 +313,12 @@ func TestRoomsBadInput(t *testing.T) {
 	}
 	// session_type errors leave the session as it was (an echo: it still hears itself).
 	p := newRTPPeer(t)
-	res, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.sdp(""), "sdp_type": "rtp"}})
+	res, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": p.SDP(""), "sdp_type": "rtp"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sid := res["session_id"].(string)
-	p.use(res["answer"].(map[string]any)["sdp"].(string))
+	p.UseSDP(res["answer"].(map[string]any)["sdp"].(string))
 	for _, tc := range []struct {
 		data map[string]any
 		code int
@@ -340,7 +340,7 @@ func TestRoomsBadInput(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); p.sendTone(ctx, 700, 5*time.Second) }()
+	go func() { defer close(done); p.SendToneFor(ctx, 0, "pcmu", 700, 5*time.Second) }()
 	time.Sleep(300 * time.Millisecond)
 	pcm := listenWindow(p, 800*time.Millisecond)
 	cancel()

@@ -306,16 +306,16 @@ func TestBrowserRooms(t *testing.T) {
 			sids[i] = m.SessionID
 		}
 		peer := newRTPPeer(t)
-		res, err := c.media("session/start", map[string]any{"type": "mcu", "room_id": "conf-test", "offer": map[string]any{"sdp": peer.sdp(""), "sdp_type": "rtp"}})
+		res, err := c.media("session/start", map[string]any{"type": "mcu", "room_id": "conf-test", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		peer.use(res["answer"].(map[string]any)["sdp"].(string))
+		peer.UseSDP(res["answer"].(map[string]any)["sdp"].(string))
 		tctx, tcancel := context.WithCancel(ctx)
 		var wg sync.WaitGroup
 		defer func() { tcancel(); wg.Wait() }()
 		wg.Add(1)
-		go func() { defer wg.Done(); peer.sendTone(tctx, 1700, 2*time.Minute) }()
+		go func() { defer wg.Done(); peer.SendToneFor(tctx, 0, "pcmu", 1700, 2*time.Minute) }()
 
 		own := []float64{500, 800, 1200}
 		// measure listens on every page and on the RTP peer at once and says what is wrong.

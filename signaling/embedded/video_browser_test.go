@@ -131,19 +131,19 @@ func TestBrowserAPIVideoOffered(t *testing.T) {
 			T.sid = r.session_id;
 			return r;
 		}`, &far)
-		peer.use(far.Offer.SDP)
+		peer.UseSDP(far.Offer.SDP)
 		var ans string
 		evalArg(ctx, t, p, `async (sdp) => {
 			const r = await T.api.send("media", "session", "set_answer", {session_id: T.sid, answer: {sdp, sdp_type: "rtp"}});
 			await T.pc.setRemoteDescription({type: "answer", sdp: r.answer.sdp});
 			return r.answer.sdp;
-		}`, peer.sdp(""), &ans)
+		}`, peer.SDP(""), &ans)
 		checkVideoAnswer(t, "caller answer", ans, "inactive")
 		tctx, tcancel := context.WithCancel(ctx)
 		defer tcancel()
-		go peer.sendTone(tctx, 600, 20*time.Second)
+		go peer.SendToneFor(tctx, 0, "pcmu", 600, 20*time.Second)
 		browsertest.CheckHeard(t, "browser", lastHeardBy(ctx, t, p), 600, 1000)
-		pcm, n := peer.heard()
+		pcm, n := peer.Heard()
 		checkTone(t, "RTP peer", pcm, n, 1000, 600)
 		eval(ctx, t, p, `T.api.send("media", "session", "stop", {session_id: T.sid})`, nil)
 		e.waitIdle("proxy stopped")
