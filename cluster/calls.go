@@ -251,6 +251,7 @@ func (c *inCall) CallAnswered(_ string, answer signaling.Desc) {
 // CallHangup reports the end to the caller's node unless it came from there
 // (signaling.CallObserver).
 func (c *inCall) CallHangup(_ string, err *signaling.Error) {
+	c.n.forwardedEnded(c.id)
 	c.n.mu.Lock()
 	if c.n.in[c.id] == c {
 		delete(c.n.in, c.id)

@@ -237,7 +237,7 @@ func TestMessagesPerCall(t *testing.T) {
 	var mu sync.Mutex
 	bySubject := map[string]int{}
 	var total atomic.Int64
-	sub, err := mon.Subscribe("nkb.v1.>", func(m *nats.Msg) {
+	sub, err := mon.Subscribe("nkb.v1.node.>", func(m *nats.Msg) {
 		mu.Lock()
 		bySubject[m.Subject]++
 		mu.Unlock()

@@ -53,6 +53,7 @@ type Node struct {
 	kick   chan struct{} // heartbeat now (after a reconnect)
 
 	pq presenceQueue
+	br bridge
 
 	mu        sync.Mutex
 	rev       uint64             // revision of our node key
@@ -110,6 +111,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		n.ContactUp(c)
 	}
 	o.Core.SetDirectory(n)
+	n.startBridge()
 	o.Core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(n.resolveUser))
 	o.Core.AddResolver(signaling.CallTypeSession, signaling.ResolverFunc(n.resolveSession))
 	n.wg.Add(2)
@@ -232,6 +234,7 @@ func (n *Node) Close() {
 	}
 	n.closed = true
 	n.mu.Unlock()
+	n.stopBridge()
 	if n.sub != nil {
 		_ = n.sub.Unsubscribe()
 	}

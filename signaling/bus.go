@@ -13,6 +13,9 @@ type Event struct {
 	// front ends use it to deliver the event only to that user (and admins).
 	// It is not part of the event on the wire.
 	User string `json:"-"`
+	// Origin is the cluster node the event came from ("" = this node): the cluster does not
+	// send such events back out. Not part of the event on the wire.
+	Origin string `json:"-"`
 }
 
 // Subscription selects events. Subclass, Type and ObjID may be "*" (or empty,
@@ -83,6 +86,43 @@ type busShard struct {
 // publish delivers to every matching sink once.
 type Bus struct {
 	shards [busShards]busShard
+
+	wmu      sync.Mutex
+	watchers []SubscriptionWatcher
+}
+
+// SubscriptionWatcher is told about every subscription added and removed (not about body
+// changes), with its sink, after the bus's locks are released. The cluster uses it to receive
+// from other nodes only the events someone here selects. It must not block.
+type SubscriptionWatcher func(sink Sink, sub Subscription, added bool)
+
+// WatchSubscriptions adds w and tells it at once about the subscriptions present now (as
+// added).
+func (b *Bus) WatchSubscriptions(w SubscriptionWatcher) {
+	b.wmu.Lock()
+	b.watchers = append(b.watchers, w)
+	b.wmu.Unlock()
+	for i := range b.shards {
+		sh := &b.shards[i]
+		sh.mu.RLock()
+		var now []busEntry
+		for _, list := range sh.byObj {
+			now = append(now, list...)
+		}
+		sh.mu.RUnlock()
+		for _, e := range now {
+			w(e.sink, e.sub, true)
+		}
+	}
+}
+
+func (b *Bus) notify(sink Sink, sub Subscription, added bool) {
+	b.wmu.Lock()
+	ws := b.watchers
+	b.wmu.Unlock()
+	for _, w := range ws {
+		w(sink, sub, added)
+	}
 }
 
 // NewBus returns an empty bus.
@@ -111,6 +151,13 @@ func (b *Bus) shard(objID string) *busShard {
 // Subscribe adds a subscription for sink. Subscribing twice with the same
 // selectors replaces the body.
 func (b *Bus) Subscribe(sink Sink, sub Subscription) {
+	if b.subscribe(sink, sub) {
+		b.notify(sink, sub.Normalize(), true)
+	}
+}
+
+// subscribe adds or replaces the subscription and reports whether it is new.
+func (b *Bus) subscribe(sink Sink, sub Subscription) bool {
 	sub = sub.Normalize()
 	sh := b.shard(sub.ObjID)
 	sh.mu.Lock()
@@ -125,11 +172,12 @@ func (b *Bus) Subscribe(sink Sink, sub Subscription) {
 					subs[j] = sub
 				}
 			}
-			return
+			return false
 		}
 	}
 	sh.byObj[sub.ObjID] = append(list, busEntry{sink: sink, sub: sub})
 	sh.bySink[sink] = append(sh.bySink[sink], sub)
+	return true
 }
 
 // Unsubscribe removes the sink's subscription with the same selectors
@@ -138,8 +186,12 @@ func (b *Bus) Unsubscribe(sink Sink, sub Subscription) bool {
 	sub = sub.Normalize()
 	sh := b.shard(sub.ObjID)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	return sh.removeLocked(sink, sub)
+	found := sh.removeLocked(sink, sub)
+	sh.mu.Unlock()
+	if found {
+		b.notify(sink, sub, false)
+	}
+	return found
 }
 
 func (sh *busShard) removeLocked(sink Sink, sub Subscription) bool {
@@ -179,11 +231,15 @@ func (b *Bus) UnsubscribeAll(sink Sink) {
 	for i := range b.shards {
 		sh := &b.shards[i]
 		sh.mu.Lock()
-		for _, sub := range append([]Subscription(nil), sh.bySink[sink]...) {
+		gone := append([]Subscription(nil), sh.bySink[sink]...)
+		for _, sub := range gone {
 			sh.removeLocked(sink, sub)
 		}
 		delete(sh.bySink, sink)
 		sh.mu.Unlock()
+		for _, sub := range gone {
+			b.notify(sink, sub, false)
+		}
 	}
 }
 
