@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -15,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pion/rtp"
-
 	"github.com/nkbridge/nkbridge/internal/audiotest"
-	"github.com/nkbridge/nkbridge/media/codec"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -148,14 +144,9 @@ func TestBinaryEchoRTP(t *testing.T) {
 	if r := ws.Req("core", "user", "login", map[string]any{"user": "u", "password": "p"}); r["result"] != "ok" {
 		t.Fatalf("login = %v", r)
 	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	offer := fmt.Sprintf("v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n", port)
-	r := ws.Req("media", "session", "start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": offer, "sdp_type": "rtp"}})
+	peer := peers.NewRTPPeer(t)
+	peer.Learn(0, "pcmu")
+	r := ws.Req("media", "session", "start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}})
 	data, _ := r["data"].(map[string]any)
 	ans, _ := data["answer"].(map[string]any)
 	sdp, _ := ans["sdp"].(string)
@@ -167,35 +158,13 @@ func TestBinaryEchoRTP(t *testing.T) {
 	if rport < base || rport > base+20 {
 		t.Errorf("RTP port %d outside the configured range %d-%d", rport, base, base+20)
 	}
-	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: rport}
-	go func() {
-		for i := 0; i < 75; i++ {
-			payload := make([]byte, 160)
-			for j := range payload {
-				payload[j] = codec.LinearToUlaw(int16(8000 * math.Sin(2*math.Pi*1000*float64(i*160+j)/8000)))
-			}
-			pkt := rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), SSRC: 7}, Payload: payload}
-			b, _ := pkt.Marshal()
-			if _, err := conn.WriteToUDP(b, to); err != nil {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	var pcm []int16
-	buf := make([]byte, 1500)
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for len(pcm) < 8000 {
-		n, err := conn.Read(buf)
-		if err != nil {
-			t.Fatalf("echo: %v after %d samples; logs:\n%s", err, len(pcm), d.logs.String())
-		}
-		var pkt rtp.Packet
-		if pkt.Unmarshal(buf[:n]) == nil && pkt.PayloadType == 0 {
-			for _, u := range pkt.Payload {
-				pcm = append(pcm, codec.UlawToLinear(u))
-			}
-		}
+	peer.UseSDP(sdp)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go peer.SendTone(ctx, 0, "pcmu", 1000, 1500*time.Millisecond)
+	pcm, _ := peer.WaitHeard(8000, 5*time.Second)
+	if len(pcm) < 8000 {
+		t.Fatalf("echo: %d samples; logs:\n%s", len(pcm), d.logs.String())
 	}
 	if f, ratio := audiotest.Dominant(pcm, 8000, 1000, 600); f != 1000 || ratio < 10 {
 		t.Errorf("echo returns %.0f Hz (ratio %.1f), want 1000", f, ratio)
