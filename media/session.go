@@ -135,6 +135,7 @@ type Session struct {
 	hold     atomic.Bool
 	det      [2]dtmf.Detector
 	recOn    atomic.Bool
+	sinks    atomic.Pointer[[]*sinkEntry] // audiosink.go
 
 	stopOnce sync.Once
 	done     chan struct{}
@@ -885,13 +886,16 @@ func (s *Session) onRTP(l leg, side Side, pkt *rtp.Packet) {
 					s.log.Warn("DTMF digit dropped: OnDTMF too slow", "digit", string(d))
 				}
 			}
-		} else if s.recOn.Load() {
-			s.mu.Lock()
-			r := s.recs[side]
-			s.mu.Unlock()
-			if r != nil && r.write(f, pkt) {
-				go s.recordLimit(r.gen, fmt.Sprintf("recording reached %d bytes (media.record_max_bytes)", r.max))
+		} else {
+			if s.recOn.Load() {
+				s.mu.Lock()
+				r := s.recs[side]
+				s.mu.Unlock()
+				if r != nil && r.write(f, pkt) {
+					go s.recordLimit(r.gen, fmt.Sprintf("recording reached %d bytes (media.record_max_bytes)", r.max))
+				}
 			}
+			s.toSinks(side, f, pkt)
 		}
 		if side == SideCaller && !s.useAudio.Load() {
 			return

@@ -22,7 +22,7 @@ const (
 // known type without a backend answers 2001, an unknown one 2002).
 func KnownSessionType(typ string) bool {
 	switch typ {
-	case TypeP2P, TypeEcho, TypeProxy, TypePublish, TypeListen, TypePark, TypeMCU, TypeBridge:
+	case TypeP2P, TypeEcho, TypeProxy, TypePublish, TypeListen, TypePark, TypeMCU, TypeBridge, TypeBot:
 		return true
 	}
 	return false

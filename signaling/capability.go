@@ -117,7 +117,7 @@ func (c *Core) SessionMedia(id string) (Media, error) {
 }
 
 // MediaAs returns the media of live session id as capability T (DTMFSender, DTMFObserver,
-// RTPReofferer, Holder, Reattacher), or a clear error: 1062 no such session, 1006 the session has no
+// RTPReofferer, Holder, Reattacher, AudioStreamer), or a clear error: 1062 no such session, 1006 the session has no
 // media or its backend cannot do what T does.
 func MediaAs[T any](c *Core, id string) (T, error) {
 	var zero T
@@ -148,6 +148,8 @@ func capabilityText[T any]() string {
 		return "re-attach a WebRTC leg"
 	case *Holder:
 		return "hold"
+	case *AudioStreamer:
+		return "stream audio"
 	}
 	return "do that"
 }

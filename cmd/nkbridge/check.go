@@ -73,6 +73,9 @@ func (c *Config) checkSections() error {
 	if _, err := c.CDR.options(); err != nil {
 		return err
 	}
+	if _, err := c.Streams.config(nil); err != nil {
+		return err
+	}
 	return c.Cluster.check()
 }
 

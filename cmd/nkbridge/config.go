@@ -33,6 +33,7 @@ type Config struct {
 	FreeSWITCH   FSConfig       `yaml:"freeswitch"` // wire_freeswitch.go
 	CDR          CDRConfig      `yaml:"cdr"`        // wire_cdr.go
 	Cluster      ClusterConfig  `yaml:"cluster"`    // wire_cluster.go
+	Streams      StreamsConfig  `yaml:"streams"`    // wire_streams.go
 }
 
 // LogConfig configures logging.

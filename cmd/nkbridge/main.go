@@ -317,7 +317,10 @@ func (h hooks) stop() {
 // registered, only p2p sessions work (others answer 2001/2002).
 func wireBackends(ctx context.Context, cfg *Config, log *slog.Logger, bus *signaling.Bus, backends *signaling.Backends) (hooks, error) {
 	var h hooks
-	eng, _, err := wireMedia(cfg.Media, log, bus, backends, &h) // wire_media.go
+	eng, emb, err := wireMedia(cfg.Media, log, bus, backends, &h) // wire_media.go
+	if err == nil {
+		err = wireStreams(cfg.Streams, log, emb, backends, &h) // wire_streams.go
+	}
 	if err == nil {
 		err = wireFreeSWITCH(ctx, cfg, log, bus, backends, eng, &h) // wire_freeswitch.go
 	}

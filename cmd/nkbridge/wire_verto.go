@@ -31,6 +31,7 @@ type VertoConfig struct {
 	MaxLogins           int               `yaml:"max_logins"`
 	Extensions          map[string]string `yaml:"extensions"`
 	ConfPrefix          string            `yaml:"conf_prefix"`
+	BotPrefix           string            `yaml:"bot_prefix"`
 }
 
 func (c VertoConfig) validate() error {
@@ -46,7 +47,7 @@ func (c VertoConfig) validate() error {
 	if c.DetachGrace < 0 || c.MaxConnections < 0 || c.MaxFrameBytes < 0 || c.MaxCallsPerUser < 0 {
 		return errors.New("verto: detach_grace, max_connections, max_frame_bytes and max_calls_per_user must not be negative")
 	}
-	gc := vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix}
+	gc := vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix, BotPrefix: c.BotPrefix}
 	return gc.Validate()
 }
 
@@ -74,7 +75,7 @@ func wireVerto(ctx context.Context, cfg *Config, log *slog.Logger, core *signali
 		return err
 	}
 	vlog := log.With("component", "verto")
-	gw, err := vertogw.New(vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix, MaxCallsPerUser: c.MaxCallsPerUser,
+	gw, err := vertogw.New(vertogw.Config{Extensions: c.Extensions, ConfPrefix: c.ConfPrefix, BotPrefix: c.BotPrefix, MaxCallsPerUser: c.MaxCallsPerUser,
 		DetachGrace: c.DetachGrace},
 		core, log)
 	if err != nil {

@@ -31,6 +31,7 @@ type Backend struct {
 	users    map[string]string // session id → user, for room info
 	closed   bool
 	rooms    *Rooms         // publish/listen/park/mcu, set by EnableRooms (rooms.go)
+	streams  *streamsConf   // audio streams and bots, set by EnableStreams (stream.go)
 	wg       sync.WaitGroup // background Close of stopped media sessions
 }
 
@@ -115,7 +116,7 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 	if isRoomType(req.Type) {
 		return b.startRoomMedia(ctx, req) // rooms.go
 	}
-	if req.Type != signaling.TypeEcho && req.Type != signaling.TypeProxy {
+	if req.Type != signaling.TypeEcho && req.Type != signaling.TypeProxy && req.Type != signaling.TypeBot {
 		return nil, signaling.MediaResult{}, signaling.Errorf(signaling.CodeNoMediaserver, "The embedded media engine does not serve session type %s", req.Type)
 	}
 	if len(req.Offer) == 0 || req.Offer.SDP() == "" {
@@ -167,6 +168,11 @@ func (b *Backend) StartMedia(ctx context.Context, req signaling.MediaRequest) (s
 	switch req.Type {
 	case signaling.TypeEcho:
 		sess, out, err = b.eng.StartEcho(ctx, offer, opts)
+		if err == nil {
+			res.Answer = descOf(out, nil)
+		}
+	case signaling.TypeBot:
+		sess, out, err = b.startBot(ctx, req, m, opts, offer) // stream.go
 		if err == nil {
 			res.Answer = descOf(out, nil)
 		}

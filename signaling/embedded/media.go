@@ -39,7 +39,8 @@ type Media struct {
 	stopped  bool            // Stop called
 	nextDTMF int
 	dtmf     map[int]func(signaling.Side, rune)
-	room     roomState // rooms.go
+	room     roomState   // rooms.go
+	streams  streamState // stream.go
 }
 
 // SessionID returns the API session id.
@@ -386,7 +387,7 @@ func (m *Media) Candidate(_ context.Context, c signaling.Candidate) error {
 // Stop implements signaling.Media: the engine session is closed in the
 // background (Backend.Close waits for it; once the Backend is closing, Stop
 // closes before it returns).
-func (m *Media) Stop(_ *signaling.Error) {
+func (m *Media) Stop(reason *signaling.Error) {
 	m.mu.Lock()
 	if m.stopped {
 		m.mu.Unlock()
@@ -395,8 +396,13 @@ func (m *Media) Stop(_ *signaling.Error) {
 	m.stopped = true
 	sess := m.sess
 	m.mu.Unlock()
+	why := "session stopped"
+	if reason != nil && reason.Text != "" {
+		why = reason.Text
+	}
 	release := func() {
-		m.leaveRoom() // rooms.go
+		m.stopStreams(why) // stream.go
+		m.leaveRoom()      // rooms.go
 		if sess != nil {
 			sess.Close()
 		}

@@ -366,6 +366,7 @@ type callStartData struct {
 	CallerID   string         `json:"caller_id"`
 	Subscribe  *bool          `json:"subscribe"`
 	EventsBody map[string]any `json:"events_body"`
+	Stream     map[string]any `json:"stream"` // stream.go
 }
 
 type callIDData struct {
@@ -518,6 +519,18 @@ func (c *conn) updateSession(ctx context.Context, r *request) (any, error) {
 		c.unclaimRooms(r.opts)
 		return nil, err
 	}
+	if v, ok := r.opts["stream"]; ok && kind == signaling.UpdateMedia {
+		sres, err := c.updateStream(ctx, d.SessionID, v) // stream.go
+		if err != nil {
+			return nil, err
+		}
+		if len(sres) > 0 && res == nil {
+			res = map[string]any{}
+		}
+		for k, v := range sres {
+			res[k] = v
+		}
+	}
 	if len(res) == 0 {
 		return nil, nil
 	}
@@ -636,6 +649,10 @@ func (c *conn) startCall(_ context.Context, r *request) (any, error) {
 			return nil, err
 		}
 	}
+	startStream, err := c.callStream(d, callee) // stream.go
+	if err != nil {
+		return nil, err
+	}
 	caller := signaling.CallerInfo{Name: d.CallerName, ID: d.CallerID, User: c.user, Owner: c.id}
 	if caller.Name == "" {
 		caller.Name = d.Offer.String("caller_name")
@@ -654,6 +671,20 @@ func (c *conn) startCall(_ context.Context, r *request) (any, error) {
 		c.autoSubscribe("call:"+call.ID(), signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassCall, Type: "*", ObjID: call.ID(), Body: d.EventsBody})
 	}
 	r.after = func() { call.Start(c.srv.ctx) }
+	if startStream != nil {
+		// the stream connects before the call rings; a failure hangs the call up
+		r.after = func() {
+			c.srv.wg.Add(1)
+			go func() {
+				defer c.srv.wg.Done()
+				if err := startStream(call.ID()); err != nil {
+					_ = c.srv.core.HangupCall(call.ID(), signaling.AsError(err))
+					return
+				}
+				call.Start(c.srv.ctx)
+			}()
+		}
+	}
 	return map[string]any{"call_id": call.ID()}, nil
 }
 

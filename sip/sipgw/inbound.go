@@ -121,6 +121,9 @@ func (g *Gateway) inboundSession(call *sip.Call, rt Route, offer signaling.Desc,
 	if rt.RoomID != "" {
 		opts["room_id"] = rt.RoomID
 	}
+	if rt.Bot != "" {
+		opts["bot"] = rt.Bot
+	}
 	ctx, cancel := context.WithTimeout(g.ctx, 15*time.Second)
 	res, err := g.core.StartSession(ctx, signaling.SessionRequest{
 		Type: rt.SessionType, Offer: offer, Owner: owner, User: info.AuthUser, Options: opts,

@@ -55,6 +55,7 @@ func (c RouteConfig) withDefaults() RouteConfig {
 type Route struct {
 	SessionType string // echo, park, mcu, ... (extensions)
 	RoomID      string // for room prefixes
+	Bot         string // for a prefix of type bot: the bot's name (streams.bots)
 	CallType    string // user, sip, verto
 	Callee      string
 }
@@ -89,8 +90,8 @@ func NewRouter(c RouteConfig) (*Router, error) {
 	}
 	for p, v := range c.RoomPrefixes {
 		p = strings.ToLower(p)
-		if p == "" || (v != signaling.TypeMCU && v != signaling.TypePublish) {
-			return nil, fmt.Errorf("sipgw: room prefix %q: want a non-empty prefix of type mcu", p)
+		if p == "" || (v != signaling.TypeMCU && v != signaling.TypePublish && v != signaling.TypeBot) {
+			return nil, fmt.Errorf("sipgw: room prefix %q: want a non-empty prefix of type mcu (or bot: the rest names a bot)", p)
 		}
 		r.rooms = append(r.rooms, prefixType{p, v})
 	}
@@ -157,6 +158,9 @@ func (r *Router) Route(user string) (Route, error) {
 		if rest, ok := cutPrefixFold(user, rp.prefix); ok {
 			if !signaling.ValidID(rest) {
 				return Route{}, fmt.Errorf("%w: room %q is not a valid id", ErrBadDestination, rest)
+			}
+			if rp.typ == signaling.TypeBot {
+				return Route{SessionType: rp.typ, Bot: rest}, nil
 			}
 			return Route{SessionType: rp.typ, RoomID: rest}, nil
 		}

@@ -18,6 +18,10 @@ type Config struct {
 	// ConfPrefix is the prefix of conference extensions ("conf-<room>" → an mcu session in
 	// that room); "" means "conf-", "-" disables conferences.
 	ConfPrefix string
+	// BotPrefix is the prefix of bot extensions ("bot-<name>" → a bot session of the
+	// configured bot <name>: its audio streamed to an application); "" means
+	// verto.bot_prefix, "-" disables them.
+	BotPrefix string
 	// MaxCallsPerUser caps the calls (inbound and outbound) one Verto user has in the router at
 	// once (default verto.max_calls_per_user of internal/defaults).
 	MaxCallsPerUser int
@@ -68,6 +72,16 @@ func (c *Config) confPrefix() string {
 		return ""
 	}
 	return strings.ToLower(c.ConfPrefix)
+}
+
+func (c *Config) botPrefix() string {
+	switch c.BotPrefix {
+	case "":
+		return defaults.String("verto.bot_prefix")
+	case "-":
+		return ""
+	}
+	return strings.ToLower(c.BotPrefix)
 }
 
 func (c *Config) maxCalls() int {

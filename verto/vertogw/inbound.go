@@ -91,6 +91,9 @@ func (ib *inbound) run() {
 		if ib.route.RoomID != "" {
 			req.Options["room_id"] = ib.route.RoomID
 		}
+		if ib.route.Bot != "" {
+			req.Options["bot"] = ib.route.Bot
+		}
 	} else {
 		req.Type = signaling.TypeProxy
 		far := ib.g.cfg.farKind(ib.route)

@@ -13,6 +13,7 @@ type Route struct {
 	// SessionType is set for extensions: the session the caller is put into (echo, park, mcu).
 	SessionType string
 	RoomID      string // for conference extensions (mcu)
+	Bot         string // for bot extensions: the bot's name (streams.bots)
 	// CallType and Callee are set for calls through the router ("user", "sip", "verto").
 	CallType string
 	Callee   string
@@ -65,6 +66,13 @@ func (c *Config) Route(dest string) (Route, error) {
 			return Route{}, fmt.Errorf("%w: conference room %q", ErrBadNumber, room)
 		}
 		return Route{SessionType: signaling.TypeMCU, RoomID: room}, nil
+	}
+	if p := c.botPrefix(); p != "" && strings.HasPrefix(lower, p) {
+		bot := dest[len(p):]
+		if !signaling.ValidID(bot) {
+			return Route{}, fmt.Errorf("%w: bot %q", ErrBadNumber, bot)
+		}
+		return Route{SessionType: signaling.TypeBot, Bot: bot}, nil
 	}
 	switch {
 	case strings.HasPrefix(lower, "sip:"), strings.HasPrefix(lower, "sips:"):

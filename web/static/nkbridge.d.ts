@@ -120,7 +120,29 @@ export interface StartCallData {
   caller_id?: string;
   /** Seconds. */
   ring_time?: number;
+  /** Stream the call's audio (needs session_id); it connects before the call rings. */
+  stream?: StreamOptions;
   [field: string]: unknown;
+}
+
+/** A live audio stream to a WebSocket application (docs/API.md "Audio streams"). */
+export interface StreamOptions {
+  /** ws:// (loopback only) or wss:// URL; its host must be in streams.allowed_hosts. */
+  url: string;
+  /** "mono" (default: the caller), "stereo" (left the caller, right the far side) or "mixed". */
+  mix?: "mono" | "stereo" | "mixed";
+  /** 8000 (default) or 16000 Hz, 16-bit little-endian PCM in 20 ms binary frames. */
+  sample_rate?: 8000 | 16000;
+  /** The application's audio is played to the caller (bot sessions). */
+  bidirectional?: boolean;
+  /** Passed in the start message (Twilio framing: customParameters). */
+  metadata?: Record<string, any>;
+  /** "nkbridge" (default) or "twilio" (Twilio Media Streams events, µ-law 8 kHz). */
+  framing?: "nkbridge" | "twilio";
+  /** Connect again (streams.reconnect_attempts) after losing the application. */
+  reconnect?: boolean;
+  /** The application leaving ends the session (and its call). */
+  hangup_on_close?: boolean;
 }
 
 export interface StartCallReply {
@@ -268,6 +290,12 @@ export class NkbClient extends EventTarget {
   setAnswer(sessionId: string, answer: DescriptionLike): Promise<any>;
   /** Applies an update of a kind (media, session_type, listen_switch, mcu_layout). */
   updateSession(sessionId: string, updateType: UpdateType | string, opts?: Record<string, any>): Promise<any>;
+  /** Streams the session's audio to a WebSocket application (media/session/update with
+   *  `stream`); resolves to `{stream_id}`. The user must be in `streams.allowed_users` and the
+   *  URL's host in `streams.allowed_hosts`. */
+  startStream(sessionId: string, stream: StreamOptions): Promise<{ stream_id: string }>;
+  /** Ends the session's streams (`stream: false`). */
+  stopStream(sessionId: string): Promise<any>;
   sessionInfo(sessionId: string): Promise<any>;
   listSessions(): Promise<any>;
   /** Trickles one local ICE candidate. */

@@ -395,6 +395,16 @@ export class NkbClient extends EventTarget {
   updateSession(sessionId, updateType, opts = {}) {
     return this.request("media", "session", "update", { ...opts, session_id: sessionId, update_type: updateType });
   }
+  /** startStream streams the session's audio to a WebSocket application (docs/API.md "Audio
+   *  streams"): `stream` is `{url, mix?, sample_rate?, bidirectional?, metadata?, framing?,
+   *  reconnect?, hangup_on_close?}`; resolves to `{stream_id}`. */
+  startStream(sessionId, stream) {
+    return this.request("media", "session", "update", { session_id: sessionId, update_type: "media", stream });
+  }
+  /** stopStream ends the session's streams. */
+  stopStream(sessionId) {
+    return this.request("media", "session", "update", { session_id: sessionId, update_type: "media", stream: false });
+  }
   sessionInfo(sessionId) {
     return this.request("media", "session", "info", { session_id: sessionId });
   }
