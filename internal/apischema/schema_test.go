@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -29,6 +30,8 @@ import (
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/embedded"
 	"github.com/nkbridge/nkbridge/signaling/wsapi"
+	"github.com/nkbridge/nkbridge/sip"
+	"github.com/nkbridge/nkbridge/sip/sipgw"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -193,8 +196,9 @@ func (r *recorder) snapshot() []wireFrame {
 var loopback = netip.MustParseAddr("127.0.0.1")
 
 // serve runs the control API on the embedded media engine (an admin user
-// "admin" among open-mode logins) and returns its ws:// URL.
-func serve(t *testing.T) string {
+// "admin" among open-mode logins) and the SIP front end (SIP user dan), and
+// returns the API's ws:// URL and the SIP address.
+func serve(t *testing.T) (string, string) {
 	t.Helper()
 	log := peers.TestLoggerLevel(t, 0)
 	base := 30000 + 2*rand.IntN(15000)
@@ -213,8 +217,31 @@ func serve(t *testing.T) string {
 	}
 	backends.RegisterRooms(embedded.Name, rs, signaling.RoomSFU, signaling.RoomMCU)
 	core := signaling.New(signaling.Options{Logger: log, Bus: bus, Backends: backends})
-	t.Cleanup(func() { core.Close(); be.Close(); _ = eng.Close() })
-	return apitest.Serve(t, core, wsapi.Config{Admins: []string{"admin"}}, log)
+	sipAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreePort(t))
+	gw, err := sipgw.New(sipgw.Config{RingTime: 10 * time.Second}, sipgw.Options{Logger: log, Core: core})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := sip.New(sip.Config{
+		Listen: []sip.Listen{{Transport: "udp", Addr: sipAddr}, {Transport: "tcp", Addr: sipAddr}},
+		Users:  []sip.User{{Name: "dan", Password: "dan-secret"}},
+	}, sip.Options{Logger: log, Handler: gw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.Attach(srv)
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		gw.Drain()
+		core.Close()
+		gw.Close()
+		_ = srv.Close()
+		be.Close()
+		_ = eng.Close()
+	})
+	return apitest.Serve(t, core, wsapi.Config{Admins: []string{"admin"}}, log), sipAddr
 }
 
 // ---- requests with their wrong-type twins ---------------------------------
@@ -392,7 +419,8 @@ func rtpSDP(port int) map[string]any {
 // server and checks every frame on the wire against docs/api.schema.json.
 func TestSchemaAgainstServer(t *testing.T) {
 	s := loadSchema(t)
-	rec := newRecorder(t, serve(t))
+	apiURL, sipAddr := serve(t)
+	rec := newRecorder(t, apiURL)
 
 	// The schema names exactly the server's commands.
 	cmds := wsapi.Commands()
@@ -442,6 +470,7 @@ func TestSchemaAgainstServer(t *testing.T) {
 	sub := map[string]any{"class": "media", "subclass": "*", "type": "*", "obj_id": "*", "body": map[string]any{"tag": 1}}
 	admin.ok("core/event/subscribe", sub)
 	admin.ok("core/event/subscribe", map[string]any{"class": "core", "subclass": "cdr"})
+	admin.ok("core/event/subscribe", map[string]any{"class": "core", "subclass": "monitor"})
 	alice.ok("core/event/subscribe", map[string]any{"class": "app"})
 	alice.ok("core/event/get_subscriptions", nil)
 	alice.ok("core/event/send", map[string]any{"class": "app", "subclass": "chat", "type": "hello", "obj_id": "room1", "body": map[string]any{"text": "hi"}})
@@ -521,6 +550,16 @@ func TestSchemaAgainstServer(t *testing.T) {
 	alice.ok("media/room/destroy", map[string]any{"room_id": mcu["room_id"]})
 	alice.c.Event(apitest.Media("session", "stop", fmt.Sprint(member["session_id"])), nil)
 
+	// SIP: a phone registers (admins see it), calls bob, and bob transfers
+	// it to carol.
+	if _, err := exec.LookPath("baresip"); err == nil || peers.Required() {
+		sipPart(t, rec.url, sipAddr, s, admin, bob, invites)
+	} else {
+		t.Log("no baresip: the SIP part (core/monitor, media/call/transfer) is left out")
+		delete(inTable, "core/monitor/list")
+		delete(inTable, "media/call/transfer")
+	}
+
 	// Errors are frames too.
 	alice.fail(signaling.CodeUnknownCommand, "media/session/nothing", nil)
 	alice.fail(signaling.CodeSessionNotFound, "media/session/info", map[string]any{"session_id": "nope"})
@@ -536,6 +575,53 @@ func TestSchemaAgainstServer(t *testing.T) {
 	})
 
 	checkFrames(t, s, rec.snapshot(), inTable)
+}
+
+// sipPart: a baresip phone registers as dan (the admin gets the monitor
+// event and lists it), calls bob, who answers and transfers it to carol.
+func sipPart(t *testing.T, url, sipAddr string, s *apiSchema, admin, bob *client, invites <-chan *nkclient.Invite) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	carolInvites := make(chan *nkclient.Invite, 2)
+	carol := s.dial(t, url, "carol", nkclient.Options{OnInvite: func(_ context.Context, inv *nkclient.Invite) { carolInvites <- inv }})
+	carol.ok("core/user/login", map[string]any{"user": "carol", "password": "x"})
+	phone := peers.StartBaresip(t, peers.BaresipOptions{User: "dan", Codec: "pcmu", ToneHz: 600,
+		Account: fmt.Sprintf("<sip:dan@%s>;auth_pass=dan-secret;regint=60;answermode=auto;audio_codecs=pcmu", sipAddr)})
+	admin.c.Event(nkclient.Selector{Class: "core", Subclass: "monitor", Type: "registration"}, nil)
+	admin.ok("core/monitor/list", map[string]any{"what": "registrations"})
+
+	answer := func(c *client, inv *nkclient.Invite, name string) {
+		t.Helper()
+		if inv.Offer == nil {
+			t.Fatalf("%s's invite has no offer", name)
+		}
+		pc := peers.NewPCMUPeer(t, name)
+		c.ok("media/call/answered", map[string]any{"call_id": inv.CallID, "answer": map[string]any{"sdp": pc.Answer(inv.Offer.SDP), "sdp_type": "webrtc"}})
+	}
+	if err := phone.Dial(ctx, "sip:bob@"+sipAddr); err != nil {
+		t.Fatal(err)
+	}
+	inv := <-invites
+	answer(bob, inv, "bob")
+	if _, _, err := phone.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
+		t.Fatal(err)
+	}
+	bob.wrongTypes("media/call/transfer", map[string]any{"call_id": inv.CallID, "target": "carol", "type": "user"})
+	type result struct {
+		data json.RawMessage
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = bob.c.C.Request(ctx, "media", "call", "transfer", map[string]any{"call_id": inv.CallID, "target": "carol"}, &r.data)
+		done <- r
+	}()
+	answer(carol, <-carolInvites, "carol")
+	if r := <-done; r.err != nil {
+		t.Fatalf("transfer: %v", r.err)
+	}
 }
 
 // checkFrames validates every recorded frame and that every command was
@@ -592,7 +678,7 @@ func checkFrames(t *testing.T, s *apiSchema, frames []wireFrame, inTable map[str
 				var ev signaling.Event
 				_ = json.Unmarshal(r.Data, &ev)
 				edef := "event." + ev.Class + "." + ev.Subclass + "." + ev.Type
-				if ev.Class == signaling.ClassMedia || ev.Class == signaling.ClassCore && ev.Subclass == signaling.SubclassCDR {
+				if ev.Class == signaling.ClassMedia || ev.Class == signaling.ClassCore && (ev.Subclass == signaling.SubclassCDR || ev.Subclass == signaling.SubclassMonitor) {
 					events[edef]++
 					if !s.has(edef) {
 						t.Errorf("the server sent the event %s/%s/%s, which docs/api.schema.json does not describe: %s", ev.Class, ev.Subclass, ev.Type, f.data)
