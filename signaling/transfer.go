@@ -40,6 +40,9 @@ type Transfer struct {
 	// moved, before the old call ends (a SIP REFER sends its final NOTIFY there, before the
 	// BYE that releases the transferor).
 	Answered func()
+	// Into, when not nil, replaces Dest: the transferee takes the place this names instead of
+	// a new call (an attended transfer; a front end's own handle, given back to it).
+	Into any
 }
 
 // Transferer is implemented by a call party that can be moved to another call: a call's
@@ -64,6 +67,25 @@ func (c *Core) TransferCall(ctx context.Context, callID string, by Party, dest D
 	}
 	lg.Info("call transfer", "by", by.String(), "to_type", dest.Type, "to", dest.Callee)
 	id, err := tr.Transfer(ctx, Transfer{CallID: callID, Dest: dest, Answered: answered})
+	if err != nil {
+		e := AsError(err)
+		lg.Info("call transfer failed", "code", e.Code, "reason", e.Text)
+		return "", e
+	}
+	lg.Info("call transferred", "new_call_id", id)
+	return id, nil
+}
+
+// TransferInto is TransferCall for an attended transfer: the party other than by takes the
+// place into names (a handle of the transferee's own front end: the far party of the
+// transferor's other call) instead of a new call.
+func (c *Core) TransferInto(ctx context.Context, callID string, by Party, into any, answered func()) (string, error) {
+	tr, lg, err := c.transferee(callID, by)
+	if err != nil {
+		return "", err
+	}
+	lg.Info("call transfer (attended)", "by", by.String())
+	id, err := tr.Transfer(ctx, Transfer{CallID: callID, Answered: answered, Into: into})
 	if err != nil {
 		e := AsError(err)
 		lg.Info("call transfer failed", "code", e.Code, "reason", e.Text)

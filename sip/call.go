@@ -166,6 +166,9 @@ type Call struct {
 	// reAnswer: the pending re-INVITE (reAcked) had no offer; its ACK carries the answer.
 	reAnswer bool
 
+	// replaces: an inbound INVITE's Replaces target (replaces.go)
+	replaces *Call
+
 	// outbound
 	ack      *sip.Request
 	inviteTx sip.ClientTransaction
@@ -457,6 +460,12 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.respond(req, tx, 480, "Temporarily Unavailable")
 		return
 	}
+	replaced, code, reason := s.replacesTarget(req)
+	if code != 0 {
+		s.log.Info("sip invite with Replaces refused", "src", req.Source(), "code", code, "reason", reason)
+		s.respond(req, tx, code, reason)
+		return
+	}
 
 	inv := req.Clone()
 	localTag := sip.GenerateTagN(16)
@@ -470,7 +479,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		localHdr: sip.HeaderClone(inv.To()), remoteHdr: sip.HeaderClone(from),
 		target: *req.Contact().Address.Clone(), transport: req.Transport(),
 		remoteCSeq: req.CSeq().SeqNo, localCSeq: 0, remoteSDP: body,
-		inv: inv, tx: tx, lastSeen: time.Now(), delayed: delayed,
+		inv: inv, tx: tx, lastSeen: time.Now(), delayed: delayed, replaces: replaced,
 	}
 	if delayed {
 		c.remoteSDP = nil

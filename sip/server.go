@@ -427,7 +427,8 @@ func (s *Server) validRequest(req *sip.Request, tx sip.ServerTransaction) bool {
 			for _, h := range reqs {
 				for _, opt := range strings.Split(h.Value(), ",") {
 					opt = strings.TrimSpace(opt)
-					if opt != "" && !strings.EqualFold(opt, "timer") && !(req.Method == sip.REFER && strings.EqualFold(opt, "norefersub")) {
+					if opt != "" && !strings.EqualFold(opt, "timer") && !(req.Method == sip.REFER && strings.EqualFold(opt, "norefersub")) &&
+						!(req.Method == sip.INVITE && strings.EqualFold(opt, "replaces")) {
 						unsup = append(unsup, opt)
 					}
 				}

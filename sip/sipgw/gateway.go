@@ -62,8 +62,9 @@ type Gateway struct {
 	draining bool
 	closed   bool
 	inbound  int
-	sources  map[string]string // inbound call id -> source ip:port
-	unsubReg func()            // registrar change subscription (Attach)
+	sources  map[string]string     // inbound call id -> source ip:port
+	legs     map[*sip.Call]*sipLeg // answered dialogs and their places (transfer.go)
+	unsubReg func()                // registrar change subscription (Attach)
 }
 
 // Validate checks c as New does (routes, user far side), building nothing.
@@ -104,7 +105,7 @@ func New(cfg Config, o Options) (*Gateway, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Gateway{cfg: cfg, router: r, core: o.Core, log: log.With("component", "sipgw"), ctx: ctx, cancel: cancel, sources: map[string]string{}}, nil
+	return &Gateway{cfg: cfg, router: r, core: o.Core, log: log.With("component", "sipgw"), ctx: ctx, cancel: cancel, sources: map[string]string{}, legs: map[*sip.Call]*sipLeg{}}, nil
 }
 
 // Attach connects the gateway to srv (whose Options.Handler should be the

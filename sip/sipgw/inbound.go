@@ -43,6 +43,10 @@ func (g *Gateway) HandleInvite(call *sip.Call) {
 		g.wg.Done()
 	}()
 
+	if old := call.Replaces(); old != nil {
+		g.replaceDialog(call, old, g.log.With("sip_call", call.ID(), "sip_call_id", info.CallID, "from", info.From))
+		return
+	}
 	user := requestUser(info)
 	rt, err := g.router.Route(user)
 	if err != nil {

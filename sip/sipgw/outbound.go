@@ -156,13 +156,23 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 	select {
 	case <-call.Done():
 	case <-ctx.Done():
-		hangup(call)
-	case <-moved: // transferred: the leg now serves its new call
-		stopDTMF()
-		g.serveLeg(l)
-		return
+	case <-moved:
 	}
-	log.Info("outbound SIP call ended")
+	select {
+	case <-moved:
+	default:
+		if l.sipCall() == call {
+			if ctx.Err() != nil {
+				hangup(call)
+			}
+			g.untrackLeg(call, l)
+			log.Info("outbound SIP call ended")
+			return
+		}
+	}
+	// Transferred, or another dialog took this place (Replaces): serveLeg follows it.
+	stopDTMF()
+	g.serveLeg(l)
 }
 
 // progress turns a 1xx into ringing; an SDP in it is the callee's early answer, which the
@@ -199,13 +209,16 @@ func (o *outInvitee) Hangup(_ *signaling.Error) {
 	}
 	l := o.leg
 	o.mu.Unlock()
-	if l != nil && l.holdForTransfer() {
-		return // the transfer under way decides (a failure hangs the leg up)
+	if l != nil && (l.isReleased() || l.holdForTransfer()) {
+		return // gone elsewhere, or the transfer under way decides (a failure hangs the leg up)
 	}
 	o.mu.Lock()
 	o.ended = true
 	cancel := o.cancel
 	o.mu.Unlock()
+	if l != nil {
+		l.endPosition()
+	}
 	// run sends CANCEL (Dial's context) or BYE (after the answer).
 	if cancel != nil {
 		cancel()

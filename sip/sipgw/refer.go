@@ -3,6 +3,7 @@ package sipgw
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/nkbridge/nkbridge/signaling"
@@ -29,12 +30,27 @@ func (l *legEvents) Refer(_ *sip.Call, r sip.Refer) error {
 	if leg == nil {
 		return &sip.ReferError{Code: 403, Reason: "the call is not answered"}
 	}
-	if r.Target.Replaces != nil {
-		return &sip.ReferError{Code: 501, Reason: "attended transfer (Refer-To with Replaces) is not implemented"}
-	}
-	dest, err := g.referDest(r.Target, leg.user)
-	if err != nil {
-		return err
+	var into *sipLeg
+	var dest signaling.Destination
+	if rp := r.Target.Replaces; rp != nil {
+		// Attended: the other party joins the REFERing party's other call, the one Replaces
+		// names, which must be that party's own (same address, same digest user).
+		d := g.server().FindDialog(rp.CallID, rp.ToTag, rp.FromTag)
+		if d != nil {
+			into = g.legOf(d)
+		}
+		if into == nil || d == leg.sipCall() {
+			return &sip.ReferError{Code: 488, Reason: "Replaces names no other answered call"}
+		}
+		ci, di := leg.sipCall().Info(), d.Info()
+		if hostOf(ci.Source) != hostOf(di.Source) || !strings.EqualFold(ci.AuthUser, di.AuthUser) {
+			return &sip.ReferError{Code: 403, Reason: "Replaces names a call that is not yours"}
+		}
+	} else {
+		var err error
+		if dest, err = g.referDest(r.Target, leg.user); err != nil {
+			return err
+		}
 	}
 	callID, _, side, _, _ := leg.current()
 	by := signaling.PartyCaller
@@ -53,7 +69,12 @@ func (l *legEvents) Refer(_ *sip.Call, r sip.Refer) error {
 	if !g.spawn(func() {
 		ctx, cancel := context.WithTimeout(g.ctx, referTimeout)
 		defer cancel()
-		_, err := g.core.TransferCall(ctx, callID, by, dest, func() { r.Notify(200, "OK") })
+		var err error
+		if into != nil {
+			_, err = g.core.TransferInto(ctx, callID, by, into, func() { r.Notify(200, "OK") })
+		} else {
+			_, err = g.core.TransferCall(ctx, callID, by, dest, func() { r.Notify(200, "OK") })
+		}
 		if err != nil {
 			code, reason := sipStatus(signaling.AsError(err))
 			log.Info("REFER failed", "err", err, "sip", code)

@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -24,14 +26,14 @@ import (
 // sipLeg is one answered SIP dialog served by the gateway and the call and session it is in
 // now (they change when it is transferred).
 type sipLeg struct {
-	g    *Gateway
-	call *sip.Call
+	g *Gateway
 	// user is the leg's own user (digest user of an inbound call, the registered user of a
 	// device we called), the permissions it transfers its calls with.
 	user string
 	log  *slog.Logger
 
 	mu     sync.Mutex
+	call   *sip.Call // the SIP dialog in this place (another one takes it over: Replaces)
 	callID string
 	sid    string
 	side   signaling.Side
@@ -44,10 +46,91 @@ type sipLeg struct {
 	// onMove runs when the leg has moved, before the old call is hung up (an outbound leg
 	// stops being that call's invitee).
 	onMove func()
+	// released: the dialog left this place for another call's (attended transfer); the place
+	// is over without hanging the dialog up.
+	released bool
+	// stop ends the place (closed by the invitee when its call ends: callee places).
+	stop     chan struct{}
+	stopOnce sync.Once
 }
 
 func newSIPLeg(g *Gateway, call *sip.Call, user, callID, sid string, side signaling.Side, obs *inObserver, log *slog.Logger) *sipLeg {
-	return &sipLeg{g: g, call: call, user: user, callID: callID, sid: sid, side: side, obs: obs, moved: make(chan struct{}), log: log}
+	l := &sipLeg{g: g, call: call, user: user, callID: callID, sid: sid, side: side, obs: obs, moved: make(chan struct{}), stop: make(chan struct{}), log: log}
+	g.trackLeg(nil, call, l)
+	return l
+}
+
+// sipCall is the SIP dialog in the place now.
+func (l *sipLeg) sipCall() *sip.Call {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.call
+}
+
+// endPosition ends the place: its serving goroutine hangs up the dialog in it.
+func (l *sipLeg) endPosition() { l.stopOnce.Do(func() { close(l.stop) }) }
+
+func (l *sipLeg) isReleased() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.released
+}
+
+// takeOver puts dialog nc in the place of the current one, which it returns (detached from
+// the place: its end no longer ends the call; the caller hangs it up).
+func (l *sipLeg) takeOver(nc *sip.Call) *sip.Call {
+	l.mu.Lock()
+	old, sid, side := l.call, l.sid, l.side
+	l.call = nc
+	close(l.moved)
+	l.moved = make(chan struct{})
+	l.mu.Unlock()
+	l.g.trackLeg(old, nc, l)
+	old.SetEvents(nil)
+	nc.SetEvents(&legEvents{g: l.g, sessionID: sid, side: side, leg: l})
+	return old
+}
+
+// release ends the place without hanging up its dialog, which went elsewhere.
+func (l *sipLeg) release() {
+	l.mu.Lock()
+	l.released = true
+	close(l.moved)
+	l.moved = make(chan struct{})
+	onMove := l.onMove
+	l.onMove = nil
+	l.mu.Unlock()
+	if onMove != nil {
+		onMove()
+	}
+}
+
+// trackLeg records that dialog nc is in place l (old, if not nil, no longer is).
+func (g *Gateway) trackLeg(old, nc *sip.Call, l *sipLeg) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if old != nil && g.legs[old] == l {
+		delete(g.legs, old)
+	}
+	if nc != nil {
+		g.legs[nc] = l
+	}
+}
+
+// untrackLeg forgets dialog c's place, if it is still l.
+func (g *Gateway) untrackLeg(c *sip.Call, l *sipLeg) {
+	g.mu.Lock()
+	if g.legs[c] == l {
+		delete(g.legs, c)
+	}
+	g.mu.Unlock()
+}
+
+// legOf is the place of dialog c, or nil.
+func (g *Gateway) legOf(c *sip.Call) *sipLeg {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.legs[c]
 }
 
 func (l *sipLeg) current() (callID, sid string, side signaling.Side, obs *inObserver, moved chan struct{}) {
@@ -109,6 +192,13 @@ func (g *Gateway) farKind(d signaling.Destination) string {
 // transfer moves the leg into a new call to t.Dest (see the file comment).
 func (l *sipLeg) transfer(ctx context.Context, t signaling.Transfer) (_ string, err error) {
 	g := l.g
+	if t.Into != nil {
+		p, ok := t.Into.(*sipLeg)
+		if !ok || p == l {
+			return "", signaling.Errorf(signaling.CodeInvalidOperation, "Attended transfer of call %s: not a SIP call to join", t.CallID)
+		}
+		return l.transferInto(ctx, t, p)
+	}
 	l.mu.Lock()
 	if l.busy {
 		l.mu.Unlock()
@@ -119,9 +209,8 @@ func (l *sipLeg) transfer(ctx context.Context, t signaling.Transfer) (_ string, 
 		return "", signaling.Errorf(signaling.CodeCallNotFound, "Call not found: %s", t.CallID)
 	}
 	l.busy = true
-	oldCall, oldSID := l.callID, l.sid
+	oldCall, oldSID, call := l.callID, l.sid, l.call
 	l.mu.Unlock()
-	call := l.call
 	defer func() {
 		l.mu.Lock()
 		l.busy = false
@@ -236,13 +325,133 @@ wait:
 	return newCall, nil
 }
 
-// serveLeg owns an answered SIP leg until it ends, following it through transfers: the end of
-// the SIP dialog ends its call and session, the end of its call (as caller) hangs the dialog
-// up, and RFC 4733 digits from the other side go out as SIP INFO where needed.
+// transferInto is an attended transfer: the leg's dialog takes place p (the transferor's other
+// SIP dialog, in another call): it is re-INVITEd toward p's media (p's local SDP, the leg's
+// origin continued), p's media is pointed at the leg's answer, the leg's old call is hung up
+// (releasing the transferor there) and p's old dialog (the transferor's) gets BYE; p's call
+// goes on with this dialog in it.
+func (l *sipLeg) transferInto(ctx context.Context, t signaling.Transfer, p *sipLeg) (string, error) {
+	g := l.g
+	l.mu.Lock()
+	if l.busy || l.released || l.callID != t.CallID {
+		l.mu.Unlock()
+		return "", signaling.Errorf(signaling.CodeInvalidOperation, "Call %s: a transfer is already under way", t.CallID)
+	}
+	l.busy = true
+	oldCall, oldSID, call := l.callID, l.sid, l.call
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.busy, l.orphan = false, false
+		l.mu.Unlock()
+	}()
+	p.mu.Lock()
+	pCall, pCallID, pSID, pSide, pReleased := p.call, p.callID, p.sid, p.side, p.released
+	p.mu.Unlock()
+	if pReleased || pCallID == oldCall {
+		return "", signaling.Errorf(signaling.CodeCallNotFound, "Attended transfer: the call to join is gone")
+	}
+	m, err := signaling.MediaAs[signaling.RTPReofferer](g.core, pSID)
+	if err != nil {
+		return "", err
+	}
+	local := pCall.LocalSDP()
+	if len(local) == 0 {
+		return "", signaling.Errorf(signaling.CodeSIPNoSDP, "Attended transfer: the call to join has no SDP")
+	}
+	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
+	ans, err := call.Reinvite(rctx, ContinueOrigin(call.LocalSDP(), local))
+	cancel()
+	if err != nil {
+		return "", signaling.Errorf(signaling.CodeSIPSendError, "The transferred SIP party refused the new media: %v", err)
+	}
+	if len(ans) > 0 {
+		if _, err := m.ReofferRTP(pSide, string(ans)); err != nil {
+			l.log.Info("attended transfer: the party's answer not applied", "err", err)
+			return "", signaling.Errorf(signaling.CodeSIPNoSDP, "Attended transfer: the answer was not applied: %v", err)
+		}
+	}
+	l.release()
+	prev := p.takeOver(call)
+	l.log.Info("SIP leg joined the transferor's other call (attended transfer)", "new_call_id", pCallID, "new_session_id", pSID)
+	if t.Answered != nil {
+		t.Answered()
+	}
+	e := signaling.Errorf(signaling.CodeUserStop, "Transferred (attended)")
+	_ = g.core.HangupCall(oldCall, e)
+	_ = g.core.StopSession(oldSID, e)
+	hangup(prev)
+	return pCallID, nil
+}
+
+// replaceDialog answers an inbound INVITE with Replaces (RFC 3891): the new dialog takes the
+// place of the replaced one (whose party it must be: same digest user, or for calls without
+// one the same address), the place's media pointed at the new caller's offer, and the replaced
+// dialog gets BYE.
+func (g *Gateway) replaceDialog(call, old *sip.Call, log *slog.Logger) {
+	p := g.legOf(old)
+	if p == nil || p.isReleased() {
+		_ = call.Reject(481, "Call/Transaction Does Not Exist (Replaces names no answered call)")
+		return
+	}
+	ni, oi := call.Info(), old.Info()
+	sameParty := ni.AuthUser != "" && strings.EqualFold(ni.AuthUser, p.user)
+	if ni.AuthUser == "" && p.user == "" {
+		sameParty = hostOf(ni.Source) != "" && hostOf(ni.Source) == hostOf(oi.Source)
+	}
+	if !sameParty {
+		log.Info("INVITE with Replaces refused: not the replaced call's party", "user", ni.AuthUser)
+		_ = call.Reject(403, "Forbidden (Replaces: not your call)")
+		return
+	}
+	offer := call.RemoteSDP()
+	if len(offer) == 0 {
+		_ = call.Reject(488, "Not Acceptable Here (Replaces needs an SDP offer)")
+		return
+	}
+	_, sid, side, _, _ := p.current()
+	m, err := signaling.MediaAs[signaling.RTPReofferer](g.core, sid)
+	if err != nil {
+		_ = call.Reject(488, "Not Acceptable Here (this call's media cannot be moved)")
+		return
+	}
+	ans, err := m.ReofferRTP(side, string(offer))
+	if err != nil {
+		_ = call.Reject(488, "Not Acceptable Here ("+oneLine(err.Error())+")")
+		return
+	}
+	if err := call.Answer([]byte(ans)); err != nil {
+		if prevOffer := old.RemoteSDP(); len(prevOffer) > 0 {
+			_, _ = m.ReofferRTP(side, string(prevOffer)) // back to the replaced party
+		}
+		return
+	}
+	prev := p.takeOver(call)
+	log.Info("SIP dialog replaced (Replaces)", "replaced_sip_call_id", oi.CallID)
+	hangup(prev)
+}
+
+func hostOf(addr string) string {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
+// serveLeg owns an answered SIP leg until it ends, following it through transfers and
+// through dialogs taking its place (Replaces): the end of the SIP dialog ends its call and
+// session, the end of its call hangs the dialog up (as caller: the call's hangup; as callee:
+// stop, closed by the invitee), and RFC 4733 digits from the other side go out as SIP INFO
+// where needed.
 func (g *Gateway) serveLeg(l *sipLeg) {
-	call := l.call
 	for {
-		callID, sid, side, obs, moved := l.current()
+		l.mu.Lock()
+		call, callID, sid, side, obs, moved, released := l.call, l.callID, l.sid, l.side, l.obs, l.moved, l.released
+		l.mu.Unlock()
+		if released {
+			return // the dialog serves another call now
+		}
 		stopDTMF := g.watchDTMF(call, sid, side)
 		var hangupCh chan *signaling.Error
 		if obs != nil {
@@ -259,13 +468,23 @@ func (g *Gateway) serveLeg(l *sipLeg) {
 			}
 			hangup(call)
 			_ = g.core.StopSession(sid, e)
+			g.untrackLeg(call, l)
 			l.log.Info("SIP call ended by its call", "call_id", callID, "err", fmtErr(e))
+			return
+		case <-l.stop:
+			stopDTMF()
+			hangup(call)
+			g.untrackLeg(call, l)
 			return
 		case <-call.Done():
 			stopDTMF()
+			if l.sipCall() != call || l.isReleased() {
+				continue // a dialog that left this place
+			}
 			e := sipEndError(call.End())
 			_ = g.core.HangupCall(callID, e)
 			_ = g.core.StopSession(sid, e)
+			g.untrackLeg(call, l)
 			l.log.Info("SIP call ended", "call_id", callID)
 			return
 		case <-g.ctx.Done():
@@ -274,6 +493,7 @@ func (g *Gateway) serveLeg(l *sipLeg) {
 			_ = g.core.HangupCall(callID, e)
 			_ = g.core.StopSession(sid, e)
 			hangup(call)
+			g.untrackLeg(call, l)
 			return
 		}
 	}
