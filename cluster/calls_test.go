@@ -278,3 +278,55 @@ func TestMessagesPerCall(t *testing.T) {
 		t.Fatalf("%.1f messages per call, want at most 6", perCall)
 	}
 }
+
+// NATS restarted (losing the buckets): meanwhile each node serves its own clients and a call
+// to a user on another node fails at once with 2041; once NATS is back the nodes publish
+// their contacts again and calls cross nodes again.
+func TestNATSRestart(t *testing.T) {
+	ns := startNATS(t)
+	n1, n2 := newNode(t, ns, "n1"), newNode(t, ns, "n2")
+	box := newInbox(t)
+	n2.login("bob", box.opts("n2"))
+	n1.login("carol", box.opts("n1"))
+	alice := n1.login("alice", nkclient.Options{})
+	waitUser(t, n1, "bob", 1)
+
+	ns.stop()
+	waitFor(t, "n1 disconnected", func() bool { return !n1.node.connected() })
+	callID, err := alice.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := alice.Event(apitest.Media("call", "hangup", callID), nil)
+	if h["code"] != float64(signaling.CodeClusterUnavailable) {
+		t.Fatalf("call to another node without NATS: %v", h)
+	}
+	// A local call goes on as usual.
+	callID, err = alice.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "carol", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := box.next()
+	if inv.label != "n1" {
+		t.Fatalf("invite at %s", inv.label)
+	}
+	if err := inv.inv.Accept(t.Context(), nkclient.SDP{SDP: "v=0 answer"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	alice.Event(apitest.Media("call", "accepted", callID), nil)
+
+	ns.start()
+	waitUser(t, n1, "bob", 1)
+	callID, err = alice.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv = box.next()
+	if inv.label != "n2" || inv.inv.CallID != callID {
+		t.Fatalf("after the restart: invite at %s for %s", inv.label, inv.inv.CallID)
+	}
+	if err := inv.inv.Accept(t.Context(), nkclient.SDP{SDP: "v=0 answer"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	alice.Event(apitest.Media("call", "accepted", callID), nil)
+}

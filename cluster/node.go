@@ -43,7 +43,8 @@ type Node struct {
 	log      *slog.Logger
 	core     *signaling.Core
 	nc       *nats.Conn
-	nodes    jetstream.KeyValue
+	js       jetstream.JetStream
+	nodes    jetstream.KeyValue // set once by buckets, at start-up
 	pres     jetstream.KeyValue
 	sub      *nats.Subscription
 
@@ -169,15 +170,9 @@ func (n *Node) open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: jetstream: %w", err)
 	}
-	n.nodes, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.cfg.Prefix + "_nodes",
-		Description: "nkbridge cluster: live nodes", TTL: n.cfg.PresenceTTL, Storage: jetstream.MemoryStorage, Replicas: n.cfg.Replicas})
-	if err != nil {
-		return fmt.Errorf("cluster: bucket %s_nodes (JetStream enabled on the NATS server?): %w", n.cfg.Prefix, err)
-	}
-	n.pres, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.cfg.Prefix + "_presence",
-		Description: "nkbridge cluster: users' contacts", Storage: jetstream.MemoryStorage, Replicas: n.cfg.Replicas})
-	if err != nil {
-		return fmt.Errorf("cluster: bucket %s_presence: %w", n.cfg.Prefix, err)
+	n.js = js
+	if err := n.buckets(ctx); err != nil {
+		return err
 	}
 	rev, err := n.nodes.Create(ctx, n.id, n.record())
 	if errors.Is(err, jetstream.ErrKeyExists) {
@@ -196,6 +191,26 @@ func (n *Node) open(ctx context.Context) error {
 				n.alive[k] = true
 			}
 		}
+	}
+	return nil
+}
+
+// buckets creates (or finds) the cluster's buckets: at start-up, and after a NATS server
+// without them (restarted: they are kept in memory) came back.
+func (n *Node) buckets(ctx context.Context) error {
+	nodes, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.cfg.Prefix + "_nodes",
+		Description: "nkbridge cluster: live nodes", TTL: n.cfg.PresenceTTL, Storage: jetstream.MemoryStorage, Replicas: n.cfg.Replicas})
+	if err != nil {
+		return fmt.Errorf("cluster: bucket %s_nodes (JetStream enabled on the NATS server?): %w", n.cfg.Prefix, err)
+	}
+	pres, err := n.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: n.cfg.Prefix + "_presence",
+		Description: "nkbridge cluster: users' contacts", Storage: jetstream.MemoryStorage, Replicas: n.cfg.Replicas})
+	if err != nil {
+		return fmt.Errorf("cluster: bucket %s_presence: %w", n.cfg.Prefix, err)
+	}
+	if n.nodes == nil {
+		// Start-up. Later calls only make the streams again: the handles stay good.
+		n.nodes, n.pres = nodes, pres
 	}
 	return nil
 }
@@ -299,6 +314,15 @@ func (n *Node) beat() {
 	newRev, err := n.nodes.Update(ctx, n.id, n.record(), rev)
 	if err != nil {
 		e, gerr := n.nodes.Get(ctx, n.id)
+		if gerr != nil && !errors.Is(gerr, jetstream.ErrKeyNotFound) {
+			// Perhaps a NATS server that lost the buckets (restarted, they are in memory):
+			// make them again (a no-op when they are there).
+			if err := n.buckets(ctx); err != nil {
+				n.log.Warn("cluster: heartbeat failed", "err", gerr, "buckets", err)
+				return
+			}
+			e, gerr = n.nodes.Get(ctx, n.id)
+		}
 		switch {
 		case errors.Is(gerr, jetstream.ErrKeyNotFound):
 			// Our key expired (NATS was away longer than presence_ttl, or restarted):
