@@ -142,7 +142,9 @@ type Embedded struct {
 }
 
 // StartEmbedded starts the server described by cfg under serverName (the node id: servers of
-// one cluster need distinct names) and returns once it accepts client connections. ctx bounds
+// one cluster need distinct names) and returns once it accepts client connections and, with
+// routes, once JetStream has its quorum (a majority of the servers in routes: start the nodes
+// together; cfg.StartTimeout bounds the wait). ctx bounds
 // the start only; Shutdown stops the server.
 func StartEmbedded(ctx context.Context, cfg EmbeddedConfig, serverName string, log *slog.Logger) (*Embedded, error) {
 	if log == nil {
@@ -213,6 +215,20 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig, serverName string, l
 				last = "not accepting connections on " + cfg.Listen
 			}
 			return nil, fmt.Errorf("embedded nats (cluster.embedded_nats): %s", last)
+		}
+	}
+	// In a NATS cluster JetStream works once its meta group has a leader, which needs a
+	// majority of the servers in routes: wait for it, so that the node's buckets can be made.
+	if cfg.ClusterListen != "" && !srv.JetStreamIsCurrent() {
+		log.Warn("embedded nats: waiting for the JetStream quorum (a majority of cluster.embedded_nats.routes must be up; start the nodes together)",
+			"start_timeout", cfg.StartTimeout)
+		for !srv.JetStreamIsCurrent() {
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				e.Shutdown()
+				return nil, fmt.Errorf("embedded nats (cluster.embedded_nats): no JetStream quorum within start_timeout %v: a majority of the servers in routes must run (routed to: %v)",
+					cfg.StartTimeout, e.RoutedServers())
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	log.Info("embedded nats server running", "client_url", srv.ClientURL(), "cluster_listen", cfg.ClusterListen,

@@ -32,19 +32,31 @@ func startEmbeddedCluster(t *testing.T, n int, user, password string) []*Embedde
 		ports[i] = peers.FreeTCPPort(t)
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
 	}
-	var out []*Embedded
+	// With routes, a server waits for the JetStream quorum: start them together.
+	out := make([]*Embedded, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
 	for i := range n {
 		cfg := embeddedDefaults()
 		cfg.ClusterListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
 		cfg.Routes = routes // its own route is ignored by the server
 		cfg.ClusterUser, cfg.ClusterPassword = user, password
 		cfg.StoreDir = t.TempDir()
-		e, err := StartEmbedded(context.Background(), cfg, fmt.Sprintf("node%d", i+1), peers.TestLoggerLevel(t, slog.LevelWarn))
-		if err != nil {
-			t.Fatalf("node%d: %v", i+1, err)
+		log := peers.TestLoggerLevel(t, slog.LevelWarn)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = StartEmbedded(context.Background(), cfg, fmt.Sprintf("node%d", i+1), log)
+		}()
+	}
+	wg.Wait()
+	for i, e := range out {
+		if e != nil {
+			t.Cleanup(e.Shutdown)
 		}
-		t.Cleanup(e.Shutdown)
-		out = append(out, e)
+		if errs[i] != nil {
+			t.Fatalf("node%d: %v", i+1, errs[i])
+		}
 	}
 	return out
 }
@@ -150,43 +162,58 @@ func TestEmbeddedClusterOfThree(t *testing.T) {
 	}
 }
 
-// Route credentials: a server whose route password is wrong is refused by a server with
-// cluster_user/cluster_password (its attempt is logged as an authentication failure) and has no
-// route; one with the right password gets its route.
+// Route credentials: servers a and b with the same cluster_user/cluster_password form their
+// routes; a server whose route password is wrong is refused (a logs an authentication
+// failure), gets no route, and so no JetStream quorum: its start fails.
 func TestEmbeddedRouteAuth(t *testing.T) {
 	logs := &logSink{}
-	cfg := embeddedDefaults()
-	cfg.ClusterListen = fmt.Sprintf("127.0.0.1:%d", peers.FreeTCPPort(t))
-	cfg.Routes = []string{"nats://" + cfg.ClusterListen} // only itself: no other server yet
-	cfg.ClusterUser, cfg.ClusterPassword = "route", "s3cret"
-	a, err := StartEmbedded(context.Background(), cfg, "a", slog.New(logs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Shutdown()
-
-	join := func(name, password string) *Embedded {
+	ports := []int{peers.FreeTCPPort(t), peers.FreeTCPPort(t)}
+	routes := []string{fmt.Sprintf("nats://127.0.0.1:%d", ports[0]), fmt.Sprintf("nats://127.0.0.1:%d", ports[1])}
+	cfgOf := func(port int, password string) EmbeddedConfig {
 		c := embeddedDefaults()
-		c.ClusterListen = fmt.Sprintf("127.0.0.1:%d", peers.FreeTCPPort(t))
-		c.Routes = []string{"nats://" + a.ClusterAddr().String()}
+		c.ClusterListen = fmt.Sprintf("127.0.0.1:%d", port)
+		c.Routes = routes
 		c.ClusterUser, c.ClusterPassword = "route", password
-		e, err := StartEmbedded(context.Background(), c, name, peers.TestLoggerLevel(t, slog.LevelError+1))
-		if err != nil {
-			t.Fatal(err)
+		c.StoreDir = t.TempDir()
+		return c
+	}
+	var a, b *Embedded
+	var errA, errB error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a, errA = StartEmbedded(context.Background(), cfgOf(ports[0], "s3cret"), "a", slog.New(logs))
+	}()
+	go func() {
+		defer wg.Done()
+		b, errB = StartEmbedded(context.Background(), cfgOf(ports[1], "s3cret"), "b", peers.TestLoggerLevel(t, slog.LevelWarn))
+	}()
+	wg.Wait()
+	for _, e := range []*Embedded{a, b} {
+		if e != nil {
+			defer e.Shutdown()
 		}
-		t.Cleanup(e.Shutdown)
-		return e
 	}
-	intruder := join("intruder", "wrong")
-	peers.WaitFor(t, 10*time.Second, "the refused route in a's log", func() bool { return logs.contains("authentication failure") })
-	if a.NumRoutes() != 0 || intruder.NumRoutes() != 0 {
-		t.Fatalf("a wrong route password got through: routes %d/%d", a.NumRoutes(), intruder.NumRoutes())
+	if errA != nil || errB != nil {
+		t.Fatalf("a: %v, b: %v", errA, errB)
 	}
-	intruder.Shutdown()
-	b := join("b", "s3cret")
-	peers.WaitFor(t, 10*time.Second, "the route with the right password", func() bool {
-		return slices.Equal(a.RoutedServers(), []string{"b"}) && slices.Equal(b.RoutedServers(), []string{"a"})
-	})
+	if !slices.Equal(a.RoutedServers(), []string{"b"}) || !slices.Equal(b.RoutedServers(), []string{"a"}) {
+		t.Fatalf("routes: a %v, b %v", a.RoutedServers(), b.RoutedServers())
+	}
+
+	bad := cfgOf(peers.FreeTCPPort(t), "wrong")
+	bad.StartTimeout = 3 * time.Second
+	if e, err := StartEmbedded(context.Background(), bad, "intruder", peers.TestLoggerLevel(t, slog.LevelError+1)); err == nil {
+		e.Shutdown()
+		t.Fatal("a server with a wrong route password joined")
+	}
+	if !logs.contains("authentication failure") {
+		t.Fatal("a did not log the refused route")
+	}
+	if !slices.Equal(a.RoutedServers(), []string{"b"}) {
+		t.Fatalf("a routed to %v", a.RoutedServers())
+	}
 }
 
 // logSink is a slog.Handler keeping the messages it gets.
@@ -213,6 +240,32 @@ func (l *logSink) contains(s string) bool {
 		}
 	}
 	return false
+}
+
+// With routes to two other servers, a server alone has no JetStream quorum: StartEmbedded
+// fails after start_timeout with an error saying so (TestEmbeddedClusterOfThree starts the
+// three together).
+func TestEmbeddedWaitsForQuorum(t *testing.T) {
+	ports := []int{peers.FreeTCPPort(t), peers.FreeTCPPort(t), peers.FreeTCPPort(t)}
+	var routes []string
+	for _, p := range ports {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	cfgOf := func(i int) EmbeddedConfig {
+		c := embeddedDefaults()
+		c.ClusterListen = fmt.Sprintf("127.0.0.1:%d", ports[i])
+		c.Routes = routes
+		c.StoreDir = t.TempDir()
+		return c
+	}
+	alone := cfgOf(0)
+	alone.StartTimeout = time.Second
+	if e, err := StartEmbedded(context.Background(), alone, "node1", nil); err == nil {
+		e.Shutdown()
+		t.Fatal("a server without quorum started")
+	} else if !strings.Contains(err.Error(), "no JetStream quorum") || !strings.Contains(err.Error(), "start_timeout") {
+		t.Fatalf("alone: %v", err)
+	}
 }
 
 func TestEmbeddedValidate(t *testing.T) {

@@ -15,7 +15,7 @@ func TestEmbeddedNATSConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := cfg.Cluster.EmbeddedNATS
-	if e.Enabled || e.Listen != "127.0.0.1:4222" || e.ClusterName != "nkbridge" || e.StartTimeout != 10*time.Second || e.MaxStore != 1<<30 {
+	if e.Enabled || e.Listen != "127.0.0.1:4222" || e.ClusterName != "nkbridge" || e.StartTimeout != 30*time.Second || e.MaxStore != 1<<30 {
 		t.Fatalf("defaults: %+v", e)
 	}
 	if cfg.Cluster.enabled() {

@@ -129,6 +129,29 @@ func (ns *Nodes) rtpRange(n int) (int, int) {
 // Start runs a node with o and returns once its API, metrics and Verto listeners are up (and
 // SIP, with o.SIP). t.Cleanup stops it.
 func (ns *Nodes) Start(o NodeOptions) *Node {
+	ns.t.Helper()
+	return ns.StartAll(o)[0]
+}
+
+// StartAll launches one node per option at once, then waits for each (nodes whose embedded
+// NATS servers wait for each other's JetStream quorum must start together).
+func (ns *Nodes) StartAll(opts ...NodeOptions) []*Node {
+	t := ns.t
+	t.Helper()
+	var out []*Node
+	for _, o := range opts {
+		out = append(out, ns.prepare(o))
+	}
+	for _, n := range out {
+		n.launch()
+	}
+	for _, n := range out {
+		n.waitReady()
+	}
+	return out
+}
+
+func (ns *Nodes) prepare(o NodeOptions) *Node {
 	t := ns.t
 	t.Helper()
 	if o.Logger == nil {
@@ -158,7 +181,6 @@ func (ns *Nodes) Start(o NodeOptions) *Node {
 	if err := os.WriteFile(n.configFile, []byte(o.Config), 0o600); err != nil {
 		t.Fatalf("peers.Nodes.Start: %v", err)
 	}
-	n.start()
 	return n
 }
 
@@ -169,6 +191,12 @@ var (
 )
 
 func (n *Node) start() {
+	n.t.Helper()
+	n.launch()
+	n.waitReady()
+}
+
+func (n *Node) launch() {
 	n.t.Helper()
 	cmd := exec.Command(n.bin, "-config", n.configFile)
 	cmd.Env = append(os.Environ(), n.env...)
@@ -182,7 +210,12 @@ func (n *Node) start() {
 	}
 	n.proc = p
 	n.APIAddr, n.MetricsAddr, n.VertoAddr = "", "", ""
-	deadline := time.Now().Add(30 * time.Second)
+}
+
+func (n *Node) waitReady() {
+	n.t.Helper()
+	p := n.proc
+	deadline := time.Now().Add(45 * time.Second)
 	for {
 		out := p.Output()
 		if m := reAPI.FindStringSubmatch(out); m != nil {
@@ -203,7 +236,7 @@ func (n *Node) start() {
 		default:
 		}
 		if time.Now().After(deadline) {
-			n.t.Fatalf("peers.Nodes.Start %s: not listening after 30 s:\n%s", n.ID, out)
+			n.t.Fatalf("peers.Nodes.Start %s: not listening after 45 s:\n%s", n.ID, out)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

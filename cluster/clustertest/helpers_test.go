@@ -1,0 +1,91 @@
+package clustertest
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	nkclient "github.com/nkbridge/nkbridge/client"
+	"github.com/nkbridge/nkbridge/internal/apitest"
+	"github.com/nkbridge/nkbridge/internal/peers"
+	"github.com/nkbridge/nkbridge/signaling/auth"
+)
+
+// password is every test user's password.
+const password = "pw"
+
+// usersYAML is the users: section of every node: alice, bob, carol, dave and an admin, with
+// cheap hashes (the iteration count only slows logins down).
+var usersYAML = sync.OnceValue(func() string {
+	var b strings.Builder
+	b.WriteString("users:\n")
+	for _, u := range []string{"alice", "bob", "carol", "dave", "admin"} {
+		h, err := auth.HashPassword(password, 1000)
+		if err != nil {
+			panic(err)
+		}
+		fmt.Fprintf(&b, "  - {user: %s, password_hash: %q, admin: %v}\n", u, h, u == "admin")
+	}
+	return b.String()
+})
+
+// ttl is the presence_ttl of the test clusters: a killed node is lost within it.
+const ttl = 2 * time.Second
+
+// nodeEnv are the cluster settings of every test node (besides nats_url and node_id).
+var nodeEnv = []string{"NKB_CLUSTER_PRESENCE_TTL=" + ttl.String(), "NKB_CLUSTER_REQUEST_TIMEOUT=1s", "NKB_CALLS_RING_TIME=30s"}
+
+// needCluster skips the test until the daemon has the cluster section (cluster.nats_url):
+// without it the nodes would run alone and every cross-node step would fail for that reason.
+func needCluster(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary and runs several nodes")
+	}
+}
+
+// login dials node's API as user.
+func login(t *testing.T, node *peers.Node, user string, opts nkclient.Options) *apitest.Conn {
+	t.Helper()
+	c := apitest.Dial(t, node.APIURL(), opts)
+	c.Login(user, password)
+	return c
+}
+
+// userNodes returns the nodes on which admin (logged in somewhere) sees user's contacts.
+func userNodes(t *testing.T, admin *apitest.Conn, user string) []string {
+	t.Helper()
+	var got struct {
+		Sessions []struct {
+			Node string `json:"node"`
+		} `json:"sessions"`
+	}
+	var raw json.RawMessage
+	if err := admin.Req("core", "user", "get", map[string]any{"user": user}, &raw); err != nil {
+		return nil
+	}
+	_ = json.Unmarshal(raw, &got)
+	var nodes []string
+	for _, s := range got.Sessions {
+		if !slices.Contains(nodes, s.Node) {
+			nodes = append(nodes, s.Node)
+		}
+	}
+	slices.Sort(nodes)
+	return nodes
+}
+
+// waitUserOn waits until admin sees user on exactly the given nodes.
+func waitUserOn(t *testing.T, admin *apitest.Conn, user string, nodes ...string) {
+	t.Helper()
+	slices.Sort(nodes)
+	var last []string
+	peers.WaitFor(t, 15*time.Second, fmt.Sprintf("%s seen on %v", user, nodes), func() bool {
+		last = userNodes(t, admin, user)
+		return slices.Equal(last, nodes)
+	})
+}
