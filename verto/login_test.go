@@ -2,7 +2,9 @@ package verto
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -223,11 +225,19 @@ func TestSessidOfAnotherUser(t *testing.T) {
 
 func TestOriginCheck(t *testing.T) {
 	e := newEnv(t, Config{})
-	_, resp, err := websocket.DefaultDialer.DialContext(e.ctx, e.url, http.Header{"Origin": {"http://evil.example"}})
-	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("foreign origin accepted: %v", err)
+	// A foreign origin: closed at once (1008) with a reason naming the setting, which the page
+	// can show; nothing it sends is read.
+	ws, _, err := websocket.DefaultDialer.DialContext(e.ctx, e.url, http.Header{"Origin": {"http://evil.example"}})
+	if err != nil {
+		t.Fatalf("foreign origin: %v", err)
 	}
-	resp.Body.Close()
+	_ = ws.WriteJSON(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "login", "params": map[string]any{}})
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !strings.Contains(ce.Text, "verto.allowed_origins") {
+		t.Fatalf("foreign origin: %v, want close 1008 naming verto.allowed_origins", err)
+	}
+	ws.Close()
 	host := e.ts.Listener.Addr().String()
 	c, err := vertotest.Dial(e.ctx, e.url, nil, http.Header{"Origin": {"http://" + host}})
 	if err != nil {

@@ -85,6 +85,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden Host (no users configured: loopback names only)", http.StatusForbidden)
 		return
 	}
+	if !s.checkOrigin(r) && websocket.IsWebSocketUpgrade(r) {
+		// A Verto page on another origin: the close reason names the setting that lets it in.
+		s.log.Warn("verto: upgrade refused: Origin not allowed (verto.allowed_origins)", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		var hdr http.Header
+		if protos := websocket.Subprotocols(r); len(protos) > 0 {
+			hdr = http.Header{"Sec-Websocket-Protocol": {protos[0]}}
+		}
+		wsutil.RefuseOrigin(w, r, "verto.allowed_origins", hdr)
+		return
+	}
 	ip := remoteIP(r.RemoteAddr)
 	s.mu.Lock()
 	if s.closed || s.active >= s.cfg.MaxConnections || s.perIP[ip] >= s.cfg.MaxConnectionsPerIP {

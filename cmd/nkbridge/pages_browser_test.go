@@ -389,3 +389,63 @@ func TestOperatorPageBrowser(t *testing.T) {
 		op.fail("admin view shows an error: %s", op.text("op-error"))
 	}
 }
+
+// Friendly failures, as a newcomer meets them with the defaults, shown in the pages: calling a
+// SIP URL as a user not in sip.sip_callers, then as one who is but to a host not in
+// sip.outbound_domains (the demo page shows the server's text naming each setting, without a
+// misleading generic hint); the demo page pointed at the API under another origin (the login
+// error names api.allowed_origins); a page of another origin opening the Verto WebSocket
+// (the close reason the browser gets names verto.allowed_origins).
+func TestFriendlyFailuresBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs Chromium")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sipPort, vertoPort := peers.FreePort(t), peers.FreePort(t)
+	d := startBinary(t, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
+		"NKB_SIP_SIP_CALLERS=bob", fmt.Sprintf("NKB_VERTO_LISTEN=127.0.0.1:%d", vertoPort))
+	b := browsertest.Launch(t, browsertest.Options{LoopbackPC: true})
+
+	callSIP := func(user, wantSetting string) {
+		t.Helper()
+		p := openPage(ctx, t, b, d, "", user, `window.demo !== undefined`)
+		defer p.p.Close(ctx)
+		p.set("user", user)
+		p.click("#login")
+		p.wait(`document.getElementById("conn-status").textContent === "logged in as `+user+`"`, "logged in")
+		p.set("call-type", "sip")
+		p.set("callee", "sip:carol@127.0.0.1:5999")
+		p.click("#call")
+		p.wait(`!document.getElementById("call-error").hidden && demo.call === null`, "call error shown")
+		if s := p.text("call-error"); !strings.Contains(s, wantSetting) || strings.Contains(s, "wrong user or password") {
+			p.fail("call error %q, want the text naming %s", s, wantSetting)
+		}
+	}
+	callSIP("alice", "sip.sip_callers")
+	callSIP("bob", "sip.outbound_domains")
+
+	// The API under another origin (the page is http://127.0.0.1:P, the API ws://localhost:P).
+	p := openPage(ctx, t, b, d, "", "cross-origin", `window.demo !== undefined`)
+	_, port, _ := strings.Cut(d.addr, ":")
+	p.set("server", "ws://localhost:"+port+"/api")
+	p.set("user", "alice")
+	p.click("#login")
+	p.wait(`!document.getElementById("login-error").hidden`, "login error shown")
+	if s := p.text("login-error"); !strings.Contains(s, "api.allowed_origins") || !strings.Contains(s, "http://127.0.0.1:"+port) {
+		p.fail("login error %q, want the origin and api.allowed_origins", s)
+	}
+	// A page of another origin opening the Verto WebSocket (as a Verto client library does,
+	// with its subprotocol) learns which setting lets it in.
+	var reason struct {
+		Code   int    `json:"code"`
+		Reason string `json:"reason"`
+	}
+	p.eval(fmt.Sprintf(`new Promise((resolve) => {
+		const ws = new WebSocket("ws://127.0.0.1:%d/", ["verto"]);
+		ws.onclose = (e) => resolve({code: e.code, reason: e.reason});
+	})`, vertoPort), &reason)
+	if reason.Code != 1008 || !strings.Contains(reason.Reason, "verto.allowed_origins") {
+		t.Fatalf("verto from another origin: %+v, want 1008 naming verto.allowed_origins", reason)
+	}
+}

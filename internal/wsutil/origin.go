@@ -9,6 +9,9 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // OriginAllowed reports whether a WebSocket upgrade request may go on: a request without an
@@ -54,4 +57,33 @@ func CheckOrigins(setting string, allowed []string, anonymous bool) error {
 		return fmt.Errorf("%s: \"*\" (any web page) is refused while no users are configured: list the origins, or configure users", setting)
 	}
 	return nil
+}
+
+// RefuseOrigin answers a WebSocket upgrade from a browser Origin that is not allowed so that
+// the page can tell why: a browser cannot read the body of a refused handshake, so the
+// handshake completes (echoing hdr, e.g. a subprotocol) and the connection is closed at once
+// with 1008 and a reason naming setting, the configuration key to change. Nothing is read
+// from the connection: the page can do nothing with it. A request that is not a valid
+// upgrade gets the upgrader's HTTP error.
+func RefuseOrigin(w http.ResponseWriter, r *http.Request, setting string, hdr http.Header) {
+	up := websocket.Upgrader{HandshakeTimeout: 5 * time.Second, CheckOrigin: func(*http.Request) bool { return true }}
+	ws, err := up.Upgrade(w, r, hdr)
+	if err != nil {
+		return
+	}
+	msg := websocket.FormatCloseMessage(websocket.ClosePolicyViolation, OriginRefusal(r.Header.Get("Origin"), setting))
+	_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	_ = ws.Close()
+}
+
+// OriginRefusal is the close reason of RefuseOrigin: at most 123 bytes (a WebSocket close
+// reason's limit), the origin shortened to fit.
+func OriginRefusal(origin, setting string) string {
+	const limit = 123
+	format := "Origin %s not allowed: add it to " + setting
+	room := limit - len(fmt.Sprintf(format, ""))
+	if len(origin) > room {
+		origin = strings.ToValidUTF8(origin[:max(0, room-3)], "") + "..."
+	}
+	return fmt.Sprintf(format, origin)
 }

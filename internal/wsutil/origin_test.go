@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestOriginAllowed(t *testing.T) {
@@ -73,4 +74,18 @@ func FuzzLoopbackHost(f *testing.F) {
 			t.Fatalf("%q accepted as loopback", host)
 		}
 	})
+}
+
+// A refusal's close reason names the setting and fits a close frame (123 bytes) whatever the
+// origin's length, staying valid UTF-8.
+func TestOriginRefusal(t *testing.T) {
+	for _, o := range []string{"http://a.example", strings.Repeat("é", 200), "http://" + strings.Repeat("x", 500)} {
+		r := OriginRefusal(o, "verto.allowed_origins")
+		if len(r) > 123 || !strings.HasSuffix(r, "add it to verto.allowed_origins") || !utf8.ValidString(r) {
+			t.Errorf("OriginRefusal(%.20q) = %q (%d bytes)", o, r, len(r))
+		}
+	}
+	if r := OriginRefusal("http://a.example", "api.allowed_origins"); r != "Origin http://a.example not allowed: add it to api.allowed_origins" {
+		t.Errorf("short origin: %q", r)
+	}
 }

@@ -180,7 +180,7 @@ func (m *Media) reportStop(e *signaling.Error) {
 func roomErr(err error, roomID string) error {
 	switch {
 	case errors.Is(err, room.ErrNotFound):
-		return signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s", roomID)
+		return signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s (create it first with media/room/create, or set media.rooms_create_missing)", roomID)
 	case errors.Is(err, room.ErrExists):
 		return signaling.Errorf(signaling.CodeRoomAlreadyExists, "Room already exists: %s", roomID)
 	case errors.Is(err, room.ErrWrongClass):
@@ -607,7 +607,7 @@ func (m *Media) switchType(rs *Rooms, cur string, opts map[string]any) (map[stri
 		if r, ok := rs.mgr.Get(roomID); ok && r.Class() != room.ClassMCU {
 			return nil, signaling.Errorf(signaling.CodeInvalidOperation, "Room %s is not an mcu room", roomID)
 		} else if !ok && !rs.cfg.CreateMissing {
-			return nil, signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s", roomID)
+			return nil, signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s (create it first with media/room/create, or set media.rooms_create_missing)", roomID)
 		}
 	}
 	m.exitRoom()

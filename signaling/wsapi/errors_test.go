@@ -1,11 +1,13 @@
 package wsapi_test
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/nkbridge/nkbridge/internal/apitest"
 	"github.com/nkbridge/nkbridge/signaling"
 	"github.com/nkbridge/nkbridge/signaling/auth"
@@ -203,9 +205,19 @@ func TestOriginCheck(t *testing.T) {
 	if code := try("https://app.example"); code != 101 {
 		t.Errorf("configured origin refused: %d", code)
 	}
-	if code := try("http://evil.example"); code != http.StatusForbidden {
-		t.Errorf("foreign origin: %d", code)
+	// A foreign origin: the handshake completes only to close at once (1008) with a reason
+	// naming the setting, which a browser page can show; nothing it sends is read.
+	ws, _, err := websocket.DefaultDialer.Dial(env.url, http.Header{"Origin": {"http://evil.example"}})
+	if err != nil {
+		t.Fatalf("foreign origin: %v", err)
 	}
+	_ = ws.WriteJSON(map[string]any{"class": "core", "subclass": "user", "cmd": "login", "data": map[string]any{"user": "x"}, "tid": 1})
+	_, _, err = ws.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || !strings.Contains(ce.Text, "api.allowed_origins") || !strings.Contains(ce.Text, "http://evil.example") {
+		t.Errorf("foreign origin: %v, want close 1008 naming api.allowed_origins", err)
+	}
+	ws.Close()
 	// Other paths are not the API.
 	if apitest.UpgradeStatus(t, strings.TrimSuffix(env.url, "/")+"/other", nil) != http.StatusNotFound {
 		t.Errorf("/other served")

@@ -352,6 +352,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "forbidden Host (no users configured: loopback names only)", http.StatusForbidden)
 		return
 	}
+	if !s.checkOrigin(r) && websocket.IsWebSocketUpgrade(r) {
+		// A page on another origin: tell it which setting lets it in (a close reason is
+		// the only text a browser shows of a refusal).
+		s.log.Warn("api upgrade refused: Origin not allowed (api.allowed_origins)", "origin", r.Header.Get("Origin"), "remote", r.RemoteAddr)
+		wsutil.RefuseOrigin(w, r, "api.allowed_origins", nil)
+		return
+	}
 	src := sourceOf(r.RemoteAddr)
 	s.mu.Lock()
 	full := len(s.conns) >= s.cfg.MaxConnections

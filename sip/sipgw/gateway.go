@@ -277,9 +277,9 @@ func (g *Gateway) resolveSIP(_ context.Context, dest signaling.Destination) ([]s
 	if _, err := srv.Authorize(dest.Caller.User, target); err != nil {
 		switch {
 		case errors.Is(err, sip.ErrNotPermitted):
-			return nil, signaling.Errorf(signaling.CodeUnauthorized, "User %s may not call SIP URLs", dest.Caller.User)
+			return nil, signaling.Errorf(signaling.CodeUnauthorized, "User %s may not call SIP URLs: add the user to sip.sip_callers (or, for a SIP user, set call_sip in sip.users)", dest.Caller.User)
 		case errors.Is(err, sip.ErrForbiddenTarget):
-			return nil, signaling.Errorf(signaling.CodeUnauthorized, "SIP domain not allowed: %s", target)
+			return nil, signaling.Errorf(signaling.CodeUnauthorized, "SIP domain not allowed: %s: add its host to sip.outbound_domains, or reach it through a trunk in sip.trunks", target)
 		default:
 			return nil, signaling.Errorf(signaling.CodeInvalidParameters, "Invalid SIP URL: %s", callee)
 		}

@@ -30,7 +30,8 @@ const hints = {
 function describe(e) {
   if (e instanceof ApiError) {
     const hint = hints[e.code];
-    return `${e.code} ${e.text}${hint ? " — " + hint : ""}`;
+    // A text naming a setting (sip.sip_callers...) says it all: no generic hint.
+    return `${e.code} ${e.text}${hint && !/\b[a-z_]+\.[a-z_]+\b/.test(e.text) ? " — " + hint : ""}`;
   }
   return String((e && e.message) || e);
 }
@@ -243,6 +244,7 @@ function callEvents(m) {
         $("call-status").textContent = `rejected: ${b.code} ${b.error || ""}`;
         break;
       case "hangup":
+        settingError(b);
         endCall(`call ended: ${b.code} ${b.reason || b.error || ""}`);
         break;
     }
@@ -255,6 +257,13 @@ function callEvents(m) {
       if (ev.type === "stop") endCall(`call ended: ${b.code} ${b.reason || ""}`);
     }));
   }
+}
+
+// settingError shows a call's end as an error when the server's text names a setting that
+// blocks it (sip.sip_callers, sip.outbound_domains, ...): that is for the person to fix.
+function settingError(b) {
+  const text = b.reason || b.error || "";
+  if (/\b[a-z_]+\.[a-z_]+\b/.test(text)) showError("call-error", `Call failed: ${b.code} ${text}`);
 }
 
 async function answered(m, answer) {

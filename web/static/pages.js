@@ -23,7 +23,8 @@ const hints = {
 export function describe(e) {
   if (e instanceof ApiError) {
     const hint = hints[e.code];
-    return `${e.code} ${e.text}${hint && !/[a-z_]+\.[a-z_]+/.test(e.text) ? " — " + hint : ""}`;
+    // A text naming a setting (sip.sip_callers, users[].admin...) says it all: no generic hint.
+    return `${e.code} ${e.text}${hint && !/\b[a-z_]+(\[\])?\.[a-z_]+\b/.test(e.text) ? " — " + hint : ""}`;
   }
   return String((e && e.message) || e);
 }
