@@ -57,7 +57,7 @@ func TestAttachConcurrentWithStop(t *testing.T) {
 		if err := s.Echo(nil); !errors.Is(err, ErrState) {
 			t.Fatalf("echo after stop: %v", err)
 		}
-		p.conn.Close()
+		p.Conn().Close()
 	}
 	if e.Sessions() != 0 {
 		t.Fatalf("%d sessions left", e.Sessions())

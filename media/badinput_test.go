@@ -92,7 +92,7 @@ func TestBadOffers(t *testing.T) {
 	}
 	off, _ := plainrtp.ParseSDP([]byte(farOffer.SDP))
 	p := newRTPPeer(t)
-	ans, _ := plainrtp.Answer(off, loopback, p.port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
+	ans, _ := plainrtp.Answer(off, loopback, p.Port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
 	if _, err := s.SetAnswer(ctx, Description{Kind: KindRTP, SDP: ans.String()}); err != nil {
 		t.Fatalf("good answer after bad ones: %v", err)
 	}
@@ -120,7 +120,7 @@ func TestGarbageUDPDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer junk.Close()
-	rtpPort := p.to.Port()
+	rtpPort := p.Remote().Port()
 	targets := []*net.UDPAddr{
 		{IP: net.IPv4(127, 0, 0, 1), Port: e.UDPPort()},
 		{IP: net.IPv4(127, 0, 0, 1), Port: int(rtpPort)},
@@ -155,7 +155,7 @@ func TestGarbageUDPDropped(t *testing.T) {
 	settle(t, c.heard)
 	pc, _ := c.heard()
 	assertTone(t, "webrtc echo under junk", pc, 1000, 600)
-	pr, _ := p.heard()
+	pr, _ := p.Heard()
 	assertTone(t, "rtp echo under junk", pr, 600, 1000)
 	if st := s2.Stats(); st[SideCaller].PacketsIn < 70 {
 		t.Fatalf("rtp stats %+v", st)
@@ -188,7 +188,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	off, _ := plainrtp.ParseSDP([]byte(rtpOffer.SDP))
-	a2, _ := plainrtp.Answer(off, loopback, p2.port(), plainrtp.DefaultCodecs(), nil)
+	a2, _ := plainrtp.Answer(off, loopback, p2.Port(), plainrtp.DefaultCodecs(), nil)
 	if _, err := s2.SetAnswer(ctx, Description{Kind: KindRTP, SDP: a2.String()}); err != nil {
 		t.Fatal(err)
 	}

@@ -199,7 +199,7 @@ func BenchmarkSRTPToRTP(b *testing.B) {
 	must(b, err)
 	defer s.Close()
 	off, _ := plainrtp.ParseSDP([]byte(farOffer.SDP))
-	ans, _ := plainrtp.Answer(off, loopback, peer.port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
+	ans, _ := plainrtp.Answer(off, loopback, peer.Port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
 	peer.use(off)
 	callerAns, err := s.SetAnswer(ctx, Description{Kind: KindRTP, SDP: ans.String()})
 	must(b, err)
@@ -212,10 +212,10 @@ func BenchmarkSRTPToRTP(b *testing.B) {
 	peers.WaitFor(b, 5*time.Second, "first packet", func() bool {
 		pkt.SequenceNumber++
 		_ = cl.track.WriteRTP(&pkt)
-		n := peer.count()
+		n := peer.Count()
 		return n > 0
 	})
-	base := peer.count()
+	base := peer.Count()
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
@@ -224,14 +224,14 @@ func BenchmarkSRTPToRTP(b *testing.B) {
 		_ = cl.track.WriteRTP(&pkt)
 		if i%32 == 31 { // at most 64 packets in flight
 			deadline := time.Now().Add(50 * time.Millisecond)
-			for peer.count()-base < i-64 && time.Now().Before(deadline) {
+			for peer.Count()-base < i-64 && time.Now().Before(deadline) {
 				time.Sleep(50 * time.Microsecond)
 			}
 		}
 	}
-	peers.WaitFor(b, 2*time.Second, "drain", func() bool { n := peer.count(); return n-base >= b.N*9/10 })
+	peers.WaitFor(b, 2*time.Second, "drain", func() bool { n := peer.Count(); return n-base >= b.N*9/10 })
 	el := time.Since(start)
-	n := peer.count()
+	n := peer.Count()
 	b.ReportMetric(float64(n-base)/el.Seconds(), "pkts/s")
 }
 
@@ -443,7 +443,7 @@ func BenchmarkMemoryPerConnectedCall(b *testing.B) {
 			s, farOffer, err := e.StartProxy(ctx, Description{Kind: KindWebRTC, SDP: cl.offer()}, KindRTP, SessionOptions{})
 			must(b, err)
 			off, _ := plainrtp.ParseSDP([]byte(farOffer.SDP))
-			ans, _ := plainrtp.Answer(off, loopback, peer.port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
+			ans, _ := plainrtp.Answer(off, loopback, peer.Port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
 			peer.use(off)
 			ca, err := s.SetAnswer(ctx, Description{Kind: KindRTP, SDP: ans.String()})
 			must(b, err)

@@ -192,7 +192,7 @@ func TestBrowserProxyToRTP(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ans, err := plainrtp.Answer(off, loopback, peer.port(), []plainrtp.Codec{plainrtp.PCMU, plainrtp.TelEvent8}, nil)
+			ans, err := plainrtp.Answer(off, loopback, peer.Port(), []plainrtp.Codec{plainrtp.PCMU, plainrtp.TelEvent8}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -213,7 +213,7 @@ func TestBrowserProxyToRTP(t *testing.T) {
 				t.Fatalf("%v; console:\n%s", err, strings.Join(p.Console(), "\n"))
 			}
 			browsertest.CheckHeard(t, "browser", r, 1000, 600)
-			pcm, n := peer.heard()
+			pcm, n := peer.Heard()
 			if n < 50 {
 				t.Fatalf("RTP peer got %d packets", n)
 			}
@@ -231,14 +231,8 @@ func TestBrowserProxyToRTP(t *testing.T) {
 			if err := p.Eval(ctx, `pc.getSenders()[0].dtmf.insertDTMF("159#", 100, 70)`, nil); err != nil {
 				t.Fatal(err)
 			}
-			peers.WaitFor(t, 5*time.Second, "DTMF at the RTP peer", func() bool {
-				peer.mu.Lock()
-				defer peer.mu.Unlock()
-				return len(peer.te) >= 4
-			})
-			peer.mu.Lock()
-			digits, pts := string(peer.te), append([]uint8(nil), peer.tePT...)
-			peer.mu.Unlock()
+			peers.WaitFor(t, 5*time.Second, "DTMF at the RTP peer", func() bool { return len([]rune(peer.Digits())) >= 4 })
+			digits, pts := peer.Digits(), peer.EventPTs()
 			if digits != "159#" {
 				t.Errorf("RTP peer got digits %q, want 159#", digits)
 			}

@@ -48,7 +48,7 @@ func TestEchoRTP(t *testing.T) {
 	}
 	p.use(ad)
 	p.sendTone(ctx, plainrtp.PCMA, 600, time.Second)
-	settle(t, p.heard)
-	pcm, _ := p.heard()
+	settle(t, p.Heard)
+	pcm, _ := p.Heard()
 	assertTone(t, "rtp echo", pcm, 600, 1000)
 }

@@ -55,9 +55,9 @@ func TestEdgeRecordMaxBytes(t *testing.T) {
 		t.Fatalf("recording holds %d bytes of audio, limit %d", 2*len(rec), limit)
 	}
 	// The call is untouched: the echo goes on after the recording stopped.
-	_, before := p.heard()
+	_, before := p.Heard()
 	p.sendTone(ctx, plainrtp.PCMU, 1000, 500*time.Millisecond)
-	peers.WaitFor(t, 2*time.Second, "echo after the recording stopped", func() bool { _, n := p.heard(); return n > before+10 })
+	peers.WaitFor(t, 2*time.Second, "echo after the recording stopped", func() bool { _, n := p.Heard(); return n > before+10 })
 	select {
 	case <-s.Done():
 		t.Fatal("the session stopped with its recording")

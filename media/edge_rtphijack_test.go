@@ -27,7 +27,7 @@ func TestEdgeRTPHijackStranger(t *testing.T) {
 	defer s.Close()
 	off, err := plainrtp.ParseSDP([]byte(farOffer.SDP))
 	must(t, err)
-	ans, err := plainrtp.Answer(off, loopback, phone.port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
+	ans, err := plainrtp.Answer(off, loopback, phone.Port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
 	must(t, err)
 	phone.use(off)
 	callerAns, err := s.SetAnswer(ctx, Description{Kind: KindRTP, SDP: ans.String()})
@@ -60,15 +60,15 @@ func TestEdgeRTPHijackStranger(t *testing.T) {
 		phone.sendTone(ctx, plainrtp.PCMU, 600, 1500*time.Millisecond)
 	}()
 	wg.Wait()
-	settle(t, phone.heard)
+	settle(t, phone.Heard)
 	settle(t, browser.Heard)
 
-	if n := stranger.count(); n != 0 {
+	if n := stranger.Count(); n != 0 {
 		t.Errorf("the stranger received %d packets of the call", n)
 	}
 	heard, _ := browser.Heard()
 	assertTone(t, "browser", heard, 600, 2000, 1000)
-	pf, _ := phone.heard()
+	pf, _ := phone.Heard()
 	assertTone(t, "phone", pf, 1000, 2000, 600)
 	if st := s.Stats()[SideFar]; st.PacketsIn > 160 {
 		t.Errorf("the phone leg took %d packets: more than the phone sent", st.PacketsIn)

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -310,130 +309,34 @@ func sendTone(ctx context.Context, name string, freq float64, d time.Duration, w
 	}
 }
 
-// ---- a plain RTP peer (pion/rtp over a loopback UDP socket) ----
+// ---- a plain RTP peer: peers.RTPPeer, with the engine's SDP types ----
 
-type rtpPeer struct {
-	t    testing.TB
-	conn *net.UDPConn
-	mu   sync.Mutex
-	to   netip.AddrPort
-	pts  map[uint8]string // payload type -> codec name, from the negotiated SDP
-	pcm  []int16
-	pkts int
-	from netip.AddrPort
-	te   []rune
-	tePT []uint8
-	det  dtmf.Detector
-	ssrc uint32
-	seq  uint16
-	ts   uint32
-	done chan struct{}
-}
+type rtpPeer struct{ *peers.RTPPeer }
 
 func newRTPPeer(t testing.TB) *rtpPeer {
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	must(t, err)
-	p := &rtpPeer{t: t, conn: conn, pts: map[uint8]string{}, ssrc: rand.Uint32(), seq: uint16(rand.Uint32()),
-		ts: rand.Uint32(), done: make(chan struct{})}
-	go p.read()
-	t.Cleanup(func() { conn.Close(); <-p.done })
+	p := &rtpPeer{peers.NewRTPPeer(t)}
+	p.SetAmplitude(12000) // what assertTone expects
 	return p
 }
 
-func (p *rtpPeer) port() int { return p.conn.LocalAddr().(*net.UDPAddr).Port }
-
 // description returns the peer's SDP for codecs.
 func (p *rtpPeer) description(codecs ...plainrtp.Codec) *plainrtp.Description {
-	return plainrtp.Offer(loopback, p.port(), codecs, 42)
+	return plainrtp.Offer(loopback, p.Port(), codecs, 42)
 }
 
 // use points the peer at the engine side described by d and learns its payload types.
 func (p *rtpPeer) use(d *plainrtp.Description) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.to = netip.AddrPortFrom(d.Addr, uint16(d.Port))
+	p.SetRemote(netip.AddrPortFrom(d.Addr, uint16(d.Port)))
 	for _, c := range d.Codecs {
-		p.pts[c.PT] = strings.ToLower(c.Name)
+		p.Learn(c.PT, c.Name)
 	}
-}
-
-func (p *rtpPeer) read() {
-	defer close(p.done)
-	buf := make([]byte, 1500)
-	decs := map[string]codec.Decoder{}
-	for {
-		n, from, err := p.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return
-		}
-		var pkt rtp.Packet
-		if pkt.Unmarshal(buf[:n]) != nil {
-			continue
-		}
-		p.mu.Lock()
-		p.pkts++
-		p.from = from
-		name := p.pts[pkt.PayloadType]
-		switch {
-		case name == "telephone-event":
-			p.tePT = append(p.tePT, pkt.PayloadType)
-			if d, ok := p.det.Push(pkt.Timestamp, pkt.Payload); ok {
-				p.te = append(p.te, d)
-			}
-		case name != "":
-			d := decs[name]
-			if d == nil {
-				if d, err = codec.NewDecoder(name, 8000); err != nil {
-					p.mu.Unlock()
-					continue
-				}
-				decs[name] = d
-			}
-			p.pcm, _ = d.Decode(p.pcm, pkt.Payload)
-		}
-		p.mu.Unlock()
-	}
-}
-
-func (p *rtpPeer) write(pkt *rtp.Packet) {
-	p.mu.Lock()
-	to := p.to
-	p.mu.Unlock()
-	pkt.SSRC = p.ssrc
-	b, _ := pkt.Marshal()
-	_, _ = p.conn.WriteToUDPAddrPort(b, to)
 }
 
 func (p *rtpPeer) sendTone(ctx context.Context, c plainrtp.Codec, freq float64, d time.Duration) {
-	sendTone(ctx, strings.ToLower(c.Name), freq, d, func(pkt *rtp.Packet) {
-		pkt.PayloadType = c.PT
-		p.write(pkt)
-	})
+	p.SendTone(ctx, c.PT, strings.ToLower(c.Name), freq, d)
 }
 
-func (p *rtpPeer) sendDigit(digit rune, te plainrtp.Codec) {
-	pk, err := dtmf.Generate(digit, 100, 20, te.Rate)
-	must(p.t, err)
-	ts := rand.Uint32()
-	seq := uint16(rand.Uint32())
-	for _, x := range pk {
-		p.write(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: te.PT, Marker: x.Marker, SequenceNumber: seq, Timestamp: ts}, Payload: x.Payload})
-		seq++
-		time.Sleep(20 * time.Millisecond) // real-time pacing: one packet per 20 ms
-	}
-}
-
-func (p *rtpPeer) count() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.pkts
-}
-
-func (p *rtpPeer) heard() ([]int16, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]int16(nil), p.pcm...), p.pkts
-}
+func (p *rtpPeer) sendDigit(digit rune, te plainrtp.Codec) { p.SendDigit(digit, te.PT, te.Rate) }
 
 // assertTone checks that pcm (8 kHz) holds want rather than the other candidate frequencies.
 func assertTone(t testing.TB, who string, pcm []int16, want float64, others ...float64) {

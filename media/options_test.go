@@ -40,15 +40,15 @@ func TestEchoMuteAndRecord(t *testing.T) {
 	defer s.Close()
 	p.sendTone(ctx, plainrtp.PCMU, 1000, 600*time.Millisecond)
 	time.Sleep(100 * time.Millisecond) // the subject: the echo of the last packets would be back by now
-	if _, n := p.heard(); n != 0 {
+	if _, n := p.Heard(); n != 0 {
 		t.Fatalf("muted echo returned %d packets", n)
 	}
 	if err := s.Update(MediaOptions{UseAudio: ptr(true)}); err != nil {
 		t.Fatal(err)
 	}
 	p.sendTone(ctx, plainrtp.PCMU, 1000, time.Second)
-	settle(t, p.heard)
-	pcm, _ := p.heard()
+	settle(t, p.Heard)
+	pcm, _ := p.Heard()
 	assertTone(t, "unmuted echo", pcm, 1000, 600)
 	if err := s.Update(MediaOptions{Record: ptr(false)}); err != nil {
 		t.Fatal(err)
@@ -363,7 +363,7 @@ func TestReofferRTP(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	p1.sendTone(ctx, plainrtp.PCMU, 1000, 300*time.Millisecond)
-	port := p1.to.Port()
+	port := p1.Remote().Port()
 
 	p2 := newRTPPeer(t)
 	ans, err := s.ReofferRTP(SideCaller, Description{Kind: KindRTP, SDP: p2.description(plainrtp.PCMU, plainrtp.TelEvent8).String()})
@@ -384,8 +384,8 @@ func TestReofferRTP(t *testing.T) {
 	sendCtx, stopSending := context.WithCancel(ctx)
 	sending := make(chan struct{})
 	go func() { defer close(sending); p2.sendTone(sendCtx, plainrtp.PCMU, 600, 20*time.Second) }()
-	peers.WaitFor(t, 5*time.Second, "a second of the moved peer's echo", func() bool { pcm, _ := p2.heard(); return len(pcm) >= 8000 })
-	pcm, _ := p2.heard()
+	peers.WaitFor(t, 5*time.Second, "a second of the moved peer's echo", func() bool { pcm, _ := p2.Heard(); return len(pcm) >= 8000 })
+	pcm, _ := p2.Heard()
 	assertTone(t, "moved peer", pcm, 600, 1000)
 
 	hold := p2.description(plainrtp.PCMU)

@@ -76,7 +76,7 @@ func proxyToRTP(t *testing.T, clientCodec string, farCodec plainrtp.Codec) [2]Le
 	if err != nil {
 		t.Fatalf("far offer: %v\n%s", err, farOffer.SDP)
 	}
-	ans, err := plainrtp.Answer(off, loopback, peer.port(), []plainrtp.Codec{farCodec, plainrtp.TelEvent8}, nil)
+	ans, err := plainrtp.Answer(off, loopback, peer.Port(), []plainrtp.Codec{farCodec, plainrtp.TelEvent8}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,9 +86,9 @@ func proxyToRTP(t *testing.T, clientCodec string, farCodec plainrtp.Codec) [2]Le
 		t.Fatal(err)
 	}
 	caller.setAnswer(callerAns.SDP)
-	bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { peer.sendTone(ctx, farCodec, 600, 2*time.Second) }, caller.heard, peer.heard)
+	bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { peer.sendTone(ctx, farCodec, 600, 2*time.Second) }, caller.heard, peer.Heard)
 	pc, _ := caller.heard()
-	pf, _ := peer.heard()
+	pf, _ := peer.Heard()
 	assertTone(t, "webrtc caller", pc, 600, 1000)
 	assertTone(t, "rtp far", pf, 1000, 600)
 	return s.Stats()
@@ -148,8 +148,8 @@ func TestProxyRTPToWebRTC(t *testing.T) {
 		t.Fatalf("caller answer codec %v", c)
 	}
 	peer.use(ad)
-	bothTones(t, func() { peer.sendTone(ctx, plainrtp.PCMU, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) }, peer.heard, far.heard)
-	pc, _ := peer.heard()
+	bothTones(t, func() { peer.sendTone(ctx, plainrtp.PCMU, 1000, 2*time.Second) }, func() { far.sendTone(ctx, 600, 2*time.Second) }, peer.Heard, far.heard)
+	pc, _ := peer.Heard()
 	pf, _ := far.heard()
 	assertTone(t, "rtp caller", pc, 600, 1000)
 	assertTone(t, "webrtc far", pf, 1000, 600)
@@ -179,14 +179,10 @@ func TestProxyRTPToWebRTC(t *testing.T) {
 		t.Fatal(err)
 	}
 	peers.WaitFor(t, 2*time.Second, "digits at the RTP side", func() bool {
-		peer.mu.Lock()
-		defer peer.mu.Unlock()
-		return len(peer.te) == 2
+		return len(peer.Digits()) == 2
 	})
-	peer.mu.Lock()
-	defer peer.mu.Unlock()
-	if string(peer.te) != "19" || peer.tePT[0] != 101 {
-		t.Fatalf("rtp side got %q pts %v", string(peer.te), peer.tePT)
+	if digits, pts := peer.Digits(), peer.EventPTs(); digits != "19" || pts[0] != 101 {
+		t.Fatalf("rtp side got %q pts %v", digits, pts)
 	}
 }
 
@@ -203,7 +199,7 @@ func TestProxyRTPToRTPConcurrentAnswers(t *testing.T) {
 	}
 	defer s.Close()
 	off, _ := plainrtp.ParseSDP([]byte(farOffer.SDP))
-	ans, _ := plainrtp.Answer(off, loopback, b.port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
+	ans, _ := plainrtp.Answer(off, loopback, b.Port(), []plainrtp.Codec{plainrtp.PCMU}, nil)
 	b.use(off)
 	var wg sync.WaitGroup
 	results := make([]error, 2)
@@ -239,9 +235,9 @@ func TestProxyRTPToRTPConcurrentAnswers(t *testing.T) {
 		t.Fatalf("caller answer codec %v (only PCMA was offered)", c)
 	}
 	a.use(ad)
-	bothTones(t, func() { a.sendTone(ctx, plainrtp.PCMA, 1000, time.Second) }, func() { b.sendTone(ctx, plainrtp.PCMU, 600, time.Second) }, a.heard, b.heard)
-	pa, _ := a.heard()
-	pb, _ := b.heard()
+	bothTones(t, func() { a.sendTone(ctx, plainrtp.PCMA, 1000, time.Second) }, func() { b.sendTone(ctx, plainrtp.PCMU, 600, time.Second) }, a.Heard, b.Heard)
+	pa, _ := a.Heard()
+	pb, _ := b.Heard()
 	assertTone(t, "PCMA caller", pa, 600, 1000)
 	assertTone(t, "PCMU far", pb, 1000, 600)
 	if st := s.Stats(); st[SideFar].Transcoded < 40 || st[SideCaller].Transcoded < 40 {

@@ -23,15 +23,13 @@ func TestRTCPKeepsPlainRTPLegAlive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	p.sendTone(ctx, plainrtp.PCMU, 1000, 400*time.Millisecond) // talk, then silence
-	p.mu.Lock()
-	rtcpTo := &net.UDPAddr{IP: p.to.Addr().AsSlice(), Port: int(p.to.Port()) + 1}
-	p.mu.Unlock()
+	rtcpTo := &net.UDPAddr{IP: p.Remote().Addr().AsSlice(), Port: int(p.Remote().Port()) + 1}
 	send := func(pkts ...rtcp.Packet) {
 		b, err := rtcp.Marshal(pkts)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := p.conn.WriteToUDP(b, rtcpTo); err != nil {
+		if _, err := p.Conn().WriteToUDP(b, rtcpTo); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -50,7 +48,7 @@ func TestRTCPKeepsPlainRTPLegAlive(t *testing.T) {
 	}
 	// Now only a BYE and garbage: not liveness, the timeout fires.
 	send(&rtcp.Goodbye{Sources: []uint32{0x1234}})
-	if _, err := p.conn.WriteToUDP([]byte{0x80, 0xc9, 0xff}, rtcpTo); err != nil {
+	if _, err := p.Conn().WriteToUDP([]byte{0x80, 0xc9, 0xff}, rtcpTo); err != nil {
 		t.Fatal(err)
 	}
 	silent := time.Now()

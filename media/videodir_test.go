@@ -140,9 +140,9 @@ func TestSourcelessVideoProxyToRTP(t *testing.T) {
 	}
 	checkVideo(t, "caller answer", callerAns.SDP, "inactive")
 	caller.setAnswer(callerAns.SDP)
-	bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { peer.sendTone(ctx, plainrtp.PCMU, 600, 2*time.Second) }, caller.heard, peer.heard)
+	bothTones(t, func() { caller.sendTone(ctx, 1000, 2*time.Second) }, func() { peer.sendTone(ctx, plainrtp.PCMU, 600, 2*time.Second) }, caller.heard, peer.Heard)
 	pc, _ := caller.heard()
-	pf, _ := peer.heard()
+	pf, _ := peer.Heard()
 	assertTone(t, "caller", pc, 600, 1000)
 	assertTone(t, "far", pf, 1000, 600)
 }
