@@ -337,3 +337,15 @@ func (m *Media) stopStreams(reason string) {
 		st.Stop(reason)
 	}
 }
+
+// Streams returns the figures of the session's live streams.
+func (m *Media) Streams() []stream.Stats {
+	m.streams.mu.Lock()
+	defer m.streams.mu.Unlock()
+	out := make([]stream.Stats, 0, len(m.streams.live))
+	for _, st := range m.streams.live {
+		out = append(out, st.Stats())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}

@@ -16,7 +16,16 @@ import (
 // streamEnv is the API env with audio streams: alice may start them, to 127.0.0.1.
 func streamEnv(t *testing.T, bots map[string]stream.Options) *env {
 	t.Helper()
-	mgr, err := stream.NewManager(stream.Config{AllowedHosts: []string{"127.0.0.1"}, AllowedUsers: []string{"alice"}, Logger: testLogger(t)})
+	return streamEnvWith(t, bots, nil)
+}
+
+func streamEnvWith(t *testing.T, bots map[string]stream.Options, mod func(*stream.Config)) *env {
+	t.Helper()
+	sc := stream.Config{AllowedHosts: []string{"127.0.0.1"}, AllowedUsers: []string{"alice"}, Logger: testLogger(t)}
+	if mod != nil {
+		mod(&sc)
+	}
+	mgr, err := stream.NewManager(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,6 +35,7 @@ func streamEnv(t *testing.T, bots map[string]stream.Options) *env {
 		t.Fatal(err)
 	}
 	e.core.Backends().Register(embedded.Name, e.be, append(embedded.Types(), signaling.TypeBot)...)
+	e.core.AddResolver(signaling.CallTypeBot, signaling.BotResolver(e.core))
 	return e
 }
 
@@ -219,4 +229,122 @@ func TestBotSessionThroughAPI(t *testing.T) {
 	}
 	cancel()
 	e.waitIdle("after the bot hung up")
+}
+
+// TestStalledAppCallUnharmed: the stream application of an echo call stops reading; frames
+// are dropped and counted while every packet of the caller's tone still comes back echoed;
+// when the application reads again the stream goes on.
+func TestStalledAppCallUnharmed(t *testing.T) {
+	app := streamtest.Start(t)
+	app.ReadBuffer = 4096
+	e := streamEnvWith(t, nil, func(c *stream.Config) { c.QueueFrames = 25 })
+	c := dialAPI(t, e, "alice")
+	peer := newRTPPeer(t)
+	r, err := c.media("session/start", map[string]any{"type": "echo", "offer": map[string]any{"sdp": peer.SDP(""), "sdp_type": "rtp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := r["session_id"].(string)
+	ans, _ := sdpOf(t, r, "answer")
+	peer.UseSDP(ans)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	bg, stopBG := context.WithCancel(ctx)
+	go peer.SendToneFor(bg, 0, "pcmu", 1000, time.Minute)
+	if _, err := c.media("session/update", map[string]any{"session_id": id, "type": "media",
+		"stream": map[string]any{"url": app.URL("/slow"), "mix": "stereo", "sample_rate": 16000}}); err != nil {
+		t.Fatal(err)
+	}
+	conn, _ := app.WaitConn(ctx, 1)
+	peers.WaitFor(t, 10*time.Second, "audio", func() bool { return conn.Frames() > 20 })
+	m, _ := e.be.Media(id)
+	conn.Stall()
+	dropped := func() uint64 {
+		var n uint64
+		for _, st := range m.Streams() {
+			n += st.FramesDropped
+		}
+		return n
+	}
+	peers.WaitFor(t, 20*time.Second, "frames dropped", func() bool { return dropped() > 10 })
+	stopBG()
+	peer.Reset()
+	peer.SendTone(ctx, 0, "pcmu", 1000, 3*time.Second) // 150 packets while the application stalls
+	peers.WaitFor(t, 5*time.Second, "the echo settled", peers.Settled(peer.Count))
+	pcm, n := peer.Heard()
+	t.Logf("stalled: %d frames dropped; the caller got %d of 150 packets back", dropped(), n)
+	if n < 147 {
+		t.Fatalf("the caller got %d of 150 echoed packets while the stream application stalled", n)
+	}
+	checkTone(t, "echo during the stall", pcm, n, 1000, 600)
+	if dropped() < 100 {
+		t.Fatalf("only %d frames dropped during a 3 s stall", dropped())
+	}
+	before := conn.Frames()
+	conn.Resume()
+	go peer.SendToneFor(ctx, 0, "pcmu", 1000, time.Minute)
+	peers.WaitFor(t, 10*time.Second, "the stream again", func() bool { return conn.Frames() > before+50 })
+	if conn.Closed() {
+		t.Fatal("the stalled connection was closed")
+	}
+	cancel()
+	_, _ = c.media("session/stop", map[string]any{"session_id": id})
+	e.waitIdle("after stop")
+}
+
+// TestCallToBot: media/call/start {type: bot, callee} from a plain-RTP caller's proxy session
+// (proxy_type rtp) rings the bot, which answers with a bot session: the application hears the
+// caller's 1000 Hz, the caller hears the application's 600 Hz; hanging up stops the stream.
+// An unknown bot hangs the call up.
+func TestCallToBot(t *testing.T) {
+	app := streamtest.Start(t)
+	e := streamEnv(t, map[string]stream.Options{"greeter": {URL: app.URL("/greeter"), Bidirectional: true}})
+	c := dialAPI(t, e, "carol")
+	caller := newRTPPeer(t)
+	r, err := c.media("session/start", map[string]any{"type": "proxy", "proxy_type": "rtp",
+		"offer": map[string]any{"sdp": caller.SDP(""), "sdp_type": "rtp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := r["session_id"].(string)
+	r, err = c.media("call/start", map[string]any{"type": "bot", "callee": "greeter", "session_id": sid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	callID := r["call_id"].(string)
+	ev := c.waitEvent("answer", sid)
+	ans, _ := ev.Body["answer"].(map[string]any)["sdp"].(string)
+	caller.UseSDP(ans)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	go caller.SendToneFor(ctx, 0, "pcmu", 1000, 20*time.Second)
+	conn, ok := app.WaitConn(ctx, 1)
+	if !ok {
+		t.Fatal("no bot connection")
+	}
+	peers.WaitFor(t, 10*time.Second, "the caller's tone at the bot", func() bool {
+		f, ratio, _ := conn.Tone(0, 8000, time.Second, 1000, 600)
+		return f == 1000 && ratio >= 10
+	})
+	if err := conn.PlayTone(600, 8000, 2*time.Second, false, ""); err != nil {
+		t.Fatal(err)
+	}
+	caller.Reset()
+	pcm, n := caller.WaitHeard(12000, 10*time.Second)
+	checkTone(t, "caller of the bot", pcm, n, 600, 1000)
+	if _, err := c.media("call/hangup", map[string]any{"call_id": callID}); err != nil {
+		t.Fatal(err)
+	}
+	peers.WaitFor(t, 10*time.Second, "stop message", func() bool { return len(conn.EventsOf("stop")) == 1 && conn.Closed() })
+
+	r, err = c.media("call/start", map[string]any{"callee": "bot-nobody", "offer": map[string]any{"sdp": newRTPPeer(t).SDP(""), "sdp_type": "rtp"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hev := c.waitEvent("hangup", r["call_id"].(string))
+	if reason, _ := hev.Body["reason"].(string); !strings.Contains(reason, "nobody") {
+		t.Fatalf("hangup of a call to an unknown bot: %v", hev.Body)
+	}
+	cancel()
+	e.waitIdle("after the calls")
 }

@@ -109,7 +109,7 @@ export interface StartSessionReply {
   [field: string]: unknown;
 }
 
-export type CallType = "user" | "session" | "sip" | "verto" | "";
+export type CallType = "user" | "session" | "sip" | "verto" | "bot" | "";
 
 export interface StartCallData {
   type?: CallType | string;
