@@ -99,3 +99,25 @@ func FuzzParseReferTo(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseReplaces: no panic; what is accepted has clean tokens (a Replaces header of an
+// INVITE, or one escaped inside a Refer-To).
+func FuzzParseReplaces(f *testing.F) {
+	for _, s := range []string{"abc@host;to-tag=1;from-tag=2", "a;from-tag=2;to-tag=1;early-only", "a;to-tag=1", ";to-tag=1;from-tag=2",
+		"a\r\nVia: x;to-tag=1;from-tag=2", "a;to-tag=;from-tag=2", strings.Repeat("x", 600)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		r, err := ParseReplaces(s)
+		if err != nil {
+			var re *ReferError
+			if !errors.As(err, &re) || re.Code != 400 {
+				t.Fatalf("%q: error %v", s, err)
+			}
+			return
+		}
+		if !token(r.CallID, true) || !token(r.ToTag, false) || !token(r.FromTag, false) {
+			t.Fatalf("%q: accepted %+v", s, r)
+		}
+	})
+}

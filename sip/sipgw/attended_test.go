@@ -102,3 +102,35 @@ func TestSIPpInviteReplaces(t *testing.T) {
 	}
 	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
 }
+
+// TestSIPpInviteReplacesRefused: an INVITE whose Replaces names another user's call (bob, digest,
+// replacing alice's dialog) gets 403, one naming no dialog 481; alice's call is untouched: when
+// nkbridge hangs it up, alice's device and carol both get their BYE.
+func TestSIPpInviteReplacesRefused(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := newEnv(t, envOpts{})
+	carol := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, "uas_transfer_target.xml"), Calls: 1, Timeout: 45 * time.Second})
+	first, replaces := holdCall(t, e, carol.Addr())
+	for _, c := range []struct{ scen, user, pass, replaces string }{
+		{"uac_invite_replaces_403.xml", "bob", bobPass, replaces},
+		{"uac_invite_replaces_481.xml", "alice", alicePass, "nosuchcall@x;to-tag=1;from-tag=2"},
+	} {
+		r := <-startSIPp(ctx, t, peers.SIPpOptions{Scenario: scenario(t, c.scen), Remote: e.addr, Service: "nobody", Calls: 1,
+			Keys: map[string]string{"replaces": c.replaces}, Args: []string{"-au", c.user, "-ap", c.pass}, Timeout: 30 * time.Second})
+		r.check(t, 1)
+	}
+	if m := e.core.ListCalls(); len(m) != 1 {
+		t.Fatalf("calls after the refused replacements: %v, want alice's only", m)
+	}
+	// The call is still whole: hang it up from nkbridge's side and both devices get BYE.
+	for _, id := range e.core.ListCalls() {
+		_ = e.core.HangupCall(id, nil)
+	}
+	for name, p := range map[string]*peers.SIPp{"alice": first, "carol": carol} {
+		if r, err := p.Wait(ctx); err != nil || r.ExitCode != 0 {
+			t.Fatalf("sipp %s: %v %+v", name, err, r)
+		}
+	}
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+}

@@ -65,3 +65,35 @@ func TestSIPpReferHostile(t *testing.T) {
 		t.Errorf("%d calls ended, want only the original", n)
 	}
 }
+
+// TestSIPpReferVariants: the transferor hanging up right after NOTIFY 100 (the transfer goes on:
+// the moved phone and the target end up talking and hang up normally); a busy target (NOTIFY
+// "486 Busy Here", the call kept: the transferor hangs it up and the phone gets BYE); no
+// subscription (Refer-Sub: false: 202 without NOTIFYs, then BYE).
+func TestSIPpReferVariants(t *testing.T) {
+	for _, c := range []struct{ name, scen, target, phone string }{
+		{"transferor-leaves", "uac_refer_blind_bye.xml", "uas_transfer_target.xml", "uas_transferee.xml"},
+		{"target-busy", "uac_refer_busy.xml", "uas_busy.xml", "uas_transfer_target.xml"},
+		{"no-subscription", "uac_refer_nosub.xml", "uas_transfer_target.xml", "uas_transferee.xml"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			e := newEnv(t, envOpts{})
+			target := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, c.target), Calls: 1, Timeout: 45 * time.Second})
+			phone := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, c.phone), Calls: 1, Timeout: 45 * time.Second})
+			a := <-startSIPp(ctx, t, peers.SIPpOptions{
+				Scenario: scenario(t, c.scen), Remote: e.addr, Service: "sip-bob%40" + phone.Addr(), Calls: 1,
+				Keys: map[string]string{"refer_to": "sip:carol@" + target.Addr()},
+				Args: []string{"-au", "alice", "-ap", alicePass}, Timeout: 40 * time.Second,
+			})
+			a.check(t, 1)
+			for name, p := range map[string]*peers.SIPp{"phone": phone, "target": target} {
+				if r, err := p.Wait(ctx); err != nil || r.ExitCode != 0 {
+					t.Fatalf("sipp %s: %v %+v", name, err, r)
+				}
+			}
+			peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+		})
+	}
+}
