@@ -48,6 +48,21 @@ func needCluster(t *testing.T) {
 	}
 }
 
+// startNodes starts n nodes n1..nN on the NATS at url with extra config (YAML) and env.
+func startNodes(t *testing.T, url string, n int, config string, sip bool, env ...string) []*peers.Node {
+	t.Helper()
+	ns := peers.NewNodes(t, nkb.Path(t))
+	var out []*peers.Node
+	for i := range n {
+		out = append(out, ns.Start(peers.NodeOptions{
+			NodeID: fmt.Sprintf("n%d", i+1), NATSURL: url, SIP: sip,
+			Config: usersYAML() + config, Env: append(slices.Clone(nodeEnv), env...),
+			Logger: peers.TestLogger(t).With("node", fmt.Sprintf("n%d", i+1)),
+		}))
+	}
+	return out
+}
+
 // login dials node's API as user.
 func login(t *testing.T, node *peers.Node, user string, opts nkclient.Options) *apitest.Conn {
 	t.Helper()
