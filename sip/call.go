@@ -128,6 +128,8 @@ type Call struct {
 	tcpFallback int
 	// trunkRT counts the call against its trunk's max_calls (trunkhealth.go)
 	trunkRT *trunkRuntime
+	// srtp is the SRTP mode of the call's trunk or user (srtp.go)
+	srtp srtpPolicy
 
 	done    chan struct{}
 	endOnce sync.Once
@@ -436,6 +438,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	body := req.Body()
 	delayed := len(body) == 0 // delayed offer: we offer in the 200, the ACK answers
+	pol := s.userSRTP(authUser)
+	if tr != nil {
+		pol = trunkSRTP(tr)
+	}
 	if !delayed {
 		if ct := req.ContentType(); ct == nil || !strings.HasPrefix(strings.ToLower(ct.Value()), "application/sdp") {
 			s.respond(req, tx, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))
@@ -445,6 +451,16 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			s.respond(req, tx, 488, "Not Acceptable Here")
 			return
 		}
+		b, err := pol.peerSDP(body) // srtp.go
+		if err != nil {
+			s.log.Info("sip invite refused by its SRTP offer", "src", req.Source(), "user", authUser, "trunk", trunkName, "why", err.Error())
+			s.respond(req, tx, 488, err.Error())
+			return
+		}
+		body = b
+	} else if pol.mode == SRTPMandatory {
+		s.respond(req, tx, 488, "Not Acceptable Here (an INVITE without SDP cannot set up mandatory SRTP: "+pol.setting+")")
+		return
 	}
 	se, refresher, err := parseSessionExpires(req)
 	if err != nil {
@@ -479,7 +495,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		localHdr: sip.HeaderClone(inv.To()), remoteHdr: sip.HeaderClone(from),
 		target: *req.Contact().Address.Clone(), transport: req.Transport(),
 		remoteCSeq: req.CSeq().SeqNo, localCSeq: 0, remoteSDP: body,
-		inv: inv, tx: tx, lastSeen: time.Now(), delayed: delayed, replaces: replaced,
+		inv: inv, tx: tx, lastSeen: time.Now(), delayed: delayed, replaces: replaced, srtp: pol,
 	}
 	if delayed {
 		c.remoteSDP = nil
@@ -777,6 +793,10 @@ func (c *Call) ackAnswer(body []byte) {
 		bad("not an SDP answer with audio")
 		return
 	}
+	if body, err = c.srtp.peerSDP(body); err != nil {
+		bad(err.Error())
+		return
+	}
 	if ev := c.events0(); ev != nil {
 		if _, err := ev.Reoffer(c, Reoffer{SDP: body, Info: info, Hold: info.OnHold(), Answer: true}); err != nil {
 			bad(err.Error())
@@ -979,6 +999,10 @@ func (s *Server) onReinvite(req *sip.Request, tx sip.ServerTransaction) {
 func (c *Call) answerReoffer(offer []byte) ([]byte, int) {
 	info, err := sdpdir.Parse(offer)
 	if err != nil || !info.HasAudio {
+		return nil, 488
+	}
+	if offer, err = c.srtp.peerSDP(offer); err != nil {
+		c.s.log.Info("sip re-offer refused by its SRTP keys", "call", c.id, "sip_call_id", c.callID, "why", err.Error())
 		return nil, 488
 	}
 	c.mu.Lock()
@@ -1205,6 +1229,10 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 	tp := c.transport
 	c.mu.Unlock()
 	defer func() { c.mu.Lock(); c.busy = false; c.mu.Unlock() }()
+	sdp, err := c.srtp.ourOffer(sdp) // srtp.go
+	if err != nil {
+		return nil, err
+	}
 
 	// Over 1300 bytes to a UDP peer, the re-INVITE (and the rest of the dialog) goes over TCP
 	// (RFC 3261 §18.1.1, mtu.go).
@@ -1243,17 +1271,23 @@ func (c *Call) Reinvite(ctx context.Context, sdp []byte) ([]byte, error) {
 	if err := c.s.sendDirect(ack); err != nil {
 		return nil, err
 	}
+	answer := res.Body()
+	if len(answer) > 0 {
+		if answer, err = c.srtp.peerSDP(answer); err != nil {
+			return nil, err
+		}
+	}
 	c.mu.Lock()
 	c.localSDP = sdp
-	if len(res.Body()) > 0 {
-		c.remoteSDP = res.Body()
+	if len(answer) > 0 {
+		c.remoteSDP = answer
 	}
 	if h := res.Contact(); h != nil {
 		c.target = *h.Address.Clone()
 	}
 	c.mu.Unlock()
 	c.refreshedByResponse(res)
-	return res.Body(), nil
+	return answer, nil
 }
 
 // buildReinvite is a re-INVITE of the dialog carrying sdp.

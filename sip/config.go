@@ -28,6 +28,9 @@ type User struct {
 	// CanCallSIP allows this user (as an API or SIP caller) to call SIP URLs in the allowed
 	// outbound domains and trunks. Without it only registered contacts can be reached.
 	CanCallSIP bool
+	// SRTP is the user's SRTP mode (srtp.go): off (""), optional or mandatory, for the calls
+	// it places and the calls to its registered devices.
+	SRTP string
 }
 
 // Trunk is a SIP peer trusted by address (inbound) and/or reached with credentials (outbound).
@@ -75,6 +78,9 @@ type Trunk struct {
 	FromUser       string
 	AssertIdentity bool
 	Privacy        string
+	// SRTP is the trunk's SRTP mode (srtp.go): off (""), optional or mandatory, both
+	// directions. Use it with SIP over TLS (hosts with ;transport=tls): the keys travel in the SDP.
+	SRTP string
 }
 
 // Limits bounds what a source can make the server do.
@@ -237,6 +243,9 @@ func (c *Config) normalize() error {
 		if seen[strings.ToLower(u.Name)] {
 			return fmt.Errorf("sip: duplicate user %q", u.Name)
 		}
+		if !ValidSRTP(u.SRTP) {
+			return fmt.Errorf("sip: user %s: srtp %q (want off, optional or mandatory)", u.Name, u.SRTP)
+		}
 		seen[strings.ToLower(u.Name)] = true
 	}
 	l := &c.Limits
@@ -317,6 +326,9 @@ func parseTrunks(ts []Trunk, requestRate float64) ([]trunk, error) {
 	for _, t := range ts {
 		if err := t.normalizeHealth(requestRate); err != nil {
 			return nil, err
+		}
+		if !ValidSRTP(t.SRTP) {
+			return nil, fmt.Errorf("sip: trunk %s: srtp %q (want off, optional or mandatory)", t.Name, t.SRTP)
 		}
 		tr := trunk{Trunk: t, rt: newTrunkRuntime(t)}
 		for _, n := range t.Networks {

@@ -130,6 +130,17 @@ func (s *Server) dial(ctx context.Context, o DialOptions) (*Call, error) {
 	if len(o.Offer) == 0 {
 		return nil, errors.New("sip: Dial needs an SDP offer")
 	}
+	pol := srtpPolicy{mode: SRTPOff}
+	if o.Binding != nil {
+		pol = s.userSRTP(o.Binding.AOR)
+	} else if t := s.trunkForHost(target.Host, target.Port); t != nil {
+		pol = trunkSRTP(t)
+	}
+	offer, err := pol.ourOffer(o.Offer) // srtp.go
+	if err != nil {
+		return nil, err
+	}
+	o.Offer = offer
 	tp := "UDP"
 	if v, ok := target.UriParams.Get("transport"); ok && v != "" {
 		tp = strings.ToUpper(v)
@@ -155,7 +166,7 @@ func (s *Server) dial(ctx context.Context, o DialOptions) (*Call, error) {
 		s: s, id: uuid.NewString(), dir: Outbound, done: make(chan struct{}),
 		callID: uuid.NewString(), localTag: localTag, localHdr: from, remoteHdr: to,
 		target: target, transport: tp, localCSeq: 1, localSDP: o.Offer, events: o.Events,
-		lastSeen: time.Now(),
+		lastSeen: time.Now(), srtp: pol,
 	}
 	if b := o.Binding; b != nil && b.Source != "" {
 		// Reach a device over the connection it registered on (TCP/TLS/WS), or at its source
@@ -264,6 +275,12 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 					if ct := res.ContentType(); ct != nil && strings.HasPrefix(strings.ToLower(ct.Value()), "application/sdp") {
 						sdp = res.Body()
 					}
+					if len(sdp) > 0 {
+						var err error
+						if sdp, err = c.srtp.peerSDP(sdp); err != nil { // srtp.go: no early media then
+							s.log.Info("sip early media refused by its SRTP keys", "sip_call_id", c.callID, "why", err.Error())
+						}
+					}
 					o.OnProgress(Progress{Code: res.StatusCode, Reason: res.Reason, SDP: sdp})
 				}
 				continue
@@ -273,6 +290,12 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 				c.mu.Unlock()
 				if err := c.established(res); err != nil {
 					tx.Terminate()
+					return nil, err
+				}
+				if err := c.checkAnswerSRTP(); err != nil {
+					hctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+					_ = c.sendBye(hctx)
+					cancel()
 					return nil, err
 				}
 				if ctx.Err() != nil { // answered while we were canceling: hang up

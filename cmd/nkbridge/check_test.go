@@ -44,6 +44,8 @@ func TestCheckConfigRefusesBadValues(t *testing.T) {
 		{"sip user_far_side", "sip:\n  user_far_side: bogus\n", nil, "user_far_side"},
 		{"sip trunk CIDR", "sip:\n  trunks: [{name: t, networks: [\"203.0.113.0/99\"]}]\n", nil, "sip.trunks[0].networks"},
 		{"sip listen port", "sip:\n  listen: 127.0.0.1:65536\n", nil, "sip.listen"},
+		{"sip trunk srtp", "sip:\n  trunks: [{name: t, networks: [\"203.0.113.0/24\"], srtp: always}]\n", nil, "sip.trunks[0].srtp"},
+		{"sip user srtp", "sip:\n  users: [{user: a, password: b, srtp: \"yes\"}]\n", nil, "sip.users[0].srtp"},
 		{"sip ws_listen", "sip:\n  ws_listen: nohostport\n", nil, "sip.ws_listen"},
 		{"sip tls_listen without cert", "sip:\n  tls_listen: 127.0.0.1:5061\n", nil, "sip.tls_listen"},
 		{"sip min_expires", "sip:\n  min_expires: -1s\n", nil, "sip.min_expires"},

@@ -318,7 +318,9 @@ func (h hooks) stop() {
 // registered, only p2p sessions work (others answer 2001/2002).
 func wireBackends(ctx context.Context, cfg *Config, log *slog.Logger, bus *signaling.Bus, backends *signaling.Backends) (hooks, error) {
 	var h hooks
-	eng, emb, err := wireMedia(cfg.Media, log, bus, backends, &h) // wire_media.go
+	mc := cfg.Media
+	mc.SDESOffers = cfg.SIP.wantsSDES()                    // SIP trunks/users with srtp: the media offers SDES keys
+	eng, emb, err := wireMedia(mc, log, bus, backends, &h) // wire_media.go
 	if err == nil {
 		err = wireStreams(cfg.Streams, log, emb, backends, &h) // wire_streams.go
 	}

@@ -16,6 +16,9 @@ import (
 
 // MediaConfig configures the embedded media engine (section media:).
 type MediaConfig struct {
+	// SDESOffers is not configured: it is set when a SIP trunk or user may use SRTP
+	// (SIPConfig.wantsSDES).
+	SDESOffers   bool          `yaml:"-"`
 	Enabled      bool          `yaml:"enabled"`
 	BindIP       string        `yaml:"bind_ip"`
 	UDPPort      int           `yaml:"udp_port"`
@@ -103,6 +106,7 @@ func (c MediaConfig) engineConfig(log *slog.Logger) (media.Config, error) {
 		RTPLatch: plainrtp.LatchMode(c.RTPLatch), RTPPortsPerUser: c.RTPPortsPerUser, RTPPortsReserve: c.RTPPortsReserve,
 		RecordMaxBytes: c.RecordMaxBytes, RecordMaxDuration: c.RecordMaxDuration,
 		UDPReadBuffer: kernelDefaultIfZero(c.UDPReadBuffer), RTPReadBuffer: kernelDefaultIfZero(c.RTPReadBuffer),
+		SDESOffers: c.SDESOffers,
 	}, nil
 }
 

@@ -71,6 +71,8 @@ type SIPUserConfig struct {
 	User     string `yaml:"user"`
 	Password string `yaml:"password"`
 	CallSIP  bool   `yaml:"call_sip"`
+	// SRTP: off (default), optional or mandatory (SDES, sip/srtp.go).
+	SRTP string `yaml:"srtp"`
 }
 
 // SIPTrunkConfig is a SIP peer trusted by network (inbound) and/or reached
@@ -97,6 +99,8 @@ type SIPTrunkConfig struct {
 	FromUser       string `yaml:"from_user"`
 	AssertIdentity bool   `yaml:"assert_identity"`
 	Privacy        string `yaml:"privacy"`
+	// SRTP: off (default), optional or mandatory (SDES, sip/srtp.go).
+	SRTP string `yaml:"srtp"`
 }
 
 // SIPRegistrationConfig is one registration of nkbridge at a provider's
@@ -122,10 +126,31 @@ type SIPRegistrationConfig struct {
 type sipUsers struct {
 	pass    map[string]string
 	callers map[string]bool
+	srtp    map[string]string
 }
 
 func (u sipUsers) Password(user string) (string, bool) { p, ok := u.pass[user]; return p, ok }
 func (u sipUsers) CanCallSIP(user string) bool         { return u.callers[user] }
+func (u sipUsers) SRTP(user string) string             { return u.srtp[user] }
+
+// wantsSDES reports whether a trunk or user may use SRTP: the media then puts SDES keys in its
+// plain-RTP offers (media.Config.SDESOffers), which the SIP side removes where SRTP is off.
+func (c SIPConfig) wantsSDES() bool {
+	if !c.Enabled {
+		return false
+	}
+	for _, u := range c.Users {
+		if u.SRTP == sip.SRTPOptional || u.SRTP == sip.SRTPMandatory {
+			return true
+		}
+	}
+	for _, t := range c.Trunks {
+		if t.SRTP == sip.SRTPOptional || t.SRTP == sip.SRTPMandatory {
+			return true
+		}
+	}
+	return false
+}
 
 func (c SIPConfig) check(apiUsers map[string]bool) error {
 	if !c.Enabled {
@@ -148,6 +173,9 @@ func (c SIPConfig) check(apiUsers map[string]bool) error {
 		if seen[u.User] {
 			return fmt.Errorf("sip.users: %q listed twice", u.User)
 		}
+		if !sip.ValidSRTP(u.SRTP) {
+			return fmt.Errorf("sip.users[%d].srtp %q: want off, optional or mandatory", i, u.SRTP)
+		}
 		seen[u.User] = true
 	}
 	for _, n := range c.SIPCallers {
@@ -163,6 +191,9 @@ func (c SIPConfig) check(apiUsers map[string]bool) error {
 		}
 		if len(tr.Networks) == 0 && tr.Host == "" && len(tr.Hosts) == 0 {
 			return fmt.Errorf("sip.trunks[%d]: needs networks or host", i)
+		}
+		if !sip.ValidSRTP(tr.SRTP) {
+			return fmt.Errorf("sip.trunks[%d].srtp %q: want off, optional or mandatory", i, tr.SRTP)
 		}
 	}
 	return nil
@@ -201,9 +232,10 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 			sc.Listen = append(sc.Listen, sip.Listen{Transport: "wss", Addr: c.WSSListen})
 		}
 	}
-	us := sipUsers{pass: map[string]string{}, callers: map[string]bool{}}
+	us := sipUsers{pass: map[string]string{}, callers: map[string]bool{}, srtp: map[string]string{}}
 	for _, u := range c.Users {
 		us.pass[u.User] = u.Password
+		us.srtp[u.User] = u.SRTP
 		if u.CallSIP {
 			us.callers[u.User] = true
 		}
@@ -215,7 +247,8 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 		sc.Trunks = append(sc.Trunks, sip.Trunk{Name: tr.Name, Networks: tr.Networks, Host: tr.Host, Username: tr.Username, Password: tr.Password,
 			Hosts: tr.Hosts, Balance: tr.Balance, OptionsInterval: tr.OptionsInterval, OptionsTimeout: tr.OptionsTimeout,
 			DownAfter: tr.DownAfter, UpAfter: tr.UpAfter, MaxCalls: tr.MaxCalls, CPS: tr.CPS, RequestRate: tr.RequestRate,
-			Destinations: tr.Destinations, FromUser: tr.FromUser, AssertIdentity: tr.AssertIdentity, Privacy: tr.Privacy})
+			Destinations: tr.Destinations, FromUser: tr.FromUser, AssertIdentity: tr.AssertIdentity, Privacy: tr.Privacy,
+			SRTP: tr.SRTP})
 	}
 	for _, r := range c.Registrations {
 		sc.Registrations = append(sc.Registrations, sip.Registration{Name: r.Name, Registrar: r.Registrar,
