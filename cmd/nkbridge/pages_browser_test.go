@@ -179,8 +179,9 @@ func TestRoomPageBrowser(t *testing.T) {
 // answers; each side hears the other's tone (the page's 1000 Hz test tone in the phone's
 // recording); hold silences the agent toward the phone (the newest audio the phone recorded
 // loses the tone) and mutes the caller in the page, resume brings both back; keypad digits
-// reach the phone as DTMF; the agent hangs up (the phone sees the BYE). A second call the
-// agent rejects. The history lists both.
+// reach the phone as DTMF; the agent transfers the caller to a second agent's page (which
+// rings, answers, and talks with the phone: tones checked both ways) and the second agent hangs
+// up (the phone sees the BYE). A second call the agent rejects. The histories list them.
 func TestAgentPageBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs Chromium and baresip")
@@ -199,8 +200,8 @@ func TestAgentPageBrowser(t *testing.T) {
 	ag := openPage(ctx, t, b, d, "agent.html", "agent", `window.agent !== undefined`)
 	ag.loginAs("agent7", "any", 1000)
 
-	// phoneHears checks the newest 400 ms the phone recorded: the page's tone or silence.
-	phoneHears := func(tone bool, what string) {
+	// phoneHears checks the newest 400 ms the phone recorded: the tone hz, or silence (0).
+	phoneHears := func(hz float64, what string) {
 		t.Helper()
 		var last string
 		peers.WaitFor(t, 15*time.Second, what, func() bool {
@@ -210,11 +211,10 @@ func TestAgentPageBrowser(t *testing.T) {
 				return false
 			}
 			w := s[len(s)-rate*4/10:]
-			f, ratio := audiotest.Dominant(w, float64(rate), 1000, 600)
-			lvl := audiotest.Goertzel(w, float64(rate), 1000)
-			last = fmt.Sprintf("dominant %v ratio %.1f rms %.0f 1 kHz %.3g", f, ratio, audiotest.RMS(w), lvl)
-			if tone {
-				return f == 1000 && ratio > 10
+			f, ratio := audiotest.Dominant(w, float64(rate), 1000, 600, 1200)
+			last = fmt.Sprintf("dominant %v ratio %.1f rms %.0f", f, ratio, audiotest.RMS(w))
+			if hz > 0 {
+				return f == hz && ratio > 10
 			}
 			return audiotest.RMS(w) < 100
 		})
@@ -235,15 +235,15 @@ func TestAgentPageBrowser(t *testing.T) {
 	}
 	ag.hearsUntil(`agent.call.remote`, []float64{600}, []float64{1000}, "agent hears the phone")
 	ag.wait(`Number(document.getElementById("call-level").value) > 0.05`, "caller meter moving")
-	phoneHears(true, "phone hears the agent")
+	phoneHears(1000, "phone hears the agent")
 
 	// Hold: the phone hears silence, the page stops playing the caller.
 	ag.click("#hold")
 	ag.wait(`agent.call.held && document.getElementById("call-audio").muted && document.getElementById("call-status").textContent === "on hold"`, "on hold")
-	phoneHears(false, "phone hears silence on hold")
+	phoneHears(0, "phone hears silence on hold")
 	ag.click("#hold")
 	ag.wait(`!agent.call.held && !document.getElementById("call-audio").muted`, "resumed")
-	phoneHears(true, "phone hears the agent again")
+	phoneHears(1000, "phone hears the agent again")
 
 	// DTMF from the keypad reaches the phone.
 	n := len(phone.Events())
@@ -266,11 +266,24 @@ func TestAgentPageBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ag.click("#hangup")
+	// Transfer to another agent (a second page, 1200 Hz): it rings there, is answered; the
+	// phone now hears the second agent, who hears the phone; the first agent's call ends as
+	// transferred. The second agent hangs up: the phone sees the BYE.
+	ag2 := openPage(ctx, t, b, d, "agent.html", "agent8", `window.agent !== undefined`)
+	ag2.loginAs("agent8", "any", 1200)
+	ag.set("transfer-to", "agent8")
+	ag.click("#transfer")
+	ag2.wait(`document.querySelectorAll("#ringing li").length === 1`, "the transfer rings the second agent")
+	ag2.click("#ringing li .answer")
+	ag2.wait(`document.getElementById("call-status").textContent === "in call"`, "second agent answered")
+	ag.wait(`agent.call === null && agent.history.length === 1 && agent.history[0].outcome === "transferred" && agent.history[0].talked > 0`, "history: transferred")
+	ag2.hearsUntil(`agent.call.remote`, []float64{600}, []float64{1000, 1200}, "second agent hears the phone")
+	phoneHears(1200, "phone hears the second agent")
+	ag2.click("#hangup")
 	if _, _, err := phone.WaitEvent(ctx, "CALL_CLOSED", 0); err != nil {
 		t.Fatal(err)
 	}
-	ag.wait(`agent.call === null && agent.history.length === 1 && agent.history[0].outcome === "answered" && agent.history[0].talked > 0`, "history: answered")
+	ag2.wait(`agent.call === null && agent.history.length === 1 && agent.history[0].outcome === "answered"`, "second agent's history")
 
 	// A second call, rejected by the agent.
 	n = len(phone.Events())

@@ -1,5 +1,6 @@
 // The agent console: calls to the logged-in agent (from SIP trunks and phones, other agents,
-// Verto) ring here; answer, hold and resume, send DTMF, hang up; the page keeps a history of
+// Verto) ring here; answer, hold and resume, send DTMF, transfer the caller (media/call/
+// transfer: to another agent, a SIP URL or a Verto login), hang up; the page keeps a history of
 // its session's calls. Built only on nkbridge.js; plain ES module, no build step.
 //
 // Hold is done in the page: the agent's audio is replaced by silence (the call's RTP keeps
@@ -23,7 +24,11 @@ setupLogin({
     agent.client = c;
     c.addEventListener("invite", (e) => ringing(e.detail));
     c.on({ class: "media", subclass: "call", type: "hangup" }, (ev) => {
-      if (agent.call && agent.call.callId === ev.obj_id) endCall(ev.body || {});
+      const c = agent.call;
+      if (!c || c.callId !== ev.obj_id) return;
+      const b = ev.body || {};
+      if (c.transferring && /^Transferred/.test(b.reason || b.error || "")) c.transferred = c.transferring;
+      endCall(b);
     });
     update();
   },
@@ -48,7 +53,7 @@ function update() {
   $("hold").textContent = c && c.held ? "Resume" : "Hold";
   $("hold").classList.toggle("held", !!(c && c.held));
   $("hold").setAttribute("aria-pressed", String(!!(c && c.held)));
-  $("transfer").disabled = !c;
+  $("transfer").disabled = !c || !c.answeredAt || !!c.transferring;
   for (const b of document.querySelectorAll("#keypad button")) b.disabled = !c || c.held;
   $("ringing-count").textContent = String(agent.ringing.size);
   $("no-ringing").hidden = agent.ringing.size > 0;
@@ -200,8 +205,32 @@ function endCall(body) {
   $("call-with").textContent = "";
   const talked = c.answeredAt ? Date.now() - c.answeredAt : 0;
   $("call-status").textContent = `call ended: ${body.code || ""} ${body.reason || body.error || ""}`.trim();
-  record(c.at, c.who, c.answeredAt ? "answered" : "failed", talked, body);
+  record(c.at, c.who, c.transferred ? "transferred" : c.answeredAt ? "answered" : "failed", talked, body);
   log("in", "call ended", body);
+  update();
+}
+
+// transfer hands the caller to another agent, a SIP URL or a Verto login: the reply comes
+// once the target answered, then our call ends ("Transferred"); on failure our call goes on.
+async function transfer(ev) {
+  ev.preventDefault();
+  const c = agent.call;
+  const target = $("transfer-to").value.trim();
+  if (!c || !target) return;
+  showError("call-error", "");
+  c.transferring = target;
+  $("call-status").textContent = `transferring to ${target}…`;
+  update();
+  try {
+    const r = await c.inv.transfer(target);
+    c.transferred = target;
+    log("in", `transferred to ${target}`, r);
+    if (agent.call === c) endCall({ code: 1013, reason: `Transferred to ${target}` });
+  } catch (e) {
+    showError("call-error", `Transfer to ${target} failed: ${describe(e)}`);
+    if (agent.call === c) $("call-status").textContent = c.held ? "on hold" : "in call";
+  }
+  c.transferring = null;
   update();
 }
 
@@ -242,6 +271,7 @@ function record(at, from, outcome, talked, body) {
 
 $("hold").addEventListener("click", () => setHold(!(agent.call && agent.call.held)));
 $("hangup").addEventListener("click", hangup);
+$("transfer-form").addEventListener("submit", transfer);
 $("log-clear").addEventListener("click", () => ($("log").textContent = ""));
 for (const b of document.querySelectorAll("#keypad button")) b.addEventListener("click", () => dtmf(b.dataset.digit));
 update();
