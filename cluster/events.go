@@ -92,11 +92,15 @@ type exporter Node
 // Deliver sends a local event to NATS (signaling.Sink).
 func (e *exporter) Deliver(ev signaling.Event) {
 	n := (*Node)(e)
-	if ev.Origin != "" || !n.connected() {
+	if ev.Origin != "" {
 		return
 	}
-	if ev.Subclass == signaling.SubclassCall && n.forwardedCall(ev.ObjID) {
-		return // the caller's node publishes the call's events
+	if ev.Subclass == signaling.SubclassCall && n.forwardedCall(ev.ObjID) || ev.Subclass == signaling.SubclassMonitor && ev.Type == signaling.MonitorCallStarted && n.forwardedCall(ev.ObjID) {
+		return // the caller's node publishes the call's events and answers for it
+	}
+	n.trackObject(ev)
+	if !n.connected() {
+		return
 	}
 	rec := evRecord{V: version, From: n.id, Seq: n.br.seq.Add(1), User: ev.User, Event: ev}
 	b, err := json.Marshal(rec)

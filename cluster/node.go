@@ -53,8 +53,9 @@ type Node struct {
 	wg     sync.WaitGroup
 	kick   chan struct{} // heartbeat now (after a reconnect)
 
-	pq presenceQueue
-	br bridge
+	pq   presenceQueue
+	br   bridge
+	objs objects
 
 	mu        sync.Mutex
 	rev       uint64             // revision of our node key
@@ -112,6 +113,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		n.ContactUp(c)
 	}
 	o.Core.SetDirectory(n)
+	o.Core.SetRemote(n)
 	n.startBridge()
 	o.Core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(n.resolveUser))
 	o.Core.AddResolver(signaling.CallTypeSession, signaling.ResolverFunc(n.resolveSession))
@@ -250,6 +252,7 @@ func (n *Node) Close() {
 	n.closed = true
 	n.mu.Unlock()
 	n.stopBridge()
+	n.stopObjects()
 	if n.sub != nil {
 		_ = n.sub.Unsubscribe()
 	}

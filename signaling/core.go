@@ -45,6 +45,8 @@ type Core struct {
 	listers   listers      // monitor.go
 	adapter   OfferAdapter // optional (adapt.go)
 	dir       Directory    // optional: the other nodes of a cluster (presence.go)
+	remote    Remote       // optional: the other nodes' sessions and calls (remote.go)
+	runner    CommandRunner
 	presence  Presence
 	closed    bool
 	draining  bool

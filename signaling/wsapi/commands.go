@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
+	"strings"
 
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -120,6 +121,9 @@ func (c *conn) handleRequest(f frame) {
 			return
 		}
 		c.replyErr(f.tid, signaling.AsError(unknownCmd(f)))
+		return
+	}
+	if c.forward(f) {
 		return
 	}
 	r := &request{frame: f}
@@ -239,4 +243,77 @@ func Commands() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// forwardable are the commands naming a session or call by id that run on the node holding
+// it when it is not here (a cluster): command -> object kind.
+var forwardable = map[string]string{
+	"media/session/stop": signaling.ObjectSession, "media/session/info": signaling.ObjectSession,
+	"media/session/update": signaling.ObjectSession, "media/session/set_answer": signaling.ObjectSession,
+	"media/session/set_candidate": signaling.ObjectSession, "media/session/set_candidate_end": signaling.ObjectSession,
+	"media/call/hangup": signaling.ObjectCall, "media/call/info": signaling.ObjectCall,
+}
+
+// forward sends a command for a session or call that another node holds to that node (on its
+// own goroutine, acked) and reports whether it did.
+func (c *conn) forward(f frame) bool {
+	key := f.class + "/" + f.subclass + "/" + f.cmd
+	kind := forwardable[key]
+	rem := c.srv.core.Remote()
+	if kind == "" || rem == nil {
+		return false
+	}
+	var d ids
+	if decodeData(f.data, &d) != nil {
+		return false
+	}
+	id := d.SessionID
+	if kind == signaling.ObjectCall {
+		id = d.CallID
+	}
+	if id == "" || c.local(kind, id) {
+		return false
+	}
+	c.runAsync(f.tid, func(ctx context.Context) (any, error) {
+		raw, err := rem.Forward(ctx, kind, id, key, f.data, c.user, c.admin)
+		if err != nil || len(raw) == 0 || string(raw) == "null" {
+			return nil, err
+		}
+		return raw, nil
+	})
+	return true
+}
+
+// local: this node holds the object (or, for a call, the connection is invited to it).
+func (c *conn) local(kind, id string) bool {
+	if kind == signaling.ObjectSession {
+		_, ok := c.srv.core.LookupSession(id)
+		return ok
+	}
+	c.mu.Lock()
+	_, invited := c.invites[id]
+	c.mu.Unlock()
+	_, ok := c.srv.core.LookupCall(id)
+	return ok || invited
+}
+
+// runForwarded runs a command another node forwarded for user, as a connection of that user
+// on this node would (signaling.CommandRunner): the same ownership rules and handlers.
+func (s *Server) runForwarded(ctx context.Context, cmd string, data json.RawMessage, user string, admin bool) (any, error) {
+	entry, ok := s.cmds[cmd]
+	parts := strings.SplitN(cmd, "/", 3)
+	if !ok || forwardable[cmd] == "" || len(parts) != 3 {
+		return nil, signaling.Errorf(signaling.CodeUnknownCommand, "Unknown command: %s", cmd)
+	}
+	c := &conn{srv: s, id: "cluster", user: user, admin: admin, loggedIn: true, ctx: ctx,
+		log: s.log.With("forwarded_for", user)}
+	r := &request{frame: frame{class: parts[0], subclass: parts[1], cmd: parts[2], data: data}}
+	if err := c.authorize(entry, r); err != nil {
+		return nil, err
+	}
+	out, err := entry.run(c, ctx, r)
+	if err == nil && r.after != nil {
+		r.after()
+	}
+	return out, err
 }

@@ -216,6 +216,7 @@ func New(cfg Config, core *signaling.Core, log *slog.Logger) *Server {
 	}
 	core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(s.resolveUser))
 	core.AddResolver(signaling.CallTypeSession, signaling.ResolverFunc(s.resolveSession))
+	core.SetCommandRunner(s.runForwarded)
 	return s
 }
 

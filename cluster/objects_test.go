@@ -1,0 +1,64 @@
+package cluster
+
+import (
+	"testing"
+
+	nkclient "github.com/nkbridge/nkbridge/client"
+	"github.com/nkbridge/nkbridge/internal/apitest"
+	"github.com/nkbridge/nkbridge/signaling"
+)
+
+// Session and call commands by id work from any node, under the same ownership rules: the
+// user's other connection on another node acts on the session, another user is told it does
+// not exist, an admin sees it; an unknown id is not found anywhere.
+func TestCommandsByIDAcrossNodes(t *testing.T) {
+	ns := startNATS(t)
+	n1, n2 := newNode(t, ns, "n1"), newNode(t, ns, "n2")
+	box := newInbox(t)
+	alice2 := n2.login("alice", nkclient.Options{})
+	n2.login("bob", box.opts("bob"))
+	alice1 := n1.login("alice", nkclient.Options{})
+	mallory := n1.login("mallory", nkclient.Options{})
+	admin := n1.login("admin", nkclient.Options{})
+
+	sid := alice2.OK("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0 offer"}})["session_id"].(string)
+	waitFor(t, "the session reachable from n1", func() bool {
+		return alice1.Req("media", "session", "info", map[string]any{"session_id": sid}, nil) == nil
+	})
+	info := alice1.OK("media", "session", "info", map[string]any{"session_id": sid})
+	if info["session_id"] != sid || info["state"] != signaling.SessionWait {
+		t.Fatalf("info from n1: %v", info)
+	}
+	mallory.Fail(signaling.CodeSessionNotFound, "media", "session", "info", map[string]any{"session_id": sid})
+	mallory.Fail(signaling.CodeSessionNotFound, "media", "session", "stop", map[string]any{"session_id": sid})
+	admin.OK("media", "session", "info", map[string]any{"session_id": sid})
+	alice1.OK("media", "session", "set_candidate", map[string]any{"session_id": sid, "candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"})
+	alice1.OK("media", "session", "set_answer", map[string]any{"session_id": sid, "answer": map[string]any{"sdp": "v=0 answer"}})
+	if st := alice1.OK("media", "session", "info", map[string]any{"session_id": sid})["state"]; st != signaling.SessionReady {
+		t.Fatalf("state after a set_answer from n1: %v", st)
+	}
+	alice1.OK("media", "session", "stop", map[string]any{"session_id": sid, "code": 1013, "reason": "from n1"})
+	if got := alice2.Event(apitest.Media("session", "stop", sid), nil); got["reason"] != "from n1" {
+		t.Fatalf("stop on n2: %v", got)
+	}
+	alice1.Fail(signaling.CodeSessionNotFound, "media", "session", "info", map[string]any{"session_id": sid})
+
+	// A call placed on n2, looked at and hung up from n1.
+	callID, err := alice2.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := box.next().inv
+	waitFor(t, "the call reachable from n1", func() bool {
+		return alice1.Req("media", "call", "info", map[string]any{"call_id": callID}, nil) == nil
+	})
+	if ci := alice1.OK("media", "call", "info", map[string]any{"call_id": callID}); ci["callee"] != "bob" {
+		t.Fatalf("call info from n1: %v", ci)
+	}
+	mallory.Fail(signaling.CodeCallNotFound, "media", "call", "hangup", map[string]any{"call_id": callID})
+	alice1.OK("media", "call", "hangup", map[string]any{"call_id": callID, "reason": "from n1"})
+	if h := hangupOf(t, inv); h.Reason != "from n1" {
+		t.Fatalf("bob's invite ended with %+v", h)
+	}
+	alice1.Fail(signaling.CodeCallNotFound, "media", "call", "info", map[string]any{"call_id": callID})
+}
