@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 type fakeBackend struct{ stops chan *Error }
@@ -92,9 +94,7 @@ func TestMediaReporterStops(t *testing.T) {
 		t.Fatal("media not stopped")
 	}
 	var evs []Event
-	for deadline := time.Now().Add(2 * time.Second); len(evs) < 2 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		evs = append(evs, sink.take()...)
-	}
+	peers.Poll(2*time.Second, func() bool { evs = append(evs, sink.take()...); return len(evs) >= 2 }) // checked below
 	if len(evs) != 2 || evs[0].Type != "info" || evs[1].Type != "stop" || evs[1].Body["code"] != CodeFSChannelStop {
 		t.Fatalf("events = %+v", evs)
 	}
@@ -232,10 +232,7 @@ func TestOwnedAndTimers(t *testing.T) {
 		t.Fatalf("invitee = %v", e)
 	}
 	r, _ := c.StartSession(context.Background(), SessionRequest{Type: TypeP2P, Offer: Desc{"sdp": "x"}})
-	deadline := time.Now().Add(2 * time.Second)
-	for len(c.ListSessions()) != 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	peers.Poll(2*time.Second, func() bool { return len(c.ListSessions()) == 0 }) // checked below
 	if _, ok := c.LookupSession(r.SessionID); ok {
 		t.Fatal("wait timeout did not fire")
 	}

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 type recorder struct {
@@ -143,20 +145,12 @@ func TestRecorderHangupBy(t *testing.T) {
 			}
 			h, _ := inv.state()
 			tc.end(c, id, s.SessionID, h)
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			peers.WaitFor(t, 5*time.Second, "the call ended", func() bool {
 				rec.mu.Lock()
+				defer rec.mu.Unlock()
 				n := len(rec.states)
-				done := n > 0 && rec.states[n-1] == CallEnded
-				rec.mu.Unlock()
-				if done {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("call did not end")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+				return n > 0 && rec.states[n-1] == CallEnded
+			})
 			if r := rec.ended(t); r.HangupBy != tc.by || r.Outcome != tc.outcome {
 				t.Fatalf("by %q outcome %q, want %q %q", r.HangupBy, r.Outcome, tc.by, tc.outcome)
 			}
