@@ -246,7 +246,7 @@ func TestRequestRateLimit(t *testing.T) {
 		t.Fatalf("only %d of 100 requests limited at 20/s", limited)
 	}
 	other.OK("core", "user", "list", nil)
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the subject: the bucket refills with time
 	c.OK("core", "user", "list", nil) // tokens come back
 }
 

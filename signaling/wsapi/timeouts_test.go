@@ -121,7 +121,7 @@ func TestIdleAndLoginTimeout(t *testing.T) {
 	k := dial(t, env.url)
 	k.Login("k", "")
 	for range 8 {
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // the subject: traffic spread over more than the idle timeout
 		k.OK("core", "user", "list", nil)
 	}
 
@@ -156,7 +156,7 @@ func TestSessionTimeoutsAndPeer(t *testing.T) {
 			t.Fatalf("stop = %v", ev)
 		}
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // an absence (no timeout of mv) has no condition: a window
 	if info := c.OK("media", "session", "info", msg{"session_id": mv}); info["state"] != "ready" {
 		t.Fatalf("moved session = %v", info)
 	}
