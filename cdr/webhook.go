@@ -17,6 +17,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"syscall"
@@ -45,6 +47,31 @@ type WebhookOptions struct {
 	Timeout      time.Duration  // per attempt (default 10s)
 	RetryMin     time.Duration  // first back-off (default 1s), doubled up to RetryMax
 	RetryMax     time.Duration  // default 5m
+	// DeadLetterAttempts moves a record the endpoint refused this many times in a row with a
+	// status that says it never will (4xx but 408, 425, 429) to the dead-letter file, so
+	// that it stops holding the endpoint's queue (cdr.webhook_dead_letter_attempts); 0:
+	// never. An endpoint that is down, times out or answers 5xx never dead-letters by this.
+	DeadLetterAttempts int
+	// DeadLetterAge moves a record still not taken this long after it was made to the
+	// dead-letter file, whatever the failures (cdr.webhook_dead_letter_age); 0: never.
+	DeadLetterAge time.Duration
+}
+
+// DeadLetterObserver is told about dead-lettered records, for metrics (an Observer may
+// implement it).
+type DeadLetterObserver interface {
+	// DeadLettered: a record endpoint would not take was moved to its dead-letter file.
+	DeadLettered(endpoint string)
+}
+
+// statusError is a non-2xx answer of an endpoint.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("status %d", e.code) }
+
+// refusal reports whether the status says the endpoint will never take the record.
+func (e *statusError) refusal() bool {
+	return e.code >= 400 && e.code <= 499 && e.code != 408 && e.code != 425 && e.code != 429
 }
 
 // SignBody returns the signature header value for body sent at timestamp ts (Unix seconds).
@@ -211,14 +238,15 @@ func (h *webhook) run(ctx context.Context) {
 			return
 		}
 		var head struct {
-			ID    string `json:"id"`
-			Event string `json:"event"`
+			ID    string    `json:"id"`
+			Event string    `json:"event"`
+			Time  time.Time `json:"time"`
 		}
 		if json.Unmarshal(body, &head) != nil || !h.events[head.Event] {
 			skipped = seq
 			continue
 		}
-		if !h.deliver(ctx, head.ID, head.Event, body) {
+		if !h.deliver(ctx, head.ID, head.Event, head.Time, body) {
 			return
 		}
 		skipped = 0
@@ -228,9 +256,10 @@ func (h *webhook) run(ctx context.Context) {
 	}
 }
 
-// deliver posts body until it is taken (true) or ctx ends (false).
-func (h *webhook) deliver(ctx context.Context, id, event string, body []byte) bool {
+// deliver posts body until it is taken or dead-lettered (true) or ctx ends (false).
+func (h *webhook) deliver(ctx context.Context, id, event string, made time.Time, body []byte) bool {
 	backoff := h.o.RetryMin
+	refused := 0
 	for attempt := 1; ; attempt++ {
 		err := h.post(ctx, id, event, body)
 		if err == nil {
@@ -244,6 +273,30 @@ func (h *webhook) deliver(ctx context.Context, id, event string, body []byte) bo
 		}
 		if h.obs != nil {
 			h.obs.Failed(h.label)
+		}
+		var se *statusError
+		if errors.As(err, &se) && se.refusal() {
+			refused++
+		} else {
+			refused = 0
+		}
+		reason := ""
+		switch {
+		case h.o.DeadLetterAttempts > 0 && refused >= h.o.DeadLetterAttempts:
+			reason = fmt.Sprintf("refused %d times in a row, last %v (cdr.webhook_dead_letter_attempts)", refused, err)
+		case h.o.DeadLetterAge > 0 && !made.IsZero() && time.Since(made) >= h.o.DeadLetterAge:
+			reason = fmt.Sprintf("not taken %s after it was made, last %v (cdr.webhook_dead_letter_age)", h.o.DeadLetterAge, err)
+		}
+		if reason != "" {
+			derr := h.deadLetter(id, event, attempt, reason, body)
+			if derr == nil {
+				h.log.Warn("cdr: record moved to the dead-letter file", "id", id, "event", event, "reason", reason, "file", h.deadPath())
+				if dl, ok := h.obs.(DeadLetterObserver); ok {
+					dl.DeadLettered(h.label)
+				}
+				return true
+			}
+			h.log.Error("cdr: dead-letter write failed; the record stays queued", "id", id, "err", derr)
 		}
 		wait := backoff/2 + rand.N(backoff/2+1)
 		h.log.Warn("cdr: webhook delivery failed, will retry", "err", err, "id", id, "attempt", attempt, "retry_in", wait)
@@ -277,7 +330,52 @@ func (h *webhook) post(ctx context.Context, id, event string, body []byte) error
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("status %d", resp.StatusCode)
+		return &statusError{code: resp.StatusCode}
 	}
 	return nil
+}
+
+// deadPath is the endpoint's dead-letter file: one JSON line per record it would not take.
+func (h *webhook) deadPath() string {
+	return filepath.Join(h.spool.dir, "dead-letter-"+h.name+".jsonl")
+}
+
+// DeadLetter is one line of a dead-letter file.
+type DeadLetter struct {
+	Time     time.Time       `json:"dead_letter_time"`
+	Endpoint string          `json:"endpoint"` // the URL without its query
+	ID       string          `json:"id"`       // the record's idempotency key
+	Event    string          `json:"event"`
+	Attempts int             `json:"attempts"`
+	Reason   string          `json:"reason"`
+	Record   json.RawMessage `json:"record"` // the body that was posted
+}
+
+// deadLetter appends the record to the dead-letter file (fsynced with the spool's Fsync).
+func (h *webhook) deadLetter(id, event string, attempts int, reason string, body []byte) error {
+	ep := h.o.URL
+	if u, err := url.Parse(h.o.URL); err == nil {
+		u.RawQuery, u.Fragment = "", ""
+		ep = u.String()
+	}
+	line, err := json.Marshal(DeadLetter{Time: time.Now().UTC(), Endpoint: ep, ID: id, Event: event, Attempts: attempts,
+		Reason: reason, Record: json.RawMessage(body)})
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(h.deadPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if h.spool.opts.Fsync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
 }

@@ -38,6 +38,10 @@ type CDRConfig struct {
 	WebhookTimeout      time.Duration `yaml:"webhook_timeout"`
 	WebhookRetryMin     time.Duration `yaml:"webhook_retry_min"`
 	WebhookRetryMax     time.Duration `yaml:"webhook_retry_max"`
+	// dead letters: records an endpoint refuses (4xx) this many times in a row, or still not
+	// taken this long after they were made, go to a file in the spool folder
+	WebhookDeadLetterAttempts int           `yaml:"webhook_dead_letter_attempts"`
+	WebhookDeadLetterAge      time.Duration `yaml:"webhook_dead_letter_age"`
 }
 
 // options turns the section into cdr.Options (without logger, publisher and observer); every
@@ -58,6 +62,9 @@ func (c CDRConfig) options() (cdr.Options, error) {
 		if !slices.Contains(cdr.Events, e) {
 			return o, fmt.Errorf("cdr.webhook_events: unknown event %q (%s)", e, strings.Join(cdr.Events, ", "))
 		}
+	}
+	if c.WebhookDeadLetterAttempts < 0 || c.WebhookDeadLetterAge < 0 {
+		return o, errors.New("cdr.webhook_dead_letter_attempts and cdr.webhook_dead_letter_age must be >= 0 (0 = never)")
 	}
 	if len(c.WebhookURLs) == 0 {
 		return o, nil
@@ -85,7 +92,8 @@ func (c CDRConfig) options() (cdr.Options, error) {
 		}
 		o.Webhooks = append(o.Webhooks, cdr.WebhookOptions{URL: u, Secret: c.WebhookSecret, Events: c.WebhookEvents,
 			AllowedHosts: c.WebhookAllowedHosts, RootCAs: pool, Timeout: c.WebhookTimeout,
-			RetryMin: c.WebhookRetryMin, RetryMax: c.WebhookRetryMax})
+			RetryMin: c.WebhookRetryMin, RetryMax: c.WebhookRetryMax,
+			DeadLetterAttempts: c.WebhookDeadLetterAttempts, DeadLetterAge: c.WebhookDeadLetterAge})
 	}
 	return o, nil
 }

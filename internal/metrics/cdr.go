@@ -11,11 +11,13 @@ type CDRMetrics struct {
 	dropped   *prometheus.CounterVec
 	delivered *prometheus.CounterVec
 	failed    *prometheus.CounterVec
+	dead      *prometheus.CounterVec
 }
 
 // CDR registers the call-record metrics: nkbridge_cdr_records_total{event},
 // nkbridge_cdr_dropped_total{reason}, nkbridge_cdr_webhook_delivered_total{endpoint},
-// nkbridge_cdr_webhook_failed_total{endpoint}, and the gauges nkbridge_cdr_webhook_queued
+// nkbridge_cdr_webhook_failed_total{endpoint}, nkbridge_cdr_webhook_dead_letter_total{endpoint},
+// and the gauges nkbridge_cdr_webhook_queued
 // {endpoint} and nkbridge_cdr_spool_bytes read from queued and spoolBytes at scrape time.
 // Call it once.
 func (m *Metrics) CDR(queued func() map[string]uint64, spoolBytes func() int64) *CDRMetrics {
@@ -25,6 +27,7 @@ func (m *Metrics) CDR(queued func() map[string]uint64, spoolBytes func() int64) 
 		dropped:   f.counterVec("nkbridge_cdr_dropped_total", "Records lost before the spool, by reason (queue_full, spool_full, spool_error).", "reason"),
 		delivered: f.counterVec("nkbridge_cdr_webhook_delivered_total", "Records a webhook endpoint took (2xx), by endpoint host.", "endpoint"),
 		failed:    f.counterVec("nkbridge_cdr_webhook_failed_total", "Failed webhook delivery attempts (retried), by endpoint host.", "endpoint"),
+		dead:      f.counterVec("nkbridge_cdr_webhook_dead_letter_total", "Records an endpoint would not take, moved to its dead-letter file, by endpoint host.", "endpoint"),
 	}
 	m.reg.MustRegister(cdrCollector{
 		queued: queued, spoolBytes: spoolBytes,
@@ -45,6 +48,9 @@ func (c *CDRMetrics) Delivered(endpoint string) { c.delivered.WithLabelValues(en
 
 // Failed counts a failed attempt to endpoint.
 func (c *CDRMetrics) Failed(endpoint string) { c.failed.WithLabelValues(endpoint).Inc() }
+
+// DeadLettered counts a record moved to endpoint's dead-letter file (cdr.DeadLetterObserver).
+func (c *CDRMetrics) DeadLettered(endpoint string) { c.dead.WithLabelValues(endpoint).Inc() }
 
 type cdrCollector struct {
 	queued                func() map[string]uint64
