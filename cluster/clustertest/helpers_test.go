@@ -1,6 +1,8 @@
 package clustertest
 
 import (
+	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -8,6 +10,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/internal/apitest"
@@ -102,5 +107,39 @@ func waitUserOn(t *testing.T, admin *apitest.Conn, user string, nodes ...string)
 	peers.WaitFor(t, 15*time.Second, fmt.Sprintf("%s seen on %v", user, nodes), func() bool {
 		last = userNodes(t, admin, user)
 		return slices.Equal(last, nodes)
+	})
+}
+
+// waitContact waits until the cluster's presence bucket (nkb_presence, read straight from
+// NATS) holds a contact of kind ("api", "verto", "sip") of user on node.
+func waitContact(t *testing.T, natsURL, node, user, kind string) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := node + "." + base64.RawURLEncoding.EncodeToString([]byte(user)) + "." + kind + "."
+	peers.WaitFor(t, 15*time.Second, fmt.Sprintf("a %s contact of %s on %s in nkb_presence", kind, user, node), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		kv, err := js.KeyValue(ctx, "nkb_presence")
+		if err != nil {
+			return false
+		}
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return false
+		}
+		for k := range keys.Keys() {
+			if strings.HasPrefix(k, prefix) {
+				return true
+			}
+		}
+		return false
 	})
 }
