@@ -30,22 +30,26 @@ func (l *legEvents) Refer(_ *sip.Call, r sip.Refer) error {
 	if leg == nil {
 		return &sip.ReferError{Code: 403, Reason: "the call is not answered"}
 	}
-	var into *sipLeg
+	var into any
 	var dest signaling.Destination
 	if rp := r.Target.Replaces; rp != nil {
 		// Attended: the other party joins the REFERing party's other call, the one Replaces
 		// names, which must be that party's own (same address, same digest user).
 		d := g.server().FindDialog(rp.CallID, rp.ToTag, rp.FromTag)
+		var p *sipLeg
 		if d != nil {
-			into = g.legOf(d)
+			p = g.legOf(d)
 		}
-		if into == nil || d == leg.sipCall() {
+		if p == nil || d == leg.sipCall() {
 			return &sip.ReferError{Code: 488, Reason: "Replaces names no other answered call"}
 		}
 		ci, di := leg.sipCall().Info(), d.Info()
 		if hostOf(ci.Source) != hostOf(di.Source) || !strings.EqualFold(ci.AuthUser, di.AuthUser) {
 			return &sip.ReferError{Code: 403, Reason: "Replaces names a call that is not yours"}
 		}
+		into = p
+	} else if rt, ok := g.extensionTarget(r.Target); ok {
+		into = rt
 	} else {
 		var err error
 		if dest, err = g.referDest(r.Target, leg.user); err != nil {
@@ -86,6 +90,16 @@ func (l *legEvents) Refer(_ *sip.Call, r sip.Refer) error {
 	return nil
 }
 
+// extensionTarget reports whether a Refer-To names one of nkbridge's extensions (echo, park,
+// conf-<room>): a session the other party is moved into, not a call.
+func (g *Gateway) extensionTarget(t sip.ReferTarget) (Route, bool) {
+	if !g.isLocalHost(t.Host) {
+		return Route{}, false
+	}
+	rt, err := g.router.Route(t.User)
+	return rt, err == nil && rt.SessionType != ""
+}
+
 // referDest is the destination of a Refer-To: the route of its user when it names nkbridge,
 // else the SIP URL, which user must be allowed to call (403 otherwise).
 func (g *Gateway) referDest(t sip.ReferTarget, user string) (signaling.Destination, error) {
@@ -94,9 +108,6 @@ func (g *Gateway) referDest(t sip.ReferTarget, user string) (signaling.Destinati
 		rt, err := g.router.Route(t.User)
 		if err != nil {
 			return dest, &sip.ReferError{Code: 404, Reason: "no route for the Refer-To user"}
-		}
-		if rt.SessionType != "" {
-			return dest, &sip.ReferError{Code: 488, Reason: "transfer to extension " + rt.SessionType + " is not supported"}
 		}
 		dest = signaling.Destination{Type: rt.CallType, Callee: rt.Callee}
 	} else {

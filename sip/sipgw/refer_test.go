@@ -69,26 +69,35 @@ func TestSIPpReferHostile(t *testing.T) {
 // TestSIPpReferVariants: the transferor hanging up right after NOTIFY 100 (the transfer goes on:
 // the moved phone and the target end up talking and hang up normally); a busy target (NOTIFY
 // "486 Busy Here", the call kept: the transferor hangs it up and the phone gets BYE); no
-// subscription (Refer-Sub: false: 202 without NOTIFYs, then BYE).
+// subscription (Refer-Sub: false: 202 without NOTIFYs, then BYE); a Refer-To naming nkbridge's
+// echo extension (the phone is re-INVITEd into an echo session, its BYE ends it).
 func TestSIPpReferVariants(t *testing.T) {
 	for _, c := range []struct{ name, scen, target, phone string }{
 		{"transferor-leaves", "uac_refer_blind_bye.xml", "uas_transfer_target.xml", "uas_transferee.xml"},
 		{"target-busy", "uac_refer_busy.xml", "uas_busy.xml", "uas_transfer_target.xml"},
 		{"no-subscription", "uac_refer_nosub.xml", "uas_transfer_target.xml", "uas_transferee.xml"},
+		{"to-echo-extension", "uac_refer_blind.xml", "", "uas_transferee.xml"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			e := newEnv(t, envOpts{})
-			target := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, c.target), Calls: 1, Timeout: 45 * time.Second})
+			peersUsed := map[string]*peers.SIPp{}
+			referTo := "sip:echo@" + e.addr
+			if c.target != "" {
+				target := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, c.target), Calls: 1, Timeout: 45 * time.Second})
+				peersUsed["target"] = target
+				referTo = "sip:carol@" + target.Addr()
+			}
 			phone := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, c.phone), Calls: 1, Timeout: 45 * time.Second})
+			peersUsed["phone"] = phone
 			a := <-startSIPp(ctx, t, peers.SIPpOptions{
 				Scenario: scenario(t, c.scen), Remote: e.addr, Service: "sip-bob%40" + phone.Addr(), Calls: 1,
-				Keys: map[string]string{"refer_to": "sip:carol@" + target.Addr()},
+				Keys: map[string]string{"refer_to": referTo},
 				Args: []string{"-au", "alice", "-ap", alicePass}, Timeout: 40 * time.Second,
 			})
 			a.check(t, 1)
-			for name, p := range map[string]*peers.SIPp{"phone": phone, "target": target} {
+			for name, p := range peersUsed {
 				if r, err := p.Wait(ctx); err != nil || r.ExitCode != 0 {
 					t.Fatalf("sipp %s: %v %+v", name, err, r)
 				}

@@ -192,12 +192,17 @@ func (g *Gateway) farKind(d signaling.Destination) string {
 // transfer moves the leg into a new call to t.Dest (see the file comment).
 func (l *sipLeg) transfer(ctx context.Context, t signaling.Transfer) (_ string, err error) {
 	g := l.g
-	if t.Into != nil {
-		p, ok := t.Into.(*sipLeg)
-		if !ok || p == l {
-			return "", signaling.Errorf(signaling.CodeInvalidOperation, "Attended transfer of call %s: not a SIP call to join", t.CallID)
+	switch into := t.Into.(type) {
+	case nil:
+	case *sipLeg:
+		if into == l {
+			return "", signaling.Errorf(signaling.CodeInvalidOperation, "Attended transfer of call %s: it cannot join itself", t.CallID)
 		}
-		return l.transferInto(ctx, t, p)
+		return l.transferInto(ctx, t, into)
+	case Route:
+		return l.transferToSession(ctx, t, into)
+	default:
+		return "", signaling.Errorf(signaling.CodeInvalidOperation, "Transfer of call %s: not a SIP target", t.CallID)
 	}
 	l.mu.Lock()
 	if l.busy {
@@ -323,6 +328,87 @@ wait:
 	_ = g.core.HangupCall(oldCall, e)
 	_ = g.core.StopSession(oldSID, e)
 	return newCall, nil
+}
+
+// transferToSession moves the leg into a session of an extension's type (echo, park, a
+// conference room: rt.SessionType) answering its SDP: re-INVITE with the session's answer, the
+// old call hung up. The leg is then in no call; the session stopping hangs it up.
+func (l *sipLeg) transferToSession(ctx context.Context, t signaling.Transfer, rt Route) (_ string, err error) {
+	g := l.g
+	l.mu.Lock()
+	if l.busy || l.callID != t.CallID {
+		l.mu.Unlock()
+		return "", signaling.Errorf(signaling.CodeInvalidOperation, "Call %s: a transfer is already under way", t.CallID)
+	}
+	l.busy = true
+	oldCall, oldSID, call := l.callID, l.sid, l.call
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.busy = false
+		orphan := l.orphan
+		l.orphan = false
+		l.mu.Unlock()
+		if err != nil && orphan {
+			hangup(call)
+			_ = g.core.StopSession(oldSID, signaling.AsError(err))
+		}
+	}()
+	offer := call.RemoteSDP()
+	if len(offer) == 0 {
+		return "", signaling.Errorf(signaling.CodeSIPNoSDP, "The SIP leg of call %s has no SDP to move", t.CallID)
+	}
+	opts := map[string]any{}
+	if rt.RoomID != "" {
+		opts["room_id"] = rt.RoomID
+	}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	res, err := g.core.StartSession(sctx, signaling.SessionRequest{Type: rt.SessionType, Offer: signaling.Desc{"sdp": string(offer), "sdp_type": "rtp"},
+		Owner: ownerPrefix + call.ID(), User: l.user, Options: opts})
+	cancel()
+	if err != nil {
+		return "", err
+	}
+	sid := res.SessionID
+	answer := res.Answer.SDP()
+	if answer == "" {
+		e := signaling.Errorf(signaling.CodeSIPNoSDP, "No answer from the %s session", rt.SessionType)
+		_ = g.core.StopSession(sid, e)
+		return "", e
+	}
+	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
+	peerAnswer, err := call.Reinvite(rctx, ContinueOrigin(call.LocalSDP(), []byte(answer)))
+	cancel()
+	if err != nil {
+		e := signaling.Errorf(signaling.CodeSIPSendError, "The transferred SIP party refused the new media: %v", err)
+		_ = g.core.StopSession(sid, e)
+		return "", e
+	}
+	if len(peerAnswer) > 0 {
+		if m, err := signaling.MediaAs[signaling.RTPReofferer](g.core, sid); err == nil {
+			_, _ = m.ReofferRTP(signaling.SideCaller, string(peerAnswer))
+		}
+	}
+	l.mu.Lock()
+	l.callID, l.sid, l.side, l.obs = "", sid, signaling.SideCaller, nil
+	l.orphan = false
+	close(l.moved)
+	l.moved = make(chan struct{})
+	onMove := l.onMove
+	l.onMove = nil
+	l.mu.Unlock()
+	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller, leg: l})
+	if onMove != nil {
+		onMove()
+	}
+	l.log.Info("SIP leg transferred to a session", "type", rt.SessionType, "new_session_id", sid)
+	if t.Answered != nil {
+		t.Answered()
+	}
+	e := signaling.Errorf(signaling.CodeUserStop, "Transferred to %s", rt.SessionType)
+	_ = g.core.HangupCall(oldCall, e)
+	_ = g.core.StopSession(oldSID, e)
+	return "", nil
 }
 
 // transferInto is an attended transfer: the leg's dialog takes place p (the transferor's other
@@ -457,10 +543,23 @@ func (g *Gateway) serveLeg(l *sipLeg) {
 		if obs != nil {
 			hangupCh = obs.hangup
 		}
+		var sessionStopped <-chan struct{}
+		unwatch := func() {}
+		if callID == "" { // in a session of its own (an extension): its stop ends the dialog
+			w := g.watchStop(sid)
+			sessionStopped, unwatch = w.done, w.cancel
+		}
+		stopDTMF = func(f1, f2 func()) func() { return func() { f1(); f2() } }(stopDTMF, unwatch)
 		select {
 		case <-moved:
 			stopDTMF()
 			continue
+		case <-sessionStopped:
+			stopDTMF()
+			hangup(call)
+			g.untrackLeg(call, l)
+			l.log.Info("SIP call ended by its session", "session_id", sid)
+			return
 		case e := <-hangupCh:
 			stopDTMF()
 			if cur, _, _, _, _ := l.current(); cur != callID || l.holdForTransfer() {
@@ -482,7 +581,9 @@ func (g *Gateway) serveLeg(l *sipLeg) {
 				continue // a dialog that left this place
 			}
 			e := sipEndError(call.End())
-			_ = g.core.HangupCall(callID, e)
+			if callID != "" {
+				_ = g.core.HangupCall(callID, e)
+			}
 			_ = g.core.StopSession(sid, e)
 			g.untrackLeg(call, l)
 			l.log.Info("SIP call ended", "call_id", callID)
@@ -490,7 +591,9 @@ func (g *Gateway) serveLeg(l *sipLeg) {
 		case <-g.ctx.Done():
 			stopDTMF()
 			e := signaling.Errorf(signaling.CodeSessionStop, "SIP gateway stopping")
-			_ = g.core.HangupCall(callID, e)
+			if callID != "" {
+				_ = g.core.HangupCall(callID, e)
+			}
 			_ = g.core.StopSession(sid, e)
 			hangup(call)
 			g.untrackLeg(call, l)
