@@ -46,7 +46,8 @@ type Node struct {
 	js       jetstream.JetStream
 	nodes    jetstream.KeyValue // set once by buckets, at start-up
 	pres     jetstream.KeyValue
-	sub      *nats.Subscription
+	sub      *nats.Subscription // this node's subjects
+	lsub     *nats.Subscription // list requests
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -107,6 +108,15 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 		return nil, fmt.Errorf("cluster: subscribe: %w", err)
 	}
 	n.sub = sub
+	lsub, err := nc.Subscribe(n.listSubject(), n.onCommand)
+	if err != nil {
+		_ = sub.Unsubscribe()
+		n.leave()
+		nc.Close()
+		n.cancel()
+		return nil, fmt.Errorf("cluster: subscribe: %w", err)
+	}
+	n.lsub = lsub
 	_ = nc.Flush()
 
 	for _, c := range o.Core.Presence().Watch(n) {
@@ -253,9 +263,8 @@ func (n *Node) Close() {
 	n.mu.Unlock()
 	n.stopBridge()
 	n.stopObjects()
-	if n.sub != nil {
-		_ = n.sub.Unsubscribe()
-	}
+	_ = n.sub.Unsubscribe()
+	_ = n.lsub.Unsubscribe()
 	n.cancel()
 	n.pq.close()
 	n.wg.Wait()

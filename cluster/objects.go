@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -27,7 +28,10 @@ type cmdMessage struct {
 	Admin bool            `json:"admin,omitempty"`
 }
 
-const kindCommand = "command"
+const (
+	kindCommand = "command" // a command for one object, to its holder
+	kindList    = "list"    // a list command, to every node
+)
 
 // cmdReply answers a command.
 type cmdReply struct {
@@ -131,7 +135,7 @@ func (n *Node) Forward(ctx context.Context, kind, id, cmd string, data json.RawM
 }
 
 // decodeCommand decodes and checks a forwarded command.
-func decodeCommand(data []byte) (cmdMessage, error) {
+func decodeCommand(data []byte, kind string) (cmdMessage, error) {
 	var m cmdMessage
 	if len(data) > maxMessage {
 		return m, errors.New("message too big")
@@ -142,8 +146,8 @@ func decodeCommand(data []byte) (cmdMessage, error) {
 	switch {
 	case m.V != version:
 		return m, errors.New("bad version")
-	case m.Kind != kindCommand:
-		return m, errors.New("not a command")
+	case m.Kind != kind:
+		return m, errors.New("not a " + kind)
 	case !validToken(m.From):
 		return m, errors.New("bad sender")
 	case m.Cmd == "":
@@ -155,11 +159,18 @@ func decodeCommand(data []byte) (cmdMessage, error) {
 // onCommand runs a command another node forwarded for an object of this node.
 func (n *Node) onCommand(m *nats.Msg) {
 	defer n.recovered("command")
-	c, err := decodeCommand(m.Data)
+	kind := kindCommand
+	if m.Subject == n.listSubject() {
+		kind = kindList
+	}
+	c, err := decodeCommand(m.Data, kind)
 	if err != nil {
 		n.log.Warn("cluster: command dropped", "subject", m.Subject, "err", err)
 		_ = m.Respond(errReply(signaling.Errorf(signaling.CodeInvalidParameters, "Cluster: bad command: %v", err)))
 		return
+	}
+	if c.From == n.id {
+		return // a list request of this node: its own part is listed locally
 	}
 	run := n.core.CommandRunner()
 	if run == nil {
@@ -181,4 +192,52 @@ func (n *Node) onCommand(m *nats.Msg) {
 		}
 		_ = m.Respond(encode(cmdReply{reply: reply{V: version, OK: true}, Data: raw}))
 	})
+}
+
+func (n *Node) listSubject() string { return n.cfg.Prefix + ".v1.list" }
+
+// List asks every other node for its part of a list (signaling.Remote): the one request sent
+// to every node, besides user lookups.
+func (n *Node) List(ctx context.Context, cmd, user string, admin bool) ([]json.RawMessage, error) {
+	if !n.connected() {
+		return nil, unavailable()
+	}
+	n.mu.Lock()
+	want := len(n.alive)
+	n.mu.Unlock()
+	if want == 0 {
+		return nil, nil
+	}
+	inbox := n.nc.NewRespInbox()
+	ch := make(chan *nats.Msg, want+4)
+	sub, err := n.nc.ChanSubscribe(inbox, ch)
+	if err != nil {
+		return nil, signaling.Errorf(signaling.CodeClusterUnavailable, "Cluster: %v", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	err = n.nc.PublishRequest(n.listSubject(), inbox, encode(cmdMessage{V: version, Kind: kindList, From: n.id, Cmd: cmd, User: user, Admin: admin}))
+	if err != nil {
+		return nil, signaling.Errorf(signaling.CodeClusterUnavailable, "Cluster: %v", err)
+	}
+	t := time.NewTimer(n.cfg.RequestTimeout)
+	defer t.Stop()
+	var out []json.RawMessage
+	for got := 0; got < want; {
+		select {
+		case m := <-ch:
+			got++
+			var r cmdReply
+			if json.Unmarshal(m.Data, &r) == nil && r.V == version && r.OK {
+				out = append(out, r.Data)
+			}
+		case <-t.C:
+			if len(out) == 0 {
+				return nil, signaling.Errorf(signaling.CodeClusterUnavailable, "Cluster: no node answered %s", cmd)
+			}
+			return out, nil
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
 }

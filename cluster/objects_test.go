@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"slices"
 	"testing"
 
 	nkclient "github.com/nkbridge/nkbridge/client"
@@ -61,4 +62,56 @@ func TestCommandsByIDAcrossNodes(t *testing.T) {
 		t.Fatalf("bob's invite ended with %+v", h)
 	}
 	alice1.Fail(signaling.CodeCallNotFound, "media", "call", "info", map[string]any{"call_id": callID})
+}
+
+// media/session/list and media/call/list span the cluster, for the user's own objects (an
+// admin: every object).
+func TestListsSpanCluster(t *testing.T) {
+	ns := startNATS(t)
+	n1, n2, n3 := newNode(t, ns, "n1"), newNode(t, ns, "n2"), newNode(t, ns, "n3")
+	box := newInbox(t)
+	n3.login("bob", box.opts("bob"))
+	alice1, alice2 := n1.login("alice", nkclient.Options{}), n2.login("alice", nkclient.Options{})
+	mallory := n3.login("mallory", nkclient.Options{})
+	admin := n3.login("admin", nkclient.Options{})
+	offer := map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}}
+	s1 := alice1.OK("media", "session", "start", offer)["session_id"].(string)
+	s2 := alice2.OK("media", "session", "start", offer)["session_id"].(string)
+	sm := mallory.OK("media", "session", "start", offer)["session_id"].(string)
+	waitUser(t, n2, "bob", 1)
+	callID, err := alice2.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	box.next()
+	list := func(c *apitest.Conn, what string) []string {
+		var ids []string
+		if err := c.Req("media", what, "list", nil, &ids); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	has := func(ids []string, want ...string) bool {
+		for _, w := range want {
+			if !slices.Contains(ids, w) {
+				return false
+			}
+		}
+		return true
+	}
+	if got := list(alice1, "session"); !has(got, s1, s2) || slices.Contains(got, sm) {
+		t.Fatalf("alice's sessions from n1: %v (want %s %s, not %s)", got, s1, s2, sm)
+	}
+	if got := list(admin, "session"); !has(got, s1, s2, sm) {
+		t.Fatalf("admin's sessions: %v", got)
+	}
+	if got := list(alice1, "call"); !slices.Equal(got, []string{callID}) {
+		t.Fatalf("alice's calls from n1: %v, want [%s]", got, callID)
+	}
+	if got := list(mallory, "call"); len(got) != 0 {
+		t.Fatalf("mallory's calls: %v", got)
+	}
+	if got := list(admin, "call"); !slices.Equal(got, []string{callID}) {
+		t.Fatalf("admin's calls (a forwarded call is listed once): %v", got)
+	}
 }

@@ -302,7 +302,7 @@ func (c *conn) local(kind, id string) bool {
 func (s *Server) runForwarded(ctx context.Context, cmd string, data json.RawMessage, user string, admin bool) (any, error) {
 	entry, ok := s.cmds[cmd]
 	parts := strings.SplitN(cmd, "/", 3)
-	if !ok || forwardable[cmd] == "" || len(parts) != 3 {
+	if !ok || (forwardable[cmd] == "" && !listable[cmd]) || len(parts) != 3 {
 		return nil, signaling.Errorf(signaling.CodeUnknownCommand, "Unknown command: %s", cmd)
 	}
 	c := &conn{srv: s, id: "cluster", user: user, admin: admin, loggedIn: true, ctx: ctx,
@@ -316,4 +316,37 @@ func (s *Server) runForwarded(ctx context.Context, cmd string, data json.RawMess
 		r.after()
 	}
 	return out, err
+}
+
+// listable are the list commands that span the cluster.
+var listable = map[string]bool{"media/session/list": true, "media/call/list": true}
+
+// remoteList adds to a list of ids what the other nodes of a cluster list for the user.
+func (c *conn) remoteList(ctx context.Context, cmd string, ids []string) []string {
+	rem := c.srv.core.Remote()
+	if rem == nil || c.id == "cluster" {
+		return ids
+	}
+	parts, err := rem.List(ctx, cmd, c.user, c.admin)
+	if err != nil {
+		c.log.Warn("list: other nodes not reached", "cmd", cmd, "err", err)
+	}
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
+	}
+	for _, raw := range parts {
+		var more []string
+		if json.Unmarshal(raw, &more) != nil {
+			continue
+		}
+		for _, id := range more {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids
 }

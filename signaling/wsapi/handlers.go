@@ -571,11 +571,11 @@ func (c *conn) sessionInfo(_ context.Context, r *request) (any, error) {
 }
 
 // listSessions lists the user's sessions (every session for an admin).
-func (c *conn) listSessions(context.Context, *request) (any, error) {
-	return c.onlyMine(c.srv.core.ListSessions(), func(id string) bool {
+func (c *conn) listSessions(ctx context.Context, _ *request) (any, error) {
+	return c.remoteList(ctx, "media/session/list", c.onlyMine(c.srv.core.ListSessions(), func(id string) bool {
 		m, ok := c.srv.core.LookupSession(id)
 		return ok && c.ownsSession(m)
-	}), nil
+	})), nil
 }
 
 // onlyMine is ids as this connection may see them: all of them for an
@@ -809,8 +809,8 @@ func (c *conn) callInfo(_ context.Context, r *request) (any, error) {
 
 // listCalls lists the user's calls, placed or invited to (every call for
 // an admin).
-func (c *conn) listCalls(context.Context, *request) (any, error) {
-	return c.onlyMine(c.srv.core.ListCalls(), func(id string) bool { return c.ownsCall(id, false) }), nil
+func (c *conn) listCalls(ctx context.Context, _ *request) (any, error) {
+	return c.remoteList(ctx, "media/call/list", c.onlyMine(c.srv.core.ListCalls(), func(id string) bool { return c.ownsCall(id, false) })), nil
 }
 
 // ---- rooms
