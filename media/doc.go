@@ -2,7 +2,8 @@
 // one ICE UDP mux port, optional ICE-TCP, ICE-lite, NAT 1:1), plain RTP endpoints (package
 // plainrtp), and the bridge between any two of them — passthrough when both sides share a codec,
 // Opus⇄G.711 transcoding when they don't, RFC 4733 telephone-events translated between payload
-// types, media timeouts, recording.
+// types, in-band DTMF found in the audio of peers without telephone-event (inband.go), media
+// timeouts, recording.
 //
 // An Engine is created once per process. Sessions are started from an SDP offer:
 //

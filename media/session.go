@@ -134,6 +134,7 @@ type Session struct {
 	bitrate  atomic.Int64
 	hold     atomic.Bool
 	det      [2]dtmf.Detector
+	inband   inbandState // inband.go
 	recOn    atomic.Bool
 	sinks    atomic.Pointer[[]*sinkEntry] // audiosink.go
 
@@ -887,6 +888,9 @@ func (s *Session) onRTP(l leg, side Side, pkt *rtp.Packet) {
 				}
 			}
 		} else {
+			if !n.hasTE() {
+				s.inbandAudio(side, f, pkt) // digits as tones only (inband.go)
+			}
 			if s.recOn.Load() {
 				s.mu.Lock()
 				r := s.recs[side]
