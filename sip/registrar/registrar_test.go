@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 type clock struct {
@@ -64,10 +66,7 @@ func TestRegistrarLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.Run(ctx, 5*time.Millisecond); close(done) }()
-	deadline := time.Now().Add(2 * time.Second)
-	for r.Count() != 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	peers.Poll(2*time.Second, func() bool { return r.Count() == 0 }) // checked below
 	cancel()
 	<-done
 	if r.Count() != 0 {
