@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/sip/registrar"
 )
 
@@ -103,12 +104,8 @@ func TestEdgeCallsPerSource(t *testing.T) {
 
 func waitCalls(t *testing.T, s *Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Calls() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d calls, want %d", s.Calls(), n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if !peers.Poll(5*time.Second, func() bool { return s.Calls() == n }) {
+		t.Fatalf("%d calls, want %d", s.Calls(), n)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // fakeTx is a ServerTransaction that records responses, for driving handlers without sockets.
@@ -121,10 +122,7 @@ func FuzzRequestGlue(f *testing.F) {
 				t.Fatalf("fuzzed INVITE answered 200")
 			}
 		}
-		deadline := time.Now().Add(time.Second)
-		for srv.Calls() != 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
+		peers.PollEvery(time.Second, time.Millisecond, func() bool { return srv.Calls() == 0 }) // checked below
 		if n := srv.Calls(); n != 0 {
 			t.Fatalf("%d calls left", n)
 		}

@@ -68,8 +68,7 @@ func waitBound(t testing.TB, p int) {
 func waitBoundNet(t testing.TB, network string, p int) {
 	t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", p)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
+	peers.WaitFor(t, 5*time.Second, fmt.Sprintf("something listening on %s port %d", network, p), func() bool {
 		var c io.Closer
 		var err error
 		if network == "tcp" {
@@ -78,12 +77,11 @@ func waitBoundNet(t testing.TB, network string, p int) {
 			c, err = net.ListenPacket(network, addr)
 		}
 		if err != nil {
-			return
+			return true
 		}
 		c.Close()
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("nothing listens on %s port %d", network, p)
+		return false
+	})
 }
 
 func testConfig() Config {

@@ -18,7 +18,7 @@ func trunkConfig() Config {
 
 func answerAfterRinging(c *Call) {
 	_ = c.Ringing(nil)
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the subject: a phone that rings a moment
 	_ = c.Answer([]byte(testSDP))
 }
 
@@ -206,7 +206,7 @@ func TestSIPpInboundEarlyMedia183(t *testing.T) {
 		if err := c.Progress([]byte(early)); err != nil {
 			t.Errorf("Progress: %v", err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // the subject: early media before the answer
 		_ = c.Answer([]byte(early))
 	})
 	s := startServer(t, trunkConfig(), rec)

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // countObs records what a Server reports.
@@ -50,15 +52,14 @@ func TestObserverRegister(t *testing.T) {
 	}
 	// SIPp may exit on the last 200 before the server has reported the outcome it just
 	// sent: give the counters a moment to settle.
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		settled := true
+	peers.Poll(2*time.Second, func() bool { // checked below
 		for k, v := range want {
-			settled = settled && obs.get(k) == v
+			if obs.get(k) != v {
+				return false
+			}
 		}
-		if settled {
-			break
-		}
-	}
+		return true
+	})
 	for k, v := range want {
 		if got := obs.get(k); got != v {
 			t.Errorf("%s = %d, want %d (all: %v)", k, got, v, obs.n)

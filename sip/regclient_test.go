@@ -89,17 +89,11 @@ func pbxRegistration(registrar string) Registration {
 // waitReg polls the registration's status until cond holds.
 func waitReg(t *testing.T, s *Server, what string, cond func(RegistrationStatus) bool) RegistrationStatus {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		st := s.Registrations()[0]
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registration never %s: %+v", what, st)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var st RegistrationStatus
+	if !peers.Poll(15*time.Second, func() bool { st = s.Registrations()[0]; return cond(st) }) {
+		t.Fatalf("registration never %s: %+v", what, st)
 	}
+	return st
 }
 
 // The registrar (SIPp) challenges every REGISTER (401, and 407 in the variant), verifies the

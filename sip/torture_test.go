@@ -259,7 +259,7 @@ func TestTCPConnectionLimitPerSource(t *testing.T) {
 	// Closing one frees a slot: OPTIONS over a new connection is answered.
 	conns[0].Close()
 	conns = conns[1:]
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the server sees the close asynchronously and exposes no count to wait on
 	if got := sendTCP(t, s.target("tcp"), optionsMsg("TCP", "lim"), 2*time.Second); len(got) != 1 || got[0] != 200 {
 		t.Fatalf("OPTIONS after a slot was freed: %v", got)
 	}
