@@ -75,8 +75,7 @@ func TestSIPpDTMFAndHoldThroughGateway(t *testing.T) {
 	if _, err := bob.Command(ctx, "sndcode", "7"); err != nil {
 		t.Fatal(err)
 	}
-	// The subject: the key held down for 200 ms.
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the subject: the key held down for 200 ms
 	if _, err := bob.Command(ctx, "sndcode", ""); err != nil { // key release
 		t.Logf("sndcode release: %v", err)
 	}
@@ -86,7 +85,7 @@ func TestSIPpDTMFAndHoldThroughGateway(t *testing.T) {
 		return held != nil && held.held
 	})
 	// SIPp sends no RTP while held, longer than the media timeout: the session must survive.
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // the subject: silent past the media timeout
 	if h := findHeld(e); h == nil || !h.held {
 		t.Fatalf("held session gone or resumed early: %+v", h)
 	}
@@ -202,7 +201,7 @@ func TestInboundRejections(t *testing.T) {
 		_, err := ua.Dial(ctx, sip.DialOptions{Target: fmt.Sprintf("sip:%s@%s", c.user, e.addr), Trusted: true, Offer: []byte(offer)})
 		for i := 0; i < 20 && err != nil && !errors.As(err, &se) && strings.Contains(err.Error(), "address already in use"); i++ {
 			// sipgo may not have pooled the listener's socket yet right after Start.
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // a retry pause: sipgo offers no condition to wait on
 			_, err = ua.Dial(ctx, sip.DialOptions{Target: fmt.Sprintf("sip:%s@%s", c.user, e.addr), Trusted: true, Offer: []byte(offer)})
 		}
 		if !errors.As(err, &se) || se.Code != c.code {
