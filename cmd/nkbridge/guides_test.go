@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/fsbridge/fakefs"
+	"github.com/nkbridge/nkbridge/internal/audiotest"
 	"github.com/nkbridge/nkbridge/internal/browsertest"
 	"github.com/nkbridge/nkbridge/internal/peers"
 )
@@ -112,6 +114,99 @@ func shell(t *testing.T, dir string, env []string, script string) string {
 		t.Fatalf("guide step %q: %v\n%s%s", strings.TrimSpace(script), err, out.String(), errb.String())
 	}
 	return out.String()
+}
+
+// TestGuideSIPTrunkAgents runs docs/guides/sip-trunk-agents.md: the password hashes, the
+// configuration, -check-config and the daemon as written; baresip plays the carrier's
+// customer (600 Hz), two Chromium pages the agents (1000 and 1400 Hz). The customer's call
+// to the DID rings agent1, who answers (tones checked both ways) and transfers the caller to
+// agent2 (tones checked again, agent1's call gone).
+func TestGuideSIPTrunkAgents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs Chromium and baresip")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	g := readGuide(t, "sip-trunk-agents.md")
+	work := t.TempDir()
+	if err := os.Symlink(buildBinary(t), filepath.Join(work, "nkbridge")); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, _ := peers.SelfSignedCert(t)
+	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 40)
+	env := append(os.Environ(),
+		"NKB_LOG_FORMAT=json", "NKB_METRICS_LISTEN=127.0.0.1:0", "NKB_VERTO_LISTEN=",
+		"NKB_API_LISTEN=127.0.0.1:0", "NKB_API_TLS_CERT="+cert, "NKB_API_TLS_KEY="+key,
+		"NKB_MEDIA_BIND_IP=127.0.0.1", "NKB_MEDIA_PUBLIC_IP=127.0.0.1", "NKB_MEDIA_UDP_PORT=0",
+		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+39),
+		fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort), "NKB_SIP_EXTERNAL_HOST=127.0.0.1")
+
+	customer := peers.StartBaresip(t, peers.BaresipOptions{User: "customer", Codec: "pcmu", ToneHz: 600, ToneSeconds: 240})
+	h1 := strings.TrimSpace(shell(t, work, env, g.block("sh", "run", "agent1")))
+	h2 := strings.TrimSpace(shell(t, work, env, g.block("sh", "run", "agent2")))
+	conf := g.replace(g.block("yaml", "nkbridge.yaml"),
+		"PASTE_AGENT1_HASH", h1, "PASTE_AGENT2_HASH", h2,
+		`"203.0.113.0/24"`, `"127.0.0.0/8"`,
+		"203.0.113.5:5060", fmt.Sprintf("127.0.0.1:%d", customer.SIPPort()))
+	if err := os.WriteFile(filepath.Join(work, "nkbridge.yaml"), []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shell(t, work, env, g.block("sh", "run", "check"))
+	args := strings.Fields(g.block("sh", "daemon"))
+	if len(args) == 0 || args[0] != "./nkbridge" {
+		t.Fatalf("the daemon block is %v, want ./nkbridge ...", args)
+	}
+	cmd := exec.Command(filepath.Join(work, "nkbridge"), args[1:]...)
+	cmd.Dir, cmd.Env = work, env
+	d := startCommand(t, cmd)
+
+	b := browsertest.Launch(t, browsertest.Options{LoopbackPC: true, ExtraArgs: []string{"--ignore-certificate-errors"}})
+	agentPage := func(user string, tone float64) *demoPage {
+		p := &demoPage{t: t, name: user, p: b.NewPage(ctx, "https://"+d.addr+"/demo/agent.html"), ctx: ctx}
+		p.wait(`window.agent !== undefined`, user+" page loaded")
+		p.loginAs(user, user+"-change-me", tone)
+		return p
+	}
+	a1, a2 := agentPage("agent1", 1000), agentPage("agent2", 1400)
+
+	// customerHears waits until the newest 400 ms the customer's phone recorded are hz.
+	customerHears := func(hz float64, what string) {
+		t.Helper()
+		var last string
+		peers.WaitFor(t, 20*time.Second, what, func() bool {
+			s, rate, err := customer.Heard()
+			if err != nil || len(s) < rate {
+				last = fmt.Sprint(err)
+				return false
+			}
+			w := s[len(s)-rate*4/10:]
+			f, ratio := audiotest.Dominant(w, float64(rate), 1000, 1400, 600)
+			last = fmt.Sprintf("dominant %v ratio %.1f", f, ratio)
+			return f == hz && ratio > 10
+		})
+		t.Logf("%s: %s", what, last)
+	}
+
+	if err := customer.Dial(ctx, fmt.Sprintf("sip:+15550100@127.0.0.1:%d", sipPort)); err != nil {
+		t.Fatal(err)
+	}
+	a1.wait(`document.querySelectorAll("#ringing li").length === 1`, "the DID rings agent1")
+	a1.click("#ringing li .answer")
+	a1.wait(`document.getElementById("call-status").textContent === "in call"`, "agent1 answered")
+	if _, _, err := customer.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
+		t.Fatal(err)
+	}
+	a1.hearsUntil(`agent.call.remote`, []float64{600}, []float64{1000, 1400}, "agent1 hears the customer")
+	customerHears(1000, "the customer hears agent1")
+
+	a1.set("transfer-to", "agent2")
+	a1.click("#transfer")
+	a2.wait(`document.querySelectorAll("#ringing li").length === 1`, "the transfer rings agent2")
+	a2.click("#ringing li .answer")
+	a2.wait(`document.getElementById("call-status").textContent === "in call"`, "agent2 answered")
+	a2.hearsUntil(`agent.call.remote`, []float64{600}, []float64{1000, 1400}, "agent2 hears the customer")
+	customerHears(1400, "the customer hears agent2")
+	a1.wait(`agent.call === null`, "agent1's call ended with the transfer")
 }
 
 // TestGuideFreeSWITCH runs docs/guides/freeswitch.md: the FreeSWITCH files copied and given a
