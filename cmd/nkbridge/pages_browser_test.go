@@ -462,3 +462,55 @@ func TestFriendlyFailuresBrowser(t *testing.T) {
 		t.Fatalf("verto from another origin: %+v, want 1008 naming verto.allowed_origins", reason)
 	}
 }
+
+// Every demo page fits a phone screen (390×844 CSS pixels): nothing wider than the viewport
+// (no sideways scrolling), the main controls on screen and at least 32 pixels tall
+// (tappable). Screenshots in test-artifacts.
+func TestPagesFitAPhone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs Chromium")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := startBinary(t)
+	b := browsertest.Launch(t, browsertest.Options{NoHelpers: true})
+	for _, pg := range []struct{ path, controls string }{
+		{"", "#login, #echo-start, #call, #keypad button"},
+		{"room.html", "#login, #join, #leave, #mute"},
+		{"agent.html", "#login, #hold, #hangup, #transfer, #keypad button"},
+		{"operator.html", "#login, #logout"},
+	} {
+		p := b.NewPage(ctx, "http://"+d.addr+"/demo/"+pg.path)
+		if err := p.SetViewport(ctx, 390, 844); err != nil {
+			t.Fatal(err)
+		}
+		var r struct {
+			Overflow int      `json:"overflow"`
+			Wide     []string `json:"wide"`
+			Bad      []string `json:"bad"`
+		}
+		if err := p.EvalArg(ctx, `(sel) => {
+			const vw = document.documentElement.clientWidth;
+			const wide = [...document.querySelectorAll("body *")].filter((el) => el.getBoundingClientRect().right > vw + 1)
+				.map((el) => el.tagName + (el.id ? "#" + el.id : ""));
+			const bad = [...document.querySelectorAll(sel)].filter((el) => {
+				const b = el.getBoundingClientRect();
+				return b.height < 32 || b.left < 0 || b.right > vw;
+			}).map((el) => (el.id || el.textContent) + " " + JSON.stringify(el.getBoundingClientRect()));
+			return {overflow: document.documentElement.scrollWidth - vw, wide: wide.slice(0, 5), bad};
+		}`, pg.controls, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Overflow > 0 || len(r.Bad) > 0 {
+			t.Errorf("/demo/%s on a phone: %d px too wide %v; controls off screen or too small: %v", pg.path, r.Overflow, r.Wide, r.Bad)
+		}
+		name := strings.TrimSuffix(pg.path, ".html")
+		if name == "" {
+			name = "index"
+		}
+		if err := p.Screenshot(ctx, filepath.Join(browsertest.ArtifactDir(t), "phone-"+name+".png")); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Close(ctx)
+	}
+}

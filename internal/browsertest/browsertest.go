@@ -502,6 +502,11 @@ func (p *Page) Goto(ctx context.Context, url string) error {
 	return p.b.call(ctx, map[string]any{"op": "goto", "page": p.id, "url": url}, nil)
 }
 
+// SetViewport resizes the page's viewport (CSS pixels), e.g. 390×844 for a phone.
+func (p *Page) SetViewport(ctx context.Context, width, height int) error {
+	return p.b.call(ctx, map[string]any{"op": "viewport", "page": p.id, "width": width, "height": height}, nil)
+}
+
 // Screenshot saves a PNG of the page to path.
 func (p *Page) Screenshot(ctx context.Context, path string) error {
 	abs, err := filepath.Abs(path)

@@ -5,7 +5,7 @@
 //   response: {"id": 1, "ok": true, "result": ...}   or   {"id": 1, "ok": false, "error": "..."}
 //   event:    {"event": "console", "page": 2, "type": "log", "text": "..."}   (no id)
 //
-// Ops: launch, newPage, goto, eval, waitFor, screenshot, closePage, close.
+// Ops: launch, newPage, goto, eval, waitFor, viewport, screenshot, closePage, close.
 // On stdin EOF the browser is closed and the process exits.
 import { createInterface } from "node:readline";
 import { readFileSync, readdirSync } from "node:fs";
@@ -129,6 +129,11 @@ const ops = {
     const v = await h.jsonValue();
     await h.dispose();
     return v === undefined ? null : v;
+  },
+
+  async viewport(m) {
+    await getPage(m.page).setViewportSize({ width: m.width, height: m.height });
+    return null;
   },
 
   async screenshot(m) {
