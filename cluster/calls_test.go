@@ -330,3 +330,59 @@ func TestNATSRestart(t *testing.T) {
 	}
 	alice.Event(apitest.Media("call", "accepted", callID), nil)
 }
+
+// A draining node (SIGTERM) takes no new calls, the others do; its running calls go on.
+func TestDrainingNode(t *testing.T) {
+	ns := startNATS(t)
+	n1, n2, n3 := newNode(t, ns, "n1"), newNode(t, ns, "n2"), newNode(t, ns, "n3")
+	box := newInbox(t)
+	bob2 := n2.login("bob", box.opts("n2"))
+	n3.login("bob", box.opts("n3"))
+	alice := n1.login("alice", nkclient.Options{})
+	waitUser(t, n1, "bob", 2)
+
+	// A call answered on n2 before the drain.
+	running, err := alice.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := box.next(), box.next()
+	if a.label != "n2" {
+		a, b = b, a
+	}
+	if err := a.inv.Accept(t.Context(), nkclient.SDP{SDP: "v=0 answer"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	alice.Event(apitest.Media("call", "accepted", running), nil)
+	hangupOf(t, b.inv)
+
+	n2.core.Drain() // what SIGTERM does (cmd/nkbridge: core.Drain, then the cluster node's Drain)
+	n2.node.Drain()
+	callID, err := alice.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv := box.next()
+	if inv.label != "n3" || inv.inv.CallID != callID {
+		t.Fatalf("a new call rang %s (%s)", inv.label, inv.inv.CallID)
+	}
+	if err := inv.inv.Accept(t.Context(), nkclient.SDP{SDP: "v=0 answer"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	alice.Event(apitest.Media("call", "accepted", callID), nil)
+	select {
+	case l := <-box.ch:
+		t.Fatalf("the draining node rang: %s", l.label)
+	default:
+	}
+	// The call through the draining node goes on until hung up.
+	if ci := alice.OK("media", "call", "info", map[string]any{"call_id": running}); ci["state"] != signaling.CallAnswered {
+		t.Fatalf("running call: %v", ci)
+	}
+	if err := alice.C.Hangup(t.Context(), running, 0, "end"); err != nil {
+		t.Fatal(err)
+	}
+	if h := bob2.Event(apitest.Media("call", "hangup", running), nil); h["reason"] != "end" {
+		t.Fatalf("hangup on the draining node: %v", h)
+	}
+}

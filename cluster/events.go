@@ -58,7 +58,12 @@ type bridge struct {
 	// forwarded: ids of calls this node ran for callers on other nodes, recently: their
 	// events are the caller's node's, not imported here.
 	forwarded map[string]time.Time
+	// seen: sessions and calls of other nodes this node imported events of, and not their
+	// end: when their node is lost, their subscribers here get the end (2040).
+	seenObj map[string]seenObj // subclass + "/" + obj id
 }
+
+type seenObj struct{ node, user, subclass, id string }
 
 type bridgeSub struct {
 	sub   *nats.Subscription
@@ -69,6 +74,7 @@ func (n *Node) startBridge() {
 	n.br.subs = map[string]*bridgeSub{}
 	n.br.seen = map[string]struct{}{}
 	n.br.forwarded = map[string]time.Time{}
+	n.br.seenObj = map[string]seenObj{}
 	bus := n.core.Bus()
 	bus.WatchSubscriptions(n.onBusSubscription)
 	bus.Subscribe(n.exportSink(), signaling.Subscription{Class: "*"})
@@ -199,7 +205,39 @@ func (n *Node) onEvent(m *nats.Msg) {
 		delete(n.br.seen, n.br.order[0])
 		n.br.order = n.br.order[1:]
 	}
+	if ev.Class == signaling.ClassMedia && (ev.Subclass == signaling.SubclassSession || ev.Subclass == signaling.SubclassCall) && ev.ObjID != "" {
+		k := ev.Subclass + "/" + ev.ObjID
+		if ev.Type == signaling.EventStop || ev.Type == signaling.EventHangup {
+			delete(n.br.seenObj, k)
+		} else if len(n.br.seenObj) < 100000 {
+			n.br.seenObj[k] = seenObj{node: rec.From, user: rec.User, subclass: ev.Subclass, id: ev.ObjID}
+		}
+	}
 	n.br.mu.Unlock()
 	ev.User, ev.Origin = rec.User, rec.From
 	n.core.Bus().Publish(ev)
+}
+
+// endSeen tells this node's subscribers that the sessions and calls of a lost node they
+// followed are over: media/session/stop and media/call/hangup with 2040 node_lost.
+func (n *Node) endSeen(node string) {
+	var gone []seenObj
+	n.br.mu.Lock()
+	for k, o := range n.br.seenObj {
+		if o.node == node {
+			gone = append(gone, o)
+			delete(n.br.seenObj, k)
+		}
+	}
+	n.br.mu.Unlock()
+	e := signaling.Errorf(signaling.CodeNodeLost, "Node lost: %s", node)
+	for _, o := range gone {
+		typ := signaling.EventStop
+		body := map[string]any{"code": e.Code, "reason": e.Text}
+		if o.subclass == signaling.SubclassCall {
+			typ, body["error"] = signaling.EventHangup, e.Text
+		}
+		n.core.Bus().Publish(signaling.Event{Class: signaling.ClassMedia, Subclass: o.subclass, Type: typ, ObjID: o.id,
+			User: o.user, Origin: node, Body: body})
+	}
 }

@@ -41,3 +41,26 @@ func TestEventsAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// When a node dies, subscribers on the others see the end of its sessions they followed:
+// media/session/stop with 2040 node_lost.
+func TestNodeLostStopsSessionsForSubscribers(t *testing.T) {
+	ns := startNATS(t)
+	n1, n2 := newNode(t, ns, "n1"), newNode(t, ns, "n2")
+	admin := n1.login("admin", nkclient.Options{})
+	admin.OK("core", "event", "subscribe", map[string]any{"class": "media", "subclass": "session"})
+	alice := n2.login("alice", nkclient.Options{})
+	waitFor(t, "n2 sees n1's subscriptions", func() bool {
+		n2.node.br.mu.Lock()
+		defer n2.node.br.mu.Unlock()
+		return len(n2.node.br.subs) > 0
+	})
+	sid := alice.OK("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}})["session_id"].(string)
+	alice.OK("media", "session", "set_answer", map[string]any{"session_id": sid, "answer": map[string]any{"sdp": "v=0 answer"}})
+	admin.Event(apitest.Media("session", "answer", sid), nil)
+	n2.stop()
+	got := admin.Event(apitest.Media("session", "stop", sid), nil)
+	if got["code"] != float64(2040) {
+		t.Fatalf("stop after n2 died: %v", got)
+	}
+}

@@ -425,6 +425,7 @@ func (n *Node) nodeLost(node string) {
 	for _, c := range ins {
 		c.callerGone(e)
 	}
+	n.endSeen(node)
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	n.deleteContacts(ctx, node)
