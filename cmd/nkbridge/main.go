@@ -187,7 +187,7 @@ func serve(ctx context.Context, drain <-chan struct{}, cfg *Config, log *slog.Lo
 		core.Close()
 		return err
 	}
-	defer clusterHooks.stop() // after core.Close: the ends of forwarded calls reach the other nodes
+	defer clusterHooks.stop()                                            // after core.Close: the ends of forwarded calls reach the other nodes
 	core.AddResolver(signaling.CallTypeBot, signaling.BotResolver(core)) // calls to bots (streams.bots)
 	var page http.Handler
 	if cfg.Demo.Enabled {

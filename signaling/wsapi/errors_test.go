@@ -247,7 +247,7 @@ func TestRequestRateLimit(t *testing.T) {
 	}
 	other.OK("core", "user", "list", nil)
 	time.Sleep(200 * time.Millisecond) // the subject: the bucket refills with time
-	c.OK("core", "user", "list", nil) // tokens come back
+	c.OK("core", "user", "list", nil)  // tokens come back
 }
 
 // Sessions and calls per connection are bounded.

@@ -75,7 +75,7 @@ func TestSIPpDTMFAndHoldThroughGateway(t *testing.T) {
 	if _, err := bob.Command(ctx, "sndcode", "7"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // the subject: the key held down for 200 ms
+	time.Sleep(200 * time.Millisecond)                         // the subject: the key held down for 200 ms
 	if _, err := bob.Command(ctx, "sndcode", ""); err != nil { // key release
 		t.Logf("sndcode release: %v", err)
 	}
