@@ -349,7 +349,7 @@ func TestParkOutlivesMediaTimeout(t *testing.T) {
 	// The subject: 2.5 media timeouts of park, where FreeSWITCH sends nothing back (the
 	// fake's own media_timeout is the dialplan's 300 s, so it
 	// does not end the park either).
-	time.Sleep(2500 * time.Millisecond)
+	time.Sleep(2500 * time.Millisecond) // the subject: see above
 	if _, ok := e.core.LookupSession(sid); !ok {
 		t.Fatal("a parked session was ended by the media timeout")
 	}

@@ -200,7 +200,7 @@ func TestEventFlood(t *testing.T) {
 	}
 	// Let the reader take (and drop) them. No condition to wait on: the fake's own
 	// per-connection queue drops an unknown part of the flood before the reader sees it.
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // no condition: see above
 	close(gate)
 	stop := c.Event(apitest.Media("session", "stop", b), nil)
 	if num(stop["code"]) != 2302 {
@@ -293,9 +293,7 @@ func TestChannelAdoptedAfterReconnect(t *testing.T) {
 			relisten := make(chan error, 1)
 			e.sip.SetBeforeRoute(func(fakefs.INVITE) {
 				e.fs.StopListening()
-				for e.svc.Client().Connected() {
-					time.Sleep(5 * time.Millisecond)
-				}
+				peers.Poll(10*time.Second, func() bool { return !e.svc.Client().Connected() })
 				go func() {
 					time.Sleep(c.outage) // the subject: FreeSWITCH away for this long
 					relisten <- e.fs.Listen()
