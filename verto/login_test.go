@@ -144,7 +144,7 @@ func TestLoginTimeout(t *testing.T) {
 	}
 	// A logged-in socket is not closed by it.
 	c2 := e.login("alice", "secret", "")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // an absence (no close) has no condition: a window past the login timeout
 	if closed, _ := c2.Closed(); closed {
 		t.Fatal("logged-in socket closed")
 	}
@@ -158,7 +158,7 @@ func TestServerPingWhenIdle(t *testing.T) {
 		t.Fatalf("ping params %+v", m.Params)
 	}
 	// Clients never answer pings; the socket stays up anyway.
-	time.Sleep(250 * time.Millisecond)
+	time.Sleep(250 * time.Millisecond) // the subject: unanswered pings over a while
 	p, err := c.Call(e.ctx, "verto.ping", nil)
 	if err != nil {
 		t.Fatal(err)

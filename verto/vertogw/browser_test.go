@@ -350,7 +350,7 @@ func TestBrowserVertoCallsAPIUser(t *testing.T) {
 	}
 	v.eval(`window.call.unhold().then(() => true)`, nil)
 	v.waitState("active")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // what was in flight plays out before the level is measured
 	a.hears(apiMeasure, vertoTone)
 	vBefore, aBefore := v.measure(swMeasure, apiTone).level(apiTone), a.measure(apiMeasure, vertoTone).level(vertoTone)
 
@@ -425,13 +425,13 @@ func TestBrowserVertoIsCalled(t *testing.T) {
 			active := v.measure(swMeasure, apiTone).level(apiTone)
 			v.eval(`window.call.hold().then(() => true)`, nil)
 			v.waitState("held")
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // what was in flight plays out before the level is measured
 			if held := v.measure(swMeasure, apiTone); held.level(apiTone) > active-25 {
 				t.Fatalf("still hearing the caller while held: %+v", held)
 			}
 			v.eval(`window.call.unhold().then(() => true)`, nil)
 			v.waitState("active")
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(300 * time.Millisecond) // the audio resumes before hears measures it
 			v.hears(swMeasure, apiTone)
 		}
 		if i == 0 {
