@@ -211,7 +211,7 @@ func TestBrowserAPI(t *testing.T) {
 		type vstat struct{ Packets, Frames int }
 		var v0, v0b, v1, v2, v3 vstat
 		eval(ctx, t, p, `nkb.waitFor(async () => { const v = await T.videoIn(); return v.frames > 10 && v; }, 15000, 100, "video frames")`, &v0)
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // the subject: frames counted over a second
 		eval(ctx, t, p, `T.videoIn()`, &v0b)
 		if v0b.Frames-v0.Frames < 5 {
 			t.Fatalf("echoed video does not flow: %+v then %+v", v0, v0b)
@@ -219,7 +219,7 @@ func TestBrowserAPI(t *testing.T) {
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", use_video: false})`, nil)
 		time.Sleep(time.Second) // in flight before the update
 		eval(ctx, t, p, `T.videoIn()`, &v1)
-		time.Sleep(1500 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond) // the subject: no video over 1.5 s while muted
 		eval(ctx, t, p, `T.videoIn()`, &v2)
 		browsertest.CheckHeard(t, "audio while video muted", measure(ctx, t, p), 1000, 600)
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", use_video: true})`, nil)
@@ -232,7 +232,7 @@ func TestBrowserAPI(t *testing.T) {
 		var before, after float64
 		eval(ctx, t, p, `T.videoOutKbps(2000)`, &before)
 		eval(ctx, t, p, `T.api.send("media", "session", "update", {session_id: T.sid, type: "media", bitrate: 60000})`, nil)
-		time.Sleep(3 * time.Second)
+		time.Sleep(3 * time.Second) // the browser's rate adapts over seconds; measured after
 		eval(ctx, t, p, `T.videoOutKbps(2000)`, &after)
 		t.Logf("video send rate %.0f kbps, after bitrate 60000: %.0f kbps", before, after)
 		if after > 90 || (before > 120 && after > 0.6*before) {

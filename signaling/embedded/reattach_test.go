@@ -70,7 +70,7 @@ func TestReattachWebRTCCaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	page.Close()
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(500 * time.Millisecond) // the subject: the signalling notices the reload a bit later
 	if err := m.Detach(signaling.SideCaller, 20*time.Second); err != nil || !m.Detached(signaling.SideCaller) {
 		t.Fatalf("detach: %v", err)
 	}

@@ -174,7 +174,7 @@ func TestMCURTPConference(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		send(i)
 	}
-	time.Sleep(400 * time.Millisecond)
+	time.Sleep(400 * time.Millisecond) // the mixer's delay before the first window (checkHears then polls)
 	for i := 0; i < 3; i++ {
 		checkHears(t, fmt.Sprintf("participant %.0f Hz", freqs[i]), peers[i], others(freqs, 3, i), freqs[i:i+1])
 	}
@@ -341,7 +341,7 @@ func TestRoomsBadInput(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); p.SendToneFor(ctx, 0, "pcmu", 700, 5*time.Second) }()
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the tone reaches the peer before the window
 	pcm := listenWindow(p, 800*time.Millisecond)
 	cancel()
 	<-done
