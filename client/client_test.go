@@ -440,7 +440,7 @@ func TestServerRequestsAndAck(t *testing.T) {
 			seen = append(seen, m)
 			if m["cmd"] == "list" { // ack now, answer after three request timeouts
 				_ = ws.WriteJSON(map[string]any{"ack": m["tid"]})
-				time.Sleep(300 * time.Millisecond)
+				time.Sleep(300 * time.Millisecond) // the subject: a server that answers late
 				_ = ws.WriteJSON(map[string]any{"result": "ok", "tid": m["tid"], "data": map[string]any{"users": []string{"a"}}})
 			}
 		}

@@ -145,7 +145,7 @@ func TestGarbageUDPDropped(t *testing.T) {
 			}
 			junk.WriteToUDP(buf[:n], targets[i%len(targets)])
 			if i%50 == 0 {
-				time.Sleep(10 * time.Millisecond)
+				time.Sleep(10 * time.Millisecond) // the subject: a paced flood of junk
 			}
 		}
 	}()

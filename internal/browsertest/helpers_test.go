@@ -213,7 +213,7 @@ func scriptedServer(c *websocket.Conn, replies chan<- map[string]any) error {
 	if err := c.WriteJSON(map[string]any{"ack": tid}); err != nil {
 		return err
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the subject: a reply after its ack
 	if err := c.WriteJSON(map[string]any{"result": "ok", "data": map[string]any{"session_id": "s-1"}, "tid": tid}); err != nil {
 		return err
 	}

@@ -54,7 +54,7 @@ func TestSIPpRTPToBaresip(t *testing.T) {
 	if _, _, err := bob.WaitEvent(ctx, "CALL_CLOSED", 0); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // baresip flushes its recording after CALL_CLOSED, with no event to wait on
 	heard, rate, err := bob.Heard()
 	if err != nil {
 		t.Fatal(err)
