@@ -86,6 +86,9 @@ func FuzzRequest(f *testing.F) {
 		{"media", "session", "start", `{"type":"listen","publisher_id":["x"],"room_id":7}`},
 		{"core", "", "event", `{"class":"media","subclass":"call","type":"hangup","obj_id":"c","body":{"code":"x"}}`},
 		{"core", "event", "send", `{"class":"core","subclass":"session_event","type":"t","obj_id":"fuzz-login"}`},
+		{"core", "monitor", "list", `{"what":"registrations"}`},
+		{"core", "monitor", "list", `{"what":["x"]}`},
+		{"core", "event", "send", `{"class":"core","subclass":"monitor","type":"registration"}`},
 	}
 	for _, s := range seeds {
 		f.Add(s.class, s.subclass, s.cmd, []byte(s.data))
