@@ -30,6 +30,9 @@ type App struct {
 	// ReadBuffer, when > 0 before a connection arrives, sets its kernel receive buffer (a
 	// small one makes a stall felt by the sender quickly).
 	ReadBuffer int
+	// Discard, set before connections arrive, counts frames without keeping the audio
+	// (benchmarks).
+	Discard bool
 
 	mu     sync.Mutex
 	conns  []*Conn
@@ -52,6 +55,7 @@ type Conn struct {
 	closed   bool
 	stall    chan struct{} // non-nil while reading is stalled
 	done     chan struct{}
+	discard  bool
 }
 
 // Start listens on 127.0.0.1 and serves until the test ends.
@@ -73,7 +77,7 @@ func Start(t testing.TB) *App {
 				_ = tc.SetReadBuffer(a.ReadBuffer)
 			}
 		}
-		c := &Conn{app: a, ws: ws, done: make(chan struct{})}
+		c := &Conn{app: a, ws: ws, done: make(chan struct{}), discard: a.Discard}
 		a.mu.Lock()
 		a.conns = append(a.conns, c)
 		a.wake()
@@ -153,7 +157,9 @@ func (c *Conn) read() {
 			return
 		}
 		c.mu.Lock()
-		if mt == websocket.BinaryMessage {
+		if mt == websocket.BinaryMessage && c.discard {
+			c.frames++
+		} else if mt == websocket.BinaryMessage {
 			c.frames++
 			ch := max(c.channels, 1)
 			for i := 0; i+2*ch <= len(data); i += 2 * ch {
