@@ -58,7 +58,7 @@ func startRTPEngine(b *testing.B, threads int) *rtpEngine {
 		if time.Now().After(deadline) {
 			b.Fatal("rtpengine does not answer ping")
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // benchmark: poll interval waiting for rtpengine
 	}
 }
 
@@ -306,7 +306,7 @@ func pacedRun(cs []*benchCall, d time.Duration, cpu func() time.Duration) (time.
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			time.Sleep(time.Duration(i) * 20 * time.Millisecond / time.Duration(len(cs)))
+			time.Sleep(time.Duration(i) * 20 * time.Millisecond / time.Duration(len(cs))) // benchmark: spread the senders over one packet interval
 			pkt := rtp.Packet{Header: rtp.Header{Version: 2, SSRC: 1}, Payload: make([]byte, 160)}
 			buf := make([]byte, 1500)
 			tk := time.NewTicker(20 * time.Millisecond)
@@ -322,7 +322,7 @@ func pacedRun(cs []*benchCall, d time.Duration, cpu func() time.Duration) (time.
 		}()
 	}
 	wg.Wait()
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // benchmark: let the last packets land before reading CPU
 	used := cpu() - c0
 	var got int64
 	var lat []time.Duration

@@ -112,7 +112,7 @@ func (c *benchCall) run(n, window int) {
 	}
 	deadline := time.Now().Add(time.Second)
 	for c.received.Load() < int64(n) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+		time.Sleep(time.Millisecond) // benchmark: poll interval (1 ms) for the echoes
 	}
 }
 
@@ -225,7 +225,7 @@ func BenchmarkSRTPToRTP(b *testing.B) {
 		if i%32 == 31 { // at most 64 packets in flight
 			deadline := time.Now().Add(50 * time.Millisecond)
 			for peer.Count()-base < i-64 && time.Now().Before(deadline) {
-				time.Sleep(50 * time.Microsecond)
+				time.Sleep(50 * time.Microsecond) // benchmark: flow control, bounded packets in flight
 			}
 		}
 	}
@@ -334,7 +334,7 @@ func BenchmarkMemoryPerCall(b *testing.B) {
 		for range n {
 			closers = append(closers, start())
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // benchmark: let the sessions' goroutines start before counting
 		runtime.GC()
 		runtime.ReadMemStats(&m1)
 		g1 := runtime.NumGoroutine()
@@ -412,7 +412,7 @@ func benchPaced(b *testing.B, cs []*benchCall) {
 		}
 		wg.Wait()
 	}
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // benchmark: let the last packets land before the timer stops
 	b.StopTimer()
 	var lat []time.Duration
 	var got int64
@@ -453,7 +453,7 @@ func BenchmarkMemoryPerConnectedCall(b *testing.B) {
 			go cl.sendTone(ctx, 1000, time.Second)
 			go peer.sendTone(ctx, plainrtp.PCMU, 600, time.Second)
 		}
-		time.Sleep(1200 * time.Millisecond)
+		time.Sleep(1200 * time.Millisecond) // benchmark: the measured second of audio
 		for _, s := range sessions {
 			if st := s.Stats(); st[SideFar].Transcoded == 0 {
 				b.Fatalf("call not transcoding: %+v", st)

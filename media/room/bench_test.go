@@ -153,9 +153,9 @@ func benchFanout(b *testing.B, n int) {
 			b.Fatal("listeners never received")
 		}
 		send()
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // benchmark warm-up: resend until the listeners receive (poll interval)
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // benchmark: let the warm-up packets drain before counting
 	got.Store(0)
 	b.ResetTimer()
 	c0, w0 := cpuTime(), time.Now()
@@ -169,7 +169,7 @@ func benchFanout(b *testing.B, n int) {
 	last := int64(-1)
 	for end := time.Now().Add(2 * time.Second); time.Now().Before(end) && got.Load() != last; {
 		last = got.Load()
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // benchmark: poll interval of the settle loop
 	}
 	cpu, wall := cpuTime()-c0, time.Since(w0)
 	b.StopTimer()
