@@ -136,5 +136,5 @@ func TestServeForBenchScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	time.Sleep(time.Duration(envInt("NKB_SIP_BENCH_SECONDS", 60)) * time.Second)
+	time.Sleep(time.Duration(envInt("NKB_SIP_BENCH_SECONDS", 60)) * time.Second) // the subject: a server kept up for an external load generator
 }

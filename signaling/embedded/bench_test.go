@@ -54,7 +54,7 @@ func BenchmarkStartStop(b *testing.B) {
 				}
 				m.Stop(nil)
 				for be.Sessions() != 0 {
-					time.Sleep(10 * time.Microsecond)
+					time.Sleep(10 * time.Microsecond) // benchmark: poll interval for the stop
 				}
 			}
 		})
