@@ -454,7 +454,7 @@ func startJanus(ctx context.Context, b *testing.B, s setup) *janus {
 			j.sess = int64(num(dig(r, "data", "id")))
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // benchmark: retry pause while Janus starts
 	}
 	if err != nil || j.sess == 0 {
 		b.Fatalf("janus did not start: %v", err)
@@ -523,7 +523,7 @@ func (j *janus) poll(ctx context.Context) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/%d?maxev=20", j.base, j.sess), nil)
 		resp, err := j.hc.Do(req)
 		if err != nil {
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // benchmark: retry pause of the long poll
 			continue
 		}
 		var evs []map[string]any
@@ -658,7 +658,7 @@ func startNKB(ctx context.Context, b *testing.B, s setup) *nkb {
 		if ws, _, err = websocket.DefaultDialer.DialContext(ctx, "ws://"+api+"/", nil); err == nil {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // benchmark: retry pause while the daemon starts
 	}
 	if err != nil {
 		b.Fatalf("nkbridge did not start: %v", err)
@@ -738,15 +738,15 @@ func measure(b *testing.B, pid int, got *atomic.Int64, warm, window time.Duratio
 		if time.Now().After(deadline) {
 			b.Fatalf("media did not flow: %d packets after warm-up (want %d)", got.Load(), minWarm)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // benchmark: poll interval of the warm-up
 	}
-	time.Sleep(warm)
+	time.Sleep(warm) // benchmark: the warm-up period
 	c0, err := cpuTicks(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
 	p0 := got.Load()
-	time.Sleep(window)
+	time.Sleep(window) // benchmark: the measured window
 	c1, err := cpuTicks(pid)
 	if err != nil {
 		b.Fatal(err)
@@ -779,7 +779,7 @@ func waitConnected(b *testing.B, pc *webrtc.PeerConnection) {
 		if i == 150 {
 			b.Fatalf("publisher not connected: %v", pc.ConnectionState())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // benchmark: poll interval of the connection state
 	}
 }
 
@@ -817,7 +817,7 @@ func sfuJanus(ctx context.Context, b *testing.B, s setup, j *janus, n, room int,
 			if err == nil || try == 50 {
 				break
 			}
-			time.Sleep(100 * time.Millisecond)
+			time.Sleep(100 * time.Millisecond) // benchmark: retry pause until the publisher's feed is joinable
 		}
 		if err != nil {
 			b.Fatal(err)
