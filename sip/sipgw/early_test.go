@@ -14,18 +14,25 @@ import (
 	"github.com/nkbridge/nkbridge/sip/sipgw"
 )
 
-// TestEarlyMediaAdaptedToSIPCaller: alice (baresip) calls user bob; bob's calls ring with a
-// WebRTC offer (user_far_side webrtc), so bob's registered SIP phone (a SIPp UAS) gets an offer
-// adapted to plain RTP by an auxiliary proxy session. The phone answers 183 with SDP and
-// streams a 600 Hz tone for 6 s before its 200: the router applies the 183 answer to the aux
-// session, the result to alice's proxy session, and the SIP gateway sends alice a 183 with the
+// TestEarlyMediaToSIPCaller: alice (baresip) calls user bob, whose registered SIP phone is a
+// SIPp UAS. With user_far_side rtp the phone gets the caller session's plain-RTP offer; with
+// webrtc bob's calls ring with a WebRTC offer, so the phone gets an offer adapted to plain RTP
+// by an auxiliary proxy session. The phone answers 183 with SDP and
+// streams a 600 Hz tone for 6 s before its 200: the router applies the 183 answer (to the aux
+// session first when adapted, then) to alice's proxy session, and the SIP gateway sends alice a 183 with the
 // session's SDP, so alice hears the tone while the call still rings (no CALL_ESTABLISHED yet).
 // Before early media went through the router, an adapted call dropped it: alice heard nothing
 // until the 200.
-func TestEarlyMediaAdaptedToSIPCaller(t *testing.T) {
+func TestEarlyMediaToSIPCaller(t *testing.T) {
+	for _, far := range []string{"rtp", "webrtc"} {
+		t.Run("user_far_side-"+far, func(t *testing.T) { earlyMediaToSIPCaller(t, far) })
+	}
+}
+
+func earlyMediaToSIPCaller(t *testing.T, far string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	e := newEnv(t, envOpts{gw: func(g *sipgw.Config) { g.UserFarSide = "webrtc" }})
+	e := newEnv(t, envOpts{gw: func(g *sipgw.Config) { g.UserFarSide = far }})
 	base := peers.FreeUDPRange(t, 200)
 	aux, err := media.New(media.Config{BindIP: netip.MustParseAddr("127.0.0.1"), RTPPortMin: base, RTPPortMax: base + 199,
 		Quarantine: -1, MediaTimeout: 10 * time.Second, Logger: e.log.With("component", "media-adapt")})
@@ -52,8 +59,8 @@ func TestEarlyMediaAdaptedToSIPCaller(t *testing.T) {
 			t.Fatal("the call was established before the early media was measured (machine too slow?)")
 		}
 	}
-	if n := auxB.Sessions(); n != 1 {
-		t.Errorf("%d aux sessions, want 1 (the offer adapted for bob's phone)", n)
+	if n, want := auxB.Sessions(), map[string]int{"rtp": 0, "webrtc": 1}[far]; n != want {
+		t.Errorf("%d aux sessions, want %d", n, want)
 	}
 	samples, rate, err := alice.Heard()
 	if err != nil {
