@@ -105,7 +105,7 @@ func TestCrossNodeBrowserCall(t *testing.T) {
 	b2 := browsertest.Launch(t, browsertest.Options{ToneHz: 600})
 	pb := openPage(ctx, t, b2, nodes[1], "bob")
 	admin := login(t, nodes[0], "admin", nkclient.Options{})
-	waitUserOn(t, admin, "bob", "n2")
+	waitUserOn(t, admin, "n1", "bob", "n2")
 	pa := openPage(ctx, t, b1, nodes[0], "alice")
 
 	var callID string

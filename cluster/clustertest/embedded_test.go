@@ -41,7 +41,7 @@ func TestEmbeddedNATSBinaries(t *testing.T) {
 	invites := make(chan *nkclient.Invite, 1)
 	login(t, nodes[0], "bob", nkclient.Options{OnInvite: func(_ context.Context, inv *nkclient.Invite) { invites <- inv }})
 	admin := login(t, nodes[1], "admin", nkclient.Options{})
-	waitUserOn(t, admin, "bob", "n1")
+	waitUserOn(t, admin, "n2", "bob", "n1")
 	alice := login(t, nodes[1], "alice", nkclient.Options{})
 	callID, err := alice.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0 offer"}})
 	if err != nil {

@@ -76,8 +76,9 @@ func login(t *testing.T, node *peers.Node, user string, opts nkclient.Options) *
 	return c
 }
 
-// userNodes returns the nodes on which admin (logged in somewhere) sees user's contacts.
-func userNodes(t *testing.T, admin *apitest.Conn, user string) []string {
+// userNodes returns the nodes on which admin (logged in on node here) sees user's API
+// connections.
+func userNodes(t *testing.T, admin *apitest.Conn, here, user string) []string {
 	t.Helper()
 	var got struct {
 		Sessions []struct {
@@ -91,6 +92,9 @@ func userNodes(t *testing.T, admin *apitest.Conn, user string) []string {
 	_ = json.Unmarshal(raw, &got)
 	var nodes []string
 	for _, s := range got.Sessions {
+		if s.Node == "" {
+			s.Node = here // a connection of admin's own node
+		}
 		if !slices.Contains(nodes, s.Node) {
 			nodes = append(nodes, s.Node)
 		}
@@ -99,13 +103,13 @@ func userNodes(t *testing.T, admin *apitest.Conn, user string) []string {
 	return nodes
 }
 
-// waitUserOn waits until admin sees user on exactly the given nodes.
-func waitUserOn(t *testing.T, admin *apitest.Conn, user string, nodes ...string) {
+// waitUserOn waits until admin, logged in on node here, sees user on exactly the given nodes.
+func waitUserOn(t *testing.T, admin *apitest.Conn, here, user string, nodes ...string) {
 	t.Helper()
 	slices.Sort(nodes)
 	var last []string
 	peers.WaitFor(t, 15*time.Second, fmt.Sprintf("%s seen on %v", user, nodes), func() bool {
-		last = userNodes(t, admin, user)
+		last = userNodes(t, admin, here, user)
 		return slices.Equal(last, nodes)
 	})
 }

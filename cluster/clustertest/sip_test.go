@@ -94,7 +94,7 @@ func TestSIPpIntoNode1ForWebUserOnNode2(t *testing.T) {
 	invites := make(chan *nkclient.Invite, 1)
 	login(t, nodes[1], "bob", nkclient.Options{OnInvite: func(_ context.Context, inv *nkclient.Invite) { invites <- inv }})
 	admin := login(t, nodes[0], "admin", nkclient.Options{})
-	waitUserOn(t, admin, "bob", "n2")
+	waitUserOn(t, admin, "n1", "bob", "n2")
 
 	type res struct {
 		r   *peers.SIPpResult
