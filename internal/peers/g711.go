@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nkbridge/nkbridge/internal/audiotest"
+	"github.com/nkbridge/nkbridge/media/codec"
 )
 
 // EncodePCMU encodes 16-bit linear samples as G.711 µ-law bytes (the raw format SIPp's
@@ -13,7 +14,7 @@ import (
 func EncodePCMU(samples []int16) []byte {
 	out := make([]byte, len(samples))
 	for i, s := range samples {
-		out[i] = linearToULaw(s)
+		out[i] = codec.LinearToUlaw(s)
 	}
 	return out
 }
@@ -22,40 +23,9 @@ func EncodePCMU(samples []int16) []byte {
 func DecodePCMU(b []byte) []int16 {
 	out := make([]int16, len(b))
 	for i, u := range b {
-		out[i] = ulawToLinear(u)
+		out[i] = codec.UlawToLinear(u)
 	}
 	return out
-}
-
-const (
-	ulawBias = 0x84
-	ulawClip = 32635
-)
-
-func linearToULaw(s int16) byte {
-	x := int(s)
-	var sign byte
-	if x < 0 {
-		x, sign = -x, 0x80
-	}
-	x = min(x, ulawClip) + ulawBias
-	exp := 7
-	for mask := 0x4000; x&mask == 0 && exp > 0; mask >>= 1 {
-		exp--
-	}
-	mant := byte(x>>(exp+3)) & 0x0f
-	return ^(sign | byte(exp)<<4 | mant)
-}
-
-func ulawToLinear(u byte) int16 {
-	u = ^u
-	exp := (u >> 4) & 7
-	x := ((int(u&0x0f) << 3) + ulawBias) << exp
-	x -= ulawBias
-	if u&0x80 != 0 {
-		x = -x
-	}
-	return int16(x)
 }
 
 // PCMUToneFile writes seconds of a hz sine (8 kHz, amplitude 8000) as raw µ-law to a file in
