@@ -34,8 +34,8 @@ func botEnv(t *testing.T, bots map[string]stream.Options) *env {
 }
 
 // TestBaresipCallsBot: baresip calls bot-tone; the bot application (a Go WebSocket server)
-// gets the start message and baresip's 600 Hz tone as 16-bit PCM, plays 1000 Hz back, and
-// baresip's recording of what it heard holds it. Hanging up sends the stop message.
+// gets the start message and baresip's 600 Hz tone as 16-bit PCM, sends garbage (ignored),
+// plays 1000 Hz back, and baresip's recording of what it heard holds it. Hanging up sends the stop message.
 func TestBaresipCallsBot(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -64,6 +64,15 @@ func TestBaresipCallsBot(t *testing.T) {
 	t.Logf("the bot heard %.0f Hz (ratio %.1f, rms %.0f)", f, ratio, rms)
 	if f != 600 || ratio < 10 || rms < 300 {
 		t.Fatalf("the bot heard %.0f Hz (ratio %.1f, rms %.0f), want baresip's 600 Hz", f, ratio, rms)
+	}
+	// garbage first: ignored, the call goes on
+	for _, g := range [][]byte{[]byte("not json"), []byte(`{"event":"explode"}`)} {
+		if err := c.Send(false, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Send(true, []byte{1, 2, 3}); err != nil {
+		t.Fatal(err)
 	}
 	if err := c.PlayTone(1000, 16000, 2*time.Second, false, ""); err != nil {
 		t.Fatal(err)
