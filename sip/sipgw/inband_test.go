@@ -67,3 +67,30 @@ func TestSIPpInbandDTMFToBaresip(t *testing.T) {
 	}
 	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
 }
+
+// TestSIPpInbandDTMFToSIPInfo: SIPp (alice, PCMU only, no telephone-event) sends digits as
+// tones through nkbridge to another SIPp phone that has no telephone-event either: the digits
+// found in alice's audio reach it by SIP INFO (application/dtmf-relay), in order (the phone's
+// scenario fails on a missing, extra or wrong digit).
+func TestSIPpInbandDTMFToSIPInfo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	e := newEnv(t, envOpts{})
+	uas := peers.StartSIPp(t, peers.SIPpOptions{Scenario: scenario(t, "uas_info_digits.xml"), Calls: 1, Timeout: 40 * time.Second})
+	tones := filepath.Join(t.TempDir(), "dtmf.pcmu")
+	pcm := append(make([]int16, 4000), audiotest.DTMF("1590*#", 8000, 100, 150, 7000)...)
+	if err := os.WriteFile(tones, peers.EncodePCMU(pcm), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	done := startSIPp(ctx, t, peers.SIPpOptions{
+		Scenario: scenario(t, "uac_inband_dtmf.xml"), Remote: e.addr, Calls: 1,
+		Service: fmt.Sprintf("sip-bob%%40%s", strings.ReplaceAll(uas.Addr(), ":", "%3A")),
+		Keys:    map[string]string{"rtp_stream": tones + ",1,0"},
+		Args:    []string{"-au", "alice", "-ap", alicePass}, Timeout: 45 * time.Second,
+	})
+	(<-done).check(t, 1)
+	if r, err := uas.Wait(ctx); err != nil || r.ExitCode != 0 {
+		t.Fatalf("sipp uas (digits by INFO): %v %+v\n%s", err, r, r.Errors)
+	}
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 })
+}
