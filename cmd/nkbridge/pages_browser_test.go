@@ -408,7 +408,8 @@ func TestOperatorPageBrowser(t *testing.T) {
 // sip.outbound_domains (the demo page shows the server's text naming each setting, without a
 // misleading generic hint); the demo page pointed at the API under another origin (the login
 // error names api.allowed_origins); a page of another origin opening the Verto WebSocket
-// (the close reason the browser gets names verto.allowed_origins).
+// (the close reason the browser gets names verto.allowed_origins). Then every page on a phone
+// screen (checkPagesFitAPhone).
 func TestFriendlyFailuresBrowser(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs Chromium")
@@ -461,19 +462,49 @@ func TestFriendlyFailuresBrowser(t *testing.T) {
 	if reason.Code != 1008 || !strings.Contains(reason.Reason, "verto.allowed_origins") {
 		t.Fatalf("verto from another origin: %+v, want 1008 naming verto.allowed_origins", reason)
 	}
+	checkPagesFitAPhone(ctx, t, b, d)
 }
 
-// Every demo page fits a phone screen (390×844 CSS pixels): nothing wider than the viewport
-// (no sideways scrolling), the main controls on screen and at least 32 pixels tall
-// (tappable). Screenshots in test-artifacts.
-func TestPagesFitAPhone(t *testing.T) {
+// A carrier's call reaches the agent console: SIPp (a trunk by network, sip.trunks) dials the
+// DID 5550100, mapped to agent7 (sip.trunks[].destinations); the page rings, the agent
+// answers and hears the carrier's 700 Hz; the carrier hangs up (BYE) and the page's history
+// shows the answered call ended by the SIP side (2110).
+func TestAgentPageTrunkCall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds the binary and runs Chromium")
+		t.Skip("builds the binary and runs Chromium and SIPp")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d := startBinary(t)
-	b := browsertest.Launch(t, browsertest.Options{NoHelpers: true})
+	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 20)
+	conf := filepath.Join(t.TempDir(), "nkbridge.yaml")
+	if err := os.WriteFile(conf, []byte("sip:\n  trunks: [{name: carrier, networks: [\"127.0.0.1/32\"], destinations: {\"5550100\": agent7}}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startBinary(t, "NKB_CONFIG="+conf, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
+		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+19))
+	b := browsertest.Launch(t, browsertest.Options{LoopbackPC: true})
+	ag := openPage(ctx, t, b, d, "agent.html", "agent", `window.agent !== undefined`)
+	ag.loginAs("agent7", "any", 1000)
+	carrier := peers.StartSIPp(t, peers.SIPpOptions{Scenario: peers.Scenario(t, "uac-pcmu-tone.xml"),
+		Remote: fmt.Sprintf("127.0.0.1:%d", sipPort), Service: "5550100", Calls: 1,
+		Keys: map[string]string{"rtp_stream": peers.PCMUToneFile(t, 700, 5) + ",-1,0"},
+		Args: []string{"-d", "12000"}, Timeout: 90 * time.Second})
+	ag.wait(`document.querySelectorAll("#ringing li").length === 1`, "the carrier's call rings")
+	ag.click("#ringing li .answer")
+	ag.wait(`document.getElementById("call-status").textContent === "in call"`, "answered")
+	ag.hearsUntil(`agent.call.remote`, []float64{700}, []float64{1000}, "agent hears the carrier")
+	ag.wait(`agent.call === null && agent.history.length === 1 && agent.history[0].outcome === "answered" && agent.history[0].end.startsWith("2110")`, "the carrier's BYE ends the call")
+	r, err := carrier.Wait(ctx)
+	if err != nil || r.ExitCode != 0 {
+		t.Fatalf("sipp: %v %+v", err, r)
+	}
+}
+
+// checkPagesFitAPhone: every demo page fits a phone screen (390×844 CSS pixels): nothing wider than the viewport
+// (no sideways scrolling), the main controls on screen and at least 32 pixels tall
+// (tappable). Screenshots in test-artifacts.
+func checkPagesFitAPhone(ctx context.Context, t *testing.T, b *browsertest.Browser, d *daemon) {
+	t.Helper()
 	for _, pg := range []struct{ path, controls string }{
 		{"", "#login, #echo-start, #call, #keypad button"},
 		{"room.html", "#login, #join, #leave, #mute"},
@@ -512,40 +543,5 @@ func TestPagesFitAPhone(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = p.Close(ctx)
-	}
-}
-
-// A carrier's call reaches the agent console: SIPp (a trunk by network, sip.trunks) dials the
-// DID 5550100, mapped to agent7 (sip.trunks[].destinations); the page rings, the agent
-// answers and hears the carrier's 700 Hz; the carrier hangs up (BYE) and the page's history
-// shows the answered call ended by the SIP side (2110).
-func TestAgentPageTrunkCall(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary and runs Chromium and SIPp")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	sipPort, rtp := peers.FreePort(t), peers.FreeUDPRange(t, 20)
-	conf := filepath.Join(t.TempDir(), "nkbridge.yaml")
-	if err := os.WriteFile(conf, []byte("sip:\n  trunks: [{name: carrier, networks: [\"127.0.0.1/32\"], destinations: {\"5550100\": agent7}}]\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := startBinary(t, "NKB_CONFIG="+conf, "NKB_SIP_ENABLED=true", fmt.Sprintf("NKB_SIP_LISTEN=127.0.0.1:%d", sipPort),
-		fmt.Sprintf("NKB_MEDIA_RTP_PORT_MIN=%d", rtp), fmt.Sprintf("NKB_MEDIA_RTP_PORT_MAX=%d", rtp+19))
-	b := browsertest.Launch(t, browsertest.Options{LoopbackPC: true})
-	ag := openPage(ctx, t, b, d, "agent.html", "agent", `window.agent !== undefined`)
-	ag.loginAs("agent7", "any", 1000)
-	carrier := peers.StartSIPp(t, peers.SIPpOptions{Scenario: peers.Scenario(t, "uac-pcmu-tone.xml"),
-		Remote: fmt.Sprintf("127.0.0.1:%d", sipPort), Service: "5550100", Calls: 1,
-		Keys: map[string]string{"rtp_stream": peers.PCMUToneFile(t, 700, 5) + ",-1,0"},
-		Args: []string{"-d", "12000"}, Timeout: 90 * time.Second})
-	ag.wait(`document.querySelectorAll("#ringing li").length === 1`, "the carrier's call rings")
-	ag.click("#ringing li .answer")
-	ag.wait(`document.getElementById("call-status").textContent === "in call"`, "answered")
-	ag.hearsUntil(`agent.call.remote`, []float64{700}, []float64{1000}, "agent hears the carrier")
-	ag.wait(`agent.call === null && agent.history.length === 1 && agent.history[0].outcome === "answered" && agent.history[0].end.startsWith("2110")`, "the carrier's BYE ends the call")
-	r, err := carrier.Wait(ctx)
-	if err != nil || r.ExitCode != 0 {
-		t.Fatalf("sipp: %v %+v", err, r)
 	}
 }
