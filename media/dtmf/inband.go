@@ -104,10 +104,7 @@ func copy16(dst []float32, src []int16) int {
 
 // blockDigit is the digit one block holds, or 0.
 func blockDigit(b *[InbandBlock]float32) rune {
-	var p [8]float32
-	for i := range p {
-		p[i] = goertzel(b, goertzelCoef[i])
-	}
+	p := goertzel8(b)
 	r, rp := strongest(p[0:4])
 	c, cp := strongest(p[4:8])
 	if rp < minTonePower || cp < minTonePower {
@@ -131,14 +128,24 @@ func blockDigit(b *[InbandBlock]float32) rune {
 	return keypad[r][c]
 }
 
-// goertzel is the power of one frequency (coef = 2·cos(2πf/rate)) over a block.
-func goertzel(b *[InbandBlock]float32, coef float32) float32 {
-	var s1, s2 float32
+// goertzel8 is the power of the 8 DTMF frequencies over a block (Goertzel: coef =
+// 2·cos(2πf/rate)), the 8 filters run side by side so that their recurrences overlap.
+func goertzel8(b *[InbandBlock]float32) (p [8]float32) {
+	c := &goertzelCoef
+	var a1, a2, b1, b2, c1, c2, d1, d2, e1, e2, f1, f2, g1, g2, h1, h2 float32
 	for _, x := range b {
-		s0 := x + coef*s1 - s2
-		s2, s1 = s1, s0
+		a1, a2 = x+c[0]*a1-a2, a1
+		b1, b2 = x+c[1]*b1-b2, b1
+		c1, c2 = x+c[2]*c1-c2, c1
+		d1, d2 = x+c[3]*d1-d2, d1
+		e1, e2 = x+c[4]*e1-e2, e1
+		f1, f2 = x+c[5]*f1-f2, f1
+		g1, g2 = x+c[6]*g1-g2, g1
+		h1, h2 = x+c[7]*h1-h2, h1
 	}
-	return s1*s1 + s2*s2 - coef*s1*s2
+	pw := func(s1, s2, k float32) float32 { return s1*s1 + s2*s2 - k*s1*s2 }
+	return [8]float32{pw(a1, a2, c[0]), pw(b1, b2, c[1]), pw(c1, c2, c[2]), pw(d1, d2, c[3]),
+		pw(e1, e2, c[4]), pw(f1, f2, c[5]), pw(g1, g2, c[6]), pw(h1, h2, c[7])}
 }
 
 func strongest(p []float32) (int, float32) {
