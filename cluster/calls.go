@@ -30,6 +30,14 @@ func (n *Node) resolveSession(ctx context.Context, dest signaling.Destination) (
 	return n.resolve(ctx, dest, "*.*."+signaling.ContactAPI+"."+b64.EncodeToString([]byte(dest.Callee)))
 }
 
+// resolveVerto rings a Verto user's logins on other nodes (call type verto).
+func (n *Node) resolveVerto(ctx context.Context, dest signaling.Destination) ([]signaling.Invitee, error) {
+	if dest.Type != signaling.CallTypeVerto {
+		return nil, nil
+	}
+	return n.resolve(ctx, dest, "*."+b64.EncodeToString([]byte(dest.Callee))+"."+signaling.ContactVerto+".*")
+}
+
 func (n *Node) resolve(ctx context.Context, dest signaling.Destination, filter string) ([]signaling.Invitee, error) {
 	if strings.HasPrefix(dest.Caller.Owner, ownerPrefix) || dest.Callee == "" {
 		return nil, nil // a call forwarded here: the caller's node asked the others itself

@@ -127,6 +127,7 @@ func Start(ctx context.Context, o Options) (*Node, error) {
 	n.startBridge()
 	o.Core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(n.resolveUser))
 	o.Core.AddResolver(signaling.CallTypeSession, signaling.ResolverFunc(n.resolveSession))
+	o.Core.AddResolver(signaling.CallTypeVerto, signaling.ResolverFunc(n.resolveVerto))
 	n.wg.Add(2)
 	go n.heartbeats()
 	go n.presenceWorker()
