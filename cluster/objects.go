@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nkbridge/nkbridge/signaling"
 )
@@ -202,9 +203,18 @@ func (n *Node) List(ctx context.Context, cmd, user string, admin bool) ([]json.R
 	if !n.connected() {
 		return nil, unavailable()
 	}
-	n.mu.Lock()
-	want := len(n.alive)
-	n.mu.Unlock()
+	want := 0
+	kctx, cancel := context.WithTimeout(ctx, n.cfg.RequestTimeout)
+	keys, err := n.nodes.Keys(kctx)
+	cancel()
+	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, signaling.Errorf(signaling.CodeClusterUnavailable, "Cluster: nodes not listed: %v", err)
+	}
+	for _, k := range keys {
+		if k != n.id {
+			want++
+		}
+	}
 	if want == 0 {
 		return nil, nil
 	}

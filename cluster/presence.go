@@ -192,11 +192,26 @@ func (n *Node) remoteKeys(ctx context.Context, filter string) ([]parsedKey, erro
 	}
 	out := ks[:0]
 	for _, k := range ks {
-		if k.node != n.id && n.isAlive(k.node) {
+		if k.node != n.id && n.nodeAlive(ctx, k.node) {
 			out = append(out, k)
 		}
 	}
 	return out, nil
+}
+
+// nodeAlive: node is alive as of the last heartbeat, or (a node that joined since) its key
+// is there now.
+func (n *Node) nodeAlive(ctx context.Context, node string) bool {
+	if n.isAlive(node) {
+		return true
+	}
+	if _, err := n.nodes.Get(ctx, node); err != nil {
+		return false
+	}
+	n.mu.Lock()
+	n.alive[node] = true
+	n.mu.Unlock()
+	return true
 }
 
 // Users returns the users with a contact on another node (signaling.Directory).
