@@ -607,7 +607,7 @@ func (iv *invitation) Accepted(answer Desc, calleeSession string) error {
 		o.Hangup(elsewhere)
 	}
 	runAll(rels)
-	finished, earlyAns, otherEarly := c.earlyFor(iv)
+	finished, earlyAns, otherEarly := c.earlyFor(iv, answer)
 	switch {
 	case finished != nil: // the adapter took this invitee's early answer already
 		answer = earlyWith(finished, answer)

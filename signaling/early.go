@@ -23,7 +23,8 @@ import (
 //     (the SIP gateway sends it in a 183, the Verto gateway as verto.media).
 //
 // Only one invitee's early media reaches the caller: the first to offer it. When that invitee
-// then accepts, its final answer is not applied again (the caller already has it); the caller's
+// then accepts, its final answer is not applied again (the caller already has it: a SIP 200
+// repeats its 183's SDP; one that does not is logged and the early answer kept); the caller's
 // accepted/answer events carry the early answer. When another invitee accepts instead, the
 // caller's session already holds the first one's answer: the call ends with 2016 (a linked
 // caller session takes one answer); without a caller session the winner's answer passes as
@@ -41,6 +42,7 @@ type earlyState struct {
 	mu     sync.Mutex
 	by     *invitation // whose early answer reached the caller
 	answer Desc        // the answer the caller got for it
+	raw    string      // the invitee's early SDP
 	// onSession: it was set on the caller's session (one with media), which takes no other
 	onSession bool
 }
@@ -100,16 +102,17 @@ func (c *Core) applyEarly(iv *invitation, answer Desc) Desc {
 	}
 	c.mu.Lock()
 	call.early.by, call.early.answer, call.early.onSession = iv, out, callerSession != ""
+	call.early.raw = answer.SDP()
 	c.mu.Unlock()
 	call.log.Info("early media passed to the caller", "adapted", finish != nil, "caller_session", callerSession != "")
 	return out
 }
 
-// earlyFor returns, once any early application in flight is over, the answer to the call's
+// earlyFor returns, once any early application in flight is over (final: iv's final answer), the answer to the call's
 // offer that iv's early answer produced through its adapter (nil: none), and the answer the
 // caller's session got from iv's early media (nil: none); other says the caller's session got
 // another invitee's.
-func (c *Core) earlyFor(iv *invitation) (finished, caller Desc, other bool) {
+func (c *Core) earlyFor(iv *invitation, final Desc) (finished, caller Desc, other bool) {
 	call := iv.call
 	call.early.mu.Lock()
 	defer call.early.mu.Unlock()
@@ -123,6 +126,9 @@ func (c *Core) earlyFor(iv *invitation) (finished, caller Desc, other bool) {
 			break
 		}
 		caller = call.early.answer
+		if sdp := final.SDP(); sdp != "" && sdp != call.early.raw {
+			call.log.Info("final answer differs from the early one: the caller keeps the early one")
+		}
 	default:
 		other = call.early.onSession
 	}
