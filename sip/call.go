@@ -174,6 +174,10 @@ type Call struct {
 	// outbound
 	ack      *sip.Request
 	inviteTx sip.ClientTransaction
+	// delayedOut: our INVITE had no SDP (Trunk.DelayedOffer); the 200 offers, the ACK answers.
+	// delayedErr says why the 200's offer could not be answered (the call is then hung up).
+	delayedOut bool
+	delayedErr error
 
 	// session timer
 	se        time.Duration

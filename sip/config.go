@@ -78,6 +78,9 @@ type Trunk struct {
 	FromUser       string
 	AssertIdentity bool
 	Privacy        string
+	// DelayedOffer sends calls to the trunk as INVITEs without SDP: the trunk offers in its
+	// 200 and the ACK carries our answer (delayedout.go). Not with SRTP.
+	DelayedOffer bool
 	// SRTP is the trunk's SRTP mode (srtp.go): off (""), optional or mandatory, both
 	// directions. Use it with SIP over TLS (hosts with ;transport=tls): the keys travel in the SDP.
 	SRTP string
@@ -329,6 +332,9 @@ func parseTrunks(ts []Trunk, requestRate float64) ([]trunk, error) {
 		}
 		if !ValidSRTP(t.SRTP) {
 			return nil, fmt.Errorf("sip: trunk %s: srtp %q (want off, optional or mandatory)", t.Name, t.SRTP)
+		}
+		if t.DelayedOffer && t.SRTP != "" && t.SRTP != SRTPOff {
+			return nil, fmt.Errorf("sip: trunk %s: delayed_offer does not go with srtp %s (keys cannot be offered in the ACK)", t.Name, t.SRTP)
 		}
 		tr := trunk{Trunk: t, rt: newTrunkRuntime(t)}
 		for _, n := range t.Networks {

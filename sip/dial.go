@@ -179,6 +179,7 @@ func (s *Server) dial(ctx context.Context, o DialOptions) (*Call, error) {
 	c.info = CallInfo{CallID: c.callID, From: from.Address.String(), FromUser: fromUser, FromDisplay: o.FromDisplay,
 		To: toURI.String(), ToUser: toURI.User, RequestURI: target.String(), Transport: strings.ToLower(tp), AuthUser: o.Caller}
 	if t := s.trunkForHost(target.Host, target.Port); t != nil && o.Binding == nil {
+		c.delayedOut = t.DelayedOffer // delayedout.go
 		if !t.rt.acquire() {
 			s.log.Warn("sip outbound call refused: trunk at its call limit", "trunk", t.Name, "setting", "sip.trunks[].max_calls")
 			return nil, &StatusError{Code: 503, Reason: t.rt.errCalls()}
@@ -231,8 +232,12 @@ func (c *Call) buildInvite(o DialOptions, cseq uint32) *sip.Request {
 	for _, h := range o.headers {
 		req.AppendHeader(sip.HeaderClone(h))
 	}
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody(o.Offer)
+	if c.delayedOut {
+		req.SetBody(nil) // delayed offer: the peer offers in its 200
+	} else {
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody(o.Offer)
+	}
 	req.SetTransport(c.transport)
 	s.bindLocal(req, c.transport)
 	return req
@@ -275,6 +280,9 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 					if ct := res.ContentType(); ct != nil && strings.HasPrefix(strings.ToLower(ct.Value()), "application/sdp") {
 						sdp = res.Body()
 					}
+					if c.delayedOut {
+						sdp = nil // an offer (no PRACK here): not early media
+					}
 					if len(sdp) > 0 {
 						var err error
 						if sdp, err = c.srtp.peerSDP(sdp); err != nil { // srtp.go: no early media then
@@ -292,7 +300,11 @@ func (c *Call) invite(ctx context.Context, o DialOptions) (*sip.Response, error)
 					tx.Terminate()
 					return nil, err
 				}
-				if err := c.checkAnswerSRTP(); err != nil {
+				err := c.delayedFailed() // delayedout.go
+				if err == nil {
+					err = c.checkAnswerSRTP() // srtp.go
+				}
+				if err != nil {
 					hctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
 					_ = c.sendBye(hctx)
 					cancel()
@@ -525,6 +537,15 @@ func (c *Call) established(res *sip.Response) error {
 	ack := c.newRequest(sip.ACK)
 	ack.CSeq().SeqNo = inviteCSeq
 	c.mu.Lock()
+	if c.delayedOut && c.ack == nil { // our answer to the 200's offer goes in the ACK
+		if ans, err := delayedAnswer(c.localSDP, c.remoteSDP); err != nil {
+			c.delayedErr = err
+		} else {
+			ack.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+			ack.SetBody(ans)
+			c.localSDP = ans
+		}
+	}
 	c.localCSeq = inviteCSeq
 	c.ack = ack
 	c.state = stateConfirmed

@@ -45,6 +45,7 @@ func TestCheckConfigRefusesBadValues(t *testing.T) {
 		{"sip trunk CIDR", "sip:\n  trunks: [{name: t, networks: [\"203.0.113.0/99\"]}]\n", nil, "sip.trunks[0].networks"},
 		{"sip listen port", "sip:\n  listen: 127.0.0.1:65536\n", nil, "sip.listen"},
 		{"sip trunk srtp", "sip:\n  trunks: [{name: t, networks: [\"203.0.113.0/24\"], srtp: always}]\n", nil, "sip.trunks[0].srtp"},
+		{"sip trunk delayed_offer with srtp", "sip:\n  trunks: [{name: t, host: \"127.0.0.1:5\", srtp: optional, delayed_offer: true}]\n", nil, "sip.trunks[0].delayed_offer"},
 		{"sip user srtp", "sip:\n  users: [{user: a, password: b, srtp: \"yes\"}]\n", nil, "sip.users[0].srtp"},
 		{"sip ws_listen", "sip:\n  ws_listen: nohostport\n", nil, "sip.ws_listen"},
 		{"sip tls_listen without cert", "sip:\n  tls_listen: 127.0.0.1:5061\n", nil, "sip.tls_listen"},

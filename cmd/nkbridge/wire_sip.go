@@ -101,6 +101,8 @@ type SIPTrunkConfig struct {
 	Privacy        string `yaml:"privacy"`
 	// SRTP: off (default), optional or mandatory (SDES, sip/srtp.go).
 	SRTP string `yaml:"srtp"`
+	// DelayedOffer: calls to the trunk go as INVITEs without SDP (sip/delayedout.go).
+	DelayedOffer bool `yaml:"delayed_offer"`
 }
 
 // SIPRegistrationConfig is one registration of nkbridge at a provider's
@@ -195,6 +197,9 @@ func (c SIPConfig) check(apiUsers map[string]bool) error {
 		if !sip.ValidSRTP(tr.SRTP) {
 			return fmt.Errorf("sip.trunks[%d].srtp %q: want off, optional or mandatory", i, tr.SRTP)
 		}
+		if tr.DelayedOffer && (tr.SRTP == sip.SRTPOptional || tr.SRTP == sip.SRTPMandatory) {
+			return fmt.Errorf("sip.trunks[%d].delayed_offer does not go with srtp %s (keys cannot be offered in the ACK)", i, tr.SRTP)
+		}
 	}
 	return nil
 }
@@ -248,7 +253,7 @@ func (c SIPConfig) sipServerConfig() (sip.Config, sipUsers, error) {
 			Hosts: tr.Hosts, Balance: tr.Balance, OptionsInterval: tr.OptionsInterval, OptionsTimeout: tr.OptionsTimeout,
 			DownAfter: tr.DownAfter, UpAfter: tr.UpAfter, MaxCalls: tr.MaxCalls, CPS: tr.CPS, RequestRate: tr.RequestRate,
 			Destinations: tr.Destinations, FromUser: tr.FromUser, AssertIdentity: tr.AssertIdentity, Privacy: tr.Privacy,
-			SRTP: tr.SRTP})
+			SRTP: tr.SRTP, DelayedOffer: tr.DelayedOffer})
 	}
 	for _, r := range c.Registrations {
 		sc.Registrations = append(sc.Registrations, sip.Registration{Name: r.Name, Registrar: r.Registrar,
