@@ -63,7 +63,7 @@ func TestSIPpOutboundDelayedOfferUnusable(t *testing.T) {
 		t.Fatalf("Dial: %v, want 488 naming the missing codec", err)
 	}
 	r.wait(t)
-	peersWaitCalls(t, s)
+	waitCalls(t, s, 0)
 }
 
 func TestDelayedAnswer(t *testing.T) {
