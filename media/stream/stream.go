@@ -592,7 +592,7 @@ func (s *Stream) run(conn *websocket.Conn) {
 		s.m.reconnects.Add(1)
 		s.log.Info("stream reconnected", "attempt", attempt)
 		if s.ev.Reconnected != nil {
-			s.ev.Reconnected(attempt)
+			go s.ev.Reconnected(attempt)
 		}
 	}
 }
@@ -625,6 +625,23 @@ func (s *Stream) serve(conn *websocket.Conn) error {
 		<-readErr
 		return err
 	}
+	// once stopped, a write blocked by a stalled application gets a second for the stop
+	// message, then the connection's deadline cuts it short
+	var km sync.Mutex
+	var killer *time.Timer
+	stopAfter := context.AfterFunc(s.ctx, func() {
+		km.Lock()
+		killer = time.AfterFunc(time.Second, func() { _ = conn.NetConn().SetDeadline(time.Now()) })
+		km.Unlock()
+	})
+	defer func() {
+		stopAfter()
+		km.Lock()
+		if killer != nil {
+			killer.Stop()
+		}
+		km.Unlock()
+	}()
 	for {
 		// control messages first: a DTMF must not wait behind a second of audio
 		select {

@@ -469,3 +469,28 @@ func TestAllowLists(t *testing.T) {
 		t.Fatalf("second stream: %v", err)
 	}
 }
+
+// TestStopWhileStalled: stopping a stream whose application stalls does not wait for
+// streams.write_timeout: the blocked write is cut after a second and the connection closed.
+func TestStopWhileStalled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	app := streamtest.Start(t)
+	app.ReadBuffer = 4096
+	m := newManager(t, app, func(c *Config) { c.QueueFrames = 5; c.WriteTimeout = time.Minute })
+	s, _ := startFed(t, ctx, m, Options{URL: app.URL("/stall"), Mix: MixStereo, SampleRate: 16000}, 700, 1300, Events{})
+	c, _ := app.WaitConn(ctx, 1)
+	c.Stall()
+	peers.WaitFor(t, 20*time.Second, "frames dropped", func() bool { return s.Stats().FramesDropped > 20 })
+	s.Stop("hangup")
+	done := make(chan struct{})
+	go func() { m.Close(); close(done) }()
+	peers.WaitFor(t, 10*time.Second, "the stream's goroutines gone (well before write_timeout)", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+			return false
+		}
+	})
+}

@@ -217,8 +217,10 @@ func (m *Media) startStream(ctx context.Context, sc *streamsConf, o stream.Optio
 		return signaling.StreamInfo{}, signaling.Errorf(signaling.CodeInvalidOperation, "Session %s has no media yet", m.id)
 	}
 	var st *stream.Stream
+	ready := make(chan struct{}) // st is set (the events may come before Start returns)
 	ev := stream.Events{
 		Ended: func(reason string, hangup bool) {
+			<-ready
 			m.forgetStream(st)
 			if m.rep == nil {
 				return
@@ -230,6 +232,7 @@ func (m *Media) startStream(ctx context.Context, sc *streamsConf, o stream.Optio
 			}
 		},
 		Reconnected: func(attempt int) {
+			<-ready
 			if m.rep != nil {
 				m.rep.Event("info", map[string]any{"info": map[string]any{"stream": "reconnected", "stream_id": st.ID(), "attempt": attempt}})
 			}
@@ -238,8 +241,9 @@ func (m *Media) startStream(ctx context.Context, sc *streamsConf, o stream.Optio
 	var err error
 	st, err = sc.mgr.Start(ctx, sess, o, stream.Call{SessionID: m.id, CallID: req.CallID, From: req.From, To: req.To}, ev)
 	if err != nil {
-		return signaling.StreamInfo{}, streamError(err)
+		return signaling.StreamInfo{}, streamError(err) // no event comes for a stream that did not start
 	}
+	close(ready)
 	m.streams.mu.Lock()
 	stopped := m.stoppedLocked()
 	if !stopped {
