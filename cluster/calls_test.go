@@ -386,3 +386,72 @@ func TestDrainingNode(t *testing.T) {
 		t.Fatalf("hangup on the draining node: %v", h)
 	}
 }
+
+// fakeDevice is a SIP phone or Verto login as the front ends present it to the core: a
+// contact in the presence registry and an invitee from a resolver of its node.
+type fakeDevice struct {
+	node   string
+	invite chan signaling.Invitation
+}
+
+func (d *fakeDevice) Invite(_ context.Context, inv signaling.Invitation, h signaling.InviteHandle) error {
+	d.invite <- inv
+	go func() { _ = h.Accepted(signaling.Desc{"sdp": "v=0 from " + d.node}, "") }()
+	return nil
+}
+
+func (d *fakeDevice) Hangup(*signaling.Error) {}
+
+// A SIP registration or a Verto login on one node is reachable from another: the call goes
+// to the node holding it, whose own resolvers ring the device (so a phone is called through
+// the node that holds its registration's flow).
+func TestDevicesOnOtherNodes(t *testing.T) {
+	ns := startNATS(t)
+	n1, n2 := newNode(t, ns, "n1"), newNode(t, ns, "n2")
+	phone := &fakeDevice{node: "n2", invite: make(chan signaling.Invitation, 2)}
+	verto := &fakeDevice{node: "n2", invite: make(chan signaling.Invitation, 2)}
+	n2.core.AddResolver(signaling.CallTypeUser, signaling.ResolverFunc(func(_ context.Context, d signaling.Destination) ([]signaling.Invitee, error) {
+		if d.Callee == "phone" {
+			return []signaling.Invitee{phone}, nil
+		}
+		return nil, nil
+	}))
+	n2.core.AddResolver(signaling.CallTypeVerto, signaling.ResolverFunc(func(_ context.Context, d signaling.Destination) ([]signaling.Invitee, error) {
+		if d.Callee == "vuser" {
+			return []signaling.Invitee{verto}, nil
+		}
+		return nil, nil
+	}))
+	n2.core.Presence().Add(signaling.Contact{User: "phone", Kind: signaling.ContactSIP, ID: "phone sip:phone@127.0.0.1:5062"})
+	n2.core.Presence().Add(signaling.Contact{User: "vuser", Kind: signaling.ContactVerto, ID: "sess-1"})
+	alice := n1.login("alice", nkclient.Options{})
+	waitUser(t, n1, "phone", 1)
+	waitUser(t, n1, "vuser", 1)
+	for _, tc := range []struct {
+		typ, callee string
+		dev         *fakeDevice
+	}{{"user", "phone", phone}, {"verto", "vuser", verto}} {
+		callID, err := alice.C.StartCall(t.Context(), nkclient.CallStart{Type: tc.typ, Callee: tc.callee, Offer: &nkclient.SDP{SDP: "v=0 alice"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case inv := <-tc.dev.invite:
+			if inv.CallID != callID || inv.Offer.String("sdp") != "v=0 alice" || inv.Caller.User != "alice" {
+				t.Fatalf("%s invite on n2: %+v", tc.typ, inv)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s %s not rung on n2", tc.typ, tc.callee)
+		}
+		got := alice.Event(apitest.Media("call", "accepted", callID), nil)
+		if a, _ := got["answer"].(map[string]any); a["sdp"] != "v=0 from n2" {
+			t.Fatalf("%s accepted: %v", tc.typ, got)
+		}
+		_ = alice.C.Hangup(t.Context(), callID, 0, "")
+	}
+	n2.core.Presence().Remove(signaling.ContactSIP, "phone sip:phone@127.0.0.1:5062")
+	waitFor(t, "the phone's registration gone from n1's view", func() bool {
+		cs, _ := n1.node.Contacts(t.Context(), "phone")
+		return len(cs) == 0
+	})
+}
