@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -178,14 +179,31 @@ func (c *Conn) describeBuf() string {
 // cleanups registered earlier run (core.Close among them).
 func Serve(t testing.TB, core *signaling.Core, cfg wsapi.Config, log *slog.Logger) string {
 	t.Helper()
-	api := wsapi.New(cfg, core, log)
+	addr, _ := ServeServer(t, wsapi.New(cfg, core, log))
+	return "ws://" + addr + "/"
+}
+
+// ServeServer serves srv on a loopback port and returns its address and a
+// stop that ends serving, waits for it and reports an error of Serve to t.
+// stop may be called more than once; it is called when the test ends.
+func ServeServer(t testing.TB, srv *wsapi.Server) (addr string, stop func()) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { defer close(served); _ = api.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-served })
-	return "ws://" + ln.Addr().String() + "/"
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
 }
