@@ -1,9 +1,7 @@
 package wsapi_test
 
 import (
-	"context"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 
@@ -34,25 +32,11 @@ func startServer(t testing.TB, cfg wsapi.Config, opts signaling.Options) *testEn
 	opts.Logger = log
 	core := signaling.New(opts)
 	srv := wsapi.New(cfg, core, log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	addr, stopAPI := apitest.ServeServer(t, srv)
 	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-			core.Close()
-		})
-	}
+	stop := func() { once.Do(func() { stopAPI(); core.Close() }) }
 	t.Cleanup(stop)
-	return &testEnv{t: t, core: core, srv: srv, url: "ws://" + ln.Addr().String() + "/", stop: stop}
+	return &testEnv{t: t, core: core, srv: srv, url: "ws://" + addr + "/", stop: stop}
 }
 
 type msg = map[string]any
