@@ -1,13 +1,11 @@
 package embedded_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -71,28 +69,19 @@ func newEnv(t testing.TB, mod func(*media.Config)) *env {
 		fmt.Fprint(w, apiTestPage)
 	})
 	srv := wsapi.New(wsapi.Config{Handler: mux, Admins: []string{"watcher", "watch"}}, core, log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	addr, stopAPI := apitest.ServeServer(t, srv)
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
+			stopAPI()
 			core.Close()
 			be.Close()
 			_ = eng.Close()
 		})
 	}
 	t.Cleanup(stop)
-	return &env{t: t, eng: eng, be: be, core: core, base: "http://" + ln.Addr().String(),
-		ws: "ws://" + ln.Addr().String() + "/", stop: stop, recDir: rec}
+	return &env{t: t, eng: eng, be: be, core: core, base: "http://" + addr,
+		ws: "ws://" + addr + "/", stop: stop, recDir: rec}
 }
 
 // waitIdle waits until the engine and the backend hold no session.
