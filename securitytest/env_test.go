@@ -1,11 +1,9 @@
 package securitytest
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"testing"
@@ -80,23 +78,14 @@ func newAPIEnv(t testing.TB, cfg wsapi.Config, mod func(*signaling.Backends)) *a
 	}
 	core := signaling.New(signaling.Options{Logger: log, Bus: bus, Backends: backends})
 	srv := wsapi.New(cfg, core, log)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	addr, stopAPI := apitest.ServeServer(t, srv)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+		stopAPI()
 		core.Close()
 		be.Close()
 		_ = eng.Close()
 	})
-	return &apiEnv{t: t, eng: eng, be: be, core: core, srv: srv, addr: ln.Addr().String()}
+	return &apiEnv{t: t, eng: eng, be: be, core: core, srv: srv, addr: addr}
 }
 
 // rtpOffer is a plain-RTP offer (nobody sends to it: these tests are about
