@@ -1,5 +1,5 @@
 // Package peers runs the real peers of nkbridge's tests — SIPp, baresip, nats-server and
-// nkbridge itself — as child processes bound to a test's lifetime, and holds the rules every
+// Kamailio and nkbridge itself — as child processes bound to a test's lifetime, and holds the rules every
 // real-peer test shares.
 //
 // # The rules
@@ -88,6 +88,10 @@
 // a free UDP+TCP port when asked), any free WebRTC port, an RTP range of 64 ports that no
 // other node of the test shares, and cluster.nats_url / cluster.node_id; Start returns once
 // its listeners are up.
+//
+// StartKamailio checks and runs Debian's kamailio in the foreground on a free loopback UDP
+// port (passed to the config as the LISTEN define; other defines with KamailioOptions.Defines),
+// as in front of the nodes with testdata/kamailio/kamailio.cfg.
 //
 // # The network rule
 //
