@@ -241,13 +241,27 @@ func TestEchoSessionAudio(t *testing.T) {
 	}
 }
 
-// A browser Origin other than the API's own host is refused at the
-// upgrade (HTTP 403) unless allowed; the API's own origin is accepted.
+// A browser Origin other than the API's own host is refused unless allowed
+// (the connection is closed at once with a reason naming api.allowed_origins,
+// which the client reports); the API's own origin is accepted.
 func TestOrigin(t *testing.T) {
 	srv := newServer(t, wsapi.Config{AllowedOrigins: []string{"https://app.example"}}, false, nil)
-	ctx := context.Background()
-	if _, err := nkclient.Dial(ctx, srv.URL, nkclient.Options{Origin: "https://evil.example"}); err == nil || !strings.Contains(err.Error(), "403") {
-		t.Fatalf("foreign origin: %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := nkclient.Dial(ctx, srv.URL, nkclient.Options{Origin: "https://evil.example", Logger: peers.TestLogger(t)})
+	if err == nil {
+		_, err = c.Login(ctx, "alice", "pw")
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+		}
+		if c.Err() != nil {
+			err = c.Err()
+		}
+		c.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "api.allowed_origins") {
+		t.Fatalf("foreign origin: %v, want a refusal naming api.allowed_origins", err)
 	}
 	for _, o := range []string{"https://app.example", originOf(srv.URL)} {
 		c := dial(t, srv.URL, nkclient.Options{Origin: o})
