@@ -170,6 +170,8 @@ type Call struct {
 
 	// replaces: an inbound INVITE's Replaces target (replaces.go)
 	replaces *Call
+	// peerUser: the user of the registered device an outbound call went to (refer.go)
+	peerUser string
 
 	// outbound
 	ack      *sip.Request

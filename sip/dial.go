@@ -168,6 +168,9 @@ func (s *Server) dial(ctx context.Context, o DialOptions) (*Call, error) {
 		target: target, transport: tp, localCSeq: 1, localSDP: o.Offer, events: o.Events,
 		lastSeen: time.Now(), srtp: pol,
 	}
+	if o.Binding != nil {
+		c.peerUser = o.Binding.AOR // a registered device: its user (REFER authentication)
+	}
 	if b := o.Binding; b != nil && b.Source != "" {
 		// Reach a device over the connection it registered on (TCP/TLS/WS), or at its source
 		// address when its Contact is not an address at all (e.g. "xyz.invalid" from a WebSocket

@@ -294,10 +294,13 @@ func (s *Server) onRefer(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.mu.Lock()
 	peer, answered := c.info.Source, c.state == stateConfirmed || c.state == stateAnswered
-	authUser := c.info.AuthUser
+	authUser := c.info.AuthUser // inbound: the caller's digest user
+	if c.dir == Outbound {
+		authUser = c.peerUser // the registered device's user ("" for a SIP URL we called)
+	}
 	c.mu.Unlock()
 	// Only the dialog's peer may REFER: from its address, and with its digest credentials when
-	// the call was digest-authenticated.
+	// it has a user (a digest-authenticated caller, a registered device we called).
 	if !sameHost(req.Source(), peer) {
 		s.log.Warn("sip REFER refused: not from the dialog's peer", "call", c.id, "src", req.Source(), "peer", peer)
 		s.respond(req, tx, 403, "Forbidden (REFER from another address than the call's)")
