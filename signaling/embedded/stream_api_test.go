@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/internal/streamtest"
 	"github.com/nkbridge/nkbridge/media/stream"
@@ -82,12 +83,11 @@ func TestStreamThroughAPI(t *testing.T) {
 			t.Errorf("stream %v: %v, want %d naming %s", bad.stream, err, bad.code, bad.want)
 		}
 	}
-	r, err = c.media("session/update", map[string]any{"session_id": id, "type": "media",
-		"stream": map[string]any{"url": app.URL("/listen"), "mix": "stereo", "sample_rate": 16000, "metadata": map[string]any{"k": "v"}}})
-	if err != nil {
-		t.Fatal(err)
+	// the Go client's StartStream (media/session/update {stream})
+	sid, err := c.C.StartStream(ctx, id, nkclient.StreamOptions{URL: app.URL("/listen"), Mix: "stereo", SampleRate: 16000, Metadata: map[string]any{"k": "v"}})
+	if err != nil || sid == "" {
+		t.Fatalf("StartStream: %q, %v", sid, err)
 	}
-	sid, _ := r["stream_id"].(string)
 	if ev := c.waitEvent("info", id); ev.Body["info"].(map[string]any)["stream"] != "started" {
 		t.Fatalf("info %v", ev.Body)
 	}
@@ -118,7 +118,7 @@ func TestStreamThroughAPI(t *testing.T) {
 		"stream": map[string]any{"url": app.URL("/b")}}); codeOf(err) != signaling.CodeUnauthorized || !strings.Contains(err.Error(), "streams.allowed_users") {
 		t.Fatalf("bob's stream: %v", err)
 	}
-	if _, err := c.media("session/update", map[string]any{"session_id": id, "type": "media", "stream": false}); err != nil {
+	if err := c.C.StopStream(ctx, id); err != nil {
 		t.Fatal(err)
 	}
 	peers.WaitFor(t, 5*time.Second, "stop message", func() bool { return len(conn.EventsOf("stop")) == 1 && conn.Closed() })
