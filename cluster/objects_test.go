@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"context"
 	"slices"
+	"sync"
 	"testing"
 
 	nkclient "github.com/nkbridge/nkbridge/client"
@@ -113,5 +115,78 @@ func TestListsSpanCluster(t *testing.T) {
 	}
 	if got := list(admin, "call"); !slices.Equal(got, []string{callID}) {
 		t.Fatalf("admin's calls (a forwarded call is listed once): %v", got)
+	}
+}
+
+// fakeRooms is a room provider without media.
+type fakeRooms struct {
+	mu    sync.Mutex
+	rooms map[string]string
+}
+
+func (f *fakeRooms) CreateRoom(_ context.Context, class, id string, _ map[string]any) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.rooms == nil {
+		f.rooms = map[string]string{}
+	}
+	f.rooms[id] = class
+	return id, nil
+}
+
+func (f *fakeRooms) DestroyRoom(_ context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.rooms, id)
+	return nil
+}
+
+func (f *fakeRooms) Rooms() []signaling.RoomSummary {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []signaling.RoomSummary
+	for id, c := range f.rooms {
+		out = append(out, signaling.RoomSummary{RoomID: id, Class: c})
+	}
+	return out
+}
+
+func (f *fakeRooms) RoomInfo(id string) (map[string]any, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c, ok := f.rooms[id]; ok {
+		return map[string]any{"class": c}, nil
+	}
+	return nil, signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s", id)
+}
+
+// media/room/list spans the cluster: a user sees the rooms it owns on other nodes, an admin
+// every room, another user none.
+func TestRoomListSpansCluster(t *testing.T) {
+	ns := startNATS(t)
+	n1, n2 := newNode(t, ns, "n1"), newNode(t, ns, "n2")
+	n2.core.Backends().RegisterRooms("fake", &fakeRooms{}, signaling.RoomSFU)
+	alice2 := n2.login("alice", nkclient.Options{})
+	alice2.OK("media", "room", "create", map[string]any{"class": "sfu", "room_id": "r-n2"})
+	alice1 := n1.login("alice", nkclient.Options{})
+	mallory := n1.login("mallory", nkclient.Options{})
+	admin := n1.login("admin", nkclient.Options{})
+	rooms := func(c *apitest.Conn) []string {
+		var rs []signaling.RoomSummary
+		if err := c.Req("media", "room", "list", nil, &rs); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range rs {
+			ids = append(ids, r.RoomID)
+		}
+		return ids
+	}
+	waitFor(t, "n1 sees n2", func() bool { return len(rooms(admin)) == 1 })
+	if got := rooms(alice1); !slices.Equal(got, []string{"r-n2"}) {
+		t.Fatalf("alice's rooms from n1: %v", got)
+	}
+	if got := rooms(mallory); len(got) != 0 {
+		t.Fatalf("mallory's rooms: %v", got)
 	}
 }

@@ -20,7 +20,7 @@ type Remote interface {
 	// Errors: 1062 / 2020 when no node holds the object, 2041 when it cannot be reached, or
 	// the command's own.
 	Forward(ctx context.Context, kind, id, cmd string, data json.RawMessage, user string, admin bool) (json.RawMessage, error)
-	// List runs a list command ("media/session/list", "media/call/list")
+	// List runs a list command ("media/session/list", "media/call/list", "media/room/list")
 	// for user on every other node and returns their replies' data; nodes that do not
 	// answer in time are left out (with an error when none answered).
 	List(ctx context.Context, cmd string, user string, admin bool) ([]json.RawMessage, error)

@@ -319,7 +319,7 @@ func (s *Server) runForwarded(ctx context.Context, cmd string, data json.RawMess
 }
 
 // listable are the list commands that span the cluster.
-var listable = map[string]bool{"media/session/list": true, "media/call/list": true}
+var listable = map[string]bool{"media/session/list": true, "media/call/list": true, "media/room/list": true}
 
 // remoteList adds to a list of ids what the other nodes of a cluster list for the user.
 func (c *conn) remoteList(ctx context.Context, cmd string, ids []string) []string {
@@ -349,4 +349,34 @@ func (c *conn) remoteList(ctx context.Context, cmd string, ids []string) []strin
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// remoteRooms adds to a room list what the other nodes of a cluster list for the user.
+func (c *conn) remoteRooms(ctx context.Context, rooms []signaling.RoomSummary) []signaling.RoomSummary {
+	rem := c.srv.core.Remote()
+	if rem == nil || c.id == "cluster" {
+		return rooms
+	}
+	parts, err := rem.List(ctx, "media/room/list", c.user, c.admin)
+	if err != nil {
+		c.log.Warn("room list: other nodes not reached", "err", err)
+	}
+	seen := make(map[string]bool, len(rooms))
+	for _, r := range rooms {
+		seen[r.RoomID] = true
+	}
+	for _, raw := range parts {
+		var more []signaling.RoomSummary
+		if json.Unmarshal(raw, &more) != nil {
+			continue
+		}
+		for _, r := range more {
+			if !seen[r.RoomID] {
+				seen[r.RoomID] = true
+				rooms = append(rooms, r)
+			}
+		}
+	}
+	sort.Slice(rooms, func(i, j int) bool { return rooms[i].RoomID < rooms[j].RoomID })
+	return rooms
 }

@@ -858,10 +858,10 @@ func (c *conn) destroyRoom(ctx context.Context, r *request) (any, error) {
 }
 
 // listRooms lists the rooms the user may use (every room for an admin).
-func (c *conn) listRooms(context.Context, *request) (any, error) {
+func (c *conn) listRooms(ctx context.Context, _ *request) (any, error) {
 	all := c.srv.core.ListRooms()
 	if c.admin {
-		return all, nil
+		return c.remoteRooms(ctx, all), nil
 	}
 	out := make([]signaling.RoomSummary, 0, len(all))
 	for _, rm := range all {
@@ -869,7 +869,7 @@ func (c *conn) listRooms(context.Context, *request) (any, error) {
 			out = append(out, rm)
 		}
 	}
-	return out, nil
+	return c.remoteRooms(ctx, out), nil
 }
 
 func (c *conn) roomInfo(_ context.Context, r *request) (any, error) {
