@@ -1,6 +1,6 @@
-// Package peers runs the real peers of nkbridge's tests — SIPp, baresip, nats-server and
-// Kamailio and nkbridge itself — as child processes bound to a test's lifetime, and holds the rules every
-// real-peer test shares.
+// Package peers runs the real peers of nkbridge's tests — SIPp, baresip, nats-server, Kamailio
+// and nkbridge itself — as child processes bound to a test's lifetime, and holds the rules
+// every real-peer test shares.
 //
 // # The rules
 //
