@@ -205,3 +205,29 @@ func TestSRTPConfigValidated(t *testing.T) {
 		t.Fatalf("user: %v", err)
 	}
 }
+
+// Re-INVITEs of an SRTP call: one with a hostile key is refused (488) without reaching the
+// handler and the call goes on; one with a new key (the peer rekeys) reaches it and is
+// answered.
+func TestSIPpSRTPReinvite(t *testing.T) {
+	sippPath(t)
+	rec := newRecorder(func(c *Call) { _ = c.Answer([]byte(srtpAnswerSDP)) })
+	s := startServer(t, srtpTrunkConfig(SRTPMandatory), rec)
+	rekey := "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 30))
+	r := startSIPp(t, "uac_srtp_reinvite.xml", s.target("udp"), "-s", "echo", "-key", "profile", "RTP/SAVP",
+		"-key", "c1", cryptoAES, "-key", "c2", "a=x-none:1",
+		"-key", "bad", "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"+srtpKey28, "-key", "rekey", rekey)
+	c := rec.waitCall(t, r)
+	r.wait(t)
+	if e := rec.waitEnd(t); e.Cause != CauseRemoteHangup {
+		t.Fatalf("end %+v", e)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.reoffers) != 1 || !strings.Contains(string(rec.reoffers[0].SDP), rekey) {
+		t.Fatalf("re-offers reaching the handler: %d, want only the rekey", len(rec.reoffers))
+	}
+	if !strings.Contains(string(c.RemoteSDP()), rekey) {
+		t.Fatalf("remote SDP after the rekey:\n%s", c.RemoteSDP())
+	}
+}

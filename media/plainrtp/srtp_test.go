@@ -350,3 +350,48 @@ func TestSRTPRekey(t *testing.T) {
 		t.Fatalf("one-way keys: %v", err)
 	}
 }
+
+// A peer key with an MKI (RFC 4568 "|MKI:length"): the peer puts the MKI in every packet,
+// and the endpoint, keyed with that attribute, authenticates and decrypts them.
+func TestSRTPPeerMKI(t *testing.T) {
+	pool, err := NewPortPool(lo, 41970, 41980, 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pool.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ours, _ := NewCrypto(1, SuiteAES80)
+	peerKey, err := ParseCrypto("1 AES_CM_128_HMAC_SHA1_80 inline:" + key30 + "|2^20|258:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, b.SetSRTP(&ours, &peerKey))
+	var mu sync.Mutex
+	n := 0
+	must(t, b.Start(Handlers{RTP: func(*rtp.Packet) { mu.Lock(); n++; mu.Unlock() }}))
+	peer, err := net.ListenUDP("udp", &net.UDPAddr{IP: lo.AsSlice()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	b.SetRemote(peer.LocalAddr().(*net.UDPAddr).AddrPort(), netip.AddrPort{})
+	sender, err := newContext(peerKey) // with the MKI: it goes into every packet
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 7, SSRC: 99}, Payload: make([]byte, 160)}).Marshal()
+	pkt, err := sender.ctx.EncryptRTP(nil, plain, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkt) != len(plain)+2+10 { // MKI (2) and the 80-bit tag
+		t.Fatalf("%d bytes: no MKI in the packet", len(pkt))
+	}
+	if _, err := peer.WriteToUDP(pkt, net.UDPAddrFromAddrPort(b.LocalAddr())); err != nil {
+		t.Fatal(err)
+	}
+	peers.WaitFor(t, 5*time.Second, "the MKI packet accepted", func() bool { mu.Lock(); defer mu.Unlock(); return n == 1 })
+}
