@@ -29,7 +29,9 @@
 //     here (info, stop, update, set_answer, set_candidate[_end], call hangup and info) is a
 //     request there, run by the holder's API handlers under its ownership rules for the
 //     requesting user; "no responders" is 1062 / 2020.
-//   - <prefix>.v1.list (request to every node): media/session/list and media/call/list.
+//     Rooms (media/room/info) likewise, the holder following its rooms at each heartbeat.
+//   - <prefix>.v1.list (request to every node): media/session/list, media/call/list and
+//     media/room/list.
 //   - <prefix>.v1.ev.<class>.<subclass>.<type>.<obj_id>: every event of a node's bus; each node
 //     subscribes to the selectors of its own subscriptions, "*" as a NATS wildcard, and
 //     publishes what arrives on its bus once. Tokens other than [A-Za-z0-9_-]+ travel as "~"

@@ -319,6 +319,7 @@ func (n *Node) beat() {
 	if !n.connected() {
 		return
 	}
+	n.trackRooms()
 	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
 	defer cancel()
 	n.mu.Lock()

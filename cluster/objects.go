@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -94,6 +95,36 @@ func (n *Node) trackObject(ev signaling.Event) {
 	n.objs.subs[subj] = s
 }
 
+// trackRooms follows this node's rooms (at each heartbeat: rooms have no start event).
+func (n *Node) trackRooms() {
+	want := map[string]bool{}
+	for _, r := range n.core.ListRooms() {
+		want[n.objSubject(signaling.ObjectRoom, r.RoomID)] = true
+	}
+	prefix := n.cfg.Prefix + ".v1.obj." + signaling.ObjectRoom + "."
+	n.objs.mu.Lock()
+	defer n.objs.mu.Unlock()
+	if n.objs.subs == nil {
+		n.objs.subs = map[string]*nats.Subscription{}
+	}
+	for subj, s := range n.objs.subs {
+		if strings.HasPrefix(subj, prefix) && !want[subj] {
+			_ = s.Unsubscribe()
+			delete(n.objs.subs, subj)
+		}
+	}
+	for subj := range want {
+		if n.objs.subs[subj] != nil {
+			continue
+		}
+		s, err := n.nc.Subscribe(subj, n.onCommand)
+		if err != nil {
+			continue
+		}
+		n.objs.subs[subj] = s
+	}
+}
+
 func (n *Node) stopObjects() {
 	n.objs.mu.Lock()
 	defer n.objs.mu.Unlock()
@@ -106,8 +137,11 @@ func (n *Node) stopObjects() {
 // Forward runs a command on the node holding the object (signaling.Remote).
 func (n *Node) Forward(ctx context.Context, kind, id, cmd string, data json.RawMessage, user string, admin bool) (json.RawMessage, error) {
 	notFound := signaling.Errorf(signaling.CodeSessionNotFound, "Session not found: %s", id)
-	if kind == signaling.ObjectCall {
+	switch kind {
+	case signaling.ObjectCall:
 		notFound = signaling.Errorf(signaling.CodeCallNotFound, "Call not found: %s", id)
+	case signaling.ObjectRoom:
+		notFound = signaling.Errorf(signaling.CodeRoomNotFound, "Room not found: %s", id)
 	}
 	if !n.connected() {
 		return nil, notFound // nothing else can be known of it; the local ones were looked at

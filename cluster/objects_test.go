@@ -189,4 +189,13 @@ func TestRoomListSpansCluster(t *testing.T) {
 	if got := rooms(mallory); len(got) != 0 {
 		t.Fatalf("mallory's rooms: %v", got)
 	}
+	// media/room/info from any node, under the room rules.
+	waitFor(t, "the room reachable from n1", func() bool {
+		return alice1.Req("media", "room", "info", map[string]any{"room_id": "r-n2"}, nil) == nil
+	})
+	if info := admin.OK("media", "room", "info", map[string]any{"room_id": "r-n2"}); info["class"] != "sfu" {
+		t.Fatalf("room info from n1: %v", info)
+	}
+	mallory.Fail(signaling.CodeRoomNotFound, "media", "room", "info", map[string]any{"room_id": "r-n2"})
+	mallory.Fail(signaling.CodeRoomNotFound, "media", "room", "info", map[string]any{"room_id": "nowhere"})
 }

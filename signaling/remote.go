@@ -9,6 +9,7 @@ import (
 const (
 	ObjectSession = "session"
 	ObjectCall    = "call"
+	ObjectRoom    = "room"
 )
 
 // Remote reaches the sessions and calls held by the other nodes of a cluster. A single node

@@ -252,6 +252,7 @@ var forwardable = map[string]string{
 	"media/session/update": signaling.ObjectSession, "media/session/set_answer": signaling.ObjectSession,
 	"media/session/set_candidate": signaling.ObjectSession, "media/session/set_candidate_end": signaling.ObjectSession,
 	"media/call/hangup": signaling.ObjectCall, "media/call/info": signaling.ObjectCall,
+	"media/room/info": signaling.ObjectRoom,
 }
 
 // forward sends a command for a session or call that another node holds to that node (on its
@@ -268,8 +269,11 @@ func (c *conn) forward(f frame) bool {
 		return false
 	}
 	id := d.SessionID
-	if kind == signaling.ObjectCall {
+	switch kind {
+	case signaling.ObjectCall:
 		id = d.CallID
+	case signaling.ObjectRoom:
+		id = d.RoomID
 	}
 	if id == "" || c.local(kind, id) {
 		return false
@@ -286,9 +290,12 @@ func (c *conn) forward(f frame) bool {
 
 // local: this node holds the object (or, for a call, the connection is invited to it).
 func (c *conn) local(kind, id string) bool {
-	if kind == signaling.ObjectSession {
+	switch kind {
+	case signaling.ObjectSession:
 		_, ok := c.srv.core.LookupSession(id)
 		return ok
+	case signaling.ObjectRoom:
+		return c.srv.roomExists(id)
 	}
 	c.mu.Lock()
 	_, invited := c.invites[id]
