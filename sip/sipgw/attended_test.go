@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/peers"
+	"github.com/nkbridge/nkbridge/sip/sipgw"
 )
 
 // dialogOf reads the Call-ID and the two tags of the answered INVITE dialog from a SIPp
@@ -74,7 +75,10 @@ func TestSIPpReferAttended(t *testing.T) {
 			t.Fatalf("sipp %s: %v %+v", name, err, r)
 		}
 	}
-	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool {
+		s, c := e.core.Counts()
+		return s == 0 && c == 0 && e.srv.Calls() == 0 && sipgw.LegCount(e.gw) == 0
+	})
 }
 
 // TestSIPpInviteReplaces: INVITE with Replaces (RFC 3891). Alice (SIPp, digest) calls carol
@@ -100,7 +104,10 @@ func TestSIPpInviteReplaces(t *testing.T) {
 			t.Fatalf("sipp %s: %v %+v", name, err, r)
 		}
 	}
-	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool {
+		s, c := e.core.Counts()
+		return s == 0 && c == 0 && e.srv.Calls() == 0 && sipgw.LegCount(e.gw) == 0
+	})
 }
 
 // TestSIPpInviteReplacesRefused: an INVITE whose Replaces names another user's call (bob, digest,
@@ -132,5 +139,8 @@ func TestSIPpInviteReplacesRefused(t *testing.T) {
 			t.Fatalf("sipp %s: %v %+v", name, err, r)
 		}
 	}
-	peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+	peers.WaitFor(t, waitLimit, "nothing left", func() bool {
+		s, c := e.core.Counts()
+		return s == 0 && c == 0 && e.srv.Calls() == 0 && sipgw.LegCount(e.gw) == 0
+	})
 }

@@ -274,6 +274,7 @@ func (g *Gateway) inboundCall(call *sip.Call, rt Route, offer signaling.Desc, ow
 	sid := res.SessionID
 	obs := newInObserver()
 	leg := newSIPLeg(g, call, info.AuthUser, "", sid, signaling.SideCaller, obs, log)
+	defer g.untrackLeg(call, leg) // a call never answered, or ended
 	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller, leg: leg})
 	caller := signaling.CallerInfo{Name: offer.String("caller_name"), ID: offer.String("caller_id"), User: info.AuthUser, Owner: owner}
 	data := map[string]any{"sip_from": info.From, "sip_call_id": info.CallID}

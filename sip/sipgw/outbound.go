@@ -135,6 +135,7 @@ func (o *outInvitee) run(ctx context.Context, opts sip.DialOptions) {
 		user = o.binding.AOR
 	}
 	l := newSIPLeg(g, call, user, callID, sid, signaling.SideFar, nil, log)
+	defer g.untrackLeg(call, l)
 	l.onMove = func() {
 		o.mu.Lock()
 		o.movedAway = true

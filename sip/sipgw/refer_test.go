@@ -8,6 +8,7 @@ import (
 
 	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
+	"github.com/nkbridge/nkbridge/sip/sipgw"
 )
 
 // TestSIPpReferBlind: a SIP caller transfers its call (RFC 3515 REFER, blind). SIPp "alice"
@@ -102,7 +103,10 @@ func TestSIPpReferVariants(t *testing.T) {
 					t.Fatalf("sipp %s: %v %+v", name, err, r)
 				}
 			}
-			peers.WaitFor(t, waitLimit, "nothing left", func() bool { s, c := e.core.Counts(); return s == 0 && c == 0 && e.srv.Calls() == 0 })
+			peers.WaitFor(t, waitLimit, "nothing left", func() bool {
+				s, c := e.core.Counts()
+				return s == 0 && c == 0 && e.srv.Calls() == 0 && sipgw.LegCount(e.gw) == 0
+			})
 		})
 	}
 }

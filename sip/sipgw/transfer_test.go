@@ -17,3 +17,12 @@ func TestContinueOrigin(t *testing.T) {
 		t.Fatalf("with a short previous origin: %q", got)
 	}
 }
+
+// LegCount is how many dialogs g tracks as call places (transfer.go), for leak checks.
+var LegCount = (*Gateway).legCount
+
+func (g *Gateway) legCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.legs)
+}
