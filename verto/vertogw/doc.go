@@ -15,8 +15,10 @@
 //     parallel; the client's verto.answer accepts the call, its verto.bye rejects or hangs up.
 //   - In a call, verto.info DTMF is sent to the other side as RFC 4733 through the session's
 //     media (signaling.DTMFSender; a session without it, p2p, gets a media/session/info
-//     event instead), verto.modify hold/unhold holds the media, and caller-id updates carried
-//     by the answer are shown with verto.display.
+//     event instead), the digits the media receives from the far side (RFC 4733, or in-band
+//     tones of a far side without telephone-event) go to a calling client as verto.info too
+//     (signaling.DTMFObserver; dtmfinfo.go), verto.modify hold/unhold holds the media, and
+//     caller-id updates carried by the answer are shown with verto.display.
 //
 // The gateway imports only package signaling and the Verto server: every session's media is
 // reached through the core's capabilities (signaling.MediaAs), whichever backend serves it.

@@ -120,9 +120,13 @@ func (ib *inbound) run() {
 	// Learn when the session stops on its own (media timeout, backend gone).
 	sub := signaling.Subscription{Class: signaling.ClassMedia, Subclass: signaling.SubclassSession, Type: signaling.EventStop, ObjID: sid}
 	ib.g.core.Bus().Subscribe(ib, sub)
+	stopDTMF := func() {}
+	if req.Type != signaling.TypeP2P && !ib.route.IsExtension() {
+		stopDTMF = ib.g.dtmfToClient(ib.call, sid, ib.log) // dtmfinfo.go
+	}
 	ib.mu.Lock()
 	ib.sessionID, ib.p2p, ib.begun = sid, req.Type == signaling.TypeP2P, true
-	ib.unsub = func() { ib.g.core.Bus().UnsubscribeAll(ib) }
+	ib.unsub = func() { ib.g.core.Bus().UnsubscribeAll(ib); stopDTMF() }
 	ended := ib.ended
 	ib.mu.Unlock()
 	if _, alive := ib.g.core.LookupSession(sid); !alive {
