@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/sdes"
 )
 
 var (
@@ -230,4 +232,26 @@ func TestSIPpSRTPReinvite(t *testing.T) {
 	if !strings.Contains(string(c.RemoteSDP()), rekey) {
 		t.Fatalf("remote SDP after the rekey:\n%s", c.RemoteSDP())
 	}
+}
+
+// Any SDP through the SRTP policy of each mode: no panic, refusals are 488 reasons, what
+// mandatory accepts has a usable key and what off passes on has none.
+func FuzzSRTPPolicy(f *testing.F) {
+	f.Add([]byte(srtpAnswerSDP))
+	f.Add([]byte(testSDP + cryptoAES + "\r\n"))
+	f.Add([]byte("m=audio 1 RTP/SAVP 0\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + srtpKey28 + "\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, mode := range []string{SRTPOff, SRTPOptional, SRTPMandatory} {
+			p := srtpPolicy{mode: mode, setting: "sip.trunks[].srtp"}
+			out, err := p.peerSDP(b)
+			if err != nil {
+				if !strings.HasPrefix(err.Error(), "Not Acceptable Here (") {
+					t.Fatalf("%s: refusal %q", mode, err)
+				}
+			} else if st, _ := sdes.Check(b); st.Audio && mode == SRTPOff && bytes.Contains(out, []byte("\na=crypto:")) {
+				t.Fatalf("off passed keys on:\n%s", out)
+			}
+			_, _ = p.ourOffer(b)
+		}
+	})
 }

@@ -11,7 +11,7 @@ import (
 // BenchmarkWriteRTP measures one 20 ms PCMU packet written to a loopback peer, plain and
 // protected with each SDES suite (go test -run x -bench WriteRTP ./media/plainrtp/).
 func BenchmarkWriteRTP(b *testing.B) {
-	pool, err := NewPortPool(lo, 42000, 42010, 0, nil)
+	pool, err := NewPortPool(lo, 41986, 41998, 0, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
