@@ -59,7 +59,7 @@ func hangupOf(t testing.TB, inv *nkclient.Invite) nkclient.Hangup {
 // waitUser waits until node tn finds user on the given number of other nodes.
 func waitUser(t testing.TB, tn *testNode, user string, nodes int) {
 	t.Helper()
-	waitFor(t, user+" seen from "+tn.id, func() bool {
+	peers.WaitFor(t, 15*time.Second, user+" seen from "+tn.id, func() bool {
 		cs, _ := tn.node.Contacts(t.Context(), user)
 		seen := map[string]bool{}
 		for _, c := range cs {
@@ -67,6 +67,7 @@ func waitUser(t testing.TB, tn *testNode, user string, nodes int) {
 		}
 		return len(seen) == nodes
 	})
+
 }
 
 // A call to a user rings every connection of the user on every node in parallel; ringing
@@ -126,12 +127,13 @@ func TestCrossNodeUserCallForking(t *testing.T) {
 	if h["reason"] != "bye" {
 		t.Fatalf("bob on n3 got hangup %v", h)
 	}
-	waitFor(t, "calls gone on every node", func() bool {
+	peers.WaitFor(t, 15*time.Second, "calls gone on every node", func() bool {
 		_, c1 := n1.core.Counts()
 		_, c2 := n2.core.Counts()
 		_, c3 := n3.core.Counts()
 		return c1+c2+c3 == 0
 	})
+
 }
 
 // The callee hangs up an answered call from its node: the caller on another node sees the
@@ -264,7 +266,7 @@ func TestMessagesPerCall(t *testing.T) {
 		_ = alice.C.Hangup(t.Context(), callID, 0, "")
 		alice.Event(apitest.Media("call", "hangup", callID), nil)
 	}
-	waitFor(t, "messages settled", peers.Settled(func() int { return int(total.Load()) }))
+	peers.WaitFor(t, 15*time.Second, "messages settled", peers.Settled(func() int { return int(total.Load()) }))
 	mu.Lock()
 	defer mu.Unlock()
 	perCall := float64(total.Load()) / calls
@@ -292,7 +294,7 @@ func TestNATSRestart(t *testing.T) {
 	waitUser(t, n1, "bob", 1)
 
 	ns.stop()
-	waitFor(t, "n1 disconnected", func() bool { return !n1.node.connected() })
+	peers.WaitFor(t, 15*time.Second, "n1 disconnected", func() bool { return !n1.node.connected() })
 	callID, err := alice.C.StartCall(t.Context(), nkclient.CallStart{Type: "user", Callee: "bob", Offer: &nkclient.SDP{SDP: "v=0"}})
 	if err != nil {
 		t.Fatal(err)
@@ -450,8 +452,9 @@ func TestDevicesOnOtherNodes(t *testing.T) {
 		_ = alice.C.Hangup(t.Context(), callID, 0, "")
 	}
 	n2.core.Presence().Remove(signaling.ContactSIP, "phone sip:phone@127.0.0.1:5062")
-	waitFor(t, "the phone's registration gone from n1's view", func() bool {
+	peers.WaitFor(t, 15*time.Second, "the phone's registration gone from n1's view", func() bool {
 		cs, _ := n1.node.Contacts(t.Context(), "phone")
 		return len(cs) == 0
 	})
+
 }

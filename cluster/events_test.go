@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"testing"
+	"time"
 
 	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/internal/apitest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // Subscribers on one node receive the events of objects on another, with wildcards, once
@@ -20,11 +22,12 @@ func TestEventsAcrossNodes(t *testing.T) {
 		c.OK("core", "event", "subscribe", map[string]any{"class": "media", "subclass": "session"})
 	}
 	alice2 := n2.login("alice", nkclient.Options{})
-	waitFor(t, "n2 sees n1's subscriptions", func() bool {
+	peers.WaitFor(t, 15*time.Second, "n2 sees n1's subscriptions", func() bool {
 		n2.node.br.mu.Lock()
 		defer n2.node.br.mu.Unlock()
 		return len(n2.node.br.subs) > 0
 	})
+
 	_ = n1
 	// A p2p session on n2: its start needs no backend.
 	sid := alice2.OK("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}})["session_id"].(string)
@@ -50,11 +53,12 @@ func TestNodeLostStopsSessionsForSubscribers(t *testing.T) {
 	admin := n1.login("admin", nkclient.Options{})
 	admin.OK("core", "event", "subscribe", map[string]any{"class": "media", "subclass": "session"})
 	alice := n2.login("alice", nkclient.Options{})
-	waitFor(t, "n2 sees n1's subscriptions", func() bool {
+	peers.WaitFor(t, 15*time.Second, "n2 sees n1's subscriptions", func() bool {
 		n2.node.br.mu.Lock()
 		defer n2.node.br.mu.Unlock()
 		return len(n2.node.br.subs) > 0
 	})
+
 	sid := alice.OK("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0"}})["session_id"].(string)
 	alice.OK("media", "session", "set_answer", map[string]any{"session_id": sid, "answer": map[string]any{"sdp": "v=0 answer"}})
 	admin.Event(apitest.Media("session", "answer", sid), nil)

@@ -122,8 +122,3 @@ func (tn *testNode) login(user string, opts nkclient.Options) *apitest.Conn {
 	c.Login(user, "")
 	return c
 }
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	peers.WaitFor(t, 15*time.Second, what, cond)
-}

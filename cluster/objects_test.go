@@ -5,9 +5,11 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	nkclient "github.com/nkbridge/nkbridge/client"
 	"github.com/nkbridge/nkbridge/internal/apitest"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -25,9 +27,10 @@ func TestCommandsByIDAcrossNodes(t *testing.T) {
 	admin := n1.login("admin", nkclient.Options{})
 
 	sid := alice2.OK("media", "session", "start", map[string]any{"type": "p2p", "offer": map[string]any{"sdp": "v=0 offer"}})["session_id"].(string)
-	waitFor(t, "the session reachable from n1", func() bool {
+	peers.WaitFor(t, 15*time.Second, "the session reachable from n1", func() bool {
 		return alice1.Req("media", "session", "info", map[string]any{"session_id": sid}, nil) == nil
 	})
+
 	info := alice1.OK("media", "session", "info", map[string]any{"session_id": sid})
 	if info["session_id"] != sid || info["state"] != signaling.SessionWait {
 		t.Fatalf("info from n1: %v", info)
@@ -52,9 +55,10 @@ func TestCommandsByIDAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv := box.next().inv
-	waitFor(t, "the call reachable from n1", func() bool {
+	peers.WaitFor(t, 15*time.Second, "the call reachable from n1", func() bool {
 		return alice1.Req("media", "call", "info", map[string]any{"call_id": callID}, nil) == nil
 	})
+
 	if ci := alice1.OK("media", "call", "info", map[string]any{"call_id": callID}); ci["callee"] != "bob" {
 		t.Fatalf("call info from n1: %v", ci)
 	}
@@ -182,7 +186,7 @@ func TestRoomListSpansCluster(t *testing.T) {
 		}
 		return ids
 	}
-	waitFor(t, "n1 sees n2", func() bool { return len(rooms(admin)) == 1 })
+	peers.WaitFor(t, 15*time.Second, "n1 sees n2", func() bool { return len(rooms(admin)) == 1 })
 	if got := rooms(alice1); !slices.Equal(got, []string{"r-n2"}) {
 		t.Fatalf("alice's rooms from n1: %v", got)
 	}
@@ -190,9 +194,10 @@ func TestRoomListSpansCluster(t *testing.T) {
 		t.Fatalf("mallory's rooms: %v", got)
 	}
 	// media/room/info from any node, under the room rules.
-	waitFor(t, "the room reachable from n1", func() bool {
+	peers.WaitFor(t, 15*time.Second, "the room reachable from n1", func() bool {
 		return alice1.Req("media", "room", "info", map[string]any{"room_id": "r-n2"}, nil) == nil
 	})
+
 	if info := admin.OK("media", "room", "info", map[string]any{"room_id": "r-n2"}); info["class"] != "sfu" {
 		t.Fatalf("room info from n1: %v", info)
 	}

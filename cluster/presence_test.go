@@ -4,8 +4,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	nkclient "github.com/nkbridge/nkbridge/client"
+	"github.com/nkbridge/nkbridge/internal/peers"
 	"github.com/nkbridge/nkbridge/signaling"
 )
 
@@ -36,10 +38,11 @@ func TestPresenceAcrossNodes(t *testing.T) {
 		}
 		return got
 	}
-	waitFor(t, "alice and bob listed on n3", func() bool {
+	peers.WaitFor(t, 15*time.Second, "alice and bob listed on n3", func() bool {
 		u := users()
 		return slices.Contains(u, "alice") && slices.Contains(u, "bob") && slices.Contains(u, "admin")
 	})
+
 	got := admin.OK("core", "user", "get", map[string]any{"user": "bob"})
 	ss, _ := got["sessions"].([]any)
 	if len(ss) != 1 || ss[0].(map[string]any)["node"] != "n2" {
@@ -52,7 +55,7 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	}
 
 	n2.stop() // SIGKILL, as far as the cluster sees it
-	waitFor(t, "bob gone from n3's list", func() bool { return !slices.Contains(users(), "bob") })
+	peers.WaitFor(t, 15*time.Second, "bob gone from n3's list", func() bool { return !slices.Contains(users(), "bob") })
 	admin.Fail(signaling.CodeUserNotFound, "core", "user", "get", map[string]any{"user": "bob"})
 
 	n1.node.Close()
