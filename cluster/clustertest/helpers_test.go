@@ -44,8 +44,7 @@ const ttl = 2 * time.Second
 // nodeEnv are the cluster settings of every test node (besides nats_url and node_id).
 var nodeEnv = []string{"NKB_CLUSTER_PRESENCE_TTL=" + ttl.String(), "NKB_CLUSTER_REQUEST_TIMEOUT=1s", "NKB_CALLS_RING_TIME=30s"}
 
-// needCluster skips the test until the daemon has the cluster section (cluster.nats_url):
-// without it the nodes would run alone and every cross-node step would fail for that reason.
+// needCluster skips the test under -short: it builds the binary and runs several nodes.
 func needCluster(t *testing.T) {
 	t.Helper()
 	if testing.Short() {
