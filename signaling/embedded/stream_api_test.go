@@ -277,7 +277,7 @@ func TestStalledAppCallUnharmed(t *testing.T) {
 		t.Fatalf("the caller got %d of 150 echoed packets while the stream application stalled", n)
 	}
 	checkTone(t, "echo during the stall", pcm, n, 1000, 600)
-	if dropped() < 100 {
+	if dropped() < 50 { // 150 frames were made during the 3 s (fewer if the machine skips ticks)
 		t.Fatalf("only %d frames dropped during a 3 s stall", dropped())
 	}
 	before := conn.Frames()
