@@ -320,23 +320,37 @@ func (n *Node) beat() {
 		return
 	}
 	n.trackRooms()
-	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
-	defer cancel()
+	// Each step has its own deadline: against a server that lost the buckets a step may
+	// take the whole of it (nats-server 2.9 does not answer a publish to no stream).
+	step := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(n.ctx, n.cfg.RequestTimeout)
+	}
 	n.mu.Lock()
 	rev := n.rev
 	n.mu.Unlock()
+	ctx, cancel := step()
 	newRev, err := n.nodes.Update(ctx, n.id, n.record(), rev)
+	cancel()
 	if err != nil {
+		ctx, cancel := step()
 		e, gerr := n.nodes.Get(ctx, n.id)
+		cancel()
 		if gerr != nil && !errors.Is(gerr, jetstream.ErrKeyNotFound) {
 			// Perhaps a NATS server that lost the buckets (restarted, they are in memory):
 			// make them again (a no-op when they are there).
-			if err := n.buckets(ctx); err != nil {
-				n.log.Warn("cluster: heartbeat failed", "err", gerr, "buckets", err)
+			bctx, bcancel := context.WithTimeout(n.ctx, n.cfg.ConnectTimeout)
+			berr := n.buckets(bctx)
+			bcancel()
+			if berr != nil {
+				n.log.Warn("cluster: heartbeat failed", "err", gerr, "buckets", berr)
 				return
 			}
+			ctx, cancel := step()
 			e, gerr = n.nodes.Get(ctx, n.id)
+			cancel()
 		}
+		ctx, cancel = step()
+		defer cancel()
 		switch {
 		case errors.Is(gerr, jetstream.ErrKeyNotFound):
 			// Our key expired (NATS was away longer than presence_ttl, or restarted):
@@ -349,7 +363,7 @@ func (n *Node) beat() {
 			n.log.Info("cluster: node key was gone; contacts published again")
 			n.pq.push(pop{resync: true})
 		case gerr != nil:
-			n.log.Warn("cluster: heartbeat failed", "err", err)
+			n.log.Warn("cluster: heartbeat failed", "err", gerr)
 			return
 		default:
 			var r nodeRecord
@@ -367,6 +381,8 @@ func (n *Node) beat() {
 	n.rev = newRev
 	n.mu.Unlock()
 
+	ctx, cancel = step()
+	defer cancel()
 	keys, err := n.nodes.Keys(ctx)
 	if err != nil && !errors.Is(err, jetstream.ErrNoKeysFound) {
 		return
