@@ -23,6 +23,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/egress"
 )
 
 // Headers of a webhook request.
@@ -127,7 +129,7 @@ func CheckWebhookURL(raw string, allowed []string) (*url.URL, error) {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if ip := net.ParseIP(host); !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+		if !egress.LoopbackHost(host) {
 			return nil, fmt.Errorf("cdr.webhook_urls: %q: http:// only to a loopback host, use https", raw)
 		}
 	default:
@@ -139,19 +141,11 @@ func CheckWebhookURL(raw string, allowed []string) (*url.URL, error) {
 	return u, nil
 }
 
-// guardedAddr says whether a connection to ip is allowed by the allow-list: loopback,
-// link-local, unspecified and multicast addresses only when listed as such.
+// guardedAddr refuses a connection to an address of this machine or its link that the
+// allow-list does not name (egress.AddrAllowed).
 func guardedAddr(ip net.IP, allowed []string) error {
-	if !(ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast()) {
+	if egress.AddrAllowed(ip, allowed) {
 		return nil
-	}
-	for _, a := range allowed {
-		if a == "localhost" && ip.IsLoopback() {
-			return nil
-		}
-		if lip := net.ParseIP(a); lip != nil && lip.Equal(ip) {
-			return nil
-		}
 	}
 	return fmt.Errorf("cdr: connection to %s refused: not listed in cdr.webhook_allowed_hosts", ip)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nkbridge/nkbridge/internal/defaults"
+	"github.com/nkbridge/nkbridge/internal/egress"
 )
 
 // Config configures a Manager (section streams: of the daemon). Zero values take the
@@ -142,7 +143,7 @@ func CheckURL(raw string, allowed []string) (*url.URL, error) {
 	switch strings.ToLower(u.Scheme) {
 	case "wss":
 	case "ws":
-		if ip := net.ParseIP(host); !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+		if !egress.LoopbackHost(host) {
 			return nil, fmt.Errorf("%w: stream URL %q: ws:// only to a loopback host, use wss://", ErrNotAllowed, raw)
 		}
 	default:
@@ -154,19 +155,11 @@ func CheckURL(raw string, allowed []string) (*url.URL, error) {
 	return u, nil
 }
 
-// guardedAddr says whether a connection to ip is allowed: loopback, link-local,
-// unspecified and multicast addresses only when listed as such.
+// guardedAddr refuses a connection to an address of this machine or its link that the
+// allow-list does not name (egress.AddrAllowed).
 func guardedAddr(ip net.IP, allowed []string) error {
-	if !(ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast()) {
+	if egress.AddrAllowed(ip, allowed) {
 		return nil
-	}
-	for _, a := range allowed {
-		if a == "localhost" && ip.IsLoopback() {
-			return nil
-		}
-		if lip := net.ParseIP(a); lip != nil && lip.Equal(ip) {
-			return nil
-		}
 	}
 	return fmt.Errorf("%w: connection to %s refused: not listed in streams.allowed_hosts", ErrNotAllowed, ip)
 }
