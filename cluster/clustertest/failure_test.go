@@ -3,7 +3,6 @@ package clustertest
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -247,14 +246,6 @@ func TestNATSRestartUnderLiveCall(t *testing.T) {
 	bob.hears(1000, 600)
 
 	// Cross-node calls resume: carol on n2 is found from n1 and answers a new call.
-	if os.Getenv("NKB_CLUSTER_RESTART_RESUME") != "1" {
-		// Found by this test (see the report of helper clusterops): against Debian's
-		// nats-server 2.9.10 restarted on its store directory, every heartbeat's re-creation of
-		// the in-memory buckets (CreateOrUpdateKeyValue nkb_nodes) times out, so the nodes
-		// never publish their presence again. A bare nats.go client re-creates the same bucket
-		// on the same restarted server at once.
-		t.Skip("cluster: presence is not republished after a real nats-server restart (bucket re-creation times out); set NKB_CLUSTER_RESTART_RESUME=1 to run this part")
-	}
 	carol := newParty(t, nodes[1], "carol")
 	waitUserOn(t, admin, "n1", "carol", "n2")
 	dave := newParty(t, nodes[0], "dave")
