@@ -204,29 +204,11 @@ func (l *sipLeg) transfer(ctx context.Context, t signaling.Transfer) (_ string, 
 	default:
 		return "", signaling.Errorf(signaling.CodeInvalidOperation, "Transfer of call %s: not a SIP target", t.CallID)
 	}
-	l.mu.Lock()
-	if l.busy {
-		l.mu.Unlock()
-		return "", signaling.Errorf(signaling.CodeInvalidOperation, "Call %s: a transfer is already under way", t.CallID)
+	oldCall, oldSID, call, finish, err := l.startTransfer(t.CallID)
+	if err != nil {
+		return "", err
 	}
-	if l.callID != t.CallID {
-		l.mu.Unlock()
-		return "", signaling.Errorf(signaling.CodeCallNotFound, "Call not found: %s", t.CallID)
-	}
-	l.busy = true
-	oldCall, oldSID, call := l.callID, l.sid, l.call
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.busy = false
-		orphan := l.orphan
-		l.orphan = false
-		l.mu.Unlock()
-		if err != nil && orphan { // nothing to go back to
-			hangup(call)
-			_ = g.core.StopSession(oldSID, signaling.AsError(err))
-		}
-	}()
+	defer func() { finish(err) }()
 	offer := call.RemoteSDP()
 	if len(offer) == 0 {
 		return "", signaling.Errorf(signaling.CodeSIPNoSDP, "The SIP leg of call %s has no SDP to move", t.CallID)
@@ -295,19 +277,66 @@ wait:
 	if sdp == "" {
 		return fail(signaling.Errorf(signaling.CodeSIPNoSDP, "The transfer target answered without SDP"))
 	}
+	if e := l.reinviteInto(ctx, call, sid, sdp, log); e != nil {
+		return fail(e)
+	}
+	log.Info("SIP leg transferred")
+	l.moveTo(t, call, newCall, sid, obs, oldCall, oldSID, t.Dest.Callee)
+	return newCall, nil
+}
+
+// startTransfer marks the leg busy with a transfer of its call callID and returns what the
+// transfer starts from; finish, deferred with the transfer's error, clears the mark and, when
+// the old call ended meanwhile and the transfer failed (nothing to go back to), hangs the leg
+// up and stops its old session.
+func (l *sipLeg) startTransfer(callID string) (oldCall, oldSID string, call *sip.Call, finish func(error), err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.busy {
+		return "", "", nil, nil, signaling.Errorf(signaling.CodeInvalidOperation, "Call %s: a transfer is already under way", callID)
+	}
+	if l.callID != callID {
+		return "", "", nil, nil, signaling.Errorf(signaling.CodeCallNotFound, "Call not found: %s", callID)
+	}
+	l.busy = true
+	oldCall, oldSID, call = l.callID, l.sid, l.call
+	finish = func(err error) {
+		l.mu.Lock()
+		l.busy = false
+		orphan := l.orphan
+		l.orphan = false
+		l.mu.Unlock()
+		if err != nil && orphan {
+			hangup(call)
+			_ = l.g.core.StopSession(oldSID, signaling.AsError(err))
+		}
+	}
+	return oldCall, oldSID, call, finish, nil
+}
+
+// reinviteInto re-INVITEs the leg's dialog with answer (session sid's SDP, the dialog's
+// origin continued) and gives the SIP party's answer to that session's media.
+func (l *sipLeg) reinviteInto(ctx context.Context, call *sip.Call, sid, answer string, log *slog.Logger) *signaling.Error {
 	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
-	peerAnswer, err := call.Reinvite(rctx, ContinueOrigin(call.LocalSDP(), []byte(sdp)))
+	peerAnswer, err := call.Reinvite(rctx, ContinueOrigin(call.LocalSDP(), []byte(answer)))
 	cancel()
 	if err != nil {
-		return fail(signaling.Errorf(signaling.CodeSIPSendError, "The transferred SIP party refused the new media: %v", err))
+		return signaling.Errorf(signaling.CodeSIPSendError, "The transferred SIP party refused the new media: %v", err)
 	}
 	if len(peerAnswer) > 0 {
-		if m, err := signaling.MediaAs[signaling.RTPReofferer](g.core, sid); err == nil {
+		if m, err := signaling.MediaAs[signaling.RTPReofferer](l.g.core, sid); err == nil {
 			if _, err := m.ReofferRTP(signaling.SideCaller, string(peerAnswer)); err != nil {
 				log.Info("transfer: the SIP party's answer not applied", "err", err)
 			}
 		}
 	}
+	return nil
+}
+
+// moveTo records the leg's new place (call newCall, "" for none, with its observer, in
+// session sid as the caller's side), tells the transfer it was answered, and ends the old call
+// and session with 1013 "Transferred to <to>".
+func (l *sipLeg) moveTo(t signaling.Transfer, call *sip.Call, newCall, sid string, obs *inObserver, oldCall, oldSID, to string) {
 	l.mu.Lock()
 	l.callID, l.sid, l.side, l.obs = newCall, sid, signaling.SideCaller, obs
 	l.orphan = false
@@ -316,18 +345,16 @@ wait:
 	onMove := l.onMove
 	l.onMove = nil
 	l.mu.Unlock()
-	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller, leg: l})
+	call.SetEvents(&legEvents{g: l.g, sessionID: sid, side: signaling.SideCaller, leg: l})
 	if onMove != nil {
 		onMove()
 	}
-	log.Info("SIP leg transferred")
 	if t.Answered != nil {
 		t.Answered()
 	}
-	e := signaling.Errorf(signaling.CodeUserStop, "Transferred to %s", t.Dest.Callee)
-	_ = g.core.HangupCall(oldCall, e)
-	_ = g.core.StopSession(oldSID, e)
-	return newCall, nil
+	e := signaling.Errorf(signaling.CodeUserStop, "Transferred to %s", to)
+	_ = l.g.core.HangupCall(oldCall, e)
+	_ = l.g.core.StopSession(oldSID, e)
 }
 
 // transferToSession moves the leg into a session of an extension's type (echo, park, a
@@ -335,25 +362,11 @@ wait:
 // old call hung up. The leg is then in no call; the session stopping hangs it up.
 func (l *sipLeg) transferToSession(ctx context.Context, t signaling.Transfer, rt Route) (_ string, err error) {
 	g := l.g
-	l.mu.Lock()
-	if l.busy || l.callID != t.CallID {
-		l.mu.Unlock()
-		return "", signaling.Errorf(signaling.CodeInvalidOperation, "Call %s: a transfer is already under way", t.CallID)
+	oldCall, oldSID, call, finish, err := l.startTransfer(t.CallID)
+	if err != nil {
+		return "", err
 	}
-	l.busy = true
-	oldCall, oldSID, call := l.callID, l.sid, l.call
-	l.mu.Unlock()
-	defer func() {
-		l.mu.Lock()
-		l.busy = false
-		orphan := l.orphan
-		l.orphan = false
-		l.mu.Unlock()
-		if err != nil && orphan {
-			hangup(call)
-			_ = g.core.StopSession(oldSID, signaling.AsError(err))
-		}
-	}()
+	defer func() { finish(err) }()
 	offer := call.RemoteSDP()
 	if len(offer) == 0 {
 		return "", signaling.Errorf(signaling.CodeSIPNoSDP, "The SIP leg of call %s has no SDP to move", t.CallID)
@@ -376,38 +389,12 @@ func (l *sipLeg) transferToSession(ctx context.Context, t signaling.Transfer, rt
 		_ = g.core.StopSession(sid, e)
 		return "", e
 	}
-	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
-	peerAnswer, err := call.Reinvite(rctx, ContinueOrigin(call.LocalSDP(), []byte(answer)))
-	cancel()
-	if err != nil {
-		e := signaling.Errorf(signaling.CodeSIPSendError, "The transferred SIP party refused the new media: %v", err)
+	if e := l.reinviteInto(ctx, call, sid, answer, l.log); e != nil {
 		_ = g.core.StopSession(sid, e)
 		return "", e
 	}
-	if len(peerAnswer) > 0 {
-		if m, err := signaling.MediaAs[signaling.RTPReofferer](g.core, sid); err == nil {
-			_, _ = m.ReofferRTP(signaling.SideCaller, string(peerAnswer))
-		}
-	}
-	l.mu.Lock()
-	l.callID, l.sid, l.side, l.obs = "", sid, signaling.SideCaller, nil
-	l.orphan = false
-	close(l.moved)
-	l.moved = make(chan struct{})
-	onMove := l.onMove
-	l.onMove = nil
-	l.mu.Unlock()
-	call.SetEvents(&legEvents{g: g, sessionID: sid, side: signaling.SideCaller, leg: l})
-	if onMove != nil {
-		onMove()
-	}
 	l.log.Info("SIP leg transferred to a session", "type", rt.SessionType, "new_session_id", sid)
-	if t.Answered != nil {
-		t.Answered()
-	}
-	e := signaling.Errorf(signaling.CodeUserStop, "Transferred to %s", rt.SessionType)
-	_ = g.core.HangupCall(oldCall, e)
-	_ = g.core.StopSession(oldSID, e)
+	l.moveTo(t, call, "", sid, nil, oldCall, oldSID, rt.SessionType)
 	return "", nil
 }
 
