@@ -286,8 +286,12 @@ func (c *Client) write(v any) error {
 
 // Request sends class/subclass/cmd with data (nil: none) and waits for the
 // reply; out (if not nil) receives the reply's data. An error reply is an
-// *APIError. ctx cancels the wait (the server may still act on the request).
+// *APIError. ctx cancels the wait (the server may still act on the request);
+// a request whose ctx is already done is not sent and returns ctx.Err().
 func (c *Client) Request(ctx context.Context, class, subclass, cmd string, data, out any) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	c.mu.Lock()
 	if c.err != nil {
 		err := c.err

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -505,11 +506,20 @@ func TestServerRequestsAndAck(t *testing.T) {
 	}
 }
 
-// Without an ack, the request times out after RequestTimeout with 1005.
+// Without an ack, the request times out after RequestTimeout with 1005. A
+// request whose context is already cancelled returns context.Canceled and is
+// not sent: the next frame the server reads is the request after it.
 func TestRequestTimeout(t *testing.T) {
+	next := make(chan string, 1)
 	url := scripted(t, func(ws *websocket.Conn) {
 		_, _ = readRequest(ws)
-		_, _, _ = ws.ReadMessage()
+		var m struct {
+			Cmd string `json:"cmd"`
+		}
+		_ = ws.SetReadDeadline(time.Now().Add(5 * time.Second))
+		err := ws.ReadJSON(&m)
+		next <- fmt.Sprintf("%q %v", m.Cmd, err)
+		_, _, _ = ws.ReadMessage() // until the client closes
 	})
 	c := dial(t, url, nkclient.Options{RequestTimeout: 50 * time.Millisecond})
 	if err := c.Request(context.Background(), "core", "user", "list", nil, nil); !errors.Is(err, &nkclient.APIError{Code: 1005}) {
@@ -517,7 +527,13 @@ func TestRequestTimeout(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := c.Request(ctx, "core", "user", "list", nil, nil); !errors.Is(err, context.Canceled) {
+	if err := c.Request(ctx, "core", "user", "cancelled", nil, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled request: %v", err)
+	}
+	if err := c.Request(context.Background(), "core", "user", "after", nil, nil); !errors.Is(err, &nkclient.APIError{Code: 1005}) {
+		t.Fatalf("request after the cancelled one: %v", err)
+	}
+	if got := <-next; got != `"after" <nil>` {
+		t.Fatalf("server read %s after the first request, want the one after the cancelled request", got)
 	}
 }
