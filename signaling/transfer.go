@@ -66,7 +66,12 @@ func (c *Core) TransferCall(ctx context.Context, callID string, by Party, dest D
 		return "", err
 	}
 	lg.Info("call transfer", "by", by.String(), "to_type", dest.Type, "to", dest.Callee)
-	id, err := tr.Transfer(ctx, Transfer{CallID: callID, Dest: dest, Answered: answered})
+	return runTransfer(ctx, tr, lg, Transfer{CallID: callID, Dest: dest, Answered: answered})
+}
+
+// runTransfer has the transferee do t, logging the outcome.
+func runTransfer(ctx context.Context, tr Transferer, lg *slog.Logger, t Transfer) (string, error) {
+	id, err := tr.Transfer(ctx, t)
 	if err != nil {
 		e := AsError(err)
 		lg.Info("call transfer failed", "code", e.Code, "reason", e.Text)
@@ -85,14 +90,7 @@ func (c *Core) TransferInto(ctx context.Context, callID string, by Party, into a
 		return "", err
 	}
 	lg.Info("call transfer (attended)", "by", by.String())
-	id, err := tr.Transfer(ctx, Transfer{CallID: callID, Answered: answered, Into: into})
-	if err != nil {
-		e := AsError(err)
-		lg.Info("call transfer failed", "code", e.Code, "reason", e.Text)
-		return "", e
-	}
-	lg.Info("call transferred", "new_call_id", id)
-	return id, nil
+	return runTransfer(ctx, tr, lg, Transfer{CallID: callID, Answered: answered, Into: into})
 }
 
 // Transferable checks, without doing anything, that TransferCall(callID, by, ...) would reach
