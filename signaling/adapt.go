@@ -1,6 +1,10 @@
 package signaling
 
-import "context"
+import (
+	"context"
+
+	"github.com/google/uuid"
+)
 
 // MediaKinder is optionally implemented by an Invitee that can only use
 // offers of one media kind: "webrtc" (a browser, a Verto login) or "rtp" (a
@@ -21,6 +25,16 @@ type OfferAdapter interface {
 	// call or the call ends (after finish, if finish was called). On error
 	// nothing is held and the invitee gets the call's offer as is.
 	Adapt(ctx context.Context, callID string, offer Desc, want string) (adapted Desc, finish func(ctx context.Context, answer Desc) (Desc, error), release func(), err error)
+}
+
+// MediaAdapter is optionally implemented by an OfferAdapter whose adaptation
+// is a media session of its own (the embedded engine's aux proxy session):
+// AdaptMedia is Adapt that also returns that session's media, whose SideFar
+// is the invitee's leg. The Core names it to the invitee
+// (Invitation.MediaSession) so that the invitee's in-dialog requests (a SIP
+// phone's re-INVITEs, its INFO digits) reach that leg, not the call's session.
+type MediaAdapter interface {
+	AdaptMedia(ctx context.Context, callID string, offer Desc, want string) (adapted Desc, m Media, finish func(ctx context.Context, answer Desc) (Desc, error), release func(), err error)
 }
 
 // SetOfferAdapter registers the adapter used for invitees whose MediaKind
@@ -59,7 +73,16 @@ func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) I
 		iv.call.log.Warn("offer not adapted for invitee: the caller owns too many sessions", "max", limit)
 		return inv
 	}
-	adapted, finish, release, err := a.Adapt(ctx, inv.CallID, inv.Offer, want)
+	var adapted Desc
+	var m Media
+	var finish func(context.Context, Desc) (Desc, error)
+	var release func()
+	var err error
+	if ma, ok := a.(MediaAdapter); ok {
+		adapted, m, finish, release, err = ma.AdaptMedia(ctx, inv.CallID, inv.Offer, want)
+	} else {
+		adapted, finish, release, err = a.Adapt(ctx, inv.CallID, inv.Offer, want)
+	}
 	if err != nil { // no worse than without an adapter: the invitee gets the offer as is
 		c.dropAux(owner)
 		iv.call.log.Warn("offer not adapted for invitee", "from", inv.Offer.SDPType(), "to", want, "err", err)
@@ -72,6 +95,23 @@ func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) I
 			c.dropAux(owner)
 		}
 	}
+	if m != nil { // the invitee's leg is m's far side, under an id of its own (SessionMedia)
+		id := auxPrefix + uuid.NewString()
+		c.mu.Lock()
+		if c.auxMedia == nil {
+			c.auxMedia = make(map[string]Media)
+		}
+		c.auxMedia[id] = m
+		c.mu.Unlock()
+		inner := release
+		release = func() {
+			c.mu.Lock()
+			delete(c.auxMedia, id)
+			c.mu.Unlock()
+			inner()
+		}
+		inv.MediaSession = id
+	}
 	c.mu.Lock()
 	iv.finish, iv.release = finish, release // Start releases it if the call ended meanwhile
 	c.mu.Unlock()
@@ -79,6 +119,10 @@ func (c *Core) adaptedFor(ctx context.Context, iv *invitation, inv Invitation) I
 	inv.Offer = adapted
 	return inv
 }
+
+// auxPrefix starts the ids under which SessionMedia finds the media of
+// adapted invitees' legs (never a session's id, never told to API clients).
+const auxPrefix = "adapted-leg-"
 
 // takeAux counts one auxiliary (adaptation) session of owner among its
 // sessions, unless that passes limit (> 0).

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nkbridge/nkbridge/internal/peers"
 )
 
 // recAdapter records what the router does with adapted offers (the real
@@ -176,4 +178,42 @@ func TestOfferAdaptation(t *testing.T) {
 			t.Errorf("released %v", rel)
 		}
 	})
+	t.Run("media adapter: the invitee's leg is found by SessionMedia until released", func(t *testing.T) {
+		a := &mediaAdapter{recAdapter: recAdapter{released: map[string]int{}}, m: &fakeMedia{}}
+		c := New(Options{})
+		defer c.Close()
+		c.SetOfferAdapter(a)
+		p, plain := newKindInvitee("rtp"), &kindInvitee{}
+		id, o := ring(t, c, p, plain)
+		inv := got(t, p)
+		if inv.MediaSession == "" || got(t, plain).MediaSession != "" {
+			t.Fatalf("MediaSession %q for the adapted invitee, %q for the other", inv.MediaSession, got(t, plain).MediaSession)
+		}
+		if m, err := c.SessionMedia(inv.MediaSession); err != nil || m != a.m {
+			t.Errorf("SessionMedia(%s) = %v, %v, want the adapter's media", inv.MediaSession, m, err)
+		}
+		if _, ok := c.LookupSession(inv.MediaSession); ok {
+			t.Error("the adapted leg's media is listed as a session")
+		}
+		_ = c.HangupCall(id, nil)
+		<-o.done
+		peers.WaitFor(t, 5*time.Second, "released", func() bool { rel, _ := a.snapshot(); return rel["rtp1"] == 1 })
+		if _, err := c.SessionMedia(inv.MediaSession); AsError(err) == nil || AsError(err).Code != CodeSessionNotFound {
+			t.Errorf("after release SessionMedia: %v, want %d", err, CodeSessionNotFound)
+		}
+	})
+}
+
+// mediaAdapter is a recAdapter that also returns a media (a signaling.MediaAdapter).
+type mediaAdapter struct {
+	recAdapter
+	m Media
+}
+
+func (a *mediaAdapter) AdaptMedia(ctx context.Context, callID string, offer Desc, want string) (Desc, Media, func(context.Context, Desc) (Desc, error), func(), error) {
+	d, f, r, err := a.Adapt(ctx, callID, offer, want)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return d, a.m, f, r, nil
 }

@@ -48,6 +48,11 @@ type Invitation struct {
 	Offer  Desc
 	Caller CallerInfo
 	Data   map[string]any
+	// MediaSession, when not "", is the id (for SessionMedia and MediaAs) of
+	// the media whose SideFar is this invitee's leg, when that is not the
+	// call's session: an offer adapted for the invitee (MediaAdapter). Its
+	// in-dialog requests (re-INVITEs, INFO digits) go there.
+	MediaSession string
 }
 
 // Invitee is one party a call rings (an API connection, a SIP contact, a

@@ -105,6 +105,8 @@ func (c *Core) SessionMedia(id string) (Media, error) {
 	var typ string
 	if ok && !s.stopped {
 		m, typ = s.media, s.typ
+	} else if am, aok := c.auxMedia[id]; aok && !ok { // an adapted invitee's leg (adapt.go)
+		m, typ, ok = am, TypeProxy, true
 	}
 	c.mu.Unlock()
 	if !ok || typ == "" {

@@ -38,6 +38,7 @@ type Core struct {
 	sessions  map[string]*session
 	byOwner   map[string]map[string]struct{} // owner -> session ids
 	aux       map[string]int                 // owner -> auxiliary (adaptation) sessions of its calls
+	auxMedia  map[string]Media               // id -> the media of an adapted invitee's leg (adapt.go)
 	peersOf   map[string]map[string]struct{} // session id -> sessions whose peer it is
 	calls     map[string]*call
 	callOwner map[string]map[string]struct{} // owner -> call ids

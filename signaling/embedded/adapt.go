@@ -29,8 +29,15 @@ const AuxPrefix = "adapt-"
 
 // Adapt implements signaling.OfferAdapter.
 func (a *Adapter) Adapt(ctx context.Context, callID string, offer signaling.Desc, want string) (signaling.Desc, func(context.Context, signaling.Desc) (signaling.Desc, error), func(), error) {
+	adapted, _, finish, release, err := a.AdaptMedia(ctx, callID, offer, want)
+	return adapted, finish, release, err
+}
+
+// AdaptMedia implements signaling.MediaAdapter: the media returned is the aux
+// proxy session's, whose far side is the invitee's leg.
+func (a *Adapter) AdaptMedia(ctx context.Context, callID string, offer signaling.Desc, want string) (signaling.Desc, signaling.Media, func(context.Context, signaling.Desc) (signaling.Desc, error), func(), error) {
 	if _, err := kindOf(want, "invitee media kind"); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	id := AuxPrefix + uuid.NewString()
 	sm, res, err := a.b.StartMedia(ctx, signaling.MediaRequest{
@@ -38,7 +45,7 @@ func (a *Adapter) Adapt(ctx context.Context, callID string, offer signaling.Desc
 		Options: map[string]any{"proxy_type": want},
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	m := sm.(*Media)
 	m.log.Info("embedded: offer adapted", "call_id", callID, "from", m.callerKind, "to", want)
@@ -54,7 +61,7 @@ func (a *Adapter) Adapt(ctx context.Context, callID string, offer signaling.Desc
 		return withSDP(answer, out), nil
 	}
 	release := func() { m.Stop(nil) }
-	return adapted, finish, release, nil
+	return adapted, m, finish, release, nil
 }
 
 // withSDP is base (its caller/callee names, ...) with the sdp and sdp_type of d.

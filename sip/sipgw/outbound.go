@@ -51,10 +51,17 @@ func (o *outInvitee) Invite(_ context.Context, inv signaling.Invitation, h signa
 	}
 	call, _ := g.core.LookupCall(inv.CallID)
 	sid := call.SessionID
+	// With an adapted offer the leg is the far side of the adapter's media, not of the call's
+	// session: its re-INVITEs and INFO digits go there. (Digits toward the phone by INFO are
+	// still watched on the call's session, watchDTMF in run.)
+	msid := sid
+	if inv.MediaSession != "" {
+		msid = inv.MediaSession
+	}
 	ctx, cancel := context.WithCancel(g.ctx)
 	o.mu.Lock()
 	o.cancel, o.sessionID, o.callID, o.h = cancel, sid, inv.CallID, h
-	o.events = &legEvents{g: g, sessionID: sid, side: signaling.SideFar, onEnd: o.ended2}
+	o.events = &legEvents{g: g, sessionID: msid, side: signaling.SideFar, onEnd: o.ended2}
 	o.log = g.log.With("call_id", inv.CallID, "session_id", sid, "to", o.dest())
 	o.mu.Unlock()
 	fromUser := inv.Caller.ID
