@@ -394,7 +394,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		return
 	}
-	s.wg.Add(2)
 	go c.readLoop()
 	go c.writeLoop()
 }
@@ -410,6 +409,9 @@ func (s *Server) newConn(ws *websocket.Conn, remote string) *conn {
 	if s.closed {
 		return nil
 	}
+	// Added under s.mu with the closed check: Close's Wait sees the
+	// connection's read and write loops (a later Add could miss it).
+	s.wg.Add(2)
 	s.nextConn++
 	c := newConn(s, ws, remote, fmt.Sprintf("api-%d", s.nextConn))
 	s.conns[c] = struct{}{}
