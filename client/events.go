@@ -25,8 +25,14 @@ type Subscription struct {
 
 // Events returns a subscription to the delivered events matching sel.
 // On a closed connection its channel is closed at once.
-func (c *Client) Events(sel Selector) *Subscription {
-	ch := make(chan Event, c.opts.EventBuffer)
+func (c *Client) Events(sel Selector) *Subscription { return c.events(sel, c.opts.EventBuffer) }
+
+// callbackBuffer is how far an OnEvent callback may fall behind (at least): a burst of events
+// waits for it instead of being dropped.
+const callbackBuffer = 4096
+
+func (c *Client) events(sel Selector, size int) *Subscription {
+	ch := make(chan Event, size)
 	s := &Subscription{C: ch, c: c, sel: sel, ch: ch}
 	c.mu.Lock()
 	if c.err != nil {
@@ -76,10 +82,12 @@ func (s *Subscription) Close() {
 }
 
 // OnEvent calls fn for every delivered event matching sel, one at a time
-// in a goroutine of the client's (so fn may make requests). The returned
-// function stops it; so does Close.
+// in a goroutine of the client's (so fn may make requests). Events wait
+// for fn in a queue of 4096 (or Options.EventBuffer, if larger); only a fn
+// that falls further behind loses events (counted and logged as for
+// Events). The returned function stops it; so does Close.
 func (c *Client) OnEvent(sel Selector, fn func(Event)) (stop func()) {
-	s := c.Events(sel)
+	s := c.events(sel, max(c.opts.EventBuffer, callbackBuffer))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil { // ended: no goroutine that Close could miss
