@@ -23,16 +23,9 @@ func TestBaresipSRTPOverTLS(t *testing.T) {
 	peers.NeedFile(t, "/usr/lib/baresip/modules/srtp.so", "apt-get install baresip-core")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	certFile, keyFile, _ := peers.SelfSignedCert(t)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsPort := peers.FreeTCPPort(t)
-	tlsAddr := fmt.Sprintf("127.0.0.1:%d", tlsPort)
+	tlsAddr, withTLS := sipTLS(t)
 	e := newEnv(t, envOpts{sip: func(c *sip.Config) {
-		c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		c.Listen = append(c.Listen, sip.Listen{Transport: "tls", Addr: tlsAddr})
+		withTLS(c)
 		c.Users[1].SRTP = sip.SRTPMandatory // bob
 		c.Users[1].CanCallSIP = true
 	}, gw: func(c *sipgw.Config) { c.UserFarSide = "rtp" }}) // alice's phone gets a plain RTP offer
@@ -45,31 +38,7 @@ func TestBaresipSRTPOverTLS(t *testing.T) {
 	if err := bob.Dial(ctx, fmt.Sprintf("sip:alice@%s;transport=tls", tlsAddr)); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := bob.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
-		t.Fatalf("%v\n%s", err, bob.Process().Output())
-	}
-	if err := bob.WaitHeard(ctx, 2*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := alice.WaitHeard(ctx, 2*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	adaptHeard(t, "bob (SRTP over TLS)", bob, 1000, 600)
-	adaptHeard(t, "alice (plain RTP)", alice, 600, 1000)
-	if out := bob.Process().Output(); !strings.Contains(out, "SRTP is Enabled") {
-		t.Errorf("bob's baresip does not report SRTP:\n%s", out)
-	}
-	n := len(alice.Events())
-	if err := bob.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := alice.WaitEvent(ctx, "CALL_CLOSED", n); err != nil {
-		t.Fatal(err)
-	}
-	peers.WaitFor(t, waitLimit, "nothing left", func() bool {
-		s, c := e.core.Counts()
-		return s == 0 && c == 0 && e.srv.Calls() == 0 && e.eng.Sessions() == 0
-	})
+	srtpCall(ctx, t, e, bob, bob, alice, bob)
 
 	// bob without SRTP (plain RTP/AVP offer): refused with 488 by sip.users[].srtp.
 	plain := peers.StartBaresip(t, peers.BaresipOptions{User: "bob", ToneHz: 600,
@@ -98,15 +67,9 @@ func TestBaresipSRTPOutboundOverTLS(t *testing.T) {
 	peers.NeedFile(t, "/usr/lib/baresip/modules/srtp.so", "apt-get install baresip-core")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	certFile, keyFile, _ := peers.SelfSignedCert(t)
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsAddr := fmt.Sprintf("127.0.0.1:%d", peers.FreeTCPPort(t))
+	tlsAddr, withTLS := sipTLS(t)
 	e := newEnv(t, envOpts{sip: func(c *sip.Config) {
-		c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-		c.Listen = append(c.Listen, sip.Listen{Transport: "tls", Addr: tlsAddr})
+		withTLS(c)
 		c.Users[1].SRTP = sip.SRTPMandatory // bob
 	}, media: func(c *media.Config) { c.SDESOffers = true },
 		gw: func(c *sipgw.Config) { c.UserFarSide = "rtp" }})
@@ -122,7 +85,31 @@ func TestBaresipSRTPOutboundOverTLS(t *testing.T) {
 	if err := alice.Dial(ctx, "sip:bob@"+e.addr); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := alice.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
+	srtpCall(ctx, t, e, bob, alice, alice, bob)
+}
+
+// sipTLS is a SIP TLS listener for newEnv on a free loopback port (a self-signed
+// certificate): its address, and the change to the SIP configuration.
+func sipTLS(t *testing.T) (string, func(*sip.Config)) {
+	t.Helper()
+	certFile, keyFile, _ := peers.SelfSignedCert(t)
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", peers.FreeTCPPort(t))
+	return addr, func(c *sip.Config) {
+		c.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		c.Listen = append(c.Listen, sip.Listen{Transport: "tls", Addr: addr})
+	}
+}
+
+// srtpCall checks a call between bob's SRTP baresip (1000 Hz heard, 600 Hz sent) and alice's
+// plain one, placed by caller: established, each hears the other's tone, bob's baresip reports
+// SRTP; hanger hangs up, the other phone sees the call closed and nkbridge holds nothing.
+func srtpCall(ctx context.Context, t *testing.T, e *env, bob, caller, alice, hanger *peers.Baresip) {
+	t.Helper()
+	if _, _, err := caller.WaitEvent(ctx, "CALL_ESTABLISHED", 0); err != nil {
 		t.Fatalf("%v\n%s", err, bob.Process().Output())
 	}
 	if err := bob.WaitHeard(ctx, 2*time.Second); err != nil {
@@ -136,11 +123,15 @@ func TestBaresipSRTPOutboundOverTLS(t *testing.T) {
 	if out := bob.Process().Output(); !strings.Contains(out, "SRTP is Enabled") {
 		t.Errorf("bob's baresip does not report SRTP:\n%s", out)
 	}
-	n := len(bob.Events())
-	if err := alice.Hangup(ctx); err != nil {
+	other := alice
+	if hanger == alice {
+		other = bob
+	}
+	n := len(other.Events())
+	if err := hanger.Hangup(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := bob.WaitEvent(ctx, "CALL_CLOSED", n); err != nil {
+	if _, _, err := other.WaitEvent(ctx, "CALL_CLOSED", n); err != nil {
 		t.Fatal(err)
 	}
 	peers.WaitFor(t, waitLimit, "nothing left", func() bool {
